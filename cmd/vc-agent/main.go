@@ -1,0 +1,167 @@
+// vc-agent is the guest side of virtcontainers: PID 1 of the sandbox VM,
+// serving the agent protocol over ttRPC on vsock, virtio-serial or a unix
+// socket.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/guest"
+	"github.com/virtcontainers/vc/internal/guest/boot"
+	"github.com/virtcontainers/vc/internal/guest/reaper"
+	"github.com/virtcontainers/vc/internal/guest/transport"
+)
+
+func main() {
+	// libcontainer re-executes this binary as "vc-agent init" to set up a
+	// container's process inside its namespaces.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init()
+		return
+	}
+	if err := run(); err != nil {
+		slog.Error("vc-agent failed", "err", err)
+		if os.Getpid() == 1 {
+			boot.PowerOff()
+		}
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		unixPath   = flag.String("unix", "", "also listen on this unix socket")
+		vsockPort  = flag.Uint("vsock-port", 1024, "listen on this vsock port (0: off)")
+		serialName = flag.String("serial", "agent.channel.0", "listen on the virtio-serial port of this name (empty: off)")
+		level      = flag.String("log-level", "info", "debug, info, warn or error")
+		modules    = flag.String("modules", "/etc/vc-agent/modules", "file listing kernel modules to load, in order")
+		moduleDir  = flag.String("module-dir", "/lib/modules", "directory the module list is relative to")
+		ctrRoot    = flag.String("container-root", "", "libcontainer state directory (default /run/vc-agent/containers)")
+		sbRoot     = flag.String("sandbox-root", "", "where sandbox storages are mounted (default /run/vc-agent/sandbox)")
+	)
+	flag.Parse()
+	// Kernel command line parameters come as environment for PID 1.
+	if v := os.Getenv("vc.log"); v != "" {
+		*level = v
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("component", "vc-agent"))
+
+	initDaemon := os.Getpid() == 1
+	if initDaemon {
+		start := time.Now()
+		if err := boot.MountSystem(); err != nil {
+			return err
+		}
+		if err := boot.LoadModules(*modules, *moduleDir); err != nil {
+			return err
+		}
+		slog.Info("system ready", "took", time.Since(start))
+	}
+	r := reaper.New()
+	if err := r.Start(); err != nil {
+		return fmt.Errorf("start reaper: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	shutdown := make(chan struct{}, 1)
+	a := guest.New(guest.Config{
+		InitDaemon:    initDaemon,
+		ContainerRoot: *ctrRoot,
+		SandboxRoot:   *sbRoot,
+		Shutdown: func() {
+			select {
+			case shutdown <- struct{}{}:
+			default:
+			}
+		},
+	}, r)
+	srv, err := a.NewServer()
+	if err != nil {
+		return err
+	}
+
+	listeners, err := listen(*unixPath, uint32(*vsockPort), *serialName)
+	if err != nil {
+		return err
+	}
+	for _, l := range listeners {
+		slog.Info("listening", "addr", l.Addr().String(), "network", l.Addr().Network())
+		go func(l net.Listener) {
+			if err := srv.Serve(ctx, l); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled) {
+				slog.Error("serve", "addr", l.Addr().String(), "err", err)
+			}
+		}(l)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	select {
+	case s := <-sigs:
+		slog.Info("signal received, shutting down", "signal", s.String())
+		a.Close()
+	case <-shutdown:
+		slog.Info("sandbox destroyed, shutting down")
+		// Let the DestroySandbox reply reach the host.
+		time.Sleep(100 * time.Millisecond)
+	}
+	srv.Close()
+	if initDaemon {
+		boot.PowerOff()
+	}
+	return nil
+}
+
+func listen(unixPath string, vsockPort uint32, serialName string) ([]net.Listener, error) {
+	var ls []net.Listener
+	if unixPath != "" {
+		l, err := transport.Unix(unixPath)
+		if err != nil {
+			return nil, fmt.Errorf("listen on unix socket %s: %w", unixPath, err)
+		}
+		ls = append(ls, l)
+	}
+	if vsockPort != 0 {
+		if l, err := transport.Vsock(vsockPort); err == nil {
+			ls = append(ls, l)
+		} else {
+			slog.Debug("no vsock listener", "err", err)
+		}
+	}
+	if serialName != "" {
+		// The port appears once the virtio_console driver has probed it.
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			dev, err := transport.FindSerialPort("/sys", serialName)
+			if err == nil {
+				ls = append(ls, transport.Serial(dev))
+				break
+			}
+			if time.Now().After(deadline) || len(ls) > 0 {
+				slog.Debug("no virtio-serial listener", "err", err)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if len(ls) == 0 {
+		return nil, errors.New("no transport: no unix socket given, no vsock, no virtio-serial port")
+	}
+	return ls, nil
+}

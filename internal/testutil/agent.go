@@ -1,0 +1,236 @@
+// Package testutil runs the real vc-agent on the host for tests: as PID 1
+// of its own mount and pid namespaces, serving on a unix socket, with
+// busybox root filesystems built from Debian's busybox-static.
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/ttrpc"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+)
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var (
+	buildOnce sync.Once
+	agentBin  string
+	buildErr  error
+)
+
+// AgentBinary builds the static vc-agent once per test binary and returns
+// its path. VC_AGENT_BIN points at a prebuilt one instead.
+func AgentBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if p := os.Getenv("VC_AGENT_BIN"); p != "" {
+			agentBin = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "vc-agent-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		agentBin = filepath.Join(dir, "vc-agent")
+		cmd := exec.Command("go", "build", "-tags", "seccomp netgo osusergo",
+			"-ldflags", `-extldflags "-static"`, "-o", agentBin, "./cmd/vc-agent")
+		cmd.Dir = RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = &buildError{err: err, out: string(out)}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build vc-agent: %v", buildErr)
+	}
+	return agentBin
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+
+// Agent is a running vc-agent with clients connected to it.
+type Agent struct {
+	Cmd    *exec.Cmd
+	Socket string
+	Dir    string
+	Client *ttrpc.Client
+	Svc    pb.AgentServiceService
+	Health pb.HealthService
+	Log    *bytes.Buffer
+	logMu  sync.Mutex
+	exited chan struct{}
+}
+
+type lockedWriter struct {
+	a *Agent
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.a.logMu.Lock()
+	defer w.a.logMu.Unlock()
+	return w.a.Log.Write(p)
+}
+
+// Logs returns what the agent has logged so far.
+func (a *Agent) Logs() string {
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
+	return a.Log.String()
+}
+
+// Exited is closed when the agent process has ended.
+func (a *Agent) Exited() <-chan struct{} { return a.exited }
+
+// RequireRoot skips a test that needs root, saying so.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the agent creates namespaces, mounts and cgroups")
+	}
+}
+
+// StartAgent starts vc-agent in new mount and pid namespaces listening on
+// a unix socket, and connects to it. extra flags are appended. The agent
+// is killed and its log printed (on failure) at the end of the test.
+func StartAgent(t testing.TB, extra ...string) *Agent {
+	t.Helper()
+	RequireRoot(t)
+	bin := AgentBinary(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	args := append([]string{
+		"-unix", sock, "-vsock-port", "0", "-serial", "",
+		"-log-level", "debug",
+		"-modules", filepath.Join(dir, "no-modules"),
+		"-container-root", filepath.Join(dir, "containers"),
+		"-sandbox-root", filepath.Join(dir, "sandbox"),
+	}, extra...)
+	a := &Agent{Socket: sock, Dir: dir, Log: &bytes.Buffer{}, exited: make(chan struct{})}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = lockedWriter{a}
+	cmd.Stderr = lockedWriter{a}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start agent: %v", err)
+	}
+	a.Cmd = cmd
+	go func() {
+		cmd.Wait()
+		close(a.exited)
+	}()
+	t.Cleanup(func() {
+		if a.Client != nil {
+			a.Client.Close()
+		}
+		cmd.Process.Kill()
+		<-a.exited
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.Logs())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	var conn net.Conn
+	for {
+		var err error
+		conn, err = net.Dial("unix", sock)
+		if err == nil {
+			break
+		}
+		select {
+		case <-a.exited:
+			t.Fatalf("agent exited before listening: %v\n%s", cmd.ProcessState, a.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not listen on %s: %v\n%s", sock, err, a.Logs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.Client = ttrpc.NewClient(conn)
+	a.Svc = pb.NewAgentServiceClient(a.Client)
+	a.Health = pb.NewHealthClient(a.Client)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.Health.Check(ctx, &pb.CheckRequest{}); err != nil {
+		t.Fatalf("health check: %v", err)
+	}
+	return a
+}
+
+// BusyboxRootfs makes a root filesystem holding Debian's static busybox
+// with a link per applet, /etc/passwd and /etc/group, and returns its path.
+func BusyboxRootfs(t testing.TB) string {
+	t.Helper()
+	src := "/bin/busybox"
+	out, err := exec.Command(src, "--list").Output()
+	if err != nil {
+		t.Fatalf("%s --list (install busybox-static): %v", src, err)
+	}
+	root := filepath.Join(t.TempDir(), "rootfs")
+	if err := BuildBusyboxRootfs(root, strings.Fields(string(out))); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// BuildBusyboxRootfs writes a busybox root filesystem at root.
+func BuildBusyboxRootfs(root string, applets []string) error {
+	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
+		return err
+	}
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
+		return err
+	}
+	for _, a := range applets {
+		if a == "busybox" {
+			continue
+		}
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil && !os.IsExist(err) {
+			return err
+		}
+	}
+	files := map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
