@@ -6,6 +6,7 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -117,8 +118,25 @@ func RequireRoot(t testing.TB) {
 func StartAgent(t testing.TB, extra ...string) *Agent {
 	t.Helper()
 	RequireRoot(t)
-	bin := AgentBinary(t)
-	dir := t.TempDir()
+	a, err := Launch(AgentBinary(t), t.TempDir(), extra...)
+	if a != nil {
+		t.Cleanup(func() {
+			a.Stop()
+			if t.Failed() {
+				t.Logf("agent log:\n%s", a.Logs())
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Launch starts the agent binary bin as StartAgent does, with its files in
+// dir, for programs that are not tests (benchmarks). On error the returned
+// Agent, if not nil, must still be stopped.
+func Launch(bin, dir string, extra ...string) (*Agent, error) {
 	sock := filepath.Join(dir, "agent.sock")
 	args := append([]string{
 		"-unix", sock, "-vsock-port", "0", "-serial", "",
@@ -136,23 +154,13 @@ func StartAgent(t testing.TB, extra ...string) *Agent {
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
+		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	a.Cmd = cmd
 	go func() {
 		cmd.Wait()
 		close(a.exited)
 	}()
-	t.Cleanup(func() {
-		if a.Client != nil {
-			a.Client.Close()
-		}
-		cmd.Process.Kill()
-		<-a.exited
-		if t.Failed() {
-			t.Logf("agent log:\n%s", a.Logs())
-		}
-	})
 	deadline := time.Now().Add(10 * time.Second)
 	var conn net.Conn
 	for {
@@ -163,11 +171,11 @@ func StartAgent(t testing.TB, extra ...string) *Agent {
 		}
 		select {
 		case <-a.exited:
-			t.Fatalf("agent exited before listening: %v\n%s", cmd.ProcessState, a.Logs())
+			return a, fmt.Errorf("agent exited before listening: %v\n%s", cmd.ProcessState, a.Logs())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent did not listen on %s: %v\n%s", sock, err, a.Logs())
+			return a, fmt.Errorf("agent did not listen on %s: %w\n%s", sock, err, a.Logs())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -177,9 +185,18 @@ func StartAgent(t testing.TB, extra ...string) *Agent {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := a.Health.Check(ctx, &pb.CheckRequest{}); err != nil {
-		t.Fatalf("health check: %v", err)
+		return a, fmt.Errorf("health check: %w", err)
 	}
-	return a
+	return a, nil
+}
+
+// Stop kills the agent and waits for it.
+func (a *Agent) Stop() {
+	if a.Client != nil {
+		a.Client.Close()
+	}
+	a.Cmd.Process.Kill()
+	<-a.exited
 }
 
 // BusyboxRootfs makes a root filesystem holding Debian's static busybox

@@ -1,0 +1,58 @@
+# virtcontainers: containers in lightweight VMs.
+#
+#   make demo    install what is missing, build, run a container in a VM
+#   make test    install what is missing, run every test
+#   make bench   performance figures beside their floors
+
+GO        ?= go
+BIN       := bin
+CMDS      := $(filter-out vc-agent,$(notdir $(wildcard cmd/*)))
+AGENT_TAGS := seccomp netgo osusergo
+FUZZTIME  ?= 20s
+TESTFLAGS ?=
+
+export CGO_ENABLED := 1
+
+.PHONY: all deps build agent generate check-generate lint unit test demo bench clean
+
+all: build
+
+deps:
+	@./hack/install-deps.sh
+
+build: deps agent $(addprefix $(BIN)/,$(CMDS))
+
+# The agent is PID 1 of the guest: fully static, seccomp included.
+agent:
+	$(GO) build -tags "$(AGENT_TAGS)" -ldflags '-extldflags "-static" -s -w' -o $(BIN)/vc-agent ./cmd/vc-agent
+
+$(BIN)/%: FORCE
+	$(GO) build -o $@ ./cmd/$*
+
+FORCE:
+
+generate: deps
+	./hack/generate.sh
+
+check-generate: deps
+	./hack/check-generate.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Every test, including those that boot real VMs under TCG and run real
+# containerd; needs root.
+test: build check-generate lint
+	VC_AGENT_BIN=$(CURDIR)/$(BIN)/vc-agent $(GO) test -count=1 -timeout 40m $(TESTFLAGS) ./...
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequests -fuzztime $(FUZZTIME) ./internal/guest/
+
+demo: build
+	./hack/demo.sh
+
+bench: build
+	VC_AGENT_BIN=$(CURDIR)/$(BIN)/vc-agent $(GO) run ./test/bench
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing virtcontainers needs, when missing.
+# Idempotent: a machine that has everything is left alone.
+set -euo pipefail
+
+pkgs=(
+	protobuf-compiler   # make generate
+	libseccomp-dev      # static vc-agent with seccomp
+	qemu-system-x86     # the hypervisor
+	busybox-static      # test and default container images
+	kmod cpio           # guest image builder (depmod, modinfo)
+	iproute2 iptables   # networking, agent tests
+	e2fsprogs           # mkfs.ext4 for block volumes
+)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing: ${missing[*]}"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "need root to install ${missing[*]}" >&2
+		exit 1
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

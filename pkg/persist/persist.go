@@ -1,0 +1,231 @@
+// Package persist keeps sandbox and container state on disk: JSON files
+// under a state root, written atomically (temporary file + rename) and
+// guarded by a per-sandbox file lock, so that concurrent invocations of the
+// CLIs cannot corrupt them.
+//
+//	<root>/<sandbox-id>/lock
+//	<root>/<sandbox-id>/<name>.json
+//
+// Directories are 0700 and files 0600: state holds paths and ids that other
+// users have no business reading.
+package persist
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRoot is where state lives unless configured otherwise.
+const DefaultRoot = "/run/vc"
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// ValidateID checks that id can name a sandbox or container: letters,
+// digits, '_', '.', '-', at most 128 characters, no path separators.
+func ValidateID(field, id string) error {
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("%s %q: must match %s: %w", field, id, idRE, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Store is a state root.
+type Store struct {
+	root string
+}
+
+// New opens (creating) the state root.
+func New(root string) (*Store, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	if !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("state root %q: not absolute: %w", root, errdefs.ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("state root: %w", err)
+	}
+	return &Store{root: root}, nil
+}
+
+// Root is the state root directory.
+func (s *Store) Root() string { return s.root }
+
+// Dir is the directory of sandbox id.
+func (s *Store) Dir(id string) string { return filepath.Join(s.root, id) }
+
+// Create makes the directory of a new sandbox; ErrAlreadyExists if taken.
+func (s *Store) Create(id string) error {
+	if err := ValidateID("sandbox id", id); err != nil {
+		return err
+	}
+	if err := os.Mkdir(s.Dir(id), 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("sandbox %q: %w", id, errdefs.ErrAlreadyExists)
+		}
+		return err
+	}
+	return nil
+}
+
+// Exists tells whether sandbox id has state.
+func (s *Store) Exists(id string) bool {
+	_, err := os.Stat(s.Dir(id))
+	return err == nil
+}
+
+// Lock takes the sandbox's exclusive lock, waiting until ctx is done.
+// The returned function releases it.
+func (s *Store) Lock(ctx context.Context, id string) (func(), error) {
+	if err := ValidateID("sandbox id", id); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(s.Dir(id), "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+		}
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock sandbox %q: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock sandbox %q: %w", id, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	// The sandbox may have been deleted while we waited.
+	if !s.Exists(id) {
+		f.Close()
+		return nil, fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Save writes v as <name>.json of sandbox id, atomically.
+func (s *Store) Save(id, name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s state: %w", name, err)
+	}
+	return WriteFileAtomic(filepath.Join(s.Dir(id), name+".json"), b, 0o600)
+}
+
+// Load reads <name>.json of sandbox id into v; ErrNotFound if absent.
+func (s *Store) Load(id, name string, v any) error {
+	if err := ValidateID("sandbox id", id); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(s.Dir(id), name+".json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("sandbox %q %s: %w", id, name, errdefs.ErrNotFound)
+		}
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("sandbox %q %s state is corrupt: %w", id, name, err)
+	}
+	return nil
+}
+
+// Delete removes <name>.json of sandbox id; absent is fine.
+func (s *Store) Delete(id, name string) error {
+	err := os.Remove(filepath.Join(s.Dir(id), name+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Names lists the state names of sandbox id having the given prefix.
+func (s *Store) Names(id, prefix string) ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(s.Dir(id), prefix+"*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range m {
+		names = append(names, filepath.Base(p[:len(p)-len(".json")]))
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// List returns the ids of every sandbox with state.
+func (s *Store) List() ([]string, error) {
+	ents, err := os.ReadDir(s.root)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && idRE.MatchString(e.Name()) {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// Remove deletes all state of sandbox id.
+func (s *Store) Remove(id string) error {
+	if err := ValidateID("sandbox id", id); err != nil {
+		return err
+	}
+	return os.RemoveAll(s.Dir(id))
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory, synced and renamed over path.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}

@@ -1,0 +1,75 @@
+// Command bench measures virtcontainers' figures beside their floors, in one
+// run on one machine, and prints them as a table with ratios. Figures, not
+// pass/fail: these machines are shared and noisy.
+//
+//	go run ./test/bench [-only NAME]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// row is one figure beside its floor. A lower value is better unless
+// higherBetter; ratio is value/floor.
+type row struct {
+	figure, unit string
+	value, floor float64
+	floorName    string
+	note         string
+}
+
+type bench struct {
+	name string
+	run  func() ([]row, error)
+}
+
+var benches []bench
+
+func register(name string, run func() ([]row, error)) {
+	benches = append(benches, bench{name, run})
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "echo-server" {
+		echoServer(os.Args[2])
+		return
+	}
+	only := flag.String("only", "", "run only benches whose name contains this")
+	flag.Parse()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "figure\tvalue\tfloor\tratio\tfloor is\tnote")
+	failed := false
+	for _, b := range benches {
+		if *only != "" && !strings.Contains(b.name, *only) {
+			continue
+		}
+		start := time.Now()
+		rows, err := b.run()
+		if err != nil {
+			fmt.Fprintf(w, "%s\tFAILED\t\t\t\t%v\n", b.name, err)
+			failed = true
+			continue
+		}
+		for _, r := range rows {
+			ratio := "-"
+			if r.floor > 0 {
+				ratio = fmt.Sprintf("%.2f", r.value/r.floor)
+			}
+			floor := "-"
+			if r.floor > 0 {
+				floor = fmt.Sprintf("%.3g %s", r.floor, r.unit)
+			}
+			fmt.Fprintf(w, "%s\t%.3g %s\t%s\t%s\t%s\t%s\n", r.figure, r.value, r.unit, floor, ratio, r.floorName, r.note)
+		}
+		fmt.Fprintf(os.Stderr, "bench %s took %s\n", b.name, time.Since(start).Round(time.Millisecond))
+	}
+	w.Flush()
+	if failed {
+		os.Exit(1)
+	}
+}
