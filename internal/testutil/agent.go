@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/rootfs"
 )
 
 // RepoRoot is the repository's top directory.
@@ -203,51 +203,9 @@ func (a *Agent) Stop() {
 // with a link per applet, /etc/passwd and /etc/group, and returns its path.
 func BusyboxRootfs(t testing.TB) string {
 	t.Helper()
-	src := "/bin/busybox"
-	out, err := exec.Command(src, "--list").Output()
-	if err != nil {
-		t.Fatalf("%s --list (install busybox-static): %v", src, err)
-	}
 	root := filepath.Join(t.TempDir(), "rootfs")
-	if err := BuildBusyboxRootfs(root, strings.Fields(string(out))); err != nil {
+	if err := rootfs.BuildBusybox(root); err != nil {
 		t.Fatal(err)
 	}
 	return root
-}
-
-// BuildBusyboxRootfs writes a busybox root filesystem at root.
-func BuildBusyboxRootfs(root string, applets []string) error {
-	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return err
-		}
-	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
-		return err
-	}
-	b, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
-		return err
-	}
-	for _, a := range applets {
-		if a == "busybox" {
-			continue
-		}
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil && !os.IsExist(err) {
-			return err
-		}
-	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
