@@ -1,0 +1,176 @@
+package hypervisor
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+
+	"github.com/containerd/errdefs"
+)
+
+// Config describes one VM, independently of the backend that runs it.
+// Zero values mean the defaults written beside each field; Validate fills
+// them in.
+type Config struct {
+	// ID names the VM in logs and in the hypervisor (required; letters,
+	// digits, '.', '_', '-').
+	ID string
+
+	// StateDir is the VM's own directory (required, absolute): the
+	// control and agent sockets, the pid file, the console log and the
+	// hypervisor's log go there, and the backend's record of the running
+	// VM that Attach reads. It is created if missing and not removed.
+	StateDir string
+
+	// HypervisorPath is the VMM binary; empty for the backend's default
+	// (qemu-system-x86_64 on $PATH for qemu).
+	HypervisorPath string
+
+	// Firmware is the BIOS image; empty for the backend's default.
+	Firmware string
+
+	// CPUs is the number of vCPUs at boot (default 1). MaxCPUs, when
+	// larger, reserves room for CPU hotplug.
+	CPUs    int
+	MaxCPUs int
+
+	// MemoryMiB is the guest memory (default 256).
+	MemoryMiB int
+
+	// Kernel is the guest kernel image (required). Initrd is the initial
+	// ram disk; without one, the root file system must come from a disk
+	// and KernelParams must say so (root=/dev/vda).
+	Kernel string
+	Initrd string
+
+	// KernelParams is appended to the backend's defaults (for qemu:
+	// "console=ttyS0 quiet panic=1"), so a later "loglevel=7" wins.
+	KernelParams string
+
+	// Accel is AccelAuto (default), AccelKVM or AccelTCG.
+	Accel string
+
+	// AgentTransport is TransportAuto (default), TransportVsock or
+	// TransportVirtioSerial (backends may support TransportHybridVsock).
+	AgentTransport string
+
+	// HotplugSlots is the number of free slots reserved for devices
+	// added after Start (default 2; -1 for none). Only backends that need
+	// slots reserved at boot (qemu q35: PCIe root ports) use it.
+	HotplugSlots int
+
+	// Devices present at boot. More can be added before Start with the
+	// Add methods.
+	SharedFS []SharedFS
+	Disks    []Disk
+	NICs     []NIC
+
+	// DieWithParent kills the VM when the process that started it dies
+	// (PR_SET_PDEATHSIG). Off by default: the CLI starts VMs that outlive
+	// it, and finds them again with Attach.
+	DieWithParent bool
+
+	// Logger receives the backend's logs; nil for slog.Default(). The
+	// backend adds "vm" = ID.
+	Logger *slog.Logger
+}
+
+// Defaults used by Validate.
+const (
+	DefaultCPUs         = 1
+	DefaultMemoryMiB    = 256
+	DefaultHotplugSlots = 2
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Validate checks c and fills in defaults. Errors wrap
+// errdefs.ErrInvalidArgument, or errdefs.ErrAlreadyExists for two devices
+// of a kind with the same id.
+func (c *Config) Validate() error {
+	if !idPattern.MatchString(c.ID) {
+		return fmt.Errorf("vm id %q: want 1-128 letters, digits, '.', '_' or '-': %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("vm %s: state dir %q must be an absolute path: %w", c.ID, c.StateDir, errdefs.ErrInvalidArgument)
+	}
+	if c.Kernel == "" {
+		return fmt.Errorf("vm %s: no kernel: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if c.CPUs == 0 {
+		c.CPUs = DefaultCPUs
+	}
+	if c.CPUs < 0 {
+		return fmt.Errorf("vm %s: %d cpus: %w", c.ID, c.CPUs, errdefs.ErrInvalidArgument)
+	}
+	if c.MaxCPUs == 0 {
+		c.MaxCPUs = c.CPUs
+	}
+	if c.MaxCPUs < c.CPUs {
+		return fmt.Errorf("vm %s: max cpus %d below cpus %d: %w", c.ID, c.MaxCPUs, c.CPUs, errdefs.ErrInvalidArgument)
+	}
+	if c.MemoryMiB == 0 {
+		c.MemoryMiB = DefaultMemoryMiB
+	}
+	if c.MemoryMiB < 32 {
+		return fmt.Errorf("vm %s: %d MiB of memory is too little (32 at least): %w", c.ID, c.MemoryMiB, errdefs.ErrInvalidArgument)
+	}
+	switch c.Accel {
+	case "":
+		c.Accel = AccelAuto
+	case AccelAuto, AccelKVM, AccelTCG:
+	default:
+		return fmt.Errorf("vm %s: accel %q: want auto, kvm or tcg: %w", c.ID, c.Accel, errdefs.ErrInvalidArgument)
+	}
+	switch c.AgentTransport {
+	case "":
+		c.AgentTransport = TransportAuto
+	case TransportAuto, TransportVsock, TransportVirtioSerial, TransportHybridVsock:
+	default:
+		return fmt.Errorf("vm %s: agent transport %q: want auto, vsock, virtio-serial or hybrid-vsock: %w", c.ID, c.AgentTransport, errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case c.HotplugSlots == 0:
+		c.HotplugSlots = DefaultHotplugSlots
+	case c.HotplugSlots < 0:
+		c.HotplugSlots = -1
+	}
+	ids := map[string]bool{}
+	for i := range c.SharedFS {
+		if err := c.SharedFS[i].Validate(); err != nil {
+			return fmt.Errorf("vm %s: %w", c.ID, err)
+		}
+		if err := unique(ids, "fs", c.SharedFS[i].Tag); err != nil {
+			return fmt.Errorf("vm %s: %w", c.ID, err)
+		}
+	}
+	for i := range c.Disks {
+		if err := c.Disks[i].Validate(); err != nil {
+			return fmt.Errorf("vm %s: %w", c.ID, err)
+		}
+		if err := unique(ids, "disk", c.Disks[i].ID); err != nil {
+			return fmt.Errorf("vm %s: %w", c.ID, err)
+		}
+	}
+	for i := range c.NICs {
+		if err := c.NICs[i].Validate(); err != nil {
+			return fmt.Errorf("vm %s: %w", c.ID, err)
+		}
+		if err := unique(ids, "nic", c.NICs[i].ID); err != nil {
+			return fmt.Errorf("vm %s: %w", c.ID, err)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func unique(seen map[string]bool, kind, id string) error {
+	if seen[kind+"/"+id] {
+		return fmt.Errorf("two %s devices named %q: %w", kind, id, errdefs.ErrAlreadyExists)
+	}
+	seen[kind+"/"+id] = true
+	return nil
+}

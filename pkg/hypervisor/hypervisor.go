@@ -1,0 +1,131 @@
+// Package hypervisor is the contract between the sandbox code and the
+// virtual machine monitors that run a sandbox: one Hypervisor value is one
+// VM. The package holds the interface, the backend-neutral configuration and
+// device descriptions, and a registry of backends, so that a new backend
+// (Cloud Hypervisor, Firecracker) plugs in without the sandbox code knowing
+// its name at compile time. Backends live in sub-packages (qemu).
+package hypervisor
+
+import (
+	"context"
+	"time"
+)
+
+// Hypervisor is one virtual machine.
+//
+// Devices given in the Config, and those added with AddNIC, AddDisk and
+// AddFS before Start, are present at boot. After Start, adding and removing
+// devices is hotplug, possible only where Capabilities says so; otherwise
+// the methods return an error wrapping errdefs.ErrNotImplemented.
+//
+// All methods are safe for concurrent use.
+type Hypervisor interface {
+	// ID is the VM's identifier (in practice the sandbox id).
+	ID() string
+
+	// Start launches the VM and returns once the hypervisor is running and
+	// its control channel answers; the guest may still be booting. When
+	// the VM dies while starting, the error carries the tail of the
+	// console log and of the hypervisor's own log. A failed Start leaves
+	// no process behind.
+	Start(ctx context.Context) error
+
+	// Stop shuts the VM down: it asks the guest to power off (ACPI power
+	// button), waits up to grace for the VM to exit, then tells the
+	// hypervisor to quit, and kills it if it is still there. It returns
+	// once the process is gone and the sockets in the state directory are
+	// removed. Cancelling ctx skips to the kill. Stopping a VM that
+	// already exited only cleans up.
+	Stop(ctx context.Context, grace time.Duration) error
+
+	// Pause freezes the guest's vCPUs; Resume lets them run again.
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+
+	// State asks the hypervisor what the VM is doing.
+	State(ctx context.Context) (State, error)
+
+	// AddNIC attaches a network interface; RemoveNIC detaches the one
+	// with that id. The guest finds a NIC by its MAC address.
+	AddNIC(ctx context.Context, nic NIC) error
+	RemoveNIC(ctx context.Context, id string) error
+
+	// AddDisk attaches a block device; RemoveDisk detaches the one with
+	// that id. The guest finds a disk by its serial (Disk.Serial, which
+	// defaults to the id).
+	AddDisk(ctx context.Context, disk Disk) error
+	RemoveDisk(ctx context.Context, id string) error
+
+	// AddFS shares a host directory with the guest under a tag.
+	AddFS(ctx context.Context, fs SharedFS) error
+
+	// AgentAddress tells how the host reaches the guest agent:
+	// "unix:///path/agent.sock" for a virtio-serial port bridged to a
+	// unix socket, "vsock://CID:PORT" for vhost-vsock,
+	// "hvsock:///path.sock:PORT" for hybrid vsock (unix socket plus a
+	// "CONNECT PORT" line). Known once the VM is configured (after Start).
+	AgentAddress() string
+
+	// Pid is the hypervisor's process id, 0 before Start.
+	Pid() int
+
+	// Exited is closed when the hypervisor process has gone, for whatever
+	// reason. It works for a VM found again with Attach too.
+	Exited() <-chan struct{}
+
+	// ConsoleLog is the path of the file that receives the guest's
+	// console (kernel messages and, through them, the agent's logs).
+	ConsoleLog() string
+
+	// Capabilities says what this VM can do.
+	Capabilities() Capabilities
+}
+
+// State is what the VM is doing.
+type State string
+
+const (
+	StateCreated State = "created" // configured, not started
+	StateRunning State = "running"
+	StatePaused  State = "paused"
+	StateStopped State = "stopped" // the process has gone
+)
+
+// Capabilities says what a VM (of a backend, on this host) can do.
+type Capabilities struct {
+	// Hotplug after Start.
+	BlockHotplug bool
+	NetHotplug   bool
+	FSHotplug    bool
+	// Pause and Resume work.
+	Pause bool
+	// SharedFS lists the shared file system kinds the backend supports.
+	SharedFS []FSKind
+	// AgentTransport is the transport this VM uses (or will use).
+	AgentTransport string
+	// Accel is the acceleration this VM runs (or will run) under.
+	Accel string
+}
+
+// Acceleration choices for Config.Accel.
+const (
+	AccelAuto = "auto" // KVM when a guest really runs under it, else TCG
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+)
+
+// Agent transport choices for Config.AgentTransport.
+const (
+	TransportAuto         = "auto"          // vsock when the host has it, else virtio-serial
+	TransportVsock        = "vsock"         // vhost-vsock
+	TransportVirtioSerial = "virtio-serial" // a port named AgentPortName, bridged to a unix socket
+	TransportHybridVsock  = "hybrid-vsock"  // unix socket + "CONNECT <port>\n" (Cloud Hypervisor, Firecracker)
+)
+
+const (
+	// AgentPortName is the name of the virtio-serial port the agent
+	// listens on.
+	AgentPortName = "agent.channel.0"
+	// AgentVsockPort is the vsock port the agent listens on.
+	AgentVsockPort = 1024
+)

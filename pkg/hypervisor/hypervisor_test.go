@@ -1,0 +1,140 @@
+package hypervisor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+func validConfig() Config {
+	return Config{ID: "sb-1", StateDir: "/run/vc/sb-1", Kernel: "/k"}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c := validConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.CPUs != 1 || c.MaxCPUs != 1 || c.MemoryMiB != 256 || c.Accel != AccelAuto ||
+		c.AgentTransport != TransportAuto || c.HotplugSlots != DefaultHotplugSlots || c.Logger == nil {
+		t.Fatalf("defaults not filled in: %+v", c)
+	}
+	c = validConfig()
+	c.HotplugSlots = -5
+	c.CPUs, c.MaxCPUs = 2, 4
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.HotplugSlots != -1 || c.MaxCPUs != 4 {
+		t.Fatalf("got slots %d maxcpus %d", c.HotplugSlots, c.MaxCPUs)
+	}
+}
+
+func TestConfigInvalid(t *testing.T) {
+	mac, _ := net.ParseMAC("02:00:00:00:00:01")
+	tap := os.Stdin
+	cases := map[string]struct {
+		mod  func(*Config)
+		want string
+		is   error
+	}{
+		"bad id":          {func(c *Config) { c.ID = "a/b" }, `vm id "a/b"`, errdefs.ErrInvalidArgument},
+		"empty id":        {func(c *Config) { c.ID = "" }, "vm id", errdefs.ErrInvalidArgument},
+		"relative state":  {func(c *Config) { c.StateDir = "run/x" }, "state dir", errdefs.ErrInvalidArgument},
+		"no kernel":       {func(c *Config) { c.Kernel = "" }, "no kernel", errdefs.ErrInvalidArgument},
+		"maxcpus":         {func(c *Config) { c.CPUs, c.MaxCPUs = 4, 2 }, "max cpus 2 below cpus 4", errdefs.ErrInvalidArgument},
+		"memory":          {func(c *Config) { c.MemoryMiB = 8 }, "8 MiB", errdefs.ErrInvalidArgument},
+		"accel":           {func(c *Config) { c.Accel = "hvf" }, `accel "hvf"`, errdefs.ErrInvalidArgument},
+		"transport":       {func(c *Config) { c.AgentTransport = "tcp" }, `agent transport "tcp"`, errdefs.ErrInvalidArgument},
+		"fs tag":          {func(c *Config) { c.SharedFS = []SharedFS{{Tag: "a b", HostPath: "/x"}} }, `tag "a b"`, errdefs.ErrInvalidArgument},
+		"fs path":         {func(c *Config) { c.SharedFS = []SharedFS{{Tag: "t", HostPath: "x"}} }, "not absolute", errdefs.ErrInvalidArgument},
+		"fs kind":         {func(c *Config) { c.SharedFS = []SharedFS{{Tag: "t", HostPath: "/x", Kind: "nfs"}} }, `kind "nfs"`, errdefs.ErrInvalidArgument},
+		"fs dup":          {func(c *Config) { c.SharedFS = []SharedFS{{Tag: "t", HostPath: "/x"}, {Tag: "t", HostPath: "/y"}} }, `two fs devices named "t"`, errdefs.ErrAlreadyExists},
+		"disk format":     {func(c *Config) { c.Disks = []Disk{{ID: "d", Path: "/d", Format: "vmdk"}} }, `format "vmdk"`, errdefs.ErrInvalidArgument},
+		"disk serial":     {func(c *Config) { c.Disks = []Disk{{ID: "d", Path: "/d", Serial: strings.Repeat("s", 21)}} }, "serial", errdefs.ErrInvalidArgument},
+		"disk relative":   {func(c *Config) { c.Disks = []Disk{{ID: "d", Path: "d.img"}} }, "not absolute", errdefs.ErrInvalidArgument},
+		"nic no backend":  {func(c *Config) { c.NICs = []NIC{{ID: "n", MAC: mac}} }, "exactly one", errdefs.ErrInvalidArgument},
+		"nic both":        {func(c *Config) { c.NICs = []NIC{{ID: "n", MAC: mac, TapName: "tap0", TapFiles: []*os.File{tap}}} }, "exactly one", errdefs.ErrInvalidArgument},
+		"nic mac":         {func(c *Config) { c.NICs = []NIC{{ID: "n", TapName: "tap0"}} }, "not a 48-bit", errdefs.ErrInvalidArgument},
+		"nic multicast":   {func(c *Config) { c.NICs = []NIC{{ID: "n", TapName: "tap0", MAC: net.HardwareAddr{1, 0, 0, 0, 0, 1}}} }, "multicast", errdefs.ErrInvalidArgument},
+		"nic tap name":    {func(c *Config) { c.NICs = []NIC{{ID: "n", TapName: "tap-with-a-long-name", MAC: mac}} }, "tap name", errdefs.ErrInvalidArgument},
+		"nic mtu":         {func(c *Config) { c.NICs = []NIC{{ID: "n", TapName: "tap0", MAC: mac, MTU: 20}} }, "MTU 20", errdefs.ErrInvalidArgument},
+		"nic nil file":    {func(c *Config) { c.NICs = []NIC{{ID: "n", TapFiles: []*os.File{nil}, MAC: mac}} }, "is nil", errdefs.ErrInvalidArgument},
+		"disk dup by id":  {func(c *Config) { c.Disks = []Disk{{ID: "d", Path: "/a"}, {ID: "d", Path: "/b"}} }, `two disk devices named "d"`, errdefs.ErrAlreadyExists},
+		"negative cpus":   {func(c *Config) { c.CPUs = -1 }, "-1 cpus", errdefs.ErrInvalidArgument},
+		"long id":         {func(c *Config) { c.ID = strings.Repeat("x", 129) }, "vm id", errdefs.ErrInvalidArgument},
+		"fs tag too long": {func(c *Config) { c.SharedFS = []SharedFS{{Tag: strings.Repeat("t", 32), HostPath: "/x"}} }, "tag", errdefs.ErrInvalidArgument},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := validConfig()
+			tc.mod(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.is) {
+				t.Fatalf("got %v, want it to contain %q and be %v", err, tc.want, tc.is)
+			}
+		})
+	}
+}
+
+func TestDeviceDefaults(t *testing.T) {
+	d := Disk{ID: "rootfs", Path: "/img"}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if d.Format != "raw" || d.Serial != "rootfs" {
+		t.Fatalf("got %+v", d)
+	}
+	fs := SharedFS{Tag: "shared", HostPath: "/srv"}
+	if err := fs.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Kind != FS9P {
+		t.Fatalf("kind %q", fs.Kind)
+	}
+}
+
+type fakeHV struct {
+	Hypervisor
+	cfg Config
+}
+
+func TestRegistry(t *testing.T) {
+	if _, err := Lookup("nope"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("lookup of unknown backend: %v", err)
+	}
+	Register(Backend{
+		Name: "fake",
+		New:  func(cfg Config) (Hypervisor, error) { return &fakeHV{cfg: cfg}, nil },
+		Attach: func(ctx context.Context, dir string) (Hypervisor, error) {
+			return nil, errdefs.ErrNotFound
+		},
+	})
+	h, err := New("fake", Config{ID: "x"})
+	if err != nil || h.(*fakeHV).cfg.ID != "x" {
+		t.Fatalf("New: %v %v", h, err)
+	}
+	if _, err := Attach(context.Background(), "fake", "/nowhere"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Attach: %v", err)
+	}
+	if got := Backends(); len(got) != 1 || got[0] != "fake" {
+		t.Fatalf("Backends() = %v", got)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("duplicate Register did not panic")
+			}
+		}()
+		Register(Backend{Name: "fake", New: func(Config) (Hypervisor, error) { return nil, nil },
+			Attach: func(context.Context, string) (Hypervisor, error) { return nil, nil }})
+	}()
+}
