@@ -1,0 +1,123 @@
+// vc runs containers in lightweight VMs, one VM per container, for a
+// person at a terminal.
+//
+//	vc run [--rm] [-d] [-i] [-t] IMAGE -- CMD ARGS...
+//	vc exec | ps | logs | stop | rm | stats | inspect | check | image
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/pkg/persist"
+)
+
+// globals are the flags every command takes before its name.
+type globals struct {
+	stateRoot string
+	dataRoot  string
+	debug     bool
+}
+
+type command struct {
+	usage string
+	short string
+	run   func(ctx context.Context, g *globals, args []string) error
+}
+
+var commands = map[string]command{}
+
+func register(name string, c command) { commands[name] = c }
+
+// exitError carries a process exit code out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	g := &globals{}
+	fs := flag.NewFlagSet("vc", flag.ContinueOnError)
+	fs.StringVar(&g.stateRoot, "state-root", envOr("VC_STATE_ROOT", persist.DefaultRoot), "where sandbox state lives")
+	fs.StringVar(&g.dataRoot, "data-root", envOr("VC_DATA_ROOT", "/var/lib/vc"), "where guest images and root filesystems are kept")
+	fs.BoolVar(&g.debug, "debug", os.Getenv("VC_DEBUG") != "", "log debug messages")
+	fs.Usage = usage
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	level := slog.LevelWarn
+	if g.debug {
+		level = slog.LevelDebug
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	args := fs.Args()
+	if len(args) == 0 {
+		usage()
+		os.Exit(2)
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "vc: unknown command %q\n", args[0])
+		usage()
+		os.Exit(2)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), unix.SIGTERM)
+	defer cancel()
+	err := c.run(ctx, g, args[1:])
+	var ee exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	default:
+		fmt.Fprintf(os.Stderr, "vc %s: %v\n", args[0], err)
+		os.Exit(125)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: vc [--state-root DIR] [--data-root DIR] [--debug] COMMAND [ARGS]\n\ncommands:")
+	var names []string
+	for n, c := range commands {
+		if c.short != "" {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %-8s %s\n", n, commands[n].short)
+	}
+}
+
+// newFlags returns a flag set for a command whose usage line is usage.
+func newFlags(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: vc %s %s\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+func init() {
+	register("rm", command{usage: "[-f] CONTAINER...", short: "remove stopped containers (-f: running ones too)", run: rmCmd})
+}
+
+func rmCmd(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags("rm", commands["rm"].usage)
+	force := fs.Bool("f", false, "stop a running container first")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return fmt.Errorf("CONTAINER: missing")
+	}
+	for _, id := range fs.Args() {
+		st, err := vc.StatusSandbox(ctx, g.stateRoot, id)
+		if err != nil {
+			return err
+		}
+		if st.State != vc.StateStopped {
+			if !*force {
+				return fmt.Errorf("container %s is %s; stop it or use -f: %w", id, st.State, errdefs.ErrFailedPrecondition)
+			}
+			if err := vc.StopSandbox(ctx, g.stateRoot, id, 2*time.Second); err != nil {
+				return err
+			}
+		}
+		if err := vc.DeleteSandbox(ctx, g.stateRoot, id); err != nil {
+			return err
+		}
+		fmt.Println(id)
+	}
+	return nil
+}

@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+func init() {
+	register("run", command{
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [--memory SIZE] [-v HOST:CTR[:ro]] [-e K=V] [-w DIR] [--rootfs DIR] IMAGE [-- CMD ARGS...]",
+		short: "run a command in a new container in its own VM",
+		run:   runCmd,
+	})
+	register("__run-owner", command{run: runOwnerCmd})
+}
+
+// runOptions is everything `vc run` was asked; the detached owner process
+// receives it as JSON.
+type runOptions struct {
+	ID          string   `json:"id"`
+	Image       string   `json:"image"`
+	Rootfs      string   `json:"rootfs"`
+	Args        []string `json:"args"`
+	Env         []string `json:"env"`
+	Workdir     string   `json:"workdir"`
+	Volumes     []string `json:"volumes"`
+	CPUs        uint     `json:"cpus"`
+	MemoryMiB   uint32   `json:"memory_mib"`
+	Rm          bool     `json:"rm"`
+	Detach      bool     `json:"detach"`
+	Interactive bool     `json:"interactive"`
+	TTY         bool     `json:"tty"`
+	Kernel      string   `json:"kernel"`
+	Initrd      string   `json:"initrd"`
+	Accel       string   `json:"accel"`
+	Debug       bool     `json:"debug"`
+}
+
+func runCmd(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags("run", commands["run"].usage)
+	var o runOptions
+	var vols, envs listFlag
+	var mem string
+	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
+	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
+	fs.BoolVar(&o.Interactive, "i", false, "keep stdin open and forward it")
+	fs.BoolVar(&o.TTY, "t", false, "allocate a terminal")
+	fs.StringVar(&o.ID, "name", "", "container name (default: a random id)")
+	fs.UintVar(&o.CPUs, "cpus", 1, "virtual CPUs of the VM")
+	fs.StringVar(&mem, "memory", "256M", "memory of the VM (e.g. 512M, 1G)")
+	fs.Var(&vols, "v", "bind a host directory or file: HOST:CONTAINER[:ro] (repeatable)")
+	fs.Var(&envs, "e", "set an environment variable K=V (repeatable)")
+	fs.StringVar(&o.Workdir, "w", "", "working directory in the container")
+	fs.StringVar(&o.Rootfs, "rootfs", "", "run this directory as the root filesystem instead of IMAGE")
+	fs.StringVar(&o.Kernel, "kernel", "", "guest kernel (default: the built guest image)")
+	fs.StringVar(&o.Initrd, "initrd", "", "guest initrd (default: the built guest image)")
+	fs.StringVar(&o.Accel, "accel", "auto", "acceleration: auto, kvm or tcg")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if o.Rootfs == "" {
+		if len(rest) == 0 {
+			fs.Usage()
+			return fmt.Errorf("IMAGE: missing (try: vc run --rm busybox -- uname -r)")
+		}
+		o.Image, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:]
+	}
+	o.Args = rest
+	if len(o.Args) == 0 {
+		o.Args = []string{"sh"}
+	}
+	o.Env, o.Volumes, o.Debug = envs, vols, g.debug
+	var err error
+	if o.MemoryMiB, err = parseMiB(mem); err != nil {
+		return fmt.Errorf("--memory %q: %w", mem, err)
+	}
+	if o.ID == "" {
+		o.ID = randomID()
+	}
+	if o.TTY && !o.Detach && !isTerminal(os.Stdin) {
+		return errors.New("-t: standard input is not a terminal")
+	}
+	if o.Detach {
+		return startDetached(ctx, g, o)
+	}
+	return runOwner(ctx, g, o, nil)
+}
+
+// runOwner creates the sandbox and container, runs it, and tears the VM
+// down when it exits. Attached when ready is nil; a detached owner reports
+// readiness (or the error) on ready and its output goes only to the log.
+func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteCloser) (err error) {
+	report := func(err error) {
+		if ready != nil {
+			if err != nil {
+				fmt.Fprintf(ready, "error: %v\n", err)
+			} else {
+				fmt.Fprintf(ready, "ok\n")
+			}
+			ready.Close()
+			ready = nil
+		}
+	}
+	defer func() { report(err) }()
+
+	ccfg, err := containerConfig(g, o)
+	if err != nil {
+		return err
+	}
+	scfg, err := sandboxConfig(ctx, g, o)
+	if err != nil {
+		return err
+	}
+	s, err := vc.CreateSandbox(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	// Until the container runs, a failure removes everything.
+	failed := true
+	defer func() {
+		if failed {
+			s.Stop(context.WithoutCancel(ctx), 5*time.Second)
+			s.Delete(context.WithoutCancel(ctx))
+		}
+	}()
+	ccfg.LogPath = filepath.Join(s.Dir(), "container.log")
+	if err := s.CreateContainer(ctx, ccfg); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(ccfg.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+
+	pio := vc.IO{Stdout: logf, Stderr: logf}
+	var restore func()
+	if ready == nil {
+		pio.Stdout = io.MultiWriter(os.Stdout, logf)
+		pio.Stderr = io.MultiWriter(os.Stderr, logf)
+		if o.Interactive {
+			pio.Stdin = os.Stdin
+		}
+		if o.TTY {
+			if restore, err = rawTerminal(); err != nil {
+				return err
+			}
+			defer restore()
+		}
+	}
+	if o.TTY {
+		pio.Stderr = nil
+	}
+	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStreams()
+	streams := s.IOStream(streamCtx, o.ID, o.ID, pio)
+	if err := s.StartContainer(ctx, o.ID); err != nil {
+		return err
+	}
+	failed = false
+	if pio.Stdin == nil {
+		s.CloseStdin(ctx, o.ID, o.ID)
+	}
+	report(nil)
+	if ready == nil {
+		stopSignals := forwardSignals(ctx, s, o.ID, o.TTY)
+		defer stopSignals()
+	}
+
+	code, werr := s.WaitContainer(context.WithoutCancel(ctx), o.ID)
+	select {
+	case <-streams:
+	case <-time.After(5 * time.Second):
+	}
+	if restore != nil {
+		restore()
+	}
+	s.Stop(context.WithoutCancel(ctx), 10*time.Second)
+	if o.Rm {
+		if err := s.Delete(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintf(os.Stderr, "vc run: remove %s: %v\n", o.ID, err)
+		}
+	}
+	if werr != nil {
+		return werr
+	}
+	return exitError{int(code)}
+}
+
+// forwardSignals passes the signals a person sends `vc run` on to the
+// container, as docker does. With a terminal, Ctrl-C travels as a byte and
+// only window size changes need forwarding.
+func forwardSignals(ctx context.Context, s *vc.Sandbox, id string, tty bool) func() {
+	return forwardExecSignals(ctx, s, id, id, tty)
+}
+
+// forwardExecSignals does what forwardSignals does for process execID.
+func forwardExecSignals(ctx context.Context, s *vc.Sandbox, id, execID string, tty bool) func() {
+	ch := make(chan os.Signal, 8)
+	if tty {
+		signal.Notify(ch, unix.SIGWINCH)
+		resize(ctx, s, id, execID)
+	} else {
+		signal.Notify(ch, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case sig := <-ch:
+				if sig == unix.SIGWINCH {
+					resize(ctx, s, id, execID)
+					continue
+				}
+				s.SignalProcess(ctx, id, execID, uint32(sig.(unix.Signal)))
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
+}
+
+func resize(ctx context.Context, s *vc.Sandbox, id, execID string) {
+	if sz, err := console.Current().Size(); err == nil {
+		s.WinsizeProcess(ctx, id, execID, uint32(sz.Height), uint32(sz.Width))
+	}
+}
+
+func rawTerminal() (func(), error) {
+	c := console.Current()
+	if err := c.SetRaw(); err != nil {
+		return nil, fmt.Errorf("terminal: %w", err)
+	}
+	return func() { c.Reset() }, nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// containerConfig builds the container from the run options.
+func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, error) {
+	root := o.Rootfs
+	switch {
+	case root != "":
+	case o.Image == "busybox":
+		var err error
+		if root, err = rootfs.Busybox(filepath.Join(g.dataRoot, "rootfs")); err != nil {
+			return vc.ContainerConfig{}, err
+		}
+	default:
+		return vc.ContainerConfig{}, fmt.Errorf("IMAGE %q: unknown; the built-in image is busybox, or use --rootfs DIR: %w", o.Image, errdefs.ErrNotFound)
+	}
+	spec := oci.DefaultSpec(o.Args, o.Env, o.Workdir, o.TTY)
+	if o.TTY {
+		if sz, err := console.Current().Size(); err == nil {
+			spec.Process.ConsoleSize = &specs.Box{Height: uint(sz.Height), Width: uint(sz.Width)}
+		}
+	}
+	for i, v := range o.Volumes {
+		m, err := parseVolume(v)
+		if err != nil {
+			return vc.ContainerConfig{}, fmt.Errorf("-v #%d %q: %w", i+1, v, err)
+		}
+		spec.Mounts = append(spec.Mounts, m)
+	}
+	return vc.ContainerConfig{ID: o.ID, Rootfs: root, Spec: spec, Annotations: map[string]string{"vc.image": o.Image}}, nil
+}
+
+// sandboxConfig builds the sandbox (VM) from the run options.
+func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxConfig, error) {
+	kernel, initrd, err := guestImage(ctx, g, o.Kernel, o.Initrd)
+	if err != nil {
+		return vc.SandboxConfig{}, err
+	}
+	return vc.SandboxConfig{
+		ID:        o.ID,
+		StateRoot: g.stateRoot,
+		Hypervisor: vc.HypervisorConfig{
+			Kernel:    kernel,
+			Initrd:    initrd,
+			Accel:     o.Accel,
+			CPUs:      uint32(o.CPUs),
+			MemoryMiB: o.MemoryMiB,
+			Debug:     o.Debug,
+		},
+	}, nil
+}
+
+// startDetached runs the owner in a new session and waits until the
+// container runs (or failed).
+func startDetached(ctx context.Context, g *globals, o runOptions) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(o)
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	logPath := filepath.Join(g.stateRoot, "."+o.ID+".owner.log")
+	if err := os.MkdirAll(g.stateRoot, 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "--state-root", g.stateRoot, "--data-root", g.dataRoot, "__run-owner", string(b))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+	if g.debug {
+		cmd.Args = append(cmd.Args[:1], append([]string{"--debug"}, cmd.Args[1:]...)...)
+	}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return err
+	}
+	w.Close()
+	go cmd.Wait()
+	msg, _ := io.ReadAll(r)
+	line := strings.TrimSpace(string(msg))
+	if line != "ok" {
+		if line == "" {
+			b, _ := os.ReadFile(logPath)
+			line = "owner process died: " + strings.TrimSpace(string(b))
+		}
+		os.Remove(logPath)
+		return errors.New(strings.TrimPrefix(line, "error: "))
+	}
+	os.Remove(logPath)
+	fmt.Println(o.ID)
+	return nil
+}
+
+func runOwnerCmd(ctx context.Context, g *globals, args []string) error {
+	var o runOptions
+	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &o) != nil {
+		return errors.New("internal command; use vc run -d")
+	}
+	ready := os.NewFile(3, "ready")
+	return runOwner(ctx, g, o, ready)
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

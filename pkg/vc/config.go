@@ -1,0 +1,122 @@
+// Package vc is the virtcontainers library: sandboxes (one VM each) and
+// the containers inside them.
+//
+// A Sandbox returned by CreateSandbox is owned by the calling process: it
+// started the VM, holds the agent connection, notices when the VM dies, and
+// serves the agent protocol on a unix socket in the sandbox's state
+// directory, so that other processes (the next CLI invocation) reach the
+// same sandbox through FetchSandbox. A fetched Sandbox drives the agent
+// through that socket and the VM through its process id.
+package vc
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/pkg/persist"
+)
+
+// MinMemoryMiB is the least memory a sandbox VM may have: the guest kernel,
+// agent and a small container need about this much.
+const MinMemoryMiB = 128
+
+// HypervisorConfig says how to start the VM.
+type HypervisorConfig struct {
+	// Path of the QEMU binary; empty finds qemu-system-x86_64 in PATH.
+	Path string `json:"path,omitempty"`
+	// Kernel and Initrd of the guest.
+	Kernel string `json:"kernel"`
+	Initrd string `json:"initrd"`
+	// KernelParams are appended to the kernel command line.
+	KernelParams []string `json:"kernel_params,omitempty"`
+	// Accel is auto, kvm or tcg.
+	Accel     string `json:"accel,omitempty"`
+	CPUs      uint32 `json:"cpus"`
+	MemoryMiB uint32 `json:"memory_mib"`
+	// Debug turns the agent's debug logging on (in the console log).
+	Debug bool `json:"debug,omitempty"`
+}
+
+// SandboxConfig describes a sandbox to create.
+type SandboxConfig struct {
+	ID         string           `json:"id"`
+	Hostname   string           `json:"hostname,omitempty"`
+	DNS        []string         `json:"dns,omitempty"`
+	Hypervisor HypervisorConfig `json:"hypervisor"`
+	// SharedPidNS puts every container in one pid namespace.
+	SharedPidNS bool `json:"shared_pidns,omitempty"`
+	// Annotations are kept with the sandbox.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// StateRoot is where state lives (default persist.DefaultRoot).
+	StateRoot string `json:"-"`
+}
+
+// ContainerConfig describes a container to create in a sandbox.
+type ContainerConfig struct {
+	ID string `json:"id"`
+	// Rootfs is a host directory holding the container's root filesystem.
+	Rootfs string `json:"rootfs"`
+	// Spec is the OCI runtime spec; Root.Path is ignored (Rootfs is used)
+	// and bind mount sources are host paths, shared into the guest.
+	Spec *specs.Spec `json:"spec"`
+	// LogPath, if set, receives the container's output when nobody is
+	// attached (vc logs).
+	LogPath string `json:"log_path,omitempty"`
+	// Annotations are kept with the container.
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+func (c *HypervisorConfig) validate() error {
+	if c.CPUs == 0 {
+		c.CPUs = 1
+	}
+	if c.MemoryMiB == 0 {
+		c.MemoryMiB = 256
+	}
+	if c.MemoryMiB < MinMemoryMiB {
+		return fmt.Errorf("hypervisor.memory_mib %d: below the minimum of %d MiB: %w", c.MemoryMiB, MinMemoryMiB, errdefs.ErrInvalidArgument)
+	}
+	if c.CPUs > 64 {
+		return fmt.Errorf("hypervisor.cpus %d: more than 64: %w", c.CPUs, errdefs.ErrInvalidArgument)
+	}
+	switch c.Accel {
+	case "", "auto", "kvm", "tcg":
+	default:
+		return fmt.Errorf("hypervisor.accel %q: want auto, kvm or tcg: %w", c.Accel, errdefs.ErrInvalidArgument)
+	}
+	for field, p := range map[string]string{"hypervisor.kernel": c.Kernel, "hypervisor.initrd": c.Initrd} {
+		if p == "" {
+			return fmt.Errorf("%s: not set: %w", field, errdefs.ErrInvalidArgument)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s %q: %w", field, p, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func (c *SandboxConfig) validate() error {
+	if err := persist.ValidateID("sandbox id", c.ID); err != nil {
+		return err
+	}
+	return c.Hypervisor.validate()
+}
+
+func (c *ContainerConfig) validate() error {
+	if err := persist.ValidateID("container id", c.ID); err != nil {
+		return err
+	}
+	if c.Spec == nil {
+		return fmt.Errorf("container %s: spec: missing: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if c.Spec.Process == nil || len(c.Spec.Process.Args) == 0 {
+		return fmt.Errorf("container %s: spec.process.args: empty: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if c.Rootfs == "" {
+		return fmt.Errorf("container %s: rootfs: not set: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package vc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/pkg/oci"
+)
+
+// EnterContainer starts another process (exec) in a running container.
+func (s *Sandbox) EnterContainer(ctx context.Context, cid, execID string, p *specs.Process) error {
+	if p == nil || len(p.Args) == 0 {
+		return fmt.Errorf("exec %s: process.args: empty: %w", execID, errdefs.ErrInvalidArgument)
+	}
+	c, err := s.container(cid)
+	if err != nil {
+		return err
+	}
+	if c.State != StateRunning {
+		return fmt.Errorf("container %s is %s, not running: %w", cid, c.State, errdefs.ErrFailedPrecondition)
+	}
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
+	_, err = s.agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: cid, ExecId: execID, Process: oci.ProcessToProto(p)})
+	return fromRPC(err)
+}
+
+// WaitProcess waits for a process of a container (its own id for the
+// container's main process) and returns its exit status: the exit code, or
+// 128+N for death by signal N.
+func (s *Sandbox) WaitProcess(ctx context.Context, cid, execID string) (int32, error) {
+	if err := s.running(); err != nil {
+		return 255, err
+	}
+	r, err := s.agent.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
+	if err != nil {
+		return 255, fmt.Errorf("wait %s/%s: %w", cid, execID, fromRPC(err))
+	}
+	return r.Status, nil
+}
+
+// SignalProcess sends sig to a process; an empty execID means every
+// process of the container.
+func (s *Sandbox) SignalProcess(ctx context.Context, cid, execID string, sig uint32) error {
+	if err := s.running(); err != nil {
+		return err
+	}
+	_, err := s.agent.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: cid, ExecId: execID, Signal: sig})
+	return fromRPC(err)
+}
+
+// WinsizeProcess resizes a process's terminal.
+func (s *Sandbox) WinsizeProcess(ctx context.Context, cid, execID string, rows, cols uint32) error {
+	if err := s.running(); err != nil {
+		return err
+	}
+	_, err := s.agent.TtyWinResize(ctx, &pb.TtyWinResizeRequest{ContainerId: cid, ExecId: execID, Row: rows, Column: cols})
+	return fromRPC(err)
+}
+
+// CloseStdin closes a process's standard input.
+func (s *Sandbox) CloseStdin(ctx context.Context, cid, execID string) error {
+	_, err := s.agent.CloseStdin(ctx, &pb.CloseStdinRequest{ContainerId: cid, ExecId: execID})
+	return fromRPC(err)
+}
+
+// IO is where a process's standard streams go. Nil members are not
+// connected. With a terminal, all output comes on Stdout.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// IOStream copies a process's standard streams until its output ends.
+// Stdin is copied until it ends, then the process's stdin is closed. The
+// returned channel receives once all output has been copied.
+func (s *Sandbox) IOStream(ctx context.Context, cid, execID string, pio IO) <-chan error {
+	done := make(chan error, 1)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	pump := func(read func(context.Context, *pb.ReadStreamRequest) (*pb.ReadStreamResponse, error), w io.Writer) {
+		defer wg.Done()
+		for {
+			r, err := read(ctx, &pb.ReadStreamRequest{ContainerId: cid, ExecId: execID, Len: 32 << 10})
+			if err != nil {
+				if !isEOF(err) {
+					mu.Lock()
+					errs = append(errs, fromRPC(err))
+					mu.Unlock()
+				}
+				return
+			}
+			if _, err := w.Write(r.Data); err != nil {
+				return
+			}
+		}
+	}
+	if pio.Stdout != nil {
+		wg.Add(1)
+		go pump(s.agent.ReadStdout, pio.Stdout)
+	}
+	if pio.Stderr != nil {
+		wg.Add(1)
+		go pump(s.agent.ReadStderr, pio.Stderr)
+	}
+	if pio.Stdin != nil {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := pio.Stdin.Read(buf)
+				if n > 0 {
+					if _, werr := s.agent.WriteStdin(ctx, &pb.WriteStreamRequest{ContainerId: cid, ExecId: execID, Data: buf[:n]}); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					s.CloseStdin(context.WithoutCancel(ctx), cid, execID)
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		done <- errors.Join(errs...)
+	}()
+	return done
+}
+
+// isEOF tells the end of a stream from a failure. The agent reports the
+// end of output as an error; see internal/guest for its form.
+func isEOF(err error) bool {
+	return errors.Is(fromRPC(err), io.EOF) || errdefs.IsNotFound(fromRPC(err)) || errdefs.IsOutOfRange(fromRPC(err))
+}

@@ -1,0 +1,486 @@
+package vc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/cleanup"
+	"github.com/virtcontainers/vc/pkg/agent"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/persist"
+)
+
+// BootTimeout bounds how long CreateSandbox waits for the agent to answer.
+// Under TCG a boot takes 2-5 s; a loaded machine can take much longer.
+var BootTimeout = 90 * time.Second
+
+// Sandbox is one VM and the containers in it.
+type Sandbox struct {
+	id    string
+	store *persist.Store
+	log   *slog.Logger
+	owner bool
+
+	mu     sync.Mutex
+	status SandboxStatus
+
+	vm     hypervisor.Hypervisor // owner only
+	client *ttrpc.Client
+	agent  pb.AgentServiceService
+	health pb.HealthService
+	proxy  *ttrpc.Server
+
+	// exited is closed once the owner has seen the VM end and cleaned up.
+	exited chan struct{}
+}
+
+// ID is the sandbox id.
+func (s *Sandbox) ID() string { return s.id }
+
+// Dir is the sandbox's state directory.
+func (s *Sandbox) Dir() string { return s.store.Dir(s.id) }
+
+func (s *Sandbox) sharedDir() string { return filepath.Join(s.Dir(), "shared") }
+
+// Agent is the agent protocol client of the sandbox, for what the library
+// does not wrap.
+func (s *Sandbox) Agent() pb.AgentServiceService { return s.agent }
+
+// CreateSandbox boots the sandbox's VM, waits for its agent and sets the
+// sandbox up in it. The calling process owns the VM: when it exits the
+// sandbox stays running, but only the owner notices the VM's death at once
+// (others see it on their next look). On error nothing is left behind.
+func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	store, err := persist.New(cfg.StateRoot)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Create(cfg.ID); err != nil {
+		return nil, err
+	}
+	cu := cleanup.Make(func() { store.Remove(cfg.ID) })
+	defer cu.Clean()
+
+	s := &Sandbox{
+		id:     cfg.ID,
+		store:  store,
+		owner:  true,
+		log:    slog.Default().With("sandbox", cfg.ID),
+		exited: make(chan struct{}),
+	}
+	s.status = SandboxStatus{
+		ID:          cfg.ID,
+		State:       StateCreated,
+		Created:     time.Now().UTC(),
+		Config:      cfg,
+		OwnerPid:    os.Getpid(),
+		AgentSocket: filepath.Join(s.Dir(), "agent.sock"),
+	}
+	if err := os.Mkdir(s.sharedDir(), 0o700); err != nil {
+		return nil, err
+	}
+	// Hold the lock while the sandbox is half made: others wait.
+	unlock, err := store.Lock(ctx, cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	start := time.Now()
+	vm, err := startVM(ctx, s.Dir(), s.sharedDir(), cfg, s.log)
+	if err != nil {
+		return nil, err
+	}
+	cu.Add(func() { killVM(vm) })
+	s.vm = vm
+	s.status.VMPid = vm.Pid()
+	s.status.ConsoleLog = vm.ConsoleLog()
+	s.status.Accel = vm.Capabilities().Accel
+	s.log.Info("vm started", "pid", vm.Pid(), "accel", s.status.Accel, "took", time.Since(start))
+
+	if err := s.connectAgent(ctx, vm); err != nil {
+		return nil, err
+	}
+	cu.Add(func() { s.client.Close() })
+	s.log.Info("agent ready", "took", time.Since(start))
+
+	req := &pb.CreateSandboxRequest{
+		Hostname:     cfg.Hostname,
+		Dns:          cfg.DNS,
+		SandboxId:    cfg.ID,
+		SandboxPidns: cfg.SharedPidNS,
+		Storages: []*pb.Storage{{
+			Driver:     "9p",
+			Source:     sharedTag,
+			Fstype:     "9p",
+			MountPoint: guestSharedDir,
+		}},
+	}
+	if req.Hostname == "" {
+		req.Hostname = shortID(cfg.ID)
+	}
+	if _, err := s.agent.CreateSandbox(ctx, req); err != nil {
+		return nil, fmt.Errorf("agent CreateSandbox: %w", fromRPC(err))
+	}
+	if err := s.serveProxy(); err != nil {
+		return nil, err
+	}
+	cu.Add(func() { s.proxy.Close() })
+	s.status.State = StateRunning
+	if err := s.save(); err != nil {
+		return nil, err
+	}
+	go s.monitor()
+	cu.Release()
+	return s, nil
+}
+
+// connectAgent dials the agent until it answers a health check, the VM
+// dies, or BootTimeout passes.
+func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) error {
+	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
+	defer cancel()
+	var last error
+	for {
+		conn, err := agent.Dial(ctx, vm.AgentAddress())
+		if err == nil {
+			c := ttrpc.NewClient(conn)
+			h := pb.NewHealthClient(c)
+			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = h.Check(cctx, &pb.CheckRequest{})
+			ccancel()
+			if err == nil {
+				s.client, s.health, s.agent = c, h, pb.NewAgentServiceClient(c)
+				return nil
+			}
+			c.Close()
+		}
+		last = err
+		select {
+		case <-vm.Exited():
+			return fmt.Errorf("vm exited during boot: %w\nconsole:\n%s", errdefs.ErrUnavailable, consoleTail(vm.ConsoleLog(), 30))
+		case <-ctx.Done():
+			return fmt.Errorf("agent did not answer within %s (last error: %v): %w\nconsole:\n%s", BootTimeout, last, context.DeadlineExceeded, consoleTail(vm.ConsoleLog(), 30))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// serveProxy serves the agent protocol on AgentSocket, forwarding every
+// call over the owner's connection (the virtio-serial channel takes one
+// connection at a time).
+func (s *Sandbox) serveProxy() error {
+	l, err := net.Listen("unix", s.status.AgentSocket)
+	if err != nil {
+		return fmt.Errorf("agent proxy socket: %w", err)
+	}
+	if err := os.Chmod(s.status.AgentSocket, 0o600); err != nil {
+		l.Close()
+		return err
+	}
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		l.Close()
+		return err
+	}
+	pb.RegisterAgentServiceService(srv, s.agent)
+	pb.RegisterHealthService(srv, s.health)
+	s.proxy = srv
+	go srv.Serve(context.Background(), l)
+	return nil
+}
+
+// monitor waits for the VM to end, then records the sandbox as stopped and
+// releases what the VM used.
+func (s *Sandbox) monitor() {
+	<-s.vm.Exited()
+	s.log.Info("vm exited")
+	s.proxy.Close()
+	s.client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if unlock, err := s.store.Lock(ctx, s.id); err == nil {
+		s.markStopped("vm exited")
+		unlock()
+	}
+	close(s.exited)
+}
+
+// markStopped records the sandbox and its containers as stopped and
+// releases host resources. The lock is held.
+func (s *Sandbox) markStopped(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.status.State == StateStopped {
+		return
+	}
+	s.status.State = StateStopped
+	s.status.StopReason = reason
+	cs, _ := s.loadContainers()
+	for _, c := range cs {
+		if c.State != StateStopped {
+			c.State = StateStopped
+			if c.ExitCode == 0 {
+				c.ExitCode = 255
+			}
+			c.Exited = time.Now().UTC()
+			s.store.Save(s.id, containerKey(c.ID), c)
+		}
+		unshareContainer(s.sharedDir(), c.ID)
+	}
+	os.Remove(s.status.AgentSocket)
+	s.store.Save(s.id, sandboxKey, s.status)
+}
+
+// Exited is closed when an owned sandbox's VM has ended and been cleaned
+// up. For a fetched sandbox it never closes.
+func (s *Sandbox) Exited() <-chan struct{} { return s.exited }
+
+func (s *Sandbox) save() error {
+	return s.store.Save(s.id, sandboxKey, s.status)
+}
+
+// FetchSandbox finds a sandbox made by any process, through its state.
+func FetchSandbox(ctx context.Context, stateRoot, id string) (*Sandbox, error) {
+	store, err := persist.New(stateRoot)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sandbox{id: id, store: store, log: slog.Default().With("sandbox", id), exited: make(chan struct{})}
+	if err := store.Load(id, sandboxKey, &s.status); err != nil {
+		return nil, err
+	}
+	s.refresh()
+	if s.status.State == StateRunning || s.status.State == StatePaused {
+		conn, err := agent.Dial(ctx, "unix://"+s.status.AgentSocket)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: agent socket: %w", id, err)
+		}
+		s.client = ttrpc.NewClient(conn)
+		s.agent = pb.NewAgentServiceClient(s.client)
+		s.health = pb.NewHealthClient(s.client)
+	}
+	return s, nil
+}
+
+// refresh notices a VM or owner that died without recording it.
+func (s *Sandbox) refresh() {
+	if s.status.State == StateStopped {
+		return
+	}
+	reason := ""
+	switch {
+	case !alive(s.status.VMPid):
+		reason = "vm process gone"
+	case !alive(s.status.OwnerPid):
+		reason = "owner process gone"
+	default:
+		return
+	}
+	if unlock, err := s.store.Lock(context.Background(), s.id); err == nil {
+		defer unlock()
+		if !alive(s.status.VMPid) || !alive(s.status.OwnerPid) {
+			// Without its owner nothing serves the agent: the VM is
+			// unreachable, so it is stopped for good.
+			if alive(s.status.VMPid) {
+				killPid(s.status.VMPid)
+			}
+			s.markStopped(reason)
+		}
+	}
+}
+
+// Status reports the sandbox's state.
+func (s *Sandbox) Status() SandboxStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// ListSandbox returns the status of every sandbox under stateRoot.
+func ListSandbox(ctx context.Context, stateRoot string) ([]SandboxStatus, error) {
+	store, err := persist.New(stateRoot)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := store.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []SandboxStatus
+	for _, id := range ids {
+		s := &Sandbox{id: id, store: store, log: slog.Default().With("sandbox", id)}
+		if err := store.Load(id, sandboxKey, &s.status); err != nil {
+			continue // being created or deleted
+		}
+		s.refresh()
+		out = append(out, s.status)
+	}
+	return out, nil
+}
+
+// StatusSandbox reports one sandbox's state.
+func StatusSandbox(ctx context.Context, stateRoot, id string) (SandboxStatus, error) {
+	s, err := FetchSandbox(ctx, stateRoot, id)
+	if err != nil {
+		return SandboxStatus{}, err
+	}
+	defer s.Close()
+	return s.Status(), nil
+}
+
+// Close drops this process's connection to the sandbox. An owner keeps
+// serving other processes until the VM ends; Close on an owner does not
+// stop the VM.
+func (s *Sandbox) Close() {
+	if !s.owner && s.client != nil {
+		s.client.Close()
+	}
+}
+
+// Stop stops the sandbox: the agent powers the VM off; after timeout the
+// VM process is killed. Containers are recorded as stopped.
+func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
+	unlock, err := s.store.Lock(ctx, s.id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
+		return err
+	}
+	if s.status.State == StateStopped {
+		return nil
+	}
+	if s.agent != nil {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.agent.DestroySandbox(dctx, &pb.DestroySandboxRequest{})
+		cancel()
+		if err != nil {
+			s.log.Warn("agent DestroySandbox failed; killing the VM", "err", err)
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	for alive(s.status.VMPid) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(s.status.VMPid) {
+		s.log.Warn("vm did not power off in time; killing it", "timeout", timeout)
+		killPid(s.status.VMPid)
+	}
+	if s.owner {
+		killVM(s.vm)
+		s.proxy.Close()
+	} else if vm, err := attachVM(ctx, s.Dir()); err == nil {
+		// Let the backend remove its sockets and files.
+		killVM(vm)
+	}
+	if s.client != nil {
+		s.client.Close()
+	}
+	s.markStopped("stopped")
+	return nil
+}
+
+// Delete removes a stopped sandbox's state.
+func (s *Sandbox) Delete(ctx context.Context) error {
+	unlock, err := s.store.Lock(ctx, s.id)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
+		unlock()
+		return err
+	}
+	s.refresh()
+	if s.status.State != StateStopped {
+		unlock()
+		return fmt.Errorf("sandbox %s is %s; stop it first: %w", s.id, s.status.State, errdefs.ErrFailedPrecondition)
+	}
+	cs, _ := s.loadContainers()
+	for _, c := range cs {
+		unshareContainer(s.sharedDir(), c.ID)
+	}
+	unlock()
+	return s.store.Remove(s.id)
+}
+
+// StopSandbox stops sandbox id.
+func StopSandbox(ctx context.Context, stateRoot, id string, timeout time.Duration) error {
+	s, err := FetchSandbox(ctx, stateRoot, id)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Stop(ctx, timeout)
+}
+
+// DeleteSandbox removes stopped sandbox id.
+func DeleteSandbox(ctx context.Context, stateRoot, id string) error {
+	s, err := FetchSandbox(ctx, stateRoot, id)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Delete(ctx)
+}
+
+// Pause freezes the VM's CPUs.
+func (s *Sandbox) Pause(ctx context.Context) error { return s.setPaused(ctx, true) }
+
+// Resume thaws a paused VM.
+func (s *Sandbox) Resume(ctx context.Context) error { return s.setPaused(ctx, false) }
+
+func (s *Sandbox) setPaused(ctx context.Context, pause bool) error {
+	unlock, err := s.store.Lock(ctx, s.id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
+		return err
+	}
+	want, from := StatePaused, StateRunning
+	if !pause {
+		want, from = StateRunning, StatePaused
+	}
+	if s.status.State != from {
+		return fmt.Errorf("sandbox %s is %s, not %s: %w", s.id, s.status.State, from, errdefs.ErrFailedPrecondition)
+	}
+	vm := s.vm
+	if vm == nil {
+		if vm, err = attachVM(ctx, s.Dir()); err != nil {
+			return fmt.Errorf("sandbox %s: %w", s.id, err)
+		}
+	}
+	if pause {
+		err = vm.Pause(ctx)
+	} else {
+		err = vm.Resume(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", s.id, err)
+	}
+	s.status.State = want
+	return s.save()
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,132 @@
+package vc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// The sandbox's shared directory is exported to the guest over 9p with this
+// tag and mounted there at guestSharedDir. Container root filesystems and
+// volumes are bind-mounted below it on the host, so new containers need no
+// new device.
+const (
+	sharedTag      = "vcshared"
+	guestSharedDir = "/run/vc/shared"
+)
+
+// shareContainer bind-mounts a container's rootfs and bind volumes into the
+// sandbox's shared directory and rewrites spec to the guest paths. On
+// error nothing stays mounted.
+func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error) {
+	fi, err := os.Stat(rootfs)
+	if err != nil {
+		return fmt.Errorf("rootfs %q: %w", rootfs, errdefs.ErrInvalidArgument)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("rootfs %q: not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
+	}
+	base := filepath.Join(sharedDir, cid)
+	defer func() {
+		if err != nil {
+			unshareContainer(sharedDir, cid)
+		}
+	}()
+	target := filepath.Join(base, "rootfs")
+	if err := bind(rootfs, target, true, spec.Root != nil && spec.Root.Readonly); err != nil {
+		return fmt.Errorf("share rootfs %q: %w", rootfs, err)
+	}
+	spec.Root = &specs.Root{Path: guestSharedDir + "/" + cid + "/rootfs", Readonly: spec.Root != nil && spec.Root.Readonly}
+	for i, m := range spec.Mounts {
+		if !isBind(m) {
+			continue
+		}
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("mounts[%d].source %q (destination %s): %w", i, m.Source, m.Destination, errors.Join(err, errdefs.ErrInvalidArgument))
+		}
+		name := strconv.Itoa(i)
+		target := filepath.Join(base, "mounts", name)
+		if err := bind(m.Source, target, st.IsDir(), hasOpt(m.Options, "ro")); err != nil {
+			return fmt.Errorf("share mounts[%d] %q: %w", i, m.Source, err)
+		}
+		spec.Mounts[i].Source = guestSharedDir + "/" + cid + "/mounts/" + name
+	}
+	return nil
+}
+
+// unshareContainer unmounts and removes everything shareContainer made.
+func unshareContainer(sharedDir, cid string) error {
+	base := filepath.Join(sharedDir, cid)
+	var errs []error
+	if ents, err := os.ReadDir(filepath.Join(base, "mounts")); err == nil {
+		for _, e := range ents {
+			errs = append(errs, unmount(filepath.Join(base, "mounts", e.Name())))
+		}
+	}
+	errs = append(errs, unmount(filepath.Join(base, "rootfs")))
+	if err := os.RemoveAll(base); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func bind(src, target string, dir, ro bool) error {
+	if dir {
+		if err := os.MkdirAll(target, 0o700); err != nil {
+			return err
+		}
+	} else {
+		if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
+	if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, target, err)
+	}
+	// Host mounts made later below src must not show up in the guest, and
+	// guest-side changes never propagate back.
+	if err := unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		unmount(target)
+		return fmt.Errorf("make %s private: %w", target, err)
+	}
+	if ro {
+		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			unmount(target)
+			return fmt.Errorf("remount %s read-only: %w", target, err)
+		}
+	}
+	return nil
+}
+
+func unmount(target string) error {
+	err := unix.Unmount(target, unix.MNT_DETACH)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", target, err)
+	}
+	return nil
+}
+
+func isBind(m specs.Mount) bool {
+	return m.Type == "bind" || hasOpt(m.Options, "bind") || hasOpt(m.Options, "rbind")
+}
+
+func hasOpt(opts []string, o string) bool {
+	for _, x := range opts {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}

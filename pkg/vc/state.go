@@ -1,0 +1,62 @@
+package vc
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// State of a sandbox or container.
+type State string
+
+const (
+	StateCreated State = "created"
+	StateRunning State = "running"
+	StatePaused  State = "paused"
+	StateStopped State = "stopped"
+)
+
+// SandboxStatus is what is persisted of a sandbox, and what StatusSandbox
+// reports.
+type SandboxStatus struct {
+	ID      string        `json:"id"`
+	State   State         `json:"state"`
+	Created time.Time     `json:"created"`
+	Config  SandboxConfig `json:"config"`
+	// OwnerPid is the process that started the VM and serves AgentSocket.
+	OwnerPid int `json:"owner_pid"`
+	// VMPid is the hypervisor process.
+	VMPid int `json:"vm_pid"`
+	// AgentSocket serves the agent protocol for other processes.
+	AgentSocket string `json:"agent_socket"`
+	// ConsoleLog is the guest console's log file.
+	ConsoleLog string `json:"console_log"`
+	// StopReason tells why a stopped sandbox stopped.
+	StopReason string `json:"stop_reason,omitempty"`
+	// Accel is the acceleration the VM really runs with.
+	Accel string `json:"accel,omitempty"`
+}
+
+// ContainerStatus is what is persisted of a container.
+type ContainerStatus struct {
+	ID        string          `json:"id"`
+	SandboxID string          `json:"sandbox_id"`
+	State     State           `json:"state"`
+	Created   time.Time       `json:"created"`
+	Config    ContainerConfig `json:"config"`
+	ExitCode  int32           `json:"exit_code"`
+	Exited    time.Time       `json:"exited,omitempty"`
+}
+
+func containerKey(id string) string { return "container-" + id }
+
+const sandboxKey = "sandbox"
+
+// alive tells whether a process exists.
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := unix.Kill(pid, 0)
+	return err == nil || err == unix.EPERM
+}
