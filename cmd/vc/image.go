@@ -131,4 +131,3 @@ func findAgent() (string, error) {
 	}
 	return "", fmt.Errorf("vc-agent not found (looked at $VC_AGENT, %s): %w", strings.Join(cands[1:], ", "), errdefs.ErrNotFound)
 }
-
