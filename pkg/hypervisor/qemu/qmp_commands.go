@@ -1,0 +1,165 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// Typed wrappers of the QMP commands the driver uses.
+
+// QMPStatus is the reply of query-status.
+type QMPStatus struct {
+	Running bool   `json:"running"`
+	Status  string `json:"status"` // "running", "paused", "shutdown", "prelaunch", ...
+}
+
+// QueryStatus asks whether the vCPUs run.
+func (q *QMP) QueryStatus(ctx context.Context) (QMPStatus, error) {
+	var s QMPStatus
+	err := q.Execute(ctx, "query-status", nil, &s)
+	return s, err
+}
+
+// Stop pauses the vCPUs.
+func (q *QMP) Stop(ctx context.Context) error { return q.Execute(ctx, "stop", nil, nil) }
+
+// Cont resumes the vCPUs.
+func (q *QMP) Cont(ctx context.Context) error { return q.Execute(ctx, "cont", nil, nil) }
+
+// SystemPowerdown presses the ACPI power button.
+func (q *QMP) SystemPowerdown(ctx context.Context) error {
+	return q.Execute(ctx, "system_powerdown", nil, nil)
+}
+
+// Quit makes QEMU exit (after flushing its block devices). QEMU may close
+// the connection before or after its reply: both count as success.
+func (q *QMP) Quit(ctx context.Context) error {
+	err := q.Execute(ctx, "quit", nil, nil)
+	if err != nil && q.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// DeviceAdd adds a device; args are device_add's: "driver", "id" and the
+// device's properties.
+func (q *QMP) DeviceAdd(ctx context.Context, args map[string]any) error {
+	return q.Execute(ctx, "device_add", args, nil)
+}
+
+// DeviceDel asks for a device's removal and waits until the guest let it
+// go (DEVICE_DELETED for that id).
+func (q *QMP) DeviceDel(ctx context.Context, id string) error {
+	w := q.Subscribe(func(ev Event) bool {
+		if ev.Name != "DEVICE_DELETED" {
+			return false
+		}
+		var d struct {
+			Device string `json:"device"`
+		}
+		return json.Unmarshal(ev.Data, &d) == nil && d.Device == id
+	})
+	defer w.Cancel()
+	if err := q.Execute(ctx, "device_del", map[string]any{"id": id}, nil); err != nil {
+		return err
+	}
+	if _, err := w.Wait(ctx); err != nil {
+		return fmt.Errorf("qmp device_del %s: waiting for DEVICE_DELETED: %w", id, err)
+	}
+	return nil
+}
+
+// NetdevAdd adds a network backend: args has "type" ("tap"), "id" and the
+// backend's options.
+func (q *QMP) NetdevAdd(ctx context.Context, args map[string]any) error {
+	return q.Execute(ctx, "netdev_add", args, nil)
+}
+
+// NetdevDel removes a network backend.
+func (q *QMP) NetdevDel(ctx context.Context, id string) error {
+	return q.Execute(ctx, "netdev_del", map[string]any{"id": id}, nil)
+}
+
+// BlockdevAdd adds a block node graph (a BlockdevOptions object).
+func (q *QMP) BlockdevAdd(ctx context.Context, args map[string]any) error {
+	return q.Execute(ctx, "blockdev-add", args, nil)
+}
+
+// BlockdevDel removes a block node by node name.
+func (q *QMP) BlockdevDel(ctx context.Context, nodeName string) error {
+	return q.Execute(ctx, "blockdev-del", map[string]any{"node-name": nodeName}, nil)
+}
+
+// ObjectAdd adds a QOM object ("qom-type", "id" and its properties).
+func (q *QMP) ObjectAdd(ctx context.Context, args map[string]any) error {
+	return q.Execute(ctx, "object-add", args, nil)
+}
+
+// ObjectDel removes a QOM object.
+func (q *QMP) ObjectDel(ctx context.Context, id string) error {
+	return q.Execute(ctx, "object-del", map[string]any{"id": id}, nil)
+}
+
+// GetFD passes an open file to QEMU under a name, for commands that take
+// fd=NAME (netdev_add tap).
+func (q *QMP) GetFD(ctx context.Context, name string, f *os.File) error {
+	return q.execute(ctx, "getfd", map[string]any{"fdname": name}, nil, []*os.File{f})
+}
+
+// CloseFD drops a file passed with GetFD and not consumed.
+func (q *QMP) CloseFD(ctx context.Context, name string) error {
+	return q.Execute(ctx, "closefd", map[string]any{"fdname": name}, nil)
+}
+
+// QMPCPU is one entry of query-cpus-fast.
+type QMPCPU struct {
+	Index    int    `json:"cpu-index"`
+	QOMPath  string `json:"qom-path"`
+	ThreadID int    `json:"thread-id"`
+	Target   string `json:"target"`
+}
+
+// QueryCPUsFast lists the vCPUs and their host threads.
+func (q *QMP) QueryCPUsFast(ctx context.Context) ([]QMPCPU, error) {
+	var cpus []QMPCPU
+	err := q.Execute(ctx, "query-cpus-fast", nil, &cpus)
+	return cpus, err
+}
+
+// QMPPCIDevice is a device of query-pci, bridges flattened.
+type QMPPCIDevice struct {
+	Bus      int    `json:"bus"`
+	Slot     int    `json:"slot"`
+	Function int    `json:"function"`
+	QDevID   string `json:"qdev_id"`
+	Bridge   *struct {
+		Devices []QMPPCIDevice `json:"devices"`
+	} `json:"pci_bridge,omitempty"`
+}
+
+// QueryPCI lists the PCI devices, those behind bridges included, with
+// their qdev ids.
+func (q *QMP) QueryPCI(ctx context.Context) ([]QMPPCIDevice, error) {
+	var buses []struct {
+		Devices []QMPPCIDevice `json:"devices"`
+	}
+	if err := q.Execute(ctx, "query-pci", nil, &buses); err != nil {
+		return nil, err
+	}
+	var out []QMPPCIDevice
+	var walk func([]QMPPCIDevice)
+	walk = func(ds []QMPPCIDevice) {
+		for _, d := range ds {
+			out = append(out, d)
+			if d.Bridge != nil {
+				walk(d.Bridge.Devices)
+			}
+		}
+	}
+	for _, b := range buses {
+		walk(b.Devices)
+	}
+	return out, nil
+}
