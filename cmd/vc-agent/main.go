@@ -20,6 +20,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/guest"
 	"github.com/virtcontainers/vc/internal/guest/boot"
+	"github.com/virtcontainers/vc/internal/guest/container"
 	"github.com/virtcontainers/vc/internal/guest/reaper"
 	"github.com/virtcontainers/vc/internal/guest/transport"
 )
@@ -29,6 +30,12 @@ func main() {
 	// container's process inside its namespaces.
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init()
+		return
+	}
+	// The agent re-executes itself as "vc-agent pause" to be PID 1 of the
+	// sandbox's shared PID namespace.
+	if len(os.Args) > 1 && os.Args[1] == container.PauseArg {
+		container.RunPause()
 		return
 	}
 	if err := run(); err != nil {
