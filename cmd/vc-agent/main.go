@@ -57,6 +57,7 @@ func run() error {
 		moduleDir  = flag.String("module-dir", "/lib/modules", "directory the module list is relative to")
 		ctrRoot    = flag.String("container-root", "", "libcontainer state directory (default /run/vc-agent/containers)")
 		sbRoot     = flag.String("sandbox-root", "", "where sandbox storages are mounted (default /run/vc-agent/sandbox)")
+		copyRoot   = flag.String("copy-root", "", "directory CopyFile may write below (default /run)")
 	)
 	flag.Parse()
 	// Kernel command line parameters come as environment for PID 1.
@@ -92,6 +93,7 @@ func run() error {
 		InitDaemon:    initDaemon,
 		ContainerRoot: *ctrRoot,
 		SandboxRoot:   *sbRoot,
+		CopyFileRoot:  *copyRoot,
 		Shutdown: func() {
 			select {
 			case shutdown <- struct{}{}:

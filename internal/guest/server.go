@@ -35,6 +35,8 @@ type Config struct {
 	ContainerRoot string
 	// SandboxRoot is where sandbox storages are mounted.
 	SandboxRoot string
+	// CopyFileRoot is the directory CopyFile may write below (default /run).
+	CopyFileRoot string
 	// Shutdown, when set, is called after DestroySandbox has answered.
 	Shutdown func()
 }
