@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+// Two containers of one sandbox share the guest kernel: they read the
+// same boot_id, and the host's differs.
+func TestTwoContainersShareTheVM(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	root, err := rootfs.Busybox(dataRoot + "/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
+		ID:        "e2e-two",
+		StateRoot: stateRoot,
+		Hypervisor: vc.HypervisorConfig{
+			Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s.Stop(context.Background(), 5*time.Second)
+		if err := s.Delete(context.Background()); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+		noLeftovers(t, "e2e-two")
+	}()
+	var ids []string
+	for _, cid := range []string{"a", "b"} {
+		spec := oci.DefaultSpec([]string{"cat", "/proc/sys/kernel/random/boot_id"}, nil, "/", false)
+		if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: cid, Rootfs: root, Spec: spec}); err != nil {
+			t.Fatalf("create %s: %v", cid, err)
+		}
+		var out bytes.Buffer
+		streams := s.IOStream(ctx, cid, cid, vc.IO{Stdout: &out, Stderr: &out})
+		if err := s.StartContainer(ctx, cid); err != nil {
+			t.Fatalf("start %s: %v", cid, err)
+		}
+		code, err := s.WaitContainer(ctx, cid)
+		if err != nil || code != 0 {
+			t.Fatalf("wait %s: %d %v", cid, code, err)
+		}
+		<-streams
+		ids = append(ids, strings.TrimSpace(out.String()))
+		if err := s.DeleteContainer(ctx, cid); err != nil {
+			t.Fatalf("delete %s: %v", cid, err)
+		}
+	}
+	host, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if len(ids[0]) != 36 || ids[0] != ids[1] {
+		t.Fatalf("containers' boot ids %q and %q: want equal uuids", ids[0], ids[1])
+	}
+	if ids[0] == strings.TrimSpace(string(host)) {
+		t.Fatalf("container boot id %q equals the host's", ids[0])
+	}
+	// A second process finds the sandbox through its state.
+	f, err := vc.FetchSandbox(ctx, stateRoot, "e2e-two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if st := f.Status(); st.State != vc.StateRunning || st.VMPid != s.Status().VMPid {
+		t.Fatalf("fetched sandbox: %+v", st)
+	}
+}
