@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -39,7 +40,6 @@ var hostEffects = map[string]string{
 	"ReseedRandomDev":                "writes to /dev/random",
 	"MemHotplugByProbe":              "writes /sys/devices/system/memory/probe",
 	"SetGuestDateTime":               "sets the system clock",
-	"CopyFile":                       "writes files under /run",
 	"AddSwap":                        "enables swap",
 	"ResizeVolume":                   "resizes filesystems",
 	"SetIPTables":                    "runs iptables-restore, whose rules can make the host kernel load modules",
@@ -53,7 +53,6 @@ var zeroSafe = map[string]string{
 	"UpdateEphemeralMounts": "no storages",
 	"ReseedRandomDev":       "no data",
 	"MemHotplugByProbe":     "no addresses",
-	"CopyFile":              "no path",
 	"AddSwap":               "no PCI path",
 	"ResizeVolume":          "no volume path",
 	"SetPolicy":             "a fresh agent per test",
@@ -130,13 +129,15 @@ func rpcTable(t testing.TB, a *Agent) []rpc {
 	return rpcs
 }
 
-// fuzzEnv is an Agent confined to temporary directories and, when run as
-// root, to a network namespace with one tap link (MAC fuzzMAC).
+// fuzzEnv is an Agent confined to temporary directories (CopyFile writes
+// below copyRoot) and, when run as root, to a network namespace with one
+// tap link (MAC fuzzMAC).
 type fuzzEnv struct {
-	a    *Agent
-	rpcs []rpc
-	ns   netns.NsHandle // -1 when no namespace could be made
-	shut chan struct{}
+	a        *Agent
+	rpcs     []rpc
+	copyRoot string
+	ns       netns.NsHandle // -1 when no namespace could be made
+	shut     chan struct{}
 }
 
 const fuzzMAC = "02:00:00:00:f0:01"
@@ -144,10 +145,14 @@ const fuzzMAC = "02:00:00:00:f0:01"
 func newFuzzEnv(t testing.TB) *fuzzEnv {
 	t.Helper()
 	dir := t.TempDir()
-	env := &fuzzEnv{ns: -1, shut: make(chan struct{}, 1)}
+	env := &fuzzEnv{ns: -1, shut: make(chan struct{}, 1), copyRoot: filepath.Join(dir, "copy")}
+	if err := os.Mkdir(env.copyRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	env.a = New(Config{
 		ContainerRoot: filepath.Join(dir, "containers"),
 		SandboxRoot:   filepath.Join(dir, "sandbox"),
+		CopyFileRoot:  env.copyRoot,
 		Shutdown: func() {
 			select {
 			case env.shut <- struct{}{}:
@@ -273,9 +278,15 @@ func FuzzDecodeRequests(f *testing.F) {
 	if n > 256 {
 		f.Fatalf("%d RPCs do not fit the fuzz target's one-byte selector", n)
 	}
+	runtimeSeeds := map[string][]proto.Message{
+		"CopyFile": {
+			&pb.CopyFileRequest{Path: env.copyRoot + "/d/f", FileSize: 4, Data: []byte("data"), FileMode: 0o644},
+			&pb.CopyFileRequest{Path: env.copyRoot + "/l", Data: []byte("d/f"), FileMode: unix.S_IFLNK | 0o777},
+		},
+	}
 	for i, r := range env.rpcs {
 		f.Add(uint8(i), []byte{})
-		for _, seed := range seeds[r.name] {
+		for _, seed := range append(seeds[r.name], runtimeSeeds[r.name]...) {
 			b, err := proto.Marshal(seed)
 			if err != nil {
 				f.Fatal(err)
@@ -382,7 +393,11 @@ func TestZeroRequests(t *testing.T) {
 			if err != nil {
 				t.Logf("took %v: %v", time.Since(start).Round(time.Millisecond), errgrpc.ToGRPC(err))
 			} else {
-				t.Logf("took %v: response %v", time.Since(start).Round(time.Millisecond), resp)
+				msg := fmt.Sprint(resp)
+				if len(msg) > 200 {
+					msg = msg[:200] + "..."
+				}
+				t.Logf("took %v: response %s", time.Since(start).Round(time.Millisecond), msg)
 			}
 			if want, ok := zeroNetwork[r.name]; ok {
 				if got := status.Code(errgrpc.ToGRPC(err)); got != want {
