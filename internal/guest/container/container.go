@@ -457,6 +457,11 @@ func (m *Manager) Pause(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	// Pausing a paused container does nothing, as libcontainer documents
+	// (but does not do).
+	if st, err := c.lc.Status(); err == nil && st == libcontainer.Paused {
+		return nil
+	}
 	if err := c.lc.Pause(); err != nil {
 		return fmt.Errorf("container_id %q: pause: %w", id, lcErr(err))
 	}
