@@ -177,6 +177,9 @@ func (c *Copier) Copy(req *pb.CopyFileRequest) error {
 	if isLink {
 		return invalid("path", "%s is a symbolic link", req.Path)
 	}
+	if exists && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("path: %s is a directory: %w", req.Path, errdefs.ErrFailedPrecondition)
+	}
 	return c.writeChunk(dirfd, name, req, perm)
 }
 
