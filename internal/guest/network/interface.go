@@ -90,7 +90,7 @@ func (m *Manager) UpdateInterface(ctx context.Context, iface *pb.Interface) (*pb
 	if err := m.configure(link, iface, addrs); err != nil {
 		return nil, err
 	}
-	m.log.Info("interface updated", "mac", mac.String(), "name", iface.Name, "mtu", iface.Mtu, "addresses", len(addrs))
+	m.log().Info("interface updated", "mac", mac.String(), "name", iface.Name, "mtu", iface.Mtu, "addresses", len(addrs))
 	updated, err := m.h.LinkByIndex(link.Attrs().Index)
 	if err != nil {
 		return nil, sysErr(fmt.Sprintf("interface: read back link %d", link.Attrs().Index), err)
@@ -112,7 +112,7 @@ func (m *Manager) configure(link netlink.Link, iface *pb.Interface, addrs []neti
 		}
 		for i := len(undo) - 1; i >= 0; i-- {
 			if e := undo[i](); e != nil {
-				m.log.Warn("cannot undo part of a failed interface update", "link", attrs.Name, "err", e)
+				m.log().Warn("cannot undo part of a failed interface update", "link", attrs.Name, "err", e)
 			}
 		}
 	}()

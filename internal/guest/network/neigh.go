@@ -91,6 +91,6 @@ func (m *Manager) AddARPNeighbors(ctx context.Context, ns *pb.ARPNeighbors) erro
 			return sysErr(fmt.Sprintf("%s: add neighbour %s lladdr %s", w.field, w.n.IP, w.n.HardwareAddr), err)
 		}
 	}
-	m.log.Info("neighbours added", "count", len(ws))
+	m.log().Info("neighbours added", "count", len(ws))
 	return nil
 }

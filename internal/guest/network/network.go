@@ -29,7 +29,12 @@ type Manager struct {
 	mu  sync.Mutex
 	h   *netlink.Handle
 	own bool // h was opened by NewAt and is closed by Close
-	log *slog.Logger
+}
+
+// log returns the logger of the moment: a Manager may be made before
+// the program sets its default logger.
+func (m *Manager) log() *slog.Logger {
+	return slog.Default().With("subsystem", "network")
 }
 
 // New returns a Manager for the network namespace of the calling process.
@@ -37,7 +42,7 @@ type Manager struct {
 // the request runs on, so it must not be used from a goroutine locked to
 // a thread that has switched namespaces.
 func New() *Manager {
-	return &Manager{h: &netlink.Handle{}, log: slog.Default().With("subsystem", "network")}
+	return &Manager{h: &netlink.Handle{}}
 }
 
 // NewAt returns a Manager for the network namespace ns, usable from any
@@ -47,7 +52,7 @@ func NewAt(ns netns.NsHandle) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket in network namespace %s: %w", ns, err)
 	}
-	return &Manager{h: h, own: true, log: slog.Default().With("subsystem", "network")}, nil
+	return &Manager{h: h, own: true}, nil
 }
 
 // Close releases the Manager's sockets.

@@ -502,6 +502,7 @@ func TestBadRequests(t *testing.T) {
 		{"mixed families", route(&pb.Route{Dest: "10.3.0.0/16", Gateway: "2001:db8::1", Device: "eth0"}), errdefs.IsInvalidArgument, "routes.Routes[1]"},
 		{"family v6 for v4", route(&pb.Route{Dest: "10.3.0.0/16", Device: "eth0", Family: pb.IPFamily_v6}), errdefs.IsInvalidArgument, "routes.Routes[1].family"},
 		{"bad scope", route(&pb.Route{Dest: "10.3.0.0/16", Device: "eth0", Scope: 300}), errdefs.IsInvalidArgument, "routes.Routes[1].scope"},
+		{"link-local on unknown device", route(&pb.Route{Dest: "fe80::/64", Device: "eth9", Family: pb.IPFamily_v6}), errdefs.IsNotFound, "routes.Routes[1].device"},
 
 		{"nil neighbors", func() error { return n.m.AddARPNeighbors(ctx, nil) }, errdefs.IsInvalidArgument, "neighbors: missing"},
 		{"nil neighbor", neigh(nil), errdefs.IsInvalidArgument, "neighbors.ARPNeighbors[0]"},

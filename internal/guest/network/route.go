@@ -58,7 +58,7 @@ func (m *Manager) UpdateRoutes(ctx context.Context, rs *pb.Routes) ([]*pb.Route,
 			return nil, err
 		}
 		if skip {
-			m.log.Debug("skipping kernel-owned route", "field", field, "dest", r.Dest, "device", r.Device)
+			m.log().Debug("skipping kernel-owned route", "field", field, "dest", r.Dest, "device", r.Device)
 			continue
 		}
 		want = append(want, wantRoute{field: field, desc: routeString(nr, byIndex), r: nr})
@@ -93,7 +93,7 @@ func (m *Manager) UpdateRoutes(ctx context.Context, rs *pb.Routes) ([]*pb.Route,
 		}
 		added = append(added, w.r)
 	}
-	m.log.Info("routes updated", "removed", len(deleted), "added", len(added))
+	m.log().Info("routes updated", "removed", len(deleted), "added", len(added))
 	return m.listRoutes()
 }
 
@@ -102,7 +102,7 @@ func (m *Manager) UpdateRoutes(ctx context.Context, rs *pb.Routes) ([]*pb.Route,
 func (m *Manager) restore(deleted, added []netlink.Route, byIndex map[int]netlink.Link) {
 	for _, r := range added {
 		if err := m.h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
-			m.log.Warn("cannot remove route while rolling back", "route", routeString(r, byIndex), "err", err)
+			m.log().Warn("cannot remove route while rolling back", "route", routeString(r, byIndex), "err", err)
 		}
 	}
 	// Link routes first again.
@@ -112,7 +112,7 @@ func (m *Manager) restore(deleted, added []netlink.Route, byIndex map[int]netlin
 	for _, r := range deleted {
 		r.Flags &^= unix.RTNH_F_DEAD | unix.RTNH_F_LINKDOWN
 		if err := m.h.RouteReplace(&r); err != nil {
-			m.log.Warn("cannot restore route while rolling back", "route", routeString(r, byIndex), "err", err)
+			m.log().Warn("cannot restore route while rolling back", "route", routeString(r, byIndex), "err", err)
 		}
 	}
 }
@@ -178,12 +178,12 @@ func parseRoute(field string, r *pb.Route, byName map[string]netlink.Link) (nr n
 	if r.Scope > 255 {
 		return nr, false, invalid(field+".scope", "%d is not a route scope (0-255)", r.Scope)
 	}
-	if is6 && !gw.IsValid() && dst == linkLocal64 {
-		return nr, true, nil
-	}
 	link, ok := byName[r.Device]
 	if !ok {
 		return nr, false, notFound(field+".device", "no link named %q", r.Device)
+	}
+	if is6 && !gw.IsValid() && dst == linkLocal64 {
+		return nr, true, nil
 	}
 	return netlink.Route{
 		LinkIndex: link.Attrs().Index,
