@@ -35,12 +35,20 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) cleanup() {
+	exited := false
+	select {
+	case <-e.a.Exited(): // DestroySandbox shut it down
+		exited = true
+	default:
+	}
 	for _, id := range e.ids {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		_, err := e.a.Svc.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id, Timeout: 10})
-		cancel()
-		if err != nil && status.Code(err) != codes.NotFound {
-			e.t.Errorf("cleanup: remove %s: %v", id, err)
+		if !exited {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			_, err := e.a.Svc.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id, Timeout: 10})
+			cancel()
+			if err != nil && status.Code(err) != codes.NotFound {
+				e.t.Errorf("cleanup: remove %s: %v", id, err)
+			}
 		}
 		for _, ctrl := range []string{"memory", "pids", "freezer", "cpu", "devices"} {
 			dir := filepath.Join("/sys/fs/cgroup", ctrl, "vc", id)

@@ -198,10 +198,12 @@ func (m *Manager) sandboxPidns() (string, error) {
 func (m *Manager) startPause() (*pauseProc, error) {
 	cmd := exec.Command("/proc/self/exe", PauseArg)
 	cmd.Args[0] = "vc-agent"
+	// No Pdeathsig: it fires when the forking thread exits, and the Go
+	// runtime ends threads (libcontainer locks some and lets them die).
+	// The pause process goes when the agent's PID namespace does.
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWPID,
 		Setsid:     true,
-		Pdeathsig:  syscall.SIGKILL,
 	}
 	p := &pauseProc{pidfd: -1, done: make(chan struct{})}
 	var exit <-chan int
