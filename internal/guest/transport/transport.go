@@ -160,4 +160,3 @@ func (c *serialConn) RemoteAddr() net.Addr               { return serialAddr("ho
 func (c *serialConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
 func (c *serialConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
 func (c *serialConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
-
