@@ -73,6 +73,11 @@ func run() error {
 	initDaemon := os.Getpid() == 1
 	if initDaemon {
 		start := time.Now()
+		// On the initramfs, move to a tmpfs root (re-executing the agent)
+		// so that pivot_root works for containers.
+		if err := boot.SwitchRoot(); err != nil {
+			return err
+		}
 		if err := boot.MountSystem(); err != nil {
 			return err
 		}
