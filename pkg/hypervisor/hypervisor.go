@@ -73,12 +73,23 @@ type Hypervisor interface {
 	// reason. It works for a VM found again with Attach too.
 	Exited() <-chan struct{}
 
+	// ExitError is nil while the VM runs. Once it has exited, it says
+	// how, with the tail of the console log: what a caller whose agent
+	// never answered wants to show.
+	ExitError() error
+
 	// ConsoleLog is the path of the file that receives the guest's
 	// console (kernel messages and, through them, the agent's logs).
 	ConsoleLog() string
 
 	// Capabilities says what this VM can do.
 	Capabilities() Capabilities
+
+	// Close releases this handle (control connection, watchers) and
+	// leaves the VM running: for a process that started or attached to a
+	// VM and is done with it. The handle is unusable afterwards (Exited
+	// may never fire); Attach gives a new one. Stop does not need Close.
+	Close() error
 }
 
 // State is what the VM is doing.

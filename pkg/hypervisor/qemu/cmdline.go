@@ -1,0 +1,179 @@
+package qemu
+
+import (
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+)
+
+// DefaultKernelParams come before Config.KernelParams: the console on the
+// first serial port (which the driver writes to ConsoleLog), little noise,
+// and a panic that ends the VM (with -no-reboot, a reboot is an exit).
+const DefaultKernelParams = "console=ttyS0 quiet panic=1"
+
+// Files in a VM's state directory.
+const (
+	qmpSocketName   = "qmp.sock"
+	attachQMPName   = "qmp-attach.sock"
+	agentSocketName = "agent.sock"
+	consoleLogName  = "console.log"
+	qemuLogName     = "qemu.log"
+	pidFileName     = "qemu.pid"
+	recordName      = "qemu-vm.json"
+)
+
+// maxSocketPath is the room in sockaddr_un.sun_path, less the NUL.
+const maxSocketPath = 107
+
+type statePaths struct {
+	// QMP is the starter's monitor; AttachQMP a second one for Attach,
+	// since a QMP socket serves one client at a time.
+	QMP, AttachQMP, Agent, Console, Log, Pid, Record string
+}
+
+func pathsFor(dir string) statePaths {
+	return statePaths{
+		QMP:       filepath.Join(dir, qmpSocketName),
+		AttachQMP: filepath.Join(dir, attachQMPName),
+		Agent:     filepath.Join(dir, agentSocketName),
+		Console:   filepath.Join(dir, consoleLogName),
+		Log:       filepath.Join(dir, qemuLogName),
+		Pid:       filepath.Join(dir, pidFileName),
+		Record:    filepath.Join(dir, recordName),
+	}
+}
+
+// launchPlan is everything the command line depends on, resolved.
+type launchPlan struct {
+	cfg       hypervisor.Config // validated; devices added before Start included
+	paths     statePaths
+	accel     string // kvm or tcg
+	transport string // vsock or virtio-serial
+	cid       uint32
+	vhostFD   int              // /dev/vhost-vsock in the child, -1 for none
+	tapFDs    map[string][]int // NIC id -> descriptor numbers in the child
+	vhostNet  bool
+	slots     []string // root port i -> the cold-plugged device in it, "" free
+}
+
+// QEMU ids of the driver's objects. The caller's ids are prefixed by kind,
+// so a disk and a NIC may share one, none collides with the fixed devices,
+// and QEMU's rule that ids start with a letter holds.
+func rootPortID(i int) string       { return "rp" + strconv.Itoa(i) }
+func diskDeviceID(id string) string { return "blk-" + id }
+func diskNodeName(id string) string { return "drive-" + id }
+func nicDeviceID(id string) string  { return "net-" + id }
+func netdevID(id string) string     { return "netdev-" + id }
+func fsDeviceID(tag string) string  { return "fs-" + tag }
+
+// slot occupant keys
+func diskSlotKey(id string) string { return "disk/" + id }
+func nicSlotKey(id string) string  { return "nic/" + id }
+
+// rootPorts returns the root ports for the plan's slots.
+func (p *launchPlan) rootPorts() []RootPort {
+	ports := make([]RootPort, len(p.slots))
+	for i := range ports {
+		ports[i] = RootPort{ID: rootPortID(i), Chassis: 1, Slot: i + 1}
+	}
+	return ports
+}
+
+// devices lists the VM's devices in command line order.
+func (p *launchPlan) devices() []Device {
+	c := &p.cfg
+	devs := []Device{
+		ConsoleSerial{ID: "console", Path: p.paths.Console},
+		VirtioRNG{ID: "rng0"},
+	}
+	switch p.transport {
+	case hypervisor.TransportVsock:
+		devs = append(devs, VhostVsock{ID: "vsock0", CID: p.cid, VhostFD: p.vhostFD})
+	default:
+		devs = append(devs,
+			SocketChardev{ID: "agent", Path: p.paths.Agent},
+			VirtioSerial{ID: "serial0"},
+			VirtioSerialPort{ID: "agent0", Bus: "serial0.0", Chardev: "agent", Name: hypervisor.AgentPortName},
+		)
+	}
+	for _, fs := range c.SharedFS {
+		devs = append(devs, Virtio9P{ID: fsDeviceID(fs.Tag), Path: fs.HostPath, Tag: fs.Tag, ReadOnly: fs.ReadOnly})
+	}
+	for _, rp := range p.rootPorts() {
+		devs = append(devs, rp)
+	}
+	slotOf := map[string]string{}
+	for i, id := range p.slots {
+		if id != "" {
+			slotOf[id] = rootPortID(i)
+		}
+	}
+	for _, d := range c.Disks {
+		devs = append(devs,
+			BlockNode{NodeName: diskNodeName(d.ID), Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Direct: d.Direct, Device: isBlockDevice(d.Path)},
+			VirtioBlk{ID: diskDeviceID(d.ID), Drive: diskNodeName(d.ID), Bus: slotOf[diskSlotKey(d.ID)], Serial: d.Serial},
+		)
+	}
+	for _, n := range c.NICs {
+		var fds []string
+		for _, fd := range p.tapFDs[n.ID] {
+			fds = append(fds, strconv.Itoa(fd))
+		}
+		devs = append(devs,
+			TapNetdev{ID: netdevID(n.ID), IfName: n.TapName, FDs: fds, Vhost: p.vhostNet},
+			VirtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String(), Bus: slotOf[nicSlotKey(n.ID)], MTU: n.MTU, Queues: max(1, len(fds))},
+		)
+	}
+	return devs
+}
+
+// commandLine renders the plan as QEMU's arguments (without argv[0]).
+func (p *launchPlan) commandLine() []string {
+	c := &p.cfg
+	args := []string{
+		"-name", escape(c.ID) + ",debug-threads=on",
+		// No default devices, no config files, no display, no reboot: a
+		// guest reboot ends the VM.
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		// q35 without the devices a container VM never uses.
+		"-machine", "q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off",
+	}
+	if p.accel == hypervisor.AccelKVM {
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else {
+		args = append(args, "-accel", "tcg,thread=multi", "-cpu", "max")
+	}
+	smp := strconv.Itoa(c.CPUs)
+	if c.MaxCPUs > c.CPUs {
+		smp += ",maxcpus=" + strconv.Itoa(c.MaxCPUs)
+	}
+	args = append(args, "-smp", smp, "-m", strconv.Itoa(c.MemoryMiB)+"M")
+	if c.Firmware != "" {
+		args = append(args, "-bios", c.Firmware)
+	}
+	args = append(args, "-kernel", c.Kernel)
+	if c.Initrd != "" {
+		args = append(args, "-initrd", c.Initrd)
+	}
+	args = append(args, "-append", kernelCmdline(c.KernelParams))
+	args = append(args,
+		"-pidfile", p.paths.Pid,
+		"-qmp", "unix:"+escape(p.paths.QMP)+",server=on,wait=off",
+		"-qmp", "unix:"+escape(p.paths.AttachQMP)+",server=on,wait=off",
+	)
+	for _, d := range p.devices() {
+		args = append(args, d.QemuParams()...)
+	}
+	return args
+}
+
+// kernelCmdline puts the defaults before the caller's parameters.
+func kernelCmdline(extra string) string {
+	extra = strings.TrimSpace(extra)
+	if extra == "" {
+		return DefaultKernelParams
+	}
+	return DefaultKernelParams + " " + extra
+}

@@ -1,0 +1,211 @@
+package qemu
+
+import (
+	"encoding/json"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+)
+
+func TestDeviceParams(t *testing.T) {
+	cases := []struct {
+		dev  Device
+		want []string
+	}{
+		{RootPort{ID: "rp0", Chassis: 1, Slot: 1},
+			[]string{"-device", "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1,io-reserve=0"}},
+		{ConsoleSerial{ID: "console", Path: "/run/vc/a,b/console.log"},
+			[]string{"-chardev", "file,id=console,path=/run/vc/a,,b/console.log", "-serial", "chardev:console"}},
+		{SocketChardev{ID: "agent", Path: "/run/vc/x/agent.sock"},
+			[]string{"-chardev", "socket,id=agent,path=/run/vc/x/agent.sock,server=on,wait=off"}},
+		{VirtioSerial{ID: "serial0"}, []string{"-device", "virtio-serial-pci,id=serial0"}},
+		{VirtioSerialPort{ID: "agent0", Bus: "serial0.0", Chardev: "agent", Name: "agent.channel.0"},
+			[]string{"-device", "virtserialport,id=agent0,bus=serial0.0,chardev=agent,name=agent.channel.0"}},
+		{VhostVsock{ID: "vsock0", CID: 7, VhostFD: -1},
+			[]string{"-device", "vhost-vsock-pci,id=vsock0,guest-cid=7"}},
+		{VhostVsock{ID: "vsock0", CID: 3, VhostFD: 4},
+			[]string{"-device", "vhost-vsock-pci,id=vsock0,guest-cid=3,vhostfd=4"}},
+		{VirtioRNG{ID: "rng0"}, []string{"-device", "virtio-rng-pci,id=rng0"}},
+		{Virtio9P{ID: "fs-share", Path: "/srv/share", Tag: "share"},
+			[]string{"-fsdev", "local,id=fs-share-fs,path=/srv/share,security_model=none",
+				"-device", "virtio-9p-pci,id=fs-share,fsdev=fs-share-fs,mount_tag=share"}},
+		{Virtio9P{ID: "fs-ro", Path: "/srv/ro", Tag: "ro", ReadOnly: true},
+			[]string{"-fsdev", "local,id=fs-ro-fs,path=/srv/ro,security_model=none,readonly=on",
+				"-device", "virtio-9p-pci,id=fs-ro,fsdev=fs-ro-fs,mount_tag=ro"}},
+		{BlockNode{NodeName: "drive-d1", Path: "/img/d1.raw", Format: "raw"},
+			[]string{"-blockdev", "driver=raw,node-name=drive-d1,read-only=off,file.driver=file,file.filename=/img/d1.raw,file.read-only=off"}},
+		{BlockNode{NodeName: "drive-d2", Path: "/dev/sdb", Format: "qcow2", ReadOnly: true, Direct: true, Device: true},
+			[]string{"-blockdev", "driver=qcow2,node-name=drive-d2,read-only=on,file.driver=host_device,file.filename=/dev/sdb,file.read-only=on,file.cache.direct=on,file.aio=native"}},
+		{VirtioBlk{ID: "blk-d1", Drive: "drive-d1", Bus: "rp0", Serial: "d1"},
+			[]string{"-device", "virtio-blk-pci,id=blk-d1,drive=drive-d1,bus=rp0,serial=d1"}},
+		{VirtioBlk{ID: "blk-d1", Drive: "drive-d1"},
+			[]string{"-device", "virtio-blk-pci,id=blk-d1,drive=drive-d1"}},
+		{TapNetdev{ID: "netdev-eth0", IfName: "tap0"},
+			[]string{"-netdev", "tap,id=netdev-eth0,ifname=tap0,script=no,downscript=no,vhost=off"}},
+		{TapNetdev{ID: "netdev-eth0", FDs: []string{"5"}, Vhost: true},
+			[]string{"-netdev", "tap,id=netdev-eth0,fd=5,vhost=on"}},
+		{TapNetdev{ID: "netdev-eth0", FDs: []string{"5", "6"}},
+			[]string{"-netdev", "tap,id=netdev-eth0,fds=5:6,vhost=off"}},
+		{VirtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Bus: "rp1", MTU: 1400},
+			[]string{"-device", "virtio-net-pci,id=net-eth0,netdev=netdev-eth0,mac=02:00:00:00:00:01,bus=rp1,host_mtu=1400"}},
+		{VirtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Queues: 2},
+			[]string{"-device", "virtio-net-pci,id=net-eth0,netdev=netdev-eth0,mac=02:00:00:00:00:01,mq=on,vectors=6"}},
+	}
+	for _, tc := range cases {
+		if got := tc.dev.QemuParams(); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%T:\n got  %q\n want %q", tc.dev, got, tc.want)
+		}
+	}
+}
+
+func asJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestHotplugArgs(t *testing.T) {
+	node := BlockNode{NodeName: "drive-d1", Path: "/img/d1.qcow2", Format: "qcow2", ReadOnly: true, Direct: true}
+	want := `{"driver":"qcow2","file":{"aio":"native","cache":{"direct":true},"driver":"file","filename":"/img/d1.qcow2","read-only":true},"node-name":"drive-d1","read-only":true}`
+	if got := asJSON(t, node.BlockdevAddArgs()); got != want {
+		t.Errorf("blockdev-add:\n got  %s\n want %s", got, want)
+	}
+	blk := VirtioBlk{ID: "blk-d1", Drive: "drive-d1", Bus: "rp2", Serial: "d1"}
+	want = `{"bus":"rp2","drive":"drive-d1","driver":"virtio-blk-pci","id":"blk-d1","serial":"d1"}`
+	if got := asJSON(t, blk.DeviceAddArgs()); got != want {
+		t.Errorf("device_add blk:\n got  %s\n want %s", got, want)
+	}
+	tap := TapNetdev{ID: "netdev-eth0", FDs: []string{"fd-eth0-0"}}
+	want = `{"fd":"fd-eth0-0","id":"netdev-eth0","type":"tap","vhost":false}`
+	if got := asJSON(t, tap.NetdevAddArgs()); got != want {
+		t.Errorf("netdev_add:\n got  %s\n want %s", got, want)
+	}
+	nic := VirtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Bus: "rp0", MTU: 1500}
+	want = `{"bus":"rp0","driver":"virtio-net-pci","host_mtu":1500,"id":"net-eth0","mac":"02:00:00:00:00:01","netdev":"netdev-eth0"}`
+	if got := asJSON(t, nic.DeviceAddArgs()); got != want {
+		t.Errorf("device_add nic:\n got  %s\n want %s", got, want)
+	}
+}
+
+func testPlan() *launchPlan {
+	mac, _ := net.ParseMAC("02:00:00:00:00:01")
+	cfg := hypervisor.Config{
+		ID:           "sb1",
+		StateDir:     "/run/vc/sb1",
+		Kernel:       "/k/vmlinuz",
+		Initrd:       "/k/initrd",
+		KernelParams: "vc.log=debug",
+		CPUs:         2,
+		MaxCPUs:      4,
+		MemoryMiB:    512,
+		SharedFS:     []hypervisor.SharedFS{{Tag: "rootfs", HostPath: "/srv/rootfs", ReadOnly: true}},
+		Disks:        []hypervisor.Disk{{ID: "vol1", Path: "/img/vol1.raw"}},
+		NICs:         []hypervisor.NIC{{ID: "eth0", TapName: "tap0", MAC: mac}},
+	}
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	return &launchPlan{
+		cfg:       cfg,
+		paths:     pathsFor(cfg.StateDir),
+		accel:     hypervisor.AccelTCG,
+		transport: hypervisor.TransportVirtioSerial,
+		vhostFD:   -1,
+		tapFDs:    map[string][]int{},
+		slots:     []string{diskSlotKey("vol1"), nicSlotKey("eth0"), "", ""},
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	p := testPlan()
+	got := strings.Join(p.commandLine(), " ")
+	want := strings.Join([]string{
+		"-name sb1,debug-threads=on",
+		"-nodefaults -no-user-config -display none -no-reboot",
+		"-machine q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off",
+		"-accel tcg,thread=multi -cpu max",
+		"-smp 2,maxcpus=4 -m 512M",
+		"-kernel /k/vmlinuz -initrd /k/initrd",
+		"-append console=ttyS0 quiet panic=1 vc.log=debug",
+		"-pidfile /run/vc/sb1/qemu.pid",
+		"-qmp unix:/run/vc/sb1/qmp.sock,server=on,wait=off",
+		"-qmp unix:/run/vc/sb1/qmp-attach.sock,server=on,wait=off",
+		"-chardev file,id=console,path=/run/vc/sb1/console.log -serial chardev:console",
+		"-device virtio-rng-pci,id=rng0",
+		"-chardev socket,id=agent,path=/run/vc/sb1/agent.sock,server=on,wait=off",
+		"-device virtio-serial-pci,id=serial0",
+		"-device virtserialport,id=agent0,bus=serial0.0,chardev=agent,name=agent.channel.0",
+		"-fsdev local,id=fs-rootfs-fs,path=/srv/rootfs,security_model=none,readonly=on",
+		"-device virtio-9p-pci,id=fs-rootfs,fsdev=fs-rootfs-fs,mount_tag=rootfs",
+		"-device pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1,io-reserve=0",
+		"-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=2,io-reserve=0",
+		"-device pcie-root-port,id=rp2,bus=pcie.0,chassis=1,slot=3,io-reserve=0",
+		"-device pcie-root-port,id=rp3,bus=pcie.0,chassis=1,slot=4,io-reserve=0",
+		"-blockdev driver=raw,node-name=drive-vol1,read-only=off,file.driver=file,file.filename=/img/vol1.raw,file.read-only=off",
+		"-device virtio-blk-pci,id=blk-vol1,drive=drive-vol1,bus=rp0,serial=vol1",
+		"-netdev tap,id=netdev-eth0,ifname=tap0,script=no,downscript=no,vhost=off",
+		"-device virtio-net-pci,id=net-eth0,netdev=netdev-eth0,mac=02:00:00:00:00:01,bus=rp1",
+	}, " ")
+	if got != want {
+		t.Errorf("command line:\n got  %s\n want %s", got, want)
+	}
+}
+
+func TestCommandLineKVMVsockFirmware(t *testing.T) {
+	p := testPlan()
+	p.accel = hypervisor.AccelKVM
+	p.transport = hypervisor.TransportVsock
+	p.cid, p.vhostFD = 5, 3
+	p.vhostNet = true
+	p.cfg.Firmware = "/usr/share/qemu/qboot.rom"
+	p.cfg.NICs[0].TapName = ""
+	p.tapFDs["eth0"] = []int{4}
+	args := p.commandLine()
+	got := " " + strings.Join(args, " ") + " "
+	for _, want := range []string{
+		" -accel kvm -cpu host ",
+		" -bios /usr/share/qemu/qboot.rom ",
+		" -device vhost-vsock-pci,id=vsock0,guest-cid=5,vhostfd=3 ",
+		" -netdev tap,id=netdev-eth0,fd=4,vhost=on ",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("command line lacks %q:\n%s", want, got)
+		}
+	}
+	for _, unwanted := range []string{"virtio-serial", "agent.sock", "tcg", "ifname="} {
+		if strings.Contains(got, unwanted) {
+			t.Errorf("command line has %q:\n%s", unwanted, got)
+		}
+	}
+	if a := agentAddress(p); a != "vsock://5:1024" {
+		t.Errorf("agent address %s", a)
+	}
+	p.transport = hypervisor.TransportVirtioSerial
+	if a := agentAddress(p); a != "unix:///run/vc/sb1/agent.sock" {
+		t.Errorf("agent address %s", a)
+	}
+}
+
+func TestKernelCmdline(t *testing.T) {
+	if got := kernelCmdline("  "); got != DefaultKernelParams {
+		t.Errorf("got %q", got)
+	}
+	if got := kernelCmdline("loglevel=7"); got != DefaultKernelParams+" loglevel=7" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestPropsPanicsOnUnknownType(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("no panic for a float option")
+		}
+	}()
+	props{}.add("x", 1.5).cli("dev")
+}

@@ -1,0 +1,703 @@
+// Package qemu is the QEMU backend of package hypervisor: q35, direct
+// kernel boot, QMP for control and hotplug, TCG or KVM.
+//
+// A VM's files live in its Config.StateDir: qmp.sock and qmp-attach.sock
+// (QMP for the starting process and for Attach), agent.sock (the host end
+// of the agent's virtio-serial port), qemu.pid, console.log (the guest's
+// ttyS0), qemu.log (QEMU's own stdout and stderr) and qemu-vm.json (what
+// Attach needs to find the VM again from another process).
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+)
+
+// BackendName is the name the backend registers under.
+const BackendName = "qemu"
+
+func init() {
+	hypervisor.Register(hypervisor.Backend{
+		Name:   BackendName,
+		New:    func(cfg hypervisor.Config) (hypervisor.Hypervisor, error) { return New(cfg) },
+		Attach: func(ctx context.Context, dir string) (hypervisor.Hypervisor, error) { return Attach(ctx, dir) },
+	})
+}
+
+// Timeouts of the driver's own steps.
+var (
+	// qmpReadyTimeout bounds the wait for QEMU's QMP socket when Start's
+	// context has no deadline.
+	qmpReadyTimeout = 30 * time.Second
+	// quitTimeout is how long QEMU gets to exit after "quit" before it
+	// is killed.
+	quitTimeout = 3 * time.Second
+	// killTimeout is how long a killed QEMU gets to disappear.
+	killTimeout = 10 * time.Second
+	// unplugTimeout bounds the wait for the guest to release a device
+	// when the caller's context has no deadline.
+	unplugTimeout = 30 * time.Second
+)
+
+// VM is a QEMU virtual machine. It implements hypervisor.Hypervisor.
+type VM struct {
+	id    string
+	paths statePaths
+	log   *slog.Logger
+
+	// opMu serialises Start, Stop and device changes; mu guards the
+	// fields and is never held across a wait.
+	opMu sync.Mutex
+	mu   sync.Mutex
+
+	cfg       hypervisor.Config
+	started   bool
+	stopped   bool
+	qemuPath  string
+	accel     string
+	transport string
+	cid       uint32
+	agentAddr string
+	slots     []string // root port i -> slot key of its device, "" free
+
+	proc         *process
+	releaseWatch func() // ends an attached VM's pid watch
+	qmp          *QMP
+	events       chan struct{} // closed when the event loop ends
+}
+
+// New configures a VM without starting it.
+func New(cfg hypervisor.Config) (*VM, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// Own copies of the device lists: Add* appends to them.
+	cfg.SharedFS = append([]hypervisor.SharedFS(nil), cfg.SharedFS...)
+	cfg.Disks = append([]hypervisor.Disk(nil), cfg.Disks...)
+	cfg.NICs = append([]hypervisor.NIC(nil), cfg.NICs...)
+	paths := pathsFor(cfg.StateDir)
+	if len(paths.AttachQMP) > maxSocketPath {
+		return nil, fmt.Errorf("vm %s: state dir %s is too long for unix socket paths in it (%d bytes at most): %w",
+			cfg.ID, cfg.StateDir, maxSocketPath-len(attachQMPName)-1, errdefs.ErrInvalidArgument)
+	}
+	return &VM{
+		id:    cfg.ID,
+		paths: paths,
+		log:   cfg.Logger.With("vm", cfg.ID, "hypervisor", BackendName),
+		cfg:   cfg,
+	}, nil
+}
+
+// ID is the VM's id.
+func (v *VM) ID() string { return v.id }
+
+// ConsoleLog is the file the guest's serial console is written to.
+func (v *VM) ConsoleLog() string { return v.paths.Console }
+
+// QEMULog is the file QEMU's own stdout and stderr go to.
+func (v *VM) QEMULog() string { return v.paths.Log }
+
+// QMP is the VM's QMP client, nil before Start; for diagnostics and tests.
+func (v *VM) QMP() *QMP {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.qmp
+}
+
+// Pid is QEMU's process id, 0 before Start.
+func (v *VM) Pid() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.proc == nil {
+		return 0
+	}
+	return v.proc.pid
+}
+
+// Exited is closed when QEMU has gone. Before Start it is a channel that
+// closes only if the VM is started and then exits.
+func (v *VM) Exited() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.proc == nil {
+		v.proc = newPendingProcess()
+	}
+	return v.proc.exited
+}
+
+// ExitError is nil while QEMU runs (or before Start). Once it has exited
+// it says how, with the tails of the console log and of QEMU's log.
+func (v *VM) ExitError() error {
+	v.mu.Lock()
+	p := v.proc
+	v.mu.Unlock()
+	if p == nil || !p.hasExited() {
+		return nil
+	}
+	return fmt.Errorf("vm %s: qemu %s%s", v.id, p.status(), v.logTails())
+}
+
+// AgentAddress is how the host reaches the agent; empty before Start.
+func (v *VM) AgentAddress() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.agentAddr
+}
+
+// Capabilities says what the VM can do.
+func (v *VM) Capabilities() hypervisor.Capabilities {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	hotplug := v.cfg.HotplugSlots > 0
+	transport, accel := v.transport, v.accel
+	if transport == "" {
+		transport = v.cfg.AgentTransport
+	}
+	if accel == "" {
+		accel = v.cfg.Accel
+	}
+	return hypervisor.Capabilities{
+		BlockHotplug:   hotplug,
+		NetHotplug:     hotplug,
+		FSHotplug:      false, // QMP has no fsdev_add
+		Pause:          true,
+		SharedFS:       []hypervisor.FSKind{hypervisor.FS9P},
+		AgentTransport: transport,
+		Accel:          accel,
+	}
+}
+
+// Start launches QEMU and returns once QMP answers (the guest then boots).
+func (v *VM) Start(ctx context.Context) (err error) {
+	v.opMu.Lock()
+	defer v.opMu.Unlock()
+	v.mu.Lock()
+	started := v.started
+	v.mu.Unlock()
+	if started {
+		return fmt.Errorf("vm %s: already started: %w", v.id, errdefs.ErrFailedPrecondition)
+	}
+	begin := time.Now()
+	plan, files, err := v.prepare()
+	if err != nil {
+		return err
+	}
+	// Our copies of descriptors handed to QEMU go once it has its own.
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	args := plan.commandLine()
+
+	logf, err := os.OpenFile(v.paths.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(v.qemuPath, args...)
+	cmd.Stdin = nil
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if v.cfg.DieWithParent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	v.log.Debug("starting qemu", "path", v.qemuPath, "args", strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		v.removeSockets()
+		return fmt.Errorf("vm %s: start %s: %w", v.id, v.qemuPath, err)
+	}
+	proc := v.adoptChild(cmd)
+	v.mu.Lock()
+	v.started = true
+	v.accel, v.transport, v.cid = plan.accel, plan.transport, plan.cid
+	v.slots = plan.slots
+	v.agentAddr = agentAddress(plan)
+	v.mu.Unlock()
+
+	// From here on a failure must not leave QEMU behind.
+	defer func() {
+		if err != nil {
+			proc.kill()
+			proc.wait(killTimeout)
+			v.closeQMP()
+			v.removeSockets()
+			os.Remove(v.paths.Record)
+		}
+	}()
+
+	q, err := v.waitQMP(ctx, proc)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.qmp = q
+	v.mu.Unlock()
+	v.startEventLoop(q, proc)
+	if err := v.saveRecord(); err != nil {
+		return fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	v.log.Info("vm started", "pid", proc.pid, "accel", plan.accel, "agent", v.AgentAddress(), "took", time.Since(begin).Round(time.Millisecond))
+	return nil
+}
+
+// prepare checks the inputs, resolves acceleration and transport, and
+// returns the plan and the files QEMU inherits (ExtraFiles, fd 3 on).
+func (v *VM) prepare() (*launchPlan, []*os.File, error) {
+	v.mu.Lock()
+	cfg := v.cfg
+	cfg.SharedFS = append([]hypervisor.SharedFS(nil), v.cfg.SharedFS...)
+	cfg.Disks = append([]hypervisor.Disk(nil), v.cfg.Disks...)
+	cfg.NICs = append([]hypervisor.NIC(nil), v.cfg.NICs...)
+	v.mu.Unlock()
+
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("vm %s: state dir: %w", v.id, err)
+	}
+	must := func(what, path string, dir bool) error {
+		st, err := os.Stat(path)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("vm %s: %s %s does not exist: %w", v.id, what, path, errdefs.ErrNotFound)
+			}
+			return fmt.Errorf("vm %s: %s: %w", v.id, what, err)
+		}
+		if st.IsDir() != dir {
+			kind := "a file"
+			if dir {
+				kind = "a directory"
+			}
+			return fmt.Errorf("vm %s: %s %s is not %s: %w", v.id, what, path, kind, errdefs.ErrInvalidArgument)
+		}
+		return nil
+	}
+	if err := must("kernel", cfg.Kernel, false); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Initrd != "" {
+		if err := must("initrd", cfg.Initrd, false); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.Firmware != "" {
+		if err := must("firmware", cfg.Firmware, false); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, fs := range cfg.SharedFS {
+		if err := must("shared directory "+fs.Tag, fs.HostPath, true); err != nil {
+			return nil, nil, err
+		}
+		if fs.Kind != hypervisor.FS9P {
+			return nil, nil, fmt.Errorf("vm %s: shared fs %s: %s is not supported by the qemu backend yet: %w", v.id, fs.Tag, fs.Kind, errdefs.ErrNotImplemented)
+		}
+	}
+	for _, d := range cfg.Disks {
+		if _, err := os.Stat(d.Path); err != nil {
+			return nil, nil, fmt.Errorf("vm %s: disk %s: %w (%w)", v.id, d.ID, err, errdefs.ErrNotFound)
+		}
+	}
+	qemuPath, err := findQEMU(cfg.HypervisorPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	v.qemuPath = qemuPath
+	accel, err := resolveAccel(cfg.Accel, qemuPath, filepath.Dir(cfg.StateDir), v.log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	plan := &launchPlan{
+		cfg:      cfg,
+		paths:    v.paths,
+		accel:    accel,
+		vhostFD:  -1,
+		tapFDs:   map[string][]int{},
+		vhostNet: accel == hypervisor.AccelKVM && haveVhostNet(),
+	}
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	switch cfg.AgentTransport {
+	case hypervisor.TransportVsock:
+		if !haveVhostVsock() {
+			return nil, nil, fmt.Errorf("vm %s: agent transport vsock: no usable %s: %w", v.id, vhostVsockDevice, errdefs.ErrFailedPrecondition)
+		}
+		plan.transport = hypervisor.TransportVsock
+	case hypervisor.TransportAuto:
+		plan.transport = hypervisor.TransportVirtioSerial
+		if haveVhostVsock() {
+			plan.transport = hypervisor.TransportVsock
+		}
+	case hypervisor.TransportVirtioSerial:
+		plan.transport = hypervisor.TransportVirtioSerial
+	default:
+		return nil, nil, fmt.Errorf("vm %s: agent transport %s is not supported by the qemu backend: %w", v.id, cfg.AgentTransport, errdefs.ErrNotImplemented)
+	}
+	if plan.transport == hypervisor.TransportVsock {
+		f, cid, err := allocateCID()
+		if err != nil {
+			return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+		}
+		plan.cid = cid
+		plan.vhostFD = 3 + len(files)
+		files = append(files, f)
+	}
+	for _, n := range cfg.NICs {
+		for _, tf := range n.TapFiles {
+			// A duplicate, so that the caller may close its own.
+			fd, err := unix.FcntlInt(tf.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("vm %s: nic %s: dup tap fd: %w", v.id, n.ID, err)
+			}
+			plan.tapFDs[n.ID] = append(plan.tapFDs[n.ID], 3+len(files))
+			files = append(files, os.NewFile(uintptr(fd), "tap-"+n.ID))
+		}
+	}
+	// Cold-plugged disks and NICs get a root port each, so they can be
+	// removed later; then the spare ports for hotplug.
+	for _, d := range cfg.Disks {
+		plan.slots = append(plan.slots, diskSlotKey(d.ID))
+	}
+	for _, n := range cfg.NICs {
+		plan.slots = append(plan.slots, nicSlotKey(n.ID))
+	}
+	for i := 0; i < cfg.HotplugSlots; i++ {
+		plan.slots = append(plan.slots, "")
+	}
+	v.removeSockets()
+	os.Remove(v.paths.Console)
+	return plan, files, nil
+}
+
+func agentAddress(p *launchPlan) string {
+	if p.transport == hypervisor.TransportVsock {
+		return fmt.Sprintf("vsock://%d:%d", p.cid, hypervisor.AgentVsockPort)
+	}
+	return "unix://" + p.paths.Agent
+}
+
+// findQEMU resolves the QEMU binary: the configured one, or
+// qemu-system-x86_64 on $PATH.
+func findQEMU(configured string) (string, error) {
+	name := configured
+	if name == "" {
+		name = "qemu-system-x86_64"
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("qemu binary: %w (%w)", err, errdefs.ErrNotFound)
+	}
+	return p, nil
+}
+
+// waitQMP connects to QEMU's QMP socket as soon as it exists, failing
+// early when QEMU exits.
+func (v *VM) waitQMP(ctx context.Context, proc *process) (*QMP, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, qmpReadyTimeout)
+		defer cancel()
+	}
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		select {
+		case <-proc.exited:
+			return nil, fmt.Errorf("vm %s: qemu %s while starting%s", v.id, proc.status(), v.logTails())
+		default:
+		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		q, err := DialQMP(dctx, v.paths.QMP, v.log)
+		cancel()
+		if err == nil {
+			return q, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("vm %s: waiting for qmp: %w%s", v.id, ctx.Err(), v.logTails())
+		}
+		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ECONNREFUSED) {
+			// QEMU exiting mid-handshake shows as a reset: look again.
+			select {
+			case <-proc.exited:
+				return nil, fmt.Errorf("vm %s: qemu %s while starting%s", v.id, proc.status(), v.logTails())
+			case <-time.After(10 * time.Millisecond):
+			}
+			v.log.Debug("qmp not ready", "err", err)
+		}
+		select {
+		case <-proc.exited:
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
+}
+
+// startEventLoop consumes QMP events: it logs them, and kills a VM that
+// stopped on an internal error (a KVM emulation failure leaves QEMU
+// paused forever, which is worse than dead).
+func (v *VM) startEventLoop(q *QMP, proc *process) {
+	done := make(chan struct{})
+	v.mu.Lock()
+	v.events = done
+	v.mu.Unlock()
+	go func() {
+		defer close(done)
+		for ev := range q.Events() {
+			switch ev.Name {
+			case "SHUTDOWN":
+				v.log.Info("guest shut down", "data", string(ev.Data))
+			case "STOP":
+				go v.checkStopped(q, proc)
+			default:
+				v.log.Debug("qmp event", "event", ev.Name, "data", string(ev.Data))
+			}
+		}
+	}()
+}
+
+func (v *VM) checkStopped(q *QMP, proc *process) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := q.QueryStatus(ctx)
+	if err != nil {
+		return
+	}
+	switch st.Status {
+	case "internal-error", "guest-panicked", "io-error":
+		v.log.Error("vm stopped on an error: killing it", "status", st.Status, "console", tailFile(v.paths.Console, 10, 1024), "qemu", tailFile(v.paths.Log, 5, 1024))
+		proc.kill()
+	}
+}
+
+// Stop shuts the VM down: ACPI power button, up to grace for the guest to
+// go, then QMP quit, then SIGKILL.
+func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
+	v.opMu.Lock()
+	defer v.opMu.Unlock()
+	v.mu.Lock()
+	proc, q, started, stopped := v.proc, v.qmp, v.started, v.stopped
+	v.mu.Unlock()
+	if stopped {
+		return nil
+	}
+	if !started || proc == nil {
+		v.mu.Lock()
+		v.stopped = true
+		v.mu.Unlock()
+		return nil
+	}
+	begin := time.Now()
+	how := "already exited"
+	if !proc.hasExited() {
+		how = v.shutdown(ctx, grace, proc, q)
+	}
+	if !proc.hasExited() {
+		return fmt.Errorf("vm %s: qemu (pid %d) survived SIGKILL for %s: %w", v.id, proc.pid, killTimeout, errdefs.ErrUnavailable)
+	}
+	v.closeQMP()
+	v.removeSockets()
+	os.Remove(v.paths.Pid)
+	os.Remove(v.paths.Record)
+	v.mu.Lock()
+	v.stopped = true
+	v.mu.Unlock()
+	v.log.Info("vm stopped", "how", how, "took", time.Since(begin).Round(time.Millisecond))
+	return nil
+}
+
+func (v *VM) shutdown(ctx context.Context, grace time.Duration, proc *process, q *QMP) string {
+	if q != nil && grace > 0 && ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := q.SystemPowerdown(pctx)
+		cancel()
+		if err != nil {
+			v.log.Debug("system_powerdown", "err", err)
+		} else {
+			t := time.NewTimer(grace)
+			select {
+			case <-proc.exited:
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			if proc.hasExited() {
+				return "guest powered off"
+			}
+			v.log.Info("guest did not power off in time: quitting qemu", "grace", grace)
+		}
+	}
+	if q != nil && ctx.Err() == nil {
+		qctx, cancel := context.WithTimeout(ctx, quitTimeout)
+		err := q.Quit(qctx)
+		cancel()
+		if err == nil && proc.wait(quitTimeout) {
+			return "qmp quit"
+		}
+		v.log.Warn("qemu did not quit: killing it", "err", err)
+	}
+	proc.kill()
+	proc.wait(killTimeout)
+	return "killed"
+}
+
+// Close releases the QMP connection and, for an attached VM, the pid
+// watch; the VM keeps running. Starting QEMU did not tie it to this
+// process (unless Config.DieWithParent), so a caller may Close and exit.
+func (v *VM) Close() error {
+	v.opMu.Lock()
+	defer v.opMu.Unlock()
+	v.closeQMP()
+	v.mu.Lock()
+	v.qmp = nil
+	release := v.releaseWatch
+	v.releaseWatch = nil
+	v.mu.Unlock()
+	if release != nil {
+		release()
+	}
+	return nil
+}
+
+// Pause freezes the vCPUs.
+func (v *VM) Pause(ctx context.Context) error {
+	q, err := v.running()
+	if err != nil {
+		return err
+	}
+	if err := q.Stop(ctx); err != nil {
+		return fmt.Errorf("vm %s: pause: %w", v.id, err)
+	}
+	return nil
+}
+
+// Resume lets the vCPUs run again.
+func (v *VM) Resume(ctx context.Context) error {
+	q, err := v.running()
+	if err != nil {
+		return err
+	}
+	if err := q.Cont(ctx); err != nil {
+		return fmt.Errorf("vm %s: resume: %w", v.id, err)
+	}
+	return nil
+}
+
+// State asks QEMU what the VM is doing.
+func (v *VM) State(ctx context.Context) (hypervisor.State, error) {
+	v.mu.Lock()
+	started, proc, q := v.started, v.proc, v.qmp
+	v.mu.Unlock()
+	switch {
+	case !started:
+		return hypervisor.StateCreated, nil
+	case proc == nil || proc.hasExited() || q == nil:
+		return hypervisor.StateStopped, nil
+	}
+	st, err := q.QueryStatus(ctx)
+	if err != nil {
+		if proc.hasExited() || errors.Is(err, ErrQMPClosed) {
+			return hypervisor.StateStopped, nil
+		}
+		return "", fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	switch st.Status {
+	case "running":
+		return hypervisor.StateRunning, nil
+	case "shutdown", "internal-error", "guest-panicked", "io-error":
+		// About to exit, or about to be killed by the event loop.
+		return hypervisor.StateStopped, nil
+	default: // paused, suspended, debug, prelaunch, ...
+		return hypervisor.StatePaused, nil
+	}
+}
+
+// running returns the QMP client of a started, live VM.
+func (v *VM) running() (*QMP, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.started || v.qmp == nil {
+		return nil, fmt.Errorf("vm %s: not started: %w", v.id, errdefs.ErrFailedPrecondition)
+	}
+	if v.proc.hasExited() {
+		return nil, fmt.Errorf("vm %s: qemu has exited: %w", v.id, errdefs.ErrFailedPrecondition)
+	}
+	return v.qmp, nil
+}
+
+func (v *VM) closeQMP() {
+	v.mu.Lock()
+	q, events := v.qmp, v.events
+	v.mu.Unlock()
+	if q != nil {
+		q.Close()
+	}
+	if events != nil {
+		<-events
+	}
+}
+
+func (v *VM) removeSockets() {
+	os.Remove(v.paths.QMP)
+	os.Remove(v.paths.AttachQMP)
+	os.Remove(v.paths.Agent)
+}
+
+// logTails renders the ends of the console and QEMU logs for an error.
+func (v *VM) logTails() string {
+	var b strings.Builder
+	if t := tailFile(v.paths.Log, 15, 2048); t != "" {
+		fmt.Fprintf(&b, "\n--- qemu log (%s), last lines:\n%s", v.paths.Log, t)
+	}
+	if t := tailFile(v.paths.Console, 20, 3072); t != "" {
+		fmt.Fprintf(&b, "\n--- console (%s), last lines:\n%s", v.paths.Console, t)
+	}
+	return b.String()
+}
+
+// tailFile returns up to the last n lines of the last max bytes of path.
+func tailFile(path string, n, max int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := st.Size() - int64(max)
+	if off < 0 {
+		off = 0
+	}
+	buf := make([]byte, st.Size()-off)
+	k, _ := f.ReadAt(buf, off)
+	s := strings.TrimRight(strings.ReplaceAll(string(buf[:k]), "\r", ""), "\n")
+	lines := strings.Split(s, "\n")
+	if off > 0 && len(lines) > 1 {
+		lines = lines[1:] // a partial first line
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var _ hypervisor.Hypervisor = (*VM)(nil)
