@@ -140,7 +140,9 @@ func TestBadInput(t *testing.T) {
 				s.Linux.Namespaces = append(s.Linux.Namespaces, &pb.LinuxNamespace{Type: "bogus"})
 			})})
 		}, codes.InvalidArgument, "OCI"},
-		{"create/exists", func() error { return e.tryCreate(&pb.CreateContainerRequest{ContainerId: id, OCI: spec(rootfs, "true")}) }, codes.AlreadyExists, "container_id"},
+		{"create/exists", func() error {
+			return e.tryCreate(&pb.CreateContainerRequest{ContainerId: id, OCI: spec(rootfs, "true")})
+		}, codes.AlreadyExists, "container_id"},
 		{"create/no-sandbox-pidns", func() error {
 			return e.tryCreate(&pb.CreateContainerRequest{ContainerId: newID("x"), OCI: spec(rootfs, "true"), SandboxPidns: true})
 		}, codes.FailedPrecondition, "sandbox_pidns"},
