@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -178,4 +179,46 @@ func TestSignals(t *testing.T) {
 			t.Errorf("exec after signal: status %d", st)
 		}
 	})
+}
+
+// TestConcurrentExecs starts many short processes at once: each gets its
+// own output and exit status.
+func TestConcurrentExecs(t *testing.T) {
+	e := newEnv(t)
+	id := newID("many")
+	e.run(id, spec(testutil.BusyboxRootfs(t), "sleep", "1000"))
+	const n = 16
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			execID := fmt.Sprintf("p%d", i)
+			_, err := e.a.Svc.ExecProcess(e.ctx(30*time.Second), &pb.ExecProcessRequest{
+				ContainerId: id, ExecId: execID,
+				Process: &pb.Process{Args: []string{"sh", "-c", fmt.Sprintf("echo %s; exit %d", execID, i)}, Env: []string{pathEnv}, Cwd: "/"},
+			})
+			if err != nil {
+				errs <- err
+				return
+			}
+			r, err := e.a.Svc.WaitProcess(e.ctx(30*time.Second), &pb.WaitProcessRequest{ContainerId: id, ExecId: execID})
+			if err != nil {
+				errs <- err
+				return
+			}
+			out, err := e.a.Svc.ReadStdout(e.ctx(30*time.Second), &pb.ReadStreamRequest{ContainerId: id, ExecId: execID, Len: 100})
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("%s: read: %w", execID, err)
+			case r.Status != int32(i) || string(out.Data) != execID+"\n":
+				errs <- fmt.Errorf("%s: status %d, output %q", execID, r.Status, out.Data)
+			default:
+				errs <- nil
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }

@@ -74,6 +74,21 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 }
 
+// TestRemoveUnstarted removes a container that was never started.
+func TestRemoveUnstarted(t *testing.T) {
+	e := newEnv(t)
+	id := newID("unstarted")
+	e.create(id, spec(testutil.BusyboxRootfs(t), "sh", "-c", "echo never"))
+	if _, err := e.a.Svc.RemoveContainer(e.ctx(10e9), &pb.RemoveContainerRequest{ContainerId: id, Timeout: 5}); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory/vc", id)); !os.IsNotExist(err) {
+		t.Errorf("cgroup still there after remove (%v)", err)
+	}
+	_, err := e.a.Svc.StartContainer(e.ctx(10e9), &pb.StartContainerRequest{ContainerId: id})
+	wantCode(t, "start after remove", err, codes.NotFound, "container_id")
+}
+
 func TestExitCodes(t *testing.T) {
 	e := newEnv(t)
 	rootfs := testutil.BusyboxRootfs(t)
