@@ -1,0 +1,212 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+)
+
+func TestEOFIsOutOfRange(t *testing.T) {
+	err := errgrpc.ToGRPC(ErrEOF)
+	if status.Code(err) != codes.OutOfRange {
+		t.Errorf("ErrEOF becomes %v, want OutOfRange", err)
+	}
+	if !errors.Is(ErrEOF, io.EOF) || !errors.Is(ErrEOF, errdefs.ErrOutOfRange) {
+		t.Error("ErrEOF does not match io.EOF and ErrOutOfRange")
+	}
+}
+
+// TestStream: output written before the writer closed is all read, then
+// EOF; a full buffer stops the copying.
+func TestStream(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStream()
+	go s.fill(r)
+	data := strings.Repeat("z", streamLimit+3*copyBuf)
+	go func() {
+		w.WriteString(data)
+		w.Close()
+	}()
+	// Nobody reads: the buffer stops at about streamLimit.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		n := len(s.buf)
+		s.mu.Unlock()
+		if n >= streamLimit {
+			if n > streamLimit+copyBuf {
+				t.Fatalf("buffered %d bytes, limit %d", n, streamLimit)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d bytes buffered", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var got strings.Builder
+	ctx := context.Background()
+	for {
+		b, err := s.read(ctx, 7000)
+		if errors.Is(err, ErrEOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Write(b)
+	}
+	if got.String() != data {
+		t.Errorf("read %d bytes, want %d", got.Len(), len(data))
+	}
+	if !s.isDrained() {
+		t.Error("not drained after EOF")
+	}
+	// A read on an empty, open stream waits for the context.
+	s2 := newStream()
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := s2.read(cctx, 10); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("read of an empty stream: %v", err)
+	}
+	s2.close()
+	if _, err := s2.read(ctx, 10); !errors.Is(err, ErrEOF) {
+		t.Errorf("read of a closed stream: %v", err)
+	}
+}
+
+func TestToSpec(t *testing.T) {
+	in := &pb.Spec{
+		Process: &pb.Process{Args: []string{"a"}, User: &pb.User{UID: 5}, OOMScoreAdj: -3},
+		Root:    &pb.Root{Path: "/r"},
+		Linux: &pb.Linux{
+			Resources: &pb.LinuxResources{
+				Devices: []*pb.LinuxDeviceCgroup{
+					{Allow: false, Access: "rwm", Major: -1, Minor: -1},
+					{Allow: false, Access: "rwm"}, // 0:0 is no device: any
+					{Allow: true, Type: "c", Major: 5, Minor: 0, Access: "rw"},
+					{Allow: true, Type: "c", Major: 136, Minor: -1, Access: "rw"},
+				},
+				Memory: &pb.LinuxMemory{Limit: 100},
+				Pids:   &pb.LinuxPids{Limit: 0},
+			},
+			Seccomp: &pb.LinuxSeccomp{Syscalls: []*pb.LinuxSyscall{{Names: []string{"x"}, ErrnoRet: &pb.LinuxSyscall_Errnoret{Errnoret: 1}}, nil}},
+			Devices: []*pb.LinuxDevice{nil, {Path: "/dev/x"}},
+		},
+		Mounts: []*pb.Mount{nil, {Destination: "/d"}},
+	}
+	s := toSpec(in)
+	if s.Version != specs.Version || s.Process.User.UID != 5 || *s.Process.OOMScoreAdj != -3 {
+		t.Errorf("process %+v", s.Process)
+	}
+	d := s.Linux.Resources.Devices
+	if d[0].Major != nil || d[0].Minor != nil || d[1].Major != nil || d[1].Minor != nil {
+		t.Error("wildcard rules got numbers")
+	}
+	if *d[2].Major != 5 || *d[2].Minor != 0 || *d[3].Major != 136 || d[3].Minor != nil {
+		t.Errorf("rules %+v %+v", d[2], d[3])
+	}
+	if *s.Linux.Resources.Memory.Limit != 100 || s.Linux.Resources.Memory.Swap != nil || s.Linux.Resources.Pids != nil {
+		t.Errorf("resources %+v", s.Linux.Resources)
+	}
+	if len(s.Mounts) != 1 || len(s.Linux.Devices) != 1 || len(s.Linux.Seccomp.Syscalls) != 1 || *s.Linux.Seccomp.Syscalls[0].ErrnoRet != 1 {
+		t.Errorf("nil entries not skipped: %+v", s)
+	}
+	// Nothing set, nothing panics.
+	if s := toSpec(&pb.Spec{Linux: &pb.Linux{Resources: &pb.LinuxResources{BlockIO: &pb.LinuxBlockIO{}, CPU: &pb.LinuxCPU{}, Network: &pb.LinuxNetwork{}}}}); s.Process != nil {
+		t.Error("process out of nothing")
+	}
+}
+
+func TestPrepareSpec(t *testing.T) {
+	mk := func(ns ...specs.LinuxNamespace) *specs.Spec {
+		return &specs.Spec{
+			Process: &specs.Process{Args: []string{"sh"}},
+			Root:    &specs.Root{Path: "/r"},
+			Linux: &specs.Linux{Namespaces: ns, Sysctl: map[string]string{
+				"net.ipv4.ip_unprivileged_port_start": "0", "kernel.shm_rmid_forced": "1",
+			}},
+		}
+	}
+	p, err := prepareSpec("c1", mk(specs.LinuxNamespace{Type: "network"}, specs.LinuxNamespace{Type: "pid"}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.privateNetns || !p.privatePidns || len(p.spec.Linux.Namespaces) != 1 {
+		t.Errorf("namespaces %+v", p.spec.Linux.Namespaces)
+	}
+	if p.spec.Linux.CgroupsPath != "/vc/c1" || p.spec.Process.Cwd != "/" {
+		t.Errorf("defaults: %q %q", p.spec.Linux.CgroupsPath, p.spec.Process.Cwd)
+	}
+	if p.netSysctls["net.ipv4.ip_unprivileged_port_start"] != "0" || len(p.spec.Linux.Sysctl) != 1 {
+		t.Errorf("net sysctls %v, left %v", p.netSysctls, p.spec.Linux.Sysctl)
+	}
+	p, err = prepareSpec("c2", mk(specs.LinuxNamespace{Type: "network", Path: "/var/run/netns/x"}), "/proc/9/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.privateNetns || p.privatePidns || p.netSysctls != nil {
+		t.Errorf("prepared %+v", p)
+	}
+	if ns := p.spec.Linux.Namespaces; len(ns) != 2 || ns[1].Type != "pid" || ns[1].Path != "/proc/9/ns/pid" {
+		t.Errorf("sandbox pidns not joined: %+v", ns)
+	}
+	for _, bad := range []*specs.Spec{
+		{Root: &specs.Root{Path: "/r"}},
+		{Process: &specs.Process{}, Root: &specs.Root{Path: "/r"}},
+		{Process: &specs.Process{Args: []string{"x"}}},
+		{Process: &specs.Process{Args: []string{"x"}}, Root: &specs.Root{Path: "r"}},
+		{Process: &specs.Process{Args: []string{"x"}, Cwd: "tmp"}, Root: &specs.Root{Path: "/r"}},
+	} {
+		if _, err := prepareSpec("x", bad, ""); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("prepareSpec(%+v): %v, want InvalidArgument", bad, err)
+		}
+	}
+}
+
+func TestResolvConf(t *testing.T) {
+	got, err := resolvConf([]string{"nameserver 1.1.1.1", " 8.8.8.8 ", "", "search a b", "fd00::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "nameserver 1.1.1.1\nnameserver 8.8.8.8\nsearch a b\nnameserver fd00::1\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if _, err := resolvConf([]string{"nameserver 1.1.1.1\nnameserver 2.2.2.2"}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("multi-line entry: %v", err)
+	}
+}
+
+func TestParseNetDev(t *testing.T) {
+	const dev = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+  eth0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0
+`
+	got := parseNetDev(bufio.NewScanner(strings.NewReader(dev)))
+	if len(got) != 1 {
+		t.Fatalf("got %v", got)
+	}
+	n := got[0]
+	if n.Name != "eth0" || n.RxBytes != 1000 || n.RxPackets != 10 || n.RxErrors != 1 || n.RxDropped != 2 ||
+		n.TxBytes != 2000 || n.TxPackets != 20 || n.TxErrors != 3 || n.TxDropped != 4 {
+		t.Errorf("got %+v", n)
+	}
+}
