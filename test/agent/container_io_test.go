@@ -133,6 +133,34 @@ func TestStdin(t *testing.T) {
 	}
 }
 
+// TestStdinBlocked: a write to a process that does not read its input
+// gives up when the request's context ends.
+func TestStdinBlocked(t *testing.T) {
+	e := newEnv(t)
+	id := newID("stdinblock")
+	e.run(id, spec(testutil.BusyboxRootfs(t), "sleep", "1000"))
+	start := time.Now()
+	_, err := e.a.Svc.WriteStdin(e.ctx(500*time.Millisecond), &pb.WriteStreamRequest{ContainerId: id, Data: make([]byte, 1<<20)})
+	if !isTimeout(err) {
+		t.Fatalf("write of 1 MiB to a process that does not read: %v, want a timeout", err)
+	}
+	// The agent is not stuck: the next write times out too, and other
+	// calls answer.
+	_, err = e.a.Svc.WriteStdin(e.ctx(500*time.Millisecond), &pb.WriteStreamRequest{ContainerId: id, Data: make([]byte, 1<<20)})
+	if !isTimeout(err) {
+		t.Fatalf("second write: %v, want a timeout", err)
+	}
+	if _, err := e.a.Svc.CloseStdin(e.ctx(5*time.Second), &pb.CloseStdinRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	// Answered at once (writes are serialized: the earlier ones ended).
+	_, err = e.a.Svc.WriteStdin(e.ctx(5*time.Second), &pb.WriteStreamRequest{ContainerId: id, Data: []byte("x")})
+	wantCode(t, "write after close", err, codes.FailedPrecondition, "stdin")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
 // TestSignals delivers signals to a container's processes.
 func TestSignals(t *testing.T) {
 	e := newEnv(t)

@@ -184,7 +184,7 @@ func (m *Manager) WriteStdin(ctx context.Context, id, execID string, data []byte
 	if err != nil {
 		return 0, err
 	}
-	n, err := p.io.write(data)
+	n, err := p.io.write(ctx, data)
 	if err != nil {
 		return n, fmt.Errorf("exec_id %q: %w", p.execID, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -189,6 +190,7 @@ type stdio struct {
 	stdinMu     sync.Mutex
 	stdin       *os.File
 	stdinClosed bool
+	writeMu     sync.Mutex // one write at a time
 	// tty is the terminal master when the process has a terminal.
 	tty    *os.File
 	stdout *stream
@@ -270,15 +272,26 @@ func (st *stdio) closeChildEnds() {
 	st.closeAfterStart = nil
 }
 
-// write writes to the process's standard input.
-func (st *stdio) write(p []byte) (int, error) {
+// write writes to the process's standard input; it gives up when ctx
+// ends (a process that does not read would block it forever).
+func (st *stdio) write(ctx context.Context, p []byte) (int, error) {
+	st.writeMu.Lock()
+	defer st.writeMu.Unlock()
 	st.stdinMu.Lock()
 	f, closed := st.stdin, st.stdinClosed
 	st.stdinMu.Unlock()
 	if closed || f == nil {
 		return 0, fmt.Errorf("stdin is closed: %w", errdefs.ErrFailedPrecondition)
 	}
+	stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(time.Now()) })
 	n, err := f.Write(p)
+	if !stop() {
+		// The deadline was set: clear it for the next write.
+		_ = f.SetWriteDeadline(time.Time{})
+		if err != nil {
+			return n, ctx.Err()
+		}
+	}
 	if err != nil {
 		if errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed) {
 			return n, fmt.Errorf("stdin: process no longer reads it: %w", errdefs.ErrFailedPrecondition)
