@@ -21,6 +21,7 @@ type process struct {
 	cmd   *exec.Cmd // a child
 	pidfd int       // not a child: watched through a pidfd; -1 otherwise
 	desc  string    // how it ended
+	cpu   time.Duration // user+system CPU time, once a child has exited
 }
 
 // newPendingProcess is a process not started yet: its exited channel can
@@ -55,6 +56,9 @@ func (v *VM) adoptChild(cmd *exec.Cmd) *process {
 		}
 		p.mu.Lock()
 		p.desc = desc
+		if cmd.ProcessState != nil {
+			p.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
 		p.mu.Unlock()
 		close(p.exited)
 	}()

@@ -50,7 +50,7 @@ const testKernelCache = "/var/tmp/vc-test-kernel"
 
 // findTestKernel finds or fetches a kernel; it fails the test (never
 // skips) when none can be had.
-func findTestKernel(t *testing.T) testKernel {
+func findTestKernel(t testing.TB) testKernel {
 	t.Helper()
 	kernelOnce.Do(func() { kernel, kernelErr = locateKernel() })
 	if kernelErr != nil {
@@ -133,7 +133,7 @@ func fetchKernel(cache string) error {
 
 // testInitrd builds (once per test binary) the initrd: testinit as /init,
 // /dev/console, the modules and /modules.list.
-func testInitrd(t *testing.T, k testKernel) string {
+func testInitrd(t testing.TB, k testKernel) string {
 	t.Helper()
 	initrdOnce.Do(func() { initrdPath, initrdErr = buildInitrd(k) })
 	if initrdErr != nil {

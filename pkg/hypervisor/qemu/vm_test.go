@@ -70,18 +70,19 @@ func testConfig(t *testing.T, id string) hypervisor.Config {
 		Accel:          hypervisor.AccelTCG,
 		AgentTransport: hypervisor.TransportVirtioSerial,
 		MemoryMiB:      256,
+		Firmware:       os.Getenv("VC_TEST_FIRMWARE"),
 		Logger:         testLogger(t),
 	}
 }
 
 // guestConn talks to testinit over the agent's virtio-serial port.
 type guestConn struct {
-	t *testing.T
+	t testing.TB
 	c net.Conn
 	r *bufio.Reader
 }
 
-func dialGuest(t *testing.T, vm *VM) *guestConn {
+func dialGuest(t testing.TB, vm *VM) *guestConn {
 	t.Helper()
 	path, ok := strings.CutPrefix(vm.AgentAddress(), "unix://")
 	if !ok {
