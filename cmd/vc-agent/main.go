@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/containerd/ttrpc"
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 	"golang.org/x/sys/unix"
@@ -118,7 +119,7 @@ func run() error {
 	for _, l := range listeners {
 		slog.Info("listening", "addr", l.Addr().String(), "network", l.Addr().Network())
 		go func(l net.Listener) {
-			if err := srv.Serve(ctx, l); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled) {
+			if err := srv.Serve(ctx, l); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled) && !errors.Is(err, ttrpc.ErrServerClosed) {
 				slog.Error("serve", "addr", l.Addr().String(), "err", err)
 			}
 		}(l)

@@ -150,7 +150,7 @@ func Launch(bin, dir string, extra ...string) (*Agent, error) {
 	cmd.Stdout = lockedWriter{a}
 	cmd.Stderr = lockedWriter{a}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS,
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {
