@@ -18,9 +18,9 @@ type process struct {
 
 	mu    sync.Mutex
 	pid   int
-	cmd   *exec.Cmd // a child
-	pidfd int       // not a child: watched through a pidfd; -1 otherwise
-	desc  string    // how it ended
+	cmd   *exec.Cmd     // a child
+	pidfd int           // not a child: watched through a pidfd; -1 otherwise
+	desc  string        // how it ended
 	cpu   time.Duration // user+system CPU time, once a child has exited
 }
 

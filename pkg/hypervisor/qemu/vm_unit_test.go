@@ -181,9 +181,11 @@ func TestPrepareChecksInputs(t *testing.T) {
 	for name, mod := range map[string]func(*hypervisor.Config){
 		"initrd":   func(c *hypervisor.Config) { c.Initrd = "/nonexistent/initrd" },
 		"firmware": func(c *hypervisor.Config) { c.Firmware = "/nonexistent/qboot.rom" },
-		"shared":   func(c *hypervisor.Config) { c.SharedFS = []hypervisor.SharedFS{{Tag: "t", HostPath: "/nonexistent/dir"}} },
-		"disk":     func(c *hypervisor.Config) { c.Disks = []hypervisor.Disk{{ID: "d", Path: "/nonexistent/disk"}} },
-		"qemu":     func(c *hypervisor.Config) { c.HypervisorPath = "/nonexistent/qemu" },
+		"shared": func(c *hypervisor.Config) {
+			c.SharedFS = []hypervisor.SharedFS{{Tag: "t", HostPath: "/nonexistent/dir"}}
+		},
+		"disk": func(c *hypervisor.Config) { c.Disks = []hypervisor.Disk{{ID: "d", Path: "/nonexistent/disk"}} },
+		"qemu": func(c *hypervisor.Config) { c.HypervisorPath = "/nonexistent/qemu" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := unitConfig(t)
