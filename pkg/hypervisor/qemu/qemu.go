@@ -75,6 +75,7 @@ type VM struct {
 	slots     []string // root port i -> slot key of its device, "" free
 
 	proc         *process
+	stopHow      string // how the last Stop ended the VM, for tests
 	releaseWatch func() // ends an attached VM's pid watch
 	qmp          *QMP
 	events       chan struct{} // closed when the event loop ends
@@ -518,6 +519,7 @@ func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
 	os.Remove(v.paths.Record)
 	v.mu.Lock()
 	v.stopped = true
+	v.stopHow = how
 	v.mu.Unlock()
 	v.log.Info("vm stopped", "how", how, "took", time.Since(begin).Round(time.Millisecond))
 	return nil

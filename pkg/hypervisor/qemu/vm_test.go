@@ -506,3 +506,83 @@ func TestRealVMStartFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestRealVMStopEscalation: a guest that ignores the power button is quit
+// over QMP after the grace period; a QEMU that cannot even answer (SIGSTOP)
+// is killed.
+func TestRealVMStopEscalation(t *testing.T) {
+	requireQEMU(t)
+	oldQuit := quitTimeout
+	t.Cleanup(func() { quitTimeout = oldQuit })
+	quitTimeout = time.Second
+
+	t.Run("quit after grace", func(t *testing.T) {
+		cfg := testConfig(t, "ignorer")
+		vm, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := vm.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		// Seconds before the guest kernel can see an ACPI event.
+		begin := time.Now()
+		if err := vm.Stop(context.Background(), 500*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(begin)
+		if vm.stopHow != "qmp quit" || took < 500*time.Millisecond || took > 5*time.Second {
+			t.Errorf("stop: %q in %s, want a QMP quit after the 500ms grace", vm.stopHow, took)
+		}
+		if err := vm.ExitError(); err == nil || !strings.Contains(err.Error(), "exited with status 0") {
+			t.Errorf("exit: %v", err)
+		}
+	})
+	t.Run("kill a frozen qemu", func(t *testing.T) {
+		cfg := testConfig(t, "frozen")
+		vm, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := vm.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		pid := vm.Pid()
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		begin := time.Now()
+		if err := vm.Stop(context.Background(), 300*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(begin)
+		if vm.stopHow != "killed" || took > 8*time.Second {
+			t.Errorf("stop: %q in %s, want killed", vm.stopHow, took)
+		}
+		if !processGone(pid) {
+			t.Errorf("pid %d still there", pid)
+		}
+		if err := vm.ExitError(); err == nil || !strings.Contains(err.Error(), "killed by signal 9") {
+			t.Errorf("exit: %v", err)
+		}
+	})
+	t.Run("cancelled context kills at once", func(t *testing.T) {
+		cfg := testConfig(t, "cancelled")
+		vm, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := vm.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		begin := time.Now()
+		if err := vm.Stop(ctx, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if vm.stopHow != "killed" || time.Since(begin) > 5*time.Second {
+			t.Errorf("stop: %q in %s", vm.stopHow, time.Since(begin))
+		}
+	})
+}

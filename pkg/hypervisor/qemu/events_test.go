@@ -1,0 +1,73 @@
+package qemu
+
+import (
+	"encoding/json"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// A VM stopped on an internal error (what a KVM emulation failure does)
+// is killed rather than left paused forever.
+func TestInternalErrorKillsVM(t *testing.T) {
+	s := newFakeQMP(t)
+	s.handle("query-status", func(s *fakeQMP, id, _ json.RawMessage, _ []int) {
+		s.reply(id, map[string]any{"running": false, "status": "internal-error"})
+	})
+	s.handle("stop-now", func(s *fakeQMP, id, _ json.RawMessage, _ []int) {
+		s.reply(id, struct{}{})
+		s.event("STOP", map[string]any{})
+	})
+	q := dialFake(t, s)
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	v := &VM{id: "ie", paths: pathsFor(t.TempDir()), log: testLogger(t)}
+	proc := v.adoptChild(cmd)
+	t.Cleanup(func() { proc.kill(); proc.wait(5 * time.Second) })
+	v.startEventLoop(q, proc)
+	if err := q.Execute(t.Context(), "stop-now", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !proc.wait(5 * time.Second) {
+		t.Fatal("a VM in internal-error was not killed")
+	}
+	if got := proc.status(); got != "killed by signal 9 (killed)" {
+		t.Errorf("status %q", got)
+	}
+}
+
+// A plain pause (STOP with status paused) leaves the VM alone.
+func TestPauseDoesNotKill(t *testing.T) {
+	s := newFakeQMP(t)
+	asked := make(chan struct{}, 1)
+	s.handle("query-status", func(s *fakeQMP, id, _ json.RawMessage, _ []int) {
+		s.reply(id, map[string]any{"running": false, "status": "paused"})
+		asked <- struct{}{}
+	})
+	s.handle("stop", func(s *fakeQMP, id, _ json.RawMessage, _ []int) {
+		s.reply(id, struct{}{})
+		s.event("STOP", map[string]any{})
+	})
+	q := dialFake(t, s)
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	v := &VM{id: "p", paths: pathsFor(t.TempDir()), log: testLogger(t)}
+	proc := v.adoptChild(cmd)
+	t.Cleanup(func() { proc.kill(); proc.wait(5 * time.Second) })
+	v.startEventLoop(q, proc)
+	if err := q.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-asked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("STOP did not make the driver look at the status")
+	}
+	if proc.wait(300 * time.Millisecond) {
+		t.Fatal("a paused VM was killed")
+	}
+}
