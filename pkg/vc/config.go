@@ -67,6 +67,11 @@ type ContainerConfig struct {
 	LogPath string `json:"log_path,omitempty"`
 	// Annotations are kept with the container.
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// PrivatePidNS keeps the container out of the sandbox's shared pid
+	// namespace (SandboxConfig.SharedPidNS): its processes get the pid
+	// namespace its spec asks for. A pod's containers that do not share
+	// the pod's pid namespace set it.
+	PrivatePidNS bool `json:"private_pidns,omitempty"`
 }
 
 func (c *HypervisorConfig) validate() error {

@@ -63,7 +63,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (err
 		ContainerId:  cfg.ID,
 		ExecId:       cfg.ID,
 		OCI:          oci.ToProto(spec),
-		SandboxPidns: s.status.Config.SharedPidNS,
+		SandboxPidns: s.status.Config.SharedPidNS && !cfg.PrivatePidNS,
 	}
 	if _, err := s.agent.CreateContainer(ctx, req); err != nil {
 		return fmt.Errorf("container %s: %w", cfg.ID, fromRPC(err))
