@@ -1,0 +1,111 @@
+// Package guestconfig finds what a sandbox boots: the static vc-agent
+// installed beside the running program, and the guest image (kernel +
+// initrd) built from it under a data root. The vc CLI and the containerd
+// shim find them the same way.
+package guestconfig
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/virtcontainers/vc/pkg/guestimage"
+)
+
+// DefaultDataRoot is where guest images (and the CLI's root filesystems)
+// are kept unless configured otherwise.
+const DefaultDataRoot = "/var/lib/vc"
+
+// ImageRoot is the image directory under dataRoot.
+func ImageRoot(dataRoot string) string { return filepath.Join(dataRoot, "images") }
+
+// FindAgent locates the static vc-agent: $VC_AGENT, beside the running
+// program, or in libexec.
+func FindAgent() (string, error) {
+	cands := []string{os.Getenv("VC_AGENT")}
+	if self, err := os.Executable(); err == nil {
+		cands = append(cands, filepath.Join(filepath.Dir(self), "vc-agent"))
+	}
+	cands = append(cands, "/usr/local/libexec/vc/vc-agent", "/usr/libexec/vc/vc-agent")
+	for _, c := range cands {
+		if c == "" {
+			continue
+		}
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("vc-agent not found (looked at $VC_AGENT, %s): %w", strings.Join(cands[1:], ", "), errdefs.ErrNotFound)
+}
+
+// Build builds (or finds) the image for the installed agent under
+// dataRoot and makes it the current one.
+func Build(ctx context.Context, dataRoot string, o guestimage.Options) (*guestimage.Image, error) {
+	agent, err := FindAgent()
+	if err != nil {
+		return nil, err
+	}
+	o.Agent, o.Root = agent, ImageRoot(dataRoot)
+	img, err := guestimage.Build(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	link := filepath.Join(o.Root, "current")
+	tmp := fmt.Sprintf("%s.tmp%d", link, os.Getpid())
+	os.Remove(tmp)
+	if err := os.Symlink(filepath.Base(img.Dir), tmp); err != nil {
+		return nil, err
+	}
+	return img, os.Rename(tmp, link)
+}
+
+// Current returns the current image under dataRoot if it was built from
+// the installed agent; ErrNotFound otherwise.
+func Current(dataRoot string) (*guestimage.Image, error) {
+	img, err := guestimage.Load(filepath.Join(ImageRoot(dataRoot), "current"))
+	if err != nil {
+		return nil, fmt.Errorf("guest image under %s: %w", ImageRoot(dataRoot), errdefs.ErrNotFound)
+	}
+	if !UpToDate(img) {
+		return nil, fmt.Errorf("guest image %s was not built from the installed vc-agent: %w", img.Dir, errdefs.ErrNotFound)
+	}
+	return img, nil
+}
+
+// Resolve returns the kernel and initrd to boot: the ones given (both or
+// neither), or the current image if it was built from the installed agent,
+// or, if build is set, a new build.
+func Resolve(ctx context.Context, dataRoot, kernel, initrd string, build bool) (string, string, error) {
+	if kernel != "" || initrd != "" {
+		if kernel == "" || initrd == "" {
+			return "", "", fmt.Errorf("kernel %q and initrd %q go together: %w", kernel, initrd, errdefs.ErrInvalidArgument)
+		}
+		return kernel, initrd, nil
+	}
+	img, err := Current(dataRoot)
+	if err == nil {
+		return img.Kernel, img.Initrd, nil
+	}
+	if !build {
+		return "", "", fmt.Errorf("%w (build one with `vc --data-root %s image build`)", err, dataRoot)
+	}
+	if img, err = Build(ctx, dataRoot, guestimage.Options{}); err != nil {
+		return "", "", fmt.Errorf("guest image: %w", err)
+	}
+	return img.Kernel, img.Initrd, nil
+}
+
+// UpToDate tells, without hashing, whether img was built from the agent
+// installed now: same size, and the agent is older than the image.
+func UpToDate(img *guestimage.Image) bool {
+	agent, err := FindAgent()
+	if err != nil {
+		return false
+	}
+	st, err := os.Stat(agent)
+	return err == nil && st.Size() == img.AgentSize && !st.ModTime().After(img.Created)
+}

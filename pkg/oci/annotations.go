@@ -1,0 +1,230 @@
+package oci
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+)
+
+// CRI annotations: containerd's CRI plugin (and CRI-O's compatible keys)
+// mark a pod's sandbox container and the containers that join it.
+const (
+	// CRIContainerType is "sandbox" on a pod's sandbox (pause) container
+	// and "container" on the pod's other containers.
+	CRIContainerType = "io.kubernetes.cri.container-type"
+	// CRISandboxID names the pod sandbox a container belongs to (on the
+	// sandbox container itself, its own id).
+	CRISandboxID = "io.kubernetes.cri.sandbox-id"
+
+	criTypeSandbox   = "sandbox"
+	criTypeContainer = "container"
+)
+
+// ContainerType says how a container relates to a sandbox (a VM).
+type ContainerType string
+
+const (
+	// PodSandbox is a CRI pod's sandbox container: it boots the VM.
+	PodSandbox ContainerType = "pod-sandbox"
+	// PodContainer is a CRI pod's container: it joins its sandbox's VM.
+	PodContainer ContainerType = "pod-container"
+	// SingleContainer has no CRI annotations (`ctr run`): it boots a VM
+	// of its own and is that sandbox's only container.
+	SingleContainer ContainerType = "single"
+)
+
+// BootsVM tells whether a container of this type creates its sandbox.
+func (t ContainerType) BootsVM() bool { return t == PodSandbox || t == SingleContainer }
+
+// ContainerTypeOf reads the CRI annotations of container id and returns
+// its type and the id of the sandbox it runs in (id itself for a type that
+// boots its VM). A container with a sandbox id but no type joins that
+// sandbox. An unknown type, or a pod container without a sandbox id, is an
+// error naming the annotation.
+func ContainerTypeOf(id string, annotations map[string]string) (ContainerType, string, error) {
+	typ, hasType := annotations[CRIContainerType]
+	sid := annotations[CRISandboxID]
+	switch {
+	case hasType && typ == criTypeSandbox:
+		if sid != "" && sid != id {
+			return "", "", fmt.Errorf("annotation %s %q: a sandbox container's sandbox id must be its own id %q: %w", CRISandboxID, sid, id, errdefs.ErrInvalidArgument)
+		}
+		return PodSandbox, id, nil
+	case hasType && typ == criTypeContainer:
+		if sid == "" {
+			return "", "", fmt.Errorf("annotation %s: missing on a container of type %q (%s): %w", CRISandboxID, typ, CRIContainerType, errdefs.ErrInvalidArgument)
+		}
+		return PodContainer, sid, nil
+	case hasType:
+		return "", "", fmt.Errorf("annotation %s %q: unknown value (want %q or %q): %w", CRIContainerType, typ, criTypeSandbox, criTypeContainer, errdefs.ErrInvalidArgument)
+	case sid != "" && sid != id:
+		return PodContainer, sid, nil
+	default:
+		return SingleContainer, id, nil
+	}
+}
+
+// AnnotationPrefix starts every annotation virtcontainers reads. An
+// unknown key under it is an error, so that a typo is not silently
+// ignored.
+const AnnotationPrefix = "io.virtcontainers."
+
+// Annotations that override sandbox settings; each is honoured only when
+// the configuration allows it (see ParseSandboxAnnotations).
+const (
+	// AnnotationCPUs is the number of vCPUs of the VM (1-64).
+	AnnotationCPUs = AnnotationPrefix + "cpus"
+	// AnnotationMemoryMiB is the VM's memory in MiB (at least 128).
+	AnnotationMemoryMiB = AnnotationPrefix + "memory_mib"
+	// AnnotationKernelParams is appended to the guest kernel command line
+	// (space-separated parameters).
+	AnnotationKernelParams = AnnotationPrefix + "kernel_params"
+	// AnnotationAccel is the acceleration: auto, kvm or tcg.
+	AnnotationAccel = AnnotationPrefix + "accel"
+	// AnnotationDebug turns the agent's debug log on (true/false).
+	AnnotationDebug = AnnotationPrefix + "debug"
+	// AnnotationKernel and AnnotationInitrd are host paths of the guest
+	// kernel and initrd to boot instead of the configured ones.
+	AnnotationKernel = AnnotationPrefix + "kernel"
+	AnnotationInitrd = AnnotationPrefix + "initrd"
+	// AnnotationSharedPidNS starts the sandbox with a shared PID namespace
+	// that containers can join (true/false).
+	AnnotationSharedPidNS = AnnotationPrefix + "shared_pidns"
+)
+
+// minMemoryMiB mirrors vc.MinMemoryMiB (pkg/vc imports this package, so
+// it cannot be imported here); pkg/vc checks it again.
+const minMemoryMiB = 128
+
+// knownAnnotations are the keys under AnnotationPrefix.
+var knownAnnotations = map[string]bool{
+	AnnotationCPUs: true, AnnotationMemoryMiB: true, AnnotationKernelParams: true,
+	AnnotationAccel: true, AnnotationDebug: true, AnnotationKernel: true,
+	AnnotationInitrd: true, AnnotationSharedPidNS: true,
+}
+
+// KnownAnnotations lists the sandbox annotations, sorted.
+func KnownAnnotations() []string {
+	out := make([]string, 0, len(knownAnnotations))
+	for k := range knownAnnotations {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SandboxOverrides are the sandbox settings annotations asked for; nil
+// (or empty) fields were not asked for.
+type SandboxOverrides struct {
+	CPUs         *uint32
+	MemoryMiB    *uint32
+	KernelParams []string
+	Accel        *string
+	Debug        *bool
+	Kernel       *string
+	Initrd       *string
+	SharedPidNS  *bool
+}
+
+// CheckAllowlist validates a configuration's list of annotations that may
+// override sandbox settings: each entry is a full key or its short name
+// after the prefix ("cpus"). It returns the full keys.
+func CheckAllowlist(allowed []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, a := range allowed {
+		k := a
+		if !strings.HasPrefix(k, AnnotationPrefix) {
+			k = AnnotationPrefix + k
+		}
+		if !knownAnnotations[k] {
+			return nil, fmt.Errorf("annotation allowlist entry %q: unknown (known: %s): %w", a, strings.Join(KnownAnnotations(), ", "), errdefs.ErrInvalidArgument)
+		}
+		out[k] = true
+	}
+	return out, nil
+}
+
+// ParseSandboxAnnotations reads the io.virtcontainers.* annotations.
+// allowed is the configuration's allowlist (short names or full keys, see
+// CheckAllowlist). An unknown key under the prefix, a key the allowlist
+// does not hold, or a bad value is an error naming the annotation;
+// annotations outside the prefix are ignored.
+func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (SandboxOverrides, error) {
+	var o SandboxOverrides
+	allow, err := CheckAllowlist(allowed)
+	if err != nil {
+		return o, err
+	}
+	keys := make([]string, 0, len(annotations))
+	for k := range annotations {
+		if strings.HasPrefix(k, AnnotationPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys) // the first error is always the same one
+	for _, k := range keys {
+		v := annotations[k]
+		if !knownAnnotations[k] {
+			return o, fmt.Errorf("annotation %s: unknown (known: %s): %w", k, strings.Join(KnownAnnotations(), ", "), errdefs.ErrInvalidArgument)
+		}
+		if !allow[k] {
+			return o, fmt.Errorf("annotation %s: not allowed by the configuration (add it to enable_annotations): %w", k, errdefs.ErrInvalidArgument)
+		}
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("annotation %s %q: %s: %w", k, v, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
+		}
+		switch k {
+		case AnnotationCPUs:
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n < 1 || n > 64 {
+				return o, bad("want a whole number from 1 to 64")
+			}
+			c := uint32(n)
+			o.CPUs = &c
+		case AnnotationMemoryMiB:
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n < minMemoryMiB {
+				return o, bad("want a whole number of MiB, at least %d", minMemoryMiB)
+			}
+			m := uint32(n)
+			o.MemoryMiB = &m
+		case AnnotationKernelParams:
+			if strings.ContainsAny(v, "\x00\n") {
+				return o, bad("control characters")
+			}
+			o.KernelParams = strings.Fields(v)
+		case AnnotationAccel:
+			switch v {
+			case "auto", "kvm", "tcg":
+			default:
+				return o, bad("want auto, kvm or tcg")
+			}
+			a := v
+			o.Accel = &a
+		case AnnotationDebug, AnnotationSharedPidNS:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return o, bad("want true or false")
+			}
+			if k == AnnotationDebug {
+				o.Debug = &b
+			} else {
+				o.SharedPidNS = &b
+			}
+		case AnnotationKernel, AnnotationInitrd:
+			if !strings.HasPrefix(v, "/") {
+				return o, bad("want an absolute host path")
+			}
+			p := v
+			if k == AnnotationKernel {
+				o.Kernel = &p
+			} else {
+				o.Initrd = &p
+			}
+		}
+	}
+	return o, nil
+}
