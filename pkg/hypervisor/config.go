@@ -27,7 +27,8 @@ type Config struct {
 	// (qemu-system-x86_64 on $PATH for qemu).
 	HypervisorPath string
 
-	// Firmware is the BIOS image; empty for the backend's default.
+	// Firmware is the BIOS image; empty for the backend's default (qemu:
+	// qboot when installed, else SeaBIOS).
 	Firmware string
 
 	// CPUs is the number of vCPUs at boot (default 1). MaxCPUs, when
@@ -68,7 +69,9 @@ type Config struct {
 
 	// DieWithParent kills the VM when the process that started it dies
 	// (PR_SET_PDEATHSIG). Off by default: the CLI starts VMs that outlive
-	// it, and finds them again with Attach.
+	// it, and finds them again with Attach. (Linux ties the signal to the
+	// thread that forked; Go keeps its threads, except one a goroutine
+	// exits while locked to.)
 	DieWithParent bool
 
 	// Logger receives the backend's logs; nil for slog.Default(). The

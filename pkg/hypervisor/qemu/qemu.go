@@ -38,6 +38,14 @@ func init() {
 	})
 }
 
+// DefaultFirmware is the BIOS used when Config.Firmware is empty and the
+// file exists (else QEMU's default, SeaBIOS). qboot boots Debian's
+// compressed kernel about 0.2 s (4%) faster than SeaBIOS under TCG; with an
+// uncompressed vmlinux (PVH entry) the two are even. Hotplug into the root
+// ports works with both. To force SeaBIOS, set Config.Firmware to
+// /usr/share/seabios/bios-256k.bin.
+var DefaultFirmware = "/usr/share/qemu/qboot.rom"
+
 // Timeouts of the driver's own steps.
 var (
 	// qmpReadyTimeout bounds the wait for QEMU's QMP socket when Start's
@@ -300,6 +308,8 @@ func (v *VM) prepare() (*launchPlan, []*os.File, error) {
 		if err := must("firmware", cfg.Firmware, false); err != nil {
 			return nil, nil, err
 		}
+	} else if _, err := os.Stat(DefaultFirmware); err == nil {
+		cfg.Firmware = DefaultFirmware
 	}
 	for _, fs := range cfg.SharedFS {
 		if err := must("shared directory "+fs.Tag, fs.HostPath, true); err != nil {

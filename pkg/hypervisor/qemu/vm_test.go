@@ -65,7 +65,7 @@ func testConfig(t *testing.T, id string) hypervisor.Config {
 	return hypervisor.Config{
 		ID:             id,
 		StateDir:       filepath.Join(shortTempDir(t), "vm"),
-		Kernel:         k.vmlinuz,
+		Kernel:         k.fast(),
 		Initrd:         testInitrd(t, k),
 		Accel:          hypervisor.AccelTCG,
 		AgentTransport: hypervisor.TransportVirtioSerial,
@@ -165,6 +165,9 @@ func processGone(pid int) bool {
 func TestRealVMLifecycle(t *testing.T) {
 	requireQEMU(t)
 	cfg := testConfig(t, "life")
+	// The compressed kernel, as Debian ships it and the guest image
+	// builder uses it; the other tests boot the faster vmlinux.
+	cfg.Kernel = findTestKernel(t).vmlinuz
 	shared := t.TempDir()
 	ro := t.TempDir()
 	if err := os.WriteFile(filepath.Join(shared, "host.txt"), []byte("from-host"), 0o644); err != nil {
