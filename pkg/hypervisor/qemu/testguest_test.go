@@ -166,6 +166,9 @@ func locateKernel() (testKernel, error) {
 func kernelIn(root string) (testKernel, bool) {
 	matches, _ := filepath.Glob(filepath.Join(root, "*", "boot", "vmlinuz-*"))
 	for _, m := range matches {
+		if rel, _ := filepath.Rel(root, m); strings.HasPrefix(rel, ".") {
+			continue // being unpacked
+		}
 		ver := strings.TrimPrefix(filepath.Base(m), "vmlinuz-")
 		mods := filepath.Join(filepath.Dir(filepath.Dir(m)), "lib", "modules", ver)
 		if st, err := os.Stat(mods); err == nil && st.IsDir() {
@@ -178,16 +181,13 @@ func kernelIn(root string) (testKernel, bool) {
 func fetchKernel(cache string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "apt-cache", "depends", "linux-image-amd64").Output()
-	if err != nil {
-		return fmt.Errorf("apt-cache depends linux-image-amd64 (run apt-get update?): %w", err)
-	}
-	var pkg string
-	for _, line := range strings.Split(string(out), "\n") {
-		if dep, ok := strings.CutPrefix(strings.TrimSpace(line), "Depends: "); ok && strings.HasPrefix(dep, "linux-image-") {
-			pkg = strings.TrimSpace(dep)
-			break
+	pkg, out := kernelPackage(ctx)
+	if pkg == "" {
+		// A machine whose package lists were never fetched.
+		if uout, err := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get update: %w: %s", err, uout)
 		}
+		pkg, out = kernelPackage(ctx)
 	}
 	if pkg == "" {
 		return fmt.Errorf("apt-cache depends linux-image-amd64 names no linux-image package:\n%s", out)
@@ -213,7 +213,25 @@ func fetchKernel(cache string) error {
 	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], tmp).CombinedOutput(); err != nil {
 		return fmt.Errorf("dpkg-deb -x %s: %w: %s", debs[0], err, out)
 	}
-	return os.Rename(tmp, filepath.Join(cache, pkg))
+	if err := os.Rename(tmp, filepath.Join(cache, pkg)); err != nil {
+		if _, serr := os.Stat(filepath.Join(cache, pkg, "boot")); serr == nil {
+			return nil // another run unpacked it meanwhile
+		}
+		return err
+	}
+	return nil
+}
+
+// kernelPackage resolves linux-image-amd64 to the versioned package it
+// depends on; out is apt-cache's output for errors.
+func kernelPackage(ctx context.Context) (pkg string, out []byte) {
+	out, _ = exec.CommandContext(ctx, "apt-cache", "depends", "linux-image-amd64").CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if dep, ok := strings.CutPrefix(strings.TrimSpace(line), "Depends: "); ok && strings.HasPrefix(dep, "linux-image-") {
+			return strings.TrimSpace(dep), out
+		}
+	}
+	return "", out
 }
 
 // testInitrd builds (once per test binary) the initrd: testinit as /init,
