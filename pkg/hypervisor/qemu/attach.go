@@ -52,7 +52,7 @@ func (v *VM) saveRecord() error {
 	}
 	r := vmRecord{
 		ID:           v.id,
-		Pid:          v.proc.pid,
+		Pid:          v.proc.getPid(),
 		QEMUPath:     v.qemuPath,
 		Accel:        v.accel,
 		Transport:    v.transport,

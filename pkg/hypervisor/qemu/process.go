@@ -103,6 +103,12 @@ func watchPidfd(p *process, pid, fd int) (release func(), err error) {
 	}, nil
 }
 
+func (p *process) getPid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
+}
+
 func (p *process) hasExited() bool {
 	select {
 	case <-p.exited:

@@ -130,11 +130,12 @@ func (v *VM) QMP() *QMP {
 // Pid is QEMU's process id, 0 before Start.
 func (v *VM) Pid() int {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.proc == nil {
+	p := v.proc
+	v.mu.Unlock()
+	if p == nil {
 		return 0
 	}
-	return v.proc.pid
+	return p.getPid()
 }
 
 // Exited is closed when QEMU has gone. Before Start it is a channel that
@@ -262,7 +263,7 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	if err := v.saveRecord(); err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
 	}
-	v.log.Info("vm started", "pid", proc.pid, "accel", plan.accel, "agent", v.AgentAddress(), "took", time.Since(begin).Round(time.Millisecond))
+	v.log.Info("vm started", "pid", proc.getPid(), "accel", plan.accel, "agent", v.AgentAddress(), "took", time.Since(begin).Round(time.Millisecond))
 	return nil
 }
 
@@ -521,7 +522,7 @@ func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
 		how = v.shutdown(ctx, grace, proc, q)
 	}
 	if !proc.hasExited() {
-		return fmt.Errorf("vm %s: qemu (pid %d) survived SIGKILL for %s: %w", v.id, proc.pid, killTimeout, errdefs.ErrUnavailable)
+		return fmt.Errorf("vm %s: qemu (pid %d) survived SIGKILL for %s: %w", v.id, proc.getPid(), killTimeout, errdefs.ErrUnavailable)
 	}
 	v.closeQMP()
 	v.removeSockets()

@@ -195,6 +195,27 @@ func TestRealVMLifecycle(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// Readers in parallel with everything below (for the race detector).
+	pollDone := make(chan struct{})
+	pollExited := make(chan struct{})
+	go func() {
+		defer close(pollExited)
+		for {
+			select {
+			case <-pollDone:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			vm.Pid()
+			vm.AgentAddress()
+			vm.Capabilities()
+			vm.ExitError()
+			sctx, scancel := context.WithTimeout(ctx, time.Second)
+			vm.State(sctx)
+			scancel()
+		}
+	}()
+	defer func() { close(pollDone); <-pollExited }()
 	begin := time.Now()
 	if err := vm.Start(ctx); err != nil {
 		t.Fatal(err)
