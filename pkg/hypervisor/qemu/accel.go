@@ -19,9 +19,32 @@ import (
 // kvmDevice is where KVM is; a variable for tests.
 var kvmDevice = "/dev/kvm"
 
-// accelCacheName is the probe verdict's file in the state root (the parent
-// of a VM's state directory, /run/vc by default).
+// accelCacheName is the probe verdict's file in ProbeCacheDir.
 const accelCacheName = "kvm-probe.json"
+
+// ProbeCacheDir is where the KVM probe's verdict is kept for every VM of
+// the host: the default state root. /run is a tmpfs, and the verdict's key
+// holds the boot id anyway, so it is probed once per boot of the host (and
+// QEMU binary). When it cannot be written, the user's cache directory is
+// used instead, and failing that each start probes again.
+var ProbeCacheDir = "/run/vc"
+
+// probeCacheDir returns a writable directory for the verdict, or "".
+func probeCacheDir() string {
+	dirs := []string{ProbeCacheDir}
+	if d, err := os.UserCacheDir(); err == nil {
+		dirs = append(dirs, filepath.Join(d, "vc"))
+	}
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if err := os.MkdirAll(d, 0o755); err == nil && unix.Access(d, unix.W_OK) == nil {
+			return d
+		}
+	}
+	return ""
+}
 
 // accelVerdict is a cached probe result.
 type accelVerdict struct {

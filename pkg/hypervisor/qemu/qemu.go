@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -330,7 +329,11 @@ func (v *VM) prepare() (*launchPlan, []*os.File, error) {
 		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
 	}
 	v.qemuPath = qemuPath
-	accel, err := resolveAccel(cfg.Accel, qemuPath, filepath.Dir(cfg.StateDir), v.log)
+	cacheDir := ""
+	if cfg.Accel == hypervisor.AccelAuto {
+		cacheDir = probeCacheDir()
+	}
+	accel, err := resolveAccel(cfg.Accel, qemuPath, cacheDir, v.log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
 	}
