@@ -166,3 +166,17 @@ func TestKVMProbeOnThisHost(t *testing.T) {
 		t.Errorf("probe error does not say KVM is unusable: %v", err)
 	}
 }
+
+func TestProbeCacheDir(t *testing.T) {
+	old := ProbeCacheDir
+	t.Cleanup(func() { ProbeCacheDir = old })
+	ProbeCacheDir = filepath.Join(t.TempDir(), "root")
+	if got := probeCacheDir(); got != ProbeCacheDir {
+		t.Errorf("got %q, want %q", got, ProbeCacheDir)
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	ProbeCacheDir = "/proc/vc-cannot-exist"
+	if got := probeCacheDir(); got != filepath.Join(os.Getenv("XDG_CACHE_HOME"), "vc") {
+		t.Errorf("fallback: got %q", got)
+	}
+}
