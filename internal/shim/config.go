@@ -1,0 +1,146 @@
+package shim
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/pkg/oci"
+)
+
+// ConfigEnv names the shim's configuration file; containerd passes its
+// environment on to the shim. Without it, DefaultConfigPath is read if it
+// exists.
+const ConfigEnv = "VC_SHIM_CONFIG"
+
+// DefaultConfigPath is the shim's configuration file.
+const DefaultConfigPath = "/etc/vc/containerd-shim-vc-v2.toml"
+
+// DefaultStateRoot keeps sandbox state short: QEMU's sockets live in
+// <state_root>/<sandbox id>/vm, and a unix socket path has 107 bytes, so
+// with 64-character CRI ids the root may have at most 23.
+const DefaultStateRoot = "/run/vc/shim"
+
+// Config is the shim's configuration (TOML). Every field has a default;
+// sandbox settings may be overridden per pod by io.virtcontainers.*
+// annotations listed in EnableAnnotations.
+//
+//	state_root = "/run/vc/shim"     # sandbox state (pkg/vc)
+//	data_root = "/var/lib/vc"       # guest images (vc image build)
+//	kernel = ""                     # empty: the current guest image
+//	initrd = ""
+//	build_image = false             # build the guest image if none is current
+//	accel = "auto"                  # auto, kvm or tcg
+//	cpus = 1
+//	memory_mib = 256
+//	kernel_params = []
+//	debug = false                   # agent debug log in the console log
+//	enable_annotations = []         # e.g. ["cpus", "memory_mib"]
+//	stop_timeout = "10s"            # how long a VM gets to power off
+type Config struct {
+	StateRoot         string   `toml:"state_root"`
+	DataRoot          string   `toml:"data_root"`
+	Kernel            string   `toml:"kernel"`
+	Initrd            string   `toml:"initrd"`
+	BuildImage        bool     `toml:"build_image"`
+	Accel             string   `toml:"accel"`
+	CPUs              uint32   `toml:"cpus"`
+	MemoryMiB         uint32   `toml:"memory_mib"`
+	KernelParams      []string `toml:"kernel_params"`
+	Debug             bool     `toml:"debug"`
+	EnableAnnotations []string `toml:"enable_annotations"`
+	StopTimeout       duration `toml:"stop_timeout"`
+}
+
+// duration is a time.Duration written as "10s" in TOML.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// DefaultConfig is the configuration without a file.
+func DefaultConfig() Config {
+	return Config{
+		StateRoot:   DefaultStateRoot,
+		DataRoot:    guestconfig.DefaultDataRoot,
+		Accel:       "auto",
+		CPUs:        1,
+		MemoryMiB:   256,
+		StopTimeout: duration{10 * time.Second},
+	}
+}
+
+// LoadConfig reads the configuration: the file $VC_SHIM_CONFIG names (it
+// must exist), else DefaultConfigPath if it exists, else the defaults.
+func LoadConfig() (Config, error) {
+	path, must := os.Getenv(ConfigEnv), true
+	if path == "" {
+		path, must = DefaultConfigPath, false
+	}
+	if _, err := os.Stat(path); !must && errors.Is(err, os.ErrNotExist) {
+		return DefaultConfig(), nil
+	}
+	return LoadConfigFile(path)
+}
+
+// LoadConfigFile reads the configuration file at path.
+func LoadConfigFile(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("shim config: %w", err)
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("shim config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes a TOML configuration over the defaults; an unknown
+// key is an error.
+func ParseConfig(b []byte) (Config, error) {
+	cfg := DefaultConfig()
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return Config{}, fmt.Errorf("%s: %w", sm.String(), errdefs.ErrInvalidArgument)
+		}
+		return Config{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *Config) validate() error {
+	for name, p := range map[string]string{"state_root": c.StateRoot, "data_root": c.DataRoot} {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%s %q: not an absolute path: %w", name, p, errdefs.ErrInvalidArgument)
+		}
+	}
+	if (c.Kernel == "") != (c.Initrd == "") {
+		return fmt.Errorf("kernel %q and initrd %q: set both or neither: %w", c.Kernel, c.Initrd, errdefs.ErrInvalidArgument)
+	}
+	if _, err := oci.CheckAllowlist(c.EnableAnnotations); err != nil {
+		return fmt.Errorf("enable_annotations: %w", err)
+	}
+	if c.StopTimeout.Duration <= 0 {
+		return fmt.Errorf("stop_timeout %s: must be positive: %w", c.StopTimeout, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}

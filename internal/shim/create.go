@@ -1,0 +1,328 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/anypb"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/internal/cleanup"
+	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+// Sandbox annotations the shim records in pkg/vc's state, so that `shim
+// delete` touches only what a shim of the same containerd namespace made.
+const (
+	annNamespace = "io.containerd.namespace"
+	annBundle    = "io.containerd.bundle"
+)
+
+// Create creates a task: the sandbox container boots the VM; every
+// container is created in the VM with its standard streams connected.
+func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
+	pid, err := s.create(ctx, r)
+	if err != nil {
+		s.log.Error("create failed", "container", r.ID, "err", err)
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &taskAPI.CreateTaskResponse{Pid: pid}, nil
+}
+
+func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ uint32, err error) {
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	if _, err := s.getContainer(r.ID); err == nil {
+		return 0, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
+	}
+	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
+		return 0, fmt.Errorf("create from checkpoint %q: %w", r.Checkpoint, errdefs.ErrNotImplemented)
+	}
+	spec, err := readSpec(r.Bundle)
+	if err != nil {
+		return 0, err
+	}
+	if spec.Process == nil || len(spec.Process.Args) == 0 {
+		return 0, fmt.Errorf("container %s: spec.process.args: empty: %w", r.ID, errdefs.ErrInvalidArgument)
+	}
+	typ, sid, err := oci.ContainerTypeOf(r.ID, spec.Annotations)
+	if err != nil {
+		return 0, fmt.Errorf("container %s: %w", r.ID, err)
+	}
+	cfg := s.config()
+	if typ.BootsVM() {
+		if cfg, err = configFromOptions(r.Options, cfg); err != nil {
+			return 0, fmt.Errorf("container %s: %w", r.ID, err)
+		}
+	}
+	overrides, err := oci.ParseSandboxAnnotations(spec.Annotations, cfg.EnableAnnotations)
+	if err != nil {
+		return 0, fmt.Errorf("container %s: %w", r.ID, err)
+	}
+	log := s.log.With("sandbox", sid, "container", r.ID)
+	c := &container{
+		id: r.ID, bundle: r.Bundle, typ: typ, sandboxID: sid, spec: spec,
+		log: log, execs: map[string]*process{},
+	}
+
+	sb := s.getSandbox()
+	switch {
+	case typ.BootsVM() && sb != nil:
+		return 0, fmt.Errorf("container %s boots a sandbox, but this shim runs sandbox %s already: %w", r.ID, sb.ID(), errdefs.ErrFailedPrecondition)
+	case !typ.BootsVM() && sb == nil:
+		return 0, fmt.Errorf("container %s: sandbox %s (annotation %s) is not running in this shim: %w", r.ID, sid, oci.CRISandboxID, errdefs.ErrFailedPrecondition)
+	case !typ.BootsVM() && sb.ID() != sid:
+		return 0, fmt.Errorf("container %s: sandbox %s (annotation %s) is not this shim's (%s): %w", r.ID, sid, oci.CRISandboxID, sb.ID(), errdefs.ErrFailedPrecondition)
+	}
+
+	// Everything below is undone on error, in reverse order.
+	cu := cleanup.Make(func() {})
+	defer cu.Clean()
+
+	c.rootfs, c.mounted, err = prepareRootfs(r, spec)
+	if err != nil {
+		return 0, fmt.Errorf("container %s: %w", r.ID, err)
+	}
+	if c.mounted {
+		cu.Add(func() { unmountRootfs(c.rootfs) })
+	}
+
+	c.init = newProcess(c, "", stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}, nil)
+	if c.init.io, err = openIO(ctx, log, s.ns, r.ID, c.init.stdio); err != nil {
+		return 0, fmt.Errorf("container %s: %w", r.ID, err)
+	}
+	cu.Add(c.init.io.closeAll)
+
+	if typ.BootsVM() {
+		scfg, err := s.sandboxConfig(ctx, cfg, c, overrides)
+		if err != nil {
+			return 0, fmt.Errorf("container %s: %w", r.ID, err)
+		}
+		start := time.Now()
+		if sb, err = vc.CreateSandbox(ctx, scfg); err != nil {
+			return 0, fmt.Errorf("container %s: boot the sandbox: %w", r.ID, err)
+		}
+		cu.Add(func() {
+			cctx := context.WithoutCancel(ctx)
+			sb.Stop(cctx, cfg.StopTimeout.Duration)
+			sb.Delete(cctx)
+		})
+		log.Info("sandbox booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "took", time.Since(start).Round(time.Millisecond))
+	}
+
+	ccfg := vc.ContainerConfig{
+		ID:           r.ID,
+		Rootfs:       c.rootfs,
+		Spec:         spec,
+		Annotations:  map[string]string{annBundle: r.Bundle},
+		PrivatePidNS: !joinsPidNS(spec),
+	}
+	if err := sb.CreateContainer(ctx, ccfg); err != nil {
+		return 0, fmt.Errorf("container %s: %w", r.ID, err)
+	}
+	cu.Add(func() {
+		if err := sb.DeleteContainer(context.WithoutCancel(ctx), r.ID); err != nil {
+			log.Warn("remove container after a failed create", "err", err)
+		}
+	})
+
+	// `shim delete` finds the sandbox's state through the bundle, whatever
+	// configuration it was created with.
+	if err := os.WriteFile(filepath.Join(r.Bundle, stateRootFile), []byte(cfg.StateRoot), 0o600); err != nil {
+		return 0, fmt.Errorf("container %s: %w", r.ID, err)
+	}
+
+	// Output is copied from now on, so none is lost however soon the
+	// process exits after Start.
+	c.init.io.start(context.WithoutCancel(ctx), sb, r.ID, r.ID)
+	cu.Release()
+
+	s.mu.Lock()
+	if typ.BootsVM() {
+		s.sandbox = sb
+		s.vmPid = uint32(sb.Status().VMPid)
+		s.cfg = cfg
+	}
+	s.containers[r.ID] = c
+	pid := s.vmPid
+	s.mu.Unlock()
+	if typ.BootsVM() {
+		s.watchSandbox(sb)
+	}
+
+	s.send(&eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+		Pid:         pid,
+	})
+	go s.watch(sb, c.init)
+	log.Info("container created", "type", typ, "rootfs", c.rootfs, "io", c.init.io.kind)
+	return pid, nil
+}
+
+// stateRootFile, in a bundle, holds the state root of the container's
+// sandbox.
+const stateRootFile = "vc-state-root"
+
+// configFromOptions is the configuration a sandbox boots with: the file
+// the runtime options name (CRI: the runtime's options.ConfigPath), else
+// the shim's.
+func configFromOptions(opts *anypb.Any, def Config) (Config, error) {
+	if opts == nil || len(opts.GetValue()) == 0 {
+		return def, nil
+	}
+	v, err := typeurl.UnmarshalAny(opts)
+	if err != nil {
+		return def, fmt.Errorf("runtime options %s: %w: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	o, ok := v.(*runtimeoptions.Options)
+	if !ok || o.GetConfigPath() == "" {
+		return def, nil
+	}
+	cfg, err := LoadConfigFile(o.GetConfigPath())
+	if err != nil {
+		return def, fmt.Errorf("runtime options ConfigPath: %w", err)
+	}
+	return cfg, nil
+}
+
+// readSpec reads the bundle's config.json.
+func readSpec(bundle string) (*specs.Spec, error) {
+	if bundle == "" {
+		return nil, fmt.Errorf("bundle: not set: %w", errdefs.ErrInvalidArgument)
+	}
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", bundle, errors.Join(err, errdefs.ErrInvalidArgument))
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("bundle %s: config.json: %w: %w", bundle, err, errdefs.ErrInvalidArgument)
+	}
+	return &spec, nil
+}
+
+// prepareRootfs returns the host directory of the container's root
+// filesystem: containerd's rootfs mounts mounted at <bundle>/rootfs (ours
+// to unmount), or the spec's root.path. It must exist.
+func prepareRootfs(r *taskAPI.CreateTaskRequest, spec *specs.Spec) (string, bool, error) {
+	if len(r.Rootfs) == 0 {
+		if spec.Root == nil || spec.Root.Path == "" {
+			return "", false, fmt.Errorf("spec.root.path: empty and no rootfs mounts given: %w", errdefs.ErrInvalidArgument)
+		}
+		p := spec.Root.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(r.Bundle, p)
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return "", false, fmt.Errorf("spec.root.path %q: %w", spec.Root.Path, errors.Join(err, errdefs.ErrInvalidArgument))
+		}
+		if !st.IsDir() {
+			return "", false, fmt.Errorf("spec.root.path %q: not a directory: %w", spec.Root.Path, errdefs.ErrInvalidArgument)
+		}
+		return p, false, nil
+	}
+	target := filepath.Join(r.Bundle, "rootfs")
+	if err := os.MkdirAll(target, 0o711); err != nil {
+		return "", false, fmt.Errorf("rootfs: %w", err)
+	}
+	mounts := mount.FromProto(r.Rootfs)
+	if err := mount.All(mounts, target); err != nil {
+		// A partial mount leaves layers behind.
+		unmountRootfs(target)
+		return "", false, fmt.Errorf("rootfs mounts (%s): %w", mounts[0].Type, errors.Join(err, errdefs.ErrInvalidArgument))
+	}
+	return target, true, nil
+}
+
+func unmountRootfs(target string) error {
+	if err := mount.UnmountRecursive(target, 0); err != nil {
+		return fmt.Errorf("unmount rootfs %s: %w", target, err)
+	}
+	return nil
+}
+
+// joinsPidNS tells whether the spec puts the container in another's pid
+// namespace (CRI: a pod sharing its process namespace, or a target
+// container): in the VM it then joins the sandbox's shared one.
+func joinsPidNS(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path != ""
+		}
+	}
+	return false
+}
+
+// sandboxConfig is the VM the container boots: the shim's configuration,
+// with the overrides its annotations asked for (and the configuration
+// allowed).
+func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o oci.SandboxOverrides) (vc.SandboxConfig, error) {
+	kernel, initrd := cfg.Kernel, cfg.Initrd
+	if o.Kernel != nil {
+		kernel = *o.Kernel
+	}
+	if o.Initrd != nil {
+		initrd = *o.Initrd
+	}
+	kernel, initrd, err := guestconfig.Resolve(ctx, cfg.DataRoot, kernel, initrd, cfg.BuildImage)
+	if err != nil {
+		return vc.SandboxConfig{}, err
+	}
+	hc := vc.HypervisorConfig{
+		Kernel:       kernel,
+		Initrd:       initrd,
+		KernelParams: append(append([]string(nil), cfg.KernelParams...), o.KernelParams...),
+		Accel:        cfg.Accel,
+		CPUs:         cfg.CPUs,
+		MemoryMiB:    cfg.MemoryMiB,
+		Debug:        cfg.Debug,
+	}
+	if o.CPUs != nil {
+		hc.CPUs = *o.CPUs
+	}
+	if o.MemoryMiB != nil {
+		hc.MemoryMiB = *o.MemoryMiB
+	}
+	if o.Accel != nil {
+		hc.Accel = *o.Accel
+	}
+	if o.Debug != nil {
+		hc.Debug = *o.Debug
+	}
+	// A pod's containers may share its pid namespace (CRI gives them the
+	// path of the sandbox's), so a pod's VM always has one to join; a
+	// single container has one only if asked.
+	shared := c.typ == oci.PodSandbox || joinsPidNS(c.spec)
+	if o.SharedPidNS != nil {
+		shared = *o.SharedPidNS
+	}
+	return vc.SandboxConfig{
+		ID:          c.sandboxID,
+		Hostname:    c.spec.Hostname,
+		Hypervisor:  hc,
+		SharedPidNS: shared,
+		Annotations: map[string]string{annNamespace: s.ns, annBundle: c.bundle},
+		StateRoot:   cfg.StateRoot,
+	}, nil
+}
