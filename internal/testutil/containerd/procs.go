@@ -1,0 +1,182 @@
+package containerd
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// shimPids returns the pids of shims serving the daemon at address: the
+// processes whose command line has `-address <address>`.
+func shimPids(address string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		for i := 0; i+1 < len(args); i++ {
+			if (args[i] == "-address" || args[i] == "--address") && args[i+1] == address &&
+				strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// parents maps every process to its parent.
+func parents() map[int]int {
+	m := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parens.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			m[pid] = ppid
+		}
+	}
+	return m
+}
+
+// killShims SIGKILLs the shims of the daemon at address and every
+// descendant of theirs (containers, VMs), and returns how many it killed.
+// Only processes this harness's daemon started are touched.
+func killShims(address string) int {
+	shims := shimPids(address)
+	if len(shims) == 0 {
+		return 0
+	}
+	pp := parents()
+	victims := map[int]bool{}
+	for _, s := range shims {
+		victims[s] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for pid, ppid := range pp {
+			if victims[ppid] && !victims[pid] {
+				victims[pid] = true
+				changed = true
+			}
+		}
+	}
+	for pid := range victims {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return len(victims)
+}
+
+// unmountUnder lazily unmounts every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("mountinfo: %w", err)
+	}
+	defer f.Close()
+	var mps []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			mps = append(mps, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("mountinfo: %w", err)
+	}
+	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) > len(mps[j]) })
+	var firstErr error
+	for _, mp := range mps {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT && firstErr == nil {
+			firstErr = fmt.Errorf("unmount %s: %w", mp, err)
+		}
+	}
+	return firstErr
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// releaseIPs removes host-local reservations held by the given pod
+// sandboxes (CNI container id = sandbox id), for pods whose CNI DEL never
+// ran.
+func releaseIPs(sandboxes []string) {
+	if len(sandboxes) == 0 {
+		return
+	}
+	dir := filepath.Join(cniIPAMDir, CNINetwork)
+	for _, id := range sandboxes {
+		for _, ip := range IPsHeldBy(id) {
+			os.Remove(filepath.Join(dir, ip))
+		}
+	}
+}
+
+// IPsHeldBy returns the addresses the shared host-local IPAM store reserves
+// for CNI container id (for CRI pods, the sandbox id).
+func IPsHeldBy(id string) []string {
+	var ips []string
+	dir := filepath.Join(cniIPAMDir, CNINetwork)
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		owner, _, _ := strings.Cut(strings.ReplaceAll(string(b), "\r", ""), "\n")
+		if strings.TrimSpace(owner) == id {
+			ips = append(ips, e.Name())
+		}
+	}
+	return ips
+}
