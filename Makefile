@@ -13,7 +13,7 @@ TESTFLAGS ?=
 
 export CGO_ENABLED := 1
 
-.PHONY: all deps build agent generate check-generate lint unit test demo bench clean
+.PHONY: all deps build agent generate check-generate lint test demo bench clean containerd
 
 all: build
 
@@ -42,16 +42,21 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# containerd v2.3.1, ctr, containerd-shim-runc-v2 and runc v1.4.3 built with
+# go install into /usr/local/lib/vc-test/bin; Debian's CNI plugins.
+containerd:
+	@./hack/install-containerd.sh
+
 # Every test, including those that boot real VMs under TCG and run real
 # containerd; needs root.
-test: build check-generate lint
+test: build containerd check-generate lint
 	VC_AGENT_BIN=$(CURDIR)/$(BIN)/vc-agent $(GO) test -count=1 -timeout 40m $(TESTFLAGS) ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequests -fuzztime $(FUZZTIME) ./internal/guest/
 
 demo: build
 	./hack/demo.sh
 
-bench: build
+bench: build containerd
 	VC_AGENT_BIN=$(CURDIR)/$(BIN)/vc-agent $(GO) run ./test/bench
 
 clean:

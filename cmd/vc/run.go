@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -131,6 +132,10 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err != nil {
 		return err
 	}
+	// Bad input fails before a VM boots.
+	if err := ccfg.Validate(); err != nil {
+		return err
+	}
 	scfg, err := sandboxConfig(ctx, g, o)
 	if err != nil {
 		return err
@@ -149,7 +154,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	}()
 	ccfg.LogPath = filepath.Join(s.Dir(), "container.log")
 	if err := s.CreateContainer(ctx, ccfg); err != nil {
-		return err
+		return startError(err)
 	}
 	logf, err := os.OpenFile(ccfg.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -179,7 +184,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	defer stopStreams()
 	streams := s.IOStream(streamCtx, o.ID, o.ID, pio)
 	if err := s.StartContainer(ctx, o.ID); err != nil {
-		return err
+		return startError(err)
 	}
 	failed = false
 	if pio.Stdin == nil {
@@ -348,8 +353,8 @@ func startDetached(ctx context.Context, g *globals, o runOptions) error {
 	}
 	w.Close()
 	go cmd.Wait()
-	msg, _ := io.ReadAll(r)
-	line := strings.TrimSpace(string(msg))
+	msg, _ := bufio.NewReader(r).ReadString('\n')
+	line := strings.TrimSpace(msg)
 	if line != "ok" {
 		if line == "" {
 			b, _ := os.ReadFile(logPath)
@@ -368,6 +373,9 @@ func runOwnerCmd(ctx context.Context, g *globals, args []string) error {
 	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &o) != nil {
 		return errors.New("internal command; use vc run -d")
 	}
+	// The readiness pipe must not leak into the VM process: the parent
+	// reads it until it closes.
+	unix.CloseOnExec(3)
 	ready := os.NewFile(3, "ready")
 	return runOwner(ctx, g, o, ready)
 }
@@ -376,4 +384,19 @@ func randomID() string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// startError gives a container that could not start the exit code docker
+// gives it: 127 when the command does not exist, 126 when it cannot run.
+func startError(err error) error {
+	msg := err.Error()
+	code := 125
+	switch {
+	case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
+		code = 127
+	case strings.Contains(msg, "permission denied"):
+		code = 126
+	}
+	fmt.Fprintf(os.Stderr, "vc run: %v\n", err)
+	return exitError{code}
 }

@@ -55,7 +55,7 @@ func BuildBusybox(root string) error {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	b, err := os.ReadFile(BusyboxBinary)

@@ -110,7 +110,9 @@ func (c *SandboxConfig) validate() error {
 	return c.Hypervisor.validate()
 }
 
-func (c *ContainerConfig) validate() error {
+// Validate checks a container's configuration without a sandbox: the id,
+// the process, and that the rootfs is a directory.
+func (c *ContainerConfig) Validate() error {
 	if err := persist.ValidateID("container id", c.ID); err != nil {
 		return err
 	}
@@ -122,6 +124,9 @@ func (c *ContainerConfig) validate() error {
 	}
 	if c.Rootfs == "" {
 		return fmt.Errorf("container %s: rootfs: not set: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if st, err := os.Stat(c.Rootfs); err != nil || !st.IsDir() {
+		return fmt.Errorf("container %s: rootfs %q: not a directory: %w", c.ID, c.Rootfs, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func (s *Sandbox) running() error {
 // volumes are shared into the guest and the agent prepares it; its process
 // starts with StartContainer. On error nothing is left behind.
 func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (err error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	unlock, err := s.store.Lock(ctx, s.id)

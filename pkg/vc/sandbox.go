@@ -171,7 +171,7 @@ func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) er
 		last = err
 		select {
 		case <-vm.Exited():
-			return fmt.Errorf("vm exited during boot: %w\nconsole:\n%s", errdefs.ErrUnavailable, consoleTail(vm.ConsoleLog(), 30))
+			return fmt.Errorf("vm exited during boot: %w: %w", errdefs.ErrUnavailable, vm.ExitError())
 		case <-ctx.Done():
 			return fmt.Errorf("agent did not answer within %s (last error: %v): %w\nconsole:\n%s", BootTimeout, last, context.DeadlineExceeded, consoleTail(vm.ConsoleLog(), 30))
 		case <-time.After(50 * time.Millisecond):

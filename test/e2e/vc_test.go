@@ -117,33 +117,47 @@ func TestKilledVMReportsStopped(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	garbage := filepath.Join(t.TempDir(), "garbage")
+	os.WriteFile(garbage, []byte("this is not a kernel nor an initrd\n"), 0o644)
 	cases := []struct {
 		name string
 		args []string
-		want string
+		want []string // all in stderr
+		code int      // 0: any non-zero
 	}{
-		{"missing rootfs", []string{"run", "--rm", "--name", "e2e-bad1", "--rootfs", "/nonexistent/rootfs", "--", "true"}, "/nonexistent/rootfs"},
-		{"unknown image", []string{"run", "--rm", "--name", "e2e-bad2", "nosuchimage", "--", "true"}, "nosuchimage"},
-		{"command not found", []string{"run", "--rm", "--name", "e2e-bad3", "busybox", "--", "/no/such/command"}, "/no/such/command"},
-		{"memory below minimum", []string{"run", "--rm", "--name", "e2e-bad4", "--memory", "16M", "busybox", "--", "true"}, "memory"},
-		{"kernel missing", []string{"run", "--rm", "--name", "e2e-bad5", "--kernel", "/nonexistent/vmlinuz", "--initrd", "/nonexistent/initrd", "busybox", "--", "true"}, "/nonexistent/vmlinuz"},
-		{"qemu dies during boot", []string{"run", "--rm", "--name", "e2e-bad6", "--kernel", "/etc/hostname", "--initrd", "/etc/hostname", "busybox", "--", "true"}, "console"},
-		{"unknown sandbox (exec)", []string{"exec", "e2e-nosuch", "true"}, "e2e-nosuch"},
-		{"unknown sandbox (stop)", []string{"stop", "e2e-nosuch"}, "e2e-nosuch"},
+		{"missing rootfs", []string{"run", "--rm", "--name", "e2e-bad", "--rootfs", "/nonexistent/rootfs", "--", "true"}, []string{"/nonexistent/rootfs"}, 0},
+		{"unknown image", []string{"run", "--rm", "--name", "e2e-bad", "nosuchimage", "--", "true"}, []string{"nosuchimage"}, 0},
+		{"command not found", []string{"run", "--rm", "--name", "e2e-bad", "busybox", "--", "/no/such/command"}, []string{"/no/such/command"}, 127},
+		{"memory below minimum", []string{"run", "--rm", "--name", "e2e-bad", "--memory", "16M", "busybox", "--", "true"}, []string{"memory"}, 0},
+		{"kernel missing", []string{"run", "--rm", "--name", "e2e-bad", "--kernel", "/nonexistent/vmlinuz", "--initrd", "/nonexistent/initrd", "busybox", "--", "true"}, []string{"/nonexistent/vmlinuz"}, 0},
+		{"qemu rejects the kernel", []string{"run", "--rm", "--name", "e2e-bad", "--kernel", garbage, "--initrd", garbage, "busybox", "--", "true"}, []string{"qemu", "kernel"}, 0},
+		{"guest dies during boot", []string{"run", "--rm", "--name", "e2e-bad", "--kernel", kernel, "--initrd", garbage, "busybox", "--", "true"}, []string{"console", "Kernel panic"}, 0},
+		{"unknown sandbox (exec)", []string{"exec", "e2e-nosuch", "true"}, []string{"e2e-nosuch"}, 0},
+		{"unknown sandbox (stop)", []string{"stop", "e2e-nosuch"}, []string{"e2e-nosuch"}, 0},
 	}
-	for i, c := range cases {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, errOut, code := vcRun(t, nil, c.args...)
-			if code == 0 {
-				t.Fatalf("succeeded")
+			if code == 0 || (c.code != 0 && code != c.code) {
+				t.Fatalf("exit code %d, want %d (0: any failure); stderr:\n%s", code, c.code, errOut)
 			}
-			if !strings.Contains(errOut, c.want) {
-				t.Fatalf("error does not name %q:\n%s", c.want, errOut)
+			for _, w := range c.want {
+				if !strings.Contains(errOut, w) {
+					t.Fatalf("error does not name %q:\n%s", w, errOut)
+				}
 			}
-			t.Logf("error: %s", strings.TrimSpace(errOut))
-			noLeftovers(t, "e2e-bad"+string(rune('1'+i)))
+			t.Logf("error: %s", lastLines(errOut, 3))
+			noLeftovers(t, "e2e-bad")
 		})
 	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
 }
 
 func waitFor(t *testing.T, cond func() bool, what string) {
