@@ -151,8 +151,8 @@ type Manifest struct {
 
 	// KernelPath and InitrdPath are file names in the image directory,
 	// or absolute paths for a user's files.
-	KernelPath string `json:"kernel"`
-	InitrdPath string `json:"initrd"`
+	KernelPath string `json:"kernelFile"`
+	InitrdPath string `json:"initrdFile"`
 	KernelSize int64  `json:"kernelSize"`
 	InitrdSize int64  `json:"initrdSize"`
 	// CpioSize is the initrd's uncompressed size.
@@ -177,10 +177,10 @@ type Manifest struct {
 // Image is a built image.
 type Image struct {
 	// Dir is the image directory.
-	Dir string
+	Dir string `json:"dir"`
 	// Kernel and Initrd are absolute paths to boot with.
-	Kernel string
-	Initrd string
+	Kernel string `json:"kernel"`
+	Initrd string `json:"initrd"`
 	Manifest
 }
 

@@ -421,3 +421,14 @@ func TestBuildFloorDebian(t *testing.T) {
 	}
 	t.Logf("floor: kernel %s, initrd %d bytes", img.KernelVersion, img.InitrdSize)
 }
+
+func TestBuildUnknownPackage(t *testing.T) {
+	opts := kernelOptions(t)
+	opts.Agent = testutil.AgentBinary(t)
+	opts.KernelPackage = "linux-image-0.0.0-nosuch-amd64"
+	_, err := Build(context.Background(), opts)
+	if !errors.Is(err, ErrPackageNotFound) || !strings.Contains(err.Error(), opts.KernelPackage) {
+		t.Fatalf("err = %v, want ErrPackageNotFound naming %s", err, opts.KernelPackage)
+	}
+	t.Log(err)
+}

@@ -50,7 +50,7 @@ var kernelPkgRE = regexp.MustCompile(`^linux-image-[0-9][^ ]*$`)
 
 // resolveKernelPackage finds the kernel package to use: pkg itself when
 // given, otherwise the linux-image-<ver>-<arch> the meta package depends
-// on. When apt-cache knows nothing about it, apt-get update runs once.
+// on. When apt has no package lists at all, apt-get update runs first.
 //
 // apt-cache takes about half a second per call here (no binary package
 // cache), so the answer is remembered in cacheDir until apt's lists or
@@ -124,18 +124,22 @@ func resolveKernelPackageApt(ctx context.Context, pkg string, log *slog.Logger) 
 	if _, err := exec.LookPath("apt-cache"); err != nil {
 		return debPackage{}, fmt.Errorf("apt-cache not found: building the guest kernel needs Debian's apt (or set Options.Kernel to a kernel of your own): %w", err)
 	}
-	updated := false
-	for {
-		p, err := resolveOnce(ctx, pkg)
-		if err == nil || !errors.Is(err, ErrPackageNotFound) || updated {
-			return p, err
-		}
-		log.Info("apt-cache does not know the kernel package; running apt-get update", "err", err)
-		if out, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
-			return debPackage{}, fmt.Errorf("%w; apt-get update failed: %w: %s", err, uerr, lastLines(out, 5))
-		}
-		updated = true
+	p, err := resolveOnce(ctx, pkg)
+	if err == nil || !errors.Is(err, ErrPackageNotFound) || !aptKnowsNothing() {
+		return p, err
 	}
+	log.Info("apt has no package lists; running apt-get update", "err", err)
+	if out, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
+		return debPackage{}, fmt.Errorf("%w; apt-get update failed: %w: %s", err, uerr, lastLines(out, 5))
+	}
+	return resolveOnce(ctx, pkg)
+}
+
+// aptKnowsNothing reports whether apt has no package lists at all (a
+// fresh container image), when apt-get update is worth running.
+func aptKnowsNothing() bool {
+	lists, _ := filepath.Glob("/var/lib/apt/lists/*_Packages*")
+	return len(lists) == 0
 }
 
 func resolveOnce(ctx context.Context, pkg string) (debPackage, error) {
