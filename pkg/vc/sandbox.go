@@ -109,13 +109,16 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	s.status.VMPid = vm.Pid()
 	s.status.ConsoleLog = vm.ConsoleLog()
 	s.status.Accel = vm.Capabilities().Accel
-	s.log.Info("vm started", "pid", vm.Pid(), "accel", s.status.Accel, "took", time.Since(start))
+	s.status.Boot.VMStart = time.Since(start)
+	s.log.Info("vm started", "pid", vm.Pid(), "accel", s.status.Accel, "took", s.status.Boot.VMStart)
 
 	if err := s.connectAgent(ctx, vm); err != nil {
 		return nil, err
 	}
 	cu.Add(func() { s.client.Close() })
+	s.status.Boot.AgentReady = time.Since(start) - s.status.Boot.VMStart
 	s.log.Info("agent ready", "took", time.Since(start))
+	setup := time.Now()
 
 	req := &pb.CreateSandboxRequest{
 		Hostname:     cfg.Hostname,
@@ -135,6 +138,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if _, err := s.agent.CreateSandbox(ctx, req); err != nil {
 		return nil, fmt.Errorf("agent CreateSandbox: %w", fromRPC(err))
 	}
+	s.status.Boot.SandboxSetup = time.Since(setup)
 	if err := s.serveProxy(); err != nil {
 		return nil, err
 	}

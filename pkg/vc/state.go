@@ -35,6 +35,21 @@ type SandboxStatus struct {
 	StopReason string `json:"stop_reason,omitempty"`
 	// Accel is the acceleration the VM really runs with.
 	Accel string `json:"accel,omitempty"`
+	// Boot tells where CreateSandbox spent its time.
+	Boot BootTimes `json:"boot"`
+}
+
+// BootTimes are the phases of CreateSandbox.
+type BootTimes struct {
+	// VMStart: until the hypervisor process runs and answers its control
+	// channel.
+	VMStart time.Duration `json:"vm_start_ns"`
+	// AgentReady: from then until the agent answered (guest kernel boot
+	// and agent start).
+	AgentReady time.Duration `json:"agent_ready_ns"`
+	// SandboxSetup: the agent's CreateSandbox (mounting the shared
+	// directory).
+	SandboxSetup time.Duration `json:"sandbox_setup_ns"`
 }
 
 // ContainerStatus is what is persisted of a container.

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/virtcontainers/vc/pkg/guestimage"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+)
+
+func init() {
+	register("check", command{usage: "[--json]", short: "report what this host can do: qemu, KVM, vsock, tun, guest image", run: checkCmd})
+}
+
+// hostCheck is the report `vc check` prints.
+type hostCheck struct {
+	qemu.HostReport
+	Tun        bool   `json:"tun"`
+	Agent      string `json:"agent,omitempty"`
+	AgentError string `json:"agent_error,omitempty"`
+	Image      string `json:"image,omitempty"`
+	ImageError string `json:"image_error,omitempty"`
+}
+
+func checkCmd(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags("check", commands["check"].usage)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	r := hostCheck{HostReport: qemu.CheckHost("")}
+	_, err := os.Stat("/dev/net/tun")
+	r.Tun = err == nil
+	if a, err := findAgent(); err == nil {
+		r.Agent = a
+	} else {
+		r.AgentError = err.Error()
+	}
+	if img, err := guestimage.Load(filepath.Join(imageRoot(g), "current")); err == nil {
+		r.Image = fmt.Sprintf("%s (kernel %s, initrd %s)", img.Dir, img.KernelVersion, human(uint64(img.InitrdSize)))
+		if !upToDate(img) {
+			r.Image += "; older than the installed agent: the next vc run rebuilds it"
+		}
+	} else {
+		r.ImageError = "no current guest image (vc image build makes one): " + err.Error()
+	}
+	if *asJSON {
+		e := json.NewEncoder(os.Stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(r)
+	}
+	line := func(ok bool, what, detail string) {
+		mark := "ok  "
+		if !ok {
+			mark = "NO  "
+		}
+		fmt.Printf("%s %-12s %s\n", mark, what, detail)
+	}
+	line(r.QEMUError == "", "qemu", r.QEMUPath+" "+r.QEMUVersion+r.QEMUError)
+	kvm := "VMs run under KVM: " + r.KVMReason
+	if !r.KVM {
+		kvm = "VMs run under TCG (software emulation, slower): " + r.KVMReason
+	}
+	line(r.KVM, "kvm", kvm)
+	vs := "/dev/vhost-vsock: the agent talks over vsock"
+	if !r.VhostVsock {
+		vs = "no /dev/vhost-vsock: the agent talks over virtio-serial (works fully)"
+	}
+	line(r.VhostVsock, "vhost-vsock", vs)
+	line(r.Tun, "tun", "/dev/net/tun (networking)")
+	fw := r.Firmware
+	if fw == "" {
+		fw = "SeaBIOS (qboot not installed)"
+	}
+	line(true, "firmware", fw)
+	line(r.AgentError == "", "agent", r.Agent+r.AgentError)
+	line(r.ImageError == "", "guest image", r.Image+r.ImageError)
+	return nil
+}

@@ -1,0 +1,69 @@
+package qemu
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// HostReport is what this host offers the QEMU backend, for `vc check`.
+type HostReport struct {
+	QEMUPath    string `json:"qemu_path"`
+	QEMUVersion string `json:"qemu_version"`
+	QEMUError   string `json:"qemu_error,omitempty"`
+	// KVM tells whether VMs with accel auto run under KVM, and why.
+	KVM       bool   `json:"kvm"`
+	KVMReason string `json:"kvm_reason"`
+	// VhostVsock tells whether the agent can use vsock (else virtio-serial).
+	VhostVsock bool `json:"vhost_vsock"`
+	// Firmware is the BIOS VMs boot with ("" for QEMU's SeaBIOS).
+	Firmware string `json:"firmware,omitempty"`
+}
+
+// CheckHost inspects the host: the QEMU binary (qemuPath, or the default),
+// KVM (the same cached verdict VM starts use, probing when there is none),
+// vhost-vsock and the firmware.
+func CheckHost(qemuPath string) HostReport {
+	var r HostReport
+	p, err := findQEMU(qemuPath)
+	if err != nil {
+		r.QEMUError = err.Error()
+	} else {
+		r.QEMUPath = p
+		out, err := exec.Command(p, "--version").Output()
+		if err != nil {
+			r.QEMUError = err.Error()
+		}
+		r.QEMUVersion = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	if _, err := os.Stat(DefaultFirmware); err == nil {
+		r.Firmware = DefaultFirmware
+	}
+	r.VhostVsock = haveVhostVsock()
+	if err := accessRW(kvmDevice); err != nil {
+		r.KVMReason = kvmDevice + ": " + err.Error()
+		return r
+	}
+	key := accelCacheKey(r.QEMUPath)
+	dir := probeCacheDir()
+	if dir != "" {
+		if v, ok := readVerdict(filepath.Join(dir, accelCacheName), key); ok {
+			r.KVM, r.KVMReason = v.KVM, v.Reason+" (cached)"
+			return r
+		}
+	}
+	v := probeVerdict()
+	v.Key = key
+	if dir != "" {
+		writeVerdict(filepath.Join(dir, accelCacheName), v)
+	}
+	r.KVM, r.KVMReason = v.KVM, v.Reason
+	return r
+}
+
+func accessRW(path string) error {
+	return unix.Access(path, unix.R_OK|unix.W_OK)
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testutil"
+	"github.com/virtcontainers/vc/pkg/guestimage"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+const coldRuns = 3
+
+func init() {
+	register("cold-start", coldStart)
+	register("memory", memory)
+}
+
+// env is what the VM benches share: the CLI, a data root with the current
+// guest image, and a private state root.
+type vmEnv struct {
+	vc, dataRoot, stateRoot string
+	img                     *guestimage.Image
+}
+
+func newVMEnv() (*vmEnv, error) {
+	bin := filepath.Join(testutil.RepoRoot(), "bin")
+	e := &vmEnv{vc: filepath.Join(bin, "vc"), dataRoot: envOr("VC_BENCH_DATA_ROOT", "/var/lib/vc")}
+	var err error
+	if e.stateRoot, err = os.MkdirTemp("", "vc-bench-state-"); err != nil {
+		return nil, err
+	}
+	if out, err := e.cmd("image", "build").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("vc image build: %v\n%s", err, out)
+	}
+	if e.img, err = guestimage.Load(filepath.Join(e.dataRoot, "images", "current")); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *vmEnv) cmd(args ...string) *exec.Cmd {
+	return exec.Command(e.vc, append([]string{"--state-root", e.stateRoot, "--data-root", e.dataRoot}, args...)...)
+}
+
+func (e *vmEnv) close() { os.RemoveAll(e.stateRoot) }
+
+func envOr(k, d string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return d
+}
+
+// coldStart times `vc run --rm busybox -- true` against the same QEMU and
+// kernel booting an initrd whose /init only powers off, runs alternating,
+// medians compared. A library run splits the figure into phases.
+func coldStart() ([]row, error) {
+	e, err := newVMEnv()
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	floor, err := floorImage(e)
+	if err != nil {
+		return nil, err
+	}
+	var runs, floors []time.Duration
+	for i := 0; i < coldRuns; i++ {
+		d, err := bootFloor(floor, e.stateRoot, i)
+		if err != nil {
+			return nil, err
+		}
+		floors = append(floors, d)
+		t := time.Now()
+		if out, err := e.cmd("run", "--rm", "busybox", "--", "true").CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("vc run: %v\n%s", err, out)
+		}
+		runs = append(runs, time.Since(t))
+	}
+	phases, err := phaseRun(e)
+	if err != nil {
+		return nil, err
+	}
+	return []row{
+		{figure: "cold start: vc run --rm busybox -- true", unit: "s", value: median(runs).Seconds(), floor: median(floors).Seconds(),
+			floorName: "same QEMU+kernel, /init powers off", note: fmt.Sprintf("median of %d; %s", coldRuns, phases)},
+	}, nil
+}
+
+// floorImage builds the power-off initrd with the current image's kernel.
+func floorImage(e *vmEnv) (*guestimage.Image, error) {
+	dir, err := os.MkdirTemp("", "vc-floor-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	init := filepath.Join(dir, "init")
+	cmd := exec.Command("go", "build", "-o", init, "./cmd/vc-floor-init")
+	cmd.Dir = testutil.RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build floor init: %v\n%s", err, out)
+	}
+	return guestimage.BuildFloor(context.Background(), guestimage.Options{Root: filepath.Join(e.dataRoot, "images"), KernelPackage: e.img.KernelPackage}, init)
+}
+
+// bootFloor boots the floor image through the same driver and waits for
+// it to power off.
+func bootFloor(img *guestimage.Image, stateRoot string, i int) (time.Duration, error) {
+	id := fmt.Sprintf("floor%d", i)
+	vm, err := hypervisor.New("qemu", hypervisor.Config{
+		ID: id, StateDir: filepath.Join(stateRoot, id), Kernel: img.Kernel, Initrd: img.Initrd,
+	})
+	if err != nil {
+		return 0, err
+	}
+	t := time.Now()
+	if err := vm.Start(context.Background()); err != nil {
+		return 0, err
+	}
+	select {
+	case <-vm.Exited():
+	case <-time.After(2 * time.Minute):
+		vm.Stop(context.Background(), 0)
+		return 0, fmt.Errorf("floor VM did not power off")
+	}
+	d := time.Since(t)
+	vm.Stop(context.Background(), 0)
+	return d, nil
+}
+
+// phaseRun runs `true` through the library and tells where the time goes.
+func phaseRun(e *vmEnv) (string, error) {
+	ctx := context.Background()
+	root, err := rootfs.Busybox(filepath.Join(e.dataRoot, "rootfs"))
+	if err != nil {
+		return "", err
+	}
+	t0 := time.Now()
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "phases", StateRoot: e.stateRoot,
+		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd}})
+	if err != nil {
+		return "", err
+	}
+	defer s.Delete(ctx)
+	create := time.Since(t0)
+	t1 := time.Now()
+	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "c", Rootfs: root, Spec: oci.DefaultSpec([]string{"true"}, nil, "/", false)}); err != nil {
+		s.Stop(ctx, 0)
+		return "", err
+	}
+	ccreate := time.Since(t1)
+	t2 := time.Now()
+	streams := s.IOStream(ctx, "c", "c", vc.IO{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}})
+	if err := s.StartContainer(ctx, "c"); err != nil {
+		s.Stop(ctx, 0)
+		return "", err
+	}
+	s.WaitContainer(ctx, "c")
+	<-streams
+	run := time.Since(t2)
+	t3 := time.Now()
+	s.Stop(ctx, 10*time.Second)
+	stop := time.Since(t3)
+	b := s.Status().Boot
+	return fmt.Sprintf("qemu start %.2fs, kernel+agent %.2fs, sandbox setup %.2fs, container create %.2fs, run %.2fs, stop %.2fs (total %.2fs)",
+		b.VMStart.Seconds(), b.AgentReady.Seconds(), b.SandboxSetup.Seconds(), ccreate.Seconds(), run.Seconds(), stop.Seconds(), (create + ccreate + run + stop).Seconds()), nil
+}
+
+// memory measures an idle sandbox: QEMU's PSS on the host, the agent's RSS
+// in the guest.
+func memory() ([]row, error) {
+	e, err := newVMEnv()
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	ctx := context.Background()
+	root, err := rootfs.Busybox(filepath.Join(e.dataRoot, "rootfs"))
+	if err != nil {
+		return nil, err
+	}
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "mem", StateRoot: e.stateRoot,
+		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { s.Stop(ctx, 5*time.Second); s.Delete(ctx) }()
+	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "idle", Rootfs: root, Spec: oci.DefaultSpec([]string{"sleep", "1000"}, nil, "/", false)}); err != nil {
+		return nil, err
+	}
+	if err := s.StartContainer(ctx, "idle"); err != nil {
+		return nil, err
+	}
+	time.Sleep(3 * time.Second)
+	pss, err := pssKiB(s.Status().VMPid)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.Agent().GetMetrics(ctx, &pb.GetMetricsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	agentRSS := metric(m.Metrics, "vc_agent_process_resident_memory_bytes") / 1024
+	self, _ := pssKiB(os.Getpid())
+	return []row{
+		{figure: "host memory per idle sandbox: QEMU PSS", unit: "MiB", value: float64(pss) / 1024, floor: 120, floorName: "Kata: ~120 MiB PSS per pod", note: fmt.Sprintf("256 MiB guest, TCG; owner (this bench process) PSS %.1f MiB", float64(self)/1024)},
+		{figure: "agent RSS in the guest (sandbox + 1 idle container)", unit: "MiB", value: agentRSS / 1024, note: "target 20 MiB"},
+	}, nil
+}
+
+func pssKiB(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "Pss:" {
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, fmt.Errorf("no Pss in smaps_rollup of %d", pid)
+}
+
+func metric(text, name string) float64 {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(l, name)), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
