@@ -138,7 +138,7 @@ func (s *Store) Load(id, name string, v any) error {
 	b, err := os.ReadFile(filepath.Join(s.Dir(id), name+".json"))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("sandbox %q %s: %w", id, name, errdefs.ErrNotFound)
+			return fmt.Errorf("sandbox %q: no %s state: %w", id, name, errdefs.ErrNotFound)
 		}
 		return err
 	}

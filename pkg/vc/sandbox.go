@@ -265,6 +265,9 @@ func FetchSandbox(ctx context.Context, stateRoot, id string) (*Sandbox, error) {
 	}
 	s := &Sandbox{id: id, store: store, log: slog.Default().With("sandbox", id), exited: make(chan struct{})}
 	if err := store.Load(id, sandboxKey, &s.status); err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("no sandbox %q: %w", id, errdefs.ErrNotFound)
+		}
 		return nil, err
 	}
 	s.refresh()
