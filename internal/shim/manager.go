@@ -241,7 +241,7 @@ func (m Manager) Stop(ctx context.Context, id string) (cdshim.StopStatus, error)
 	case err != nil && !errdefs.IsNotFound(err):
 		log.Warn("shim delete: sandbox state", "err", err)
 	case err != nil:
-		log.Info("shim delete: no sandbox state")
+		log.Debug("shim delete: no sandbox state")
 	case sb.Status().Config.Annotations[annNamespace] != ns:
 		log.Warn("shim delete: the sandbox belongs to another containerd namespace; left alone", "its_namespace", sb.Status().Config.Annotations[annNamespace])
 		sb.Close()

@@ -1,0 +1,460 @@
+package containerd_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/creack/pty"
+
+	"github.com/virtcontainers/vc/internal/testutil"
+	"github.com/virtcontainers/vc/internal/testutil/containerd"
+	"github.com/virtcontainers/vc/internal/testutil/images"
+	"github.com/virtcontainers/vc/pkg/guestimage"
+)
+
+// vcSetup is built once per test binary: the shim, the agent and the
+// guest image booted by every VM.
+type vcSetup struct {
+	shimDir       string // holds containerd-shim-vc-v2 (and vc-agent beside it)
+	kernel        string
+	initrd        string
+	kernelVersion string
+}
+
+var (
+	vcOnce sync.Once
+	vcEnv  vcSetup
+	vcErr  error
+)
+
+func dataRoot() string {
+	if d := os.Getenv("VC_TEST_DATA_ROOT"); d != "" {
+		return d
+	}
+	return "/var/lib/vc-test"
+}
+
+// setupVC builds containerd-shim-vc-v2 into a directory of its own (not
+// bin/: other tests may run the one there) and the guest image for the
+// agent under test.
+func setupVC(t *testing.T) vcSetup {
+	t.Helper()
+	agent := testutil.AgentBinary(t)
+	vcOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vc-shim-bin-")
+		if err != nil {
+			vcErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "containerd-shim-vc-v2"), "./cmd/containerd-shim-vc-v2")
+		cmd.Dir = testutil.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			vcErr = fmt.Errorf("build containerd-shim-vc-v2: %v\n%s", err, out)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		img, err := guestimage.Build(ctx, guestimage.Options{Agent: agent, Root: filepath.Join(dataRoot(), "images")})
+		if err != nil {
+			vcErr = fmt.Errorf("guest image: %w", err)
+			return
+		}
+		vcEnv = vcSetup{shimDir: dir, kernel: img.Kernel, initrd: img.Initrd, kernelVersion: img.KernelVersion}
+	})
+	if vcErr != nil {
+		t.Fatal(vcErr)
+	}
+	return vcEnv
+}
+
+// vcDaemon is a harness containerd whose vc runtime has a configuration
+// (and a state root) of its own.
+type vcDaemon struct {
+	*containerd.Containerd
+	setup     vcSetup
+	stateRoot string
+	config    string
+}
+
+// startVC starts a harness daemon with the vc shim under test; extraConfig
+// is appended to the shim's configuration. At the end of the test, after
+// the daemon and its shims are gone, it checks that nothing of the
+// sandboxes is left: no state, no QEMU.
+func startVC(t *testing.T, extraConfig string) *vcDaemon {
+	t.Helper()
+	containerd.RequireRoot(t)
+	s := setupVC(t)
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	// Short: QEMU's sockets live in <state root>/<64-char CRI id>/vm.
+	stateRoot := "/run/vc-t/" + hex.EncodeToString(rnd[:])
+	cfgPath := filepath.Join(t.TempDir(), "vc-shim.toml")
+	cfg := fmt.Sprintf("state_root = %q\ndata_root = %q\nkernel = %q\ninitrd = %q\naccel = \"tcg\"\nstop_timeout = \"5s\"\n%s\n",
+		stateRoot, dataRoot(), s.kernel, s.initrd, extraConfig)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs last: after the daemon's cleanup.
+	t.Cleanup(func() {
+		if left := leftovers(stateRoot); left != "" {
+			t.Errorf("left behind after the test: %s", left)
+		}
+		killQEMU(stateRoot)
+		os.RemoveAll(stateRoot)
+	})
+	c := containerd.StartContainerd(t, containerd.Options{
+		ShimDir:      s.shimDir,
+		Env:          []string{"VC_SHIM_CONFIG=" + cfgPath},
+		VCConfigPath: cfgPath,
+	})
+	c.ImportImages(t)
+	return &vcDaemon{Containerd: c, setup: s, stateRoot: stateRoot, config: cfgPath}
+}
+
+// leftovers describes sandbox state and QEMU processes of stateRoot.
+func leftovers(stateRoot string) string {
+	var out []string
+	if ents, err := os.ReadDir(stateRoot); err == nil {
+		for _, e := range ents {
+			out = append(out, "state "+filepath.Join(stateRoot, e.Name()))
+		}
+	}
+	for _, pid := range qemuPids(stateRoot) {
+		out = append(out, "qemu pid "+strconv.Itoa(pid))
+	}
+	return strings.Join(out, ", ")
+}
+
+// qemuPids are the QEMU processes whose command line mentions dir.
+func qemuPids(dir string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if strings.Contains(filepath.Base(args[0]), "qemu-system") && bytes.Contains(b, []byte(dir+"/")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func killQEMU(dir string) {
+	for _, pid := range qemuPids(dir) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// ctrRun runs `ctr run --rm` of busybox with the vc runtime and returns
+// stdout, stderr and the exit code.
+func (d *vcDaemon) ctrRun(t *testing.T, id string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := d.CtrCommand(ctx, append([]string{"run", "--rm", "--runtime", containerd.VCRuntime, images.BusyboxRef, id}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := cmd.ProcessState.ExitCode()
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Fatalf("ctr run: %v", err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// withoutCtrLogs drops ctr's own log lines (time="..." level=...) from its
+// stderr, leaving the container's.
+func withoutCtrLogs(s string) string {
+	var out []string
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if !strings.HasPrefix(l, "time=\"") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
+}
+
+// TestVCCtrRun: `ctr run --runtime io.containerd.vc.v2` boots a VM: uname
+// prints the guest's kernel, not the host's; the exit status comes
+// through; output written just before an immediate exit is all there.
+func TestVCCtrRun(t *testing.T) {
+	d := startVC(t, "")
+
+	out, stderr, code := d.ctrRun(t, "vc-uname", "uname", "-r")
+	if code != 0 {
+		t.Fatalf("ctr run uname -r: exit %d, stderr %s", code, stderr)
+	}
+	got := strings.TrimSpace(out)
+	if got != d.setup.kernelVersion {
+		t.Errorf("uname -r = %q, want the guest kernel %q", got, d.setup.kernelVersion)
+	}
+	if got == hostKernel(t) {
+		t.Errorf("uname -r = %q is the host's kernel", got)
+	}
+
+	_, _, code = d.ctrRun(t, "vc-exit", "sh", "-c", "exit 3")
+	if code != 3 {
+		t.Errorf("ctr run of `exit 3`: exit code %d, want 3", code)
+	}
+
+	// 4000 lines then exit at once: containerd must have them all before
+	// the exit, on the right streams.
+	out, stderr, code = d.ctrRun(t, "vc-out", "sh", "-c", "seq 1 4000; echo to-stderr >&2; exit 7")
+	if code != 7 {
+		t.Errorf("exit code %d, want 7", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4000 || lines[0] != "1" || lines[3999] != "4000" {
+		t.Errorf("stdout has %d lines (%q ... %q), want 1..4000", len(lines), lines[0], lines[len(lines)-1])
+	}
+	if strings.TrimSpace(withoutCtrLogs(stderr)) != "to-stderr" {
+		t.Errorf("stderr = %q, want to-stderr", stderr)
+	}
+	if left := strings.TrimSpace(d.Ctr(t, "containers", "list", "-q")); left != "" {
+		t.Errorf("--rm left containers: %q", left)
+	}
+	if left := leftovers(d.stateRoot); left != "" {
+		t.Errorf("after --rm: %s", left)
+	}
+}
+
+// TestVCCtrTTY: `ctr run -t` under a pseudo-terminal: the process has a
+// terminal of the size ctr's has, and its exit status comes through.
+func TestVCCtrTTY(t *testing.T) {
+	d := startVC(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := d.CtrCommand(ctx, "run", "-t", "--rm", "--runtime", containerd.VCRuntime, images.BusyboxRef, "vc-tty",
+		"sh", "-c", "tty; stty size; test -t 0 && echo stdin-is-a-tty; exit 5")
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 31, Cols: 97})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(copied) }()
+	err = cmd.Wait()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if code := cmd.ProcessState.ExitCode(); code != 5 {
+		t.Fatalf("ctr run -t: exit code %d (%v), want 5; output:\n%s", code, err, got)
+	}
+	for _, want := range []string{"/dev/pts/", "31 97", "stdin-is-a-tty"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("terminal output lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// TestVCStdinCloseIO: stdin is forwarded and, once containerd closes it
+// (CloseIO, as docker and nerdctl do at the end of their input; ctr never
+// does), the process reads EOF and `cat` ends.
+func TestVCStdinCloseIO(t *testing.T) {
+	d := startVC(t, "")
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "default"), 3*time.Minute)
+	defer cancel()
+	cl, err := client.New(d.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	img, err := cl.GetImage(ctx, images.BusyboxRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := cl.NewContainer(ctx, "vc-stdin",
+		client.WithNewSnapshot("vc-stdin", img),
+		client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sh", "-c", "cat; echo done")),
+		client.WithRuntime(containerd.VCRuntime, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctr.Delete(context.WithoutCancel(ctx), client.WithSnapshotCleanup)
+	var stdout, stderr bytes.Buffer
+	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(strings.NewReader("line one\nline two\n"), &stdout, &stderr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.Delete(context.WithoutCancel(ctx), client.WithProcessKill)
+	exited, err := task.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := task.CloseIO(ctx, client.WithStdinCloser); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-exited:
+		if st.ExitCode() != 0 {
+			t.Errorf("exit status %d", st.ExitCode())
+		}
+	case <-ctx.Done():
+		t.Fatal("cat did not end after CloseIO")
+	}
+	task.CloseIO(ctx, client.WithStdinCloser)
+	if _, err := task.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stdout.String(); got != "line one\nline two\ndone\n" {
+		t.Errorf("stdout = %q", got)
+	}
+}
+
+// events follows `ctr events` for the daemon: it returns a function that
+// stops it and returns the topics seen (with their event JSON) in order.
+func (d *vcDaemon) events(t *testing.T) func() []string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := d.CtrCommand(ctx, "events")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // subscribed
+	return func() []string {
+		time.Sleep(time.Second) // the last events arrive
+		cancel()
+		cmd.Wait()
+		var lines []string
+		for _, l := range strings.Split(out.String(), "\n") {
+			// 2006-01-02 15:04:05.000 +0000 UTC namespace topic {json}
+			if f := strings.Fields(l); len(f) >= 6 && strings.HasPrefix(f[5], "/tasks/") {
+				lines = append(lines, f[5]+" "+strings.Join(f[6:], " "))
+			}
+		}
+		return lines
+	}
+}
+
+// inOrder checks that lines holds, in this order, a line starting with
+// each prefix (other lines may come between).
+func inOrder(t *testing.T, lines []string, prefixes ...string) {
+	t.Helper()
+	i := 0
+	for _, l := range lines {
+		if i < len(prefixes) && strings.HasPrefix(l, prefixes[i]) {
+			i++
+		}
+	}
+	if i < len(prefixes) {
+		t.Errorf("events lack %q (in order %q); got:\n%s", prefixes[i], prefixes, strings.Join(lines, "\n"))
+	}
+}
+
+// TestVCCtrTaskLifecycle: a detached task, exec into it, pause and resume,
+// metrics, kill, delete; the events come in containerd's order.
+func TestVCCtrTaskLifecycle(t *testing.T) {
+	d := startVC(t, "")
+	stop := d.events(t)
+	d.Ctr(t, "run", "-d", "--runtime", containerd.VCRuntime, images.BusyboxRef, "vc-life", "sh", "-c", "echo $$ > /tmp/init; exec sleep 1000")
+
+	if ls := d.Ctr(t, "task", "ls"); !regexpMatch(`vc-life\s+\d+\s+RUNNING`, ls) {
+		t.Fatalf("task ls:\n%s", ls)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := d.CtrCommand(ctx, "task", "exec", "--exec-id", "e1", "vc-life", "sh", "-c", "uname -r; cat /tmp/init; echo oops >&2; exit 4")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 4 {
+		t.Errorf("task exec exit code %d, want 4 (stderr %s)", code, stderr.String())
+	}
+	if got := stdout.String(); got != d.setup.kernelVersion+"\n1\n" {
+		t.Errorf("exec stdout = %q, want the guest kernel and the init's pid 1", got)
+	}
+	if got := strings.TrimSpace(withoutCtrLogs(stderr.String())); got != "oops" {
+		t.Errorf("exec stderr = %q", got)
+	}
+
+	// A second exec with the same id after the first was deleted works;
+	// two running at once each get their own output.
+	out := d.Ctr(t, "task", "exec", "--exec-id", "e1", "vc-life", "echo", "again")
+	if out != "again\n" {
+		t.Errorf("second exec: %q", out)
+	}
+
+	d.Ctr(t, "task", "pause", "vc-life")
+	if ls := d.Ctr(t, "task", "ls"); !regexpMatch(`vc-life\s+\d+\s+PAUSED`, ls) {
+		t.Errorf("after pause, task ls:\n%s", ls)
+	}
+	d.Ctr(t, "task", "resume", "vc-life")
+	if ls := d.Ctr(t, "task", "ls"); !regexpMatch(`vc-life\s+\d+\s+RUNNING`, ls) {
+		t.Errorf("after resume, task ls:\n%s", ls)
+	}
+
+	m := d.Ctr(t, "task", "metrics", "vc-life")
+	if !regexpMatch(`memory\.usage_in_bytes\s+[1-9]\d*`, m) || !regexpMatch(`cpuacct\.usage\s+[1-9]\d*`, m) {
+		t.Errorf("task metrics:\n%s", m)
+	}
+	if ps := d.Ctr(t, "task", "ps", "vc-life"); !regexpMatch(`\d+`, ps) {
+		t.Errorf("task ps:\n%s", ps)
+	}
+
+	// pid 1 of its namespace ignores SIGTERM without a handler; SIGKILL
+	// to every process.
+	d.Ctr(t, "task", "kill", "--all", "--signal", "SIGKILL", "vc-life")
+	deadline := time.Now().Add(30 * time.Second)
+	for !regexpMatch(`vc-life\s+\d+\s+STOPPED`, d.Ctr(t, "task", "ls")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("task not stopped after SIGKILL:\n%s", d.Ctr(t, "task", "ls"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := d.CtrErr(ctx, "task", "kill", "vc-life"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("kill of a stopped task: %v, want not found", err)
+	}
+	d.Ctr(t, "task", "delete", "vc-life")
+	d.Ctr(t, "container", "delete", "vc-life")
+	if left := leftovers(d.stateRoot); left != "" {
+		t.Errorf("after delete: %s", left)
+	}
+
+	ev := stop()
+	inOrder(t, ev,
+		"/tasks/create", "/tasks/start",
+		"/tasks/exec-added", "/tasks/exec-started", `/tasks/exit {"container_id":"vc-life","id":"e1"`,
+		"/tasks/paused", "/tasks/resumed",
+		`/tasks/exit {"container_id":"vc-life","id":"vc-life"`, "/tasks/delete")
+	for _, l := range ev {
+		if strings.HasPrefix(l, `/tasks/exit {"container_id":"vc-life","id":"vc-life"`) && !strings.Contains(l, `"exit_status":137`) {
+			t.Errorf("init exit event: %s, want exit_status 137", l)
+		}
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
