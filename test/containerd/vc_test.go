@@ -174,9 +174,16 @@ func killQEMU(dir string) {
 // stdout, stderr and the exit code.
 func (d *vcDaemon) ctrRun(t *testing.T, id string, args ...string) (string, string, int) {
 	t.Helper()
+	return d.ctrRunWith(t, nil, id, args...)
+}
+
+// ctrRunWith is ctrRun with more ctr run options.
+func (d *vcDaemon) ctrRunWith(t *testing.T, opts []string, id string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := d.CtrCommand(ctx, append([]string{"run", "--rm", "--runtime", containerd.VCRuntime, images.BusyboxRef, id}, args...)...)
+	cargs := append([]string{"run", "--rm", "--runtime", containerd.VCRuntime}, opts...)
+	cmd := d.CtrCommand(ctx, append(append(cargs, images.BusyboxRef, id), args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -458,3 +465,119 @@ func TestVCCtrTaskLifecycle(t *testing.T) {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// shimPids are the vc shims serving the daemon.
+func (d *vcDaemon) shimPids() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if filepath.Base(args[0]) == "containerd-shim-vc-v2" && strings.Contains(string(b), "\x00"+d.Address+"\x00") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitNoShims waits until the daemon's vc shims have exited.
+func (d *vcDaemon) waitNoShims(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(d.shimPids()) > 0 {
+		if time.Now().After(deadline) {
+			t.Errorf("vc shims still running: %v", d.shimPids())
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// mountsUnder lists the mount points below dir.
+func mountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// TestVCBadSpec: a spec the shim cannot run fails the task's creation
+// with the field named, and leaves nothing behind: no VM, no sandbox
+// state, no mounts, no shim.
+func TestVCBadSpec(t *testing.T) {
+	d := startVC(t, `enable_annotations = ["cpus"]`)
+	rootfs := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		errHas string
+	}{
+		{"unknown annotation", []string{"--annotation", "io.virtcontainers.bogus=1", images.BusyboxRef, "bad1", "true"}, "annotation io.virtcontainers.bogus: unknown"},
+		{"annotation not allowed", []string{"--annotation", "io.virtcontainers.memory_mib=512", images.BusyboxRef, "bad2", "true"}, "annotation io.virtcontainers.memory_mib: not allowed"},
+		{"bad annotation value", []string{"--annotation", "io.virtcontainers.cpus=zero", images.BusyboxRef, "bad3", "true"}, `annotation io.virtcontainers.cpus "zero"`},
+		{"unknown container type", []string{"--annotation", "io.kubernetes.cri.container-type=podsandbox", images.BusyboxRef, "bad4", "true"}, `annotation io.kubernetes.cri.container-type "podsandbox": unknown value`},
+		{"missing rootfs", []string{"--rootfs", "/nonexistent/rootfs", "bad5", "true"}, `spec.root.path "/nonexistent/rootfs"`},
+		{"no process args", []string{"--rootfs", rootfs, "bad6"}, "spec.process.args: empty"},
+		// Found only after the VM booted: the VM goes too.
+		{"missing bind source", []string{"--mount", "type=bind,src=/nonexistent/src,dst=/x,options=rbind", images.BusyboxRef, "bad7", "true"}, `source "/nonexistent/src" (destination /x)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out, err := d.CtrErr(ctx, append([]string{"run", "--rm", "--runtime", containerd.VCRuntime}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Fatalf("ctr run: %v (out %q), want an error containing %q", err, out, tc.errHas)
+			}
+			d.waitNoShims(t)
+			if left := leftovers(d.stateRoot); left != "" {
+				t.Errorf("left behind: %s", left)
+			}
+			if m := mountsUnder(d.State); len(m) > 0 {
+				t.Errorf("mounts left: %q", m)
+			}
+			if ls := strings.TrimSpace(d.Ctr(t, "task", "ls", "-q")); ls != "" {
+				t.Errorf("tasks left: %q", ls)
+			}
+			// ctr run --rm removes the container only after a task ran.
+			d.CtrErr(ctx, "container", "delete", tc.args[len(tc.args)-2])
+			d.CtrErr(ctx, "container", "delete", tc.args[len(tc.args)-1])
+		})
+	}
+}
+
+// TestVCAnnotations: allowlisted io.virtcontainers.* annotations size the
+// VM; without them the configuration's defaults hold.
+func TestVCAnnotations(t *testing.T) {
+	d := startVC(t, `enable_annotations = ["cpus", "memory_mib"]`+"\nmemory_mib = 200")
+	script := "nproc; sed -n 's/MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo"
+	vm := func(opts ...string) (int, int) {
+		t.Helper()
+		out, stderr, code := d.ctrRunWith(t, opts, "vc-ann", "sh", "-c", script)
+		f := strings.Fields(out)
+		if code != 0 || len(f) != 2 {
+			t.Fatalf("ctr run %q: exit %d, out %q, stderr %s", opts, code, out, stderr)
+		}
+		cpus, _ := strconv.Atoi(f[0])
+		memKB, _ := strconv.Atoi(f[1])
+		return cpus, memKB / 1024
+	}
+	cpus, mem := vm()
+	if cpus != 1 || mem > 200 || mem < 120 {
+		t.Errorf("defaults: %d cpus, %d MiB; want 1 and at most 200", cpus, mem)
+	}
+	cpus, mem = vm("--annotation", "io.virtcontainers.cpus=2", "--annotation", "io.virtcontainers.memory_mib=400")
+	if cpus != 2 || mem > 400 || mem <= 200 {
+		t.Errorf("annotated: %d cpus, %d MiB; want 2 and more than 200, at most 400", cpus, mem)
+	}
+}
