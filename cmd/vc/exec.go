@@ -53,6 +53,8 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	if *tty {
 		pio.Stderr = nil
+	}
+	if *tty && *interactive {
 		restore, err := rawTerminal()
 		if err != nil {
 			return err
@@ -68,7 +70,7 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 	if !*interactive {
 		s.CloseStdin(ctx, id, execID)
 	}
-	stopSignals := forwardExecSignals(ctx, s, id, execID, *tty)
+	stopSignals := forwardExecSignals(ctx, s, id, execID, *tty, *tty && *interactive)
 	defer stopSignals()
 	code, err := s.WaitProcess(context.WithoutCancel(ctx), id, execID)
 	if err != nil {

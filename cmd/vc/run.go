@@ -170,7 +170,9 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		if o.Interactive {
 			pio.Stdin = os.Stdin
 		}
-		if o.TTY {
+		// As docker: the local terminal is raw only when it feeds the
+		// container's (-i -t); with -t alone Ctrl-C stays a signal.
+		if o.TTY && o.Interactive {
 			if restore, err = rawTerminal(); err != nil {
 				return err
 			}
@@ -192,7 +194,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	}
 	report(nil)
 	if ready == nil {
-		stopSignals := forwardSignals(ctx, s, o.ID, o.TTY)
+		stopSignals := forwardSignals(ctx, s, o.ID, o.TTY, o.TTY && o.Interactive)
 		defer stopSignals()
 	}
 
@@ -219,17 +221,20 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 // forwardSignals passes the signals a person sends `vc run` on to the
 // container, as docker does. With a terminal, Ctrl-C travels as a byte and
 // only window size changes need forwarding.
-func forwardSignals(ctx context.Context, s *vc.Sandbox, id string, tty bool) func() {
-	return forwardExecSignals(ctx, s, id, id, tty)
+func forwardSignals(ctx context.Context, s *vc.Sandbox, id string, tty, raw bool) func() {
+	return forwardExecSignals(ctx, s, id, id, tty, raw)
 }
 
-// forwardExecSignals does what forwardSignals does for process execID.
-func forwardExecSignals(ctx context.Context, s *vc.Sandbox, id, execID string, tty bool) func() {
+// forwardExecSignals does what forwardSignals does for process execID. A
+// terminal's size changes are forwarded too; a raw terminal carries Ctrl-C
+// and friends as bytes, so then only the size is.
+func forwardExecSignals(ctx context.Context, s *vc.Sandbox, id, execID string, tty, raw bool) func() {
 	ch := make(chan os.Signal, 8)
 	if tty {
 		signal.Notify(ch, unix.SIGWINCH)
 		resize(ctx, s, id, execID)
-	} else {
+	}
+	if !raw {
 		signal.Notify(ch, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	}
 	done := make(chan struct{})

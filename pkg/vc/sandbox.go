@@ -87,6 +87,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		Created:     time.Now().UTC(),
 		Config:      cfg,
 		OwnerPid:    os.Getpid(),
+		OwnerStart:  mustStart(os.Getpid()),
 		AgentSocket: filepath.Join(s.Dir(), "agent.sock"),
 	}
 	if err := os.Mkdir(s.sharedDir(), 0o700); err != nil {
@@ -107,6 +108,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	cu.Add(func() { killVM(vm) })
 	s.vm = vm
 	s.status.VMPid = vm.Pid()
+	s.status.VMStart = mustStart(vm.Pid())
 	s.status.ConsoleLog = vm.ConsoleLog()
 	s.status.Accel = vm.Capabilities().Accel
 	s.status.Boot.VMStart = time.Since(start)
@@ -290,19 +292,19 @@ func (s *Sandbox) refresh() {
 	}
 	reason := ""
 	switch {
-	case !alive(s.status.VMPid):
+	case !s.vmAlive():
 		reason = "vm process gone"
-	case !alive(s.status.OwnerPid):
+	case !alive(s.status.OwnerPid, s.status.OwnerStart):
 		reason = "owner process gone"
 	default:
 		return
 	}
 	if unlock, err := s.store.Lock(context.Background(), s.id); err == nil {
 		defer unlock()
-		if !alive(s.status.VMPid) || !alive(s.status.OwnerPid) {
+		if !s.vmAlive() || !alive(s.status.OwnerPid, s.status.OwnerStart) {
 			// Without its owner nothing serves the agent: the VM is
 			// unreachable, so it is stopped for good.
-			if alive(s.status.VMPid) {
+			if s.vmAlive() {
 				killPid(s.status.VMPid)
 			}
 			s.markStopped(reason)
@@ -381,10 +383,10 @@ func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 	deadline := time.Now().Add(timeout)
-	for alive(s.status.VMPid) && time.Now().Before(deadline) {
+	for s.vmAlive() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if alive(s.status.VMPid) {
+	if s.vmAlive() {
 		s.log.Warn("vm did not power off in time; killing it", "timeout", timeout)
 		killPid(s.status.VMPid)
 	}
@@ -483,6 +485,13 @@ func (s *Sandbox) setPaused(ctx context.Context, pause bool) error {
 	}
 	s.status.State = want
 	return s.save()
+}
+
+func (s *Sandbox) vmAlive() bool { return alive(s.status.VMPid, s.status.VMStart) }
+
+func mustStart(pid int) uint64 {
+	st, _ := procStart(pid)
+	return st
 }
 
 func shortID(id string) string {

@@ -1,9 +1,12 @@
 package vc
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // State of a sandbox or container.
@@ -27,6 +30,10 @@ type SandboxStatus struct {
 	OwnerPid int `json:"owner_pid"`
 	// VMPid is the hypervisor process.
 	VMPid int `json:"vm_pid"`
+	// OwnerStart and VMStart are the processes' start times, telling them
+	// from later processes with the same pid.
+	OwnerStart uint64 `json:"owner_start,omitempty"`
+	VMStart    uint64 `json:"vm_start,omitempty"`
 	// AgentSocket serves the agent protocol for other processes.
 	AgentSocket string `json:"agent_socket"`
 	// ConsoleLog is the guest console's log file.
@@ -67,11 +74,33 @@ func containerKey(id string) string { return "container-" + id }
 
 const sandboxKey = "sandbox"
 
-// alive tells whether a process exists.
-func alive(pid int) bool {
+// procStart returns a process's start time (clock ticks since boot) and
+// whether it is running: not gone, not a zombie.
+func procStart(pid int) (uint64, bool) {
 	if pid <= 0 {
-		return false
+		return 0, false
 	}
-	err := unix.Kill(pid, 0)
-	return err == nil || err == unix.EPERM
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name may hold spaces and parentheses: fields start
+	// after the last ')'. state is field 3, starttime field 22.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return 0, false
+	}
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return start, true
+}
+
+// alive tells whether process pid runs and is the one that started at
+// start (0: any), so a reused pid is not taken for it.
+func alive(pid int, start uint64) bool {
+	s, ok := procStart(pid)
+	return ok && (start == 0 || s == start)
 }

@@ -38,6 +38,9 @@ func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, log *sl
 		Accel:          cfg.Hypervisor.Accel,
 		SharedFS:       []hypervisor.SharedFS{{Tag: sharedTag, HostPath: shared, Kind: hypervisor.FS9P}},
 		Logger:         log,
+		// Only the owner serves the agent: a VM whose owner died is
+		// unreachable, so it goes too.
+		DieWithParent: true,
 	}
 	vm, err := hypervisor.New(hypervisorBackend, hc)
 	if err != nil {

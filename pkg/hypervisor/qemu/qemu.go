@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -228,11 +229,13 @@ func (v *VM) Start(ctx context.Context) (err error) {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
 	v.log.Debug("starting qemu", "path", v.qemuPath, "args", strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
+	release := make(chan struct{})
+	if err := startCmd(cmd, v.cfg.DieWithParent, release); err != nil {
 		v.removeSockets()
 		return fmt.Errorf("vm %s: start %s: %w", v.id, v.qemuPath, err)
 	}
 	proc := v.adoptChild(cmd)
+	go func() { <-v.Exited(); close(release) }()
 	v.mu.Lock()
 	v.started = true
 	v.accel, v.transport, v.cid = plan.accel, plan.transport, plan.cid
@@ -717,3 +720,23 @@ func tailFile(path string, n, max int) string {
 }
 
 var _ hypervisor.Hypervisor = (*VM)(nil)
+
+// startCmd starts cmd. With dieWithParent, it starts it from a goroutine
+// locked to its OS thread that lives until release is closed (when the
+// child has exited): Linux sends PR_SET_PDEATHSIG when the *thread* that
+// forked the child ends, and Go may otherwise end that thread at any time.
+func startCmd(cmd *exec.Cmd, dieWithParent bool, release <-chan struct{}) error {
+	if !dieWithParent {
+		return cmd.Start()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		err := cmd.Start()
+		errc <- err
+		if err == nil {
+			<-release
+		}
+	}()
+	return <-errc
+}
