@@ -87,12 +87,17 @@ func TestBootAgent(t *testing.T) {
 
 	t.Run("Reconnect", func(t *testing.T) {
 		// The host hanging up must not end the agent's virtio-serial
-		// listener: the next connection is served.
-		for i := range 3 {
+		// listener: the next connection is served, and its first
+		// request is not lost (one attempt, no retry), however soon it
+		// comes after the hangup.
+		for i := range 10 {
 			c.Close()
+			if i%2 == 1 {
+				time.Sleep(100 * time.Millisecond) // let the guest see the hangup
+			}
 			start := time.Now()
-			dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-			nc, err := v.dial(dctx)
+			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+			nc, err := v.connect(dctx)
 			dcancel()
 			if err != nil {
 				t.Fatalf("reconnection %d: %v", i+1, err)
@@ -103,6 +108,38 @@ func TestBootAgent(t *testing.T) {
 				t.Fatalf("reconnection %d: Version: %v", i+1, err)
 			}
 		}
+	})
+
+	t.Run("ReconnectPending", func(t *testing.T) {
+		// Hang up while a long poll (GetOOMEvent waits for an OOM) is in
+		// flight, and come back at once.
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.svc.GetOOMEvent(ctx, &pb.GetOOMEventRequest{})
+			done <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+		select {
+		case err := <-done:
+			if status.Code(err) == codes.Unimplemented {
+				t.Skipf("GetOOMEvent is not implemented by the agent yet: %v", err)
+			}
+			t.Fatalf("GetOOMEvent returned without an OOM: %v", err)
+		default:
+		}
+		c.Close()
+		if err := <-done; err == nil {
+			t.Error("GetOOMEvent succeeded on a closed client")
+		}
+		start := time.Now()
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		nc, err := v.connect(dctx)
+		dcancel()
+		if err != nil {
+			t.Fatalf("reconnection with a request pending on the old connection: %v", err)
+		}
+		c = nc
+		t.Logf("reconnection answered in %v", time.Since(start).Round(time.Millisecond))
 	})
 
 	const mp = "/run/vc-agent/sandbox/shared"

@@ -186,6 +186,28 @@ type agentClient struct {
 
 func (c *agentClient) Close() { c.client.Close() }
 
+// connect connects to the agent's socket once and asks Health.Check,
+// waiting for the answer until ctx ends. A request the agent loses is
+// not retried.
+func (v *vm) connect(ctx context.Context) (*agentClient, error) {
+	conn, err := net.Dial("unix", v.sock)
+	if err != nil {
+		return nil, err
+	}
+	c := &agentClient{conn: conn, client: ttrpc.NewClient(conn)}
+	c.health = pb.NewHealthClient(c.client)
+	c.svc = pb.NewAgentServiceClient(c.client)
+	resp, err := c.health.Check(ctx, &pb.CheckRequest{})
+	if err == nil && resp.Status != pb.HealthCheckResponse_SERVING {
+		err = fmt.Errorf("health status %v", resp.Status)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // dial connects to the agent's socket and waits until Health.Check
 // answers SERVING, retrying until ctx ends.
 func (v *vm) dial(ctx context.Context) (*agentClient, error) {
