@@ -27,6 +27,14 @@ const (
 )
 
 // DefaultCompression is what Build uses when Options.Compression is empty.
+//
+// Measured under TCG with the generic 6.1 kernel and a 19 MB cpio: the
+// kernel unpacks it in 0.16 s uncompressed, 0.47 s gzip, 0.50 s zstd,
+// 1.3 s xz, but unpacking runs beside other initcalls, so the time to the
+// agent's first answer is the same for none, gzip and zstd within the
+// noise (xz is about 1 s slower). QEMU keeps the initrd in memory for the
+// VM's life: uncompressed costs about 17 MB more PSS per VM than gzip.
+// gzip needs no external program.
 const DefaultCompression = CompressGzip
 
 func (c Compression) valid() error {
