@@ -61,8 +61,9 @@ func run() error {
 		copyRoot   = flag.String("copy-root", "", "directory CopyFile may write below (default /run)")
 	)
 	flag.Parse()
-	// Kernel command line parameters come as environment for PID 1.
-	if v := os.Getenv("vc.log"); v != "" {
+	// Kernel command line parameters without a dot (vc_log=debug) come as
+	// environment for PID 1; dotted ones are taken for module parameters.
+	if v := os.Getenv("vc_log"); v != "" {
 		*level = v
 	}
 	var lv slog.Level

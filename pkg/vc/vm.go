@@ -24,7 +24,7 @@ const hypervisorBackend = "qemu"
 func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, log *slog.Logger) (hypervisor.Hypervisor, error) {
 	params := append([]string(nil), cfg.Hypervisor.KernelParams...)
 	if cfg.Hypervisor.Debug {
-		params = append(params, "vc.log=debug")
+		params = append(params, "vc_log=debug")
 	}
 	hc := hypervisor.Config{
 		ID:             cfg.ID,

@@ -1,7 +1,6 @@
 package container
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/guest/boot"
 )
 
 // DefaultCgroupParent is where containers' cgroups go when the spec names
@@ -337,28 +337,10 @@ func newProcess(field string, p *specs.Process, init bool) (*libcontainer.Proces
 	return lp, nil
 }
 
-// rootIsRamfs reports whether / is the initramfs, where pivot_root(2)
-// cannot work and containers must be entered with MS_MOVE + chroot.
+// rootIsRamfs reports whether / is the initramfs mount itself, where
+// pivot_root(2) cannot work and containers must be entered with MS_MOVE +
+// chroot. The agent moves off it at boot (boot.SwitchRoot), so this is
+// only a fallback.
 func rootIsRamfs() bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	fstype := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superopts
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 7 || fields[4] != "/" {
-			continue
-		}
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) {
-				fstype = fields[i+1]
-				break
-			}
-		}
-	}
-	return fstype == "rootfs" || fstype == "ramfs"
+	return !boot.RootHasParent()
 }
