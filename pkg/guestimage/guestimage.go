@@ -55,7 +55,7 @@ const (
 
 // formatVersion is part of every image key: bump it when the initrd
 // layout changes so old images are not reused.
-const formatVersion = 1
+const formatVersion = 2
 
 // Kind says what an image is for.
 type Kind string
@@ -336,12 +336,21 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 	}
 
 	start := time.Now()
+	kernelFile := KernelFile
 	if src.pkg.Name != "" {
 		tree, err := fetchKernel(ctx, opts.CacheDir, src.pkg, log)
 		if err != nil {
 			return nil, err
 		}
 		src.vmlinuz, src.modulesDir, src.version = tree.Vmlinuz, tree.ModulesDir, tree.KernelVersion
+		// Boot the uncompressed kernel: decompressing is slow under TCG.
+		vmlinux := filepath.Join(filepath.Dir(tree.Vmlinuz), VmlinuxFile+"-"+tree.KernelVersion)
+		if _, err := os.Stat(vmlinux); err != nil {
+			if err := ExtractVmlinux(tree.Vmlinuz, vmlinux); err != nil {
+				return nil, err
+			}
+		}
+		src.vmlinuz, kernelFile = vmlinux, VmlinuxFile
 		if len(p.modules) > 0 {
 			if db, err = loadModuleDB(tree.ModulesDir); err != nil {
 				return nil, err
@@ -354,7 +363,7 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 		KernelVersion:        src.version,
 		KernelPackage:        src.pkg.Name,
 		KernelPackageVersion: src.pkg.Version,
-		KernelPath:           KernelFile,
+		KernelPath:           kernelFile,
 		InitrdPath:           InitrdFile,
 		Compression:          opts.Compression,
 		Busybox:              p.busybox != "",
@@ -383,7 +392,7 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 		return nil, fmt.Errorf("image root: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := linkOrCopy(src.vmlinuz, filepath.Join(tmp, KernelFile)); err != nil {
+	if err := linkOrCopy(src.vmlinuz, filepath.Join(tmp, kernelFile)); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	f, err := os.OpenFile(filepath.Join(tmp, InitrdFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)

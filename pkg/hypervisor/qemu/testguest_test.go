@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/virtcontainers/vc/pkg/guestimage"
 )
 
 // The real-VM tests boot Debian's generic kernel with a tiny initrd whose
@@ -95,53 +97,7 @@ func extractVmlinux(bz string) (string, error) {
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
-	b, err := os.ReadFile(bz)
-	if err != nil {
-		return "", err
-	}
-	var tool []string
-	off := bytes.Index(b, []byte("\xfd7zXZ\x00"))
-	if off >= 0 {
-		tool = []string{"xz", "-dc", "--single-stream"}
-	} else if off = bytes.Index(b, []byte{0x28, 0xb5, 0x2f, 0xfd}); off >= 0 {
-		tool = []string{"zstd", "-dcq"}
-	} else {
-		return "", fmt.Errorf("%s: no xz or zstd payload", bz)
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", err
-	}
-	tmp := out + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp)
-	cmd := exec.Command(tool[0], tool[1:]...)
-	cmd.Stdin = bytes.NewReader(b[off:])
-	cmd.Stdout = f
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err = cmd.Run()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		// xz complains about the data after the stream: look at the
-		// result rather than the status.
-		if st, serr := os.Stat(tmp); serr != nil || st.Size() < 1<<20 {
-			return "", fmt.Errorf("%s: %v: %s", strings.Join(tool, " "), err, stderr.String())
-		}
-	}
-	head := make([]byte, 4)
-	if g, err := os.Open(tmp); err == nil {
-		g.Read(head)
-		g.Close()
-	}
-	if string(head) != "\x7fELF" {
-		return "", fmt.Errorf("%s: the payload is not an ELF kernel", bz)
-	}
-	return out, os.Rename(tmp, out)
+	return out, guestimage.ExtractVmlinux(bz, out)
 }
 
 func locateKernel() (testKernel, error) {
