@@ -135,7 +135,7 @@ func run() error {
 	case <-shutdown:
 		slog.Info("sandbox destroyed, shutting down")
 		// Let the DestroySandbox reply reach the host.
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(30 * time.Millisecond)
 	}
 	srv.Close()
 	if initDaemon {

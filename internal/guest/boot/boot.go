@@ -121,24 +121,6 @@ func mountCgroups() error {
 	return sc.Err()
 }
 
-// LoadModules loads the kernel modules named in listFile, one file name
-// per line relative to dir, in order. A module already loaded is fine.
-func LoadModules(listFile, dir string) error {
-	b, err := os.ReadFile(listFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, name := range strings.Fields(string(b)) {
-		if err := loadModule(filepath.Join(dir, name)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func loadModule(path string) error {
 	f, err := os.Open(path)
 	if err != nil {

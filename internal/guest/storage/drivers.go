@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/guest/boot"
 	"github.com/virtcontainers/vc/internal/guest/pcipath"
 )
 
@@ -61,6 +62,10 @@ func prepareBlk(ctx context.Context, s *pb.Storage) (*spec, error) {
 	}
 	if strings.ContainsAny(s.Fstype, ",/ \x00") {
 		return nil, invalid("fstype", "bad filesystem type %q", s.Fstype)
+	}
+	// The disk may be hotplugged after boot: its driver loads on demand.
+	if err := boot.EnsureGroup("blk"); err != nil {
+		return nil, err
 	}
 	dev, err := blockSource(ctx, s.Source)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/guest/boot"
 	"github.com/virtcontainers/vc/internal/guest/mountinfo"
 )
 
@@ -239,6 +240,9 @@ func ensureDir(mp string) (bool, error) {
 // doMount mounts, then applies what mount(2) takes in further calls: the
 // flags of a bind mount and the propagation.
 func doMount(source, target, fstype string, o Options) error {
+	if err := boot.EnsureFS(fstype); err != nil {
+		return err
+	}
 	flags := o.Flags
 	if err := mountFn(source, target, fstype, flags, o.Data); err != nil {
 		return mountError(fmt.Sprintf("mount %s %q on %s (flags %#x, data %q)", fstype, source, target, flags, o.Data), err)
