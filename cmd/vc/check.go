@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
 )
@@ -34,14 +35,14 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 	r := hostCheck{HostReport: qemu.CheckHost("")}
 	_, err := os.Stat("/dev/net/tun")
 	r.Tun = err == nil
-	if a, err := findAgent(); err == nil {
+	if a, err := guestconfig.FindAgent(); err == nil {
 		r.Agent = a
 	} else {
 		r.AgentError = err.Error()
 	}
 	if img, err := guestimage.Load(filepath.Join(imageRoot(g), "current")); err == nil {
 		r.Image = fmt.Sprintf("%s (kernel %s, initrd %s)", img.Dir, img.KernelVersion, human(uint64(img.InitrdSize)))
-		if !upToDate(img) {
+		if !guestconfig.UpToDate(img) {
 			r.Image += "; older than the installed agent: the next vc run rebuilds it"
 		}
 	} else {

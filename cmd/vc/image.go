@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 
-	"github.com/containerd/errdefs"
-
+	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 )
 
@@ -60,74 +58,16 @@ func imageCmd(ctx context.Context, g *globals, args []string) error {
 	return fmt.Errorf("unknown image subcommand %q: want build or ls", args[0])
 }
 
-func imageRoot(g *globals) string { return filepath.Join(g.dataRoot, "images") }
+func imageRoot(g *globals) string { return guestconfig.ImageRoot(g.dataRoot) }
 
 // buildImage builds (or finds) the image for the installed agent and makes
 // it the current one.
 func buildImage(ctx context.Context, g *globals, o guestimage.Options) (*guestimage.Image, error) {
-	agent, err := findAgent()
-	if err != nil {
-		return nil, err
-	}
-	o.Agent, o.Root = agent, imageRoot(g)
-	img, err := guestimage.Build(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	link := filepath.Join(o.Root, "current")
-	tmp := link + ".tmp"
-	os.Remove(tmp)
-	if err := os.Symlink(filepath.Base(img.Dir), tmp); err != nil {
-		return nil, err
-	}
-	return img, os.Rename(tmp, link)
+	return guestconfig.Build(ctx, g.dataRoot, o)
 }
 
 // guestImage returns the kernel and initrd to boot: the ones given, or the
 // current image if it was built from the installed agent, or a new build.
 func guestImage(ctx context.Context, g *globals, kernel, initrd string) (string, string, error) {
-	if kernel != "" || initrd != "" {
-		if kernel == "" || initrd == "" {
-			return "", "", fmt.Errorf("--kernel and --initrd go together: %w", errdefs.ErrInvalidArgument)
-		}
-		return kernel, initrd, nil
-	}
-	if img, err := guestimage.Load(filepath.Join(imageRoot(g), "current")); err == nil && upToDate(img) {
-		return img.Kernel, img.Initrd, nil
-	}
-	img, err := buildImage(ctx, g, guestimage.Options{})
-	if err != nil {
-		return "", "", fmt.Errorf("guest image: %w", err)
-	}
-	return img.Kernel, img.Initrd, nil
-}
-
-// upToDate tells, without hashing, whether img was built from the agent
-// installed now: same size, and the agent is older than the image.
-func upToDate(img *guestimage.Image) bool {
-	agent, err := findAgent()
-	if err != nil {
-		return false
-	}
-	st, err := os.Stat(agent)
-	return err == nil && st.Size() == img.AgentSize && !st.ModTime().After(img.Created)
-}
-
-// findAgent locates the static vc-agent: $VC_AGENT, beside this program,
-// or in libexec.
-func findAgent() (string, error) {
-	cands := []string{os.Getenv("VC_AGENT")}
-	if self, err := os.Executable(); err == nil {
-		cands = append(cands, filepath.Join(filepath.Dir(self), "vc-agent"))
-	}
-	cands = append(cands, "/usr/local/libexec/vc/vc-agent", "/usr/libexec/vc/vc-agent")
-	for _, c := range cands {
-		if c == "" {
-			continue
-		}
-		if st, err := os.Stat(c); err == nil && !st.IsDir() {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("vc-agent not found (looked at $VC_AGENT, %s): %w", strings.Join(cands[1:], ", "), errdefs.ErrNotFound)
+	return guestconfig.Resolve(ctx, g.dataRoot, kernel, initrd, true)
 }
