@@ -39,7 +39,10 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 		}
 	}()
 	target := filepath.Join(base, "rootfs")
-	if err := bind(rootfs, target, true, spec.Root != nil && spec.Root.Readonly); err != nil {
+	// Shared writable even for a read-only root: the guest's runtime
+	// creates mount points in it (/proc, /dev...) before it makes it
+	// read-only, as spec.Root.Readonly says (a pause image has no /proc).
+	if err := bind(rootfs, target, true, false); err != nil {
 		return fmt.Errorf("share rootfs %q: %w", rootfs, err)
 	}
 	spec.Root = &specs.Root{Path: guestSharedDir + "/" + cid + "/rootfs", Readonly: spec.Root != nil && spec.Root.Readonly}
