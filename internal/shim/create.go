@@ -129,7 +129,9 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 		Rootfs:       c.rootfs,
 		Spec:         spec,
 		Annotations:  map[string]string{annBundle: r.Bundle},
-		PrivatePidNS: !joinsPidNS(spec),
+		// A pod's sandbox container is in the pod's shared pid namespace,
+		// as its containers that share it see it with runc.
+		PrivatePidNS: !(typ == oci.PodSandbox || joinsPidNS(spec)),
 	}
 	if err := sb.CreateContainer(ctx, ccfg); err != nil {
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)

@@ -95,6 +95,9 @@ type processIO struct {
 	stdout io.WriteCloser // nil without stdout
 	stderr io.WriteCloser // nil without stderr (or with a terminal)
 	closed sync.Once
+	// outClosed guards closing the output: once it has all been copied
+	// (containerd reads the FIFOs to EOF), or by closeAll.
+	outClosed sync.Once
 	// closers run once the output is copied (FIFO read ends kept open so
 	// that writes never fail while containerd reopens its side).
 	closers []io.Closer
@@ -103,7 +106,10 @@ type processIO struct {
 	// copied counts output bytes, so that a wait for the output to drain
 	// can tell progress from a stream some stray process holds open.
 	copied atomic.Int64
-	done   <-chan error // closed by IOStream once the output is over
+	// done is closed once the output is over and closed; err says why
+	// the copy ended if it failed.
+	done chan struct{}
+	err  error
 }
 
 // openIO opens containerd's side of a process's streams. Nothing is read
@@ -263,9 +269,17 @@ func (p *processIO) vcIO() vc.IO {
 	return io
 }
 
-// start begins copying the process's streams through the sandbox.
+// start begins copying the process's streams through the sandbox. Once
+// the output is over, the output FIFOs are closed: containerd reads them
+// to EOF before it considers a process's output complete.
 func (p *processIO) start(ctx context.Context, sb *vc.Sandbox, cid, execID string) {
-	p.done = sb.IOStream(ctx, cid, execID, p.vcIO())
+	copied := sb.IOStream(ctx, cid, execID, p.vcIO())
+	p.done = make(chan struct{})
+	go func() {
+		p.err = <-copied
+		p.closeOutput()
+		close(p.done)
+	}()
 }
 
 // closeStdin closes our write end of the stdin FIFO: once containerd has
@@ -289,14 +303,10 @@ func (p *processIO) drained(idle time.Duration) bool {
 	defer t.Stop()
 	for {
 		select {
-		case err := <-p.done:
-			if err != nil {
-				p.log.Debug("output copy ended", "err", err)
+		case <-p.done:
+			if p.err != nil {
+				p.log.Debug("output copy ended", "err", p.err)
 			}
-			// Let a later wait return at once too.
-			ch := make(chan error)
-			close(ch)
-			p.done = ch
 			return true
 		case <-t.C:
 			n := p.copied.Load()
@@ -312,7 +322,21 @@ func (p *processIO) drained(idle time.Duration) bool {
 // reads EOF and is given time to exit), the FIFOs, stdin.
 func (p *processIO) closeAll() {
 	p.closed.Do(func() {
-		for _, c := range []io.Closer{p.stdout, p.stderr, p.keep, p.stdin} {
+		p.closeOutput()
+		for _, c := range []io.Closer{p.keep, p.stdin} {
+			if c != nil {
+				c.Close()
+			}
+		}
+	})
+}
+
+// closeOutput closes the output writers: containerd reads EOF from the
+// FIFOs, a logging program from its pipes (and is then given time to
+// exit).
+func (p *processIO) closeOutput() {
+	p.outClosed.Do(func() {
+		for _, c := range []io.Closer{p.stdout, p.stderr} {
 			if c != nil {
 				c.Close()
 			}

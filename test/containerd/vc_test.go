@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/creack/pty"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
@@ -579,5 +580,271 @@ func TestVCAnnotations(t *testing.T) {
 	cpus, mem = vm("--annotation", "io.virtcontainers.cpus=2", "--annotation", "io.virtcontainers.memory_mib=400")
 	if cpus != 2 || mem > 400 || mem <= 200 {
 		t.Errorf("annotated: %d cpus, %d MiB; want 2 and more than 200, at most 400", cpus, mem)
+	}
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestVCVMCrash: the VM dies under a running task and an exec'd process
+// (QEMU killed): both exit non-zero, their exit events fire (the exec's
+// first), and deleting the task removes everything.
+func TestVCVMCrash(t *testing.T) {
+	d := startVC(t, "")
+	stop := d.events(t)
+	d.Ctr(t, "run", "-d", "--runtime", containerd.VCRuntime, images.BusyboxRef, "vc-crash", "sleep", "1000")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	exec := d.CtrCommand(ctx, "task", "exec", "--exec-id", "e1", "vc-crash", "sleep", "1000")
+	if err := exec.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the exec to run", func() bool {
+		return strings.Contains(d.Ctr(t, "task", "ps", "vc-crash"), "e1")
+	})
+	pids := qemuPids(d.stateRoot)
+	if len(pids) != 1 {
+		t.Fatalf("qemu processes: %v, want one", pids)
+	}
+	syscall.Kill(pids[0], syscall.SIGKILL)
+
+	waitFor(t, time.Minute, "the task to stop", func() bool {
+		return regexpMatch(`vc-crash\s+\d+\s+STOPPED`, d.Ctr(t, "task", "ls"))
+	})
+	exec.Wait()
+	if code := exec.ProcessState.ExitCode(); code == 0 {
+		t.Errorf("exec in the dead VM: exit code 0, want non-zero")
+	}
+	d.Ctr(t, "task", "delete", "vc-crash")
+	d.Ctr(t, "container", "delete", "vc-crash")
+	d.waitNoShims(t)
+	if left := leftovers(d.stateRoot); left != "" {
+		t.Errorf("after delete: %s", left)
+	}
+	if m := mountsUnder(d.State); len(m) > 0 {
+		t.Errorf("mounts left: %q", m)
+	}
+	ev := stop()
+	inOrder(t, ev, `/tasks/exit {"container_id":"vc-crash","id":"e1"`, `/tasks/exit {"container_id":"vc-crash","id":"vc-crash"`, "/tasks/delete")
+	for _, l := range ev {
+		if strings.HasPrefix(l, "/tasks/exit") && (!strings.Contains(l, `"exit_status":`) || strings.Contains(l, `"exit_status":0`)) {
+			t.Errorf("exit event with a zero status: %s", l)
+		}
+	}
+}
+
+// TestVCShimCrash: the shim dies (SIGKILL) while its VM runs; containerd
+// runs `containerd-shim-vc-v2 delete`, which stops the VM and removes the
+// sandbox's state and the rootfs mount from what is on disk.
+func TestVCShimCrash(t *testing.T) {
+	d := startVC(t, "")
+	d.Ctr(t, "run", "-d", "--runtime", containerd.VCRuntime, images.BusyboxRef, "vc-shimcrash", "sleep", "1000")
+	shims := d.shimPids()
+	if len(shims) != 1 || len(qemuPids(d.stateRoot)) != 1 {
+		t.Fatalf("shims %v, qemu %v: want one each", shims, qemuPids(d.stateRoot))
+	}
+	rootfs := filepath.Join(d.State, "io.containerd.runtime.v2.task", "default", "vc-shimcrash", "rootfs")
+	if !slicesContains(mountsUnder(d.State), rootfs) {
+		t.Fatalf("rootfs %s not mounted: %q", rootfs, mountsUnder(d.State))
+	}
+	syscall.Kill(shims[0], syscall.SIGKILL)
+	waitFor(t, time.Minute, "containerd to clean up after the dead shim", func() bool {
+		return leftovers(d.stateRoot) == "" && len(mountsUnder(d.State)) == 0
+	})
+	waitFor(t, 30*time.Second, "the task to go", func() bool {
+		return !strings.Contains(d.Ctr(t, "task", "ls"), "RUNNING")
+	})
+	d.CtrErr(context.Background(), "task", "delete", "vc-shimcrash")
+	d.Ctr(t, "container", "delete", "vc-shimcrash")
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// privatePid asks for a container pid namespace of its own.
+func privatePid(c *runtimeapi.ContainerConfig) *runtimeapi.ContainerConfig {
+	c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+	}
+	return c
+}
+
+// rssKiB is a process's resident set size.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS for pid %d", pid)
+	return 0
+}
+
+// TestVCCRIPod is the kubelet's pod lifecycle with RuntimeClass handler
+// vc: the pod sandbox boots one VM, run by one shim; two containers run in
+// it (same guest kernel, same boot id), exec, stats and logs work; stop
+// and remove leave nothing.
+func TestVCCRIPod(t *testing.T) {
+	d := startVC(t, "")
+	cri := d.CRI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	pcfg, podID, c1 := runPod(t, d.Containerd, cri, containerd.VCHandler, "vc-pod", "sh", "-c", "echo started; exec sleep 1000")
+	c2resp, err := cri.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId:  podID,
+		Config:        privatePid(containerd.ContainerConfig("second", images.BusyboxRef, "sleep", "1000")),
+		SandboxConfig: pcfg,
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer (second): %v", err)
+	}
+	c2 := c2resp.ContainerId
+	if _, err := cri.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c2}); err != nil {
+		t.Fatalf("StartContainer (second): %v", err)
+	}
+
+	st, err := cri.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || st.Status.RuntimeHandler != containerd.VCHandler {
+		t.Fatalf("pod status: %v, %v", st, err)
+	}
+	// One shim and one VM for the pod: its containers joined the
+	// sandbox's shim.
+	shims, vms := d.shimPids(), qemuPids(d.stateRoot)
+	if len(shims) != 1 || len(vms) != 1 {
+		t.Fatalf("shims %v and VMs %v for one pod; want one each", shims, vms)
+	}
+
+	r := execSync(t, cri, c1, "uname", "-r")
+	if got := strings.TrimSpace(string(r.Stdout)); r.ExitCode != 0 || got != d.setup.kernelVersion || got == hostKernel(t) {
+		t.Errorf("exec uname -r: %q (exit %d, stderr %q), want the guest kernel %q", got, r.ExitCode, r.Stderr, d.setup.kernelVersion)
+	}
+	boot1 := strings.TrimSpace(string(execSync(t, cri, c1, "cat", "/proc/sys/kernel/random/boot_id").Stdout))
+	boot2 := strings.TrimSpace(string(execSync(t, cri, c2, "cat", "/proc/sys/kernel/random/boot_id").Stdout))
+	hostBoot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if boot1 == "" || boot1 != boot2 || boot1 == strings.TrimSpace(string(hostBoot)) {
+		t.Errorf("boot ids: %q and %q (host %q): want the same guest boot", boot1, boot2, strings.TrimSpace(string(hostBoot)))
+	}
+	if r := execSync(t, cri, c2, "sh", "-c", "echo oops >&2; exit 7"); r.ExitCode != 7 || strings.TrimSpace(string(r.Stderr)) != "oops" {
+		t.Errorf("exec `exit 7`: exit %d, stderr %q", r.ExitCode, r.Stderr)
+	}
+	if r := execSync(t, cri, c1, "hostname"); strings.TrimSpace(string(r.Stdout)) != pcfg.Hostname {
+		t.Errorf("hostname %q, want %q", r.Stdout, pcfg.Hostname)
+	}
+	// The first container shares the pod's pid namespace (CRI's default,
+	// NamespaceMode POD): it sees the pod's pause process. The second asked
+	// for its own (CONTAINER): its sleep is pid 1.
+	if r := execSync(t, cri, c1, "ps", "-o", "pid,args"); !strings.Contains(string(r.Stdout), "/pause") || !regexpMatch(`(?m)^\s*1\s+.*pause`, string(r.Stdout)) {
+		t.Errorf("processes in the first container (pod pid namespace):\n%s", r.Stdout)
+	}
+	if r := execSync(t, cri, c2, "ps", "-o", "pid,args"); strings.Contains(string(r.Stdout), "pause") || !regexpMatch(`(?m)^\s*1\s+sleep 1000`, string(r.Stdout)) {
+		t.Errorf("processes in the second container (its own pid namespace):\n%s", r.Stdout)
+	}
+
+	for _, id := range []string{c1, c2} {
+		stats, err := cri.Runtime.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: id})
+		if err != nil {
+			t.Fatalf("ContainerStats: %v", err)
+		}
+		s := stats.Stats
+		if s.GetAttributes().GetId() != id || s.GetMemory().GetWorkingSetBytes().GetValue() == 0 || s.GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
+			t.Errorf("ContainerStats %s: %v", id, s)
+		}
+	}
+
+	logPath := filepath.Join(pcfg.LogDirectory, "busybox.log")
+	if b, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(b), " stdout F started") {
+		t.Errorf("container log %s: %q, %v", logPath, b, err)
+	}
+
+	rss := rssKiB(t, shims[0])
+	t.Logf("shim RSS with a pod of two containers: %d KiB", rss)
+	if rss > 30*1024 {
+		t.Errorf("shim RSS %d KiB, more than 30 MiB", rss)
+	}
+
+	if _, err := cri.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	for _, id := range []string{c1, c2} {
+		cs, err := cri.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil || cs.Status.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+			t.Errorf("container %s after StopPodSandbox: %v, %v", id, cs.GetStatus().GetState(), err)
+		}
+	}
+	if _, err := cri.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+	d.waitNoShims(t)
+	if left := leftovers(d.stateRoot); left != "" {
+		t.Errorf("after RemovePodSandbox: %s", left)
+	}
+	if m := mountsUnder(d.State); len(m) > 0 {
+		t.Errorf("mounts left: %q", m)
+	}
+}
+
+// TestVCCRIRestart: containerd restarts while a vc pod runs; the shim and
+// the VM keep running, containerd reconnects to the shim, and the pod
+// answers exec and is torn down through the new daemon.
+func TestVCCRIRestart(t *testing.T) {
+	d := startVC(t, "")
+	cri := d.CRI(t)
+	_, podID, ctrID := runPod(t, d.Containerd, cri, containerd.VCHandler, "vc-restart", "sleep", "1000")
+	shims, vms := d.shimPids(), qemuPids(d.stateRoot)
+	before := d.Pid()
+
+	d.Restart(t)
+	if after := d.Pid(); after == 0 || after == before {
+		t.Fatalf("daemon pid %d -> %d: not restarted", before, after)
+	}
+	if s, v := d.shimPids(), qemuPids(d.stateRoot); fmt.Sprint(s, v) != fmt.Sprint(shims, vms) {
+		t.Fatalf("shims %v and VMs %v after the restart, were %v and %v", s, v, shims, vms)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cri = d.CRI(t)
+	st, err := cri.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("pod after restart: %v, %v", st.GetStatus().GetState(), err)
+	}
+	cs, err := cri.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrID})
+	if err != nil || cs.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("container after restart: %v, %v", cs.GetStatus().GetState(), err)
+	}
+	if r := execSync(t, cri, ctrID, "uname", "-r"); strings.TrimSpace(string(r.Stdout)) != d.setup.kernelVersion {
+		t.Errorf("exec after restart: %q", r.Stdout)
+	}
+	if _, err := cri.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	if _, err := cri.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+	d.waitNoShims(t)
+	if left := leftovers(d.stateRoot); left != "" {
+		t.Errorf("after RemovePodSandbox: %s", left)
 	}
 }
