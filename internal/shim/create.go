@@ -125,10 +125,10 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 	}
 
 	ccfg := vc.ContainerConfig{
-		ID:           r.ID,
-		Rootfs:       c.rootfs,
-		Spec:         spec,
-		Annotations:  map[string]string{annBundle: r.Bundle},
+		ID:          r.ID,
+		Rootfs:      c.rootfs,
+		Spec:        spec,
+		Annotations: map[string]string{annBundle: r.Bundle},
 		// A pod's sandbox container is in the pod's shared pid namespace,
 		// as its containers that share it see it with runc.
 		PrivatePidNS: !(typ == oci.PodSandbox || joinsPidNS(spec)),
