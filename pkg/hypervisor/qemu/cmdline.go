@@ -11,7 +11,11 @@ import (
 // DefaultKernelParams come before Config.KernelParams: the console on the
 // first serial port (which the driver writes to ConsoleLog), little noise,
 // and a panic that ends the VM (with -no-reboot, a reboot is an exit).
-const DefaultKernelParams = "console=ttyS0 quiet panic=1"
+// no_timer_check: the IO-APIC timer check panics a guest whose vCPU is
+// starved (TCG on a loaded host: "IO-APIC + timer doesn't work!"). The
+// rest skip work a VM does not need: TSC calibration, crypto self-tests,
+// probing a PS/2 keyboard controller, SMP alternatives patching.
+const DefaultKernelParams = "console=ttyS0 quiet panic=1 no_timer_check tsc=reliable cryptomgr.notests i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd noreplace-smp"
 
 // Files in a VM's state directory.
 const (

@@ -132,7 +132,7 @@ func TestCommandLine(t *testing.T) {
 		"-accel tcg,thread=multi -cpu max",
 		"-smp 2,maxcpus=4 -m 512M",
 		"-kernel /k/vmlinuz -initrd /k/initrd",
-		"-append console=ttyS0 quiet panic=1 vc.log=debug",
+		"-append " + DefaultKernelParams + " vc.log=debug",
 		"-pidfile /run/vc/sb1/qemu.pid",
 		"-qmp unix:/run/vc/sb1/qmp.sock,server=on,wait=off",
 		"-qmp unix:/run/vc/sb1/qmp-attach.sock,server=on,wait=off",
