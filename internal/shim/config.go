@@ -36,7 +36,6 @@ const DefaultStateRoot = "/run/vc/shim"
 //	data_root = "/var/lib/vc"       # guest images (vc image build)
 //	kernel = ""                     # empty: the current guest image
 //	initrd = ""
-//	build_image = false             # build the guest image if none is current
 //	accel = "auto"                  # auto, kvm or tcg
 //	cpus = 1
 //	memory_mib = 256
@@ -49,7 +48,6 @@ type Config struct {
 	DataRoot          string   `toml:"data_root"`
 	Kernel            string   `toml:"kernel"`
 	Initrd            string   `toml:"initrd"`
-	BuildImage        bool     `toml:"build_image"`
 	Accel             string   `toml:"accel"`
 	CPUs              uint32   `toml:"cpus"`
 	MemoryMiB         uint32   `toml:"memory_mib"`

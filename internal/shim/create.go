@@ -261,6 +261,24 @@ func unmountRootfs(target string) error {
 	return nil
 }
 
+// guestImage returns the kernel and initrd to boot: the ones given (both or
+// neither), or the current image under dataRoot if it was built from the
+// installed agent. The shim never builds one (that takes minutes, longer
+// than containerd waits): `vc image build` does.
+func guestImage(dataRoot, kernel, initrd string) (string, string, error) {
+	if kernel != "" || initrd != "" {
+		if kernel == "" || initrd == "" {
+			return "", "", fmt.Errorf("kernel %q and initrd %q: set both or neither: %w", kernel, initrd, errdefs.ErrInvalidArgument)
+		}
+		return kernel, initrd, nil
+	}
+	img, err := guestconfig.Current(dataRoot)
+	if err != nil {
+		return "", "", fmt.Errorf("%w (build one with `vc --data-root %s image build`, or set kernel and initrd in the shim's configuration)", err, dataRoot)
+	}
+	return img.Kernel, img.Initrd, nil
+}
+
 // joinsPidNS tells whether the spec puts the container in another's pid
 // namespace (CRI: a pod sharing its process namespace, or a target
 // container): in the VM it then joins the sandbox's shared one.
@@ -287,7 +305,7 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 	if o.Initrd != nil {
 		initrd = *o.Initrd
 	}
-	kernel, initrd, err := guestconfig.Resolve(ctx, cfg.DataRoot, kernel, initrd, cfg.BuildImage)
+	kernel, initrd, err := guestImage(cfg.DataRoot, kernel, initrd)
 	if err != nil {
 		return vc.SandboxConfig{}, err
 	}

@@ -149,7 +149,9 @@ func (m Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Dir = bundle
-	cmd.Env = os.Environ()
+	// One P: the shim only copies streams and waits on the agent, and
+	// each P costs memory (its caches, its GC worker).
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	if params.GetContainerdTtrpcAddress() != "" {
 		cmd.Env = append(cmd.Env, "TTRPC_ADDRESS="+params.GetContainerdTtrpcAddress())
 	}
