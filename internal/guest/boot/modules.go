@@ -16,14 +16,15 @@ import (
 // A group is loaded in the image's list order (dependencies first).
 var lazyGroups = map[string][]string{
 	"ext4":     {"crc32c_generic", "jbd2", "mbcache", "crc16", "ext4"},
-	"overlay":  {"overlay"},
 	"virtiofs": {"fuse", "virtiofs"},
 	"vsock":    {"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"},
 	"blk":      {"virtio_blk"},
 }
 
 // fsGroups names the group a file system type needs.
-var fsGroups = map[string]string{"ext4": "ext4", "ext3": "ext4", "ext2": "ext4", "overlay": "overlay", "virtiofs": "virtiofs"}
+// overlay is not lazy: runc seals its own binary for each container start
+// with an overlayfs, and without one copies the whole agent into a memfd.
+var fsGroups = map[string]string{"ext4": "ext4", "ext3": "ext4", "ext2": "ext4", "virtiofs": "virtiofs"}
 
 // deviceGroups loads a group at boot when a virtio PCI device of one of
 // these device ids (vendor 0x1af4; transitional and modern ids) is there.
@@ -90,8 +91,8 @@ func LoadModules(listFile, dir string) error {
 	return nil
 }
 
-// EnsureGroup loads a lazy group of modules ("ext4", "overlay",
-// "virtiofs", "vsock", "blk") if it has not been yet.
+// EnsureGroup loads a lazy group of modules ("ext4", "virtiofs", "vsock",
+// "blk") if it has not been yet.
 func EnsureGroup(g string) error {
 	lazy.Lock()
 	defer lazy.Unlock()
