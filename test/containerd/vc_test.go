@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/creack/pty"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/virtcontainers/vc/internal/testutil"
@@ -856,4 +857,118 @@ func TestVCCRIRestart(t *testing.T) {
 	if left := leftovers(d.stateRoot); left != "" {
 		t.Errorf("after RemovePodSandbox: %s", left)
 	}
+}
+
+// TestVCOOM: a container that runs out of its memory limit in the guest
+// is OOM-killed: exit status 137 and a TaskOOM event (the shim follows
+// the agent's OOM events).
+func TestVCOOM(t *testing.T) {
+	d := startVC(t, "")
+	stop := d.events(t)
+	_, stderr, code := d.ctrRunWith(t, []string{"--memory-limit", "33554432"}, "vc-oom", "sh", "-c", "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done")
+	if code != 137 {
+		t.Errorf("exit code %d (stderr %s), want 137", code, stderr)
+	}
+	ev := stop()
+	inOrder(t, ev, `/tasks/oom {"container_id":"vc-oom"}`)
+	inOrder(t, ev, `/tasks/exit {"container_id":"vc-oom","id":"vc-oom"`)
+}
+
+// TestVCLogURIAndUpdate: file:// and binary:// log URIs as runc-v2 takes
+// them, and Update changes a running container's memory limit in the
+// guest.
+func TestVCLogURIAndUpdate(t *testing.T) {
+	d := startVC(t, "")
+	dir := t.TempDir()
+	fileLog := filepath.Join(dir, "file.log")
+	d.Ctr(t, "run", "-d", "--log-uri", "file://"+fileLog, "--runtime", containerd.VCRuntime, images.BusyboxRef, "vc-file", "sh", "-c", "echo to-out; echo to-err >&2; exec sleep 1000")
+
+	logger := filepath.Join(dir, "logger.sh")
+	binLog := filepath.Join(dir, "binary.log")
+	script := "#!/bin/sh\nexec 5>&-\n{ echo \"args $* id $CONTAINER_ID ns $CONTAINER_NAMESPACE\"; cat <&3 & cat <&4 & wait; } > " + binLog + "\n"
+	if err := os.WriteFile(logger, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.Ctr(t, "run", "-d", "--log-uri", "binary://"+logger+"?tag=t1", "--runtime", containerd.VCRuntime, images.BusyboxRef, "vc-binary", "sh", "-c", "echo bin-out; echo bin-err >&2; exec sleep 1000")
+
+	has := func(path string, wants ...string) func() bool {
+		return func() bool {
+			b, _ := os.ReadFile(path)
+			for _, w := range wants {
+				if !strings.Contains(string(b), w) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, 30*time.Second, "file:// log", has(fileLog, "to-out\n", "to-err\n"))
+	waitFor(t, 30*time.Second, "binary:// log", has(binLog, "args tag t1 id vc-binary ns default", "bin-out\n", "bin-err\n"))
+
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "default"), 2*time.Minute)
+	defer cancel()
+	cl, err := client.New(d.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctr, err := cl.LoadContainer(ctx, "vc-file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := int64(96 << 20)
+	if err := task.Update(ctx, client.WithResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}})); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	// The guest cgroup's limit, as the task's metrics report it.
+	if m := d.Ctr(t, "task", "metrics", "vc-file"); !regexpMatch(`memory\.limit_in_bytes\s+`+strconv.FormatInt(limit, 10)+`\b`, m) {
+		t.Errorf("metrics after Update lack memory.limit_in_bytes %d:\n%s", limit, m)
+	}
+	for _, id := range []string{"vc-file", "vc-binary"} {
+		d.Ctr(t, "task", "kill", "-s", "SIGKILL", id)
+	}
+	for _, id := range []string{"vc-file", "vc-binary"} {
+		waitFor(t, 30*time.Second, id+" to stop", func() bool {
+			return regexpMatch(id+`\s+\d+\s+STOPPED`, d.Ctr(t, "task", "ls"))
+		})
+		d.Ctr(t, "task", "delete", id)
+		d.Ctr(t, "container", "delete", id)
+	}
+}
+
+// TestVCExecTTY: `ctr task exec -t` under a pseudo-terminal: the exec'd
+// process has a terminal of ctr's size.
+func TestVCExecTTY(t *testing.T) {
+	d := startVC(t, "")
+	d.Ctr(t, "run", "-d", "--runtime", containerd.VCRuntime, images.BusyboxRef, "vc-exectty", "sleep", "1000")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := d.CtrCommand(ctx, "task", "exec", "-t", "--exec-id", "t1", "vc-exectty", "sh", "-c", "stty size; tty; exit 2")
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 42, Cols: 121})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(copied) }()
+	cmd.Wait()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(got, "42 121") || !strings.Contains(got, "/dev/pts/") {
+		t.Errorf("exec -t: exit %d, output %q; want 2 and a 42x121 terminal", code, got)
+	}
+	d.Ctr(t, "task", "kill", "-s", "SIGKILL", "vc-exectty")
+	waitFor(t, 30*time.Second, "the task to stop", func() bool {
+		return regexpMatch(`vc-exectty\s+\d+\s+STOPPED`, d.Ctr(t, "task", "ls"))
+	})
+	d.Ctr(t, "task", "delete", "vc-exectty")
+	d.Ctr(t, "container", "delete", "vc-exectty")
 }
