@@ -194,7 +194,12 @@ func (s *Service) getSandbox() *vc.Sandbox {
 func (s *Service) watchSandbox(sb *vc.Sandbox) {
 	go func() {
 		<-sb.Exited()
-		s.log.Warn("the sandbox's VM exited", "sandbox", sb.ID(), "reason", sb.Status().StopReason)
+		if s.getSandbox() == sb {
+			// Not stopped by the shim: it died.
+			s.log.Warn("the sandbox's VM exited", "sandbox", sb.ID(), "reason", sb.Status().StopReason)
+			return
+		}
+		s.log.Debug("the sandbox's VM exited", "sandbox", sb.ID())
 	}()
 	go func() {
 		for {

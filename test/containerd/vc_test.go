@@ -474,7 +474,10 @@ func TestVCCtrTaskLifecycle(t *testing.T) {
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
 
 // shimPids are the vc shims serving the daemon.
-func (d *vcDaemon) shimPids() []int {
+func (d *vcDaemon) shimPids() []int { return vcShimPids(d.Address) }
+
+// vcShimPids are the vc shims serving the daemon at address.
+func vcShimPids(address string) []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -487,7 +490,7 @@ func (d *vcDaemon) shimPids() []int {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if filepath.Base(args[0]) == "containerd-shim-vc-v2" && strings.Contains(string(b), "\x00"+d.Address+"\x00") {
+		if filepath.Base(args[0]) == "containerd-shim-vc-v2" && strings.Contains(string(b), "\x00"+address+"\x00") {
 			pids = append(pids, pid)
 		}
 	}
@@ -971,4 +974,155 @@ func TestVCExecTTY(t *testing.T) {
 	})
 	d.Ctr(t, "task", "delete", "vc-exectty")
 	d.Ctr(t, "container", "delete", "vc-exectty")
+}
+
+// containerd16Config runs Debian's containerd 1.6 privately under dir.
+const containerd16Config = `version = 2
+root = "%[1]s/root"
+state = "%[1]s/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.tracing",
+  "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "%[1]s/containerd.sock"
+[ttrpc]
+  address = "%[1]s/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "%[1]s/opt"
+`
+
+// TestVCContainerd16: the shim under Debian 12's containerd 1.6 (task API
+// v2, the address printed by `start`, the address file for a restart):
+// run, exit codes, exec, containerd restarted under a running task, kill,
+// delete. It needs the 1.6 binaries, unpacked without installing them:
+//
+//	apt-get download containerd && dpkg -x containerd_1.6*.deb /tmp/ctrd16
+//	VC_TEST_CONTAINERD16=/tmp/ctrd16/usr/bin go test -run Containerd16 ./test/containerd/
+func TestVCContainerd16(t *testing.T) {
+	bin := os.Getenv("VC_TEST_CONTAINERD16")
+	if bin == "" {
+		t.Skip("skipped: set VC_TEST_CONTAINERD16 to a directory holding Debian's containerd 1.6 and ctr (see the comment)")
+	}
+	containerd.RequireRoot(t)
+	s := setupVC(t)
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	dir := "/run/vc-t16-" + hex.EncodeToString(rnd[:])
+	address := dir + "/containerd.sock"
+	stateRoot := dir + "/vc"
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("state_root = %q\nkernel = %q\ninitrd = %q\naccel = \"tcg\"\nstop_timeout = \"5s\"\n", stateRoot, s.kernel, s.initrd)
+	os.WriteFile(dir+"/shim.toml", []byte(cfg), 0o600)
+	os.WriteFile(dir+"/config.toml", []byte(fmt.Sprintf(containerd16Config, dir)), 0o600)
+	env := append(os.Environ(), "PATH="+s.shimDir+":"+bin+":/usr/sbin:/usr/bin:/sbin:/bin", "VC_SHIM_CONFIG="+dir+"/shim.toml")
+
+	var daemon *exec.Cmd
+	start := func() {
+		t.Helper()
+		logf, err := os.OpenFile(dir+"/containerd.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		daemon = exec.Command(filepath.Join(bin, "containerd"), "--config", dir+"/config.toml")
+		daemon.Env, daemon.Stdout, daemon.Stderr = env, logf, logf
+		daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := daemon.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "containerd 1.6 to serve", func() bool {
+			_, err := os.Stat(address)
+			return err == nil
+		})
+	}
+	stop := func() {
+		if daemon != nil && daemon.Process != nil {
+			daemon.Process.Signal(syscall.SIGTERM)
+			daemon.Wait()
+		}
+	}
+	ctr := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "ctr"), append([]string{"--address", address}, args...)...)
+		cmd.Env = env
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if err != nil {
+			err = fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, errb.String())
+		}
+		return out.String(), err
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := ctr(args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(dir + "/containerd.log")
+			t.Logf("containerd 1.6 log:\n%s", b)
+		}
+		for _, id := range []string{"c16", "c16-exit", "c16-d"} {
+			ctr("task", "kill", "-s", "SIGKILL", id)
+			ctr("task", "delete", "-f", id)
+			ctr("container", "delete", id)
+		}
+		stop()
+		for _, pid := range vcShimPids(address) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("shim %d left running", pid)
+		}
+		if left := leftovers(stateRoot); left != "" {
+			t.Errorf("left behind: %s", left)
+		}
+		killQEMU(stateRoot)
+		for _, m := range mountsUnder(dir) {
+			syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+		os.RemoveAll(dir)
+	})
+	start()
+	os.MkdirAll(dir+"/images", 0o700)
+	paths, err := images.WriteAll(dir + "/images")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must("images", "import", "--platform", "linux/amd64", paths[images.BusyboxRef])
+
+	out := must("run", "--rm", "--runtime", containerd.VCRuntime, images.BusyboxRef, "c16", "uname", "-r")
+	if strings.TrimSpace(out) != s.kernelVersion {
+		t.Errorf("uname -r under containerd 1.6: %q, want %q", out, s.kernelVersion)
+	}
+	if _, err := ctr("run", "--rm", "--runtime", containerd.VCRuntime, images.BusyboxRef, "c16-exit", "sh", "-c", "exit 3"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("exit 3 under containerd 1.6: %v", err)
+	}
+	must("run", "-d", "--runtime", containerd.VCRuntime, images.BusyboxRef, "c16-d", "sleep", "1000")
+	if out := must("task", "exec", "--exec-id", "e1", "c16-d", "echo", "exec-ok"); out != "exec-ok\n" {
+		t.Errorf("exec: %q", out)
+	}
+	stop()
+	start()
+	if ls := must("task", "ls"); !regexpMatch(`c16-d\s+\d+\s+RUNNING`, ls) {
+		t.Fatalf("after restarting containerd 1.6: %s", ls)
+	}
+	if out := must("task", "exec", "--exec-id", "e2", "c16-d", "echo", "after-restart"); out != "after-restart\n" {
+		t.Errorf("exec after restart: %q", out)
+	}
+	must("task", "kill", "-s", "SIGKILL", "c16-d")
+	waitFor(t, 30*time.Second, "the task to stop", func() bool {
+		return regexpMatch(`c16-d\s+\d+\s+STOPPED`, must("task", "ls"))
+	})
+	must("task", "delete", "c16-d")
+	must("container", "delete", "c16-d")
+	waitFor(t, 20*time.Second, "the shims to exit", func() bool { return len(vcShimPids(address)) == 0 })
+	if left := leftovers(stateRoot); left != "" {
+		t.Errorf("after delete: %s", left)
+	}
 }
