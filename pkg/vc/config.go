@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/persist"
 )
 
@@ -48,6 +49,12 @@ type SandboxConfig struct {
 	Hypervisor HypervisorConfig `json:"hypervisor"`
 	// SharedPidNS puts every container in one pid namespace.
 	SharedPidNS bool `json:"shared_pidns,omitempty"`
+	// NetNS is the network namespace the VM joins (/var/run/netns/X,
+	// /proc/PID/ns/net): each of its links gets a NIC in the VM. Empty:
+	// the sandbox has loopback only.
+	NetNS string `json:"netns,omitempty"`
+	// NetworkModel is tcfilter (default: tap + tc mirred) or macvtap.
+	NetworkModel string `json:"network_model,omitempty"`
 	// Annotations are kept with the sandbox.
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// StateRoot is where state lives (default persist.DefaultRoot).
@@ -106,6 +113,14 @@ func (c *HypervisorConfig) validate() error {
 func (c *SandboxConfig) validate() error {
 	if err := persist.ValidateID("sandbox id", c.ID); err != nil {
 		return err
+	}
+	if _, err := network.ParseModel(c.NetworkModel); err != nil {
+		return fmt.Errorf("network_model: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	if c.NetNS != "" {
+		if _, err := os.Stat(c.NetNS); err != nil {
+			return fmt.Errorf("netns %q: %w: %w", c.NetNS, err, errdefs.ErrInvalidArgument)
+		}
 	}
 	return c.Hypervisor.validate()
 }

@@ -349,46 +349,6 @@ func (s *Sandbox) GetOOMEvent(ctx context.Context) (string, error) {
 	return r.ContainerId, nil
 }
 
-// AddInterface, RemoveInterface, ListInterfaces, UpdateRoutes and
-// ListRoutes come with networking.
-func (s *Sandbox) AddInterface(ctx context.Context, i *pb.Interface) (*pb.Interface, error) {
-	return nil, fmt.Errorf("AddInterface: %w", errdefs.ErrNotImplemented)
-}
-
-// RemoveInterface is not implemented yet.
-func (s *Sandbox) RemoveInterface(ctx context.Context, i *pb.Interface) error {
-	return fmt.Errorf("RemoveInterface: %w", errdefs.ErrNotImplemented)
-}
-
-// ListInterfaces reports the guest's interfaces.
-func (s *Sandbox) ListInterfaces(ctx context.Context) ([]*pb.Interface, error) {
-	if err := s.running(); err != nil {
-		return nil, err
-	}
-	r, err := s.agent.ListInterfaces(ctx, &pb.ListInterfacesRequest{})
-	if err != nil {
-		return nil, fromRPC(err)
-	}
-	return r.Interfaces, nil
-}
-
-// UpdateRoutes is not implemented yet.
-func (s *Sandbox) UpdateRoutes(ctx context.Context, routes []*pb.Route) ([]*pb.Route, error) {
-	return nil, fmt.Errorf("UpdateRoutes: %w", errdefs.ErrNotImplemented)
-}
-
-// ListRoutes reports the guest's routes.
-func (s *Sandbox) ListRoutes(ctx context.Context) ([]*pb.Route, error) {
-	if err := s.running(); err != nil {
-		return nil, err
-	}
-	r, err := s.agent.ListRoutes(ctx, &pb.ListRoutesRequest{})
-	if err != nil {
-		return nil, fromRPC(err)
-	}
-	return r.Routes, nil
-}
-
 // AddDevice is not implemented yet.
 func (s *Sandbox) AddDevice(ctx context.Context) error {
 	return fmt.Errorf("AddDevice: %w", errdefs.ErrNotImplemented)

@@ -100,8 +100,16 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	}
 	defer unlock()
 
+	nics, tapFiles, err := s.setupNetwork(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cu.Add(s.teardownNetwork)
 	start := time.Now()
-	vm, err := startVM(ctx, s.Dir(), s.sharedDir(), cfg, s.log)
+	vm, err := startVM(ctx, s.Dir(), s.sharedDir(), cfg, nics, s.log)
+	for _, f := range tapFiles {
+		f.Close() // the VM holds its own
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +147,9 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	}
 	if _, err := s.agent.CreateSandbox(ctx, req); err != nil {
 		return nil, fmt.Errorf("agent CreateSandbox: %w", fromRPC(err))
+	}
+	if err := s.configureGuestNetwork(ctx, s.status.Endpoints); err != nil {
+		return nil, err
 	}
 	s.status.Boot.SandboxSetup = time.Since(setup)
 	if err := s.serveProxy(); err != nil {
@@ -247,6 +258,7 @@ func (s *Sandbox) markStopped(reason string) {
 		}
 		unshareContainer(s.sharedDir(), c.ID)
 	}
+	s.teardownNetwork()
 	os.Remove(s.status.AgentSocket)
 	s.store.Save(s.id, sandboxKey, s.status)
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/virtcontainers/vc/pkg/network"
 )
 
 // State of a sandbox or container.
@@ -44,6 +46,9 @@ type SandboxStatus struct {
 	Accel string `json:"accel,omitempty"`
 	// Boot tells where CreateSandbox spent its time.
 	Boot BootTimes `json:"boot"`
+	// Endpoints are the links of Config.NetNS joined to the VM, and what
+	// was made in the namespace for them (removed when the sandbox stops).
+	Endpoints []network.Endpoint `json:"endpoints,omitempty"`
 }
 
 // BootTimes are the phases of CreateSandbox.

@@ -20,8 +20,9 @@ import (
 const hypervisorBackend = "qemu"
 
 // startVM configures and starts the sandbox's VM, with the sandbox's shared
-// directory exported over 9p. A failed start leaves no process.
-func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, log *slog.Logger) (hypervisor.Hypervisor, error) {
+// directory exported over 9p and nics attached. A failed start leaves no
+// process.
+func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, nics []hypervisor.NIC, log *slog.Logger) (hypervisor.Hypervisor, error) {
 	params := append([]string(nil), cfg.Hypervisor.KernelParams...)
 	if cfg.Hypervisor.Debug {
 		params = append(params, "vc_log=debug")
@@ -37,6 +38,7 @@ func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, log *sl
 		KernelParams:   strings.Join(params, " "),
 		Accel:          cfg.Hypervisor.Accel,
 		SharedFS:       []hypervisor.SharedFS{{Tag: sharedTag, HostPath: shared, Kind: hypervisor.FS9P}},
+		NICs:           nics,
 		Logger:         log,
 		// Only the owner serves the agent: a VM whose owner died is
 		// unreachable, so it goes too.
