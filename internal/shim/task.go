@@ -139,9 +139,8 @@ func (s *Service) delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		c.mu.Lock()
 		delete(c.execs, p.execID)
 		c.mu.Unlock()
-		if st == stateCreated {
-			p.io.closeAll()
-		}
+		// Its output is closed already (once copied); stdin goes now.
+		p.io.closeAll()
 		status, at := p.exitInfo()
 		return &taskAPI.DeleteResponse{Pid: s.pid(), ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at)}, nil
 	}

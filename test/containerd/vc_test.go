@@ -422,6 +422,20 @@ func TestVCCtrTaskLifecycle(t *testing.T) {
 		t.Errorf("second exec: %q", out)
 	}
 
+	// Exec'd processes leave nothing open in the shim once deleted.
+	shims := d.shimPids()
+	if len(shims) != 1 {
+		t.Fatalf("shims: %v", shims)
+	}
+	fds := func() int { ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", shims[0])); return len(ents) }
+	before := fds()
+	for i := 0; i < 5; i++ {
+		d.Ctr(t, "task", "exec", "--exec-id", fmt.Sprintf("loop%d", i), "vc-life", "true")
+	}
+	if after := fds(); after > before+1 {
+		t.Errorf("the shim's open files went from %d to %d over 5 execs", before, after)
+	}
+
 	d.Ctr(t, "task", "pause", "vc-life")
 	if ls := d.Ctr(t, "task", "ls"); !regexpMatch(`vc-life\s+\d+\s+PAUSED`, ls) {
 		t.Errorf("after pause, task ls:\n%s", ls)
