@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,5 +249,55 @@ func TestNetworkBadInput(t *testing.T) {
 	}
 	if _, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-net-bad3", StateRoot: stateRoot, NetNS: a.Path, NetworkModel: "bridge", Hypervisor: hc}); err == nil || !strings.Contains(err.Error(), "bridge") {
 		t.Errorf("network model bridge: %v", err)
+	}
+}
+
+// The macvtap model: the VM reaches the peer namespace through a macvtap
+// on the veth; a VM that dies takes its endpoints with it (the owner's
+// monitor tears them down).
+func TestNetworkMacvtapAndVMDeath(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, b := nstest.New(t, "mv-a"), nstest.New(t, "mv-b")
+	nstest.Veth(t, a, "veth0", []string{"10.80.0.1/24"}, b, "peer0", []string{"10.80.0.2/24"})
+	srv := servePeer(t, b, "hello-macvtap")
+	before := a.Links(t)
+	const id = "e2e-net-mv"
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
+		ID: id, StateRoot: stateRoot, NetNS: a.Path, NetworkModel: "macvtap",
+		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s.Stop(context.Background(), 5*time.Second)
+		if err := s.Delete(context.Background()); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+		noLeftovers(t, id)
+	}()
+	if l := a.Links(t); !slices.Contains(l, "tap0_vc:macvtap") {
+		t.Errorf("links in A %v: no macvtap tap0_vc", l)
+	}
+	url := fmt.Sprintf("http://10.80.0.2:%d/", srv.port)
+	out, code := runIn(ctx, t, s, "wget-mv", "timeout", "20", "wget", "-q", "-O", "-", url)
+	if code != 0 || !strings.Contains(out, "hello-macvtap") || srv.last() != "10.80.0.1" {
+		t.Errorf("wget %s over macvtap: exit %d, output %q, server saw %q", url, code, out, srv.last())
+	}
+	// The VM dies under the sandbox.
+	if err := syscall.Kill(s.Status().VMPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Exited():
+	case <-ctx.Done():
+		t.Fatal("the owner did not notice the VM's death")
+	}
+	if got := a.Links(t); !slices.Equal(got, before) {
+		t.Errorf("links in A after the VM died %v, want %v", got, before)
+	}
+	if eps := s.Status().Endpoints; len(eps) != 0 {
+		t.Errorf("endpoints still recorded after the VM died: %+v", eps)
 	}
 }
