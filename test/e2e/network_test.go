@@ -200,6 +200,26 @@ func TestNetworkNamespace(t *testing.T) {
 		t.Errorf("ingress qdiscs after RemoveInterface %v: want veth0 and tap0_vc only", q)
 	}
 
+	// Another process hotplugs through the VM's second control socket.
+	f, err = vc.FetchSandbox(ctx, stateRoot, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iface, err = f.AddInterface(ctx, "veth1"); err != nil {
+		t.Fatalf("AddInterface(veth1) from another process: %v", err)
+	}
+	out, code = runIn(ctx, t, s, "wget-hot2", "timeout", "20", "wget", "-q", "-O", "-", url)
+	if code != 0 || !strings.Contains(out, "hello-from-C") {
+		t.Errorf("wget %s after a hotplug by another process: exit %d, output %q", url, code, out)
+	}
+	if err := f.RemoveInterface(ctx, "eth1"); err != nil {
+		t.Fatalf("RemoveInterface(eth1) from another process: %v", err)
+	}
+	f.Close()
+	if l := a.Links(t); hasLink(l, "tap1_vc") {
+		t.Errorf("links in A after RemoveInterface by another process %v: tap1_vc left", l)
+	}
+
 	// Stopping the sandbox leaves A as it was.
 	if err := vc.StopSandbox(ctx, stateRoot, id, 5*time.Second); err != nil {
 		t.Fatal(err)
