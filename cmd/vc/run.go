@@ -28,7 +28,7 @@ import (
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [--memory SIZE] [-v HOST:CTR[:ro]] [-e K=V] [-w DIR] [--rootfs DIR] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [--memory SIZE] [-v HOST:CTR[:ro]] [-e K=V] [-w DIR] [--rootfs DIR] [--net NETNS] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -55,6 +55,7 @@ type runOptions struct {
 	Initrd      string   `json:"initrd"`
 	Accel       string   `json:"accel"`
 	Debug       bool     `json:"debug"`
+	NetNS       string   `json:"netns,omitempty"`
 }
 
 func runCmd(ctx context.Context, g *globals, args []string) error {
@@ -76,6 +77,7 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&o.Kernel, "kernel", "", "guest kernel (default: the built guest image)")
 	fs.StringVar(&o.Initrd, "initrd", "", "guest initrd (default: the built guest image)")
 	fs.StringVar(&o.Accel, "accel", "auto", "acceleration: auto, kvm or tcg")
+	fs.StringVar(&o.NetNS, "net", "", "network namespace the VM joins (/var/run/netns/X or /proc/PID/ns/net; default: loopback only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -312,6 +314,7 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 	return vc.SandboxConfig{
 		ID:        o.ID,
 		StateRoot: g.stateRoot,
+		NetNS:     o.NetNS,
 		Hypervisor: vc.HypervisorConfig{
 			Kernel:    kernel,
 			Initrd:    initrd,
