@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/pkg/network/nstest"
+	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+const (
+	netMiB  = 50
+	netRuns = 3
+)
+
+func init() {
+	register("net", netThroughput)
+}
+
+// netThroughput sends 50 MiB over TCP (busybox dd | nc) from a container in
+// a VM joined to namespace A (tap + tc mirred) to a receiver in namespace
+// B, against the same transfer from A to B directly; the receiver times
+// from the connection to the last byte. Best of three each.
+func netThroughput() ([]row, error) {
+	e, err := newVMEnv()
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	suffix := fmt.Sprint(os.Getpid())
+	a, b := nstest.NS{Name: "vcb-a-" + suffix}, nstest.NS{Name: "vcb-b-" + suffix}
+	for _, ns := range []*nstest.NS{&a, &b} {
+		ns.Path = "/var/run/netns/" + ns.Name
+		if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip netns add: %v: %s", err, out)
+		}
+		defer exec.Command("ip", "netns", "del", ns.Name).Run()
+	}
+	for _, c := range [][]string{
+		{"-n", a.Name, "link", "add", "veth0", "type", "veth", "peer", "name", "peer0", "netns", b.Name},
+		{"-n", a.Name, "addr", "add", "10.82.0.1/24", "dev", "veth0"},
+		{"-n", b.Name, "addr", "add", "10.82.0.2/24", "dev", "peer0"},
+		{"-n", a.Name, "link", "set", "veth0", "up"},
+		{"-n", b.Name, "link", "set", "peer0", "up"},
+	} {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip %v: %v: %s", c, err, out)
+		}
+	}
+	var l net.Listener
+	if err := b.Do(func() (err error) { l, err = net.Listen("tcp", "10.82.0.2:0"); return err }); err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	send := fmt.Sprintf("dd if=/dev/zero bs=1M count=%d 2>/dev/null | nc 10.82.0.2 %d", netMiB, port)
+
+	// The floor: A to B directly, the same busybox.
+	var floor float64
+	for range netRuns {
+		r := receive(l)
+		out, err := exec.Command("ip", "netns", "exec", a.Name, rootfs.BusyboxBinary, "sh", "-c",
+			fmt.Sprintf("dd if=/dev/zero bs=1M count=%d 2>/dev/null | %s nc 10.82.0.2 %d", netMiB, rootfs.BusyboxBinary, port)).CombinedOutput()
+		mbps, rerr := r()
+		if rerr != nil {
+			return nil, fmt.Errorf("floor: %v (sender: %v %s)", rerr, err, out)
+		}
+		floor = max(floor, mbps)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	root, err := rootfs.Busybox(filepath.Join(e.dataRoot, "rootfs"))
+	if err != nil {
+		return nil, err
+	}
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "net", StateRoot: e.stateRoot, NetNS: a.Path,
+		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { s.Stop(ctx, 5*time.Second); s.Delete(ctx) }()
+	var value float64
+	for i := range netRuns {
+		id := fmt.Sprintf("send%d", i)
+		r := receive(l)
+		if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: id, Rootfs: root, Spec: oci.DefaultSpec([]string{"sh", "-c", send}, nil, "/", false)}); err != nil {
+			return nil, err
+		}
+		var out bytes.Buffer
+		streams := s.IOStream(ctx, id, id, vc.IO{Stdout: &out, Stderr: &out})
+		if err := s.StartContainer(ctx, id); err != nil {
+			return nil, err
+		}
+		mbps, rerr := r()
+		s.WaitContainer(ctx, id)
+		<-streams
+		s.DeleteContainer(ctx, id)
+		if rerr != nil {
+			return nil, fmt.Errorf("vm: %v (sender said %q)", rerr, out.String())
+		}
+		value = max(value, mbps)
+	}
+	return []row{{
+		figure: fmt.Sprintf("TCP throughput, container in a VM -> peer netns (%d MiB, dd|nc)", netMiB), unit: "MiB/s",
+		value: value, floor: floor, floorName: "the same between the two namespaces directly",
+		note: fmt.Sprintf("higher is better; tcfilter (tap + tc mirred), TCG; VM reaches %.0f%% of the floor", 100*value/floor),
+	}}, nil
+}
+
+// receive accepts one connection on l and reads netMiB MiB from it; the
+// returned function waits and gives MiB/s from accept to the last byte.
+func receive(l net.Listener) func() (float64, error) {
+	type result struct {
+		mbps float64
+		err  error
+	}
+	c := make(chan result, 1)
+	go func() {
+		l.(*net.TCPListener).SetDeadline(time.Now().Add(2 * time.Minute))
+		conn, err := l.Accept()
+		if err != nil {
+			c <- result{err: fmt.Errorf("accept: %w", err)}
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(2 * time.Minute))
+		start := time.Now()
+		n, err := io.CopyN(io.Discard, conn, netMiB<<20)
+		d := time.Since(start)
+		if err != nil && !errors.Is(err, io.EOF) || n != netMiB<<20 {
+			c <- result{err: fmt.Errorf("received %d of %d bytes: %v", n, netMiB<<20, err)}
+			return
+		}
+		c <- result{mbps: float64(n) / (1 << 20) / d.Seconds()}
+	}()
+	return func() (float64, error) { r := <-c; return r.mbps, r.err }
+}
