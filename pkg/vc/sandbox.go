@@ -435,6 +435,7 @@ func (s *Sandbox) Delete(ctx context.Context) error {
 	for _, c := range cs {
 		unshareContainer(s.sharedDir(), c.ID)
 	}
+	s.teardownNetwork() // what a failed teardown at stop left
 	unlock()
 	return s.store.Remove(s.id)
 }
