@@ -12,6 +12,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/oci"
 )
 
@@ -41,6 +42,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	memory_mib = 256
 //	kernel_params = []
 //	debug = false                   # agent debug log in the console log
+//	network_model = "tcfilter"      # tcfilter (tap + tc mirred) or macvtap
 //	enable_annotations = []         # e.g. ["cpus", "memory_mib"]
 //	stop_timeout = "10s"            # how long a VM gets to power off
 type Config struct {
@@ -53,6 +55,7 @@ type Config struct {
 	MemoryMiB         uint32   `toml:"memory_mib"`
 	KernelParams      []string `toml:"kernel_params"`
 	Debug             bool     `toml:"debug"`
+	NetworkModel      string   `toml:"network_model"`
 	EnableAnnotations []string `toml:"enable_annotations"`
 	StopTimeout       duration `toml:"stop_timeout"`
 }
@@ -136,6 +139,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := oci.CheckAllowlist(c.EnableAnnotations); err != nil {
 		return fmt.Errorf("enable_annotations: %w", err)
+	}
+	if _, err := network.ParseModel(c.NetworkModel); err != nil {
+		return fmt.Errorf("network_model: %w", err)
 	}
 	if c.StopTimeout.Duration <= 0 {
 		return fmt.Errorf("stop_timeout %s: must be positive: %w", c.StopTimeout, errdefs.ErrInvalidArgument)

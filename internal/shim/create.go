@@ -279,6 +279,23 @@ func guestImage(dataRoot, kernel, initrd string) (string, string, error) {
 	return img.Kernel, img.Initrd, nil
 }
 
+// netnsPath is the network namespace the VM joins: the one the spec
+// names (CRI's pod network, set up by CNI; `ctr run --with-ns`). A spec
+// without a path asks for a new, empty namespace, and one without a
+// network namespace for the host's: either way the VM gets loopback only
+// (it never joins the host's network namespace).
+func netnsPath(spec *specs.Spec) string {
+	if spec.Linux == nil {
+		return ""
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path
+		}
+	}
+	return ""
+}
+
 // joinsPidNS tells whether the spec puts the container in another's pid
 // namespace (CRI: a pod sharing its process namespace, or a target
 // container): in the VM it then joins the sandbox's shared one.
@@ -338,11 +355,13 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		shared = *o.SharedPidNS
 	}
 	return vc.SandboxConfig{
-		ID:          c.sandboxID,
-		Hostname:    c.spec.Hostname,
-		Hypervisor:  hc,
-		SharedPidNS: shared,
-		Annotations: map[string]string{annNamespace: s.ns, annBundle: c.bundle},
-		StateRoot:   cfg.StateRoot,
+		ID:           c.sandboxID,
+		Hostname:     c.spec.Hostname,
+		Hypervisor:   hc,
+		SharedPidNS:  shared,
+		NetNS:        netnsPath(c.spec),
+		NetworkModel: cfg.NetworkModel,
+		Annotations:  map[string]string{annNamespace: s.ns, annBundle: c.bundle},
+		StateRoot:    cfg.StateRoot,
 	}, nil
 }
