@@ -131,6 +131,11 @@ func (m Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 	}
 	defer f.Close()
 
+	// A broken configuration fails here, where containerd shows the
+	// error, rather than in the shim process it would start.
+	if _, err := LoadConfig(); err != nil {
+		return nil, err
+	}
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err

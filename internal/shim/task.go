@@ -170,7 +170,7 @@ func (s *Service) delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	delete(s.containers, c.id)
 	s.mu.Unlock()
 	if c.typ.BootsVM() {
-		s.destroySandbox(ctx)
+		s.destroySandbox(context.WithoutCancel(ctx))
 	}
 	status, at := p.exitInfo()
 	pid := s.pid()
