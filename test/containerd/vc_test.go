@@ -737,9 +737,16 @@ func TestVCCRIPod(t *testing.T) {
 	defer cancel()
 
 	pcfg, podID, c1 := runPod(t, d.Containerd, cri, containerd.VCHandler, "vc-pod", "sh", "-c", "echo started; exec sleep 1000")
+	// A volume, as a configmap is: a host directory bound read-only.
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "key"), []byte("value-from-the-host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c2cfg := privatePid(containerd.ContainerConfig("second", images.BusyboxRef, "sleep", "1000"))
+	c2cfg.Mounts = []*runtimeapi.Mount{{HostPath: vol, ContainerPath: "/etc/config", Readonly: true}}
 	c2resp, err := cri.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId:  podID,
-		Config:        privatePid(containerd.ContainerConfig("second", images.BusyboxRef, "sleep", "1000")),
+		Config:        c2cfg,
 		SandboxConfig: pcfg,
 	})
 	if err != nil {
@@ -791,6 +798,17 @@ func TestVCCRIPod(t *testing.T) {
 	}
 	if r := execSync(t, cri, c1, "hostname"); strings.TrimSpace(string(r.Stdout)) != pcfg.Hostname {
 		t.Errorf("hostname %q, want %q", r.Stdout, pcfg.Hostname)
+	}
+	// CRI's files (bind mounts of host files) and the volume reach the
+	// guest.
+	if r := execSync(t, cri, c1, "cat", "/etc/hostname"); strings.TrimSpace(string(r.Stdout)) != pcfg.Hostname {
+		t.Errorf("/etc/hostname %q, want %q", r.Stdout, pcfg.Hostname)
+	}
+	if r := execSync(t, cri, c2, "cat", "/etc/config/key"); string(r.Stdout) != "value-from-the-host" {
+		t.Errorf("volume file: %q (stderr %q)", r.Stdout, r.Stderr)
+	}
+	if r := execSync(t, cri, c2, "sh", "-c", "echo x > /etc/config/new"); r.ExitCode == 0 {
+		t.Errorf("wrote to a read-only volume")
 	}
 	// The first container shares the pod's pid namespace (CRI's default,
 	// NamespaceMode POD): it sees the pod's pause process. The second asked
