@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -165,10 +166,7 @@ func (s *Sandbox) updateInterface(ctx context.Context, ep network.Endpoint, wait
 	}
 }
 
-func ipAddress(ip interface {
-	Is4() bool
-	String() string
-}, bits int) *pb.IPAddress {
+func ipAddress(ip netip.Addr, bits int) *pb.IPAddress {
 	fam := pb.IPFamily_v6
 	if ip.Is4() {
 		fam = pb.IPFamily_v4
