@@ -31,6 +31,7 @@ import (
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
 	"github.com/virtcontainers/vc/internal/testutil/images"
 	"github.com/virtcontainers/vc/pkg/guestimage"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // vcSetup is built once per test binary: the shim, the agent and the
@@ -125,8 +126,7 @@ func startVC(t *testing.T, extraConfig string) *vcDaemon {
 		if left := leftovers(stateRoot); left != "" {
 			t.Errorf("left behind after the test: %s", left)
 		}
-		killQEMU(stateRoot)
-		os.RemoveAll(stateRoot)
+		removeSandboxes(t, stateRoot)
 	})
 	c := containerd.StartContainerd(t, containerd.Options{
 		ShimDir:      s.shimDir,
@@ -170,6 +170,29 @@ func qemuPids(dir string) []int {
 		}
 	}
 	return pids
+}
+
+// removeSandboxes removes what a failed test left under stateRoot, as
+// `shim delete` would: VMs, the sandboxes' shared mounts, their state.
+func removeSandboxes(t *testing.T, stateRoot string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ents, _ := os.ReadDir(stateRoot)
+	for _, e := range ents {
+		if err := vc.StopSandbox(ctx, stateRoot, e.Name(), 5*time.Second); err != nil {
+			t.Logf("cleanup: stop sandbox %s: %v", e.Name(), err)
+		}
+		if err := vc.DeleteSandbox(ctx, stateRoot, e.Name()); err != nil {
+			t.Logf("cleanup: delete sandbox %s: %v", e.Name(), err)
+		}
+	}
+	killQEMU(stateRoot)
+	for _, m := range mountsUnder(stateRoot) {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+	if err := os.RemoveAll(stateRoot); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
 }
 
 func killQEMU(dir string) {
