@@ -18,6 +18,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	_ "crypto/sha256" // go-digest needs the hash registered
 	"encoding/json"
 	"fmt"
 	"io"
