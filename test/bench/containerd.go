@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/virtcontainers/vc/internal/testutil"
+)
+
+func init() {
+	register("containerd", containerdBench)
+}
+
+// containerdBench runs test/containerd's TestBenchCtrRun (it needs the
+// test harness's private containerd) and reads the BENCH lines it prints:
+// BENCH|figure|unit|value|floor|floor is|note.
+func containerdBench() ([]row, error) {
+	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", "^TestBenchCtrRun$", "./test/containerd/")
+	cmd.Dir = testutil.RepoRoot()
+	cmd.Env = append(os.Environ(), "VC_BENCH=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, lastLines(out, 20))
+	}
+	var rows []row
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "|")
+		if len(f) != 7 || f[0] != "BENCH" {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[3], 64)
+		fl, _ := strconv.ParseFloat(f[4], 64)
+		rows = append(rows, row{figure: f[1], unit: f[2], value: v, floor: fl, floorName: f[5], note: f[6]})
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("no BENCH lines: %s", lastLines(out, 20))
+	}
+	return rows, nil
+}
+
+func lastLines(b []byte, n int) string {
+	l := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
