@@ -474,7 +474,29 @@ func (c *Containerd) Stop() error {
 	if err := c.removeDir(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := removeBridgeIfLast(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// removeBridgeIfLast deletes the shared CNI bridge once no harness is left
+// under BaseDir (parallel test binaries share it), so a test run leaves no
+// link on the host.
+func removeBridgeIfLast() error {
+	ents, _ := os.ReadDir(BaseDir)
+	for _, e := range ents {
+		if e.IsDir() && filepath.Join(BaseDir, e.Name()) != cniIPAMDir {
+			return nil
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/" + CNIBridge); err != nil {
+		return nil
+	}
+	if out, err := exec.Command("ip", "link", "del", CNIBridge).CombinedOutput(); err != nil {
+		return fmt.Errorf("delete CNI bridge %s: %v: %s", CNIBridge, err, out)
+	}
+	return nil
 }
 
 func (c *Containerd) removeDir() error {
