@@ -219,13 +219,20 @@ func hybridHandshake(ctx context.Context, conn net.Conn, port uint32) error {
 	return nil
 }
 
-// ctxErr prefers the context's error to the i/o timeout it caused.
+// ctxErr prefers the context's error to the i/o timeout it caused. The
+// socket deadline is the context's, and may fire a moment before the
+// context reports done: a timeout at or past the deadline is the
+// context's too.
 func ctxErr(ctx context.Context, err error) error {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return err
+	}
 	if ce := ctx.Err(); ce != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("%w (%w)", ce, err)
-		}
+		return fmt.Errorf("%w (%w)", ce, err)
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d.Add(-10*time.Millisecond)) {
+		return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 	}
 	return err
 }

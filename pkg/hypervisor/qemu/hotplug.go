@@ -2,7 +2,9 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -25,6 +27,7 @@ func (v *VM) AddDisk(ctx context.Context, d hypervisor.Disk) error {
 	}
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
+	v.syncRecord()
 	q, cold, err := v.deviceTarget(diskSlotKey(d.ID), "disk "+d.ID)
 	if err != nil {
 		return err
@@ -65,6 +68,7 @@ func (v *VM) AddDisk(ctx context.Context, d hypervisor.Disk) error {
 func (v *VM) RemoveDisk(ctx context.Context, id string) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
+	v.syncRecord()
 	q, cold, err := v.removalTarget(diskSlotKey(id), "disk "+id)
 	if err != nil {
 		return err
@@ -97,6 +101,7 @@ func (v *VM) AddNIC(ctx context.Context, n hypervisor.NIC) error {
 	}
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
+	v.syncRecord()
 	q, cold, err := v.deviceTarget(nicSlotKey(n.ID), "nic "+n.ID)
 	if err != nil {
 		return err
@@ -152,6 +157,7 @@ func (v *VM) AddNIC(ctx context.Context, n hypervisor.NIC) error {
 func (v *VM) RemoveNIC(ctx context.Context, id string) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
+	v.syncRecord()
 	q, cold, err := v.removalTarget(nicSlotKey(id), "nic "+id)
 	if err != nil {
 		return err
@@ -288,4 +294,39 @@ func isBlockDevice(path string) bool {
 
 func haveVhostNet() bool {
 	return unix.Access("/dev/vhost-net", unix.R_OK|unix.W_OK) == nil
+}
+
+// syncRecord takes in what other processes changed through Attach: a
+// started VM's record on disk is the truth about which hotplug slots,
+// disks and NICs are in use. Callers serialize hotplug across processes
+// (pkg/vc holds the sandbox lock).
+func (v *VM) syncRecord() {
+	b, err := os.ReadFile(v.paths.Record)
+	if err != nil {
+		return
+	}
+	var r vmRecord
+	if json.Unmarshal(b, &r) != nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.started || len(r.Slots) != len(v.slots) {
+		return
+	}
+	copy(v.slots, r.Slots)
+	v.cfg.Disks = r.Disks
+	mine := map[string]hypervisor.NIC{}
+	for _, n := range v.cfg.NICs {
+		mine[n.ID] = n
+	}
+	v.cfg.NICs = v.cfg.NICs[:0]
+	for _, nr := range r.NICs {
+		n, ok := mine[nr.ID]
+		if !ok {
+			mac, _ := net.ParseMAC(nr.MAC)
+			n = hypervisor.NIC{ID: nr.ID, TapName: nr.TapName, MAC: mac, MTU: nr.MTU}
+		}
+		v.cfg.NICs = append(v.cfg.NICs, n)
+	}
 }
