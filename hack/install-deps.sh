@@ -10,6 +10,8 @@ pkgs=(
 	busybox-static      # test and default container images
 	kmod cpio           # guest image builder (depmod, modinfo)
 	iproute2 iptables   # networking, agent tests
+	procps              # pgrep in the end-to-end tests
+	xz-utils            # unpacking the guest kernel
 	e2fsprogs           # mkfs.ext4 for block volumes
 )
 missing=()
