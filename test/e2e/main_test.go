@@ -35,7 +35,24 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code = m.Run()
+	sweep()
 	os.Exit(code)
+}
+
+// sweep removes whatever a failed test left under this run's state root:
+// VMs, mounts, state.
+func sweep() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ents, _ := os.ReadDir(stateRoot)
+	for _, e := range ents {
+		if e.IsDir() {
+			if out, err := vcCmd(ctx, nil, "rm", "-f", e.Name()); err != nil {
+				fmt.Fprintf(os.Stderr, "e2e sweep: vc rm -f %s: %v\n%s", e.Name(), err, out)
+			}
+		}
+	}
+	os.RemoveAll(stateRoot)
 }
 
 func setup() (int, error) {
