@@ -23,6 +23,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/mount"
 )
 
 // DefaultRoot is where state lives unless configured otherwise.
@@ -186,12 +188,14 @@ func (s *Store) List() ([]string, error) {
 	return ids, nil
 }
 
-// Remove deletes all state of sandbox id.
+// Remove deletes all state of sandbox id. Mounts left below it (shared
+// root filesystems, volumes) are detached first; if one stays, nothing is
+// removed, so a user's files are never deleted through it.
 func (s *Store) Remove(id string) error {
 	if err := ValidateID("sandbox id", id); err != nil {
 		return err
 	}
-	return os.RemoveAll(s.Dir(id))
+	return mount.RemoveAll(s.Dir(id))
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same

@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/mount"
 )
 
 // The sandbox's shared directory is exported to the guest over 9p with this
@@ -74,7 +76,8 @@ func unshareContainer(sharedDir, cid string) error {
 		}
 	}
 	errs = append(errs, unmount(filepath.Join(base, "rootfs")))
-	if err := os.RemoveAll(base); err != nil {
+	// Never through a mount that would not go: that is the user's data.
+	if err := mount.RemoveAll(base); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -52,7 +52,9 @@ func sweep() {
 			}
 		}
 	}
-	os.RemoveAll(stateRoot)
+	if err := os.Remove(stateRoot); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e sweep: %v\n", err)
+	}
 }
 
 func setup() (int, error) {

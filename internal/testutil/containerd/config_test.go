@@ -135,20 +135,6 @@ func TestCNIConfList(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/run/vc-test/a/b`:     "/run/vc-test/a/b",
-		`/run/a\040b`:          "/run/a b",
-		`/x\134y`:              `/x\y`,
-		`/trailing\04`:         `/trailing\04`,
-		`/tab\011and\040space`: "/tab\tand space",
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestKillShimsMatchesOnlyItsAddress(t *testing.T) {
 	// No process serves a made-up address: nothing found, nothing killed.
 	if pids := shimPids("/run/vc-test/nonexist/containerd.sock"); len(pids) != 0 {

@@ -42,6 +42,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/virtcontainers/vc/internal/testutil/images"
+
+	"github.com/virtcontainers/vc/internal/mount"
 )
 
 // BaseDir holds one directory per harness daemon. Short on purpose: unix
@@ -461,7 +463,7 @@ func (c *Containerd) Stop() error {
 	if n := killShims(c.Address); n > 0 {
 		errs = append(errs, fmt.Errorf("killed %d shim processes (and children) left behind", n))
 	}
-	if err := unmountUnder(c.Dir); err != nil {
+	if err := mount.UnmountUnder(c.Dir); err != nil {
 		errs = append(errs, err)
 	}
 	releaseIPs(sandboxes)
@@ -638,7 +640,7 @@ func sweepStale() {
 		} else if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && processAlive(pid, "containerd") {
 			continue
 		}
-		if unmountUnder(dir) == nil {
+		if mount.UnmountUnder(dir) == nil {
 			os.RemoveAll(dir)
 		}
 	}

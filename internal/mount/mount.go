@@ -1,0 +1,91 @@
+// Package mount removes directory trees that may hold mounts without ever
+// deleting through one: a sandbox's state directory holds bind mounts of
+// users' root filesystems and volumes, and os.RemoveAll would follow them.
+package mount
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Under lists the mount points at or below dir, deepest first.
+func Under(dir string) ([]string, error) {
+	dir = filepath.Clean(dir)
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var mps []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescape(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			mps = append(mps, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) > len(mps[j]) })
+	return mps, nil
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space, ...).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// UnmountUnder detaches every mount at or below dir, deepest first, and
+// fails if any is still there afterwards.
+func UnmountUnder(dir string) error {
+	mps, err := Under(dir)
+	if err != nil {
+		return err
+	}
+	for _, mp := range mps {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", mp, err)
+		}
+	}
+	if left, err := Under(dir); err != nil || len(left) > 0 {
+		return fmt.Errorf("mounts left under %s: %v %w", dir, left, err)
+	}
+	return nil
+}
+
+// RemoveAll removes dir and everything below it, after detaching every
+// mount below it; it refuses (and removes nothing) if a mount stays.
+func RemoveAll(dir string) error {
+	if err := UnmountUnder(dir); err != nil {
+		return fmt.Errorf("not removing %s: %w", dir, err)
+	}
+	return os.RemoveAll(dir)
+}
