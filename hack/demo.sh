@@ -13,5 +13,5 @@ echo "== host kernel: $(uname -r)"
 echo "== vc run --rm busybox -- uname -r   (the guest's kernel)"
 time $vc run --rm busybox -- uname -r
 echo
-echo "== vc run --rm busybox -- sh -c 'cat /proc/cpuinfo | grep -m1 \"model name\"; free -m'"
+echo "== vc run --rm busybox -- sh -c 'grep -m1 \"model name\" /proc/cpuinfo; free -m'"
 $vc run --rm busybox -- sh -c 'grep -m1 "model name" /proc/cpuinfo; free -m'
