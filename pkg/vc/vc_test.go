@@ -1,0 +1,136 @@
+package vc
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/pkg/oci"
+)
+
+func TestSandboxConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	k, i := filepath.Join(dir, "k"), filepath.Join(dir, "i")
+	os.WriteFile(k, nil, 0o644)
+	os.WriteFile(i, nil, 0o644)
+	good := SandboxConfig{ID: "sb", Hypervisor: HypervisorConfig{Kernel: k, Initrd: i}}
+	if err := good.validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	if good.Hypervisor.CPUs != 1 || good.Hypervisor.MemoryMiB != 256 {
+		t.Errorf("defaults not filled in: %+v", good.Hypervisor)
+	}
+	for name, mut := range map[string]func(*SandboxConfig){
+		"id":     func(c *SandboxConfig) { c.ID = "../x" },
+		"memory": func(c *SandboxConfig) { c.Hypervisor.MemoryMiB = 64 },
+		"cpus":   func(c *SandboxConfig) { c.Hypervisor.CPUs = 1000 },
+		"accel":  func(c *SandboxConfig) { c.Hypervisor.Accel = "xen" },
+		"kernel": func(c *SandboxConfig) { c.Hypervisor.Kernel = "/nonexistent" },
+		"initrd": func(c *SandboxConfig) { c.Hypervisor.Initrd = "" },
+	} {
+		c := good
+		mut(&c)
+		if err := c.validate(); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+}
+
+func TestContainerConfigValidate(t *testing.T) {
+	root := t.TempDir()
+	spec := oci.DefaultSpec([]string{"true"}, nil, "", false)
+	good := ContainerConfig{ID: "c", Rootfs: root, Spec: spec}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	noArgs := oci.DefaultSpec(nil, nil, "", false)
+	for name, c := range map[string]ContainerConfig{
+		"id":      {ID: "a/b", Rootfs: root, Spec: spec},
+		"spec":    {ID: "c", Rootfs: root},
+		"args":    {ID: "c", Rootfs: root, Spec: noArgs},
+		"rootfs":  {ID: "c", Spec: spec},
+		"missing": {ID: "c", Rootfs: filepath.Join(root, "nope"), Spec: spec},
+	} {
+		if err := c.Validate(); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+}
+
+// guestSpec drops what only makes sense on the host and leaves the
+// caller's spec alone.
+func TestGuestSpec(t *testing.T) {
+	in := oci.DefaultSpec([]string{"sh"}, nil, "", false)
+	in.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/usr/bin/cni"}}}
+	in.Linux.Namespaces = append(in.Linux.Namespaces,
+		specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/var/run/netns/x"},
+		specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/1/ns/ipc"})
+	in.Linux.CgroupsPath = "/kubepods/besteffort/pod1/c"
+	in.Process.Cwd = ""
+	out, err := guestSpec("c1", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Hooks != nil {
+		t.Error("host hooks kept")
+	}
+	for _, ns := range out.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace || ns.Path != "" {
+			t.Errorf("namespace %+v kept for the guest", ns)
+		}
+	}
+	if out.Linux.CgroupsPath != "/vc/c1" || out.Process.Cwd != "/" {
+		t.Errorf("cgroups path %q, cwd %q", out.Linux.CgroupsPath, out.Process.Cwd)
+	}
+	if in.Hooks == nil || in.Linux.CgroupsPath != "/kubepods/besteffort/pod1/c" || in.Process.Cwd != "" || len(in.Linux.Namespaces) != 6 {
+		t.Error("the caller's spec was changed")
+	}
+}
+
+// shareContainer binds the rootfs and bind volumes under the shared
+// directory (a read-only volume read-only), rewrites the spec to guest
+// paths, and unshareContainer leaves nothing mounted and the sources whole.
+func TestShareContainer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: bind mounts")
+	}
+	shared, rootfs, vol := t.TempDir(), t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(rootfs, "hello"), []byte("rootfs"), 0o644)
+	os.WriteFile(filepath.Join(vol, "data"), []byte("volume"), 0o644)
+	spec := oci.DefaultSpec([]string{"true"}, nil, "", false)
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}})
+	if err := shareContainer(shared, "c1", rootfs, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unshareContainer(shared, "c1") })
+	if spec.Root.Path != guestSharedDir+"/c1/rootfs" {
+		t.Errorf("root path %q", spec.Root.Path)
+	}
+	last := spec.Mounts[len(spec.Mounts)-1]
+	if last.Source != guestSharedDir+"/c1/mounts/"+strconv.Itoa(len(spec.Mounts)-1) {
+		t.Errorf("volume source %q", last.Source)
+	}
+	if b, _ := os.ReadFile(filepath.Join(shared, "c1", "rootfs", "hello")); string(b) != "rootfs" {
+		t.Errorf("rootfs not shared: %q", b)
+	}
+	volShared := filepath.Join(shared, "c1", "mounts", strconv.Itoa(len(spec.Mounts)-1))
+	if err := os.WriteFile(filepath.Join(volShared, "new"), nil, 0o644); err == nil {
+		t.Error("wrote through a read-only volume")
+	}
+	if err := unshareContainer(shared, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "c1")); !os.IsNotExist(err) {
+		t.Errorf("shared dir of c1 still there: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(rootfs, "hello")); string(b) != "rootfs" {
+		t.Error("rootfs lost its file")
+	}
+	if b, _ := os.ReadFile(filepath.Join(vol, "data")); string(b) != "volume" {
+		t.Error("volume lost its file")
+	}
+}
