@@ -330,12 +330,6 @@ func (s *Sandbox) UpdateContainer(ctx context.Context, cid string, r *specs.Linu
 	return fromRPC(err)
 }
 
-// ProcessListContainer lists the container's processes as `ps` in the
-// guest prints them.
-func (s *Sandbox) ProcessListContainer(ctx context.Context, cid string) (string, error) {
-	return "", fmt.Errorf("ProcessListContainer: %w", errdefs.ErrNotImplemented)
-}
-
 // GetOOMEvent blocks until a container of the sandbox is OOM-killed and
 // returns its id.
 func (s *Sandbox) GetOOMEvent(ctx context.Context) (string, error) {

@@ -1,7 +1,10 @@
 package vc
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -140,4 +143,32 @@ func (s *Sandbox) IOStream(ctx context.Context, cid, execID string, pio IO) <-ch
 // end of output as an error; see internal/guest for its form.
 func isEOF(err error) bool {
 	return errors.Is(fromRPC(err), io.EOF) || errdefs.IsNotFound(fromRPC(err)) || errdefs.IsOutOfRange(fromRPC(err))
+}
+
+// ProcessListContainer lists a running container's processes as `ps`,
+// run inside the container with the given options, prints them. The agent
+// protocol has no process list: the container's image must have a ps (as
+// busybox does), else the error says it is missing.
+func (s *Sandbox) ProcessListContainer(ctx context.Context, cid string, psArgs ...string) (string, error) {
+	var id [6]byte
+	rand.Read(id[:])
+	execID := "ps-" + hex.EncodeToString(id[:])
+	p := &specs.Process{Args: append([]string{"ps"}, psArgs...), Env: oci.DefaultEnv, Cwd: "/"}
+	if err := s.EnterContainer(ctx, cid, execID, p); err != nil {
+		return "", fmt.Errorf("process list of %s: %w", cid, err)
+	}
+	var out, stderr bytes.Buffer
+	streams := s.IOStream(ctx, cid, execID, IO{Stdout: &out, Stderr: &stderr})
+	s.CloseStdin(ctx, cid, execID)
+	code, err := s.WaitProcess(ctx, cid, execID)
+	if err != nil {
+		return "", err
+	}
+	if err := <-streams; err != nil {
+		return "", err
+	}
+	if code != 0 {
+		return "", fmt.Errorf("process list of %s: ps exited %d: %s: %w", cid, code, bytes.TrimSpace(stderr.Bytes()), errdefs.ErrFailedPrecondition)
+	}
+	return out.String(), nil
 }

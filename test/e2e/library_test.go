@@ -67,6 +67,22 @@ func TestTwoContainersShareTheVM(t *testing.T) {
 	if ids[0] == strings.TrimSpace(string(host)) {
 		t.Fatalf("container boot id %q equals the host's", ids[0])
 	}
+	// ps in a running container lists its processes.
+	spec := oci.DefaultSpec([]string{"sleep", "60"}, nil, "/", false)
+	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "ps", Rootfs: root, Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartContainer(ctx, "ps"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.ProcessListContainer(ctx, "ps", "-o", "pid,args")
+	if err != nil || !strings.Contains(out, "sleep 60") {
+		t.Fatalf("process list: %q, %v", out, err)
+	}
+	if err := s.StopContainer(ctx, "ps", time.Second); err != nil {
+		t.Fatal(err)
+	}
+
 	// A second process finds the sandbox through its state.
 	f, err := vc.FetchSandbox(ctx, stateRoot, "e2e-two")
 	if err != nil {
