@@ -228,7 +228,7 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 		}
 		p.busybox = opts.BusyboxPath
 	}
-	return build(ctx, opts, p)
+	return withFreshLists(ctx, opts, func() (*Image, error) { return build(ctx, opts, p) })
 }
 
 // BuildFloor builds the benchmark floor image: the same kernel Build
@@ -246,7 +246,8 @@ func BuildFloor(ctx context.Context, opts Options, init string) (*Image, error) 
 	if err := checkStaticExecutable("floor init", init); err != nil {
 		return nil, err
 	}
-	return build(ctx, opts, plan{kind: KindFloor, init: init, modules: []string{}})
+	p := plan{kind: KindFloor, init: init, modules: []string{}}
+	return withFreshLists(ctx, opts, func() (*Image, error) { return build(ctx, opts, p) })
 }
 
 // plan is what build puts in the initrd.

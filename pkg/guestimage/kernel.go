@@ -22,6 +22,10 @@ import (
 // kernel package.
 var ErrPackageNotFound = errors.New("kernel package not found")
 
+// errDownload marks a failed download of the kernel package: stale apt
+// lists name a version the mirror no longer has.
+var errDownload = errors.New("kernel package download failed")
+
 // debPackage is a Debian kernel package as apt-cache describes it.
 type debPackage struct {
 	Name    string `json:"name"`
@@ -344,9 +348,9 @@ func downloadDeb(ctx context.Context, cacheDir string, p debPackage, log *slog.L
 	if out, err := cmd.CombinedOutput(); err != nil {
 		msg := lastLines(out, 5)
 		if strings.Contains(msg, "Unable to locate") || strings.Contains(msg, "not found") {
-			return "", fmt.Errorf("apt-get download %s=%s: %s: %w", p.Name, p.Version, msg, ErrPackageNotFound)
+			return "", fmt.Errorf("apt-get download %s=%s: %s: %w (%w)", p.Name, p.Version, msg, ErrPackageNotFound, errDownload)
 		}
-		return "", fmt.Errorf("apt-get download %s=%s: %w: %s", p.Name, p.Version, err, msg)
+		return "", fmt.Errorf("apt-get download %s=%s: %w: %s (%w)", p.Name, p.Version, err, msg, errDownload)
 	}
 	got, _ := filepath.Glob(filepath.Join(tmp, p.Name+"_*.deb"))
 	if len(got) != 1 {
@@ -403,4 +407,20 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// withFreshLists runs build, and if downloading the kernel package failed
+// with the default package (apt's lists may be stale: the mirror has moved
+// on to a newer kernel), refreshes the lists and builds again. The package
+// resolution is cached by the lists' state, so it is resolved anew.
+func withFreshLists(ctx context.Context, opts Options, build func() (*Image, error)) (*Image, error) {
+	img, err := build()
+	if err == nil || !errors.Is(err, errDownload) || opts.KernelPackage != "" || ctx.Err() != nil {
+		return img, err
+	}
+	opts.Logger.Warn("kernel package download failed; refreshing apt's lists and trying again", "err", err)
+	if out, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
+		return nil, fmt.Errorf("%w; apt-get update failed too: %w: %s", err, uerr, lastLines(out, 5))
+	}
+	return build()
 }
