@@ -15,6 +15,7 @@ import (
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/cleanup"
+	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/agent"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/persist"
@@ -503,7 +504,7 @@ func (s *Sandbox) setPaused(ctx context.Context, pause bool) error {
 func (s *Sandbox) vmAlive() bool { return alive(s.status.VMPid, s.status.VMStart) }
 
 func mustStart(pid int) uint64 {
-	st, _ := procStart(pid)
+	st, _ := proc.StartTime(pid)
 	return st
 }
 

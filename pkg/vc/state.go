@@ -1,13 +1,9 @@
 package vc
 
 import (
-	"bytes"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/network"
 )
 
@@ -79,33 +75,6 @@ func containerKey(id string) string { return "container-" + id }
 
 const sandboxKey = "sandbox"
 
-// procStart returns a process's start time (clock ticks since boot) and
-// whether it is running: not gone, not a zombie.
-func procStart(pid int) (uint64, bool) {
-	if pid <= 0 {
-		return 0, false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// The command name may hold spaces and parentheses: fields start
-	// after the last ')'. state is field 3, starttime field 22.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return 0, false
-	}
-	start, _ := strconv.ParseUint(f[19], 10, 64)
-	return start, true
-}
-
 // alive tells whether process pid runs and is the one that started at
-// start (0: any), so a reused pid is not taken for it.
-func alive(pid int, start uint64) bool {
-	s, ok := procStart(pid)
-	return ok && (start == 0 || s == start)
-}
+// start (0: any).
+func alive(pid int, start uint64) bool { return proc.Running(pid, start) }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
 	"github.com/virtcontainers/vc/internal/testutil/images"
@@ -151,23 +153,9 @@ func leftovers(stateRoot string) string {
 
 // qemuPids are the QEMU processes whose command line mentions dir.
 func qemuPids(dir string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		if strings.Contains(filepath.Base(args[0]), "qemu-system") && bytes.Contains(b, []byte(dir+"/")) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return proc.Find(func(args []string) bool {
+		return strings.Contains(filepath.Base(args[0]), "qemu-system") && strings.Contains(strings.Join(args, "\x00"), dir+"/")
+	})
 }
 
 // removeSandboxes removes what a failed test left under stateRoot, as
@@ -514,23 +502,9 @@ func (d *vcDaemon) shimPids() []int { return vcShimPids(d.Address) }
 
 // vcShimPids are the vc shims serving the daemon at address.
 func vcShimPids(address string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if filepath.Base(args[0]) == "containerd-shim-vc-v2" && strings.Contains(string(b), "\x00"+address+"\x00") {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return proc.Find(func(args []string) bool {
+		return filepath.Base(args[0]) == "containerd-shim-vc-v2" && slices.Contains(args, address)
+	})
 }
 
 // waitNoShims waits until the daemon's vc shims have exited.
@@ -698,7 +672,7 @@ func TestVCShimCrash(t *testing.T) {
 		t.Fatalf("shims %v, qemu %v: want one each", shims, qemuPids(d.stateRoot))
 	}
 	rootfs := filepath.Join(d.State, "io.containerd.runtime.v2.task", "default", "vc-shimcrash", "rootfs")
-	if !slicesContains(mountsUnder(d.State), rootfs) {
+	if !slices.Contains(mountsUnder(d.State), rootfs) {
 		t.Fatalf("rootfs %s not mounted: %q", rootfs, mountsUnder(d.State))
 	}
 	syscall.Kill(shims[0], syscall.SIGKILL)
@@ -710,15 +684,6 @@ func TestVCShimCrash(t *testing.T) {
 	})
 	d.CtrErr(context.Background(), "task", "delete", "vc-shimcrash")
 	d.Ctr(t, "container", "delete", "vc-shimcrash")
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // TestVCOOM: a container that runs out of its memory limit in the guest

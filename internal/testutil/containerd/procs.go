@@ -6,32 +6,24 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/virtcontainers/vc/internal/proc"
 )
 
 // shimPids returns the pids of shims serving the daemon at address: the
 // processes whose command line has `-address <address>`.
 func shimPids(address string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
+	return proc.Find(func(args []string) bool {
+		if !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+			return false
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 		for i := 0; i+1 < len(args); i++ {
-			if (args[i] == "-address" || args[i] == "--address") && args[i+1] == address &&
-				strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
-				pids = append(pids, pid)
-				break
+			if (args[i] == "-address" || args[i] == "--address") && args[i+1] == address {
+				return true
 			}
 		}
-	}
-	return pids
+		return false
+	})
 }
 
 // parents maps every process to its parent.

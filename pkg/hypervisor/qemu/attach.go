@@ -8,13 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
@@ -69,7 +67,7 @@ func (v *VM) saveRecord() error {
 		r.NICs = append(r.NICs, nicRecord{ID: n.ID, TapName: n.TapName, MAC: n.MAC.String(), MTU: n.MTU})
 	}
 	v.mu.Unlock()
-	st, err := procStartTime(r.Pid)
+	st, err := proc.StartTime(r.Pid)
 	if err != nil {
 		return fmt.Errorf("record vm: %w", err)
 	}
@@ -112,7 +110,7 @@ func Attach(ctx context.Context, stateDir string) (*VM, error) {
 	}
 	// Checked once the pidfd is open, so that the pid cannot be reused
 	// between the check and the watch.
-	if st, err := procStartTime(r.Pid); err != nil || st != r.StartTime {
+	if st, err := proc.StartTime(r.Pid); err != nil || st != r.StartTime {
 		unix.Close(pidfd)
 		return nil, gone
 	}
@@ -175,24 +173,4 @@ func Attach(ctx context.Context, stateDir string) (*VM, error) {
 	v.startEventLoop(q, proc)
 	v.log.Debug("attached to vm", "pid", r.Pid)
 	return v, nil
-}
-
-// procStartTime reads a process's start time (clock ticks after boot).
-func procStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, err
-	}
-	// The command name is in parentheses and may hold anything.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	fields := strings.Fields(s[i+1:])
-	// fields[0] is field 3 (state); start time is field 22.
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	return strconv.ParseUint(fields[19], 10, 64)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
@@ -445,19 +446,10 @@ func TestRealVMKilledAndAttach(t *testing.T) {
 
 // qemuProcessesIn lists the QEMU processes whose command line mentions dir.
 func qemuProcessesIn(dir string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if strings.Contains(string(b), "qemu") && strings.Contains(string(b), dir) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return proc.Find(func(args []string) bool {
+		line := strings.Join(args, " ")
+		return strings.Contains(line, "qemu") && strings.Contains(line, dir)
+	})
 }
 
 func TestRealVMStartFailures(t *testing.T) {

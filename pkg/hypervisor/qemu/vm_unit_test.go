@@ -211,19 +211,6 @@ func TestPrepareChecksInputs(t *testing.T) {
 	}
 }
 
-func TestProcStartTime(t *testing.T) {
-	a, err := procStartTime(os.Getpid())
-	if err != nil || a == 0 {
-		t.Fatalf("%d %v", a, err)
-	}
-	if b, _ := procStartTime(os.Getpid()); b != a {
-		t.Fatalf("start time changed: %d %d", a, b)
-	}
-	if _, err := procStartTime(1 << 30); err == nil {
-		t.Fatal("no error for a pid that cannot exist")
-	}
-}
-
 func TestTailFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "log")
 	var b strings.Builder

@@ -1,0 +1,50 @@
+package proc
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+func TestStartTimeAndRunning(t *testing.T) {
+	a, err := StartTime(os.Getpid())
+	if err != nil || a == 0 {
+		t.Fatalf("StartTime(self) = %d, %v", a, err)
+	}
+	if !Running(os.Getpid(), a) || !Running(os.Getpid(), 0) {
+		t.Error("this process is not running")
+	}
+	if Running(os.Getpid(), a+1) {
+		t.Error("a different start time is taken for this process")
+	}
+	if _, err := StartTime(1 << 30); err == nil || Running(1<<30, 0) {
+		t.Error("a pid that does not exist")
+	}
+	// A zombie is not running.
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		if st, _, _ := stat(cmd.Process.Pid); st == "Z" {
+			break
+		}
+		exec.Command("true").Run()
+	}
+	if Running(cmd.Process.Pid, 0) {
+		t.Error("a zombie is taken for running")
+	}
+	cmd.Wait()
+}
+
+func TestFind(t *testing.T) {
+	cmd := exec.Command("sleep", "30", "proc-find-marker")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pids := Find(func(args []string) bool { return len(args) == 3 && args[2] == "proc-find-marker" })
+	if len(pids) != 1 || pids[0] != cmd.Process.Pid {
+		t.Fatalf("Find = %v, want [%d]", pids, cmd.Process.Pid)
+	}
+}
