@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/virtcontainers/vc/pkg/persist"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,7 +75,7 @@ func resolveKernelPackage(ctx context.Context, cacheDir, pkg string, log *slog.L
 		return p, err
 	}
 	memo[pkg] = aptMemo{Stamp: stamp, Package: p}
-	if err := writeFileAtomic(memoFile, memo); err != nil {
+	if err := writeJSON(memoFile, memo); err != nil {
 		log.Debug("cannot remember the resolved kernel package", "err", err)
 	}
 	return p, nil
@@ -97,7 +98,8 @@ func aptStamp() string {
 	return b.String()
 }
 
-func writeFileAtomic(path string, v any) error {
+// writeJSON writes v as indented JSON to path, atomically.
+func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -105,23 +107,7 @@ func writeFileAtomic(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return persist.WriteFileAtomic(path, b, 0o644)
 }
 
 func resolveKernelPackageApt(ctx context.Context, pkg string, log *slog.Logger) (debPackage, error) {

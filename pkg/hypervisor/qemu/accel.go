@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/persist"
 )
 
 // kvmDevice is where KVM is; a variable for tests.
@@ -168,26 +169,11 @@ func writeVerdict(path string, v accelVerdict) error {
 	return writeFileAtomic(path, append(b, '\n'), 0o644)
 }
 
-// writeFileAtomic writes a temporary file beside path and renames it over.
+// writeFileAtomic writes data to path (making its directory) through a
+// temporary file renamed over it.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return persist.WriteFileAtomic(path, data, mode)
 }
