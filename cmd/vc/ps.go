@@ -39,8 +39,9 @@ func psCmd(ctx context.Context, g *globals, args []string) error {
 			continue
 		}
 		image, command, status := "", "", string(sb.State)
-		if s, err := vc.FetchSandbox(ctx, g.stateRoot, sb.ID); err == nil {
-			if c, err := s.StatusContainer(ctx, sb.ID); err == nil {
+		cs, _ := vc.ContainerStatuses(ctx, g.stateRoot, sb.ID)
+		for _, c := range cs {
+			if c.ID == sb.ID {
 				image = c.Config.Annotations["vc.image"]
 				if c.Config.Spec != nil && c.Config.Spec.Process != nil {
 					command = strings.Join(c.Config.Spec.Process.Args, " ")
@@ -50,7 +51,6 @@ func psCmd(ctx context.Context, g *globals, args []string) error {
 					status = fmt.Sprintf("exited (%d) %s ago", c.ExitCode, ago(c.Exited))
 				}
 			}
-			s.Close()
 		}
 		fmt.Fprintf(w, "%s\t%s\t%q\t%s ago\t%s\n", sb.ID, image, command, ago(sb.Created), status)
 	}

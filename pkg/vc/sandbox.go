@@ -278,14 +278,10 @@ func FetchSandbox(ctx context.Context, stateRoot, id string) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{id: id, store: store, log: slog.Default().With("sandbox", id), exited: make(chan struct{})}
-	if err := store.Load(id, sandboxKey, &s.status); err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("no sandbox %q: %w", id, errdefs.ErrNotFound)
-		}
+	s, err := loadSandbox(store, id)
+	if err != nil {
 		return nil, err
 	}
-	s.refresh()
 	if s.status.State == StateRunning || s.status.State == StatePaused {
 		conn, err := agent.Dial(ctx, "unix://"+s.status.AgentSocket)
 		if err != nil {
@@ -295,6 +291,20 @@ func FetchSandbox(ctx context.Context, stateRoot, id string) (*Sandbox, error) {
 		s.agent = pb.NewAgentServiceClient(s.client)
 		s.health = pb.NewHealthClient(s.client)
 	}
+	return s, nil
+}
+
+// loadSandbox reads a sandbox's state, noticing a VM that died, without
+// connecting to its agent.
+func loadSandbox(store *persist.Store, id string) (*Sandbox, error) {
+	s := &Sandbox{id: id, store: store, log: slog.Default().With("sandbox", id), exited: make(chan struct{})}
+	if err := store.Load(id, sandboxKey, &s.status); err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("no sandbox %q: %w", id, errdefs.ErrNotFound)
+		}
+		return nil, err
+	}
+	s.refresh()
 	return s, nil
 }
 
@@ -344,11 +354,10 @@ func ListSandbox(ctx context.Context, stateRoot string) ([]SandboxStatus, error)
 	}
 	var out []SandboxStatus
 	for _, id := range ids {
-		s := &Sandbox{id: id, store: store, log: slog.Default().With("sandbox", id)}
-		if err := store.Load(id, sandboxKey, &s.status); err != nil {
+		s, err := loadSandbox(store, id)
+		if err != nil {
 			continue // being created or deleted
 		}
-		s.refresh()
 		out = append(out, s.status)
 	}
 	return out, nil
@@ -356,12 +365,29 @@ func ListSandbox(ctx context.Context, stateRoot string) ([]SandboxStatus, error)
 
 // StatusSandbox reports one sandbox's state.
 func StatusSandbox(ctx context.Context, stateRoot, id string) (SandboxStatus, error) {
-	s, err := FetchSandbox(ctx, stateRoot, id)
+	store, err := persist.New(stateRoot)
 	if err != nil {
 		return SandboxStatus{}, err
 	}
-	defer s.Close()
+	s, err := loadSandbox(store, id)
+	if err != nil {
+		return SandboxStatus{}, err
+	}
 	return s.Status(), nil
+}
+
+// ContainerStatuses reports the containers of sandbox id from its state,
+// without connecting to its agent.
+func ContainerStatuses(ctx context.Context, stateRoot, id string) ([]ContainerStatus, error) {
+	store, err := persist.New(stateRoot)
+	if err != nil {
+		return nil, err
+	}
+	s, err := loadSandbox(store, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.ListContainers(ctx)
 }
 
 // Close drops this process's connection to the sandbox. An owner keeps
