@@ -231,6 +231,51 @@ func Build(ctx context.Context, opts Options) (*Image, error) {
 	return withFreshLists(ctx, opts, func() (*Image, error) { return build(ctx, opts, p) })
 }
 
+// Kernel is a Debian kernel package unpacked in the cache.
+type Kernel struct {
+	Package, PackageVersion string
+	// Version is the kernel release (uname -r).
+	Version string
+	// Vmlinuz is the kernel as Debian ships it (a bzImage), Vmlinux the
+	// same uncompressed (an ELF, booted through PVH), ModulesDir its
+	// lib/modules/<version>.
+	Vmlinuz, Vmlinux, ModulesDir string
+}
+
+// FetchKernel resolves the kernel package opts names (default: the one
+// linux-image-<arch> depends on), downloads and unpacks it into the cache
+// once, and unpacks its vmlinux. Build uses the same cache.
+func FetchKernel(ctx context.Context, opts Options) (*Kernel, error) {
+	opts = opts.withDefaults()
+	var k *Kernel
+	_, err := withFreshLists(ctx, opts, func() (*Image, error) {
+		p, err := resolveKernelPackage(ctx, opts.CacheDir, opts.KernelPackage, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		k, err = unpackedKernel(ctx, opts.CacheDir, p, opts.Logger)
+		return nil, err
+	})
+	return k, err
+}
+
+// unpackedKernel fetches package p into the cache (once) and unpacks its
+// vmlinux beside its vmlinuz (once).
+func unpackedKernel(ctx context.Context, cacheDir string, p debPackage, log *slog.Logger) (*Kernel, error) {
+	tree, err := fetchKernel(ctx, cacheDir, p, log)
+	if err != nil {
+		return nil, err
+	}
+	vmlinux := filepath.Join(filepath.Dir(tree.Vmlinuz), VmlinuxFile+"-"+tree.KernelVersion)
+	if _, err := os.Stat(vmlinux); err != nil {
+		if err := ExtractVmlinux(tree.Vmlinuz, vmlinux); err != nil {
+			return nil, err
+		}
+	}
+	return &Kernel{Package: p.Name, PackageVersion: p.Version, Version: tree.KernelVersion,
+		Vmlinuz: tree.Vmlinuz, Vmlinux: vmlinux, ModulesDir: tree.ModulesDir}, nil
+}
+
 // BuildFloor builds the benchmark floor image: the same kernel Build
 // would use with opts, and an initrd holding only init, a static program
 // that powers the machine off (cmd/vc-floor-init), and /dev/console.
@@ -339,21 +384,14 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 	start := time.Now()
 	kernelFile := KernelFile
 	if src.pkg.Name != "" {
-		tree, err := fetchKernel(ctx, opts.CacheDir, src.pkg, log)
+		k, err := unpackedKernel(ctx, opts.CacheDir, src.pkg, log)
 		if err != nil {
 			return nil, err
 		}
-		src.vmlinuz, src.modulesDir, src.version = tree.Vmlinuz, tree.ModulesDir, tree.KernelVersion
 		// Boot the uncompressed kernel: decompressing is slow under TCG.
-		vmlinux := filepath.Join(filepath.Dir(tree.Vmlinuz), VmlinuxFile+"-"+tree.KernelVersion)
-		if _, err := os.Stat(vmlinux); err != nil {
-			if err := ExtractVmlinux(tree.Vmlinuz, vmlinux); err != nil {
-				return nil, err
-			}
-		}
-		src.vmlinuz, kernelFile = vmlinux, VmlinuxFile
+		src.vmlinuz, src.modulesDir, src.version, kernelFile = k.Vmlinux, k.ModulesDir, k.Version, VmlinuxFile
 		if len(p.modules) > 0 {
-			if db, err = loadModuleDB(tree.ModulesDir); err != nil {
+			if db, err = loadModuleDB(k.ModulesDir); err != nil {
 				return nil, err
 			}
 		}

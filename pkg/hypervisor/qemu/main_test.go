@@ -2,14 +2,13 @@ package qemu
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if initrdPath != "" {
-		os.RemoveAll(filepath.Dir(initrdPath))
+	if initrdDir != "" {
+		os.RemoveAll(initrdDir)
 	}
 	os.Exit(code)
 }

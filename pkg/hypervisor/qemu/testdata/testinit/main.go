@@ -1,5 +1,6 @@
 // testinit is the /init of the tiny initrd the qemu package's tests boot:
-// it loads the modules listed in /modules.list, tells the host it is up on
+// it loads the modules listed in /etc/vc-agent/modules (relative to
+// /lib/modules, as the guest image builder writes them), tells the host it is up on
 // the console and on the agent's virtio-serial port, answers a few line
 // commands on that port, and powers off when asked or when the ACPI power
 // button is pressed.
@@ -70,12 +71,12 @@ func powerOff() {
 }
 
 func loadModules() {
-	b, err := os.ReadFile("/modules.list")
+	b, err := os.ReadFile("/etc/vc-agent/modules")
 	if err != nil {
 		return
 	}
 	for _, m := range strings.Fields(string(b)) {
-		f, err := os.Open(m)
+		f, err := os.Open(filepath.Join("/lib/modules", m))
 		if err != nil {
 			logf("module %s: %v", m, err)
 			continue
