@@ -72,6 +72,14 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if err := store.Create(cfg.ID); err != nil {
 		return nil, err
 	}
+	// Hold the lock while the sandbox is half made: others wait, or (ps)
+	// report it as it is recorded. A failure is undone under the lock.
+	unlock, err := store.Lock(ctx, cfg.ID)
+	if err != nil {
+		store.Remove(cfg.ID)
+		return nil, err
+	}
+	defer unlock()
 	cu := cleanup.Make(func() { store.Remove(cfg.ID) })
 	defer cu.Clean()
 
@@ -94,18 +102,21 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if err := os.Mkdir(s.sharedDir(), 0o700); err != nil {
 		return nil, err
 	}
-	// Hold the lock while the sandbox is half made: others wait.
-	unlock, err := store.Lock(ctx, cfg.ID)
-	if err != nil {
+	// The state is recorded as each host resource appears, so that if
+	// this process dies halfway, the next look (refresh) finds and
+	// releases them.
+	if err := s.save(); err != nil {
 		return nil, err
 	}
-	defer unlock()
 
 	nics, tapFiles, err := s.setupNetwork(cfg)
 	if err != nil {
 		return nil, err
 	}
 	cu.Add(s.teardownNetwork)
+	if err := s.save(); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	vm, err := startVM(ctx, s.Dir(), s.sharedDir(), cfg, nics, s.log)
 	for _, f := range tapFiles {
@@ -122,6 +133,9 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	s.status.Accel = vm.Capabilities().Accel
 	s.status.Boot.VMStart = time.Since(start)
 	s.log.Info("vm started", "pid", vm.Pid(), "accel", s.status.Accel, "took", s.status.Boot.VMStart)
+	if err := s.save(); err != nil {
+		return nil, err
+	}
 
 	if err := s.connectAgent(ctx, vm); err != nil {
 		return nil, err
@@ -308,31 +322,53 @@ func loadSandbox(store *persist.Store, id string) (*Sandbox, error) {
 	return s, nil
 }
 
-// refresh notices a VM or owner that died without recording it.
+// refresh notices a VM or owner that died without recording it, and a
+// creator that died halfway, and releases what they left. A sandbox
+// someone holds the lock of (being created or changed) is reported as
+// recorded.
 func (s *Sandbox) refresh() {
-	if s.status.State == StateStopped {
+	if s.status.State == StateStopped || s.healthy() {
 		return
 	}
-	reason := ""
-	switch {
-	case !s.vmAlive():
-		reason = "vm process gone"
-	case !alive(s.status.OwnerPid, s.status.OwnerStart):
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	unlock, err := s.store.Lock(ctx, s.id)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	s.refreshLocked()
+}
+
+// refreshLocked is refresh for a caller holding the sandbox's lock.
+func (s *Sandbox) refreshLocked() {
+	// Judge what is recorded now, not what was read before the lock.
+	var st SandboxStatus
+	if s.store.Load(s.id, sandboxKey, &st) != nil {
+		return
+	}
+	s.status = st
+	if st.State == StateStopped || s.healthy() {
+		return
+	}
+	reason := "vm process gone"
+	if !alive(st.OwnerPid, st.OwnerStart) {
+		// Without its owner nothing serves the agent: the VM is
+		// unreachable, so it is stopped for good.
 		reason = "owner process gone"
-	default:
-		return
-	}
-	if unlock, err := s.store.Lock(context.Background(), s.id); err == nil {
-		defer unlock()
-		if !s.vmAlive() || !alive(s.status.OwnerPid, s.status.OwnerStart) {
-			// Without its owner nothing serves the agent: the VM is
-			// unreachable, so it is stopped for good.
-			if s.vmAlive() {
-				killPid(s.status.VMPid)
-			}
-			s.markStopped(reason)
+		if s.vmAlive() {
+			killPid(st.VMPid)
 		}
 	}
+	s.markStopped(reason)
+}
+
+// healthy tells whether the owner lives and, once started, the VM too.
+func (s *Sandbox) healthy() bool {
+	if !alive(s.status.OwnerPid, s.status.OwnerStart) {
+		return false
+	}
+	return s.status.VMPid == 0 || s.vmAlive()
 }
 
 // Status reports the sandbox's state.
@@ -453,7 +489,7 @@ func (s *Sandbox) Delete(ctx context.Context) error {
 		unlock()
 		return err
 	}
-	s.refresh()
+	s.refreshLocked()
 	if s.status.State != StateStopped {
 		unlock()
 		return fmt.Errorf("sandbox %s is %s; stop it first: %w", s.id, s.status.State, errdefs.ErrFailedPrecondition)

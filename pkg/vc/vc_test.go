@@ -1,7 +1,9 @@
 package vc
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/persist"
 )
 
 func TestSandboxConfigValidate(t *testing.T) {
@@ -132,5 +135,47 @@ func TestShareContainer(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(vol, "data")); string(b) != "volume" {
 		t.Error("volume lost its file")
+	}
+}
+
+// A sandbox whose creator died halfway (state recorded, no VM yet) is
+// found stopped at the next look and can be deleted; one whose creator
+// still works on it is reported as created.
+func TestCreatorDiedHalfway(t *testing.T) {
+	root := t.TempDir()
+	store, err := persist.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for id, owner := range map[string]int{"orphan": dead.Process.Pid, "busy": os.Getpid()} {
+		if err := store.Create(id); err != nil {
+			t.Fatal(err)
+		}
+		os.Mkdir(filepath.Join(store.Dir(id), "shared"), 0o700)
+		st := SandboxStatus{ID: id, State: StateCreated, OwnerPid: owner, OwnerStart: mustStart(owner)}
+		if owner != os.Getpid() {
+			st.OwnerStart = 1 // the dead process's start time, whatever it was
+		}
+		if err := store.Save(id, sandboxKey, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	if st, err := StatusSandbox(ctx, root, "busy"); err != nil || st.State != StateCreated {
+		t.Errorf("sandbox being created: %v %v, want created", st.State, err)
+	}
+	st, err := StatusSandbox(ctx, root, "orphan")
+	if err != nil || st.State != StateStopped || st.StopReason != "owner process gone" {
+		t.Fatalf("orphaned sandbox: %+v %v, want stopped", st, err)
+	}
+	if err := DeleteSandbox(ctx, root, "orphan"); err != nil {
+		t.Fatal(err)
+	}
+	if store.Exists("orphan") {
+		t.Error("orphaned sandbox's state still there")
 	}
 }
