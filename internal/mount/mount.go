@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,5 +88,20 @@ func RemoveAll(dir string) error {
 	if err := UnmountUnder(dir); err != nil {
 		return fmt.Errorf("not removing %s: %w", dir, err)
 	}
-	return os.RemoveAll(dir)
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("%w (left: %s)", err, strings.Join(left(dir), " "))
+	}
+	return nil
+}
+
+// left names what is still below dir, for an error message.
+func left(dir string) []string {
+	var names []string
+	filepath.WalkDir(dir, func(p string, _ fs.DirEntry, _ error) error {
+		if r, err := filepath.Rel(dir, p); err == nil && r != "." {
+			names = append(names, r)
+		}
+		return nil
+	})
+	return names
 }

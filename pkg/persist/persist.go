@@ -77,8 +77,18 @@ func (s *Store) Create(id string) error {
 		}
 		return err
 	}
-	return nil
+	f, err := os.OpenFile(s.lockPath(id), os.O_CREATE|os.O_EXCL|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		os.Remove(s.Dir(id))
+		return fmt.Errorf("sandbox %q: lock file: %w", id, err)
+	}
+	return f.Close()
 }
+
+// The lock file is made once, by Create, and removed last, by Remove: Lock
+// never creates it, so a process that waited for the lock of a sandbox being
+// removed finds no sandbox instead of leaving a new lock file behind.
+func (s *Store) lockPath(id string) string { return filepath.Join(s.Dir(id), "lock") }
 
 // Exists tells whether sandbox id has state.
 func (s *Store) Exists(id string) bool {
@@ -92,7 +102,7 @@ func (s *Store) Lock(ctx context.Context, id string) (func(), error) {
 	if err := ValidateID("sandbox id", id); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(s.Dir(id), "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(s.lockPath(id), os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
@@ -188,14 +198,38 @@ func (s *Store) List() ([]string, error) {
 	return ids, nil
 }
 
-// Remove deletes all state of sandbox id. Mounts left below it (shared
-// root filesystems, volumes) are detached first; if one stays, nothing is
-// removed, so a user's files are never deleted through it.
+// Remove deletes all state of sandbox id; the caller may hold its lock.
+// Mounts left below it (shared root filesystems, volumes) are detached
+// first; if one stays, nothing is removed, so a user's files are never
+// deleted through it. The lock file goes last, so a failed removal can be
+// retried under the lock.
 func (s *Store) Remove(id string) error {
 	if err := ValidateID("sandbox id", id); err != nil {
 		return err
 	}
-	return mount.RemoveAll(s.Dir(id))
+	dir := s.Dir(id)
+	if err := mount.UnmountUnder(dir); err != nil {
+		return fmt.Errorf("not removing %s: %w", dir, err)
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Name() == "lock" {
+			continue
+		}
+		if err := mount.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(s.lockPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return mount.RemoveAll(dir)
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same

@@ -116,3 +116,45 @@ func TestLockTimeout(t *testing.T) {
 		t.Fatal("second lock acquired while held")
 	}
 }
+
+// A process that waits for the lock of a sandbox being removed must not
+// leave a lock file behind: the state directory would then never go.
+func TestLockDuringRemove(t *testing.T) {
+	s, _ := New(t.TempDir())
+	if err := s.Create("sb"); err != nil {
+		t.Fatal(err)
+	}
+	s.Save("sb", "sandbox", state{N: 1})
+	unlock, err := s.Lock(context.Background(), "sb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error)
+	go func() {
+		u, err := s.Lock(context.Background(), "sb")
+		if err == nil {
+			u()
+		}
+		waited <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the waiter has the lock file open
+	if err := s.Remove("sb"); err != nil {
+		t.Fatalf("Remove under the lock: %v", err)
+	}
+	unlock()
+	if err := <-waited; !errdefs.IsNotFound(err) {
+		t.Errorf("waiter's Lock after Remove: %v, want not found", err)
+	}
+
+	// Removal caught between the lock file and the directory: Lock finds
+	// no sandbox and creates nothing.
+	if err := os.Mkdir(s.Dir("sb"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lock(context.Background(), "sb"); !errdefs.IsNotFound(err) {
+		t.Errorf("Lock of a directory without a lock file: %v, want not found", err)
+	}
+	if err := os.Remove(s.Dir("sb")); err != nil {
+		t.Errorf("the directory is no longer empty after Lock: %v", err)
+	}
+}

@@ -245,7 +245,16 @@ func (s *Sandbox) monitor() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if unlock, err := s.store.Lock(ctx, s.id); err == nil {
-		s.markStopped("vm exited")
+		// Another process may have stopped, or stopped and deleted, the
+		// sandbox meanwhile: judge what is recorded, not what this
+		// process last saw, and never write state back once it is gone.
+		var st SandboxStatus
+		if s.store.Load(s.id, sandboxKey, &st) == nil {
+			s.mu.Lock()
+			s.status = st
+			s.mu.Unlock()
+			s.markStopped("vm exited")
+		}
 		unlock()
 	}
 	close(s.exited)
@@ -499,8 +508,10 @@ func (s *Sandbox) Delete(ctx context.Context) error {
 		unshareContainer(s.sharedDir(), c.ID)
 	}
 	s.teardownNetwork() // what a failed teardown at stop left
+	// Removed under the lock: whoever waits for it finds no sandbox.
+	err = s.store.Remove(s.id)
 	unlock()
-	return s.store.Remove(s.id)
+	return err
 }
 
 // StopSandbox stops sandbox id.
