@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pierrec/lz4/v4"
 	"golang.org/x/sys/unix"
 )
 
@@ -194,6 +195,8 @@ func readInitrd(t *testing.T, img *Image) map[string]cpioEntry {
 			t.Fatal(err)
 		}
 		r = zr
+	case CompressLZ4:
+		r = lz4.NewReader(f)
 	case CompressNone:
 	default:
 		cmd := exec.Command(string(img.Compression), "-d", "-c")

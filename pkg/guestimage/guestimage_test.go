@@ -81,7 +81,7 @@ func TestBuildUserKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img.Kind != KindAgent || img.KernelVersion != "9.9.9-test" || img.Compression != CompressGzip {
+	if img.Kind != KindAgent || img.KernelVersion != "9.9.9-test" || img.Compression != CompressLZ4 {
 		t.Errorf("manifest: %+v", img.Manifest)
 	}
 	if !slices.Equal(img.Builtin, []string{"overlay"}) {
@@ -251,7 +251,7 @@ func TestBuildErrors(t *testing.T) {
 		{"missing agent", Options{Kernel: kernel, Agent: filepath.Join(base, "nope")}, "agent binary: stat " + filepath.Join(base, "nope"), os.ErrNotExist},
 		{"dynamic agent", Options{Kernel: kernel, Agent: "/bin/true"}, "dynamically linked", nil},
 		{"not elf", Options{Kernel: kernel, Agent: kernel}, "not an ELF", nil},
-		{"compression", Options{Kernel: kernel, Agent: agent, Compression: "lz4"}, `unknown initrd compression "lz4"`, nil},
+		{"compression", Options{Kernel: kernel, Agent: agent, Compression: "brotli"}, `unknown initrd compression "brotli"`, nil},
 		{"missing kernel", Options{Kernel: filepath.Join(base, "nokernel"), Agent: agent}, "kernel (Options.Kernel)", os.ErrNotExist},
 		{"initrd without kernel", Options{Initrd: kernel}, "needs Options.Kernel", nil},
 		{"missing initrd", Options{Kernel: kernel, Initrd: filepath.Join(base, "noinitrd")}, "initrd (Options.Initrd)", os.ErrNotExist},

@@ -286,7 +286,7 @@ func TestBootFloor(t *testing.T) {
 func BenchmarkBootCompression(b *testing.B) {
 	requireVMTools(b)
 	agent := testutil.AgentBinary(b)
-	comps := []guestimage.Compression{guestimage.CompressNone, guestimage.CompressGzip, guestimage.CompressZstd, guestimage.CompressXz}
+	comps := []guestimage.Compression{guestimage.CompressNone, guestimage.CompressGzip, guestimage.CompressLZ4, guestimage.CompressZstd, guestimage.CompressXz}
 	imgs := map[string]*guestimage.Image{}
 	for _, comp := range comps {
 		opts := imageOptions(b)
