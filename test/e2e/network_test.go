@@ -321,3 +321,48 @@ func TestNetworkMacvtapAndVMDeath(t *testing.T) {
 		t.Errorf("endpoints still recorded after the VM died: %+v", eps)
 	}
 }
+
+// A sandbox whose namespace has no link yet boots without a NIC (and
+// without loading the virtio-net driver); the first interface arrives by
+// hotplug, gets its driver then, and works.
+func TestNetworkFirstNICByHotplug(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, b := nstest.New(t, "a"), nstest.New(t, "b")
+
+	const id = "e2e-net-late"
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
+		ID: id, StateRoot: stateRoot, NetNS: a.Path,
+		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s.Stop(context.Background(), 5*time.Second)
+		s.Delete(context.Background())
+		noLeftovers(t, id)
+	}()
+	if eps := s.Status().Endpoints; len(eps) != 0 {
+		t.Fatalf("endpoints %+v in a namespace without links", eps)
+	}
+	out, code := runIn(ctx, t, s, "lsmod", "sh", "-c", "grep -c ^virtio_net /proc/modules; ls /sys/class/net")
+	if code != 0 || !strings.HasPrefix(out, "0\n") || strings.Contains(out, "eth") {
+		t.Errorf("a sandbox without NICs: exit %d, output %q; want virtio_net not loaded and no ethN", code, out)
+	}
+
+	nstest.Veth(t, a, "veth0", []string{"10.87.0.1/24"}, b, "peer0", []string{"10.87.0.2/24"})
+	srv := servePeer(t, b, "hello-late")
+	iface, err := s.AddInterface(ctx, "veth0")
+	if err != nil {
+		t.Fatalf("AddInterface(veth0): %v", err)
+	}
+	if iface.Name != "eth0" || !strings.Contains(fmt.Sprint(iface.IPAddresses), "10.87.0.1") {
+		t.Errorf("hotplugged interface %v: want eth0 with 10.87.0.1", iface)
+	}
+	url := fmt.Sprintf("http://10.87.0.2:%d/", srv.port)
+	out, code = runIn(ctx, t, s, "wget", "timeout", "20", "wget", "-q", "-O", "-", url)
+	if code != 0 || !strings.Contains(out, "hello-late") || srv.last() != "10.87.0.1" {
+		t.Errorf("wget %s through the first, hotplugged interface: exit %d, output %q, server saw %q", url, code, out, srv.last())
+	}
+}

@@ -19,6 +19,7 @@ var lazyGroups = map[string][]string{
 	"virtiofs": {"fuse", "virtiofs"},
 	"vsock":    {"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"},
 	"blk":      {"virtio_blk"},
+	"net":      {"failover", "net_failover", "virtio_net"},
 }
 
 // fsGroups names the group a file system type needs.
@@ -31,6 +32,7 @@ var fsGroups = map[string]string{"ext4": "ext4", "ext3": "ext4", "ext2": "ext4",
 var deviceGroups = map[string][]string{
 	"vsock": {"0x1012", "0x1053"},
 	"blk":   {"0x1001", "0x1042"},
+	"net":   {"0x1000", "0x1041"},
 }
 
 var lazy struct {
@@ -92,7 +94,7 @@ func LoadModules(listFile, dir string) error {
 }
 
 // EnsureGroup loads a lazy group of modules ("ext4", "virtiofs", "vsock",
-// "blk") if it has not been yet.
+// "blk", "net") if it has not been yet.
 func EnsureGroup(g string) error {
 	lazy.Lock()
 	defer lazy.Unlock()

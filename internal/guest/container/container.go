@@ -132,6 +132,7 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 		c.initExecID = id
 	}
 	p := newProc(c, c.initExecID, true)
+	t0 := time.Now()
 	if err := p.start(lp, spec.Process.Terminal); err != nil {
 		if derr := lc.Destroy(); derr != nil {
 			log.Warn("destroy after failed start", "err", derr)
@@ -142,7 +143,7 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 	c.mounts = mounts
 	c.watchOOM()
 	m.register(c)
-	log.Info("container created", "pid", p.pid, "rootfs", spec.Root.Path)
+	log.Info("container created", "pid", p.pid, "rootfs", spec.Root.Path, "init_took", time.Since(t0))
 	return nil
 }
 
