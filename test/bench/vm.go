@@ -18,6 +18,7 @@ import (
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -211,6 +212,8 @@ func memory() ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
+	anon, _ := rollupKiB(s.Status().VMPid, "Pss_Anon:")
+	jit := jitCodeMiB(ctx, filepath.Join(s.Dir(), "vm", "qmp-attach.sock"))
 	m, err := s.Agent().GetMetrics(ctx, &pb.GetMetricsRequest{})
 	if err != nil {
 		return nil, err
@@ -218,12 +221,16 @@ func memory() ([]row, error) {
 	agentRSS := metric(m.Metrics, "vc_agent_process_resident_memory_bytes") / 1024
 	self, _ := pssKiB(os.Getpid())
 	return []row{
-		{figure: "host memory per idle sandbox: QEMU PSS", unit: "MiB", value: float64(pss) / 1024, floor: 120, floorName: "Kata: ~120 MiB PSS per pod", note: fmt.Sprintf("256 MiB guest, TCG; owner (this bench process) PSS %.1f MiB", float64(self)/1024)},
+		{figure: "host memory per idle sandbox: QEMU PSS", unit: "MiB", value: float64(pss) / 1024, floor: 120, floorName: "Kata: ~120 MiB PSS per pod", note: fmt.Sprintf("256 MiB guest, TCG; anonymous %.0f MiB (guest RAM touched + TCG's translated code, %s), files %.0f MiB (kernel, initrd, QEMU: shared by all sandboxes); owner (this bench process) PSS %.1f MiB",
+			float64(anon)/1024, jit, float64(pss-anon)/1024, float64(self)/1024)},
 		{figure: "agent RSS in the guest (sandbox + 1 idle container)", unit: "MiB", value: agentRSS / 1024, note: "target 20 MiB"},
 	}, nil
 }
 
-func pssKiB(pid int) (int, error) {
+func pssKiB(pid int) (int, error) { return rollupKiB(pid, "Pss:") }
+
+// rollupKiB reads one field of a process's smaps_rollup.
+func rollupKiB(pid int, field string) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		return 0, err
@@ -231,11 +238,35 @@ func pssKiB(pid int) (int, error) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && f[0] == "Pss:" {
+		if len(f) >= 2 && f[0] == field {
 			return strconv.Atoi(f[1])
 		}
 	}
-	return 0, fmt.Errorf("no Pss in smaps_rollup of %d", pid)
+	return 0, fmt.Errorf("no %s in smaps_rollup of %d", field, pid)
+}
+
+// jitCodeMiB asks QEMU (HMP "info jit" through its second QMP socket) how
+// much code TCG has translated: memory a KVM guest does not have.
+func jitCodeMiB(ctx context.Context, sock string) string {
+	q, err := qemu.DialQMP(ctx, sock, nil)
+	if err != nil {
+		return "jit size unknown: " + err.Error()
+	}
+	defer q.Close()
+	var out string
+	if err := q.Execute(ctx, "human-monitor-command", map[string]string{"command-line": "info jit"}, &out); err != nil {
+		return "jit size unknown: " + err.Error()
+	}
+	for _, l := range strings.Split(out, "\n") {
+		// gen code size       73713123/1073736704
+		if f := strings.Fields(l); len(f) == 4 && f[0] == "gen" && f[1] == "code" {
+			used, _, _ := strings.Cut(f[3], "/")
+			if n, err := strconv.Atoi(used); err == nil {
+				return fmt.Sprintf("%.0f MiB of it translated code", float64(n)/(1<<20))
+			}
+		}
+	}
+	return "jit size unknown"
 }
 
 func metric(text, name string) float64 {
