@@ -44,6 +44,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	debug = false                   # agent debug log in the console log
 //	network_model = "tcfilter"      # tcfilter (tap + tc mirred) or macvtap
 //	enable_annotations = []         # e.g. ["cpus", "memory_mib"]
+//	pod_sizing = true               # a pod's CPU and memory limits grow its VM
 //	stop_timeout = "10s"            # how long a VM gets to power off
 type Config struct {
 	StateRoot         string   `toml:"state_root"`
@@ -57,6 +58,11 @@ type Config struct {
 	Debug             bool     `toml:"debug"`
 	NetworkModel      string   `toml:"network_model"`
 	EnableAnnotations []string `toml:"enable_annotations"`
+	// PodSizing adds a CRI pod's CPU and memory limits (the sum of its
+	// containers', which containerd passes as io.kubernetes.cri.sandbox-*
+	// annotations) to cpus and memory_mib when its VM boots, capping
+	// vCPUs at the host's CPUs, so that the limits fit in the VM.
+	PodSizing bool `toml:"pod_sizing"`
 	StopTimeout       duration `toml:"stop_timeout"`
 }
 
@@ -82,6 +88,7 @@ func DefaultConfig() Config {
 		Accel:       "auto",
 		CPUs:        1,
 		MemoryMiB:   256,
+		PodSizing:   true,
 		StopTimeout: duration{10 * time.Second},
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -121,7 +122,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 			sb.Stop(cctx, cfg.StopTimeout.Duration)
 			sb.Delete(cctx)
 		})
-		log.Info("sandbox booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "took", time.Since(start).Round(time.Millisecond))
+		log.Info("sandbox booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "cpus", scfg.Hypervisor.CPUs, "memory_mib", scfg.Hypervisor.MemoryMiB, "took", time.Since(start).Round(time.Millisecond))
 	}
 
 	ccfg := vc.ContainerConfig{
@@ -311,6 +312,26 @@ func joinsPidNS(spec *specs.Spec) bool {
 	return false
 }
 
+// sizeForPod grows the VM by what the pod's containers may use: the
+// configured size is the guest's own (kernel, agent), the pod's limits come
+// on top, as the kubelet expects them to fit. vCPUs stay within the host's
+// CPUs: more would only time-share them.
+func sizeForPod(hc *vc.HypervisorConfig, annotations map[string]string) error {
+	cpus, mib, err := oci.PodResources(annotations)
+	if err != nil {
+		return err
+	}
+	base := max(hc.CPUs, 1)
+	hc.CPUs = max(base, min(base+cpus, uint32(runtime.NumCPU())))
+	if mib > 0 {
+		if hc.MemoryMiB == 0 {
+			hc.MemoryMiB = vc.DefaultMemoryMiB
+		}
+		hc.MemoryMiB += mib
+	}
+	return nil
+}
+
 // sandboxConfig is the VM the container boots: the shim's configuration,
 // with the overrides its annotations asked for (and the configuration
 // allowed).
@@ -334,6 +355,11 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		CPUs:         cfg.CPUs,
 		MemoryMiB:    cfg.MemoryMiB,
 		Debug:        cfg.Debug,
+	}
+	if cfg.PodSizing && c.typ == oci.PodSandbox {
+		if err := sizeForPod(&hc, c.spec.Annotations); err != nil {
+			return vc.SandboxConfig{}, err
+		}
 	}
 	if o.CPUs != nil {
 		hc.CPUs = *o.CPUs

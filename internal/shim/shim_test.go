@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,6 +24,7 @@ import (
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 func TestGroupID(t *testing.T) {
@@ -414,5 +416,37 @@ func TestCheckpointUnimplemented(t *testing.T) {
 	_, err := s.Checkpoint(context.Background(), &taskAPI.CheckpointTaskRequest{ID: "c1"})
 	if err == nil || !strings.Contains(err.Error(), "Checkpoint of c1") || status.Code(err) != codes.Unimplemented || !errdefs.IsNotImplemented(errgrpc.ToNative(err)) {
 		t.Fatalf("Checkpoint: %v", err)
+	}
+}
+
+func TestSizeForPod(t *testing.T) {
+	host := uint32(runtime.NumCPU())
+	ann := func(period, quota, mem string) map[string]string {
+		return map[string]string{oci.CRISandboxCPUPeriod: period, oci.CRISandboxCPUQuota: quota, oci.CRISandboxMemory: mem}
+	}
+	for _, c := range []struct {
+		name      string
+		base      vc.HypervisorConfig
+		ann       map[string]string
+		cpus, mib uint32
+	}{
+		{"no limits", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, nil, 1, 256},
+		{"one CPU, 128 MiB", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, ann("100000", "100000", "134217728"), min(2, max(1, host)), 384},
+		{"more CPUs than the host", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, ann("100000", "6400000", "0"), max(1, host), 256},
+		{"base above the host", vc.HypervisorConfig{CPUs: host + 2, MemoryMiB: 256}, ann("100000", "100000", ""), host + 2, 256},
+		{"defaults", vc.HypervisorConfig{}, ann("", "", "1048576"), 1, vc.DefaultMemoryMiB + 1},
+	} {
+		hc := c.base
+		if err := sizeForPod(&hc, c.ann); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if hc.CPUs != c.cpus || hc.MemoryMiB != c.mib {
+			t.Errorf("%s: %d CPUs, %d MiB; want %d, %d", c.name, hc.CPUs, hc.MemoryMiB, c.cpus, c.mib)
+		}
+	}
+	hc := vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}
+	if err := sizeForPod(&hc, ann("100000", "x", "")); err == nil || !strings.Contains(err.Error(), oci.CRISandboxCPUQuota) {
+		t.Errorf("bad quota: %v, want an error naming %s", err, oci.CRISandboxCPUQuota)
 	}
 }

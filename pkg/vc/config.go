@@ -24,6 +24,9 @@ import (
 // agent and a small container need about this much.
 const MinMemoryMiB = 128
 
+// DefaultMemoryMiB is a sandbox VM's memory unless configured.
+const DefaultMemoryMiB = 256
+
 // HypervisorConfig says how to start the VM.
 type HypervisorConfig struct {
 	// Path of the QEMU binary; empty finds qemu-system-x86_64 in PATH.
@@ -86,7 +89,7 @@ func (c *HypervisorConfig) validate() error {
 		c.CPUs = 1
 	}
 	if c.MemoryMiB == 0 {
-		c.MemoryMiB = 256
+		c.MemoryMiB = DefaultMemoryMiB
 	}
 	if c.MemoryMiB < MinMemoryMiB {
 		return fmt.Errorf("hypervisor.memory_mib %d: below the minimum of %d MiB: %w", c.MemoryMiB, MinMemoryMiB, errdefs.ErrInvalidArgument)
