@@ -62,8 +62,8 @@ type Config struct {
 	// containers', which containerd passes as io.kubernetes.cri.sandbox-*
 	// annotations) to cpus and memory_mib when its VM boots, capping
 	// vCPUs at the host's CPUs, so that the limits fit in the VM.
-	PodSizing bool `toml:"pod_sizing"`
-	StopTimeout       duration `toml:"stop_timeout"`
+	PodSizing   bool     `toml:"pod_sizing"`
+	StopTimeout duration `toml:"stop_timeout"`
 }
 
 // duration is a time.Duration written as "10s" in TOML.
