@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,12 +164,14 @@ func TestKillShims(t *testing.T) {
 	}
 	mine := start(addr)
 	other := start(addr + ".other")
-	// Wait for the shell to fork its sleep.
+	// Wait for the shell to fork its sleep, and for the sleep to exec:
+	// until then the child has the shell's command line.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		n := 0
-		for _, ppid := range parents() {
-			if ppid == mine.Process.Pid {
+		for pid, ppid := range parents() {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			if ppid == mine.Process.Pid && strings.TrimSpace(string(comm)) == "sleep" {
 				n++
 			}
 		}
