@@ -111,6 +111,11 @@ func TestRegistry(t *testing.T) {
 	if _, err := Lookup("nope"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("lookup of unknown backend: %v", err)
 	}
+	t.Cleanup(func() { // the registry is global: let -count=N run again
+		backendsMu.Lock()
+		delete(backends, "fake")
+		backendsMu.Unlock()
+	})
 	Register(Backend{
 		Name: "fake",
 		New:  func(cfg Config) (Hypervisor, error) { return &fakeHV{cfg: cfg}, nil },
