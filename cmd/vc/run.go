@@ -371,10 +371,18 @@ func startDetached(ctx context.Context, g *globals, o runOptions) error {
 		os.Remove(logPath)
 		return errors.New(strings.TrimPrefix(line, "error: "))
 	}
-	os.Remove(logPath)
+	// The owner keeps writing there: keep its log with the sandbox's
+	// state (removed with it), where it tells why an owner died.
+	if err := os.Rename(logPath, filepath.Join(g.stateRoot, o.ID, ownerLogName)); err != nil {
+		os.Remove(logPath)
+	}
 	fmt.Println(o.ID)
 	return nil
 }
+
+// ownerLogName is the detached owner's log in its sandbox's state
+// directory.
+const ownerLogName = "owner.log"
 
 func runOwnerCmd(ctx context.Context, g *globals, args []string) error {
 	var o runOptions

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/virtcontainers/vc/internal/testutil"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 var (
@@ -158,4 +159,26 @@ func noLeftovers(t *testing.T, id string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// newSandbox boots sandbox id through the library (netns: the network
+// namespace it joins, or none); the test's cleanup stops and deletes it
+// and checks that nothing is left.
+func newSandbox(ctx context.Context, t *testing.T, id, netns string) *vc.Sandbox {
+	t.Helper()
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
+		ID: id, StateRoot: stateRoot, NetNS: netns,
+		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Stop(context.Background(), 5*time.Second)
+		if err := s.Delete(context.Background()); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+		noLeftovers(t, id)
+	})
+	return s
 }

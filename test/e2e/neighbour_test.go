@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/virtcontainers/vc/pkg/network/nstest"
-	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // The permanent neighbours of the sandbox's namespace (ARP and NDP) are
@@ -29,20 +28,7 @@ func TestNeighboursReachGuest(t *testing.T) {
 	}
 
 	const id = "e2e-neigh"
-	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
-		ID: id, StateRoot: stateRoot, NetNS: a.Path,
-		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Stop(context.Background(), 5*time.Second)
-		if err := s.Delete(context.Background()); err != nil {
-			t.Errorf("delete: %v", err)
-		}
-		noLeftovers(t, id)
-	})
+	s := newSandbox(ctx, t, id, a.Path)
 	eps := s.Status().Endpoints
 	if len(eps) != 1 || len(eps[0].Neighbors) != 2 {
 		t.Errorf("endpoints %+v: want veth0 with 2 permanent neighbours", eps)

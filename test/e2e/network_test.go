@@ -330,19 +330,7 @@ func TestNetworkFirstNICByHotplug(t *testing.T) {
 	defer cancel()
 	a, b := nstest.New(t, "a"), nstest.New(t, "b")
 
-	const id = "e2e-net-late"
-	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
-		ID: id, StateRoot: stateRoot, NetNS: a.Path,
-		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		s.Stop(context.Background(), 5*time.Second)
-		s.Delete(context.Background())
-		noLeftovers(t, id)
-	}()
+	s := newSandbox(ctx, t, "e2e-net-late", a.Path)
 	if eps := s.Status().Endpoints; len(eps) != 0 {
 		t.Fatalf("endpoints %+v in a namespace without links", eps)
 	}

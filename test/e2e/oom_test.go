@@ -43,20 +43,7 @@ func TestOOMInVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	const id = "e2e-oom"
-	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
-		ID: id, StateRoot: stateRoot,
-		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Stop(context.Background(), 5*time.Second)
-		if err := s.Delete(context.Background()); err != nil {
-			t.Errorf("delete: %v", err)
-		}
-		noLeftovers(t, id)
-	})
+	s := newSandbox(ctx, t, id, "")
 
 	// Whoever the kernel OOM-kills in first, from now on.
 	type oomResult struct {
