@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -62,9 +63,9 @@ func main() {
 			}
 			floor := "-"
 			if r.floor > 0 {
-				floor = fmt.Sprintf("%.3g %s", r.floor, r.unit)
+				floor = num(r.floor) + " " + r.unit
 			}
-			fmt.Fprintf(w, "%s\t%.3g %s\t%s\t%s\t%s\t%s\n", r.figure, r.value, r.unit, floor, ratio, r.floorName, r.note)
+			fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\t%s\n", r.figure, num(r.value), r.unit, floor, ratio, r.floorName, r.note)
 		}
 		fmt.Fprintf(os.Stderr, "bench %s took %s\n", b.name, time.Since(start).Round(time.Millisecond))
 	}
@@ -72,4 +73,12 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// num prints a figure with three significant digits, without an exponent.
+func num(v float64) string {
+	if v >= 1000 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
