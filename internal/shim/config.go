@@ -44,7 +44,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	debug = false                   # agent debug log in the console log
 //	network_model = "tcfilter"      # tcfilter (tap + tc mirred) or macvtap
 //	enable_annotations = []         # e.g. ["cpus", "memory_mib"]
-//	pod_sizing = true               # a pod's CPU and memory limits grow its VM
+//	pod_sizing = true               # CPU and memory limits grow the VM
 //	stop_timeout = "10s"            # how long a VM gets to power off
 type Config struct {
 	StateRoot         string   `toml:"state_root"`
@@ -58,10 +58,11 @@ type Config struct {
 	Debug             bool     `toml:"debug"`
 	NetworkModel      string   `toml:"network_model"`
 	EnableAnnotations []string `toml:"enable_annotations"`
-	// PodSizing adds a CRI pod's CPU and memory limits (the sum of its
+	// PodSizing adds what the VM's workload may use to cpus and
+	// memory_mib when it boots: a CRI pod's limits (the sum of its
 	// containers', which containerd passes as io.kubernetes.cri.sandbox-*
-	// annotations) to cpus and memory_mib when its VM boots, capping
-	// vCPUs at the host's CPUs, so that the limits fit in the VM.
+	// annotations) or a single container's own. vCPUs stay within the
+	// host's CPUs.
 	PodSizing   bool     `toml:"pod_sizing"`
 	StopTimeout duration `toml:"stop_timeout"`
 }

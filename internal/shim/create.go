@@ -312,12 +312,21 @@ func joinsPidNS(spec *specs.Spec) bool {
 	return false
 }
 
-// sizeForPod grows the VM by what the pod's containers may use: the
-// configured size is the guest's own (kernel, agent), the pod's limits come
-// on top, as the kubelet expects them to fit. vCPUs stay within the host's
+// sizeVM grows the VM by what its workload may use: a CRI pod's limits
+// (the kubelet's sum, in the sandbox container's annotations), or a single
+// container's own (its spec's resources). The configured size is the
+// guest's own (kernel, agent); the limits come on top, as the kubelet and
+// `ctr run --memory-limit` expect them to fit. vCPUs stay within the host's
 // CPUs: more would only time-share them.
-func sizeForPod(hc *vc.HypervisorConfig, annotations map[string]string) error {
-	cpus, mib, err := oci.PodResources(annotations)
+func sizeVM(hc *vc.HypervisorConfig, typ oci.ContainerType, spec *specs.Spec) error {
+	var cpus, mib uint32
+	var err error
+	switch typ {
+	case oci.PodSandbox:
+		cpus, mib, err = oci.PodResources(spec.Annotations)
+	case oci.SingleContainer:
+		cpus, mib, err = oci.SpecResources(spec)
+	}
 	if err != nil {
 		return err
 	}
@@ -356,8 +365,8 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		MemoryMiB:    cfg.MemoryMiB,
 		Debug:        cfg.Debug,
 	}
-	if cfg.PodSizing && c.typ == oci.PodSandbox {
-		if err := sizeForPod(&hc, c.spec.Annotations); err != nil {
+	if cfg.PodSizing {
+		if err := sizeVM(&hc, c.typ, c.spec); err != nil {
 			return vc.SandboxConfig{}, err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -419,25 +420,30 @@ func TestCheckpointUnimplemented(t *testing.T) {
 	}
 }
 
-func TestSizeForPod(t *testing.T) {
+func TestSizeVM(t *testing.T) {
 	host := uint32(runtime.NumCPU())
-	ann := func(period, quota, mem string) map[string]string {
-		return map[string]string{oci.CRISandboxCPUPeriod: period, oci.CRISandboxCPUQuota: quota, oci.CRISandboxMemory: mem}
+	pod := func(period, quota, mem string) *specs.Spec {
+		return &specs.Spec{Annotations: map[string]string{oci.CRISandboxCPUPeriod: period, oci.CRISandboxCPUQuota: quota, oci.CRISandboxMemory: mem}}
 	}
+	limit := int64(64 << 20)
+	single := &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}}}
 	for _, c := range []struct {
 		name      string
 		base      vc.HypervisorConfig
-		ann       map[string]string
+		typ       oci.ContainerType
+		spec      *specs.Spec
 		cpus, mib uint32
 	}{
-		{"no limits", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, nil, 1, 256},
-		{"one CPU, 128 MiB", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, ann("100000", "100000", "134217728"), min(2, max(1, host)), 384},
-		{"more CPUs than the host", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, ann("100000", "6400000", "0"), max(1, host), 256},
-		{"base above the host", vc.HypervisorConfig{CPUs: host + 2, MemoryMiB: 256}, ann("100000", "100000", ""), host + 2, 256},
-		{"defaults", vc.HypervisorConfig{}, ann("", "", "1048576"), 1, vc.DefaultMemoryMiB + 1},
+		{"no limits", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodSandbox, &specs.Spec{}, 1, 256},
+		{"pod: one CPU, 128 MiB", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "100000", "134217728"), min(2, max(1, host)), 384},
+		{"pod: more CPUs than the host", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "6400000", "0"), max(1, host), 256},
+		{"pod: base above the host", vc.HypervisorConfig{CPUs: host + 2, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "100000", ""), host + 2, 256},
+		{"pod: defaults", vc.HypervisorConfig{}, oci.PodSandbox, pod("", "", "1048576"), 1, vc.DefaultMemoryMiB + 1},
+		{"single container's own limit", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.SingleContainer, single, 1, 320},
+		{"a pod container boots nothing", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodContainer, single, 1, 256},
 	} {
 		hc := c.base
-		if err := sizeForPod(&hc, c.ann); err != nil {
+		if err := sizeVM(&hc, c.typ, c.spec); err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
 		}
@@ -446,7 +452,7 @@ func TestSizeForPod(t *testing.T) {
 		}
 	}
 	hc := vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}
-	if err := sizeForPod(&hc, ann("100000", "x", "")); err == nil || !strings.Contains(err.Error(), oci.CRISandboxCPUQuota) {
+	if err := sizeVM(&hc, oci.PodSandbox, pod("100000", "x", "")); err == nil || !strings.Contains(err.Error(), oci.CRISandboxCPUQuota) {
 		t.Errorf("bad quota: %v, want an error naming %s", err, oci.CRISandboxCPUQuota)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestPodResources(t *testing.T) {
@@ -33,5 +34,31 @@ func TestPodResources(t *testing.T) {
 		if err != nil || cpus != c.cpus || mib != c.mib {
 			t.Errorf("%s: %d CPUs, %d MiB, %v; want %d, %d", c.name, cpus, mib, err, c.cpus, c.mib)
 		}
+	}
+}
+
+func TestSpecResources(t *testing.T) {
+	u := func(v uint64) *uint64 { return &v }
+	i := func(v int64) *int64 { return &v }
+	spec := func(r *specs.LinuxResources) *specs.Spec { return &specs.Spec{Linux: &specs.Linux{Resources: r}} }
+	for _, c := range []struct {
+		name      string
+		spec      *specs.Spec
+		cpus, mib uint32
+	}{
+		{"no spec", nil, 0, 0},
+		{"no resources", &specs.Spec{}, 0, 0},
+		{"half a CPU, 64 MiB", spec(&specs.LinuxResources{CPU: &specs.LinuxCPU{Period: u(100000), Quota: i(50000)}, Memory: &specs.LinuxMemory{Limit: i(64 << 20)}}), 1, 64},
+		{"unlimited", spec(&specs.LinuxResources{CPU: &specs.LinuxCPU{Period: u(100000), Quota: i(-1)}, Memory: &specs.LinuxMemory{Limit: i(-1)}}), 0, 0},
+		{"shares only", spec(&specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u(1024)}}), 0, 0},
+	} {
+		cpus, mib, err := SpecResources(c.spec)
+		if err != nil || cpus != c.cpus || mib != c.mib {
+			t.Errorf("%s: %d CPUs, %d MiB, %v; want %d, %d", c.name, cpus, mib, err, c.cpus, c.mib)
+		}
+	}
+	_, _, err := SpecResources(spec(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i(1 << 62)}}))
+	if err == nil || !strings.Contains(err.Error(), "linux.resources.memory.limit") {
+		t.Errorf("absurd memory limit: %v, want an error naming linux.resources.memory.limit", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -577,7 +578,8 @@ func TestVCBadSpec(t *testing.T) {
 }
 
 // TestVCAnnotations: allowlisted io.virtcontainers.* annotations size the
-// VM; without them the configuration's defaults hold.
+// VM, and so do the container's own limits; without them the
+// configuration's defaults hold.
 func TestVCAnnotations(t *testing.T) {
 	d := startVC(t, `enable_annotations = ["cpus", "memory_mib"]`+"\nmemory_mib = 200")
 	script := "nproc; sed -n 's/MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo"
@@ -599,6 +601,11 @@ func TestVCAnnotations(t *testing.T) {
 	cpus, mem = vm("--annotation", "io.virtcontainers.cpus=2", "--annotation", "io.virtcontainers.memory_mib=400")
 	if cpus != 2 || mem > 400 || mem <= 200 {
 		t.Errorf("annotated: %d cpus, %d MiB; want 2 and more than 200, at most 400", cpus, mem)
+	}
+	// The container's own limits grow the VM (pod_sizing), so they fit.
+	cpus, mem = vm("--cpus", "1", "--memory-limit", "134217728")
+	if cpus != min(2, runtime.NumCPU()) || mem <= 200 || mem > 328 {
+		t.Errorf("--cpus 1 --memory-limit 128 MiB: %d cpus, %d MiB; want %d and more than 200, at most 328", cpus, mem, min(2, runtime.NumCPU()))
 	}
 }
 
