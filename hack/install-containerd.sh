@@ -7,6 +7,10 @@
 #                                               fails CRI pod sandboxes)
 #   CNI plugins                                 Debian's containernetworking-plugins
 #                                               (/usr/lib/cni)
+#   containerd 1.6                              Debian 12's package, unpacked (not
+#                                               installed) into CONTAINERD16_DIR,
+#                                               default /usr/local/lib/vc-test/containerd16,
+#                                               for the shim's task API v2 test
 #
 # into a directory the project controls (VC_TEST_BIN, default
 # /usr/local/lib/vc-test/bin), never onto the system PATH. Idempotent: a
@@ -18,6 +22,7 @@ set -euo pipefail
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.3.1}
 RUNC_VERSION=${RUNC_VERSION:-v1.4.3}
 BIN_DIR=${VC_TEST_BIN:-/usr/local/lib/vc-test/bin}
+CONTAINERD16_DIR=${CONTAINERD16_DIR:-$(dirname "$BIN_DIR")/containerd16}
 GO=${GO:-go}
 
 log() { echo "install-containerd: $*"; }
@@ -110,3 +115,22 @@ if [ ! -x /usr/lib/cni/bridge ] || [ ! -x /usr/lib/cni/host-local ] || [ ! -x /u
 		containernetworking-plugins iptables >/dev/null
 fi
 log "CNI plugins: $(ls /usr/lib/cni | tr '\n' ' ')"
+
+# --- Debian's containerd 1.6 --------------------------------------------------
+if ! "$CONTAINERD16_DIR/usr/bin/containerd" --version 2>/dev/null | grep -q " 1\.6\."; then
+	log "unpacking Debian's containerd 1.6 into $CONTAINERD16_DIR (not installed)"
+	dl="$scratch/deb16"
+	mkdir -p "$dl"
+	# apt's sandbox user cannot write into the scratch directory.
+	chmod 0777 "$dl"
+	(cd "$dl" && { apt-get download -qq containerd 2>/dev/null ||
+		{ apt-get update -qq && apt-get download -qq containerd; }; }) ||
+		die "apt-get download containerd failed"
+	rm -rf "$scratch/ctrd16"
+	dpkg -x "$dl"/containerd_1.6*.deb "$scratch/ctrd16" || die "no containerd 1.6 package (got: $(ls "$dl"))"
+	"$scratch/ctrd16/usr/bin/containerd" --version | grep -q " 1\.6\." ||
+		die "the unpacked containerd is not 1.6: $("$scratch/ctrd16/usr/bin/containerd" --version)"
+	rm -rf "$CONTAINERD16_DIR"
+	mv "$scratch/ctrd16" "$CONTAINERD16_DIR"
+fi
+log "containerd 1.6: $("$CONTAINERD16_DIR/usr/bin/containerd" --version)"
