@@ -51,9 +51,6 @@ func TestBootAgent(t *testing.T) {
 
 	t.Run("GuestDetails", func(t *testing.T) {
 		d, err := c.svc.GetGuestDetails(ctx, &pb.GuestDetailsRequest{MemBlockSize: true})
-		if status.Code(err) == codes.Unimplemented {
-			t.Skipf("GetGuestDetails is not implemented by the agent yet: %v", err)
-		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,9 +118,6 @@ func TestBootAgent(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		select {
 		case err := <-done:
-			if status.Code(err) == codes.Unimplemented {
-				t.Skipf("GetOOMEvent is not implemented by the agent yet: %v", err)
-			}
 			t.Fatalf("GetOOMEvent returned without an OOM: %v", err)
 		default:
 		}
@@ -152,17 +146,11 @@ func TestBootAgent(t *testing.T) {
 				Options: []string{"trans=virtio", "version=9p2000.L"},
 			}},
 		})
-		if status.Code(err) == codes.Unimplemented {
-			t.Skipf("CreateSandbox is not implemented by the agent yet, the 9p share is not verified: %v", err)
-		}
 		if err != nil {
 			t.Fatalf("CreateSandbox with a 9p storage: %v", err)
 		}
 		mounted = true
 		st, err := c.svc.GetVolumeStats(ctx, &pb.VolumeStatsRequest{VolumeGuestPath: mp})
-		if status.Code(err) == codes.Unimplemented {
-			t.Skipf("9p storage mounted, but GetVolumeStats is not implemented yet to look at it: %v", err)
-		}
 		if err != nil {
 			t.Fatalf("GetVolumeStats %s: %v", mp, err)
 		}
@@ -192,9 +180,6 @@ func TestBootAgent(t *testing.T) {
 			t.Skip("the 9p share is not mounted (see the 9p subtest): no root filesystem for a container")
 		}
 		_, err := c.svc.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: "c1", ExecId: "c1", OCI: busyboxSpec(mp, "/bin/sh", "-c", "cat /hello; grep -c ' / / ' /proc/self/mountinfo")})
-		if status.Code(err) == codes.Unimplemented {
-			t.Skipf("CreateContainer is not implemented by the agent yet: %v", err)
-		}
 		if err != nil {
 			t.Fatalf("CreateContainer: %v", err)
 		}

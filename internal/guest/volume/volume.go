@@ -85,9 +85,11 @@ func Stats(p string) (*pb.VolumeStatsResponse, error) {
 type Runner func(*exec.Cmd) error
 
 // Resize grows the filesystem mounted at p to fill its device: ext2/3/4
-// with resize2fs, xfs with xfs_growfs. size, when not 0, is the size the
-// host gave the device; a device still smaller is an error. It fails with
-// ErrFailedPrecondition naming the tool when the guest lacks it.
+// through the kernel's online resize (EXT4_IOC_RESIZE_FS, so the guest
+// needs no e2fsprogs; resize2fs where the kernel lacks it), xfs with
+// xfs_growfs. size, when not 0, is the size the host gave the device; a
+// device still smaller is an error. It fails with ErrFailedPrecondition
+// naming the tool when a tool is needed and the guest lacks it.
 func Resize(p string, size uint64, run Runner) error {
 	if err := CheckPath(p); err != nil {
 		return err
@@ -119,6 +121,12 @@ func Resize(p string, size uint64, run Runner) error {
 			return fmt.Errorf("size: device %s has %d bytes, less than the %d asked: %w", m.Source, devSize, size, errdefs.ErrFailedPrecondition)
 		}
 	}
+	if tool == "resize2fs" {
+		err := growExt4(p, m.Source, size)
+		if !errors.Is(err, errNoIoctl) {
+			return err
+		}
+	}
 	bin, err := lookPath(tool)
 	if err != nil {
 		return fmt.Errorf("%s: not found in the guest, cannot resize %s: %w", tool, p, errdefs.ErrFailedPrecondition)
@@ -144,4 +152,41 @@ func blockSize(dev string) (uint64, error) {
 		return 0, fmt.Errorf("size of %s: %w", dev, errno)
 	}
 	return size, nil
+}
+
+// ext4IOCResizeFS is EXT4_IOC_RESIZE_FS, _IOW('f', 16, __u64): grow the
+// mounted filesystem to the given number of blocks.
+const ext4IOCResizeFS = 0x40086610
+
+var errNoIoctl = errors.New("no online resize ioctl")
+
+// growExt4 grows the ext2/3/4 filesystem mounted at p to size bytes (0:
+// all of dev) through the kernel, as resize2fs does for a mounted
+// filesystem. errNoIoctl: not an ext filesystem the kernel resizes.
+func growExt4(p, dev string, size uint64) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	defer f.Close()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("%s: statfs %s: %w", field, p, err)
+	}
+	if st.Type != unix.EXT4_SUPER_MAGIC || st.Bsize <= 0 {
+		return errNoIoctl
+	}
+	if size == 0 {
+		if size, err = blockSize(dev); err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
+	}
+	blocks := size / uint64(st.Bsize)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), ext4IOCResizeFS, uintptr(unsafe.Pointer(&blocks))); errno != 0 {
+		if errno == unix.ENOTTY || errno == unix.EOPNOTSUPP {
+			return errNoIoctl
+		}
+		return fmt.Errorf("grow the filesystem at %s to %d blocks of %d bytes: %w", p, blocks, st.Bsize, errno)
+	}
+	return nil
 }

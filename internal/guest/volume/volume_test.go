@@ -96,9 +96,9 @@ func TestStats(t *testing.T) {
 func TestResizeRefusals(t *testing.T) {
 	dir := t.TempDir()
 	mi := filepath.Join(dir, "mountinfo")
-	os.WriteFile(mi, []byte(fmt.Sprintf("1 0 0:1 / %s/tmp rw - tmpfs tmpfs rw\n2 0 0:1 / %s/ext rw - ext4 /dev/vdz rw\n", dir, dir)), 0o644)
+	os.WriteFile(mi, []byte(fmt.Sprintf("1 0 0:1 / %s/tmp rw - tmpfs tmpfs rw\n2 0 0:1 / %s/xfs rw - xfs /dev/vdz rw\n", dir, dir)), 0o644)
 	os.Mkdir(dir+"/tmp", 0o755)
-	os.Mkdir(dir+"/ext", 0o755)
+	os.Mkdir(dir+"/xfs", 0o755)
 	oldM, oldL := mountinfoPath, lookPath
 	mountinfoPath = mi
 	lookPath = func(string) (string, error) { return "", exec.ErrNotFound }
@@ -113,14 +113,14 @@ func TestResizeRefusals(t *testing.T) {
 	if !strings.Contains(err.Error(), "tmpfs") {
 		t.Fatalf("err %v does not name the filesystem", err)
 	}
-	wantErr(t, Resize(dir+"/ext", 0, never), errdefs.ErrFailedPrecondition, "resize2fs")
+	wantErr(t, Resize(dir+"/xfs", 0, never), errdefs.ErrFailedPrecondition, "xfs_growfs")
 }
 
 func TestResizeExt4(t *testing.T) {
 	if !privateNS {
 		t.Skip("needs root: mounts a loop device in a private mount namespace")
 	}
-	for _, tool := range []string{"mkfs.ext4", "losetup", "resize2fs"} {
+	for _, tool := range []string{"mkfs.ext4", "losetup"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s", tool)
 		}
@@ -152,9 +152,10 @@ func TestResizeExt4(t *testing.T) {
 	run := func(c *exec.Cmd) error { return c.Run() }
 	wantErr(t, Resize(mp, 64<<20, run), errdefs.ErrFailedPrecondition, "size")
 	if err := Resize(mp, 32<<20, run); err != nil {
-		if strings.Contains(err.Error(), "Permission denied to resize filesystem") {
+		if errors.Is(err, unix.EPERM) {
 			// Seen on the development VMs' kernel: EXT4_IOC_RESIZE_FS
 			// fails with EPERM even for root; resize2fs by hand does too.
+			// test/vm grows a volume in a real guest.
 			t.Skipf("this kernel refuses online ext4 resizing (resize2fs by hand fails the same way): %v", err)
 		}
 		t.Fatal(err)

@@ -1,0 +1,109 @@
+package vm_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/testutil"
+	"github.com/virtcontainers/vc/pkg/guestimage"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+)
+
+// TestBootVolumeResize: an ext4 disk mounted in the guest as a blk
+// storage; the host grows the image and the device (QMP block_resize), and
+// ResizeVolume grows the filesystem online, with nothing but the agent in
+// the guest (no e2fsprogs).
+func TestBootVolumeResize(t *testing.T) {
+	requireVMTools(t)
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Fatalf("needs mkfs.ext4 (e2fsprogs) to make the disk: %v", err)
+	}
+	opts := imageOptions(t)
+	opts.Agent = testutil.AgentBinary(t)
+	img, err := guestimage.Build(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(t.TempDir(), "vol.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", disk, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v %s", err, out)
+	}
+	qmpSock := filepath.Join(t.TempDir(), "qmp.sock")
+	v := startVM(t, img,
+		"-drive", "file="+disk+",if=none,id=d0,format=raw",
+		"-device", "virtio-blk-pci,drive=d0",
+		"-qmp", "unix:"+qmpSock+",server=on,wait=off")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := v.dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	const mp = "/run/vc-agent/sandbox/vol"
+	if _, err := c.svc.CreateSandbox(ctx, &pb.CreateSandboxRequest{
+		SandboxId: "voltest",
+		Storages:  []*pb.Storage{{Driver: "blk", Source: "/dev/vda", Fstype: "ext4", MountPoint: mp}},
+	}); err != nil {
+		t.Fatalf("CreateSandbox with the ext4 disk as a blk storage: %v", err)
+	}
+	total := func() uint64 {
+		t.Helper()
+		st, err := c.svc.GetVolumeStats(ctx, &pb.VolumeStatsRequest{VolumeGuestPath: mp})
+		if err != nil {
+			t.Fatalf("GetVolumeStats: %v", err)
+		}
+		for _, u := range st.Usage {
+			if u.Unit == pb.VolumeUsage_BYTES {
+				return u.Total
+			}
+		}
+		t.Fatalf("GetVolumeStats gave no byte usage: %v", st)
+		return 0
+	}
+	before := total()
+
+	// Not grown yet: asking for more than the device has is refused.
+	const size = 64 << 20
+	if _, err := c.svc.ResizeVolume(ctx, &pb.ResizeVolumeRequest{VolumeGuestPath: mp, Size: size}); !errdefs.IsFailedPrecondition(errgrpc.ToNative(err)) {
+		t.Errorf("ResizeVolume to %d before the device grew: %v, want failed precondition", size, err)
+	}
+
+	if err := os.Truncate(disk, size); err != nil {
+		t.Fatal(err)
+	}
+	q, err := qemu.DialQMP(ctx, qmpSock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := q.Execute(ctx, "block_resize", map[string]any{"device": "d0", "size": size}, nil); err != nil {
+		t.Fatalf("QMP block_resize: %v", err)
+	}
+	// The guest learns the new capacity from a config interrupt.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.svc.ResizeVolume(ctx, &pb.ResizeVolumeRequest{VolumeGuestPath: mp, Size: size})
+		if err == nil {
+			break
+		}
+		if !errdefs.IsFailedPrecondition(errgrpc.ToNative(err)) || time.Now().After(deadline) {
+			t.Fatalf("ResizeVolume to %d: %v", size, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	after := total()
+	t.Logf("filesystem: %d bytes, %d after the resize", before, after)
+	if after < before*3 {
+		t.Errorf("filesystem total %d bytes before, %d after growing the device from 16 to 64 MiB", before, after)
+	}
+}
