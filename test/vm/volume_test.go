@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,11 +19,12 @@ import (
 	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
 )
 
-// TestBootVolumeResize: an ext4 disk mounted in the guest as a blk
+// TestBootBlockDevices: an ext4 disk mounted in the guest as a blk
 // storage; the host grows the image and the device (QMP block_resize), and
 // ResizeVolume grows the filesystem online, with nothing but the agent in
-// the guest (no e2fsprogs).
-func TestBootVolumeResize(t *testing.T) {
+// the guest (no e2fsprogs). A second, blank disk becomes swap (AddSwap by
+// PCI path), which the guest's metrics then count.
+func TestBootBlockDevices(t *testing.T) {
 	requireVMTools(t)
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
 		t.Fatalf("needs mkfs.ext4 (e2fsprogs) to make the disk: %v", err)
@@ -36,10 +39,16 @@ func TestBootVolumeResize(t *testing.T) {
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", disk, "16M").CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v %s", err, out)
 	}
+	swapDisk := filepath.Join(t.TempDir(), "swap.img")
+	if err := os.WriteFile(swapDisk, make([]byte, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	qmpSock := filepath.Join(t.TempDir(), "qmp.sock")
 	v := startVM(t, img,
 		"-drive", "file="+disk+",if=none,id=d0,format=raw",
 		"-device", "virtio-blk-pci,drive=d0",
+		"-drive", "file="+swapDisk+",if=none,id=s0,format=raw",
+		"-device", "virtio-blk-pci,drive=s0,addr=0x6",
 		"-qmp", "unix:"+qmpSock+",server=on,wait=off")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -105,5 +114,26 @@ func TestBootVolumeResize(t *testing.T) {
 	t.Logf("filesystem: %d bytes, %d after the resize", before, after)
 	if after < before*3 {
 		t.Errorf("filesystem total %d bytes before, %d after growing the device from 16 to 64 MiB", before, after)
+	}
+
+	// The blank disk in slot 6 of the root bus becomes swap.
+	if _, err := c.svc.AddSwap(ctx, &pb.AddSwapRequest{PCIPath: []uint32{6}}); err != nil {
+		t.Fatalf("AddSwap 06: %v", err)
+	}
+	m, err := c.svc.GetMetrics(ctx, &pb.GetMetricsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var swapTotal float64
+	for _, l := range strings.Split(m.Metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, "vc_guest_swap_total_bytes "); ok {
+			swapTotal, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if swapTotal < 15<<20 || swapTotal > 16<<20 {
+		t.Errorf("guest swap after AddSwap of a 16 MiB disk: %v bytes, want about 16 MiB", swapTotal)
+	}
+	if _, err := c.svc.AddSwap(ctx, &pb.AddSwapRequest{PCIPath: []uint32{0x1e}}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Errorf("AddSwap of an empty slot: %v, want not found", err)
 	}
 }
