@@ -137,9 +137,9 @@ func ParseConfig(b []byte) (Config, error) {
 }
 
 func (c *Config) validate() error {
-	for name, p := range map[string]string{"state_root": c.StateRoot, "data_root": c.DataRoot} {
-		if !filepath.IsAbs(p) {
-			return fmt.Errorf("%s %q: not an absolute path: %w", name, p, errdefs.ErrInvalidArgument)
+	for _, f := range []struct{ name, path string }{{"state_root", c.StateRoot}, {"data_root", c.DataRoot}} {
+		if !filepath.IsAbs(f.path) {
+			return fmt.Errorf("%s %q: not an absolute path: %w", f.name, f.path, errdefs.ErrInvalidArgument)
 		}
 	}
 	if (c.Kernel == "") != (c.Initrd == "") {

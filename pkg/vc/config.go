@@ -10,6 +10,7 @@
 package vc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -102,12 +103,13 @@ func (c *HypervisorConfig) validate() error {
 	default:
 		return fmt.Errorf("hypervisor.accel %q: want auto, kvm or tcg: %w", c.Accel, errdefs.ErrInvalidArgument)
 	}
-	for field, p := range map[string]string{"hypervisor.kernel": c.Kernel, "hypervisor.initrd": c.Initrd} {
-		if p == "" {
-			return fmt.Errorf("%s: not set: %w", field, errdefs.ErrInvalidArgument)
+	// In order: the first bad one is the one named, every time.
+	for _, f := range []struct{ field, path string }{{"hypervisor.kernel", c.Kernel}, {"hypervisor.initrd", c.Initrd}} {
+		if f.path == "" {
+			return fmt.Errorf("%s: not set: %w", f.field, errdefs.ErrInvalidArgument)
 		}
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("%s %q: %w", field, p, errdefs.ErrInvalidArgument)
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s %q: %v: %w", f.field, f.path, errors.Unwrap(err), errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil
