@@ -38,7 +38,7 @@ func TestStream(t *testing.T) {
 	}
 	s := newStream()
 	go s.fill(r)
-	data := strings.Repeat("z", streamLimit+3*copyBuf)
+	data := strings.Repeat("z", streamLimit+3*maxCopyBuf)
 	go func() {
 		w.WriteString(data)
 		w.Close()
@@ -50,7 +50,7 @@ func TestStream(t *testing.T) {
 		n := len(s.buf)
 		s.mu.Unlock()
 		if n >= streamLimit {
-			if n > streamLimit+copyBuf {
+			if n > streamLimit+maxCopyBuf {
 				t.Fatalf("buffered %d bytes, limit %d", n, streamLimit)
 			}
 			break

@@ -1,0 +1,83 @@
+// Command serialwriter is the /init of the stdout benchmark's floor image:
+// it loads the image's kernel modules, finds the virtio-serial port named
+// agent.channel.0 and writes vc_mib MiB of zeros to it (1 MiB writes),
+// then powers off. The host reads them raw from the port's socket: the
+// channel's own throughput, without ttRPC or the agent. Build it static
+// (CGO_ENABLED=0); guestimage.Build takes it as the agent.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "serialwriter:", err)
+	}
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+func run() error {
+	for _, m := range []struct{ src, dst, typ string }{{"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"}} {
+		os.MkdirAll(m.dst, 0o755)
+		if err := unix.Mount(m.src, m.dst, m.typ, 0, ""); err != nil && err != unix.EBUSY {
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	list, err := os.ReadFile("/etc/vc-agent/modules")
+	if err != nil {
+		return err
+	}
+	for _, name := range strings.Fields(string(list)) {
+		f, err := os.Open(filepath.Join("/lib/modules", name))
+		if err != nil {
+			return err
+		}
+		err = unix.FinitModule(int(f.Fd()), "", 0)
+		f.Close()
+		if err != nil && err != unix.EEXIST {
+			return fmt.Errorf("load %s: %w", name, err)
+		}
+	}
+	mib, err := strconv.Atoi(os.Getenv("vc_mib"))
+	if err != nil || mib <= 0 {
+		return fmt.Errorf("vc_mib=%q: want a positive whole number", os.Getenv("vc_mib"))
+	}
+	var dev string
+	for deadline := time.Now().Add(10 * time.Second); dev == ""; {
+		ents, _ := os.ReadDir("/sys/class/virtio-ports")
+		for _, e := range ents {
+			if b, _ := os.ReadFile(filepath.Join("/sys/class/virtio-ports", e.Name(), "name")); strings.TrimSpace(string(b)) == "agent.channel.0" {
+				dev = filepath.Join("/dev", e.Name())
+			}
+		}
+		if dev == "" {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("no virtio-serial port named agent.channel.0")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for range mib {
+		if _, err := f.Write(buf); err != nil {
+			return fmt.Errorf("write %s: %w", dev, err)
+		}
+	}
+	// Let the host take the last bytes before the port goes away.
+	time.Sleep(500 * time.Millisecond)
+	return nil
+}
