@@ -37,9 +37,9 @@ const (
 	// copyBuf is the size of the first read from a pipe or terminal; a
 	// read that fills it doubles it, up to maxCopyBuf. Quiet processes keep
 	// a small buffer; a fast writer gets large reads, and each ReadStdout
-	// then carries more (64 MiB of stdout under TCG: 14 MiB/s with 32 KiB
-	// reads and a 64 KiB pipe, 23 MiB/s with 128 KiB reads and a 1 MiB
-	// pipe).
+	// then carries more (64 MiB of stdout under TCG, make bench: 10-14
+	// MiB/s with 32 KiB reads and a 64 KiB pipe, 27-28 MiB/s with reads
+	// growing to 256 KiB and a 1 MiB pipe).
 	copyBuf    = 16 << 10
 	maxCopyBuf = 256 << 10
 	// pipeSize is the capacity asked for a process's output pipes (best
