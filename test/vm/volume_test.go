@@ -110,6 +110,10 @@ func TestBootBlockDevices(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// It only grows.
+	if _, err := c.svc.ResizeVolume(ctx, &pb.ResizeVolumeRequest{VolumeGuestPath: mp, Size: 8 << 20}); !errdefs.IsFailedPrecondition(errgrpc.ToNative(err)) || !strings.Contains(err.Error(), "only grow") {
+		t.Errorf("ResizeVolume to 8 MiB: %v, want failed precondition: it can only grow", err)
+	}
 	after := total()
 	t.Logf("filesystem: %d bytes, %d after the resize", before, after)
 	if after < before*3 {

@@ -186,6 +186,9 @@ func growExt4(p, dev string, size uint64) error {
 		if errno == unix.ENOTTY || errno == unix.EOPNOTSUPP {
 			return errNoIoctl
 		}
+		if errno == unix.EINVAL && blocks < st.Blocks {
+			return fmt.Errorf("size: %d bytes is less than the filesystem at %s has; it can only grow: %w", size, p, errdefs.ErrFailedPrecondition)
+		}
 		return fmt.Errorf("grow the filesystem at %s to %d blocks of %d bytes: %w", p, blocks, st.Bsize, errno)
 	}
 	return nil

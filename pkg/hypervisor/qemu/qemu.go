@@ -403,7 +403,12 @@ func (v *VM) prepare() (*launchPlan, []*os.File, error) {
 		plan.slots = append(plan.slots, "")
 	}
 	v.removeSockets()
+	// QEMU creates the console log with its umask (0644 here); made
+	// first, it keeps 0600: the guest's console is nobody else's.
 	os.Remove(v.paths.Console)
+	if f, err := os.OpenFile(v.paths.Console, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+		f.Close()
+	}
 	return plan, files, nil
 }
 
