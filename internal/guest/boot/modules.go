@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -82,8 +83,9 @@ func LoadModules(listFile, dir string) error {
 		}
 		loaded++
 	}
+	present := virtioDevices()
 	for g, ids := range deviceGroups {
-		if virtioDevicePresent(ids) {
+		if slices.ContainsFunc(ids, func(id string) bool { return present[id] }) {
 			if err := ensureLocked(g); err != nil {
 				return err
 			}
@@ -124,9 +126,10 @@ func ensureLocked(g string) error {
 	return nil
 }
 
-// virtioDevicePresent tells whether a virtio PCI device with one of ids is
-// on the PCI bus.
-func virtioDevicePresent(ids []string) bool {
+// virtioDevices returns the device ids of the virtio PCI devices on the
+// PCI bus, read in one pass (each sysfs read costs under emulation).
+func virtioDevices() map[string]bool {
+	ids := map[string]bool{}
 	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
 	for _, d := range devs {
 		v, _ := os.ReadFile(filepath.Join(d, "vendor"))
@@ -134,11 +137,7 @@ func virtioDevicePresent(ids []string) bool {
 			continue
 		}
 		id, _ := os.ReadFile(filepath.Join(d, "device"))
-		for _, want := range ids {
-			if strings.TrimSpace(string(id)) == want {
-				return true
-			}
-		}
+		ids[strings.TrimSpace(string(id))] = true
 	}
-	return false
+	return ids
 }
