@@ -101,7 +101,12 @@ func run() error {
 		ContainerRoot: *ctrRoot,
 		SandboxRoot:   *sbRoot,
 		CopyFileRoot:  *copyRoot,
+		// Called before DestroySandbox answers: once it has, the host may
+		// end the VM at once, so the guest's filesystems are synced first.
 		Shutdown: func() {
+			if initDaemon {
+				unix.Sync()
+			}
 			select {
 			case shutdown <- struct{}{}:
 			default:

@@ -458,6 +458,7 @@ func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
 	if s.status.State == StateStopped {
 		return nil
 	}
+	destroyed := false
 	if s.agent != nil {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := s.agent.DestroySandbox(dctx, &pb.DestroySandboxRequest{})
@@ -465,14 +466,21 @@ func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
 		if err != nil {
 			s.log.Warn("agent DestroySandbox failed; killing the VM", "err", err)
 		}
+		destroyed = err == nil
 	}
-	deadline := time.Now().Add(timeout)
-	for s.vmAlive() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if s.vmAlive() {
-		s.log.Warn("vm did not power off in time; killing it", "timeout", timeout)
-		killPid(s.status.VMPid)
+	// The agent answers DestroySandbox once its containers are gone, its
+	// mounts undone and the guest's filesystems synced: there is nothing
+	// left to lose, and QEMU is told to quit rather than waited for while
+	// the guest kernel powers off. Otherwise the guest gets its timeout.
+	if !destroyed {
+		deadline := time.Now().Add(timeout)
+		for s.vmAlive() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if s.vmAlive() {
+			s.log.Warn("vm did not power off in time; killing it", "timeout", timeout)
+			killPid(s.status.VMPid)
+		}
 	}
 	if s.owner {
 		killVM(s.vm)
@@ -480,6 +488,9 @@ func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
 	} else if vm, err := attachVM(ctx, s.Dir()); err == nil {
 		// Let the backend remove its sockets and files.
 		killVM(vm)
+	}
+	if s.vmAlive() {
+		killPid(s.status.VMPid)
 	}
 	if s.client != nil {
 		s.client.Close()
