@@ -16,7 +16,6 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
-	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/oci"
@@ -204,11 +203,8 @@ func rawSerial(ctx context.Context, e *vmEnv) (float64, error) {
 	}
 	defer os.RemoveAll(dir)
 	writer := filepath.Join(dir, "serialwriter")
-	build := exec.Command("go", "build", "-o", writer, "./test/bench/serialwriter")
-	build.Dir = testutil.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build: %v\n%s", err, out)
+	if err := buildStatic("./test/bench/serialwriter", writer); err != nil {
+		return 0, err
 	}
 	img, err := guestimage.Build(ctx, guestimage.Options{Root: filepath.Join(dir, "images"), KernelPackage: e.img.KernelPackage, Agent: writer})
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
-	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
 	"github.com/virtcontainers/vc/pkg/network/nstest"
 	"github.com/virtcontainers/vc/pkg/oci"
@@ -81,11 +80,8 @@ func netThroughput() ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	build := exec.Command("go", "build", "-o", filepath.Join(root, "sender"), "./test/bench/sender")
-	build.Dir = testutil.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build the sender: %v\n%s", err, out)
+	if err := buildStatic("./test/bench/sender", filepath.Join(root, "sender")); err != nil {
+		return nil, err
 	}
 	send := []string{"/sender", fmt.Sprintf("10.82.0.2:%d", port), fmt.Sprint(netMiB)}
 

@@ -111,11 +111,8 @@ func floorImage(e *vmEnv) (*guestimage.Image, error) {
 	}
 	defer os.RemoveAll(dir)
 	init := filepath.Join(dir, "init")
-	cmd := exec.Command("go", "build", "-o", init, "./cmd/vc-floor-init")
-	cmd.Dir = testutil.RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build floor init: %v\n%s", err, out)
+	if err := buildStatic("./cmd/vc-floor-init", init); err != nil {
+		return nil, err
 	}
 	return guestimage.BuildFloor(context.Background(), guestimage.Options{Root: filepath.Join(e.dataRoot, "images"), KernelPackage: e.img.KernelPackage}, init)
 }
