@@ -36,7 +36,8 @@ var (
 )
 
 // AgentBinary builds the static vc-agent once per test binary and returns
-// its path. VC_AGENT_BIN points at a prebuilt one instead.
+// its path (bin/test/vc-agent, see Build). VC_AGENT_BIN points at a
+// prebuilt one instead (make test sets it).
 func AgentBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -44,24 +45,40 @@ func AgentBinary(t testing.TB) string {
 			agentBin = p
 			return
 		}
-		dir, err := os.MkdirTemp("", "vc-agent-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		agentBin = filepath.Join(dir, "vc-agent")
-		cmd := exec.Command("go", "build", "-tags", "seccomp netgo osusergo",
-			"-ldflags", `-extldflags "-static"`, "-o", agentBin, "./cmd/vc-agent")
-		cmd.Dir = RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = &buildError{err: err, out: string(out)}
-		}
+		agentBin, buildErr = Build("vc-agent", "./cmd/vc-agent", []string{"CGO_ENABLED=1"},
+			"-tags", "seccomp netgo osusergo", "-ldflags", `-extldflags "-static"`)
 	})
 	if buildErr != nil {
 		t.Fatalf("build vc-agent: %v", buildErr)
 	}
 	return agentBin
+}
+
+// Build builds the repository's package pkg (go build with args, env added
+// to the environment) into bin/test/name and returns its path. Every test
+// binary that builds it replaces that one file atomically, and a path being
+// run keeps its file: nothing is left in temporary directories that no test
+// would remove.
+func Build(name, pkg string, env []string, args ...string) (string, error) {
+	dir := filepath.Join(RepoRoot(), "bin", "test")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(dir, "."+name+"-")
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	cmd := exec.Command("go", append(append([]string{"build"}, args...), "-o", tmp, pkg)...)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", &buildError{err: err, out: string(out)}
+	}
+	out := filepath.Join(dir, name)
+	return out, os.Rename(tmp, out)
 }
 
 type buildError struct {

@@ -57,29 +57,23 @@ func dataRoot() string {
 	return "/var/lib/vc-test"
 }
 
-// setupVC builds containerd-shim-vc-v2 into a directory of its own (not
-// bin/: other tests may run the one there) and the guest image for the
-// agent under test.
+// setupVC builds containerd-shim-vc-v2 into bin/test (not bin/: other
+// tests may run the one there) and the guest image for the agent under
+// test.
 func setupVC(t *testing.T) vcSetup {
 	t.Helper()
 	agent := testutil.AgentBinary(t)
 	vcOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vc-shim-bin-")
-		if err != nil {
-			vcErr = err
-			return
-		}
 		// Built as a release should be: no cgo (no libc mapped) and
 		// without grpc's x/net/trace (html/template, net/http's debug
 		// pages), which the task API's gRPC stubs would link in: 5.6 MB
 		// less binary, about 4.5 MB less RSS per shim.
-		cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", filepath.Join(dir, "containerd-shim-vc-v2"), "./cmd/containerd-shim-vc-v2")
-		cmd.Dir = testutil.RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			vcErr = fmt.Errorf("build containerd-shim-vc-v2: %v\n%s", err, out)
+		shim, err := testutil.Build("containerd-shim-vc-v2", "./cmd/containerd-shim-vc-v2", []string{"CGO_ENABLED=0"}, "-tags", "grpcnotrace")
+		if err != nil {
+			vcErr = fmt.Errorf("build containerd-shim-vc-v2: %w", err)
 			return
 		}
+		dir := filepath.Dir(shim)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
 		img, err := guestimage.Build(ctx, guestimage.Options{Agent: agent, Root: filepath.Join(dataRoot(), "images")})

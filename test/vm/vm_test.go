@@ -90,18 +90,7 @@ var (
 func floorInit(t testing.TB) string {
 	t.Helper()
 	floorOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vc-floor-init-")
-		if err != nil {
-			floorErr = err
-			return
-		}
-		floorBin = filepath.Join(dir, "vc-floor-init")
-		cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", floorBin, "./cmd/vc-floor-init")
-		cmd.Dir = testutil.RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			floorErr = fmt.Errorf("%w: %s", err, out)
-		}
+		floorBin, floorErr = testutil.Build("vc-floor-init", "./cmd/vc-floor-init", []string{"CGO_ENABLED=0"}, "-ldflags", "-s -w")
 	})
 	if floorErr != nil {
 		t.Fatalf("build vc-floor-init: %v", floorErr)

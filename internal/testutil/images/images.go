@@ -24,7 +24,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -37,6 +36,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testutil"
 )
 
 // Image names. Never pulled: import the tarballs first.
@@ -411,12 +411,6 @@ func Pause(binary string) (*Image, error) {
 	})
 }
 
-// PackageDir is this package's source directory (pause/ is beneath it).
-func PackageDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(file)
-}
-
 var (
 	pauseOnce sync.Once
 	pauseBin  string
@@ -424,23 +418,13 @@ var (
 )
 
 // BuildPause builds the static pause program once per process (go build,
-// CGO_ENABLED=0) into a temporary directory and returns its path.
+// CGO_ENABLED=0) into bin/test and returns its path.
 func BuildPause() (string, error) {
 	pauseOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vc-pause-")
-		if err != nil {
-			pauseErr = fmt.Errorf("build pause: %w", err)
-			return
+		pauseBin, pauseErr = testutil.Build("pause", "./internal/testutil/images/pause", []string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags", "-s -w")
+		if pauseErr != nil {
+			pauseErr = fmt.Errorf("build pause: %w", pauseErr)
 		}
-		out := filepath.Join(dir, "pause")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, ".")
-		cmd.Dir = filepath.Join(PackageDir(), "pause")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			pauseErr = fmt.Errorf("build pause: %w: %s", err, b)
-			return
-		}
-		pauseBin = out
 	})
 	return pauseBin, pauseErr
 }
