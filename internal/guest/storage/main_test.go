@@ -1,17 +1,11 @@
 package storage
 
 import (
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/virtcontainers/vc/internal/testutil/mountns"
 )
-
-const nsEnv = "VC_STORAGE_TEST_MOUNTNS"
 
 // privateNS is true when the tests run, as root, in a mount namespace of
 // their own, where they may really mount.
@@ -21,29 +15,7 @@ var privateNS bool
 // whose mounts do not propagate back, so the tests can mount for real
 // without touching the machine's mount table.
 func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 && os.Getenv(nsEnv) == "" {
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), nsEnv+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
-		err := cmd.Run()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			os.Exit(0)
-		case errors.As(err, &ee):
-			os.Exit(ee.ExitCode())
-		}
-		fmt.Fprintf(os.Stderr, "re-run in a mount namespace: %v\n", err)
-		os.Exit(1)
-	}
-	if os.Getenv(nsEnv) == "1" {
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			fmt.Fprintf(os.Stderr, "make / private: %v\n", err)
-			os.Exit(1)
-		}
-		privateNS = true
-	}
+	privateNS = mountns.Enter()
 	os.Exit(m.Run())
 }
 

@@ -7,45 +7,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/testutil/mountns"
 )
-
-const nsEnv = "VC_VOLUME_TEST_MOUNTNS"
 
 var privateNS bool
 
 // TestMain re-runs the tests, when root, in a private mount namespace so
 // they can mount a filesystem to resize.
 func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 && os.Getenv(nsEnv) == "" {
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), nsEnv+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
-		err := cmd.Run()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			os.Exit(0)
-		case errors.As(err, &ee):
-			os.Exit(ee.ExitCode())
-		}
-		fmt.Fprintf(os.Stderr, "re-run in a mount namespace: %v\n", err)
-		os.Exit(1)
-	}
-	if os.Getenv(nsEnv) == "1" {
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			fmt.Fprintf(os.Stderr, "make / private: %v\n", err)
-			os.Exit(1)
-		}
-		privateNS = true
-	}
+	privateNS = mountns.Enter()
 	os.Exit(m.Run())
 }
 
