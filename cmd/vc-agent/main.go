@@ -23,6 +23,7 @@ import (
 	"github.com/virtcontainers/vc/internal/guest/boot"
 	"github.com/virtcontainers/vc/internal/guest/container"
 	"github.com/virtcontainers/vc/internal/guest/reaper"
+	"github.com/virtcontainers/vc/internal/guest/storage"
 	"github.com/virtcontainers/vc/internal/guest/transport"
 )
 
@@ -59,8 +60,12 @@ func run() error {
 		ctrRoot    = flag.String("container-root", "", "libcontainer state directory (default /run/vc-agent/containers)")
 		sbRoot     = flag.String("sandbox-root", "", "where sandbox storages are mounted (default /run/vc-agent/sandbox)")
 		copyRoot   = flag.String("copy-root", "", "directory CopyFile may write below (default /run)")
+		storeRoot  = flag.String("storage-root", storage.DefaultMountRoot, "directory storages may be mounted below")
 	)
 	flag.Parse()
+	if err := storage.SetMountRoot(*storeRoot); err != nil {
+		return fmt.Errorf("-storage-root: %w", err)
+	}
 	// Kernel command line parameters without a dot (vc_log=debug) come as
 	// environment for PID 1; dotted ones are taken for module parameters.
 	if v := os.Getenv("vc_log"); v != "" {

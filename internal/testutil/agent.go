@@ -161,6 +161,8 @@ func Launch(bin, dir string, extra ...string) (*Agent, error) {
 		"-modules", filepath.Join(dir, "no-modules"),
 		"-container-root", filepath.Join(dir, "containers"),
 		"-sandbox-root", filepath.Join(dir, "sandbox"),
+		// Tests mount storages below their temporary directories.
+		"-storage-root", os.TempDir(),
 	}, extra...)
 	a := &Agent{Socket: sock, Dir: dir, Log: &bytes.Buffer{}, exited: make(chan struct{})}
 	cmd := exec.Command(bin, args...)

@@ -16,6 +16,8 @@ var privateNS bool
 // without touching the machine's mount table.
 func TestMain(m *testing.M) {
 	privateNS = mountns.Enter()
+	// The tests mount below their temporary directories.
+	mountRoot = os.TempDir()
 	os.Exit(m.Run())
 }
 

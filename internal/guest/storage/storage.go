@@ -103,7 +103,25 @@ func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%s: %s: %w", field, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 }
 
-// checkMountPoint validates a mount point: absolute, clean, not "/".
+// mountRoot is the directory storages are mounted below (SetMountRoot).
+var mountRoot = DefaultMountRoot
+
+// DefaultMountRoot is where storages may be mounted unless SetMountRoot
+// says otherwise: the runtime's directories, never the guest's system
+// directories (/etc, /proc, /dev...).
+const DefaultMountRoot = "/run"
+
+// SetMountRoot sets the directory storages must be mounted below.
+func SetMountRoot(dir string) error {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return fmt.Errorf("storage root %q: not an absolute, clean path: %w", dir, errdefs.ErrInvalidArgument)
+	}
+	mountRoot = dir
+	return nil
+}
+
+// checkMountPoint validates a mount point: absolute, clean, not "/", below
+// the mount root, and not leading out of it through a symbolic link.
 func checkMountPoint(mp string) (string, error) {
 	switch {
 	case mp == "":
@@ -116,8 +134,37 @@ func checkMountPoint(mp string) (string, error) {
 		return "", invalid("mount_point", "cannot mount over /")
 	case strings.ContainsRune(mp, 0):
 		return "", invalid("mount_point", "contains a NUL byte")
+	case !below(mountRoot, mp):
+		return "", invalid("mount_point", "%q is not below %s, where storages are mounted", mp, mountRoot)
+	}
+	// The deepest part that exists must resolve below the root too.
+	existing := mp
+	for {
+		if _, err := os.Lstat(existing); err == nil || existing == mountRoot {
+			break
+		}
+		existing = filepath.Dir(existing)
+	}
+	real, err := filepath.EvalSymlinks(existing)
+	if err != nil {
+		return "", fmt.Errorf("mount_point: %w", err)
+	}
+	root, err := filepath.EvalSymlinks(mountRoot)
+	if err != nil {
+		return "", fmt.Errorf("mount_point: storage root: %w", err)
+	}
+	if real != root && !below(root, real) {
+		return "", invalid("mount_point", "%q leads to %s, outside %s, through a symbolic link", mp, real, mountRoot)
 	}
 	return mp, nil
+}
+
+// below tells whether p is strictly inside dir (both clean and absolute).
+func below(dir, p string) bool {
+	if dir == "/" {
+		return p != "/"
+	}
+	return strings.HasPrefix(p, dir+"/")
 }
 
 // prepare validates s and resolves what it needs (waiting for a block

@@ -110,7 +110,7 @@ func TestValidation(t *testing.T) {
 }
 
 func TestUnknownDriverListsKnown(t *testing.T) {
-	_, err := Mount(context.Background(), &pb.Storage{Driver: "nfs", MountPoint: "/x"})
+	_, err := Mount(context.Background(), &pb.Storage{Driver: "nfs", MountPoint: filepath.Join(t.TempDir(), "x")})
 	for _, d := range Drivers() {
 		if !strings.Contains(err.Error(), d) {
 			t.Errorf("error %q does not list driver %s", err, d)
@@ -298,5 +298,30 @@ func TestRemoveStaleVirtiofs(t *testing.T) {
 	}
 	if strings.Join(removed, " ") != dir+"/stale" || strings.Join(f.unmounts, " ") != dir+"/stale" {
 		t.Fatalf("removed %v, unmounted %v", removed, f.unmounts)
+	}
+}
+
+// Storages mount below the mount root only, and a symbolic link cannot
+// lead them out of it.
+func TestMountPointConfined(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	old := mountRoot
+	mountRoot = dir
+	defer func() { mountRoot = old }()
+	for _, mp := range []string{"/etc", "/proc/x", dir, dir + "-sibling/x", filepath.Join(dir, "link"), filepath.Join(dir, "link", "deeper", "x")} {
+		_, err := Mount(context.Background(), &pb.Storage{Driver: DriverEphemeral, MountPoint: mp})
+		if !errdefs.IsInvalidArgument(err) || !strings.HasPrefix(err.Error(), "mount_point:") {
+			t.Errorf("mount point %s: %v, want an invalid mount_point", mp, err)
+		}
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("the directory behind the link got %v", ents)
+	}
+	if _, err := checkMountPoint(filepath.Join(dir, "new", "x")); err != nil {
+		t.Errorf("a new directory below the root: %v", err)
 	}
 }
