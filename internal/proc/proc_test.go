@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 func TestStartTimeAndRunning(t *testing.T) {
@@ -43,7 +44,14 @@ func TestFind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	pids := Find(func(args []string) bool { return len(args) == 3 && args[2] == "proc-find-marker" })
+	// Until the child has exec'd sleep it has this test's command line.
+	var pids []int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		pids = Find(func(args []string) bool { return len(args) == 3 && args[2] == "proc-find-marker" })
+		if len(pids) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(pids) != 1 || pids[0] != cmd.Process.Pid {
 		t.Fatalf("Find = %v, want [%d]", pids, cmd.Process.Pid)
 	}
