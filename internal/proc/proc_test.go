@@ -3,6 +3,7 @@ package proc
 import (
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -39,15 +40,19 @@ func TestStartTimeAndRunning(t *testing.T) {
 }
 
 func TestFind(t *testing.T) {
-	cmd := exec.Command("sleep", "30", "proc-find-marker")
+	// The marker is the shell's $0 (sleep itself would refuse it and exit;
+	// a second command keeps the shell from exec'ing sleep).
+	cmd := exec.Command("sh", "-c", "sleep 30; exit 0", "proc-find-marker")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	// Until the child has exec'd sleep it has this test's command line.
+	// The whole group: the shell and its sleep.
+	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
+	// Until the child has exec'd the shell it has this test's command line.
 	var pids []int
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		pids = Find(func(args []string) bool { return len(args) == 3 && args[2] == "proc-find-marker" })
+		pids = Find(func(args []string) bool { return len(args) == 4 && args[3] == "proc-find-marker" })
 		if len(pids) > 0 || time.Now().After(deadline) {
 			break
 		}
