@@ -19,14 +19,7 @@ func TestInternalErrorKillsVM(t *testing.T) {
 		s.event("STOP", map[string]any{})
 	})
 	q := dialFake(t, s)
-	cmd := exec.Command("sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	v := &VM{id: "ie", paths: pathsFor(t.TempDir()), log: testLogger(t)}
-	proc := v.adoptChild(cmd)
-	t.Cleanup(func() { proc.kill(); proc.wait(5 * time.Second) })
-	v.startEventLoop(q, proc)
+	proc := watchedChild(t, q, "ie")
 	if err := q.Execute(t.Context(), "stop-now", nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +44,7 @@ func TestPauseDoesNotKill(t *testing.T) {
 		s.event("STOP", map[string]any{})
 	})
 	q := dialFake(t, s)
-	cmd := exec.Command("sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	v := &VM{id: "p", paths: pathsFor(t.TempDir()), log: testLogger(t)}
-	proc := v.adoptChild(cmd)
-	t.Cleanup(func() { proc.kill(); proc.wait(5 * time.Second) })
-	v.startEventLoop(q, proc)
+	proc := watchedChild(t, q, "p")
 	if err := q.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -70,4 +56,19 @@ func TestPauseDoesNotKill(t *testing.T) {
 	if proc.wait(300 * time.Millisecond) {
 		t.Fatal("a paused VM was killed")
 	}
+}
+
+// watchedChild stands a sleeping child in for QEMU: VM id adopts it and
+// runs its event loop on q. The test's cleanup kills it.
+func watchedChild(t *testing.T, q *QMP, id string) *process {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	v := &VM{id: id, paths: pathsFor(t.TempDir()), log: testLogger(t)}
+	proc := v.adoptChild(cmd)
+	t.Cleanup(func() { proc.kill(); proc.wait(5 * time.Second) })
+	v.startEventLoop(q, proc)
+	return proc
 }
