@@ -3,7 +3,6 @@ package proc
 import (
 	"os"
 	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -40,15 +39,18 @@ func TestStartTimeAndRunning(t *testing.T) {
 }
 
 func TestFind(t *testing.T) {
-	// The marker is the shell's $0 (sleep itself would refuse it and exit;
-	// a second command keeps the shell from exec'ing sleep).
-	cmd := exec.Command("sh", "-c", "sleep 30; exit 0", "proc-find-marker")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The marker is the shell's $0. The shell waits in its builtin read, so
+	// no child of it (a fork that has not exec'd yet shares the command
+	// line) can be found too.
+	cmd := exec.Command("sh", "-c", "read x", "proc-find-marker")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// The whole group: the shell and its sleep.
-	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
+	defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
 	// Until the child has exec'd the shell it has this test's command line.
 	var pids []int
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
