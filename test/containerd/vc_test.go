@@ -1,6 +1,7 @@
 package containerd_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -351,30 +352,70 @@ func TestVCStdinCloseIO(t *testing.T) {
 	}
 }
 
-// events follows `ctr events` for the daemon: it returns a function that
-// stops it and returns the topics seen (with their event JSON) in order.
-func (d *vcDaemon) events(t *testing.T) func() []string {
+// events follows `ctr events` for the daemon. It returns once the
+// subscription is live (an event it caused has come back); the function
+// it returns waits until every one of wants has been seen (at most 30 s),
+// stops following and returns the /tasks/ topics seen, each with its event
+// JSON, in order.
+func (d *vcDaemon) events(t *testing.T) func(wants ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := d.CtrCommand(ctx, "events")
-	var out bytes.Buffer
-	cmd.Stdout = &out
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // subscribed
-	return func() []string {
-		time.Sleep(time.Second) // the last events arrive
+	var (
+		mu    sync.Mutex
+		lines []string
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			mu.Lock()
+			lines = append(lines, sc.Text())
+			mu.Unlock()
+		}
+	}()
+	seen := func(s string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, s) })
+	}
+	// ctr subscribes some time after it starts: create namespaces until
+	// the event of one comes back.
+	var probes []string
+	waitFor(t, 30*time.Second, "ctr events to subscribe", func() bool {
+		probes = append(probes, fmt.Sprintf("vc-events-probe-%d", len(probes)))
+		d.Ctr(t, "namespaces", "create", probes[len(probes)-1])
+		return seen("vc-events-probe-")
+	})
+	for _, p := range probes {
+		d.Ctr(t, "namespaces", "remove", p)
+	}
+	return func(wants ...string) []string {
+		deadline := time.Now().Add(30 * time.Second)
+		missing := func() bool { return slices.ContainsFunc(wants, func(w string) bool { return !seen(w) }) }
+		for missing() && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
 		cancel()
+		<-done
 		cmd.Wait()
-		var lines []string
-		for _, l := range strings.Split(out.String(), "\n") {
+		var topics []string
+		for _, l := range lines {
 			// 2006-01-02 15:04:05.000 +0000 UTC namespace topic {json}
 			if f := strings.Fields(l); len(f) >= 6 && strings.HasPrefix(f[5], "/tasks/") {
-				lines = append(lines, f[5]+" "+strings.Join(f[6:], " "))
+				topics = append(topics, f[5]+" "+strings.Join(f[6:], " "))
 			}
 		}
-		return lines
+		return topics
 	}
 }
 
@@ -477,7 +518,7 @@ func TestVCCtrTaskLifecycle(t *testing.T) {
 		t.Errorf("after delete: %s", left)
 	}
 
-	ev := stop()
+	ev := stop("/tasks/delete")
 	inOrder(t, ev,
 		"/tasks/create", "/tasks/start",
 		"/tasks/exec-added", "/tasks/exec-started", `/tasks/exit {"container_id":"vc-life","id":"e1"`,
@@ -653,7 +694,7 @@ func TestVCVMCrash(t *testing.T) {
 	if m := mountsUnder(d.State); len(m) > 0 {
 		t.Errorf("mounts left: %q", m)
 	}
-	ev := stop()
+	ev := stop("/tasks/delete")
 	inOrder(t, ev, `/tasks/exit {"container_id":"vc-crash","id":"e1"`, `/tasks/exit {"container_id":"vc-crash","id":"vc-crash"`, "/tasks/delete")
 	for _, l := range ev {
 		if strings.HasPrefix(l, "/tasks/exit") && (!strings.Contains(l, `"exit_status":`) || strings.Contains(l, `"exit_status":0`)) {
@@ -697,7 +738,7 @@ func TestVCOOM(t *testing.T) {
 	if code != 137 {
 		t.Errorf("exit code %d (stderr %s), want 137", code, stderr)
 	}
-	ev := stop()
+	ev := stop("/tasks/oom", `/tasks/exit {"container_id":"vc-oom","id":"vc-oom"`)
 	inOrder(t, ev, `/tasks/oom {"container_id":"vc-oom"}`)
 	inOrder(t, ev, `/tasks/exit {"container_id":"vc-oom","id":"vc-oom"`)
 }
