@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,13 +49,41 @@ func TestOOMEvent(t *testing.T) {
 }
 
 // TestPauseResume: a paused container's counter stops, and goes on from
-// where it stopped once resumed.
+// where it stopped once resumed. One reader follows the output throughout,
+// as the shim does: a read abandoned on a timeout may take output with it.
 func TestPauseResume(t *testing.T) {
 	e := newEnv(t)
 	id := newID("pause")
 	e.run(id, spec(testutil.BusyboxRootfs(t), "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.02; done"))
-	var seen strings.Builder
-	seen.WriteString(e.readUntil(id, "", "\n3\n"))
+	var (
+		mu   sync.Mutex
+		seen strings.Builder
+	)
+	out := func() string { mu.Lock(); defer mu.Unlock(); return seen.String() }
+	readCtx, stopReading := context.WithCancel(context.Background())
+	readDone := make(chan error, 1)
+	go func() {
+		for {
+			b, err := e.read(readCtx, id, "", false, 4096)
+			if err != nil {
+				readDone <- err
+				return
+			}
+			mu.Lock()
+			seen.Write(b)
+			mu.Unlock()
+		}
+	}()
+	defer func() { stopReading(); <-readDone }()
+	waitOutput := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out(), want); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %q in the output, got %q", want, out())
+			}
+		}
+	}
+	waitOutput("\n3\n")
 
 	if _, err := e.a.Svc.PauseContainer(e.ctx(10*time.Second), &pb.PauseContainerRequest{ContainerId: id}); err != nil {
 		t.Fatalf("pause: %v", err)
@@ -63,26 +92,18 @@ func TestPauseResume(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(state)) != "FROZEN" {
 		t.Errorf("freezer.state %q (%v), want FROZEN", state, err)
 	}
-	// Drain what was written before the pause.
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		b, err := e.read(ctx, id, "", false, 4096)
-		cancel()
-		if isTimeout(err) {
-			break
+	// What was written before the pause arrives; then nothing more comes.
+	paused := out()
+	for stable := 0; stable < 5; time.Sleep(100 * time.Millisecond) {
+		if now := out(); now != paused {
+			paused, stable = now, 0
+		} else {
+			stable++
 		}
-		if err != nil {
-			t.Fatalf("read while paused: %v", err)
-		}
-		seen.Write(b)
 	}
-	// Nothing more comes while paused.
 	time.Sleep(300 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	b, err := e.read(ctx, id, "", false, 4096)
-	cancel()
-	if !isTimeout(err) {
-		t.Fatalf("read from a paused container: %q, %v; want nothing", b, err)
+	if now := out(); now != paused {
+		t.Fatalf("output of a paused container: %q after %q", now[len(paused):], paused)
 	}
 	_, err = e.a.Svc.ExecProcess(e.ctx(10*time.Second), &pb.ExecProcessRequest{ContainerId: id, ExecId: "x", Process: &pb.Process{Args: []string{"true"}, Cwd: "/"}})
 	wantCode(t, "exec in paused container", err, codes.FailedPrecondition, "paused")
@@ -93,13 +114,13 @@ func TestPauseResume(t *testing.T) {
 	if _, err := e.a.Svc.ResumeContainer(e.ctx(10*time.Second), &pb.ResumeContainerRequest{ContainerId: id}); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
-	lines := strings.Split(seen.String(), "\n")
+	lines := strings.Split(paused, "\n")
 	// The last line may have been cut by the pause.
 	last, _ := strconv.Atoi(lines[len(lines)-2])
-	next := strconv.Itoa(last + 1)
 	// The counter goes on from where it stopped.
-	if out := seen.String() + e.readUntil(id, "", "\n"+strconv.Itoa(last+2)+"\n"); !strings.Contains(out, "\n"+next+"\n") {
-		t.Errorf("after resume read %q, want %s then %d", out, next, last+2)
+	waitOutput("\n" + strconv.Itoa(last+2) + "\n")
+	if got := out()[len(paused):]; !strings.Contains(paused+got, "\n"+strconv.Itoa(last+1)+"\n") {
+		t.Errorf("after resume read %q, want %d then %d", got, last+1, last+2)
 	}
 	_, err = e.a.Svc.ResumeContainer(e.ctx(10*time.Second), &pb.ResumeContainerRequest{ContainerId: id})
 	wantCode(t, "resume a running container", err, codes.FailedPrecondition, "")

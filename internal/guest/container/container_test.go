@@ -85,6 +85,19 @@ func TestStream(t *testing.T) {
 	if _, err := s2.read(cctx, 10); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("read of an empty stream: %v", err)
 	}
+	// A reader whose context is done takes nothing, though there is output:
+	// its caller may be gone.
+	if !s2.put([]byte("kept")) {
+		t.Fatal("put on an open stream")
+	}
+	if b, err := s2.read(cctx, 10); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("read with a done context: %q, %v", b, err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer rcancel()
+	if b, err := s2.read(rctx, 10); string(b) != "kept" || err != nil {
+		t.Errorf("read after a done reader: %q, %v; want what it left", b, err)
+	}
 	s2.close()
 	if _, err := s2.read(ctx, 10); !errors.Is(err, ErrEOF) {
 		t.Errorf("read of a closed stream: %v", err)

@@ -135,11 +135,16 @@ func (s *stream) put(p []byte) bool {
 }
 
 // read returns up to n buffered bytes, waiting for some if there are
-// none; ErrEOF once the stream is over and empty.
+// none; ErrEOF once the stream is over and empty. A reader whose context
+// is done takes nothing: its caller may be gone, and what it took would
+// be lost.
 func (s *stream) read(ctx context.Context, n int) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if len(s.buf) > 0 {
 			var out []byte
 			if n >= len(s.buf) {
@@ -168,7 +173,6 @@ func (s *stream) read(ctx context.Context, n int) ([]byte, error) {
 			s.mu.Lock()
 		case <-ctx.Done():
 			s.mu.Lock()
-			return nil, ctx.Err()
 		}
 	}
 }
