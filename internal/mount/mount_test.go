@@ -38,17 +38,3 @@ func TestRemoveAllDoesNotFollowMounts(t *testing.T) {
 		t.Fatalf("the bound directory lost its file: %q %v", b, err)
 	}
 }
-
-func TestUnescape(t *testing.T) {
-	for in, want := range map[string]string{
-		`/run/vc-test/a/b`:     "/run/vc-test/a/b",
-		`/run/a\040b`:          "/run/a b",
-		`/x\134y`:              `/x\y`,
-		`/trailing\04`:         `/trailing\04`,
-		`/tab\011and\040space`: "/tab\tand space",
-	} {
-		if got := unescape(in); got != want {
-			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/mountinfo"
 	"github.com/virtcontainers/vc/internal/testutil"
 )
 
@@ -18,16 +18,12 @@ import (
 // namespace.
 func (e *env) mounted(path string) bool {
 	e.t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", e.a.Cmd.Process.Pid))
+	infos, err := mountinfo.Read(fmt.Sprintf("/proc/%d/mountinfo", e.a.Cmd.Process.Pid))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
-			return true
-		}
-	}
-	return false
+	_, ok := mountinfo.Lookup(infos, path)
+	return ok
 }
 
 // TestStorages mounts sandbox and container storages (the ephemeral

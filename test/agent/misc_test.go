@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/mountinfo"
 	"github.com/virtcontainers/vc/internal/testutil"
 )
 
@@ -320,18 +321,12 @@ func TestMiscDateTimeAndRandom(t *testing.T) {
 // agentMount finds mp in the agent's mount table.
 func agentMount(t *testing.T, a *testutil.Agent, mp string) (fstype string, ok bool) {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", a.Cmd.Process.Pid))
+	infos, err := mountinfo.Read(fmt.Sprintf("/proc/%d/mountinfo", a.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, found := strings.Cut(line, " - ")
-		f := strings.Fields(pre)
-		if found && len(f) > 4 && f[4] == mp {
-			fstype, ok = strings.Fields(post)[0], true
-		}
-	}
-	return fstype, ok
+	m, ok := mountinfo.Lookup(infos, mp)
+	return m.FSType, ok
 }
 
 // agentTmpfsSize is the size of the tmpfs at mp as the agent sees it.

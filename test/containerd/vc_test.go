@@ -28,6 +28,7 @@ import (
 	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
@@ -556,16 +557,10 @@ func (d *vcDaemon) waitNoShims(t *testing.T) {
 	}
 }
 
-// mountsUnder lists the mount points below dir.
+// mountsUnder lists the mount points at or below dir.
 func mountsUnder(dir string) []string {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out
+	mps, _ := mount.Under(dir)
+	return mps
 }
 
 // TestVCBadSpec: a spec the shim cannot run fails the task's creation

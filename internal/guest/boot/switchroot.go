@@ -1,16 +1,16 @@
 package boot
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/mountinfo"
 )
 
 // newRootDir is where the initramfs is bind-mounted before that mount is
@@ -56,7 +56,7 @@ func SwitchRoot() error {
 // /proc/self/mountinfo, mounting /proc for the time of the read when it
 // is not mounted yet.
 func rootFSType() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open(mountinfo.Self)
 	if err != nil {
 		if err := os.MkdirAll("/proc", 0o555); err != nil {
 			return "", fmt.Errorf("mkdir /proc: %w", err)
@@ -65,7 +65,7 @@ func rootFSType() (string, error) {
 			return "", fmt.Errorf("mount proc: %w", err)
 		}
 		defer unix.Unmount("/proc", unix.MNT_DETACH)
-		if f, err = os.Open("/proc/self/mountinfo"); err != nil {
+		if f, err = os.Open(mountinfo.Self); err != nil {
 			return "", err
 		}
 	}
@@ -76,26 +76,15 @@ func rootFSType() (string, error) {
 // rootFSTypeFrom parses mountinfo and returns the type of the topmost
 // mount at /.
 func rootFSTypeFrom(r io.Reader) (string, error) {
-	fstype := ""
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 1 {
-			continue
-		}
-		if f[4] == "/" {
-			fstype = g[0]
-		}
-	}
-	if err := sc.Err(); err != nil {
+	infos, err := mountinfo.Parse(r)
+	if err != nil {
 		return "", fmt.Errorf("read mountinfo: %w", err)
 	}
-	if fstype == "" {
+	m, ok := mountinfo.Lookup(infos, "/")
+	if !ok {
 		return "", errors.New("no mount at / in /proc/self/mountinfo")
 	}
-	return fstype, nil
+	return m.FSType, nil
 }
 
 // bindOverRoot bind-mounts / on dir, moves that mount over / and makes it
@@ -122,7 +111,7 @@ func bindOverRoot(dir string) error {
 // RootHasParent tells whether the mount at / has a parent mount, which
 // pivot_root(2) needs: false only on the initramfs before SwitchRoot.
 func RootHasParent() bool {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open(mountinfo.Self)
 	if err != nil {
 		return true
 	}
@@ -131,14 +120,10 @@ func RootHasParent() bool {
 }
 
 func rootHasParentFrom(r io.Reader) bool {
-	has := true
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint ...
-		f := strings.Fields(sc.Text())
-		if len(f) >= 5 && f[4] == "/" {
-			has = f[0] != f[1]
-		}
+	infos, err := mountinfo.Parse(r)
+	if err != nil {
+		return true
 	}
-	return has
+	m, ok := mountinfo.Lookup(infos, "/")
+	return !ok || m.ID != m.Parent
 }

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
-	"github.com/virtcontainers/vc/internal/guest/mountinfo"
+	"github.com/virtcontainers/vc/internal/mountinfo"
 )
 
 func cleanTable(t *testing.T) {

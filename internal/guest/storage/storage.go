@@ -27,7 +27,7 @@ import (
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/guest/boot"
-	"github.com/virtcontainers/vc/internal/guest/mountinfo"
+	"github.com/virtcontainers/vc/internal/mountinfo"
 )
 
 // Storage drivers.

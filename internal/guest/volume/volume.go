@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
-	"github.com/virtcontainers/vc/internal/guest/mountinfo"
+	"github.com/virtcontainers/vc/internal/mountinfo"
 )
 
 // The system the package works on; tests replace these.

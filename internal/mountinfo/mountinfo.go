@@ -1,7 +1,7 @@
 // Package mountinfo reads /proc/<pid>/mountinfo.
 //
-// It is a small parser written for the agent so that the guest packages
-// share one reading of the mount table without another dependency.
+// It is a small parser, without another dependency, so that the agent's
+// packages and the host's share one reading of the mount table.
 package mountinfo
 
 import (
