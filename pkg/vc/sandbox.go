@@ -297,11 +297,7 @@ func (s *Sandbox) save() error {
 
 // FetchSandbox finds a sandbox made by any process, through its state.
 func FetchSandbox(ctx context.Context, stateRoot, id string) (*Sandbox, error) {
-	store, err := persist.New(stateRoot)
-	if err != nil {
-		return nil, err
-	}
-	s, err := loadSandbox(store, id)
+	s, err := openSandbox(stateRoot, id)
 	if err != nil {
 		return nil, err
 	}
@@ -315,6 +311,15 @@ func FetchSandbox(ctx context.Context, stateRoot, id string) (*Sandbox, error) {
 		s.health = pb.NewHealthClient(s.client)
 	}
 	return s, nil
+}
+
+// openSandbox loads sandbox id from the state under stateRoot.
+func openSandbox(stateRoot, id string) (*Sandbox, error) {
+	store, err := persist.New(stateRoot)
+	if err != nil {
+		return nil, err
+	}
+	return loadSandbox(store, id)
 }
 
 // loadSandbox reads a sandbox's state, noticing a VM that died, without
@@ -410,11 +415,7 @@ func ListSandbox(ctx context.Context, stateRoot string) ([]SandboxStatus, error)
 
 // StatusSandbox reports one sandbox's state.
 func StatusSandbox(ctx context.Context, stateRoot, id string) (SandboxStatus, error) {
-	store, err := persist.New(stateRoot)
-	if err != nil {
-		return SandboxStatus{}, err
-	}
-	s, err := loadSandbox(store, id)
+	s, err := openSandbox(stateRoot, id)
 	if err != nil {
 		return SandboxStatus{}, err
 	}
@@ -424,11 +425,7 @@ func StatusSandbox(ctx context.Context, stateRoot, id string) (SandboxStatus, er
 // ContainerStatuses reports the containers of sandbox id from its state,
 // without connecting to its agent.
 func ContainerStatuses(ctx context.Context, stateRoot, id string) ([]ContainerStatus, error) {
-	store, err := persist.New(stateRoot)
-	if err != nil {
-		return nil, err
-	}
-	s, err := loadSandbox(store, id)
+	s, err := openSandbox(stateRoot, id)
 	if err != nil {
 		return nil, err
 	}
