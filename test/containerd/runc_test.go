@@ -225,6 +225,17 @@ func TestRuncCRIRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cri = c.CRI(t)
+	podStillRunning(ctx, t, cri, podID, ctrID)
+	if r := execSync(t, cri, ctrID, "echo", "alive"); strings.TrimSpace(string(r.Stdout)) != "alive" {
+		t.Errorf("exec after restart: %q", r.Stdout)
+	}
+	// Left running on purpose: Stop must tear the pod down.
+}
+
+// podStillRunning fails the test unless the pod is ready and its container
+// running, as they were before containerd restarted.
+func podStillRunning(ctx context.Context, t *testing.T, cri *containerd.CRIClient, podID, ctrID string) {
+	t.Helper()
 	st, err := cri.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
 	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
 		t.Fatalf("pod after restart: %v, %v", st.GetStatus().GetState(), err)
@@ -233,8 +244,4 @@ func TestRuncCRIRestart(t *testing.T) {
 	if err != nil || cs.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Fatalf("container after restart: %v, %v", cs.GetStatus().GetState(), err)
 	}
-	if r := execSync(t, cri, ctrID, "echo", "alive"); strings.TrimSpace(string(r.Stdout)) != "alive" {
-		t.Errorf("exec after restart: %q", r.Stdout)
-	}
-	// Left running on purpose: Stop must tear the pod down.
 }

@@ -206,14 +206,7 @@ func TestVCCRIRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cri = d.CRI(t)
-	st, err := cri.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
-	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
-		t.Fatalf("pod after restart: %v, %v", st.GetStatus().GetState(), err)
-	}
-	cs, err := cri.Runtime.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrID})
-	if err != nil || cs.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
-		t.Fatalf("container after restart: %v, %v", cs.GetStatus().GetState(), err)
-	}
+	podStillRunning(ctx, t, cri, podID, ctrID)
 	if r := execSync(t, cri, ctrID, "uname", "-r"); strings.TrimSpace(string(r.Stdout)) != d.setup.kernelVersion {
 		t.Errorf("exec after restart: %q", r.Stdout)
 	}
