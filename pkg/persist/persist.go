@@ -218,11 +218,12 @@ func (s *Store) Remove(id string) error {
 	if err != nil {
 		return err
 	}
+	// Nothing is mounted below dir any more (UnmountUnder checked).
 	for _, e := range ents {
 		if e.Name() == "lock" {
 			continue
 		}
-		if err := mount.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
 	}
