@@ -82,15 +82,15 @@ type IO struct {
 	Stdout, Stderr io.Writer
 }
 
-// IOStream copies a process's standard streams until its output ends.
-// Stdin is copied until it ends, then the process's stdin is closed. The
-// returned channel receives once all output has been copied.
 // readLen is what one ReadStdout/ReadStderr asks for: the agent's most
 // (1 MiB). It answers with what it has buffered, so small outputs do not
 // wait, and a fast writer's output crosses in fewer round trips (64 MiB
 // of stdout under TCG: 10.3 MiB/s with 32 KiB reads, 12.6 with 1 MiB).
 const readLen = 1 << 20
 
+// IOStream copies a process's standard streams until its output ends.
+// Stdin is copied until it ends, then the process's stdin is closed. The
+// returned channel receives once all output has been copied.
 func (s *Sandbox) IOStream(ctx context.Context, cid, execID string, pio IO) <-chan error {
 	done := make(chan error, 1)
 	var wg sync.WaitGroup

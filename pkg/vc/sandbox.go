@@ -366,7 +366,7 @@ func (s *Sandbox) refreshLocked() {
 		return
 	}
 	reason := "vm process gone"
-	if !alive(st.OwnerPid, st.OwnerStart) {
+	if !proc.Running(st.OwnerPid, st.OwnerStart) {
 		// Without its owner nothing serves the agent: the VM is
 		// unreachable, so it is stopped for good.
 		reason = "owner process gone"
@@ -379,7 +379,7 @@ func (s *Sandbox) refreshLocked() {
 
 // healthy tells whether the owner lives and, once started, the VM too.
 func (s *Sandbox) healthy() bool {
-	if !alive(s.status.OwnerPid, s.status.OwnerStart) {
+	if !proc.Running(s.status.OwnerPid, s.status.OwnerStart) {
 		return false
 	}
 	return s.status.VMPid == 0 || s.vmAlive()
@@ -582,7 +582,7 @@ func (s *Sandbox) setPaused(ctx context.Context, pause bool) error {
 	return s.save()
 }
 
-func (s *Sandbox) vmAlive() bool { return alive(s.status.VMPid, s.status.VMStart) }
+func (s *Sandbox) vmAlive() bool { return proc.Running(s.status.VMPid, s.status.VMStart) }
 
 func mustStart(pid int) uint64 {
 	st, _ := proc.StartTime(pid)

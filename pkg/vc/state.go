@@ -3,7 +3,6 @@ package vc
 import (
 	"time"
 
-	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/network"
 )
 
@@ -74,7 +73,3 @@ type ContainerStatus struct {
 func containerKey(id string) string { return "container-" + id }
 
 const sandboxKey = "sandbox"
-
-// alive tells whether process pid runs and is the one that started at
-// start (0: any).
-func alive(pid int, start uint64) bool { return proc.Running(pid, start) }
