@@ -5,6 +5,7 @@ set -euo pipefail
 
 pkgs=(
 	protobuf-compiler   # make generate
+	libprotobuf-dev     # google/protobuf/*.proto that agent.proto imports
 	libseccomp-dev      # static vc-agent with seccomp
 	qemu-system-x86     # the hypervisor
 	busybox-static      # test and default container images
