@@ -67,6 +67,10 @@ type Config struct {
 	Disks    []Disk
 	NICs     []NIC
 
+	// NAT, when set, is a NIC on the hypervisor's user-mode network stack
+	// (outbound NAT through the host, published ports), present at boot.
+	NAT *NATNIC
+
 	// DieWithParent kills the VM when the process that started it dies
 	// (PR_SET_PDEATHSIG). Off by default: the CLI starts VMs that outlive
 	// it, and finds them again with Attach. (Linux ties the signal to the
@@ -163,6 +167,17 @@ func (c *Config) Validate() error {
 		if err := unique(ids, "nic", c.NICs[i].ID); err != nil {
 			return fmt.Errorf("vm %s: %w", c.ID, err)
 		}
+	}
+	if c.NAT != nil {
+		nat := *c.NAT
+		nat.Forwards = append([]PortForward(nil), nat.Forwards...)
+		if err := nat.Validate(); err != nil {
+			return fmt.Errorf("vm %s: %w", c.ID, err)
+		}
+		if err := unique(ids, "nic", nat.ID); err != nil {
+			return fmt.Errorf("vm %s: %w", c.ID, err)
+		}
+		c.NAT = &nat
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

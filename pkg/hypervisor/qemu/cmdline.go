@@ -130,6 +130,18 @@ func (p *launchPlan) devices() []Device {
 			VirtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String(), Bus: slotOf[nicSlotKey(n.ID)], MTU: n.MTU, Queues: max(1, len(fds))},
 		)
 	}
+	if n := c.NAT; n != nil {
+		var fwds []string
+		for _, f := range n.Forwards {
+			fwds = append(fwds, hostfwdRule(f, n.GuestAddr.String()))
+		}
+		// On pcie.0: a NAT NIC is never unplugged, so it takes no root
+		// port.
+		devs = append(devs,
+			UserNetdev{ID: netdevID(n.ID), Net: n.Network.String(), Host: n.Gateway.String(), DNS: n.DNS.String(), GuestAddr: n.GuestAddr.String(), Forwards: fwds},
+			VirtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String()},
+		)
+	}
 	return devs
 }
 

@@ -1,0 +1,48 @@
+package qemu
+
+import (
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+)
+
+func TestUserNetdevParams(t *testing.T) {
+	d := UserNetdev{ID: "netdev-nat0", Net: "10.0.2.0/24", Host: "10.0.2.2", DNS: "10.0.2.3", GuestAddr: "10.0.2.15",
+		Forwards: []string{"tcp::8080-10.0.2.15:80", "udp:127.0.0.1:5353-10.0.2.15:53"}}
+	want := []string{"-netdev", "user,id=netdev-nat0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,dhcpstart=10.0.2.15,ipv6=off," +
+		"hostfwd=tcp::8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53"}
+	if got := d.QemuParams(); !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// A NAT NIC is rendered as a user netdev with its forwards and a virtio-net
+// device on pcie.0 (no root port taken).
+func TestCommandLineNAT(t *testing.T) {
+	mac, _ := net.ParseMAC("02:00:00:00:00:0a")
+	cfg := hypervisor.Config{ID: "vm1", StateDir: "/run/vc/vm1", Kernel: "/k", HotplugSlots: -1,
+		NAT: &hypervisor.NATNIC{ID: "nat0", MAC: mac, Forwards: []hypervisor.PortForward{
+			{HostPort: 8080, GuestPort: 80},
+			{Protocol: "udp", HostAddr: netip.MustParseAddr("127.0.0.1"), HostPort: 5353, GuestPort: 53},
+		}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p := &launchPlan{cfg: cfg, paths: pathsFor(cfg.StateDir), accel: hypervisor.AccelTCG, transport: hypervisor.TransportVirtioSerial, vhostFD: -1}
+	args := p.commandLine()
+	for _, want := range []string{
+		"user,id=netdev-nat0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,dhcpstart=10.0.2.15,ipv6=off,hostfwd=tcp::8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53",
+		"virtio-net-pci,id=net-nat0,netdev=netdev-nat0,mac=02:00:00:00:00:0a",
+	} {
+		if !slices.Contains(args, want) {
+			t.Errorf("command line lacks %q:\n%q", want, args)
+		}
+	}
+	if slices.ContainsFunc(args, func(a string) bool { return len(a) > 14 && a[:14] == "pcie-root-port" }) {
+		t.Errorf("a NAT NIC took a root port: %q", args)
+	}
+}
