@@ -42,8 +42,8 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	if img, err := guestimage.Load(filepath.Join(imageRoot(g), "current")); err == nil {
 		r.Image = fmt.Sprintf("%s (kernel %s, initrd %s)", img.Dir, img.KernelVersion, human(uint64(img.InitrdSize)))
-		if !guestconfig.UpToDate(img) {
-			r.Image += "; older than the installed agent: the next vc run rebuilds it"
+		if err := guestconfig.BuiltFromAgent(img); err != nil {
+			r.ImageError = "not current: " + err.Error() + " (the next vc run, or vc image build, builds one)"
 		}
 	} else {
 		r.ImageError = "no current guest image (vc image build makes one): " + err.Error()
@@ -78,6 +78,10 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	line(true, "firmware", fw)
 	line(r.AgentError == "", "agent", r.Agent+r.AgentError)
-	line(r.ImageError == "", "guest image", r.Image+r.ImageError)
+	img := r.Image + r.ImageError
+	if r.Image != "" && r.ImageError != "" {
+		img = r.Image + "; " + r.ImageError
+	}
+	line(r.ImageError == "", "guest image", img)
 	return nil
 }

@@ -15,6 +15,11 @@ import (
 	"time"
 )
 
+// FileSHA256 returns the hex sha256 of the file at p, as a manifest
+// records it (Manifest.AgentSHA256): whether an image was built from an
+// agent is told by this digest, never by times.
+func FileSHA256(p string) (string, error) { return fileSHA256(p) }
+
 func fileSHA256(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
