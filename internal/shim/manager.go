@@ -68,7 +68,7 @@ func bundleAnnotations(bundle string) (map[string]string, error) {
 // Start finds or starts the shim process of the container's sandbox and
 // returns its address. It runs in the bundle directory.
 func (m Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ *bootapi.BootstrapResult, retErr error) {
-	legacy := params.GetContainerdVersion() == ""
+	legacy := legacyBootstrap(params, commandLine())
 	id := params.GetInstanceID()
 	if legacy {
 		// A containerd older than 2.3 sent the runtime options, if any,
@@ -175,6 +175,66 @@ func (m Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 		return nil, fmt.Errorf("shim oom score: %w", err)
 	}
 	return m.reply(legacy, result)
+}
+
+// startCommandLine is what the shim library knows of a start request
+// besides stdin: its flags and the environment containerd set.
+type startCommandLine struct {
+	ID, Namespace, Binary string
+	TTRPCAddress          string
+	GRPCAddress           string
+	Debug                 bool
+}
+
+// commandLine reads the flags the shim library parsed and the environment.
+func commandLine() startCommandLine {
+	return startCommandLine{
+		ID:           flagValue("id"),
+		Namespace:    flagValue("namespace"),
+		Binary:       flagValue("publish-binary"),
+		TTRPCAddress: os.Getenv("TTRPC_ADDRESS"),
+		GRPCAddress:  os.Getenv("GRPC_ADDRESS"),
+		Debug:        flagValue("debug") == "true",
+	}
+}
+
+// legacyBootstrap tells, from the fields of the start request, whether it
+// came from a containerd older than 2.3. Those write the runtime options
+// (or nothing) to the start helper's stdin, not bootstrap parameters, and
+// read its stdout as a bare socket address rather than a BootstrapResult.
+//
+// The shim library decodes stdin as BootstrapParams and only when that
+// fails copies the command line and environment into them. So:
+//
+//   - instance_id empty, or instance_id or namespace other than the
+//     command line's: stdin held something else (runtime options decode
+//     too: their type_url lands in instance_id, config_path in namespace);
+//   - a field only the bootstrap protocol carries (containerd_version,
+//     socket_dir), or one that differs from the library's copy of the
+//     command line (an address, the binary, the log level): stdin held
+//     bootstrap parameters;
+//   - otherwise the parameters are exactly that copy: an older containerd.
+//
+// containerd_version alone decides nothing: a bootstrap request may leave
+// it out (containerd's shim conformance suite does).
+func legacyBootstrap(p *bootapi.BootstrapParams, cl startCommandLine) bool {
+	if p.GetInstanceID() == "" ||
+		(cl.ID != "" && p.GetInstanceID() != cl.ID) ||
+		(cl.Namespace != "" && p.GetNamespace() != cl.Namespace) {
+		return true
+	}
+	if p.GetContainerdVersion() != "" || p.SocketDir != nil {
+		return false
+	}
+	copied := bootapi.LogLevel_LOG_LEVEL_INFO
+	if cl.Debug {
+		copied = bootapi.LogLevel_LOG_LEVEL_DEBUG
+	}
+	fromStdin := p.GetContainerdTtrpcAddress() != cl.TTRPCAddress ||
+		p.GetContainerdGrpcAddress() != cl.GRPCAddress ||
+		p.GetContainerdBinary() != cl.Binary ||
+		p.GetLogLevel() != copied
+	return !fromStdin
 }
 
 // reply records the address in the bundle and answers containerd. A
