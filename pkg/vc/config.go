@@ -55,8 +55,12 @@ type SandboxConfig struct {
 	SharedPidNS bool `json:"shared_pidns,omitempty"`
 	// NetNS is the network namespace the VM joins (/var/run/netns/X,
 	// /proc/PID/ns/net): each of its links gets a NIC in the VM. Empty:
-	// the sandbox has loopback only.
+	// the sandbox gets the user-mode NAT (see NAT).
 	NetNS string `json:"netns,omitempty"`
+	// NAT is the outbound network and the published ports of a sandbox
+	// without NetNS: on unless NAT.Disabled (then loopback only).
+	// Publishing with NetNS set is an error.
+	NAT NATConfig `json:"nat,omitzero"`
 	// NetworkModel is tcfilter (default: tap + tc mirred) or macvtap.
 	NetworkModel string `json:"network_model,omitempty"`
 	// Annotations are kept with the sandbox.
@@ -127,7 +131,10 @@ func (c *SandboxConfig) validate() error {
 			return fmt.Errorf("netns %q: %w: %w", c.NetNS, err, errdefs.ErrInvalidArgument)
 		}
 	}
-	return c.Hypervisor.validate()
+	if err := c.Hypervisor.validate(); err != nil {
+		return err
+	}
+	return c.validateNAT()
 }
 
 // Validate checks a container's configuration without a sandbox: the id,

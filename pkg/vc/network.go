@@ -36,7 +36,11 @@ func guestName(i int) string { return fmt.Sprintf("eth%d", i) }
 // files (closed by the caller once the VM runs). On error nothing is left.
 func (s *Sandbox) setupNetwork(cfg SandboxConfig) (_ []hypervisor.NIC, _ []*os.File, err error) {
 	if cfg.NetNS == "" {
-		s.log.Info("no network namespace: the sandbox has loopback only")
+		if cfg.natEnabled() {
+			s.log.Info("no network namespace: the sandbox gets the user-mode NAT", "publish", fmt.Sprint(cfg.NAT.Publish))
+		} else {
+			s.log.Info("no network namespace and the NAT disabled: the sandbox has loopback only")
+		}
 		return nil, nil, nil
 	}
 	model, err := network.ParseModel(cfg.NetworkModel)

@@ -160,11 +160,19 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if req.Hostname == "" {
 		req.Hostname = shortID(cfg.ID)
 	}
+	if len(req.Dns) == 0 && cfg.natEnabled() {
+		req.Dns = []string{"nameserver " + NATDNS.String()}
+	}
 	if _, err := s.agent.CreateSandbox(ctx, req); err != nil {
 		return nil, fmt.Errorf("agent CreateSandbox: %w", fromRPC(err))
 	}
 	if err := s.configureGuestNetwork(ctx, s.status.Endpoints); err != nil {
 		return nil, err
+	}
+	if cfg.natEnabled() {
+		if err := s.configureNAT(ctx); err != nil {
+			return nil, err
+		}
 	}
 	s.status.Boot.SandboxSetup = time.Since(setup)
 	if err := s.serveProxy(); err != nil {

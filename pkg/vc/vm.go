@@ -23,6 +23,10 @@ const hypervisorBackend = "qemu"
 // directory exported over 9p and nics attached. A failed start leaves no
 // process.
 func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, nics []hypervisor.NIC, log *slog.Logger) (hypervisor.Hypervisor, error) {
+	nat, err := cfg.natNIC()
+	if err != nil {
+		return nil, err
+	}
 	params := append([]string(nil), cfg.Hypervisor.KernelParams...)
 	if cfg.Hypervisor.Debug {
 		params = append(params, "vc_log=debug")
@@ -39,6 +43,7 @@ func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, nics []
 		Accel:          cfg.Hypervisor.Accel,
 		SharedFS:       []hypervisor.SharedFS{{Tag: sharedTag, HostPath: shared, Kind: hypervisor.FS9P}},
 		NICs:           nics,
+		NAT:            nat,
 		Logger:         log,
 		// Only the owner serves the agent: a VM whose owner died is
 		// unreachable, so it goes too.
