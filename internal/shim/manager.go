@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cdshim "github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
 
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -350,10 +351,17 @@ func cleanupSandbox(ctx context.Context, log *slog.Logger, sb *vc.Sandbox, typ o
 }
 
 // Info describes the runtime.
+// Its features are the OCI runtime features of a container in a VM,
+// encoded as containerd-shim-runc-v2 encodes runc's, so that containerd
+// (CRI, the task manager) enables what the runtime supports.
 func (m Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	feat, err := typeurl.MarshalAnyToProto(ociFeatures())
+	if err != nil {
+		return nil, fmt.Errorf("runtime info: features: %w", err)
+	}
 	return &types.RuntimeInfo{
 		Name:        m.Name(),
 		Annotations: map[string]string{"io.virtcontainers.annotations": fmt.Sprint(oci.KnownAnnotations())},
-		Features:    nil,
+		Features:    feat,
 	}, nil
 }
