@@ -43,20 +43,25 @@ const DefaultStateRoot = "/run/vc/shim"
 //	kernel_params = []
 //	debug = false                   # agent debug log in the console log
 //	network_model = "tcfilter"      # tcfilter (tap + tc mirred) or macvtap
+//	disable_nat = false             # true: a container without a network namespace has loopback only
 //	enable_annotations = []         # e.g. ["cpus", "memory_mib"]
 //	pod_sizing = true               # CPU and memory limits grow the VM
 //	stop_timeout = "10s"            # how long a VM gets to power off
 type Config struct {
-	StateRoot         string   `toml:"state_root"`
-	DataRoot          string   `toml:"data_root"`
-	Kernel            string   `toml:"kernel"`
-	Initrd            string   `toml:"initrd"`
-	Accel             string   `toml:"accel"`
-	CPUs              uint32   `toml:"cpus"`
-	MemoryMiB         uint32   `toml:"memory_mib"`
-	KernelParams      []string `toml:"kernel_params"`
-	Debug             bool     `toml:"debug"`
-	NetworkModel      string   `toml:"network_model"`
+	StateRoot    string   `toml:"state_root"`
+	DataRoot     string   `toml:"data_root"`
+	Kernel       string   `toml:"kernel"`
+	Initrd       string   `toml:"initrd"`
+	Accel        string   `toml:"accel"`
+	CPUs         uint32   `toml:"cpus"`
+	MemoryMiB    uint32   `toml:"memory_mib"`
+	KernelParams []string `toml:"kernel_params"`
+	Debug        bool     `toml:"debug"`
+	NetworkModel string   `toml:"network_model"`
+	// DisableNAT leaves a sandbox without a network namespace (`ctr run`
+	// without CNI) with loopback only, instead of the user-mode NAT that
+	// gives it outbound network and published ports.
+	DisableNAT        bool     `toml:"disable_nat"`
 	EnableAnnotations []string `toml:"enable_annotations"`
 	// PodSizing adds what the VM's workload may use to cpus and
 	// memory_mib when it boots: a CRI pod's limits (the sum of its

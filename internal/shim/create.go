@@ -389,12 +389,19 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 	if o.SharedPidNS != nil {
 		shared = *o.SharedPidNS
 	}
+	nat := vc.NATConfig{Disabled: cfg.DisableNAT}
+	if o.Publish != nil {
+		if nat.Publish, err = vc.ParsePortMappings(*o.Publish); err != nil {
+			return vc.SandboxConfig{}, fmt.Errorf("annotation %s: %w", oci.AnnotationPublish, err)
+		}
+	}
 	return vc.SandboxConfig{
 		ID:           c.sandboxID,
 		Hostname:     c.spec.Hostname,
 		Hypervisor:   hc,
 		SharedPidNS:  shared,
 		NetNS:        netnsPath(c.spec),
+		NAT:          nat,
 		NetworkModel: cfg.NetworkModel,
 		Annotations:  map[string]string{annNamespace: s.ns, annBundle: c.bundle},
 		StateRoot:    cfg.StateRoot,

@@ -93,6 +93,16 @@ const (
 	// AnnotationSharedPidNS starts the sandbox with a shared PID namespace
 	// that containers can join (true/false).
 	AnnotationSharedPidNS = AnnotationPrefix + "shared_pidns"
+	// AnnotationPublish publishes ports of a sandbox without a network
+	// namespace on the host, through its user-mode NAT: a comma-separated
+	// list of [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (pkg/vc's
+	// ParsePortMappings, which the caller applies). Like every override
+	// it needs the allowlist: it binds host ports, privileged ones and on
+	// every address included, in the host's network namespace as the
+	// shim's user (root), which is a node-level privilege (Kubernetes
+	// guards hostPort likewise), and annotations come from whoever writes
+	// the pod or container spec.
+	AnnotationPublish = AnnotationPrefix + "publish"
 )
 
 // minMemoryMiB mirrors vc.MinMemoryMiB (pkg/vc imports this package, so
@@ -103,7 +113,7 @@ const minMemoryMiB = 128
 var knownAnnotations = map[string]bool{
 	AnnotationCPUs: true, AnnotationMemoryMiB: true, AnnotationKernelParams: true,
 	AnnotationAccel: true, AnnotationDebug: true, AnnotationKernel: true,
-	AnnotationInitrd: true, AnnotationSharedPidNS: true,
+	AnnotationInitrd: true, AnnotationSharedPidNS: true, AnnotationPublish: true,
 }
 
 // KnownAnnotations lists the sandbox annotations, sorted.
@@ -127,6 +137,9 @@ type SandboxOverrides struct {
 	Kernel       *string
 	Initrd       *string
 	SharedPidNS  *bool
+	// Publish is the raw publish list, checked only for control
+	// characters here: pkg/vc parses it (pkg/vc imports this package).
+	Publish *string
 }
 
 // CheckAllowlist validates a configuration's list of annotations that may
@@ -214,6 +227,12 @@ func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (S
 			} else {
 				o.SharedPidNS = &b
 			}
+		case AnnotationPublish:
+			if strings.ContainsAny(v, "\x00\n") {
+				return o, bad("control characters")
+			}
+			p := v
+			o.Publish = &p
 		case AnnotationKernel, AnnotationInitrd:
 			if !strings.HasPrefix(v, "/") {
 				return o, bad("want an absolute host path")
