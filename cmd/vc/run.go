@@ -28,7 +28,7 @@ import (
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [--memory SIZE] [-v HOST:CTR[:ro]] [-e K=V] [-w DIR] [--rootfs DIR] [--net NETNS] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [--memory SIZE] [-v HOST:CTR[:ro]] [-e K=V] [-w DIR] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -56,13 +56,16 @@ type runOptions struct {
 	Accel       string   `json:"accel"`
 	Debug       bool     `json:"debug"`
 	NetNS       string   `json:"netns,omitempty"`
+	// NoNAT and Publish: the user-mode NAT of a VM without NetNS.
+	NoNAT   bool             `json:"no_nat,omitempty"`
+	Publish []vc.PortMapping `json:"publish,omitempty"`
 }
 
 func runCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("run", commands["run"].usage)
 	var o runOptions
-	var vols, envs listFlag
-	var mem string
+	var vols, envs, publish listFlag
+	var mem, network string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
 	fs.BoolVar(&o.Interactive, "i", false, "keep stdin open and forward it")
@@ -77,7 +80,9 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&o.Kernel, "kernel", "", "guest kernel (default: the built guest image)")
 	fs.StringVar(&o.Initrd, "initrd", "", "guest initrd (default: the built guest image)")
 	fs.StringVar(&o.Accel, "accel", "auto", "acceleration: auto, kvm or tcg")
-	fs.StringVar(&o.NetNS, "net", "", "network namespace the VM joins (/var/run/netns/X or /proc/PID/ns/net; default: loopback only)")
+	fs.StringVar(&network, "network", "nat", "nat (outbound NAT through the host, ports published with -p), none (loopback only), or a network namespace the VM joins (/var/run/netns/X, /proc/PID/ns/net)")
+	fs.StringVar(&network, "net", "nat", "the same as --network")
+	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,6 +103,9 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	o.Env, o.Volumes, o.Debug = envs, vols, g.debug
 	var err error
+	if o.NetNS, o.NoNAT, o.Publish, err = networkOptions(network, publish); err != nil {
+		return err
+	}
 	if o.MemoryMiB, err = parseMiB(mem); err != nil {
 		return fmt.Errorf("--memory %q: %w", mem, err)
 	}
@@ -315,6 +323,7 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 		ID:        o.ID,
 		StateRoot: g.stateRoot,
 		NetNS:     o.NetNS,
+		NAT:       vc.NATConfig{Disabled: o.NoNAT, Publish: o.Publish},
 		Hypervisor: vc.HypervisorConfig{
 			Kernel:    kernel,
 			Initrd:    initrd,
@@ -324,6 +333,32 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 			Debug:     o.Debug,
 		},
 	}, nil
+}
+
+// networkOptions reads --network and -p: the network namespace to join,
+// whether the NAT is off, and the ports to publish through it.
+func networkOptions(network string, publish []string) (netns string, noNAT bool, ports []vc.PortMapping, err error) {
+	switch network {
+	case "", "nat":
+	case "none":
+		noNAT = true
+	default:
+		if !strings.HasPrefix(network, "/") {
+			return "", false, nil, fmt.Errorf("--network %q: want nat, none or the path of a network namespace: %w", network, errdefs.ErrInvalidArgument)
+		}
+		netns = network
+	}
+	for i, p := range publish {
+		if network != "" && network != "nat" {
+			return "", false, nil, fmt.Errorf("-p %q: publishing needs --network nat (not %q): %w", p, network, errdefs.ErrInvalidArgument)
+		}
+		m, err := vc.ParsePortMapping(p)
+		if err != nil {
+			return "", false, nil, fmt.Errorf("-p #%d: %w", i+1, err)
+		}
+		ports = append(ports, m)
+	}
+	return netns, noNAT, ports, nil
 }
 
 // startDetached runs the owner in a new session and waits until the
