@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -39,6 +40,8 @@ func (s *containerState) init(a *Agent) {
 		Log:     a.log,
 		Mount:   storage.Mount,
 		Unmount: storage.Unmount,
+		// Below the sandbox root, where nothing but the agent mounts.
+		NamespaceDir: filepath.Join(a.cfg.SandboxRoot, "ns"),
 	})
 }
 

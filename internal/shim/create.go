@@ -64,6 +64,9 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 	if err != nil {
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)
 	}
+	if err := refuseHostNamespaces(spec); err != nil {
+		return 0, fmt.Errorf("container %s: %w", r.ID, err)
+	}
 	cfg := s.config()
 	if typ.BootsVM() {
 		if cfg, err = configFromOptions(r.Options, cfg); err != nil {
@@ -133,6 +136,9 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 		// A pod's sandbox container is in the pod's shared pid namespace,
 		// as its containers that share it see it with runc.
 		PrivatePidNS: !(typ == oci.PodSandbox || joinsPidNS(spec)),
+		// The pod's IPC and UTS namespaces are its sandbox container's,
+		// which the other containers name by path (runc's semantics).
+		PodInfra: typ == oci.PodSandbox,
 	}
 	if err := sb.CreateContainer(ctx, ccfg); err != nil {
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)

@@ -87,6 +87,13 @@ type ContainerConfig struct {
 	// namespace its spec asks for. A pod's containers that do not share
 	// the pod's pid namespace set it.
 	PrivatePidNS bool `json:"private_pidns,omitempty"`
+	// PodInfra makes the container's IPC and UTS namespaces the sandbox's
+	// shared ones even where its spec asks for new ones: it is a pod's
+	// infrastructure (pause) container, whose namespaces the pod's other
+	// containers name by host path. A container whose spec names an IPC
+	// or UTS namespace by path joins the sandbox's, whatever the path: on
+	// the host it can only be another container's of the same pod.
+	PodInfra bool `json:"pod_infra,omitempty"`
 }
 
 func (c *HypervisorConfig) validate() error {

@@ -49,7 +49,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (err
 		return fmt.Errorf("container %s: %w", cfg.ID, errdefs.ErrAlreadyExists)
 	}
 	// The spec is rewritten for the guest; the caller's copy stays as is.
-	spec, err := guestSpec(cfg.ID, cfg.Spec)
+	spec, err := guestSpec(cfg.ID, cfg.Spec, cfg.PodInfra)
 	if err != nil {
 		return err
 	}
@@ -78,8 +78,10 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (err
 }
 
 // guestSpec copies spec and makes it fit the guest: host-only parts (hooks,
-// namespace paths of the host, host cgroup paths) are dropped.
-func guestSpec(cid string, in *specs.Spec) (*specs.Spec, error) {
+// namespace paths of the host, host cgroup paths) are dropped. An IPC or
+// UTS namespace named by path, or any of a pod's infrastructure container
+// (podInfra), becomes the sandbox's shared one.
+func guestSpec(cid string, in *specs.Spec, podInfra bool) (*specs.Spec, error) {
 	b := *in
 	spec := &b
 	if in.Process != nil {
@@ -97,7 +99,12 @@ func guestSpec(cid string, in *specs.Spec) (*specs.Spec, error) {
 			if ns.Type == specs.NetworkNamespace {
 				continue
 			}
-			ns.Path = ""
+			shared := ns.Type == specs.IPCNamespace || ns.Type == specs.UTSNamespace
+			if shared && (ns.Path != "" || podInfra) {
+				ns.Path = pb.SandboxNamespace
+			} else {
+				ns.Path = ""
+			}
 			l.Namespaces = append(l.Namespaces, ns)
 		}
 		l.CgroupsPath = "/vc/" + cid

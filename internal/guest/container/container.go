@@ -70,6 +70,9 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 		return invalid("OCI", "missing")
 	}
 	spec := toSpec(req.GetOCI())
+	if err := m.resolveSharedNS(spec); err != nil {
+		return err
+	}
 	pidns := ""
 	if req.GetSandboxPidns() {
 		var err error

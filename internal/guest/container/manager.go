@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -38,6 +39,9 @@ type Config struct {
 	// ResolvConf is where CreateSandbox writes the DNS configuration
 	// (default /etc/resolv.conf).
 	ResolvConf string
+	// NamespaceDir is where the sandbox's shared IPC and UTS namespaces
+	// are bind-mounted (pb.SandboxNamespace).
+	NamespaceDir string
 }
 
 // Manager holds the sandbox and its containers.
@@ -72,6 +76,9 @@ func New(cfg Config) *Manager {
 	}
 	if cfg.Unmount == nil {
 		cfg.Unmount = func(string) error { return nil }
+	}
+	if cfg.NamespaceDir == "" {
+		cfg.NamespaceDir = filepath.Join(cfg.Root, "..", "sandbox-ns")
 	}
 	m := &Manager{
 		cfg:        cfg,

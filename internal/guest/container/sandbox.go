@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
@@ -29,6 +30,9 @@ type sandbox struct {
 	id     string
 	mounts []string
 	pause  *pauseProc
+
+	nsMu sync.Mutex
+	ns   sharedNS // guarded by nsMu
 }
 
 // pauseProc is PID 1 of the sandbox's shared PID namespace.
@@ -83,7 +87,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, req *pb.CreateSandboxReques
 		log.Warn("guest_hook_path ignored: guest OCI hooks are not supported", "path", req.GetGuestHookPath())
 	}
 
-	sb := &sandbox{id: req.GetSandboxId()}
+	sb := &sandbox{id: req.GetSandboxId(), ns: sharedNS{dir: m.cfg.NamespaceDir}}
 	defer func() {
 		if retErr != nil {
 			sb.close(m)
@@ -93,6 +97,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, req *pb.CreateSandboxReques
 		if err := unix.Sethostname([]byte(h)); err != nil {
 			return fmt.Errorf("hostname: %w", err)
 		}
+	}
+	// Containers share the agent's network namespace: the pod's, whose
+	// loopback every pod has up.
+	if err := loopbackUp(); err != nil {
+		return err
 	}
 	if resolv != "" {
 		if err := os.MkdirAll(filepath.Dir(m.cfg.ResolvConf), 0o755); err != nil {
@@ -177,6 +186,22 @@ func (sb *sandbox) close(m *Manager) {
 	}
 	_ = m.unmountAll(m.log, sb.mounts)
 	sb.mounts = nil
+	sb.nsMu.Lock()
+	sb.ns.release()
+	sb.nsMu.Unlock()
+}
+
+// loopbackUp brings up the loopback interface of the agent's network
+// namespace.
+func loopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback: set up: %w", err)
+	}
+	return nil
 }
 
 // sandboxPidns returns the path of the sandbox's PID namespace.
