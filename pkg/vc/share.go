@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/mount"
+	"github.com/virtcontainers/vc/internal/mountinfo"
 )
 
 // The sandbox's shared directory is exported to the guest over 9p with this
@@ -44,11 +47,13 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 	// Shared writable even for a read-only root: the guest's runtime
 	// creates mount points in it (/proc, /dev...) before it makes it
 	// read-only, as spec.Root.Readonly says (a pause image has no /proc).
-	if err := bind(rootfs, target, true, false); err != nil {
+	if err := bind(rootfs, target, true, bindMode{recursive: true}); err != nil {
 		return fmt.Errorf("share rootfs %q: %w", rootfs, err)
 	}
 	spec.Root = &specs.Root{Path: guestSharedDir + "/" + cid + "/rootfs", Readonly: spec.Root != nil && spec.Root.Readonly}
+	mounts := make([]specs.Mount, 0, len(spec.Mounts))
 	for i, m := range spec.Mounts {
+		mounts = append(mounts, m)
 		if !isBind(m) {
 			continue
 		}
@@ -58,12 +63,52 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 		}
 		name := strconv.Itoa(i)
 		target := filepath.Join(base, "mounts", name)
-		if err := bind(m.Source, target, st.IsDir(), hasOpt(m.Options, "ro")); err != nil {
+		mode := bindMode{
+			recursive: hasOpt(m.Options, "rbind"),
+			ro:        hasOpt(m.Options, "ro") || hasOpt(m.Options, "rro"),
+			rro:       hasOpt(m.Options, "rro"),
+		}
+		if err := bind(m.Source, target, st.IsDir(), mode); err != nil {
 			return fmt.Errorf("share mounts[%d] %q: %w", i, m.Source, err)
 		}
-		spec.Mounts[i].Source = guestSharedDir + "/" + cid + "/mounts/" + name
+		guestSrc := guestSharedDir + "/" + cid + "/mounts/" + name
+		mounts[len(mounts)-1].Source = guestSrc
+		if mode.recursive && mode.ro && !mode.rro {
+			subs, err := writableSubmounts(target, m.Destination, guestSrc)
+			if err != nil {
+				return fmt.Errorf("share mounts[%d] %q: %w", i, m.Source, err)
+			}
+			mounts = append(mounts, subs...)
+		}
 	}
+	spec.Mounts = mounts
 	return nil
+}
+
+// writableSubmounts keeps the submounts of a non-recursively read-only
+// volume (OCI "ro" with "rbind", not "rro") writable, as runc does. In the
+// guest the whole volume is one 9p tree, which a read-only bind would make
+// read-only all through, so each host submount below target that is
+// writable becomes a bind of its own on top, after the volume's.
+func writableSubmounts(target, dest, guestSrc string) ([]specs.Mount, error) {
+	infos, err := mountinfo.Read(mountinfo.Self)
+	if err != nil {
+		return nil, err
+	}
+	var out []specs.Mount
+	for _, mi := range infos { // parents before children: mountinfo's order
+		rel, ok := strings.CutPrefix(mi.MountPoint, target+"/")
+		if !ok || hasOpt(strings.Split(mi.Options, ","), "ro") {
+			continue
+		}
+		out = append(out, specs.Mount{
+			Destination: path.Join(dest, rel),
+			Type:        "bind",
+			Source:      guestSrc + "/" + rel,
+			Options:     []string{"rbind", "rw"},
+		})
+	}
+	return out, nil
 }
 
 // unshareContainer unmounts and removes everything shareContainer made.
@@ -83,7 +128,13 @@ func unshareContainer(sharedDir, cid string) error {
 	return errors.Join(errs...)
 }
 
-func bind(src, target string, dir, ro bool) error {
+// bindMode is how a volume is bound: OCI's "bind" or "rbind", "ro" (the
+// top mount only) or "rro" (every submount too).
+type bindMode struct {
+	recursive, ro, rro bool
+}
+
+func bind(src, target string, dir bool, mode bindMode) error {
 	if dir {
 		if err := os.MkdirAll(target, 0o700); err != nil {
 			return err
@@ -98,7 +149,11 @@ func bind(src, target string, dir, ro bool) error {
 		}
 		f.Close()
 	}
-	if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	flags := uintptr(unix.MS_BIND)
+	if mode.recursive {
+		flags |= unix.MS_REC
+	}
+	if err := unix.Mount(src, target, "", flags, ""); err != nil {
 		return fmt.Errorf("bind %s on %s: %w", src, target, err)
 	}
 	// Host mounts made later below src must not show up in the guest, and
@@ -107,7 +162,13 @@ func bind(src, target string, dir, ro bool) error {
 		unmount(target)
 		return fmt.Errorf("make %s private: %w", target, err)
 	}
-	if ro {
+	if mode.rro {
+		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if err := unix.MountSetattr(-1, target, unix.AT_RECURSIVE, attr); err != nil {
+			unmount(target)
+			return fmt.Errorf("make %s recursively read-only (rro): %w", target, err)
+		}
+	} else if mode.ro {
 		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			unmount(target)
 			return fmt.Errorf("remount %s read-only: %w", target, err)

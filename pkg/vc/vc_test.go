@@ -2,15 +2,20 @@ package vc
 
 import (
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
+	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/persist"
 )
@@ -69,27 +74,52 @@ func TestContainerConfigValidate(t *testing.T) {
 func TestGuestSpec(t *testing.T) {
 	in := oci.DefaultSpec([]string{"sh"}, nil, "", false)
 	in.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/usr/bin/cni"}}}
-	in.Linux.Namespaces = append(in.Linux.Namespaces,
-		specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/var/run/netns/x"},
-		specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/1/ns/ipc"})
+	var nss []specs.LinuxNamespace
+	for _, ns := range in.Linux.Namespaces {
+		if ns.Type == specs.IPCNamespace {
+			ns.Path = "/proc/1/ns/ipc" // a pod's container names the pause's
+		}
+		nss = append(nss, ns)
+	}
+	in.Linux.Namespaces = append(nss, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/var/run/netns/x"})
 	in.Linux.CgroupsPath = "/kubepods/besteffort/pod1/c"
 	in.Process.Cwd = ""
-	out, err := guestSpec("c1", in)
+	out, err := guestSpec("c1", in, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out.Hooks != nil {
 		t.Error("host hooks kept")
 	}
+	paths := map[specs.LinuxNamespaceType]string{}
 	for _, ns := range out.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace || ns.Path != "" {
+		if ns.Type == specs.NetworkNamespace {
 			t.Errorf("namespace %+v kept for the guest", ns)
 		}
+		paths[ns.Type] = ns.Path
+	}
+	// The IPC namespace named by path is the sandbox's; the others new.
+	want := map[specs.LinuxNamespaceType]string{specs.PIDNamespace: "", specs.IPCNamespace: pb.SandboxNamespace, specs.UTSNamespace: "", specs.MountNamespace: ""}
+	if !maps.Equal(paths, want) {
+		t.Errorf("guest namespaces %v, want %v", paths, want)
+	}
+	// A pod's infrastructure container makes the shared ones.
+	infra, err := guestSpec("pause", oci.DefaultSpec([]string{"pause"}, nil, "", false), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(paths)
+	for _, ns := range infra.Linux.Namespaces {
+		paths[ns.Type] = ns.Path
+	}
+	want[specs.UTSNamespace] = pb.SandboxNamespace
+	if !maps.Equal(paths, want) {
+		t.Errorf("infra container's guest namespaces %v, want %v", paths, want)
 	}
 	if out.Linux.CgroupsPath != "/vc/c1" || out.Process.Cwd != "/" {
 		t.Errorf("cgroups path %q, cwd %q", out.Linux.CgroupsPath, out.Process.Cwd)
 	}
-	if in.Hooks == nil || in.Linux.CgroupsPath != "/kubepods/besteffort/pod1/c" || in.Process.Cwd != "" || len(in.Linux.Namespaces) != 6 {
+	if in.Hooks == nil || in.Linux.CgroupsPath != "/kubepods/besteffort/pod1/c" || in.Process.Cwd != "" || len(in.Linux.Namespaces) != 5 || in.Linux.Namespaces[1].Path != "/proc/1/ns/ipc" {
 		t.Error("the caller's spec was changed")
 	}
 }
@@ -177,5 +207,67 @@ func TestCreatorDiedHalfway(t *testing.T) {
 	}
 	if store.Exists("orphan") {
 		t.Error("orphaned sandbox's state still there")
+	}
+}
+
+// A volume's submounts follow OCI's options: "ro" makes only the volume's
+// own mount read-only, so its writable submounts stay writable (in the
+// guest too: they become binds of their own on top), "rro" makes all of
+// it read-only, and a plain "bind" does not carry submounts at all.
+func TestShareSubmounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: bind and tmpfs mounts")
+	}
+	shared, rootfs, vol := t.TempDir(), t.TempDir(), t.TempDir()
+	sub := filepath.Join(vol, "sub")
+	os.Mkdir(sub, 0o755)
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
+	os.WriteFile(filepath.Join(sub, "inside"), []byte("x"), 0o644)
+
+	spec := oci.DefaultSpec([]string{"true"}, nil, "", false)
+	n := len(spec.Mounts)
+	spec.Mounts = append(spec.Mounts,
+		specs.Mount{Destination: "/ro", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}},
+		specs.Mount{Destination: "/rro", Type: "bind", Source: vol, Options: []string{"rbind", "rro"}},
+		specs.Mount{Destination: "/flat", Type: "bind", Source: vol, Options: []string{"bind", "ro"}})
+	if err := shareContainer(shared, "c1", rootfs, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unshareContainer(shared, "c1") })
+	host := func(i int, rel string) string {
+		return filepath.Join(shared, "c1", "mounts", strconv.Itoa(i), rel)
+	}
+	writable := func(p string) bool {
+		err := os.WriteFile(filepath.Join(p, "probe"), nil, 0o644)
+		os.Remove(filepath.Join(p, "probe"))
+		return err == nil
+	}
+	if writable(host(n, "")) || !writable(host(n, "sub")) {
+		t.Errorf("ro: top writable %v (want false), submount writable %v (want true)", writable(host(n, "")), writable(host(n, "sub")))
+	}
+	if writable(host(n+1, "sub")) {
+		t.Error("rro: the submount is writable")
+	}
+	if _, err := os.Stat(host(n+2, "sub/inside")); err == nil {
+		t.Error("bind (not rbind) carried the submount")
+	}
+	// The guest gets the ro volume, then its submount writable on top;
+	// the rro and flat volumes alone.
+	var got []string
+	for _, m := range spec.Mounts[n:] {
+		got = append(got, m.Destination+" "+m.Source+" "+strings.Join(m.Options, ","))
+	}
+	g := guestSharedDir + "/c1/mounts/"
+	want := []string{
+		"/ro " + g + strconv.Itoa(n) + " rbind,ro",
+		"/ro/sub " + g + strconv.Itoa(n) + "/sub rbind,rw",
+		"/rro " + g + strconv.Itoa(n+1) + " rbind,rro",
+		"/flat " + g + strconv.Itoa(n+2) + " bind,ro",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("guest mounts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
