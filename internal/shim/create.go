@@ -253,16 +253,26 @@ func prepareRootfs(r *taskAPI.CreateTaskRequest, spec *specs.Spec) (string, bool
 		return "", false, fmt.Errorf("rootfs: %w", err)
 	}
 	mounts := mount.FromProto(r.Rootfs)
-	if err := mount.All(mounts, target); err != nil {
+	// containerd's mount manager formats (format/, mkdir/, {{ mount N }})
+	// are activated here when containerd left them to the shim.
+	if err := activateMounts(mounts, filepath.Join(r.Bundle, activationDirName), target); err != nil {
 		// A partial mount leaves layers behind.
 		unmountRootfs(target)
-		return "", false, fmt.Errorf("rootfs mounts (%s): %w", mounts[0].Type, errors.Join(err, errdefs.ErrInvalidArgument))
+		if !errdefs.IsNotImplemented(err) {
+			err = errors.Join(err, errdefs.ErrInvalidArgument)
+		}
+		return "", false, fmt.Errorf("rootfs mounts (%s): %w", mounts[0].Type, err)
 	}
 	return target, true, nil
 }
 
+// unmountRootfs unmounts the rootfs at target (<bundle>/rootfs), then what
+// was activated for it in the bundle.
 func unmountRootfs(target string) error {
 	if err := mount.UnmountRecursive(target, 0); err != nil {
+		return fmt.Errorf("unmount rootfs %s: %w", target, err)
+	}
+	if err := deactivateMounts(filepath.Join(filepath.Dir(target), activationDirName)); err != nil {
 		return fmt.Errorf("unmount rootfs %s: %w", target, err)
 	}
 	return nil

@@ -1,0 +1,307 @@
+package shim
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+)
+
+// Rootfs mounts in containerd's mount manager formats (containerd 2.3,
+// the erofs and ext4 snapshotters): a mount type may carry transform
+// prefixes, "format/mkdir/overlay" say, and its source, target and
+// options {{ mount N }} style templates that name where an earlier mount
+// of the list was mounted, and X-containerd.mkdir.path options. containerd
+// activates such a list itself (core/mount/manager) unless the runtime
+// says it handles the types; a shim driven without containerd's mount
+// manager, or by one that left the mounts to it, gets them as they are.
+// activateMounts does what the mount manager's Activate does, for the
+// transforms a rootfs uses: every mount before the last transformed one
+// is mounted in a directory of its own under activationDir, the
+// transforms are applied with what is mounted, and the rest (the system
+// mounts) are mounted on target as containerd-shim-runc-v2 mounts its
+// rootfs (mount.All).
+
+// activationDirName, in the bundle, holds the mounts activated for the
+// rootfs: one numbered directory each.
+const activationDirName = "vc-mounts"
+
+// mkdirPrefix is the mount manager's option that makes a directory.
+const mkdirPrefix = "X-containerd.mkdir."
+
+// transforms are the mount type prefixes activateMounts applies; the mount
+// manager's mkfs (which makes a filesystem image) is not among them.
+var transforms = map[string]bool{"format": true, "mkdir": true}
+
+// splitTransforms splits a mount type into its transform prefixes and the
+// type to mount: "format/mkdir/overlay" is [format mkdir] and overlay.
+func splitTransforms(typ string) ([]string, string, error) {
+	var trs []string
+	for {
+		tr, rest, ok := strings.Cut(typ, "/")
+		if !ok {
+			return trs, typ, nil
+		}
+		if !transforms[tr] {
+			return nil, "", fmt.Errorf("mount type %q: transform %q: %w", typ, tr, errdefs.ErrNotImplemented)
+		}
+		trs = append(trs, tr)
+		typ = rest
+	}
+}
+
+// needsActivation tells whether any mount is in the mount manager's formats.
+func needsActivation(mounts []mount.Mount) bool {
+	for _, m := range mounts {
+		if strings.Contains(m.Type, "/") {
+			return true
+		}
+	}
+	return false
+}
+
+// activateMounts mounts mounts on target, activating the mount manager's
+// formats. On error nothing it mounted is left mounted.
+func activateMounts(mounts []mount.Mount, activationDir, target string) (retErr error) {
+	mounts = slices.Clone(mounts)
+	// The last transformed mount is the first system mount: everything
+	// before it is mounted here, for it to name.
+	first := -1
+	types := make([][]string, len(mounts))
+	for i, m := range mounts {
+		trs, typ, err := splitTransforms(m.Type)
+		if err != nil {
+			return fmt.Errorf("rootfs mount %d: %w", i, err)
+		}
+		if len(trs) > 0 {
+			first = i
+		}
+		types[i] = trs
+		mounts[i].Type = typ
+	}
+	if first == -1 {
+		return mount.All(mounts, target)
+	}
+	if err := os.MkdirAll(activationDir, 0o700); err != nil {
+		return fmt.Errorf("rootfs activation: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := deactivateMounts(activationDir); err != nil {
+				retErr = errors.Join(retErr, err)
+			}
+		}
+	}()
+	var active []string // mount points, by index
+	for i := range mounts[:first] {
+		m, err := transformMount(mounts[i], types[i], active, activationDir)
+		if err != nil {
+			return fmt.Errorf("rootfs mount %d (%s): %w", i, mounts[i].Type, err)
+		}
+		mp := filepath.Join(activationDir, strconv.Itoa(i))
+		if err := os.Mkdir(mp, 0o700); err != nil {
+			return fmt.Errorf("rootfs mount %d: %w", i, err)
+		}
+		if err := m.Mount(mp); err != nil {
+			return fmt.Errorf("rootfs mount %d (%s %s): %w", i, m.Type, m.Source, err)
+		}
+		active = append(active, mp)
+	}
+	m, err := transformMount(mounts[first], types[first], active, activationDir)
+	if err != nil {
+		return fmt.Errorf("rootfs mount %d (%s): %w", first, mounts[first].Type, err)
+	}
+	mounts[first] = m
+	system := mounts[first:]
+	if err := mount.All(system, target); err != nil {
+		mount.UnmountMounts(system, target, 0)
+		return err
+	}
+	return nil
+}
+
+// transformMount applies a mount's transforms, in order.
+func transformMount(m mount.Mount, trs []string, active []string, activationDir string) (mount.Mount, error) {
+	var err error
+	for _, tr := range trs {
+		switch tr {
+		case "format":
+			m, err = formatMount(m, active)
+		case "mkdir":
+			m, err = mkdirMount(m, activationDir)
+		}
+		if err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+// formatMount fills in the {{ mount N }}, {{ source N }}, {{ target N }}
+// and {{ overlay A B }} templates of a mount's source, target and options
+// from the mounts activated before it.
+func formatMount(m mount.Mount, active []string) (mount.Mount, error) {
+	at := func(i int) (string, error) {
+		if i < 0 || i >= len(active) {
+			return "", fmt.Errorf("mount index %d out of range: %d mounts before it: %w", i, len(active), errdefs.ErrInvalidArgument)
+		}
+		return active[i], nil
+	}
+	funcs := template.FuncMap{
+		"mount": at,
+		"overlay": func(start, end int) (string, error) {
+			var dirs []string
+			step := 1
+			if start > end {
+				step = -1
+			}
+			for i := start; ; i += step {
+				d, err := at(i)
+				if err != nil {
+					return "", err
+				}
+				dirs = append(dirs, d)
+				if i == end {
+					break
+				}
+			}
+			return strings.Join(dirs, ":"), nil
+		},
+	}
+	format := func(s string) (string, error) {
+		if !strings.Contains(s, "{{") {
+			return s, nil
+		}
+		t, err := template.New("").Funcs(funcs).Option("missingkey=error").Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("template %q: %w: %w", s, err, errdefs.ErrInvalidArgument)
+		}
+		var b bytes.Buffer
+		if err := t.Execute(&b, nil); err != nil {
+			return "", fmt.Errorf("template %q: %w", s, err)
+		}
+		return b.String(), nil
+	}
+	var err error
+	if m.Source, err = format(m.Source); err != nil {
+		return m, err
+	}
+	if m.Target, err = format(m.Target); err != nil {
+		return m, err
+	}
+	opts := make([]string, len(m.Options))
+	for i, o := range m.Options {
+		if opts[i], err = format(o); err != nil {
+			return m, err
+		}
+	}
+	m.Options = opts
+	return m, nil
+}
+
+// mkdirMount makes the directories of a mount's X-containerd.mkdir.path
+// options (path[:mode[:uid:gid]]) and drops the options. Like the mount
+// manager's, it makes them only inside what it activated, and does not
+// chmod or chown an existing directory.
+func mkdirMount(m mount.Mount, activationDir string) (mount.Mount, error) {
+	var opts []string
+	for _, o := range m.Options {
+		v, ok := strings.CutPrefix(o, mkdirPrefix)
+		if !ok {
+			opts = append(opts, o)
+			continue
+		}
+		v, ok = strings.CutPrefix(v, "path=")
+		if !ok {
+			return m, fmt.Errorf("mount option %q: %w", o, errdefs.ErrInvalidArgument)
+		}
+		parts := strings.Split(v, ":")
+		mode := os.FileMode(0o700)
+		uid, gid := -1, -1
+		switch len(parts) {
+		case 4:
+			var err1, err2 error
+			uid, err1 = strconv.Atoi(parts[2])
+			gid, err2 = strconv.Atoi(parts[3])
+			if err := errors.Join(err1, err2); err != nil {
+				return m, fmt.Errorf("mount option %q: uid:gid: %w: %w", o, err, errdefs.ErrInvalidArgument)
+			}
+			fallthrough
+		case 2:
+			p, err := strconv.ParseUint(parts[1], 8, 32)
+			if err != nil || os.FileMode(p)&^os.ModePerm != 0 {
+				return m, fmt.Errorf("mount option %q: mode %q: %w", o, parts[1], errdefs.ErrInvalidArgument)
+			}
+			mode = os.FileMode(p)
+		case 1:
+		default:
+			return m, fmt.Errorf("mount option %q: %w", o, errdefs.ErrInvalidArgument)
+		}
+		dir := filepath.Clean(parts[0])
+		if rel, err := filepath.Rel(activationDir, dir); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			return m, fmt.Errorf("mount option %q: %s is not inside an activated mount: %w", o, dir, errdefs.ErrInvalidArgument)
+		}
+		if err := os.Mkdir(dir, mode); err != nil {
+			if !os.IsExist(err) {
+				return m, fmt.Errorf("mount option %q: %w", o, err)
+			}
+			continue
+		}
+		// Mkdir's mode is masked by the umask.
+		if err := os.Chmod(dir, mode); err != nil {
+			return m, fmt.Errorf("mount option %q: %w", o, err)
+		}
+		if uid != -1 {
+			if err := os.Lchown(dir, uid, gid); err != nil {
+				return m, fmt.Errorf("mount option %q: %w", o, err)
+			}
+		}
+	}
+	m.Options = opts
+	return m, nil
+}
+
+// deactivateMounts unmounts what activateMounts mounted under
+// activationDir, the last mounted first, and removes the directory. A
+// directory still mounted is never removed with what is under it.
+func deactivateMounts(activationDir string) error {
+	ents, err := os.ReadDir(activationDir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("rootfs activation: %w", err)
+	}
+	var idx []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
+			idx = append(idx, n)
+		}
+	}
+	slices.Sort(idx)
+	var errs []error
+	for _, n := range slices.Backward(idx) {
+		mp := filepath.Join(activationDir, strconv.Itoa(n))
+		if err := mount.UnmountAll(mp, 0); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+			continue
+		}
+		if err := os.Remove(mp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		if err := os.Remove(activationDir); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
