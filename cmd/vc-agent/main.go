@@ -22,6 +22,7 @@ import (
 	"github.com/virtcontainers/vc/internal/guest"
 	"github.com/virtcontainers/vc/internal/guest/boot"
 	"github.com/virtcontainers/vc/internal/guest/container"
+	"github.com/virtcontainers/vc/internal/guest/kmod"
 	"github.com/virtcontainers/vc/internal/guest/reaper"
 	"github.com/virtcontainers/vc/internal/guest/storage"
 	"github.com/virtcontainers/vc/internal/guest/transport"
@@ -88,7 +89,7 @@ func run() error {
 		if err := boot.MountSystem(); err != nil {
 			return err
 		}
-		if err := boot.LoadModules(*modules, *moduleDir); err != nil {
+		if err := kmod.Load(*modules, *moduleDir); err != nil {
 			return err
 		}
 		slog.Info("system ready", "took", time.Since(start))

@@ -6,7 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	pb "github.com/virtcontainers/vc/api/agent"
-	"github.com/virtcontainers/vc/internal/guest/boot"
+	"github.com/virtcontainers/vc/internal/guest/kmod"
 	"github.com/virtcontainers/vc/internal/guest/network"
 )
 
@@ -25,7 +25,7 @@ func (a *Agent) iptables() network.IPTables {
 func (a *Agent) UpdateInterface(ctx context.Context, req *pb.UpdateInterfaceRequest) (*pb.Interface, error) {
 	// A NIC hotplugged into a sandbox that booted without one needs its
 	// driver now.
-	if err := boot.EnsureGroup("net"); err != nil {
+	if err := kmod.EnsureGroup("net"); err != nil {
 		return nil, err
 	}
 	return guestNetwork.UpdateInterface(ctx, req.GetInterface())

@@ -121,19 +121,6 @@ func mountCgroups() error {
 	return sc.Err()
 }
 
-func loadModule(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("module %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("load module %s: %w", path, err)
-	}
-	slog.Debug("module loaded", "module", filepath.Base(path))
-	return nil
-}
-
 // PowerOff syncs the disks and powers the machine off. In a pid namespace
 // other than the initial one it only ends the agent's namespace.
 func PowerOff() {

@@ -13,7 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	pb "github.com/virtcontainers/vc/api/agent"
-	"github.com/virtcontainers/vc/internal/guest/boot"
+	"github.com/virtcontainers/vc/internal/guest/kmod"
 	"github.com/virtcontainers/vc/internal/guest/pcipath"
 )
 
@@ -64,7 +64,7 @@ func prepareBlk(ctx context.Context, s *pb.Storage) (*spec, error) {
 		return nil, invalid("fstype", "bad filesystem type %q", s.Fstype)
 	}
 	// The disk may be hotplugged after boot: its driver loads on demand.
-	if err := boot.EnsureGroup("blk"); err != nil {
+	if err := kmod.EnsureGroup("blk"); err != nil {
 		return nil, err
 	}
 	dev, err := blockSource(ctx, s.Source)

@@ -26,7 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
-	"github.com/virtcontainers/vc/internal/guest/boot"
+	"github.com/virtcontainers/vc/internal/guest/kmod"
 	"github.com/virtcontainers/vc/internal/mountinfo"
 )
 
@@ -287,7 +287,7 @@ func ensureDir(mp string) (bool, error) {
 // doMount mounts, then applies what mount(2) takes in further calls: the
 // flags of a bind mount and the propagation.
 func doMount(source, target, fstype string, o Options) error {
-	if err := boot.EnsureFS(fstype); err != nil {
+	if err := kmod.EnsureFS(fstype); err != nil {
 		return err
 	}
 	flags := o.Flags

@@ -1,4 +1,7 @@
-package boot
+// Package kmod loads the guest's kernel modules: the image's list at boot,
+// and groups that only some sandboxes use (ext4, virtio-fs, vsock, block,
+// network) when first needed.
+package kmod
 
 import (
 	"errors"
@@ -10,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Modules that only some sandboxes use are loaded when first needed rather
@@ -50,11 +55,11 @@ func moduleName(path string) string {
 	return strings.ReplaceAll(base, "-", "_")
 }
 
-// LoadModules loads the kernel modules named in listFile, one file name
+// Load loads the kernel modules named in listFile, one file name
 // per line relative to dir, in order; a module already loaded is fine.
 // Modules of lazy groups are kept for EnsureGroup, unless the device they
 // drive is present now.
-func LoadModules(listFile, dir string) error {
+func Load(listFile, dir string) error {
 	b, err := os.ReadFile(listFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -140,4 +145,17 @@ func virtioDevices() map[string]bool {
 		ids[strings.TrimSpace(string(id))] = true
 	}
 	return ids
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("module %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("load module %s: %w", path, err)
+	}
+	slog.Debug("module loaded", "module", filepath.Base(path))
+	return nil
 }
