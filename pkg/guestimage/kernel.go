@@ -15,7 +15,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/virtcontainers/vc/pkg/persist"
+	"github.com/virtcontainers/vc/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,7 +107,7 @@ func writeJSON(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return persist.WriteFileAtomic(path, b, 0o644)
+	return atomicfile.WriteFile(path, b, 0o644)
 }
 
 func resolveKernelPackageApt(ctx context.Context, pkg string, log *slog.Logger) (debPackage, error) {

@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/atomicfile"
 	"github.com/virtcontainers/vc/internal/mount"
 )
 
@@ -139,7 +140,7 @@ func (s *Store) Save(id, name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s state: %w", name, err)
 	}
-	return WriteFileAtomic(filepath.Join(s.Dir(id), name+".json"), b, 0o600)
+	return atomicfile.WriteFile(filepath.Join(s.Dir(id), name+".json"), b, 0o600)
 }
 
 // Load reads <name>.json of sandbox id into v; ErrNotFound if absent.
@@ -231,40 +232,4 @@ func (s *Store) Remove(id string) error {
 		return err
 	}
 	return mount.RemoveAll(dir)
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory, synced and renamed over path.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return nil
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/atomicfile"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
-	"github.com/virtcontainers/vc/pkg/persist"
 )
 
 // kvmDevice is where KVM is; a variable for tests.
@@ -175,5 +175,5 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return persist.WriteFileAtomic(path, data, mode)
+	return atomicfile.WriteFile(path, data, mode)
 }
