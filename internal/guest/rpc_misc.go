@@ -12,7 +12,8 @@ import (
 )
 
 // The guest, storage and observability RPCs. Each handler is a thin
-// wrapper: the work is done in misc_*.go and in the packages copyfile,
+// wrapper: the work is done in details.go, clock.go, entropy.go, resources.go,
+// metrics.go and policy.go, and in the packages copyfile,
 // hotplug, metrics, storage, swap and volume.
 
 // UpdateEphemeralMounts implements AgentService.UpdateEphemeralMounts:
