@@ -163,6 +163,9 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		}
 	}()
 	ccfg.LogPath = filepath.Join(s.Dir(), "container.log")
+	if err := natResolvConf(s, &ccfg, o); err != nil {
+		return err
+	}
 	if err := s.CreateContainer(ctx, ccfg); err != nil {
 		return startError(err)
 	}
@@ -359,6 +362,27 @@ func networkOptions(network string, publish []string) (netns string, noNAT bool,
 		ports = append(ports, m)
 	}
 	return netns, noNAT, ports, nil
+}
+
+// natResolvConf gives a container behind the NAT the NAT's resolver, as
+// docker gives its containers a resolv.conf: a file in the sandbox's state
+// (removed with it) bound read-only over /etc/resolv.conf, unless the
+// container mounts one of its own.
+func natResolvConf(s *vc.Sandbox, ccfg *vc.ContainerConfig, o runOptions) error {
+	if o.NetNS != "" || o.NoNAT {
+		return nil
+	}
+	for _, m := range ccfg.Spec.Mounts {
+		if filepath.Clean(m.Destination) == "/etc/resolv.conf" {
+			return nil
+		}
+	}
+	path := filepath.Join(s.Dir(), "resolv.conf")
+	if err := os.WriteFile(path, []byte("nameserver "+vc.NATDNS.String()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("resolv.conf: %w", err)
+	}
+	ccfg.Spec.Mounts = append(ccfg.Spec.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: path, Options: []string{"rbind", "rprivate", "ro"}})
+	return nil
 }
 
 // startDetached runs the owner in a new session and waits until the

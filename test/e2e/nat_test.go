@@ -70,17 +70,17 @@ func freePort(t *testing.T) int {
 
 // `vc run` without --network gets outbound network through the NAT: the
 // container fetches from a server on the host (its gateway), with the
-// address, route and resolver the NAT gives; `--net none` (the old flag,
+// address, route and resolver (resolv.conf) the NAT gives; `--net none` (the old flag,
 // an alias) has loopback only.
 func TestNATOutbound(t *testing.T) {
 	port, last := serveLoopback(t, "nat-outbound-ok")
 	url := fmt.Sprintf("http://10.0.2.2:%d/", port)
 	out, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-nat-out", "busybox", "--", "sh", "-c",
-		"ip -4 -o addr show eth0; ip route; wget -qO- "+url)
+		"ip -4 -o addr show eth0; ip route; cat /etc/resolv.conf; wget -qO- "+url)
 	if code != 0 {
 		t.Fatalf("run: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
-	for _, want := range []string{"inet 10.0.2.15/24", "default via 10.0.2.2 dev eth0", "nat-outbound-ok"} {
+	for _, want := range []string{"inet 10.0.2.15/24", "default via 10.0.2.2 dev eth0", "nameserver 10.0.2.3", "nat-outbound-ok"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
