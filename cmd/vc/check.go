@@ -72,6 +72,11 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	line(r.VhostVsock, "vhost-vsock", vs)
 	line(r.Tun, "tun", "/dev/net/tun (networking)")
+	nat := "qemu's user-mode network (libslirp): --network nat and -p work"
+	if !r.UserNet {
+		nat = "qemu has no user-mode network backend: use --network none or a network namespace"
+	}
+	line(r.UserNet, "nat", nat)
 	fw := r.Firmware
 	if fw == "" {
 		fw = "SeaBIOS (qboot not installed)"

@@ -21,6 +21,10 @@ type HostReport struct {
 	VhostVsock bool `json:"vhost_vsock"`
 	// Firmware is the BIOS VMs boot with ("" for QEMU's SeaBIOS).
 	Firmware string `json:"firmware,omitempty"`
+	// UserNet tells whether QEMU has the user-mode network backend
+	// (libslirp) the NAT of sandboxes without a network namespace needs;
+	// QEMU 7.2 and later can be built without it.
+	UserNet bool `json:"user_net"`
 }
 
 // CheckHost inspects the host: the QEMU binary (qemuPath, or the default),
@@ -38,6 +42,7 @@ func CheckHost(qemuPath string) HostReport {
 			r.QEMUError = err.Error()
 		}
 		r.QEMUVersion = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+		r.UserNet = hasUserNetdev(p)
 	}
 	if _, err := os.Stat(DefaultFirmware); err == nil {
 		r.Firmware = DefaultFirmware
@@ -66,4 +71,18 @@ func CheckHost(qemuPath string) HostReport {
 
 func accessRW(path string) error {
 	return unix.Access(path, unix.R_OK|unix.W_OK)
+}
+
+// hasUserNetdev asks QEMU for its netdev backends and looks for "user".
+func hasUserNetdev(qemuPath string) bool {
+	out, err := exec.Command(qemuPath, "-netdev", "help").Output()
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(l) == "user" {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,8 @@ package qemu
 import (
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
@@ -44,5 +46,23 @@ func TestCommandLineNAT(t *testing.T) {
 	}
 	if slices.ContainsFunc(args, func(a string) bool { return len(a) > 14 && a[:14] == "pcie-root-port" }) {
 		t.Errorf("a NAT NIC took a root port: %q", args)
+	}
+}
+
+// hasUserNetdev reads QEMU's list of netdev backends: a fake QEMU without
+// "user" has none; this host's QEMU (Debian's, which the NAT tests need)
+// has it.
+func TestHasUserNetdev(t *testing.T) {
+	fake := filepath.Join(t.TempDir(), "qemu")
+	os.WriteFile(fake, []byte("#!/bin/sh\nprintf 'Available netdev backend types:\\nsocket\\ntap\\nuser-ish\\n'\n"), 0o755)
+	if hasUserNetdev(fake) {
+		t.Errorf("fake qemu without a user backend: reported one")
+	}
+	p, err := findQEMU("")
+	if err != nil {
+		t.Skipf("no qemu on this host: %v", err)
+	}
+	if !hasUserNetdev(p) {
+		t.Errorf("%s -netdev help lists no user backend (QEMU built without libslirp?)", p)
 	}
 }
