@@ -49,6 +49,13 @@ type container struct {
 	mu     sync.Mutex
 	execs  map[string]*process
 	paused bool
+
+	// oomMu orders TaskOOM before the exit: held while deciding and
+	// queueing a TaskOOM (oom.go).
+	oomMu sync.Mutex
+	// oomEvents counts the agent's OOM events for the container,
+	// oomReported the OOM kills TaskOOM reported.
+	oomEvents, oomReported uint64
 }
 
 // process is a container's init (execID "") or an exec'd process.
@@ -198,6 +205,11 @@ func (s *Service) watch(sb *vc.Sandbox, p *process) {
 				break wait
 			}
 		}
+	}
+	if err == nil && (p.isInit() || code == 128+9) {
+		// An OOM kill (of the process or in its container) goes out
+		// before the exit: SIGKILL'd, or the container's last exit.
+		s.oomBeforeExit(sb, p.c)
 	}
 	p.lifecycle.Lock()
 	defer p.lifecycle.Unlock()

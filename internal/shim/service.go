@@ -219,8 +219,7 @@ func (s *Service) watchSandbox(sb *vc.Sandbox) {
 				s.log.Debug("oom event", "err", err)
 				continue
 			}
-			s.log.Info("container OOM-killed", "container", cid)
-			s.send(oomEvent(cid))
+			s.oomFromEvent(cid)
 		}
 	}()
 }

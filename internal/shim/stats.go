@@ -51,6 +51,11 @@ func toMetrics(r *pb.StatsContainerResponse) *cg1.Metrics {
 	}
 	if ms := cs.GetMemoryStats(); ms != nil {
 		m.Memory = memoryMetrics(ms)
+		// CRI asks the metrics, when a container exits with 137,
+		// whether it was OOM-killed (as runc-v2 reports it).
+		if n, ok := ms.GetStats()[pb.OOMKillStat]; ok {
+			m.MemoryOomControl = &cg1.MemoryOomControl{OomKill: n}
+		}
 	}
 	if b := cs.GetBlkioStats(); b != nil {
 		m.Blkio = &cg1.BlkIOStat{

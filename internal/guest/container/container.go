@@ -37,6 +37,8 @@ type Container struct {
 	starting  map[string]bool // exec ids being started
 	removing  bool
 	removed   bool
+	// oom follows the cgroup's OOM kill count (oom.go).
+	oom oomCounter
 }
 
 // lcErr maps libcontainer's state errors to errdefs sentinels.

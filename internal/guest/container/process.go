@@ -114,6 +114,9 @@ func recvConsole(sock *os.File) (*os.File, error) {
 
 func (p *Process) waitExit(exit <-chan int) {
 	status := <-exit
+	// An OOM kill is queued before the exit can be reported: whoever
+	// learns of the exit and then asks for OOM events finds it.
+	p.c.noteOOM(false)
 	p.mu.Lock()
 	p.status = status
 	p.exited = true

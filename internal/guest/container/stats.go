@@ -29,6 +29,16 @@ func (m *Manager) Stats(ctx context.Context, id string) (*pb.StatsContainerRespo
 	resp := &pb.StatsContainerResponse{}
 	if st.CgroupStats != nil {
 		resp.CgroupStats = cgroupStats(st.CgroupStats)
+		// memory.stat has no OOM kill count: it goes in the same map
+		// (pb.OOMKillStat), for the shim's metrics (containerd's CRI
+		// reads it to tell OOMKilled from an exit status of 137).
+		if n, err := c.OOMKills(); err == nil {
+			ms := resp.CgroupStats.MemoryStats
+			if ms.Stats == nil {
+				ms.Stats = map[string]uint64{}
+			}
+			ms.Stats[pb.OOMKillStat] = n
+		}
 	}
 	resp.NetworkStats = c.networkStats()
 	return resp, nil
