@@ -80,7 +80,7 @@ func coldStart() ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	var runs, floors []time.Duration
+	var runs, floors, noNet []time.Duration
 	for i := 0; i < coldRuns; i++ {
 		d, err := bootFloor(floor, e.stateRoot, i)
 		if err != nil {
@@ -92,6 +92,13 @@ func coldStart() ([]row, error) {
 			return nil, fmt.Errorf("vc run: %v\n%s", err, out)
 		}
 		runs = append(runs, time.Since(t))
+		// The same without the default user-mode NAT (no NIC, no
+		// address and routes to set): what the NAT costs.
+		t = time.Now()
+		if out, err := e.cmd("run", "--rm", "--network", "none", "busybox", "--", "true").CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("vc run --network none: %v\n%s", err, out)
+		}
+		noNet = append(noNet, time.Since(t))
 	}
 	phases, err := phaseRun(e)
 	if err != nil {
@@ -100,6 +107,8 @@ func coldStart() ([]row, error) {
 	return []row{
 		{figure: "cold start: vc run --rm busybox -- true", unit: "s", value: median(runs).Seconds(), floor: median(floors).Seconds(),
 			floorName: "same QEMU+kernel, /init powers off", note: fmt.Sprintf("median of %d; %s", coldRuns, phases)},
+		{figure: "cold start with the default NAT network", unit: "s", value: median(runs).Seconds(), floor: median(noNet).Seconds(),
+			floorName: "vc run --network none (loopback only)", note: fmt.Sprintf("median of %d, alternating", coldRuns)},
 	}, nil
 }
 
