@@ -20,6 +20,7 @@ require (
 	github.com/containerd/typeurl/v2 v2.2.3
 	github.com/creack/pty v1.1.24
 	github.com/cyphar/filepath-securejoin v0.6.1
+	github.com/erofs/go-erofs v0.3.0
 	github.com/mdlayher/vsock v1.4.0
 	github.com/moby/sys/user v0.4.0
 	github.com/opencontainers/cgroups v0.0.6

@@ -1,0 +1,151 @@
+package shimtest
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testutil"
+	"github.com/virtcontainers/vc/pkg/guestimage"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+func crcOf(s string) string {
+	return fmt.Sprintf("%08x", crc32.Checksum([]byte(s), crc32.MakeTable(crc32.Castagnoli)))
+}
+
+// testBinDir is where hack/install-containerd.sh puts containerd's
+// binaries (VC_TEST_BIN).
+func testBinDir() string {
+	if d := os.Getenv("VC_TEST_BIN"); d != "" {
+		return d
+	}
+	return "/usr/local/lib/vc-test/bin"
+}
+
+// dataRoot holds the guest images the tests build (shared with the
+// containerd tests).
+func dataRoot() string {
+	if d := os.Getenv("VC_TEST_DATA_ROOT"); d != "" {
+		return d
+	}
+	return "/var/lib/vc-test"
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	// The images are shared by every test of the binary.
+	if testImages.dir != "" {
+		os.RemoveAll(filepath.Dir(testImages.dir))
+	}
+	os.Exit(code)
+}
+
+// TestShim runs the conformance suites against containerd-shim-runc-v2
+// (the harness's proof) and containerd-shim-vc-v2.
+func TestShim(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the shims mount root filesystems and make containers")
+	}
+	if testing.Short() {
+		t.Skip("boots a VM per test under TCG (about two minutes): not in -short")
+	}
+	t.Run("runc", func(t *testing.T) {
+		p := runcProfile(t)
+		runSuites(t, p)
+	})
+	t.Run("vc", func(t *testing.T) {
+		p := vcProfile(t)
+		runSuites(t, p)
+		p.after(t)
+	})
+}
+
+// runcProfile is containerd's runc shim v2.3.1 with runc v1.4.3, as
+// hack/install-containerd.sh builds them: containerd hands it the rootfs
+// as the overlayfs snapshotter does (its mount manager activates formatted
+// mounts before runc's shim sees them).
+func runcProfile(t *testing.T) *profile {
+	bin := filepath.Join(testBinDir(), "containerd-shim-runc-v2")
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no %s (make containerd installs it): %v", bin, err)
+	}
+	if _, err := os.Stat(filepath.Join(testBinDir(), "runc")); err != nil {
+		t.Skipf("no runc in %s (make containerd installs it): %v", testBinDir(), err)
+	}
+	return &profile{
+		name:     "runc",
+		bin:      bin,
+		hostAddr: "127.0.0.1", // the host's network namespace
+		skip: map[string]string{
+			"Layers/HundredLayers": "runc's shim mounts its rootfs with mount.All, which refuses the mount manager's formats: containerd activates them for it",
+		},
+	}
+}
+
+// vcProfile is containerd-shim-vc-v2 built as `make build` builds it, on
+// the guest image of the agent under test, under TCG. Its rootfs comes
+// as the mount manager's formats (an ext4 scratch image, erofs layers,
+// format/mkdir/overlay), which the shim activates, as nerdbox's profile of
+// containerd/shimtest does.
+func vcProfile(t *testing.T) *profile {
+	agent := testutil.AgentBinary(t)
+	shim, err := testutil.Build("containerd-shim-vc-v2", "./cmd/containerd-shim-vc-v2", []string{"CGO_ENABLED=0"}, "-tags", "grpcnotrace")
+	if err != nil {
+		t.Fatalf("build containerd-shim-vc-v2: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	defer cancel()
+	img, err := guestimage.Build(ctx, guestimage.Options{Agent: agent, Root: filepath.Join(dataRoot(), "images")})
+	if err != nil {
+		t.Fatalf("guest image: %v", err)
+	}
+	// Short: QEMU's sockets live in <state root>/<sandbox id>/vm.
+	stateRoot := "/run/vc-st/" + randomHex()
+	cfg := filepath.Join(t.TempDir(), "vc-shim.toml")
+	toml := fmt.Sprintf("state_root = %q\ndata_root = %q\nkernel = %q\ninitrd = %q\naccel = \"tcg\"\nstop_timeout = \"5s\"\n",
+		stateRoot, dataRoot(), img.Kernel, img.Initrd)
+	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Whatever a failed test left: VMs, state.
+		ents, _ := os.ReadDir(stateRoot)
+		for _, e := range ents {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			vc.StopSandbox(ctx, stateRoot, e.Name(), 5*time.Second)
+			cancel()
+		}
+		os.RemoveAll(stateRoot)
+	})
+	return &profile{
+		name:         "vc",
+		bin:          shim,
+		env:          []string{"VC_SHIM_CONFIG=" + cfg},
+		formatMounts: true,
+		// The user-mode NAT of a sandbox with no network namespace:
+		// its gateway is the host's loopback.
+		hostAddr: "10.0.2.2",
+		after: func(t *testing.T) {
+			var left []string
+			ents, _ := os.ReadDir(stateRoot)
+			for _, e := range ents {
+				left = append(left, "state "+e.Name())
+			}
+			for _, pid := range proc.Find(func(args []string) bool {
+				return strings.Contains(filepath.Base(args[0]), "qemu-system") && strings.Contains(strings.Join(args, " "), stateRoot+"/")
+			}) {
+				left = append(left, fmt.Sprintf("qemu pid %d", pid))
+			}
+			if len(left) > 0 {
+				t.Errorf("left behind by the vc shim: %s", strings.Join(left, ", "))
+			}
+		},
+	}
+}
