@@ -1,12 +1,15 @@
 package qemu
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
@@ -64,5 +67,61 @@ func TestHasUserNetdev(t *testing.T) {
 	}
 	if !hasUserNetdev(p) {
 		t.Errorf("%s -netdev help lists no user backend (QEMU built without libslirp?)", p)
+	}
+}
+
+// A published host port taken when QEMU starts (after pkg/vc's check, or
+// by a caller that made none) fails Start with QEMU's reason, leaving no
+// process or socket; a free one is bound while the VM runs and released
+// when it stops.
+func TestRealVMNATForwards(t *testing.T) {
+	requireQEMU(t)
+	taken, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	mac, _ := net.ParseMAC("02:00:00:00:00:0b")
+	lo := netip.MustParseAddr("127.0.0.1")
+
+	cfg := testConfig(t, "natbusy")
+	cfg.NAT = &hypervisor.NATNIC{ID: "nat0", MAC: mac, Forwards: []hypervisor.PortForward{{HostAddr: lo, HostPort: taken.Addr().(*net.TCPAddr).Port, GuestPort: 80}}}
+	vm, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = vm.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "Could not set up host forwarding rule") {
+		t.Fatalf("Start with a taken forward port: %v, want QEMU's refusal", err)
+	}
+	if pids := qemuProcessesIn(cfg.StateDir); len(pids) != 0 {
+		t.Errorf("processes left: %v", pids)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, qmpSocketName)); !os.IsNotExist(err) {
+		t.Errorf("qmp socket left: %v", err)
+	}
+
+	free, _ := net.Listen("tcp4", "127.0.0.1:0")
+	port := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	cfg = testConfig(t, "natfree")
+	cfg.NAT = &hypervisor.NATNIC{ID: "nat0", MAC: mac, Forwards: []hypervisor.PortForward{{HostAddr: lo, HostPort: port, GuestPort: 80}}}
+	if vm, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+		l.Close()
+		t.Errorf("forwarded port %d is not bound while the VM runs", port)
+	}
+	if err := vm.Stop(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
+		t.Errorf("forwarded port %d still bound after Stop: %v", port, err)
+	} else {
+		l.Close()
 	}
 }
