@@ -268,3 +268,36 @@ func TestNATBadInput(t *testing.T) {
 		noLeftovers(t, id)
 	}
 }
+
+// `vc run -d -p` publishes through the detached owner; `vc rm -f` frees
+// the port.
+func TestNATPublishCLI(t *testing.T) {
+	id := "e2e-nat-cli"
+	port := freePort(t)
+	out, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "-p", fmt.Sprintf("127.0.0.1:%d:8000", port), "busybox", "--", "sh", "-c",
+		"mkdir -p /tmp/w && echo cli-published-ok > /tmp/w/index.html && exec httpd -f -p 8000 -h /tmp/w")
+	if code != 0 {
+		t.Fatalf("run -d: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	waitFor(t, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "cli-published-ok")
+	}, "the published httpd to answer on the host")
+	if out, _, _ := vcRun(t, nil, "inspect", id); !strings.Contains(out, fmt.Sprintf(`"host_port": %d`, port)) {
+		t.Errorf("inspect does not show the published port:\n%s", out)
+	}
+	if _, errOut, code := vcRun(t, nil, "rm", "-f", id); code != 0 {
+		t.Fatalf("rm -f: exit %d: %s", code, errOut)
+	}
+	noLeftovers(t, id)
+	if l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
+		t.Errorf("published port %d still taken after rm: %v", port, err)
+	} else {
+		l.Close()
+	}
+}
