@@ -41,7 +41,8 @@ type Config struct {
 	Shutdown func()
 }
 
-// Agent implements pb.AgentServiceService and pb.HealthService.
+// Agent implements pb.AgentServiceService, pb.HealthService and
+// pb.PortForwardService.
 type Agent struct {
 	cfg    Config
 	reaper *reaper.Reaper
@@ -49,6 +50,7 @@ type Agent struct {
 
 	ctr  containerState // rpc_container.go
 	misc miscState      // rpc_misc.go
+	fwd  forwardState   // rpc_portforward.go
 }
 
 var (
@@ -78,6 +80,7 @@ func (a *Agent) NewServer() (*ttrpc.Server, error) {
 	}
 	pb.RegisterAgentServiceService(s, a)
 	pb.RegisterHealthService(s, a)
+	pb.RegisterPortForwardService(s, a)
 	return s, nil
 }
 
@@ -123,4 +126,5 @@ func (a *Agent) Version(ctx context.Context, req *pb.CheckRequest) (*pb.VersionC
 // Close stops every container, as on shutdown.
 func (a *Agent) Close() {
 	a.ctr.close()
+	a.fwd.closeAll()
 }
