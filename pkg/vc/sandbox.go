@@ -238,6 +238,7 @@ func (s *Sandbox) serveProxy() error {
 	}
 	pb.RegisterAgentServiceService(srv, s.agent)
 	pb.RegisterHealthService(srv, s.health)
+	pb.RegisterPortForwardService(srv, pb.NewPortForwardClient(s.client))
 	s.proxy = srv
 	go srv.Serve(context.Background(), l)
 	return nil
