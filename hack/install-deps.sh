@@ -11,6 +11,7 @@ pkgs=(
 	busybox-static      # test and default container images
 	kmod cpio           # guest image builder (depmod, modinfo)
 	iproute2 iptables   # networking, agent tests
+	nftables            # nft: the shim's loopback redirect for kubectl port-forward
 	procps              # pgrep in the end-to-end tests
 	xz-utils            # unpacking the guest kernel
 	e2fsprogs           # mkfs.ext4 for block volumes
