@@ -327,6 +327,7 @@ func (m Manager) Stop(ctx context.Context, id string) (cdshim.StopStatus, error)
 func cleanupSandbox(ctx context.Context, log *slog.Logger, sb *vc.Sandbox, typ oci.ContainerType, id string, timeout time.Duration) {
 	defer sb.Close()
 	if typ.BootsVM() {
+		removeLeftPortForward(log, sb)
 		if err := sb.Stop(ctx, timeout); err != nil {
 			log.Warn("shim delete: stop sandbox", "err", err)
 		}

@@ -65,6 +65,7 @@ type Service struct {
 	containers map[string]*container
 	sandbox    *vc.Sandbox
 	vmPid      uint32
+	portFwd    *portForward // portforward.go; nil without a pod netns
 }
 
 var (
@@ -191,7 +192,13 @@ func (s *Service) getSandbox() *vc.Sandbox {
 
 // watchSandbox follows the VM: OOM events become TaskOOM, and the VM's
 // end is logged (every process's wait then fails and reports its exit).
+// It also starts serving kubectl port-forward into the pod.
 func (s *Service) watchSandbox(sb *vc.Sandbox) {
+	if pf := startPortForward(sb, sb.Status().Config.NetNS, s.log.With("sandbox", sb.ID())); pf != nil {
+		s.mu.Lock()
+		s.portFwd = pf
+		s.mu.Unlock()
+	}
 	go func() {
 		<-sb.Exited()
 		if s.getSandbox() == sb {
@@ -230,7 +237,10 @@ func (s *Service) destroySandbox(ctx context.Context) {
 	s.mu.Lock()
 	sb := s.sandbox
 	s.sandbox = nil
+	pf := s.portFwd
+	s.portFwd = nil
 	s.mu.Unlock()
+	pf.close()
 	if sb == nil {
 		return
 	}
