@@ -1,0 +1,182 @@
+package containerd_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/streaming/pkg/httpstream/spdy"
+
+	"github.com/virtcontainers/vc/internal/testutil/containerd"
+)
+
+// forwardResult is what one port-forward request gave: the bytes of its
+// data stream and the message of its error stream.
+type forwardResult struct {
+	data   []byte
+	errMsg string
+}
+
+// portForward does what kubectl port-forward does for one connection:
+// asks CRI's PortForward for the pod's streaming URL, upgrades it to SPDY
+// (portforward.k8s.io), opens the error and data streams of one request
+// for port, writes send on the data stream and reads both to their end.
+func portForward(t *testing.T, cri *containerd.CRIClient, podID string, port int, send string) forwardResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pf, err := cri.Runtime.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: podID, Port: []int32{int32(port)}})
+	if err != nil {
+		t.Fatalf("PortForward: %v", err)
+	}
+	rt, err := spdy.NewRoundTripper(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, pf.GetUrl(), nil)
+	if err != nil {
+		t.Fatalf("streaming URL %q: %v", pf.GetUrl(), err)
+	}
+	req.Header.Set("X-Stream-Protocol-Version", "portforward.k8s.io")
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", pf.GetUrl(), err)
+	}
+	conn, err := rt.NewConnection(resp)
+	if err != nil {
+		t.Fatalf("SPDY upgrade of %s: %v", pf.GetUrl(), err)
+	}
+	defer conn.Close()
+	if p := resp.Header.Get("X-Stream-Protocol-Version"); p != "portforward.k8s.io" {
+		t.Fatalf("negotiated protocol %q, want portforward.k8s.io", p)
+	}
+	h := http.Header{}
+	h.Set("port", strconv.Itoa(port))
+	h.Set("requestID", "0")
+	h.Set("streamType", "error")
+	errStream, err := conn.CreateStream(h)
+	if err != nil {
+		t.Fatalf("error stream: %v", err)
+	}
+	errStream.Close() // the client never writes on it
+	h.Set("streamType", "data")
+	data, err := conn.CreateStream(h)
+	if err != nil {
+		t.Fatalf("data stream: %v", err)
+	}
+	// The data stream's write side stays open: closing it would make CRI
+	// end the connection a second later, whatever is still to come.
+	if _, err := io.WriteString(data, send); err != nil {
+		t.Fatalf("write to the data stream: %v", err)
+	}
+	dataCh, errCh := make(chan []byte, 1), make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(data)
+		dataCh <- b
+	}()
+	go func() {
+		b, _ := io.ReadAll(errStream)
+		errCh <- b
+	}()
+	var res forwardResult
+	timeout := time.After(90 * time.Second)
+	for i := 0; i < 2; i++ {
+		select {
+		case b := <-dataCh:
+			res.data = b
+		case b := <-errCh:
+			res.errMsg = string(b)
+		case <-timeout:
+			t.Fatalf("port %d: the streams did not end", port)
+		}
+	}
+	return res
+}
+
+// checkPortForward runs a pod whose servers listen only on the loopback
+// of its network namespace, on 127.0.0.1 and on ::1, and reaches them
+// through CRI's PortForward as kubectl port-forward does: a small page, a
+// 4 MiB file intact, the ::1-only server (CRI dials 127.0.0.1 first, then
+// ::1), and a closed port, which reports an error and no data.
+func checkPortForward(t *testing.T, c *containerd.Containerd, cri *containerd.CRIClient, handler string) {
+	const body = "hello-through-port-forward"
+	script := fmt.Sprintf("mkdir -p /www /www6 && echo %s > /www/index.html && echo %s-v6 > /www6/index.html && "+
+		"head -c 4194304 /dev/urandom > /www/big && httpd -p 127.0.0.1:8080 -h /www && exec httpd -f -p '[::1]:8081' -h /www6", body, body)
+	_, podID, ctrID := runPod(t, c, cri, handler, "pf-"+handler, "sh", "-c", script)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	get := func(path string) string {
+		return "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n"
+	}
+	// The servers start with the container: wait for the first answer.
+	var r forwardResult
+	waitFor(t, 60*time.Second, "the 127.0.0.1 server through port-forward", func() bool {
+		r = portForward(t, cri, podID, 8080, get("/index.html"))
+		return strings.Contains(string(r.data), "200 OK")
+	})
+	if !strings.HasSuffix(strings.TrimSpace(string(r.data)), body) {
+		t.Errorf("GET /index.html on 127.0.0.1:8080: %q, want a 200 with %q", r.data, body)
+	}
+
+	sum := strings.Fields(string(execSync(t, cri, ctrID, "sha256sum", "/www/big").Stdout))
+	r = portForward(t, cri, podID, 8080, get("/big"))
+	_, payload, ok := strings.Cut(string(r.data), "\r\n\r\n")
+	h := sha256.Sum256([]byte(payload))
+	if !ok || len(payload) != 4<<20 || len(sum) == 0 || hex.EncodeToString(h[:]) != sum[0] {
+		t.Errorf("GET /big: %d bytes, sha256 %x; want 4194304 bytes, sha256 %v (error stream %q)", len(payload), h, sum, r.errMsg)
+	}
+
+	// CRI dials ::1 only where the host's "localhost" has it (not in
+	// every /etc/hosts); vc's agent falls back to ::1 in the guest itself.
+	_, v6err := net.DefaultResolver.LookupIP(ctx, "ip6", "localhost")
+	r = portForward(t, cri, podID, 8081, get("/index.html"))
+	switch reached := strings.HasSuffix(strings.TrimSpace(string(r.data)), body+"-v6"); {
+	case v6err == nil || handler == containerd.VCHandler:
+		if !reached {
+			t.Errorf("GET /index.html on [::1]:8081: %q (error stream %q), want %q", r.data, r.errMsg, body+"-v6")
+		}
+	case reached:
+		t.Errorf("[::1]:8081 answered, though localhost has no IPv6 address here (%v)", v6err)
+	default:
+		t.Logf("[::1]:8081 not reached: localhost has no IPv6 address here (%v)", v6err)
+	}
+
+	r = portForward(t, cri, podID, 8082, get("/"))
+	if len(r.data) != 0 || r.errMsg == "" {
+		t.Errorf("closed port 8082: data %q, error stream %q; want no data and an error", r.data, r.errMsg)
+	}
+	t.Logf("closed port: %s", r.errMsg)
+
+	if _, err := cri.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	if _, err := cri.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+}
+
+// TestRuncCRIPortForward proves checkPortForward with runc, whose pod
+// servers listen in the namespace CRI dials in.
+func TestRuncCRIPortForward(t *testing.T) {
+	c := containerd.StartContainerd(t, containerd.Options{})
+	c.ImportImages(t)
+	checkPortForward(t, c, c.CRI(t), containerd.RuncHandler)
+}
+
+// TestVCCRIPortForward: the same with vc, whose pod servers listen in the
+// guest: the shim's redirect in the pod's namespace and the agent carry
+// each connection there.
+func TestVCCRIPortForward(t *testing.T) {
+	d := startVC(t, "")
+	checkPortForward(t, d.Containerd, d.CRI(t), containerd.VCHandler)
+}
