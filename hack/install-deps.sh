@@ -15,6 +15,7 @@ pkgs=(
 	procps              # pgrep in the end-to-end tests
 	xz-utils            # unpacking the guest kernel
 	e2fsprogs           # mkfs.ext4 for block volumes
+	erofs-utils         # mkfs.erofs: containerd's erofs snapshotter (shim tests)
 )
 missing=()
 for p in "${pkgs[@]}"; do

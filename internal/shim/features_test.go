@@ -65,6 +65,11 @@ func TestInfoFeatures(t *testing.T) {
 	if len(f.Hooks) != 0 {
 		t.Errorf("hooks %v announced, but the guest cannot run host hooks", f.Hooks)
 	}
+	// containerd passes these rootfs mounts as they are (prepareRootfs
+	// activates them) instead of activating them in the daemon.
+	if got := info.GetAnnotations()["containerd.io/runtime-allow-mounts"]; got != "erofs,format/*,mkdir/*" {
+		t.Errorf("runtime-allow-mounts %q, want erofs,format/*,mkdir/*", got)
+	}
 	if info.GetAnnotations()["io.virtcontainers.annotations"] == "" {
 		t.Error("the runtime's annotations are gone from Info")
 	}

@@ -361,8 +361,23 @@ func (m Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeIn
 		return nil, fmt.Errorf("runtime info: features: %w", err)
 	}
 	return &types.RuntimeInfo{
-		Name:        m.Name(),
-		Annotations: map[string]string{"io.virtcontainers.annotations": fmt.Sprint(oci.KnownAnnotations())},
-		Features:    feat,
+		Name: m.Name(),
+		Annotations: map[string]string{
+			"io.virtcontainers.annotations": fmt.Sprint(oci.KnownAnnotations()),
+			allowMountsAnnotation:           allowedMounts,
+		},
+		Features: feat,
 	}, nil
 }
+
+// allowMountsAnnotation, in a runtime's Info, lists the mount types the
+// shim activates itself: containerd's task manager then leaves them to it
+// rather than activating them in the daemon (core/runtime/v2,
+// runtime-allow-mounts).
+const allowMountsAnnotation = "containerd.io/runtime-allow-mounts"
+
+// allowedMounts are the erofs snapshotter's layers and the mount manager's
+// format and mkdir transforms, which prepareRootfs activates. (mkfs is
+// left to containerd; so are erofs layers it verifies with dm-verity,
+// whose option prepareRootfs refuses.)
+const allowedMounts = "erofs,format/*,mkdir/*"

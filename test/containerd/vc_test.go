@@ -106,6 +106,13 @@ type vcDaemon struct {
 // sandboxes is left: no state, no QEMU.
 func startVC(t *testing.T, extraConfig string) *vcDaemon {
 	t.Helper()
+	return startVCWith(t, extraConfig, nil)
+}
+
+// startVCWith is startVC with plugins the harness disables by default
+// loaded (containerd.Options.EnablePlugins).
+func startVCWith(t *testing.T, extraConfig string, enablePlugins []string) *vcDaemon {
+	t.Helper()
 	containerd.RequireRoot(t)
 	s := setupVC(t)
 	var rnd [4]byte
@@ -126,9 +133,10 @@ func startVC(t *testing.T, extraConfig string) *vcDaemon {
 		removeSandboxes(t, stateRoot)
 	})
 	c := containerd.StartContainerd(t, containerd.Options{
-		ShimDir:      s.shimDir,
-		Env:          []string{"VC_SHIM_CONFIG=" + cfgPath},
-		VCConfigPath: cfgPath,
+		ShimDir:       s.shimDir,
+		Env:           []string{"VC_SHIM_CONFIG=" + cfgPath},
+		VCConfigPath:  cfgPath,
+		EnablePlugins: enablePlugins,
 	})
 	c.ImportImages(t)
 	return &vcDaemon{Containerd: c, setup: s, stateRoot: stateRoot, config: cfgPath}

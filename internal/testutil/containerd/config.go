@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -62,6 +63,8 @@ type configParams struct {
 	CNIConfDir, CNIBinDir               string
 	Annotations                         string
 	Extra                               string
+	// Enabled are disabledPlugins to load all the same.
+	Enabled []string
 }
 
 // configTemplate is a version 3 config: the format every containerd 2.x
@@ -156,9 +159,11 @@ func renderConfig(p configParams) ([]byte, error) {
 		p.CNIBinDir = CNIBinDir
 	}
 	p.Annotations = annotations
-	q := make([]string, len(disabledPlugins))
-	for i, d := range disabledPlugins {
-		q[i] = "'" + d + "'"
+	var q []string
+	for _, d := range disabledPlugins {
+		if !slices.Contains(p.Enabled, d) {
+			q = append(q, "'"+d+"'")
+		}
 	}
 	p.Disabled = strings.Join(q, ", ")
 	var b bytes.Buffer

@@ -73,6 +73,9 @@ type Options struct {
 	VCConfigPath string
 	// ExtraConfig is TOML appended to the generated config.toml.
 	ExtraConfig string
+	// EnablePlugins are plugins to load that the harness disables by
+	// default (e.g. io.containerd.snapshotter.v1.erofs).
+	EnablePlugins []string
 	// LogLevel of the daemon: default "info", or "debug" when
 	// VC_TEST_CONTAINERD_DEBUG is set. (VC_TEST_CONTAINERD_LOGS=DIR keeps
 	// each daemon's log there after Stop.)
@@ -228,6 +231,7 @@ func newContainerd(opts Options) (*Containerd, error) {
 		VCConfigPath:  opts.VCConfigPath,
 		CNIConfDir:    c.CNIConfDir,
 		Extra:         opts.ExtraConfig,
+		Enabled:       opts.EnablePlugins,
 	})
 	if err != nil {
 		return nil, err
