@@ -14,6 +14,7 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
@@ -32,8 +33,28 @@ type forwardResult struct {
 // for port, writes send on the data stream and reads both to their end.
 func portForward(t *testing.T, cri *containerd.CRIClient, podID string, port int, send string) forwardResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	return openForward(t, cri, podID, port, send).finish(t)
+}
+
+// forward is a port-forward request whose answer is not read yet.
+type forward struct {
+	port   int
+	conn   httpstream.Connection
+	data   httpstream.Stream
+	errs   httpstream.Stream
+	cancel context.CancelFunc
+}
+
+// openForward is portForward up to the write of send.
+func openForward(t *testing.T, cri *containerd.CRIClient, podID string, port int, send string) *forward {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ok := false
+	defer func() {
+		if !ok {
+			cancel()
+		}
+	}()
 	pf, err := cri.Runtime.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: podID, Port: []int32{int32(port)}})
 	if err != nil {
 		t.Fatalf("PortForward: %v", err)
@@ -55,7 +76,6 @@ func portForward(t *testing.T, cri *containerd.CRIClient, podID string, port int
 	if err != nil {
 		t.Fatalf("SPDY upgrade of %s: %v", pf.GetUrl(), err)
 	}
-	defer conn.Close()
 	if p := resp.Header.Get("X-Stream-Protocol-Version"); p != "portforward.k8s.io" {
 		t.Fatalf("negotiated protocol %q, want portforward.k8s.io", p)
 	}
@@ -76,8 +96,19 @@ func portForward(t *testing.T, cri *containerd.CRIClient, podID string, port int
 	// The data stream's write side stays open: closing it would make CRI
 	// end the connection a second later, whatever is still to come.
 	if _, err := io.WriteString(data, send); err != nil {
+		conn.Close()
 		t.Fatalf("write to the data stream: %v", err)
 	}
+	ok = true
+	return &forward{port: port, conn: conn, data: data, errs: errStream, cancel: cancel}
+}
+
+// finish reads the data and error streams of f to their end.
+func (f *forward) finish(t *testing.T) forwardResult {
+	t.Helper()
+	defer f.cancel()
+	defer f.conn.Close()
+	data, errStream, port := f.data, f.errs, f.port
 	dataCh, errCh := make(chan []byte, 1), make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(data)
@@ -106,11 +137,14 @@ func portForward(t *testing.T, cri *containerd.CRIClient, podID string, port int
 // of its network namespace, on 127.0.0.1 and on ::1, and reaches them
 // through CRI's PortForward as kubectl port-forward does: a small page, a
 // 4 MiB file intact, the ::1-only server (CRI dials 127.0.0.1 first, then
-// ::1), and a closed port, which reports an error and no data.
+// ::1), a connection whose client stalls (the others go on), and a closed
+// port, which reports an error and no data.
 func checkPortForward(t *testing.T, c *containerd.Containerd, cri *containerd.CRIClient, handler string) {
 	const body = "hello-through-port-forward"
 	script := fmt.Sprintf("mkdir -p /www /www6 && echo %s > /www/index.html && echo %s-v6 > /www6/index.html && "+
-		"head -c 4194304 /dev/urandom > /www/big && httpd -p 127.0.0.1:8080 -h /www && exec httpd -f -p '[::1]:8081' -h /www6", body, body)
+		"head -c 4194304 /dev/urandom > /www/big && mkdir /www/cgi-bin && "+
+		"printf '#!/bin/sh\\necho Content-Type: application/octet-stream\\necho\\nexec head -c %d /dev/zero\\n' > /www/cgi-bin/zero && chmod +x /www/cgi-bin/zero && "+
+		"httpd -p 127.0.0.1:8080 -h /www && exec httpd -f -p '[::1]:8081' -h /www6", body, body, 32<<20)
 	_, podID, ctrID := runPod(t, c, cri, handler, "pf-"+handler, "sh", "-c", script)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -129,7 +163,9 @@ func checkPortForward(t *testing.T, c *containerd.Containerd, cri *containerd.CR
 	}
 
 	sum := strings.Fields(string(execSync(t, cri, ctrID, "sha256sum", "/www/big").Stdout))
+	start := time.Now()
 	r = portForward(t, cri, podID, 8080, get("/big"))
+	t.Logf("4 MiB through port-forward in %v", time.Since(start).Round(time.Millisecond))
 	_, payload, ok := strings.Cut(string(r.data), "\r\n\r\n")
 	h := sha256.Sum256([]byte(payload))
 	if !ok || len(payload) != 4<<20 || len(sum) == 0 || hex.EncodeToString(h[:]) != sum[0] {
@@ -150,6 +186,28 @@ func checkPortForward(t *testing.T, c *containerd.Containerd, cri *containerd.CR
 	default:
 		t.Logf("[::1]:8081 not reached: localhost has no IPv6 address here (%v)", v6err)
 	}
+
+	// A client that reads nothing stalls its own connection only: what
+	// comes from the guest is pulled as the client takes it, and the
+	// other connections and the agent's other calls go on meanwhile.
+	const streamed = 32 << 20
+	stalled := openForward(t, cri, podID, 8080, get("/cgi-bin/zero"))
+	time.Sleep(3 * time.Second) // the buffers on the way fill
+	for i := 0; i < 3; i++ {
+		if r := portForward(t, cri, podID, 8080, get("/index.html")); !strings.HasSuffix(strings.TrimSpace(string(r.data)), body) {
+			t.Errorf("while another connection is stalled: %q (error stream %q), want %q", r.data, r.errMsg, body)
+		}
+	}
+	if out := strings.TrimSpace(string(execSync(t, cri, ctrID, "echo", "alive").Stdout)); out != "alive" {
+		t.Errorf("exec while a connection is stalled: %q", out)
+	}
+	start = time.Now()
+	r = stalled.finish(t)
+	// The CGI's headers end in a bare "\n\n"; they have no NUL.
+	if zeros := strings.Count(string(r.data), "\x00"); !strings.Contains(string(r.data), "200 OK") || zeros != streamed {
+		t.Errorf("the stalled connection, read at last: %d bytes, %d of them zeros, want a 200 and %d zeros (error stream %q)", len(r.data), zeros, streamed, r.errMsg)
+	}
+	t.Logf("the rest of %d MiB once read: %v", streamed>>20, time.Since(start).Round(time.Millisecond))
 
 	r = portForward(t, cri, podID, 8082, get("/"))
 	if len(r.data) != 0 || r.errMsg == "" {
