@@ -27,8 +27,8 @@ import (
 
 // hostEffects lists the handlers that change the machine they run on,
 // whatever the Agent's Config says. FuzzDecodeRequests only decodes (and
-// re-encodes) their requests. Every RPC of agent.proto and health.proto
-// must be in exactly one of hostEffects, inNetns, blocking or none of
+// re-encodes) their requests. Every RPC of agent.proto, health.proto and
+// portforward.proto must be in exactly one of hostEffects, inNetns, blocking or none of
 // them (called as is); TestRPCTable checks that the lists name real RPCs.
 var hostEffects = map[string]string{
 	"CreateSandbox":                  "sets the hostname, mounts storages, loads kernel modules",

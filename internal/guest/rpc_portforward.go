@@ -75,12 +75,6 @@ func (a *Agent) ForwardDial(ctx context.Context, req *pb.ForwardDialRequest) (*p
 		return nil, invalid("port", "%d is not a TCP port", req.GetPort())
 	}
 	f := &a.fwd
-	f.mu.Lock()
-	n := len(f.conns)
-	f.mu.Unlock()
-	if n >= maxForwards {
-		return nil, fmt.Errorf("port %d: %d forwarded connections open already: %w", req.GetPort(), n, errdefs.ErrResourceExhausted)
-	}
 	hosts := []string{"127.0.0.1", "::1"}
 	if req.GetIpv6() {
 		hosts[0], hosts[1] = hosts[1], hosts[0]
@@ -101,6 +95,11 @@ func (a *Agent) ForwardDial(ctx context.Context, req *pb.ForwardDialRequest) (*p
 		}
 		fc := &forwardConn{conn: c.(*net.TCPConn)}
 		f.mu.Lock()
+		if n := len(f.conns); n >= maxForwards {
+			f.mu.Unlock()
+			c.Close()
+			return nil, fmt.Errorf("port %d: %d forwarded connections open already: %w", req.GetPort(), n, errdefs.ErrResourceExhausted)
+		}
 		if f.conns == nil {
 			f.conns = map[uint64]*forwardConn{}
 		}
