@@ -58,16 +58,6 @@ func splitTransforms(typ string) ([]string, string, error) {
 	}
 }
 
-// needsActivation tells whether any mount is in the mount manager's formats.
-func needsActivation(mounts []mount.Mount) bool {
-	for _, m := range mounts {
-		if strings.Contains(m.Type, "/") {
-			return true
-		}
-	}
-	return false
-}
-
 // activateMounts mounts mounts on target, activating the mount manager's
 // formats. On error nothing it mounted is left mounted.
 func activateMounts(mounts []mount.Mount, activationDir, target string) (retErr error) {
@@ -100,7 +90,7 @@ func activateMounts(mounts []mount.Mount, activationDir, target string) (retErr 
 			}
 		}
 	}()
-	var active []string // mount points, by index
+	var active []activeMount
 	for i := range mounts[:first] {
 		m, err := transformMount(mounts[i], types[i], active, activationDir)
 		if err != nil {
@@ -113,7 +103,7 @@ func activateMounts(mounts []mount.Mount, activationDir, target string) (retErr 
 		if err := m.Mount(mp); err != nil {
 			return fmt.Errorf("rootfs mount %d (%s %s): %w", i, m.Type, m.Source, err)
 		}
-		active = append(active, mp)
+		active = append(active, activeMount{Mount: m, MountPoint: mp})
 	}
 	m, err := transformMount(mounts[first], types[first], active, activationDir)
 	if err != nil {
@@ -129,7 +119,7 @@ func activateMounts(mounts []mount.Mount, activationDir, target string) (retErr 
 }
 
 // transformMount applies a mount's transforms, in order.
-func transformMount(m mount.Mount, trs []string, active []string, activationDir string) (mount.Mount, error) {
+func transformMount(m mount.Mount, trs []string, active []activeMount, activationDir string) (mount.Mount, error) {
 	var err error
 	for _, tr := range trs {
 		switch tr {
@@ -145,18 +135,37 @@ func transformMount(m mount.Mount, trs []string, active []string, activationDir 
 	return m, nil
 }
 
+// activeMount is a mount activateMounts made, and where.
+type activeMount struct {
+	mount.Mount
+	MountPoint string
+}
+
 // formatMount fills in the {{ mount N }}, {{ source N }}, {{ target N }}
 // and {{ overlay A B }} templates of a mount's source, target and options
-// from the mounts activated before it.
-func formatMount(m mount.Mount, active []string) (mount.Mount, error) {
-	at := func(i int) (string, error) {
+// from the mounts activated before it (N counts from 0, in the list's
+// order; overlay joins the mount points from A to B, either way).
+func formatMount(m mount.Mount, active []activeMount) (mount.Mount, error) {
+	get := func(i int) (activeMount, error) {
 		if i < 0 || i >= len(active) {
-			return "", fmt.Errorf("mount index %d out of range: %d mounts before it: %w", i, len(active), errdefs.ErrInvalidArgument)
+			return activeMount{}, fmt.Errorf("mount index %d out of range: %d mounts before it: %w", i, len(active), errdefs.ErrInvalidArgument)
 		}
 		return active[i], nil
 	}
+	at := func(i int) (string, error) {
+		a, err := get(i)
+		return a.MountPoint, err
+	}
 	funcs := template.FuncMap{
 		"mount": at,
+		"source": func(i int) (string, error) {
+			a, err := get(i)
+			return a.Source, err
+		},
+		"target": func(i int) (string, error) {
+			a, err := get(i)
+			return a.Target, err
+		},
 		"overlay": func(start, end int) (string, error) {
 			var dirs []string
 			step := 1

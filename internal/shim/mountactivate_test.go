@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,13 @@ import (
 )
 
 func TestFormatMount(t *testing.T) {
-	active := []string{"/a/0", "/a/1", "/a/2"}
+	var active []activeMount
+	for i := range 3 {
+		active = append(active, activeMount{
+			Mount:      mount.Mount{Type: "erofs", Source: fmt.Sprintf("/img/%d", i)},
+			MountPoint: fmt.Sprintf("/a/%d", i),
+		})
+	}
 	m, err := formatMount(mount.Mount{
 		Type:   "overlay",
 		Source: "overlay",
@@ -39,6 +46,10 @@ func TestFormatMount(t *testing.T) {
 	}
 	if got := strings.Join(m.Options, ","); got != "lowerdir=/a/2:/a/1,x=/a/0:/a/1" {
 		t.Errorf("overlay ranges: %s", got)
+	}
+	m, err = formatMount(mount.Mount{Source: "{{ source 1 }}", Options: []string{"x={{ target 0 }}"}}, active)
+	if err != nil || m.Source != "/img/1" || m.Options[0] != "x=" {
+		t.Errorf("source/target templates: %+v, %v", m, err)
 	}
 	for _, bad := range []string{"{{ mount 3 }}", "{{ mount -1 }}", "{{ overlay 0 5 }}", "{{ nosuch 1 }}", "{{ mount"} {
 		if _, err := formatMount(mount.Mount{Source: bad}, active); err == nil {
