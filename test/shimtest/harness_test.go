@@ -408,10 +408,13 @@ func (tk *task) start(eventsAddr, sockDir string) string {
 		t.Fatalf("shim start: version %d protocol %q; want task API 3 over ttrpc", res.GetVersion(), res.GetProtocol())
 	}
 	t.Cleanup(func() {
-		// containerd's teardown of a task, whatever the test did: delete
-		// the init process, shut the shim down, `shim delete`.
-		// (The test's context is over by now.)
+		// containerd's teardown of a task, whatever the test did (ctr
+		// task rm --force): kill and wait for the init process, delete it,
+		// shut the shim down, `shim delete`. (The test's context is over
+		// by now.)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(tk.ctx), 30*time.Second)
+		tk.tc.Kill(ctx, &taskAPI.KillRequest{ID: tk.id, Signal: uint32(syscall.SIGKILL), All: true})
+		tk.tc.Wait(ctx, &taskAPI.WaitRequest{ID: tk.id})
 		if _, err := tk.tc.Delete(ctx, &taskAPI.DeleteRequest{ID: tk.id}); err != nil && !errors.Is(err, ttrpc.ErrClosed) && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
 			t.Logf("teardown: delete %s: %v", tk.id, err)
 		}
