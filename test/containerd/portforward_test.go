@@ -4,20 +4,25 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
+	"github.com/virtcontainers/vc/pkg/network"
 )
 
 // forwardResult is what one port-forward request gave: the bytes of its
@@ -215,12 +220,59 @@ func checkPortForward(t *testing.T, c *containerd.Containerd, cri *containerd.CR
 	}
 	t.Logf("closed port: %s", r.errMsg)
 
+	// vc's redirect is a table of its own in the pod's namespace, gone
+	// with the pod; runc's pods have none.
+	netns := podNetNS(ctx, t, cri, podID)
+	if has := hasRedirectTable(t, netns); has != (handler == containerd.VCHandler) {
+		t.Errorf("pod netns %s has the %s table: %v, want %v", netns, network.RedirectTable, has, handler == containerd.VCHandler)
+	}
 	if _, err := cri.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
 		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	// containerd removes the namespace here, after the shim removed its
+	// table (with the sandbox); a namespace still there has no table.
+	if _, err := os.Stat(netns); err == nil && hasRedirectTable(t, netns) {
+		t.Errorf("the %s table is left in %s after StopPodSandbox", network.RedirectTable, netns)
 	}
 	if _, err := cri.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
 		t.Fatalf("RemovePodSandbox: %v", err)
 	}
+}
+
+// podNetNS is the path of the pod's network namespace, from the sandbox
+// spec in CRI's verbose status.
+func podNetNS(ctx context.Context, t *testing.T, cri *containerd.CRIClient, podID string) string {
+	t.Helper()
+	st, err := cri.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		RuntimeSpec specs.Spec `json:"runtimeSpec"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil {
+		t.Fatalf("pod status info: %v", err)
+	}
+	if info.RuntimeSpec.Linux != nil {
+		for _, ns := range info.RuntimeSpec.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace && ns.Path != "" {
+				return ns.Path
+			}
+		}
+	}
+	t.Fatalf("the pod's spec names no network namespace: %s", st.GetInfo()["info"])
+	return ""
+}
+
+// hasRedirectTable tells whether the namespace at path has the shim's
+// port-forward nftables table.
+func hasRedirectTable(t *testing.T, path string) bool {
+	t.Helper()
+	out, err := exec.Command("nsenter", "--net="+path, "--", "nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables in %s: %v: %s", path, err, out)
+	}
+	return strings.Contains(string(out), network.RedirectTable)
 }
 
 // TestRuncCRIPortForward proves checkPortForward with runc, whose pod
