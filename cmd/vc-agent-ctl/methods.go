@@ -20,7 +20,7 @@ type method struct {
 }
 
 // services are the files whose services vc-agent serves.
-var services = []protoreflect.FileDescriptor{pb.File_agent_proto, pb.File_health_proto}
+var services = []protoreflect.FileDescriptor{pb.File_agent_proto, pb.File_health_proto, pb.File_portforward_proto}
 
 // methods lists every RPC of the agent, from the generated descriptors.
 func methods() ([]method, error) {
