@@ -3,6 +3,7 @@ package network
 import (
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -133,6 +134,54 @@ func TestLoopbackRedirectDown(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err == nil {
 		if got := nftRuleset(t, ns); got != "" {
 			t.Errorf("rules left: %s", got)
+		}
+	}
+}
+
+// TestLoopbackRedirectNoIPv6: in a namespace whose loopback has no ::1,
+// 127.0.0.1 alone is redirected.
+func TestLoopbackRedirectNoIPv6(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (nftables, hack/install-deps.sh)")
+	}
+	ns := nstest.New(t, "redirv4")
+	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=1").CombinedOutput(); err != nil {
+		t.Fatalf("disable IPv6 on lo: %v: %s", err, out)
+	}
+	r, err := RedirectLoopback(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if len(r.Listeners) != 1 || r.Listeners[0].Addr().(*net.TCPAddr).IP.String() != "127.0.0.1" {
+		t.Errorf("listeners %v, want 127.0.0.1 alone", r.Listeners)
+	}
+	if rules := nftRuleset(t, ns); !strings.Contains(rules, "ip daddr 127.0.0.1") || strings.Contains(rules, "ip6") {
+		t.Errorf("rules:\n%s\nwant 127.0.0.1's alone", rules)
+	}
+}
+
+// TestLoopbackRedirectNoNft: without the nft tool the error says what to
+// install, and the listeners are closed.
+func TestLoopbackRedirectNoNft(t *testing.T) {
+	needRoot(t)
+	ns := nstest.New(t, "redirnonft")
+	t.Setenv("PATH", t.TempDir())
+	_, err := RedirectLoopback(ns.Path)
+	if err == nil || !strings.Contains(err.Error(), "nftables") {
+		t.Errorf("no nft: %v, want an error naming nftables", err)
+	}
+	var tcp []byte
+	if err := ns.Do(func() (err error) {
+		tcp, err = os.ReadFile("/proc/thread-self/net/tcp")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(tcp), "\n")[1:] {
+		if f := strings.Fields(l); len(f) > 3 && f[3] == "0A" {
+			t.Errorf("a listener is left in the namespace: %s", l)
 		}
 	}
 }
