@@ -83,7 +83,9 @@ type profile struct {
 type images struct {
 	dir       string // the rootfs as a directory (overlay lower)
 	erofs     string // the same as an erofs image
-	bigfile   string // the host file BindMountRead mounts in
+	dataDir   string // a second lower layer: /data/bigfile
+	dataErofs string // the same as an erofs image
+	bigfile   string // that file on the host (BindMountRead mounts it)
 	bigCRC    string // its crc32c, hex
 	mkfsExt4  string
 	buildOnce sync.Once
@@ -140,8 +142,16 @@ func (im *images) build() error {
 	if err := erofsFromDir(im.erofs, im.dir); err != nil {
 		return err
 	}
-	im.bigfile = filepath.Join(dir, "bigfile")
+	im.dataDir = filepath.Join(dir, "data-layer")
+	if err := os.MkdirAll(filepath.Join(im.dataDir, "data"), 0o755); err != nil {
+		return err
+	}
+	im.bigfile = filepath.Join(im.dataDir, "data", "bigfile")
 	if im.bigCRC, err = writeTiled(im.bigfile, bigFileSize); err != nil {
+		return err
+	}
+	im.dataErofs = filepath.Join(dir, "data.erofs")
+	if err := erofsFromDir(im.dataErofs, im.dataDir); err != nil {
 		return err
 	}
 	im.mkfsExt4, _ = exec.LookPath("mkfs.ext4")
@@ -150,7 +160,7 @@ func (im *images) build() error {
 
 // rootfsMounts describes the rootfs of one container, as containerd
 // would: a ready overlay, or (formatMounts) the mount manager's format
-// with the given erofs layers (top first) above the rootfs image.
+// with the given erofs layers (top first) above the rootfs and data images.
 func rootfsMounts(t *testing.T, p *profile, layers ...string) []*types.Mount {
 	t.Helper()
 	im := rootfsImages(t)
@@ -160,7 +170,7 @@ func rootfsMounts(t *testing.T, p *profile, layers ...string) []*types.Mount {
 		os.Mkdir(upper, 0o755)
 		os.Mkdir(work, 0o755)
 		return []*types.Mount{{Type: "overlay", Source: "overlay", Options: []string{
-			"index=off", "workdir=" + work, "upperdir=" + upper, "lowerdir=" + im.dir,
+			"index=off", "workdir=" + work, "upperdir=" + upper, "lowerdir=" + im.dir + ":" + im.dataDir,
 		}}}
 	}
 	if im.mkfsExt4 == "" {
@@ -178,7 +188,7 @@ func rootfsMounts(t *testing.T, p *profile, layers ...string) []*types.Mount {
 	}
 	mounts := []*types.Mount{{Type: "ext4", Source: scratch, Options: []string{"rw", "loop"}}}
 	var lowers []string
-	for i, img := range append(slices.Clone(layers), im.erofs) {
+	for i, img := range append(slices.Clone(layers), im.erofs, im.dataErofs) {
 		mounts = append(mounts, &types.Mount{Type: "erofs", Source: img, Options: []string{"ro", "loop"}})
 		lowers = append(lowers, fmt.Sprintf("{{ mount %d }}", i+1))
 	}

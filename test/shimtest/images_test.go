@@ -11,8 +11,9 @@ import (
 	erofs "github.com/erofs/go-erofs"
 )
 
-// bigFileSize is the size of the file BindMountRead reads.
-const bigFileSize = 16 << 20
+// bigFileSize is the size of /data/bigfile, which LargeFileRead and
+// BindMountRead read.
+const bigFileSize = 64 << 20
 
 // tile is the byte stream of burstexit and of the big file: 0x00..0xff
 // over and over.

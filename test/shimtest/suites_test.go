@@ -2,6 +2,7 @@ package shimtest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -35,9 +36,12 @@ var suites = []struct {
 	{"Exec", tests(
 		"Exec", testExec,
 		"StdioRoundTrip", testStdioRoundTrip,
+		"LargeStdioRoundTrip", testLargeStdioRoundTrip,
 		"Clock", testClock,
 		"ExitCodes", testExecExitCodes,
+		"LargeFileRead", testLargeFileRead,
 		"BindMountRead", testBindMountRead,
+		"FastExitOutput", testFastExitOutput,
 		"ExecOutputDrainAfterExit", testExecOutputDrainAfterExit,
 	)},
 	{"OOM", tests("OOM", testOOM)},
@@ -338,6 +342,78 @@ func testExecExitCodes(t *testing.T, p *profile) {
 	}
 	tk.t = t
 	tk.stop()
+}
+
+// testLargeStdioRoundTrip: 20 MiB through an exec'd cat's stdin and
+// stdout, whole and in order; CloseIO ends its input.
+func testLargeStdioRoundTrip(t *testing.T, p *profile) {
+	const size = 20 << 20
+	tk := newTask(t, p, []string{"/bin/forever"})
+	out := newOutput(t, tk.bundle, "stdout")
+	errOut := newOutput(t, tk.bundle, "stderr")
+	tk.createStart("", out.path, errOut.path)
+	dir := t.TempDir()
+	inPath, in := newInput(t, dir, "stdin")
+	eout := newOutput(t, dir, "stdout")
+	eerr := newOutput(t, dir, "stderr")
+	tk.execStart("large-rt", inPath, eout.path, eerr.path, "/bin/cat")
+	written := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(in, io.LimitReader(&tile{}, size))
+		in.Close()
+		written <- err
+	}()
+	select {
+	case err := <-written:
+		if err != nil {
+			t.Fatal("write stdin:", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("writing 20 MiB to stdin took over 2 minutes")
+	}
+	if _, err := tk.tc.CloseIO(tk.ctx, &taskAPI.CloseIORequest{ID: tk.id, ExecID: "large-rt", Stdin: true}); err != nil {
+		t.Fatal("close stdin:", err)
+	}
+	w, err := tk.tc.Wait(tk.ctx, &taskAPI.WaitRequest{ID: tk.id, ExecID: "large-rt"})
+	if err != nil || w.GetExitStatus() != 0 {
+		t.Fatalf("cat: exit %d, %v", w.GetExitStatus(), err)
+	}
+	eout.waitClosed(t, 30*time.Second)
+	checkTiled(t, eout.String(), size)
+	tk.tc.Delete(tk.ctx, &taskAPI.DeleteRequest{ID: tk.id, ExecID: "large-rt"})
+	tk.stop()
+}
+
+// testLargeFileRead: /data/bigfile, in the rootfs's second lower layer,
+// reads back whole.
+func testLargeFileRead(t *testing.T, p *profile) {
+	im := rootfsImages(t)
+	tk := newTask(t, p, []string{"/bin/forever"})
+	out := newOutput(t, tk.bundle, "stdout")
+	errOut := newOutput(t, tk.bundle, "stderr")
+	tk.createStart("", out.path, errOut.path)
+	code, got := tk.exec("crc", "/bin/crc32c", "/data/bigfile")
+	want := fmt.Sprintf("%s %d", im.bigCRC, bigFileSize)
+	if code != 0 || strings.TrimSpace(got) != want {
+		t.Fatalf("crc32c of /data/bigfile: exit %d, %q; want %q", code, got, want)
+	}
+	tk.stop()
+}
+
+// testFastExitOutput: an exec that writes 8 MiB and exits while the shim
+// is told to shut down (its container still there): every byte arrives.
+func testFastExitOutput(t *testing.T, p *profile) {
+	tk := newTask(t, p, []string{"/bin/forever"})
+	out := newOutput(t, tk.bundle, "stdout")
+	errOut := newOutput(t, tk.bundle, "stderr")
+	tk.createStart("", out.path, errOut.path)
+	dir := t.TempDir()
+	eout := newOutput(t, dir, "stdout")
+	eerr := newOutput(t, dir, "stderr")
+	tk.execStart("burst", "", eout.path, eerr.path, "/bin/burstexit", strconv.Itoa(burstSize), "0")
+	tk.shutdown()
+	eout.waitClosed(t, 60*time.Second)
+	checkTiled(t, eout.String(), burstSize)
 }
 
 // testBindMountRead: a host file bind-mounted into the container reads
