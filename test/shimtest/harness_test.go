@@ -553,6 +553,17 @@ func (tk *task) createStart(stdin, stdout, stderr string) {
 	}
 }
 
+// startTask starts a shim for a container running args, creates and
+// starts it with its stdout and stderr on FIFOs in the bundle.
+func startTask(t *testing.T, p *profile, args []string, opts ...func(*specs.Spec)) (*task, *output, *output) {
+	t.Helper()
+	tk := newTask(t, p, args, opts...)
+	out := newOutput(t, tk.bundle, "stdout")
+	errOut := newOutput(t, tk.bundle, "stderr")
+	tk.createStart("", out.path, errOut.path)
+	return tk, out, errOut
+}
+
 // stop kills, waits for and deletes the init process, then shuts the
 // shim down.
 func (tk *task) stop() {

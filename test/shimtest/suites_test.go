@@ -143,10 +143,7 @@ func testLifecycle(t *testing.T, p *profile) {
 func testInitExitCodes(t *testing.T, p *profile) {
 	for _, code := range []int{0, 1, 2, 42, 127, 255} {
 		t.Run(fmt.Sprintf("Exit%d", code), func(t *testing.T) {
-			tk := newTask(t, p, []string{"/bin/exit", strconv.Itoa(code)})
-			out := newOutput(t, tk.bundle, "stdout")
-			errOut := newOutput(t, tk.bundle, "stderr")
-			tk.createStart("", out.path, errOut.path)
+			tk, _, _ := startTask(t, p, []string{"/bin/exit", strconv.Itoa(code)})
 			w, err := tk.tc.Wait(tk.ctx, &taskAPI.WaitRequest{ID: tk.id})
 			if err != nil {
 				t.Fatal("wait:", err)
@@ -162,10 +159,7 @@ func testInitExitCodes(t *testing.T, p *profile) {
 
 // testOutputThenExit: all 50 lines of a process that exits 7 at once.
 func testOutputThenExit(t *testing.T, p *profile) {
-	tk := newTask(t, p, []string{"/bin/tickexit"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, out, _ := startTask(t, p, []string{"/bin/tickexit"})
 	w, err := tk.tc.Wait(tk.ctx, &taskAPI.WaitRequest{ID: tk.id})
 	if err != nil {
 		t.Fatal("wait:", err)
@@ -190,10 +184,7 @@ func testOutputThenExit(t *testing.T, p *profile) {
 // testEvents: create, start, exit and delete events, in order, with the
 // namespace and the exit status.
 func testEvents(t *testing.T, p *profile) {
-	tk := newTask(t, p, []string{"/bin/exit", "0"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, _, _ := startTask(t, p, []string{"/bin/exit", "0"})
 	if _, err := tk.tc.Wait(tk.ctx, &taskAPI.WaitRequest{ID: tk.id}); err != nil {
 		t.Fatal("wait:", err)
 	}
@@ -238,10 +229,7 @@ const burstSize = 8 << 20
 // testFastExitInit: an init that writes 8 MiB and exits, the shim told
 // to shut down at once: every byte still reaches the FIFO.
 func testFastExitInit(t *testing.T, p *profile) {
-	tk := newTask(t, p, []string{"/bin/burstexit", strconv.Itoa(burstSize), "0"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, out, _ := startTask(t, p, []string{"/bin/burstexit", strconv.Itoa(burstSize), "0"})
 	tk.shutdown()
 	out.waitClosed(t, 60*time.Second)
 	checkTiled(t, out.String(), burstSize)
@@ -261,10 +249,7 @@ func checkTiled(t *testing.T, got string, n int) {
 
 // testExec: the output of an exec'd process comes back.
 func testExec(t *testing.T, p *profile) {
-	tk := newTask(t, p, []string{"/bin/forever"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, _, _ := startTask(t, p, []string{"/bin/forever"})
 	code, got := tk.exec("exec1", "/bin/echo", "execworks")
 	if code != 0 || !strings.Contains(got, "execworks") {
 		t.Fatalf("exec echo: exit %d, output %q", code, got)
@@ -275,10 +260,7 @@ func testExec(t *testing.T, p *profile) {
 // testStdioRoundTrip: what is written to an exec's stdin comes back from
 // cat's stdout; CloseIO ends its input.
 func testStdioRoundTrip(t *testing.T, p *profile) {
-	tk := newTask(t, p, []string{"/bin/forever"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, _, _ := startTask(t, p, []string{"/bin/forever"})
 	dir := t.TempDir()
 	inPath, in := newInput(t, dir, "stdin")
 	eout := newOutput(t, dir, "stdout")
@@ -303,10 +285,7 @@ func testStdioRoundTrip(t *testing.T, p *profile) {
 
 // testClock: the container's clock is the host's, within 2 s.
 func testClock(t *testing.T, p *profile) {
-	tk := newTask(t, p, []string{"/bin/forever"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, _, _ := startTask(t, p, []string{"/bin/forever"})
 	before := time.Now()
 	code, got := tk.exec("clock", "/bin/date", "+%s")
 	after := time.Now()
@@ -327,10 +306,7 @@ func testClock(t *testing.T, p *profile) {
 
 // testExecExitCodes: an exec's exit code comes back through Wait.
 func testExecExitCodes(t *testing.T, p *profile) {
-	tk := newTask(t, p, []string{"/bin/forever"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, _, _ := startTask(t, p, []string{"/bin/forever"})
 	for i, code := range []int{0, 1, 2, 42, 127, 255} {
 		t.Run(fmt.Sprintf("Exit%d", code), func(t *testing.T) {
 			tk.t = t
@@ -348,10 +324,7 @@ func testExecExitCodes(t *testing.T, p *profile) {
 // stdout, whole and in order; CloseIO ends its input.
 func testLargeStdioRoundTrip(t *testing.T, p *profile) {
 	const size = 20 << 20
-	tk := newTask(t, p, []string{"/bin/forever"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, _, _ := startTask(t, p, []string{"/bin/forever"})
 	dir := t.TempDir()
 	inPath, in := newInput(t, dir, "stdin")
 	eout := newOutput(t, dir, "stdout")
@@ -388,10 +361,7 @@ func testLargeStdioRoundTrip(t *testing.T, p *profile) {
 // reads back whole.
 func testLargeFileRead(t *testing.T, p *profile) {
 	im := rootfsImages(t)
-	tk := newTask(t, p, []string{"/bin/forever"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, _, _ := startTask(t, p, []string{"/bin/forever"})
 	code, got := tk.exec("crc", "/bin/crc32c", "/data/bigfile")
 	want := fmt.Sprintf("%s %d", im.bigCRC, bigFileSize)
 	if code != 0 || strings.TrimSpace(got) != want {
@@ -403,10 +373,7 @@ func testLargeFileRead(t *testing.T, p *profile) {
 // testFastExitOutput: an exec that writes 8 MiB and exits while the shim
 // is told to shut down (its container still there): every byte arrives.
 func testFastExitOutput(t *testing.T, p *profile) {
-	tk := newTask(t, p, []string{"/bin/forever"})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
+	tk, _, _ := startTask(t, p, []string{"/bin/forever"})
 	dir := t.TempDir()
 	eout := newOutput(t, dir, "stdout")
 	eerr := newOutput(t, dir, "stderr")
@@ -420,12 +387,9 @@ func testFastExitOutput(t *testing.T, p *profile) {
 // back whole.
 func testBindMountRead(t *testing.T, p *profile) {
 	im := rootfsImages(t)
-	tk := newTask(t, p, []string{"/bin/forever"}, func(s *specs.Spec) {
+	tk, _, _ := startTask(t, p, []string{"/bin/forever"}, func(s *specs.Spec) {
 		s.Mounts = append(s.Mounts, specs.Mount{Type: "bind", Source: im.bigfile, Destination: "/tmp/bigfile", Options: []string{"rbind", "ro"}})
 	})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
 	code, got := tk.exec("crc", "/bin/crc32c", "/tmp/bigfile")
 	want := fmt.Sprintf("%s %d", im.bigCRC, bigFileSize)
 	if code != 0 || strings.TrimSpace(got) != want {
@@ -460,12 +424,9 @@ func testExecOutputDrainAfterExit(t *testing.T, p *profile) {
 // killer (exit 137), and the shim says so (a TaskOOM event).
 func testOOM(t *testing.T, p *profile) {
 	limit := int64(128 << 20)
-	tk := newTask(t, p, []string{"/bin/memhog"}, func(s *specs.Spec) {
+	tk, _, _ := startTask(t, p, []string{"/bin/memhog"}, func(s *specs.Spec) {
 		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit, Swap: &limit}}
 	})
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart("", out.path, errOut.path)
 	w, err := tk.tc.Wait(tk.ctx, &taskAPI.WaitRequest{ID: tk.id})
 	if err != nil {
 		t.Fatal("wait:", err)
@@ -508,12 +469,27 @@ func testOutboundTCP(t *testing.T, p *profile) {
 		_, err = fmt.Fprintf(c, "%s\n", token)
 		served <- err
 	}()
-	tk := newTask(t, p, []string{"/bin/nc", p.hostAddr, port})
+	runNC(t, p, token+"\n", token, "/bin/nc", p.hostAddr, port)
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the host saw no connection")
+	}
+}
+
+// runNC runs nc (args) as a container's init with send on its stdin,
+// closed after it, and checks it exits 0 having printed want.
+func runNC(t *testing.T, p *profile, send, want string, args ...string) {
+	t.Helper()
+	tk := newTask(t, p, args)
 	inPath, in := newInput(t, tk.bundle, "stdin")
 	out := newOutput(t, tk.bundle, "stdout")
 	errOut := newOutput(t, tk.bundle, "stderr")
 	tk.createStart(inPath, out.path, errOut.path)
-	fmt.Fprintf(in, "%s\n", token)
+	io.WriteString(in, send)
 	in.Close()
 	if _, err := tk.tc.CloseIO(tk.ctx, &taskAPI.CloseIORequest{ID: tk.id, Stdin: true}); err != nil {
 		t.Fatal("close stdin:", err)
@@ -523,16 +499,8 @@ func testOutboundTCP(t *testing.T, p *profile) {
 		t.Fatal("wait:", err)
 	}
 	out.waitClosed(t, 10*time.Second)
-	if w.GetExitStatus() != 0 || !strings.Contains(out.String(), token) {
-		t.Fatalf("nc: exit %d, stdout %q, stderr %q", w.GetExitStatus(), out.String(), errOut.String())
-	}
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the host saw no connection")
+	if w.GetExitStatus() != 0 || !strings.Contains(out.String(), want) {
+		t.Fatalf("%v: exit %d, stdout %q, stderr %q", args, w.GetExitStatus(), out.String(), errOut.String())
 	}
 	tk.tc.Delete(tk.ctx, &taskAPI.DeleteRequest{ID: tk.id})
 	tk.shutdown()
@@ -564,29 +532,10 @@ func testOutboundUDP(t *testing.T, p *profile) {
 		_, err = pc.WriteTo([]byte(token), from)
 		served <- err
 	}()
-	tk := newTask(t, p, []string{"/bin/nc", "-u", p.hostAddr, port})
-	inPath, in := newInput(t, tk.bundle, "stdin")
-	out := newOutput(t, tk.bundle, "stdout")
-	errOut := newOutput(t, tk.bundle, "stderr")
-	tk.createStart(inPath, out.path, errOut.path)
-	fmt.Fprint(in, token)
-	in.Close()
-	if _, err := tk.tc.CloseIO(tk.ctx, &taskAPI.CloseIORequest{ID: tk.id, Stdin: true}); err != nil {
-		t.Fatal("close stdin:", err)
-	}
-	w, err := tk.tc.Wait(tk.ctx, &taskAPI.WaitRequest{ID: tk.id})
-	if err != nil {
-		t.Fatal("wait:", err)
-	}
-	out.waitClosed(t, 10*time.Second)
-	if w.GetExitStatus() != 0 || !strings.Contains(out.String(), token) {
-		t.Fatalf("nc -u: exit %d, stdout %q, stderr %q", w.GetExitStatus(), out.String(), errOut.String())
-	}
+	runNC(t, p, token, token, "/bin/nc", "-u", p.hostAddr, port)
 	if err := <-served; err != nil {
 		t.Fatal(err)
 	}
-	tk.tc.Delete(tk.ctx, &taskAPI.DeleteRequest{ID: tk.id})
-	tk.shutdown()
 }
 
 // testDNSResolve resolves a public name: it needs the internet.
