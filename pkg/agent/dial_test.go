@@ -4,14 +4,19 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 func TestParseAddress(t *testing.T) {
@@ -243,3 +248,60 @@ func TestDialVsockUnreachable(t *testing.T) {
 		t.Fatalf("error %q does not name the address", err)
 	}
 }
+
+// A client from NewClient fails with errdefs sentinels for the agent's
+// status errors, and leaves other errors (a closed connection) alone.
+func TestNewClientNativeErrors(t *testing.T) {
+	srvConn, cliConn := net.Pipe()
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Register("vc.test", map[string]ttrpc.Method{
+		"NotFound": func(ctx context.Context, unmarshal func(any) error) (any, error) {
+			return nil, errgrpc.ToGRPC(fmt.Errorf("container x: %w", errdefs.ErrNotFound))
+		},
+	})
+	l := &oneConnListener{conn: srvConn, done: make(chan struct{})}
+	go srv.Serve(context.Background(), l)
+	defer srv.Close()
+	c := NewClient(cliConn)
+	var resp emptypb.Empty
+	err = c.Call(context.Background(), "vc.test", "NotFound", &emptypb.Empty{}, &resp)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "container x") {
+		t.Errorf("call: %v, want a NotFound naming the container", err)
+	}
+	c.Close()
+	err = c.Call(context.Background(), "vc.test", "NotFound", &emptypb.Empty{}, &resp)
+	if !errors.Is(err, ttrpc.ErrClosed) {
+		t.Errorf("call on a closed client: %v, want ttrpc.ErrClosed kept", err)
+	}
+}
+
+// oneConnListener hands out one connection, then blocks until closed.
+type oneConnListener struct {
+	conn net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.conn })
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error {
+	select {
+	case <-l.done:
+	default:
+		close(l.done)
+	}
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "unix"} }

@@ -6,21 +6,12 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/pkg/oci"
 )
-
-// fromRPC turns a ttRPC status error back into errdefs sentinels.
-func fromRPC(err error) error {
-	if err == nil {
-		return nil
-	}
-	return errgrpc.ToNative(err)
-}
 
 func (s *Sandbox) running() error {
 	if s.agent == nil || s.status.State == StateStopped {
@@ -66,7 +57,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (err
 		SandboxPidns: s.status.Config.SharedPidNS && !cfg.PrivatePidNS,
 	}
 	if _, err := s.agent.CreateContainer(ctx, req); err != nil {
-		return fmt.Errorf("container %s: %w", cfg.ID, fromRPC(err))
+		return fmt.Errorf("container %s: %w", cfg.ID, err)
 	}
 	st := ContainerStatus{ID: cfg.ID, SandboxID: s.id, State: StateCreated, Created: time.Now().UTC(), Config: cfg}
 	if err := s.store.Save(s.id, containerKey(cfg.ID), st); err != nil {
@@ -123,7 +114,7 @@ func (s *Sandbox) StartContainer(ctx context.Context, cid string) error {
 			return fmt.Errorf("container %s is %s, not created: %w", cid, c.State, errdefs.ErrFailedPrecondition)
 		}
 		if _, err := s.agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: cid}); err != nil {
-			return fmt.Errorf("container %s: %w", cid, fromRPC(err))
+			return fmt.Errorf("container %s: %w", cid, err)
 		}
 		c.State = StateRunning
 		return nil
@@ -267,8 +258,8 @@ func (s *Sandbox) DeleteContainer(ctx context.Context, cid string) error {
 		return fmt.Errorf("container %s is %s; stop it first: %w", cid, c.State, errdefs.ErrFailedPrecondition)
 	}
 	if s.agent != nil && s.status.State != StateStopped {
-		if _, err := s.agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: cid, Timeout: 10}); err != nil && !errdefs.IsNotFound(fromRPC(err)) {
-			return fmt.Errorf("container %s: %w", cid, fromRPC(err))
+		if _, err := s.agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: cid, Timeout: 10}); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("container %s: %w", cid, err)
 		}
 	}
 	if err := unshareContainer(s.sharedDir(), cid); err != nil {
@@ -281,7 +272,7 @@ func (s *Sandbox) DeleteContainer(ctx context.Context, cid string) error {
 func (s *Sandbox) PauseContainer(ctx context.Context, cid string) error {
 	return s.updateContainer(ctx, cid, func(c *ContainerStatus) error {
 		if _, err := s.agent.PauseContainer(ctx, &pb.PauseContainerRequest{ContainerId: cid}); err != nil {
-			return fmt.Errorf("container %s: %w", cid, fromRPC(err))
+			return fmt.Errorf("container %s: %w", cid, err)
 		}
 		c.State = StatePaused
 		return nil
@@ -292,7 +283,7 @@ func (s *Sandbox) PauseContainer(ctx context.Context, cid string) error {
 func (s *Sandbox) ResumeContainer(ctx context.Context, cid string) error {
 	return s.updateContainer(ctx, cid, func(c *ContainerStatus) error {
 		if _, err := s.agent.ResumeContainer(ctx, &pb.ResumeContainerRequest{ContainerId: cid}); err != nil {
-			return fmt.Errorf("container %s: %w", cid, fromRPC(err))
+			return fmt.Errorf("container %s: %w", cid, err)
 		}
 		c.State = StateRunning
 		return nil
@@ -305,7 +296,7 @@ func (s *Sandbox) StatsContainer(ctx context.Context, cid string) (*pb.StatsCont
 		return nil, err
 	}
 	r, err := s.agent.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: cid})
-	return r, fromRPC(err)
+	return r, err
 }
 
 // StatsSandbox returns the statistics of every running container.
@@ -334,7 +325,7 @@ func (s *Sandbox) UpdateContainer(ctx context.Context, cid string, r *specs.Linu
 		return err
 	}
 	_, err := s.agent.UpdateContainer(ctx, &pb.UpdateContainerRequest{ContainerId: cid, Resources: oci.ResourcesToProto(r)})
-	return fromRPC(err)
+	return err
 }
 
 // GetOOMEvent blocks until a container of the sandbox is OOM-killed and
@@ -345,7 +336,7 @@ func (s *Sandbox) GetOOMEvent(ctx context.Context) (string, error) {
 	}
 	r, err := s.agent.GetOOMEvent(ctx, &pb.GetOOMEventRequest{})
 	if err != nil {
-		return "", fromRPC(err)
+		return "", err
 	}
 	return r.ContainerId, nil
 }

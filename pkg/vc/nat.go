@@ -212,14 +212,14 @@ func (s *Sandbox) configureNAT(ctx context.Context) error {
 	iface := &pb.Interface{Device: natGuestName, Name: natGuestName, HwAddr: natMAC, Mtu: 1500,
 		IPAddresses: []*pb.IPAddress{ipAddress(NATGuestAddr, prefix)}}
 	if _, err := s.agent.UpdateInterface(ctx, &pb.UpdateInterfaceRequest{Interface: iface}); err != nil {
-		return fmt.Errorf("agent UpdateInterface %s (nat, mac %s): %w", natGuestName, natMAC, fromRPC(err))
+		return fmt.Errorf("agent UpdateInterface %s (nat, mac %s): %w", natGuestName, natMAC, err)
 	}
 	routes := []*pb.Route{
 		{Dest: NATNetwork.String(), Device: natGuestName, Source: NATGuestAddr.String(), Scope: 253, Family: pb.IPFamily_v4}, // RT_SCOPE_LINK
 		{Gateway: NATGateway.String(), Device: natGuestName, Family: pb.IPFamily_v4},
 	}
 	if _, err := s.agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: routes}}); err != nil {
-		return fmt.Errorf("agent UpdateRoutes (nat): %w", fromRPC(err))
+		return fmt.Errorf("agent UpdateRoutes (nat): %w", err)
 	}
 	s.log.Info("nat configured", "guest", natGuestName, "addr", NATGuestAddr, "gateway", NATGateway, "dns", NATDNS, "publish", fmt.Sprint(s.status.Config.NAT.Publish))
 	return nil

@@ -122,7 +122,7 @@ func (s *Sandbox) configureGuestNetwork(ctx context.Context, eps []network.Endpo
 func (s *Sandbox) configureRoutesAndNeighbors(ctx context.Context, eps []network.Endpoint) error {
 	if len(s.status.Endpoints) > 0 {
 		if _, err := s.agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: guestRoutes(s.status.Endpoints)}}); err != nil {
-			return fmt.Errorf("agent UpdateRoutes: %w", fromRPC(err))
+			return fmt.Errorf("agent UpdateRoutes: %w", err)
 		}
 	}
 	var neigh []*pb.ARPNeighbor
@@ -139,7 +139,7 @@ func (s *Sandbox) configureRoutesAndNeighbors(ctx context.Context, eps []network
 	}
 	if len(neigh) > 0 {
 		if _, err := s.agent.AddARPNeighbors(ctx, &pb.AddARPNeighborsRequest{Neighbors: &pb.ARPNeighbors{ARPNeighbors: neigh}}); err != nil {
-			return fmt.Errorf("agent AddARPNeighbors: %w", fromRPC(err))
+			return fmt.Errorf("agent AddARPNeighbors: %w", err)
 		}
 	}
 	return nil
@@ -158,7 +158,6 @@ func (s *Sandbox) updateInterface(ctx context.Context, ep network.Endpoint, wait
 		if err == nil {
 			return got, nil
 		}
-		err = fromRPC(err)
 		if !errdefs.IsNotFound(err) || time.Now().After(deadline) {
 			return nil, fmt.Errorf("agent UpdateInterface %s (mac %s): %w", ep.GuestName, ep.MAC, err)
 		}
@@ -359,7 +358,7 @@ func (s *Sandbox) ListInterfaces(ctx context.Context) ([]*pb.Interface, error) {
 	}
 	r, err := s.agent.ListInterfaces(ctx, &pb.ListInterfacesRequest{})
 	if err != nil {
-		return nil, fromRPC(err)
+		return nil, err
 	}
 	return r.Interfaces, nil
 }
@@ -372,7 +371,7 @@ func (s *Sandbox) UpdateRoutes(ctx context.Context, routes []*pb.Route) ([]*pb.R
 	}
 	r, err := s.agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: routes}})
 	if err != nil {
-		return nil, fmt.Errorf("UpdateRoutes: %w", fromRPC(err))
+		return nil, fmt.Errorf("UpdateRoutes: %w", err)
 	}
 	return r.Routes, nil
 }
@@ -384,7 +383,7 @@ func (s *Sandbox) ListRoutes(ctx context.Context) ([]*pb.Route, error) {
 	}
 	r, err := s.agent.ListRoutes(ctx, &pb.ListRoutesRequest{})
 	if err != nil {
-		return nil, fromRPC(err)
+		return nil, err
 	}
 	return r.Routes, nil
 }

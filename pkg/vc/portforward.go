@@ -60,7 +60,7 @@ func (s *Sandbox) DialPort(ctx context.Context, port int, ipv6 bool) (*PortConn,
 	a := pb.NewPortForwardClient(client)
 	resp, err := a.ForwardDial(ctx, &pb.ForwardDialRequest{Port: uint32(port), Ipv6: ipv6})
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: port %d: %w", s.id, port, fromRPC(err))
+		return nil, fmt.Errorf("sandbox %s: port %d: %w", s.id, port, err)
 	}
 	c := &PortConn{agent: a, id: resp.GetId(), Address: resp.GetAddress()}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -77,7 +77,7 @@ func (c *PortConn) err(op string, err error) error {
 	if c.isClosed() {
 		return io.ErrClosedPipe
 	}
-	return fmt.Errorf("guest %s: %s: %w", c.Address, op, fromRPC(err))
+	return fmt.Errorf("guest %s: %s: %w", c.Address, op, err)
 }
 
 // Read implements io.Reader.
@@ -145,7 +145,7 @@ func (c *PortConn) Close() error {
 		defer cancel()
 		_, err = c.agent.ForwardClose(ctx, &pb.ForwardCloseRequest{Id: c.id})
 		c.cancel()
-		if err = fromRPC(err); err != nil && !errdefs.IsNotFound(err) {
+		if err != nil && !errdefs.IsNotFound(err) {
 			err = fmt.Errorf("guest %s: close: %w", c.Address, err)
 		} else {
 			err = nil

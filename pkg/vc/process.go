@@ -33,7 +33,7 @@ func (s *Sandbox) EnterContainer(ctx context.Context, cid, execID string, p *spe
 		p.Cwd = "/"
 	}
 	_, err = s.agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: cid, ExecId: execID, Process: oci.ProcessToProto(p)})
-	return fromRPC(err)
+	return err
 }
 
 // WaitProcess waits for a process of a container (its own id for the
@@ -45,7 +45,7 @@ func (s *Sandbox) WaitProcess(ctx context.Context, cid, execID string) (int32, e
 	}
 	r, err := s.agent.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
 	if err != nil {
-		return 255, fmt.Errorf("wait %s/%s: %w", cid, execID, fromRPC(err))
+		return 255, fmt.Errorf("wait %s/%s: %w", cid, execID, err)
 	}
 	return r.Status, nil
 }
@@ -57,7 +57,7 @@ func (s *Sandbox) SignalProcess(ctx context.Context, cid, execID string, sig uin
 		return err
 	}
 	_, err := s.agent.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: cid, ExecId: execID, Signal: sig})
-	return fromRPC(err)
+	return err
 }
 
 // WinsizeProcess resizes a process's terminal.
@@ -66,13 +66,13 @@ func (s *Sandbox) WinsizeProcess(ctx context.Context, cid, execID string, rows, 
 		return err
 	}
 	_, err := s.agent.TtyWinResize(ctx, &pb.TtyWinResizeRequest{ContainerId: cid, ExecId: execID, Row: rows, Column: cols})
-	return fromRPC(err)
+	return err
 }
 
 // CloseStdin closes a process's standard input.
 func (s *Sandbox) CloseStdin(ctx context.Context, cid, execID string) error {
 	_, err := s.agent.CloseStdin(ctx, &pb.CloseStdinRequest{ContainerId: cid, ExecId: execID})
-	return fromRPC(err)
+	return err
 }
 
 // IO is where a process's standard streams go. Nil members are not
@@ -103,7 +103,7 @@ func (s *Sandbox) IOStream(ctx context.Context, cid, execID string, pio IO) <-ch
 			if err != nil {
 				if !isEOF(err) {
 					mu.Lock()
-					errs = append(errs, fromRPC(err))
+					errs = append(errs, err)
 					mu.Unlock()
 				}
 				return
@@ -148,7 +148,7 @@ func (s *Sandbox) IOStream(ctx context.Context, cid, execID string, pio IO) <-ch
 // isEOF tells the end of a stream from a failure. The agent reports the
 // end of output as an error; see internal/guest for its form.
 func isEOF(err error) bool {
-	return errors.Is(fromRPC(err), io.EOF) || errdefs.IsNotFound(fromRPC(err)) || errdefs.IsOutOfRange(fromRPC(err))
+	return errors.Is(err, io.EOF) || errdefs.IsNotFound(err) || errdefs.IsOutOfRange(err)
 }
 
 // ProcessListContainer lists a running container's processes as `ps`,

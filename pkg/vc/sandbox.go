@@ -164,7 +164,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		req.Dns = []string{"nameserver " + NATDNS.String()}
 	}
 	if _, err := s.agent.CreateSandbox(ctx, req); err != nil {
-		return nil, fmt.Errorf("agent CreateSandbox: %w", fromRPC(err))
+		return nil, fmt.Errorf("agent CreateSandbox: %w", err)
 	}
 	if err := s.configureGuestNetwork(ctx, s.status.Endpoints); err != nil {
 		return nil, err
@@ -197,7 +197,7 @@ func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) er
 	for {
 		conn, err := agent.Dial(ctx, vm.AgentAddress())
 		if err == nil {
-			c := ttrpc.NewClient(conn)
+			c := agent.NewClient(conn)
 			h := pb.NewHealthClient(c)
 			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err = h.Check(cctx, &pb.CheckRequest{})
@@ -231,7 +231,7 @@ func (s *Sandbox) serveProxy() error {
 		l.Close()
 		return err
 	}
-	srv, err := ttrpc.NewServer()
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(agent.StatusErrors))
 	if err != nil {
 		l.Close()
 		return err
@@ -315,7 +315,7 @@ func FetchSandbox(ctx context.Context, stateRoot, id string) (*Sandbox, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sandbox %s: agent socket: %w", id, err)
 		}
-		s.client = ttrpc.NewClient(conn)
+		s.client = agent.NewClient(conn)
 		s.agent = pb.NewAgentServiceClient(s.client)
 		s.health = pb.NewHealthClient(s.client)
 	}
