@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -71,8 +72,8 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	fs.BoolVar(&o.Interactive, "i", false, "keep stdin open and forward it")
 	fs.BoolVar(&o.TTY, "t", false, "allocate a terminal")
 	fs.StringVar(&o.ID, "name", "", "container name (default: a random id)")
-	fs.UintVar(&o.CPUs, "cpus", 1, "virtual CPUs of the VM")
-	fs.StringVar(&mem, "memory", "256M", "memory of the VM (e.g. 512M, 1G)")
+	fs.UintVar(&o.CPUs, "cpus", 0, fmt.Sprintf("virtual CPUs of the VM (default %d)", hypervisor.DefaultCPUs))
+	fs.StringVar(&mem, "memory", "", fmt.Sprintf("memory of the VM, e.g. 512M or 1G (default %dM, at least %dM)", hypervisor.DefaultMemoryMiB, hypervisor.MinMemoryMiB))
 	fs.Var(&vols, "v", "bind a host directory or file: HOST:CONTAINER[:ro] (repeatable)")
 	fs.Var(&envs, "e", "set an environment variable K=V (repeatable)")
 	fs.StringVar(&o.Workdir, "w", "", "working directory in the container")
@@ -106,8 +107,19 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	if o.NetNS, o.NoNAT, o.Publish, err = networkOptions(network, publish); err != nil {
 		return err
 	}
-	if o.MemoryMiB, err = parseMiB(mem); err != nil {
-		return fmt.Errorf("--memory %q: %w", mem, err)
+	if mem != "" {
+		if o.MemoryMiB, err = parseMiB(mem); err != nil {
+			return fmt.Errorf("--memory %q: %w", mem, err)
+		}
+		if o.MemoryMiB == 0 {
+			return fmt.Errorf("--memory %q: less than 1 MiB", mem)
+		}
+		if _, err := hypervisor.CheckMemoryMiB("--memory", uint64(o.MemoryMiB)); err != nil {
+			return err
+		}
+	}
+	if _, err := hypervisor.CheckCPUs("--cpus", uint64(o.CPUs)); err != nil {
+		return err
 	}
 	if o.ID == "" {
 		o.ID = randomID()

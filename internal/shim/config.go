@@ -12,6 +12,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/oci"
 )
@@ -38,8 +39,8 @@ const DefaultStateRoot = "/run/vc/shim"
 //	kernel = ""                     # empty: the current guest image
 //	initrd = ""
 //	accel = "auto"                  # auto, kvm or tcg
-//	cpus = 1
-//	memory_mib = 256
+//	cpus = 0                        # 0: pkg/hypervisor's default (1)
+//	memory_mib = 0                  # 0: pkg/hypervisor's default (256; at least 128)
 //	kernel_params = []
 //	debug = false                   # agent debug log in the console log
 //	network_model = "tcfilter"      # tcfilter (tap + tc mirred) or macvtap
@@ -92,8 +93,6 @@ func DefaultConfig() Config {
 		StateRoot:   DefaultStateRoot,
 		DataRoot:    guestconfig.DefaultDataRoot,
 		Accel:       "auto",
-		CPUs:        1,
-		MemoryMiB:   256,
 		PodSizing:   true,
 		StopTimeout: duration{10 * time.Second},
 	}
@@ -149,6 +148,15 @@ func (c *Config) validate() error {
 	}
 	if (c.Kernel == "") != (c.Initrd == "") {
 		return fmt.Errorf("kernel %q and initrd %q: set both or neither: %w", c.Kernel, c.Initrd, errdefs.ErrInvalidArgument)
+	}
+	// Zero stays zero: pkg/hypervisor fills in its defaults at boot.
+	if _, err := hypervisor.CheckCPUs("cpus", uint64(c.CPUs)); err != nil {
+		return err
+	}
+	if c.MemoryMiB != 0 {
+		if _, err := hypervisor.CheckMemoryMiB("memory_mib", uint64(c.MemoryMiB)); err != nil {
+			return err
+		}
 	}
 	if _, err := oci.CheckAllowlist(c.EnableAnnotations); err != nil {
 		return fmt.Errorf("enable_annotations: %w", err)

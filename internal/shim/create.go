@@ -22,6 +22,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -353,11 +354,14 @@ func sizeVM(hc *vc.HypervisorConfig, typ oci.ContainerType, spec *specs.Spec) er
 	if err != nil {
 		return err
 	}
-	base := max(hc.CPUs, 1)
+	base := hc.CPUs
+	if base == 0 {
+		base = hypervisor.DefaultCPUs
+	}
 	hc.CPUs = max(base, min(base+cpus, uint32(runtime.NumCPU())))
 	if mib > 0 {
 		if hc.MemoryMiB == 0 {
-			hc.MemoryMiB = vc.DefaultMemoryMiB
+			hc.MemoryMiB = hypervisor.DefaultMemoryMiB
 		}
 		hc.MemoryMiB += mib
 	}

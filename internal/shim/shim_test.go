@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -360,6 +361,8 @@ stop_timeout = "3s"
 		{`enable_annotations = ["cpu"]`, "enable_annotations"},
 		{`stop_timeout = "soon"`, "soon"},
 		{`stop_timeout = "-1s"`, "stop_timeout"},
+		{`memory_mib = 64`, "memory_mib 64: below the minimum of 128"},
+		{`cpus = 65`, "cpus 65: more than 64"},
 	} {
 		_, err := ParseConfig([]byte(tc.toml))
 		if err == nil || !strings.Contains(err.Error(), tc.errHas) {
@@ -438,7 +441,7 @@ func TestSizeVM(t *testing.T) {
 		{"pod: one CPU, 128 MiB", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "100000", "134217728"), min(2, max(1, host)), 384},
 		{"pod: more CPUs than the host", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "6400000", "0"), max(1, host), 256},
 		{"pod: base above the host", vc.HypervisorConfig{CPUs: host + 2, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "100000", ""), host + 2, 256},
-		{"pod: defaults", vc.HypervisorConfig{}, oci.PodSandbox, pod("", "", "1048576"), 1, vc.DefaultMemoryMiB + 1},
+		{"pod: defaults", vc.HypervisorConfig{}, oci.PodSandbox, pod("", "", "1048576"), 1, hypervisor.DefaultMemoryMiB + 1},
 		{"single container's own limit", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.SingleContainer, single, 1, 320},
 		{"a pod container boots nothing", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodContainer, single, 1, 256},
 	} {

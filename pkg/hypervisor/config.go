@@ -83,12 +83,46 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Defaults used by Validate.
+// Defaults used by Validate, and the bounds of a VM's size. These are the
+// only ones: pkg/vc, the shim, the CLI and annotations pass zero for "the
+// default" and get their errors from CheckCPUs and CheckMemoryMiB.
 const (
 	DefaultCPUs         = 1
 	DefaultMemoryMiB    = 256
 	DefaultHotplugSlots = 2
+	// MinMemoryMiB is the least memory a VM may have: the guest kernel,
+	// the agent and a small container need about this much.
+	MinMemoryMiB = 128
+	// MaxVCPUs is the most vCPUs a VM may have.
+	MaxVCPUs = 64
 )
+
+// CheckCPUs returns the vCPU count to use for n (0: DefaultCPUs), or an
+// error naming field.
+func CheckCPUs(field string, n uint64) (uint32, error) {
+	if n == 0 {
+		return DefaultCPUs, nil
+	}
+	if n > MaxVCPUs {
+		return 0, fmt.Errorf("%s %d: more than %d vCPUs: %w", field, n, MaxVCPUs, errdefs.ErrInvalidArgument)
+	}
+	return uint32(n), nil
+}
+
+// CheckMemoryMiB returns the memory to use for n MiB (0:
+// DefaultMemoryMiB), or an error naming field.
+func CheckMemoryMiB(field string, n uint64) (uint32, error) {
+	if n == 0 {
+		return DefaultMemoryMiB, nil
+	}
+	if n < MinMemoryMiB {
+		return 0, fmt.Errorf("%s %d: below the minimum of %d MiB: %w", field, n, MinMemoryMiB, errdefs.ErrInvalidArgument)
+	}
+	if n > 1<<20 {
+		return 0, fmt.Errorf("%s %d: more than 1 TiB: %w", field, n, errdefs.ErrInvalidArgument)
+	}
+	return uint32(n), nil
+}
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
@@ -105,24 +139,28 @@ func (c *Config) Validate() error {
 	if c.Kernel == "" {
 		return fmt.Errorf("vm %s: no kernel: %w", c.ID, errdefs.ErrInvalidArgument)
 	}
-	if c.CPUs == 0 {
-		c.CPUs = DefaultCPUs
-	}
 	if c.CPUs < 0 {
 		return fmt.Errorf("vm %s: %d cpus: %w", c.ID, c.CPUs, errdefs.ErrInvalidArgument)
 	}
+	cpus, err := CheckCPUs("vm "+c.ID+": cpus", uint64(c.CPUs))
+	if err != nil {
+		return err
+	}
+	c.CPUs = int(cpus)
 	if c.MaxCPUs == 0 {
 		c.MaxCPUs = c.CPUs
 	}
 	if c.MaxCPUs < c.CPUs {
 		return fmt.Errorf("vm %s: max cpus %d below cpus %d: %w", c.ID, c.MaxCPUs, c.CPUs, errdefs.ErrInvalidArgument)
 	}
-	if c.MemoryMiB == 0 {
-		c.MemoryMiB = DefaultMemoryMiB
+	if c.MemoryMiB < 0 {
+		return fmt.Errorf("vm %s: %d MiB of memory: %w", c.ID, c.MemoryMiB, errdefs.ErrInvalidArgument)
 	}
-	if c.MemoryMiB < 32 {
-		return fmt.Errorf("vm %s: %d MiB of memory is too little (32 at least): %w", c.ID, c.MemoryMiB, errdefs.ErrInvalidArgument)
+	mem, err := CheckMemoryMiB("vm "+c.ID+": memory_mib", uint64(c.MemoryMiB))
+	if err != nil {
+		return err
 	}
+	c.MemoryMiB = int(mem)
 	switch c.Accel {
 	case "":
 		c.Accel = AccelAuto

@@ -48,7 +48,7 @@ func TestConfigInvalid(t *testing.T) {
 		"relative state":  {func(c *Config) { c.StateDir = "run/x" }, "state dir", errdefs.ErrInvalidArgument},
 		"no kernel":       {func(c *Config) { c.Kernel = "" }, "no kernel", errdefs.ErrInvalidArgument},
 		"maxcpus":         {func(c *Config) { c.CPUs, c.MaxCPUs = 4, 2 }, "max cpus 2 below cpus 4", errdefs.ErrInvalidArgument},
-		"memory":          {func(c *Config) { c.MemoryMiB = 8 }, "8 MiB", errdefs.ErrInvalidArgument},
+		"memory":          {func(c *Config) { c.MemoryMiB = 100 }, "memory_mib 100: below the minimum of 128 MiB", errdefs.ErrInvalidArgument},
 		"accel":           {func(c *Config) { c.Accel = "hvf" }, `accel "hvf"`, errdefs.ErrInvalidArgument},
 		"transport":       {func(c *Config) { c.AgentTransport = "tcp" }, `agent transport "tcp"`, errdefs.ErrInvalidArgument},
 		"fs tag":          {func(c *Config) { c.SharedFS = []SharedFS{{Tag: "a b", HostPath: "/x"}} }, `tag "a b"`, errdefs.ErrInvalidArgument},
@@ -142,4 +142,34 @@ func TestRegistry(t *testing.T) {
 		Register(Backend{Name: "fake", New: func(Config) (Hypervisor, error) { return nil, nil },
 			Attach: func(context.Context, string) (Hypervisor, error) { return nil, nil }})
 	}()
+}
+
+// CheckCPUs and CheckMemoryMiB are the one answer on a VM's size: zero is
+// the default, and out-of-range values are errors naming the caller's
+// field, never silently changed.
+func TestCheckSize(t *testing.T) {
+	for _, tc := range []struct {
+		cpus, mem         uint64
+		wantCPUs, wantMem uint32
+		errHas            string
+	}{
+		{0, 0, DefaultCPUs, DefaultMemoryMiB, ""},
+		{4, MinMemoryMiB, 4, MinMemoryMiB, ""},
+		{MaxVCPUs + 1, 0, 0, 0, "--cpus 65: more than 64 vCPUs"},
+		{1, MinMemoryMiB - 1, 0, 0, "--memory 127: below the minimum of 128 MiB"},
+		{1, 2 << 20, 0, 0, "--memory 2097152: more than 1 TiB"},
+	} {
+		c, cerr := CheckCPUs("--cpus", tc.cpus)
+		m, merr := CheckMemoryMiB("--memory", tc.mem)
+		err := errors.Join(cerr, merr)
+		if tc.errHas == "" {
+			if err != nil || c != tc.wantCPUs || m != tc.wantMem {
+				t.Errorf("(%d, %d) = (%d, %d, %v), want (%d, %d)", tc.cpus, tc.mem, c, m, err, tc.wantCPUs, tc.wantMem)
+			}
+			continue
+		}
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.errHas) {
+			t.Errorf("(%d, %d): %v, want an invalid argument containing %q", tc.cpus, tc.mem, err, tc.errHas)
+		}
+	}
 }

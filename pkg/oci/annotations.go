@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
 // CRI annotations: containerd's CRI plugin (and CRI-O's compatible keys)
@@ -105,10 +107,6 @@ const (
 	AnnotationPublish = AnnotationPrefix + "publish"
 )
 
-// minMemoryMiB mirrors vc.MinMemoryMiB (pkg/vc imports this package, so
-// it cannot be imported here); pkg/vc checks it again.
-const minMemoryMiB = 128
-
 // knownAnnotations are the keys under AnnotationPrefix.
 var knownAnnotations = map[string]bool{
 	AnnotationCPUs: true, AnnotationMemoryMiB: true, AnnotationKernelParams: true,
@@ -192,17 +190,17 @@ func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (S
 		switch k {
 		case AnnotationCPUs:
 			n, err := strconv.ParseUint(v, 10, 32)
-			if err != nil || n < 1 || n > 64 {
-				return o, bad("want a whole number from 1 to 64")
+			c, cerr := hypervisor.CheckCPUs("vCPUs", n)
+			if err != nil || n == 0 || cerr != nil {
+				return o, bad("want a whole number of vCPUs from 1 to %d", hypervisor.MaxVCPUs)
 			}
-			c := uint32(n)
 			o.CPUs = &c
 		case AnnotationMemoryMiB:
 			n, err := strconv.ParseUint(v, 10, 32)
-			if err != nil || n < minMemoryMiB {
-				return o, bad("want a whole number of MiB, at least %d", minMemoryMiB)
+			m, merr := hypervisor.CheckMemoryMiB("MiB", n)
+			if err != nil || n == 0 || merr != nil {
+				return o, bad("want a whole number of MiB, at least %d", hypervisor.MinMemoryMiB)
 			}
-			m := uint32(n)
 			o.MemoryMiB = &m
 		case AnnotationKernelParams:
 			if strings.ContainsAny(v, "\x00\n") {

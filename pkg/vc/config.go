@@ -17,16 +17,10 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/persist"
 )
-
-// MinMemoryMiB is the least memory a sandbox VM may have: the guest kernel,
-// agent and a small container need about this much.
-const MinMemoryMiB = 128
-
-// DefaultMemoryMiB is a sandbox VM's memory unless configured.
-const DefaultMemoryMiB = 256
 
 // HypervisorConfig says how to start the VM.
 type HypervisorConfig struct {
@@ -38,7 +32,10 @@ type HypervisorConfig struct {
 	// KernelParams are appended to the kernel command line.
 	KernelParams []string `json:"kernel_params,omitempty"`
 	// Accel is auto, kvm or tcg.
-	Accel     string `json:"accel,omitempty"`
+	Accel string `json:"accel,omitempty"`
+	// CPUs and MemoryMiB size the VM; zero means pkg/hypervisor's
+	// defaults (hypervisor.DefaultCPUs, DefaultMemoryMiB), and its
+	// CheckCPUs and CheckMemoryMiB bound them.
 	CPUs      uint32 `json:"cpus"`
 	MemoryMiB uint32 `json:"memory_mib"`
 	// Debug turns the agent's debug logging on (in the console log).
@@ -97,17 +94,12 @@ type ContainerConfig struct {
 }
 
 func (c *HypervisorConfig) validate() error {
-	if c.CPUs == 0 {
-		c.CPUs = 1
+	var err error
+	if c.CPUs, err = hypervisor.CheckCPUs("hypervisor.cpus", uint64(c.CPUs)); err != nil {
+		return err
 	}
-	if c.MemoryMiB == 0 {
-		c.MemoryMiB = DefaultMemoryMiB
-	}
-	if c.MemoryMiB < MinMemoryMiB {
-		return fmt.Errorf("hypervisor.memory_mib %d: below the minimum of %d MiB: %w", c.MemoryMiB, MinMemoryMiB, errdefs.ErrInvalidArgument)
-	}
-	if c.CPUs > 64 {
-		return fmt.Errorf("hypervisor.cpus %d: more than 64: %w", c.CPUs, errdefs.ErrInvalidArgument)
+	if c.MemoryMiB, err = hypervisor.CheckMemoryMiB("hypervisor.memory_mib", uint64(c.MemoryMiB)); err != nil {
+		return err
 	}
 	switch c.Accel {
 	case "", "auto", "kvm", "tcg":
