@@ -144,6 +144,12 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	s.status.Boot.AgentReady = time.Since(start) - s.status.Boot.VMStart
 	s.log.Info("agent ready", "took", time.Since(start))
 	setup := time.Now()
+	// The guest read its clock from the RTC, in whole seconds, while it
+	// booted (seconds ago under TCG): set it to the host's.
+	now := time.Now()
+	if _, err := s.agent.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: now.Unix(), Usec: int64(now.Nanosecond() / 1000)}); err != nil {
+		s.log.Warn("set the guest's clock to the host's", "err", err)
+	}
 
 	req := &pb.CreateSandboxRequest{
 		Hostname:     cfg.Hostname,
