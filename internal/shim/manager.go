@@ -74,9 +74,11 @@ func (m Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 	if legacy {
 		// A containerd older than 2.3 sent the runtime options, if any,
 		// not bootstrap parameters: take what it said on the command line.
+		// Nothing else of what stdin decoded to holds.
 		id = flagValue("id")
 		params.ContainerdGrpcAddress = flagValue("address")
 		params.ContainerdTtrpcAddress = os.Getenv("TTRPC_ADDRESS")
+		params.SocketDir = nil
 	}
 	if id == "" {
 		return nil, fmt.Errorf("shim start: no container id: %w", errdefs.ErrInvalidArgument)
