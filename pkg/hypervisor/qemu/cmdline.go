@@ -35,6 +35,8 @@ type statePaths struct {
 	// QMP is the starter's monitor; AttachQMP a second one for Attach,
 	// since a QMP socket serves one client at a time.
 	QMP, AttachQMP, Agent, Console, Log, Pid, Record string
+	// Passt is the NAT NIC's network stack's socket (passt.go).
+	Passt string
 }
 
 func pathsFor(dir string) statePaths {
@@ -46,6 +48,7 @@ func pathsFor(dir string) statePaths {
 		Log:       filepath.Join(dir, qemuLogName),
 		Pid:       filepath.Join(dir, pidFileName),
 		Record:    filepath.Join(dir, recordName),
+		Passt:     filepath.Join(dir, passtSocketName),
 	}
 }
 
@@ -131,14 +134,11 @@ func (p *launchPlan) devices() []Device {
 		)
 	}
 	if n := c.NAT; n != nil {
-		var fwds []string
-		for _, f := range n.Forwards {
-			fwds = append(fwds, hostfwdRule(f, n.GuestAddr.String()))
-		}
-		// On pcie.0: a NAT NIC is never unplugged, so it takes no root
-		// port.
+		// The stack is passt (passt.go), which forwards the published
+		// ports itself. On pcie.0: a NAT NIC is never unplugged, so it
+		// takes no root port.
 		devs = append(devs,
-			UserNetdev{ID: netdevID(n.ID), Net: n.Network.String(), Host: n.Gateway.String(), DNS: n.DNS.String(), GuestAddr: n.GuestAddr.String(), Forwards: fwds},
+			StreamNetdev{ID: netdevID(n.ID), Path: p.paths.Passt},
 			VirtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String()},
 		)
 	}

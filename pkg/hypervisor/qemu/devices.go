@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
 // Device is a piece of the VM that renders its own QEMU command line
@@ -295,40 +293,19 @@ func (d TapNetdev) NetdevAddArgs() map[string]any {
 	return props{}.add("type", "tap").qmpMerge(d.props())
 }
 
-// UserNetdev is QEMU's user-mode network backend (libslirp): NAT through
-// QEMU's own sockets, a DHCP server and a DNS forwarder on a simulated
-// network, and host ports forwarded to the guest. IPv6 is off: the guest
-// is configured with IPv4 only.
-type UserNetdev struct {
-	ID        string
-	Net       string // "10.0.2.0/24"
-	Host      string // the gateway: the host as the guest sees it
-	DNS       string
-	GuestAddr string // also the start of the DHCP pool
-	// Forwards are hostfwd rules, "tcp:127.0.0.1:8080-10.0.2.15:80".
-	Forwards []string
+// StreamNetdev is a network backend that exchanges the guest's frames
+// with a user-mode network stack (passt) over a unix stream socket that
+// the stack listens on.
+type StreamNetdev struct {
+	ID   string
+	Path string
 }
 
-func (d UserNetdev) props() props {
-	p := props{}.add("id", d.ID).add("net", d.Net).add("host", d.Host).add("dns", d.DNS).
-		add("dhcpstart", d.GuestAddr).add("ipv6", false)
-	for _, f := range d.Forwards {
-		p = p.add("hostfwd", f)
-	}
-	return p
+func (d StreamNetdev) props() props {
+	return props{}.add("id", d.ID).add("server", false).add("addr.type", "unix").add("addr.path", d.Path)
 }
 
-func (d UserNetdev) QemuParams() []string { return []string{"-netdev", d.props().cli("user")} }
-
-// hostfwdRule renders a forward as QEMU's hostfwd value,
-// PROTO:[HOSTADDR]:HOSTPORT-GUESTADDR:GUESTPORT.
-func hostfwdRule(f hypervisor.PortForward, guest string) string {
-	host := ""
-	if f.HostAddr.IsValid() {
-		host = f.HostAddr.String()
-	}
-	return fmt.Sprintf("%s:%s:%d-%s:%d", f.Protocol, host, f.HostPort, guest, f.GuestPort)
-}
+func (d StreamNetdev) QemuParams() []string { return []string{"-netdev", d.props().cli("stream")} }
 
 // VirtioNet is a virtio-net NIC over a netdev.
 type VirtioNet struct {

@@ -12,21 +12,43 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
-func TestUserNetdevParams(t *testing.T) {
-	d := UserNetdev{ID: "netdev-nat0", Net: "10.0.2.0/24", Host: "10.0.2.2", DNS: "10.0.2.3", GuestAddr: "10.0.2.15",
-		Forwards: []string{"tcp::8080-10.0.2.15:80", "udp:127.0.0.1:5353-10.0.2.15:53"}}
-	want := []string{"-netdev", "user,id=netdev-nat0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,dhcpstart=10.0.2.15,ipv6=off," +
-		"hostfwd=tcp::8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53"}
+func TestStreamNetdevParams(t *testing.T) {
+	d := StreamNetdev{ID: "netdev-nat0", Path: "/run/vc/vm1/passt.sock"}
+	want := []string{"-netdev", "stream,id=netdev-nat0,server=off,addr.type=unix,addr.path=/run/vc/vm1/passt.sock"}
 	if got := d.QemuParams(); !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
 
-// A NAT NIC is rendered as a user netdev with its forwards and a virtio-net
-// device on pcie.0 (no root port taken).
+// passt gets the NIC's addresses, --no-map-gw (the gateway is not the
+// host's loopback) and one port spec per forward.
+func TestPasstArgs(t *testing.T) {
+	mac, _ := net.ParseMAC("02:00:00:00:00:0a")
+	n := &hypervisor.NATNIC{ID: "nat0", MAC: mac, Forwards: []hypervisor.PortForward{
+		{HostPort: 8080, GuestPort: 80},
+		{Protocol: "udp", HostAddr: netip.MustParseAddr("127.0.0.1"), HostPort: 5353, GuestPort: 53},
+	}}
+	if err := n.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(passtArgs(n, "/run/vc/vm1/passt.sock", true), " ")
+	want := "--foreground --stderr --quiet --one-off --ipv4-only --no-map-gw --socket /run/vc/vm1/passt.sock" +
+		" --address 10.0.2.15 --netmask 24 --gateway 10.0.2.2 --dns 10.0.2.3 --dns-forward 10.0.2.3 --runas 0:0" +
+		" --tcp-ports 8080:80 --udp-ports 127.0.0.1/5353:53"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := strings.Join(passtArgs(n, "/s", false), " "); strings.Contains(got, "--runas") {
+		t.Errorf("not root: got %s, want no --runas", got)
+	}
+}
+
+// A NAT NIC is rendered as a stream netdev to passt's socket in the state
+// directory and a virtio-net device on pcie.0 (no root port taken).
 func TestCommandLineNAT(t *testing.T) {
 	mac, _ := net.ParseMAC("02:00:00:00:00:0a")
 	cfg := hypervisor.Config{ID: "vm1", StateDir: "/run/vc/vm1", Kernel: "/k", HotplugSlots: -1,
@@ -40,7 +62,7 @@ func TestCommandLineNAT(t *testing.T) {
 	p := &launchPlan{cfg: cfg, paths: pathsFor(cfg.StateDir), accel: hypervisor.AccelTCG, transport: hypervisor.TransportVirtioSerial, vhostFD: -1}
 	args := p.commandLine()
 	for _, want := range []string{
-		"user,id=netdev-nat0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,dhcpstart=10.0.2.15,ipv6=off,hostfwd=tcp::8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53",
+		"stream,id=netdev-nat0,server=off,addr.type=unix,addr.path=/run/vc/vm1/passt.sock",
 		"virtio-net-pci,id=net-nat0,netdev=netdev-nat0,mac=02:00:00:00:00:0a",
 	} {
 		if !slices.Contains(args, want) {
@@ -70,10 +92,10 @@ func TestHasUserNetdev(t *testing.T) {
 	}
 }
 
-// A published host port taken when QEMU starts (after pkg/vc's check, or
-// by a caller that made none) fails Start with QEMU's reason, leaving no
-// process or socket; a free one is bound while the VM runs and released
-// when it stops.
+// A published host port taken when the VM starts (after pkg/vc's check,
+// or by a caller that made none) fails Start with passt's reason, leaving
+// no process (passt or QEMU) or socket; a free one is bound (by passt)
+// while the VM runs and released when it stops, and passt ends with QEMU.
 func TestRealVMNATForwards(t *testing.T) {
 	requireQEMU(t)
 	taken, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -91,14 +113,16 @@ func TestRealVMNATForwards(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = vm.Start(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "Could not set up host forwarding rule") {
-		t.Fatalf("Start with a taken forward port: %v, want QEMU's refusal", err)
+	if err == nil || !strings.Contains(err.Error(), "nat nic nat0: passt exited") || !strings.Contains(err.Error(), "Failed to bind") {
+		t.Fatalf("Start with a taken forward port: %v, want passt's refusal naming the nic", err)
 	}
-	if pids := qemuProcessesIn(cfg.StateDir); len(pids) != 0 {
+	if pids := processesIn(cfg.StateDir); len(pids) != 0 {
 		t.Errorf("processes left: %v", pids)
 	}
-	if _, err := os.Stat(filepath.Join(cfg.StateDir, qmpSocketName)); !os.IsNotExist(err) {
-		t.Errorf("qmp socket left: %v", err)
+	for _, name := range []string{qmpSocketName, passtSocketName} {
+		if _, err := os.Stat(filepath.Join(cfg.StateDir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s left: %v", name, err)
+		}
 	}
 
 	free, _ := net.Listen("tcp4", "127.0.0.1:0")
@@ -116,12 +140,34 @@ func TestRealVMNATForwards(t *testing.T) {
 		l.Close()
 		t.Errorf("forwarded port %d is not bound while the VM runs", port)
 	}
+	if pids := proc.Find(func(args []string) bool {
+		return strings.Contains(strings.Join(args, " "), "passt") && slices.Contains(args, "--no-map-gw") && strings.Contains(strings.Join(args, " "), cfg.StateDir)
+	}); len(pids) != 1 {
+		t.Errorf("passt processes with --no-map-gw while the VM runs: %v, want one", pids)
+	}
+	if st, err := os.Stat(filepath.Join(cfg.StateDir, passtSocketName)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("passt socket: %v, %v; want mode 0600", st, err)
+	}
 	if err := vm.Stop(context.Background(), 0); err != nil {
 		t.Fatal(err)
+	}
+	if pids := processesIn(cfg.StateDir); len(pids) != 0 {
+		t.Errorf("processes left after Stop: %v", pids)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, passtSocketName)); !os.IsNotExist(err) {
+		t.Errorf("passt socket left after Stop: %v", err)
 	}
 	if l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
 		t.Errorf("forwarded port %d still bound after Stop: %v", port, err)
 	} else {
 		l.Close()
 	}
+}
+
+// processesIn lists QEMU and passt processes whose command line names dir.
+func processesIn(dir string) []int {
+	return proc.Find(func(args []string) bool {
+		line := strings.Join(args, " ")
+		return (strings.Contains(line, "qemu") || strings.Contains(line, "passt")) && strings.Contains(line, dir)
+	})
 }

@@ -87,6 +87,7 @@ type VM struct {
 	releaseWatch func() // ends an attached VM's pid watch
 	qmp          *QMP
 	events       chan struct{} // closed when the event loop ends
+	passt        *passtProc    // the NAT NIC's network stack, nil without one
 }
 
 // New configures a VM without starting it.
@@ -214,6 +215,21 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	}()
 	args := plan.commandLine()
 
+	// The NAT NIC's stack listens before QEMU connects to it; every
+	// failure until QEMU runs stops it here, later ones with QEMU.
+	var passt *passtProc
+	if n := plan.cfg.NAT; n != nil {
+		if passt, err = startPasst(ctx, v.id, n, v.cfg.StateDir, v.cfg.DieWithParent); err != nil {
+			v.removeSockets()
+			return err
+		}
+		defer func() {
+			if err != nil {
+				passt.stop()
+			}
+		}()
+	}
+
 	logf, err := os.OpenFile(v.paths.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
@@ -241,6 +257,7 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	v.accel, v.transport, v.cid = plan.accel, plan.transport, plan.cid
 	v.slots = plan.slots
 	v.agentAddr = agentAddress(plan)
+	v.passt = passt
 	v.mu.Unlock()
 
 	// From here on a failure must not leave QEMU behind.
@@ -536,6 +553,12 @@ func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
 		return fmt.Errorf("vm %s: qemu (pid %d) survived SIGKILL for %s: %w", v.id, proc.getPid(), killTimeout, errdefs.ErrUnavailable)
 	}
 	v.closeQMP()
+	// passt ends once QEMU closed its socket; a stuck one is killed.
+	v.mu.Lock()
+	passt := v.passt
+	v.passt = nil
+	v.mu.Unlock()
+	passt.wait(killTimeout)
 	v.removeSockets()
 	os.Remove(v.paths.Pid)
 	os.Remove(v.paths.Record)
@@ -682,6 +705,7 @@ func (v *VM) removeSockets() {
 	os.Remove(v.paths.QMP)
 	os.Remove(v.paths.AttachQMP)
 	os.Remove(v.paths.Agent)
+	os.Remove(v.paths.Passt)
 }
 
 // logTails renders the ends of the console and QEMU logs for an error.
