@@ -23,10 +23,13 @@ import (
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
-// The user-mode NAT is tested without internet: the host's loopback is
-// reachable from the guest as the NAT's gateway (10.0.2.2), so a server
-// on the host's 127.0.0.1 stands for "outside", and published ports are
-// fetched on the host's 127.0.0.1.
+// The user-mode NAT (passt) is tested without internet. Outbound: the
+// sandbox owner (`vc run`) runs in a test network namespace joined by a
+// veth to a peer namespace with an HTTP server, which stands for
+// "outside". The host's loopback must NOT be reachable from the guest: a
+// server on 127.0.0.1 in the owner's namespace, fetched at the gateway
+// 10.0.2.2, must fail (QEMU's libslirp mapped the gateway to it).
+// Published ports are fetched on the host's 127.0.0.1.
 
 // serveLoopback serves body over HTTP on the host's 127.0.0.1 and returns
 // the port and the remote address of the last request.
@@ -68,30 +71,125 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
+// natNetns makes the owner's namespace (own, 198.18.0.1/24, default
+// route to the peer) and the peer (198.18.0.2/24), joined by a veth, and
+// removes them (and the veth) at cleanup. It returns their paths.
+func natNetns(t *testing.T) (own, peer string) {
+	t.Helper()
+	tag := strconv.Itoa(os.Getpid() % 100000)
+	ownName, peerName := "vce2e-own-"+tag, "vce2e-peer-"+tag
+	vethOwn, vethPeer := "vce2eo"+tag, "vce2ep"+tag
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	run("netns", "add", ownName)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ownName).Run() })
+	run("netns", "add", peerName)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", peerName).Run() })
+	run("link", "add", vethOwn, "type", "veth", "peer", "name", vethPeer)
+	run("link", "set", vethOwn, "netns", ownName)
+	run("link", "set", vethPeer, "netns", peerName)
+	for _, ns := range []string{ownName, peerName} {
+		run("-n", ns, "link", "set", "lo", "up")
+	}
+	run("-n", ownName, "addr", "add", "198.18.0.1/24", "dev", vethOwn)
+	run("-n", ownName, "link", "set", vethOwn, "up")
+	run("-n", ownName, "route", "add", "default", "via", "198.18.0.2")
+	run("-n", peerName, "addr", "add", "198.18.0.2/24", "dev", vethPeer)
+	run("-n", peerName, "link", "set", vethPeer, "up")
+	return "/run/netns/" + ownName, "/run/netns/" + peerName
+}
+
+// httpdIn serves body as /index.html with busybox httpd on addr in the
+// network namespace netns, and checks it answers there.
+func httpdIn(t *testing.T, netns, addr, body string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net="+netns, "busybox", "httpd", "-f", "-p", addr, "-h", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; ; i++ {
+		out, err := exec.Command("nsenter", "--net="+netns, "busybox", "wget", "-qO-", "http://"+addr+"/").Output()
+		if err == nil && string(out) == body {
+			return
+		}
+		if i == 50 {
+			t.Fatalf("httpd on %s in %s does not answer: %v %q", addr, netns, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// vcRunIn is vcRun with vc in the network namespace netns.
+func vcRunIn(t *testing.T, netns string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + netns, vcBin, "--state-root", stateRoot, "--data-root", dataRoot}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("vc %v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+// noPasst fails the test if a passt of sandbox id is still running.
+func noPasst(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command("pgrep", "-af", "passt .*/"+id+"/").Output()
+		if len(bytes.TrimSpace(out)) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("passt of %s left: %s", id, out)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // `vc run` without --network gets outbound network through the NAT: the
-// container fetches from a server on the host (its gateway), with the
-// address, route and resolver (resolv.conf) the NAT gives; `--net none` (the old flag,
-// an alias) has loopback only.
+// container fetches from a server outside the owner's namespace (in the
+// peer), with the address, route and resolver (resolv.conf) the NAT gives;
+// a server on the owner's 127.0.0.1 is not reachable at the gateway
+// 10.0.2.2 (nor is the NAT's DNS address a way in). `--net none` (the old
+// flag, an alias) has loopback only.
 func TestNATOutbound(t *testing.T) {
-	port, last := serveLoopback(t, "nat-outbound-ok")
-	url := fmt.Sprintf("http://10.0.2.2:%d/", port)
-	out, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-nat-out", "busybox", "--", "sh", "-c",
-		"ip -4 -o addr show eth0; ip route; cat /etc/resolv.conf; wget -qO- "+url)
+	own, peer := natNetns(t)
+	httpdIn(t, peer, "198.18.0.2:18080", "nat-outbound-ok")
+	httpdIn(t, own, "127.0.0.1:18081", "host-loopback-secret")
+	out, errOut, code := vcRunIn(t, own, "run", "--rm", "--name", "e2e-nat-out", "busybox", "--", "sh", "-c",
+		"ip -4 -o addr show eth0; ip route; cat /etc/resolv.conf; wget -qO- http://198.18.0.2:18080/; echo; "+
+			"for a in 10.0.2.2 10.0.2.3; do if timeout 10 wget -qO- http://$a:18081/; then echo; echo LOOPBACK-REACHED-$a; else echo loopback-blocked-$a; fi; done")
 	if code != 0 {
 		t.Fatalf("run: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
-	for _, want := range []string{"inet 10.0.2.15/24", "default via 10.0.2.2 dev eth0", "nameserver 10.0.2.3", "nat-outbound-ok"} {
+	for _, want := range []string{"inet 10.0.2.15/24", "default via 10.0.2.2 dev eth0", "nameserver 10.0.2.3", "nat-outbound-ok", "loopback-blocked-10.0.2.2", "loopback-blocked-10.0.2.3"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	if h, _, _ := net.SplitHostPort(last()); h != "127.0.0.1" {
-		t.Errorf("the host server saw the request from %q, want 127.0.0.1 (the NAT connects from the host)", last())
+	if strings.Contains(out, "host-loopback-secret") || strings.Contains(out, "LOOPBACK-REACHED") {
+		t.Errorf("the guest reached the owner's loopback:\n%s", out)
 	}
 	noLeftovers(t, "e2e-nat-out")
+	noPasst(t, "e2e-nat-out")
 
-	out, errOut, code = vcRun(t, nil, "run", "--rm", "--name", "e2e-nat-none", "--net", "none", "busybox", "--", "sh", "-c",
-		"ip -o link; timeout 10 wget -qO- "+url)
+	out, errOut, code = vcRunIn(t, own, "run", "--rm", "--name", "e2e-nat-none", "--net", "none", "busybox", "--", "sh", "-c",
+		"ip -o link; timeout 10 wget -qO- http://198.18.0.2:18080/")
 	if code == 0 || strings.Contains(out, "nat-outbound-ok") {
 		t.Fatalf("--net none: exit %d, want the fetch to fail\nstdout %s\nstderr %s", code, out, errOut)
 	}
@@ -266,6 +364,7 @@ func TestNATBadInput(t *testing.T) {
 			t.Errorf("vc %v: exit %d, want an error with %q\nstdout %s\nstderr %s", args, code, tc.want, out, errOut)
 		}
 		noLeftovers(t, id)
+		noPasst(t, id)
 	}
 }
 
@@ -291,10 +390,15 @@ func TestNATPublishCLI(t *testing.T) {
 	if out, _, _ := vcRun(t, nil, "inspect", id); !strings.Contains(out, fmt.Sprintf(`"host_port": %d`, port)) {
 		t.Errorf("inspect does not show the published port:\n%s", out)
 	}
+	// The NAT is the sandbox's passt, which outlives `vc run -d`.
+	if out, _ := exec.Command("pgrep", "-af", "passt .*/"+id+"/").Output(); !strings.Contains(string(out), "--no-map-gw") {
+		t.Errorf("no passt --no-map-gw for %s while it runs: %q", id, out)
+	}
 	if _, errOut, code := vcRun(t, nil, "rm", "-f", id); code != 0 {
 		t.Fatalf("rm -f: exit %d: %s", code, errOut)
 	}
 	noLeftovers(t, id)
+	noPasst(t, id)
 	if l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
 		t.Errorf("published port %d still taken after rm: %v", port, err)
 	} else {
