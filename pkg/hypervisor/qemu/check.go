@@ -21,9 +21,9 @@ type HostReport struct {
 	VhostVsock bool `json:"vhost_vsock"`
 	// Firmware is the BIOS VMs boot with ("" for QEMU's SeaBIOS).
 	Firmware string `json:"firmware,omitempty"`
-	// UserNet tells whether QEMU has the user-mode network backend
-	// (libslirp) the NAT of sandboxes without a network namespace needs;
-	// QEMU 7.2 and later can be built without it.
+	// UserNet tells whether the NAT of sandboxes without a network
+	// namespace can run: passt (the user-mode network stack, passt.go)
+	// in PATH and QEMU's stream netdev backend (QEMU 7.2 or later).
 	UserNet bool `json:"user_net"`
 }
 
@@ -42,7 +42,8 @@ func CheckHost(qemuPath string) HostReport {
 			r.QEMUError = err.Error()
 		}
 		r.QEMUVersion = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-		r.UserNet = hasUserNetdev(p)
+		_, perr := exec.LookPath(PasstBinary)
+		r.UserNet = perr == nil && hasNetdev(p, "stream")
 	}
 	if _, err := os.Stat(DefaultFirmware); err == nil {
 		r.Firmware = DefaultFirmware
@@ -73,14 +74,14 @@ func accessRW(path string) error {
 	return unix.Access(path, unix.R_OK|unix.W_OK)
 }
 
-// hasUserNetdev asks QEMU for its netdev backends and looks for "user".
-func hasUserNetdev(qemuPath string) bool {
+// hasNetdev asks QEMU for its netdev backends and looks for name.
+func hasNetdev(qemuPath, name string) bool {
 	out, err := exec.Command(qemuPath, "-netdev", "help").Output()
 	if err != nil {
 		return false
 	}
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.TrimSpace(l) == "user" {
+		if strings.TrimSpace(l) == name {
 			return true
 		}
 	}

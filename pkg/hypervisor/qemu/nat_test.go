@@ -2,15 +2,19 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
@@ -74,21 +78,21 @@ func TestCommandLineNAT(t *testing.T) {
 	}
 }
 
-// hasUserNetdev reads QEMU's list of netdev backends: a fake QEMU without
-// "user" has none; this host's QEMU (Debian's, which the NAT tests need)
-// has it.
-func TestHasUserNetdev(t *testing.T) {
+// hasNetdev reads QEMU's list of netdev backends: a fake QEMU without
+// "stream" has none; this host's QEMU (Debian's 7.2, which the NAT tests
+// need) has it.
+func TestHasNetdev(t *testing.T) {
 	fake := filepath.Join(t.TempDir(), "qemu")
-	os.WriteFile(fake, []byte("#!/bin/sh\nprintf 'Available netdev backend types:\\nsocket\\ntap\\nuser-ish\\n'\n"), 0o755)
-	if hasUserNetdev(fake) {
-		t.Errorf("fake qemu without a user backend: reported one")
+	os.WriteFile(fake, []byte("#!/bin/sh\nprintf 'Available netdev backend types:\\nsocket\\ntap\\nstream-ish\\n'\n"), 0o755)
+	if hasNetdev(fake, "stream") {
+		t.Errorf("fake qemu without a stream backend: reported one")
 	}
 	p, err := findQEMU("")
 	if err != nil {
 		t.Skipf("no qemu on this host: %v", err)
 	}
-	if !hasUserNetdev(p) {
-		t.Errorf("%s -netdev help lists no user backend (QEMU built without libslirp?)", p)
+	if !hasNetdev(p, "stream") {
+		t.Errorf("%s -netdev help lists no stream backend (QEMU older than 7.2?)", p)
 	}
 }
 
@@ -170,4 +174,35 @@ func processesIn(dir string) []int {
 		line := strings.Join(args, " ")
 		return (strings.Contains(line, "qemu") || strings.Contains(line, "passt")) && strings.Contains(line, dir)
 	})
+}
+
+// Without passt a NAT VM does not start: the error names the NIC and
+// passt, and nothing (QEMU, socket) is left.
+func TestRealVMNATNoPasst(t *testing.T) {
+	requireQEMU(t)
+	qemuPath, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, _ := net.ParseMAC("02:00:00:00:00:0c")
+	cfg := testConfig(t, "natnopasst")
+	cfg.HypervisorPath = qemuPath
+	cfg.NAT = &hypervisor.NATNIC{ID: "nat0", MAC: mac}
+	t.Setenv("PATH", t.TempDir())
+	vm, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = vm.Start(context.Background())
+	if err == nil || !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "nat nic nat0: exec: \"passt\"") {
+		t.Fatalf("Start without passt: %v, want a not-found error naming the nic and passt", err)
+	}
+	if pids := processesIn(cfg.StateDir); len(pids) != 0 {
+		t.Errorf("processes left: %v", pids)
+	}
+	for _, name := range []string{qmpSocketName, passtSocketName} {
+		if _, err := os.Stat(filepath.Join(cfg.StateDir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s left: %v", name, err)
+		}
+	}
 }
