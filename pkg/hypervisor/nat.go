@@ -8,16 +8,17 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// NATNIC is a network interface whose backend is the hypervisor's own
-// user-mode network stack (qemu: -netdev user, libslirp): the guest's
-// connections leave through the hypervisor's sockets on the host, so they
+// NATNIC is a network interface whose backend is a user-mode network
+// stack (qemu: a passt per VM, see qemu/passt.go): the guest's
+// connections leave through the stack's sockets on the host, so they
 // come from the host's address, without a tap, a namespace or privileges.
 // Host ports can be forwarded to the guest (Forwards).
 //
 // The stack simulates a small network: the guest takes GuestAddr
-// statically (the stack also answers DHCP with it), Gateway is the host
-// as the guest sees it (a connection to it reaches the host's loopback),
-// and DNS is the stack's resolver, which forwards to the host's.
+// statically (the stack also answers DHCP with it), Gateway is the
+// guest's router, which must NOT map to the host's loopback (passt runs
+// with --no-map-gw; QEMU's libslirp maps it and is not used), and DNS is
+// the stack's resolver address, which it forwards to the host's.
 //
 // A NAT NIC is present at boot (Config.NAT); it is not hotplugged.
 type NATNIC struct {
@@ -38,7 +39,8 @@ type NATNIC struct {
 	Forwards []PortForward
 }
 
-// The user-mode stack's defaults (QEMU's and slirp4netns's).
+// The user-mode stack's defaults (those of QEMU's libslirp and
+// slirp4netns, kept for the guest's configuration).
 var (
 	NATNetwork   = netip.MustParsePrefix("10.0.2.0/24")
 	NATGateway   = netip.MustParseAddr("10.0.2.2")

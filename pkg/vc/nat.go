@@ -15,16 +15,18 @@ import (
 )
 
 // A sandbox without a network namespace (SandboxConfig.NetNS empty) gets
-// outbound network through the hypervisor's user-mode NAT (qemu: -netdev
-// user, libslirp), unless NAT.Disabled: one NIC, eth0 in the guest, with
+// outbound network through the hypervisor's user-mode NAT (qemu: a passt
+// per VM with --no-map-gw, so the host's loopback is not reachable),
+// unless NAT.Disabled: one NIC, eth0 in the guest, with
 // the address NATGuestAddr, a default route through NATGateway and
 // NATDNS as its resolver. Published ports are forwarded by the hypervisor
-// from the host to that address. The NAT holds no host resource but the
-// hypervisor's own sockets, so it needs no teardown.
+// from the host to that address. The NAT's resources (passt, its socket)
+// belong to the hypervisor's VM and end with it, so pkg/vc tears nothing
+// down.
 
 // NAT addresses as the guest sees them (the hypervisor package's
-// defaults). NATGateway is the host: a connection to it from the guest
-// reaches the host's loopback.
+// defaults). NATGateway is the guest's router, not the host: a
+// connection to it does not reach the host's loopback.
 var (
 	NATNetwork   = hypervisor.NATNetwork
 	NATGateway   = hypervisor.NATGateway
