@@ -61,18 +61,18 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 		}
 		defer restore()
 	}
-	if err := s.EnterContainer(ctx, id, execID, p); err != nil {
+	if err := s.Container(id).Exec(ctx, execID, p); err != nil {
 		return err
 	}
 	streamCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
-	streams := s.IOStream(streamCtx, id, execID, pio)
+	streams := s.Container(id).IOStream(streamCtx, execID, pio)
 	if !*interactive {
-		s.CloseStdin(ctx, id, execID)
+		s.Container(id).CloseStdin(ctx, execID)
 	}
 	stopSignals := forwardExecSignals(ctx, s, id, execID, *tty, *tty && *interactive)
 	defer stopSignals()
-	code, err := s.WaitProcess(context.WithoutCancel(ctx), id, execID)
+	code, err := s.Container(id).WaitProcess(context.WithoutCancel(ctx), execID)
 	if err != nil {
 		return err
 	}

@@ -209,13 +209,13 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	}
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStreams()
-	streams := s.IOStream(streamCtx, o.ID, o.ID, pio)
-	if err := s.StartContainer(ctx, o.ID); err != nil {
+	streams := s.Container(o.ID).IOStream(streamCtx, o.ID, pio)
+	if err := s.Container(o.ID).Start(ctx); err != nil {
 		return startError(err)
 	}
 	failed = false
 	if pio.Stdin == nil {
-		s.CloseStdin(ctx, o.ID, o.ID)
+		s.Container(o.ID).CloseStdin(ctx, o.ID)
 	}
 	report(nil)
 	if ready == nil {
@@ -223,7 +223,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		defer stopSignals()
 	}
 
-	code, werr := s.WaitContainer(context.WithoutCancel(ctx), o.ID)
+	code, werr := s.Container(o.ID).Wait(context.WithoutCancel(ctx))
 	select {
 	case <-streams:
 	case <-time.After(5 * time.Second):
@@ -271,7 +271,7 @@ func forwardExecSignals(ctx context.Context, s *vc.Sandbox, id, execID string, t
 					resize(ctx, s, id, execID)
 					continue
 				}
-				s.SignalProcess(ctx, id, execID, uint32(sig.(unix.Signal)))
+				s.Container(id).SignalProcess(ctx, execID, uint32(sig.(unix.Signal)))
 			case <-done:
 				return
 			}
@@ -282,7 +282,7 @@ func forwardExecSignals(ctx context.Context, s *vc.Sandbox, id, execID string, t
 
 func resize(ctx context.Context, s *vc.Sandbox, id, execID string) {
 	if sz, err := console.Current().Size(); err == nil {
-		s.WinsizeProcess(ctx, id, execID, uint32(sz.Height), uint32(sz.Width))
+		s.Container(id).ResizeTerminal(ctx, execID, uint32(sz.Height), uint32(sz.Width))
 	}
 }
 

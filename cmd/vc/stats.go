@@ -29,7 +29,7 @@ func statsCmd(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		st, err := s.StatsContainer(ctx, id)
+		st, err := s.Container(id).Stats(ctx)
 		s.Close()
 		if err != nil {
 			return err

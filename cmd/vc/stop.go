@@ -39,7 +39,7 @@ func stopOne(ctx context.Context, g *globals, id string, timeout time.Duration) 
 	}
 	defer s.Close()
 	if s.Status().State != vc.StateStopped {
-		if err := s.StopContainer(ctx, id, timeout); err != nil {
+		if err := s.Container(id).Stop(ctx, timeout); err != nil {
 			fmt.Printf("stop container %s: %v; stopping its VM\n", id, err)
 		}
 	}

@@ -152,7 +152,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)
 	}
 	cu.Add(func() {
-		if err := sb.DeleteContainer(context.WithoutCancel(ctx), r.ID); err != nil {
+		if err := sb.Container(r.ID).Delete(context.WithoutCancel(ctx)); err != nil {
 			log.Warn("remove container after a failed create", "err", err)
 		}
 	})

@@ -273,7 +273,7 @@ func (p *processIO) vcIO() vc.IO {
 // the output is over, the output FIFOs are closed: containerd reads them
 // to EOF before it considers a process's output complete.
 func (p *processIO) start(ctx context.Context, sb *vc.Sandbox, cid, execID string) {
-	copied := sb.IOStream(ctx, cid, execID, p.vcIO())
+	copied := sb.Container(cid).IOStream(ctx, execID, p.vcIO())
 	p.done = make(chan struct{})
 	go func() {
 		p.err = <-copied

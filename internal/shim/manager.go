@@ -340,13 +340,13 @@ func cleanupSandbox(ctx context.Context, log *slog.Logger, sb *vc.Sandbox, typ o
 		log.Info("shim delete: sandbox removed")
 		return
 	}
-	if _, err := sb.StatusContainer(ctx, id); err != nil {
+	if _, err := sb.Container(id).Status(ctx); err != nil {
 		return
 	}
-	if err := sb.StopContainer(ctx, id, time.Second); err != nil {
+	if err := sb.Container(id).Stop(ctx, time.Second); err != nil {
 		log.Warn("shim delete: stop container", "err", err)
 	}
-	if err := sb.DeleteContainer(ctx, id); err != nil {
+	if err := sb.Container(id).Delete(ctx); err != nil {
 		log.Warn("shim delete: delete container", "err", err)
 		return
 	}

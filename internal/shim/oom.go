@@ -47,7 +47,7 @@ func (s *Service) oomFromEvent(cid string) {
 func (s *Service) oomBeforeExit(sb *vc.Sandbox, c *container) {
 	ctx, cancel := context.WithTimeout(context.Background(), oomCheckTimeout)
 	defer cancel()
-	st, err := sb.StatsContainer(ctx, c.id)
+	st, err := sb.Container(c.id).Stats(ctx)
 	if err != nil {
 		c.log.Debug("no OOM kill count before the exit", "err", err)
 		return

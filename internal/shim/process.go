@@ -178,9 +178,9 @@ func (s *Service) watch(sb *vc.Sandbox, p *process) {
 	var code int32
 	var err error
 	if p.isInit() {
-		code, err = sb.WaitContainer(ctx, p.c.id)
+		code, err = sb.Container(p.c.id).Wait(ctx)
 	} else {
-		code, err = sb.WaitProcess(ctx, p.c.id, p.execID)
+		code, err = sb.Container(p.c.id).WaitProcess(ctx, p.execID)
 	}
 	if err != nil {
 		p.log.Warn("wait failed; the process is reported exited", "err", err, "status", code)

@@ -81,7 +81,7 @@ func (s *Service) start(ctx context.Context, r *taskAPI.StartRequest) (uint32, e
 		return 0, fmt.Errorf("process %s of container %s: already started: %w", p.agentID(), c.id, errdefs.ErrFailedPrecondition)
 	}
 	if p.isInit() {
-		if err := sb.StartContainer(ctx, c.id); err != nil {
+		if err := sb.Container(c.id).Start(ctx); err != nil {
 			return 0, err
 		}
 	} else {
@@ -89,7 +89,7 @@ func (s *Service) start(ctx context.Context, r *taskAPI.StartRequest) (uint32, e
 			return 0, fmt.Errorf("container %s: its init process is not running: %w", c.id, errdefs.ErrFailedPrecondition)
 		}
 		spec := *p.spec
-		if err := sb.EnterContainer(ctx, c.id, p.execID, &spec); err != nil {
+		if err := sb.Container(c.id).Exec(ctx, p.execID, &spec); err != nil {
 			return 0, err
 		}
 		// The agent keeps the output until it is read.
@@ -100,7 +100,7 @@ func (s *Service) start(ctx context.Context, r *taskAPI.StartRequest) (uint32, e
 	p.mu.Unlock()
 	if p.stdio.Stdin == "" && !p.stdio.Terminal {
 		// No stdin: the process reads EOF, as from /dev/null.
-		if err := sb.CloseStdin(ctx, c.id, p.agentID()); err != nil {
+		if err := sb.Container(c.id).CloseStdin(ctx, p.agentID()); err != nil {
 			p.log.Debug("close stdin", "err", err)
 		}
 	}
@@ -148,7 +148,7 @@ func (s *Service) delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		return nil, fmt.Errorf("container %s still has %d exec'd processes running: %w", c.id, len(execs), errdefs.ErrFailedPrecondition)
 	}
 	if sb := s.getSandbox(); sb != nil {
-		if err := sb.DeleteContainer(ctx, c.id); err != nil && !errdefs.IsNotFound(err) {
+		if err := sb.Container(c.id).Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			return nil, err
 		}
 	}
@@ -241,7 +241,7 @@ func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*
 	if p.getState() != stateRunning {
 		return nil, edge(fmt.Errorf("process %s of container %s is not running: %w", p.agentID(), c.id, errdefs.ErrFailedPrecondition))
 	}
-	return empty, edge(sb.WinsizeProcess(ctx, c.id, p.agentID(), r.Height, r.Width))
+	return empty, edge(sb.Container(c.id).ResizeTerminal(ctx, p.agentID(), r.Height, r.Width))
 }
 
 // State reports a process's state.
@@ -315,9 +315,9 @@ func (s *Service) setPaused(ctx context.Context, id string, pause bool) error {
 		return fmt.Errorf("container %s is not running: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
 	if pause {
-		err = sb.PauseContainer(ctx, c.id)
+		err = sb.Container(c.id).Pause(ctx)
 	} else {
-		err = sb.ResumeContainer(ctx, c.id)
+		err = sb.Container(c.id).Resume(ctx)
 	}
 	if err != nil {
 		return err
@@ -356,9 +356,9 @@ func (s *Service) kill(ctx context.Context, r *taskAPI.KillRequest) error {
 	}
 	p.log.Info("signal", "signal", r.Signal, "all", r.All)
 	if r.All && p.isInit() {
-		return sb.KillContainer(ctx, c.id, r.Signal, true)
+		return sb.Container(c.id).Kill(ctx, r.Signal, true)
 	}
-	return sb.SignalProcess(ctx, c.id, p.agentID(), r.Signal)
+	return sb.Container(c.id).SignalProcess(ctx, p.agentID(), r.Signal)
 }
 
 // CloseIO closes a process's stdin once containerd has written it all.
@@ -394,7 +394,7 @@ func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*pt
 	if !ok {
 		return nil, edge(fmt.Errorf("update %s: resources are a %T, not Linux resources: %w", c.id, v, errdefs.ErrInvalidArgument))
 	}
-	return empty, edge(sb.UpdateContainer(ctx, c.id, res))
+	return empty, edge(sb.Container(c.id).Update(ctx, res))
 }
 
 // Wait waits for a process to exit.
@@ -423,7 +423,7 @@ func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 	if err != nil {
 		return nil, edge(err)
 	}
-	st, err := sb.StatsContainer(ctx, c.id)
+	st, err := sb.Container(c.id).Stats(ctx)
 	if err != nil {
 		return nil, edge(err)
 	}

@@ -3,6 +3,7 @@ package vc
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -22,7 +23,7 @@ func (s *Sandbox) running() error {
 
 // CreateContainer creates a container in the sandbox: its rootfs and bind
 // volumes are shared into the guest and the agent prepares it; its process
-// starts with StartContainer. On error nothing is left behind.
+// starts with Container(id).Start. On error nothing is left behind.
 func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -107,46 +108,6 @@ func guestSpec(cid string, in *specs.Spec, podInfra bool) (*specs.Spec, error) {
 	return spec, nil
 }
 
-// StartContainer starts a created container's process.
-func (s *Sandbox) StartContainer(ctx context.Context, cid string) error {
-	return s.updateContainer(ctx, cid, func(c *ContainerStatus) error {
-		if c.State != StateCreated {
-			return fmt.Errorf("container %s is %s, not created: %w", cid, c.State, errdefs.ErrFailedPrecondition)
-		}
-		if _, err := s.agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: cid}); err != nil {
-			return fmt.Errorf("container %s: %w", cid, err)
-		}
-		c.State = StateRunning
-		return nil
-	})
-}
-
-// updateContainer runs fn on a container's state under the sandbox lock
-// and saves it.
-func (s *Sandbox) updateContainer(ctx context.Context, cid string, fn func(*ContainerStatus) error) error {
-	unlock, err := s.store.Lock(ctx, s.id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	c, err := s.container(cid)
-	if err != nil {
-		return err
-	}
-	if err := fn(c); err != nil {
-		return err
-	}
-	return s.store.Save(s.id, containerKey(cid), c)
-}
-
-func (s *Sandbox) container(cid string) (*ContainerStatus, error) {
-	var c ContainerStatus
-	if err := s.store.Load(s.id, containerKey(cid), &c); err != nil {
-		return nil, fmt.Errorf("container %q in sandbox %s: %w", cid, s.id, errdefs.ErrNotFound)
-	}
-	return &c, nil
-}
-
 func (s *Sandbox) loadContainers() ([]*ContainerStatus, error) {
 	names, err := s.store.Names(s.id, "container-")
 	if err != nil {
@@ -162,15 +123,6 @@ func (s *Sandbox) loadContainers() ([]*ContainerStatus, error) {
 	return out, nil
 }
 
-// StatusContainer reports a container's state.
-func (s *Sandbox) StatusContainer(ctx context.Context, cid string) (ContainerStatus, error) {
-	c, err := s.container(cid)
-	if err != nil {
-		return ContainerStatus{}, err
-	}
-	return *c, nil
-}
-
 // ListContainers reports every container of the sandbox.
 func (s *Sandbox) ListContainers(ctx context.Context) ([]ContainerStatus, error) {
 	cs, err := s.loadContainers()
@@ -179,124 +131,6 @@ func (s *Sandbox) ListContainers(ctx context.Context) ([]ContainerStatus, error)
 		out = append(out, *c)
 	}
 	return out, err
-}
-
-// WaitContainer waits for the container's process to exit, records its
-// exit code and returns it.
-func (s *Sandbox) WaitContainer(ctx context.Context, cid string) (int32, error) {
-	code, err := s.WaitProcess(ctx, cid, cid)
-	if err != nil {
-		return code, err
-	}
-	err = s.updateContainer(context.WithoutCancel(ctx), cid, func(c *ContainerStatus) error {
-		c.State = StateStopped
-		c.ExitCode = code
-		c.Exited = time.Now().UTC()
-		return nil
-	})
-	return code, err
-}
-
-// KillContainer signals the container's process, or all its processes.
-func (s *Sandbox) KillContainer(ctx context.Context, cid string, sig uint32, all bool) error {
-	if _, err := s.container(cid); err != nil {
-		return err
-	}
-	exec := cid
-	if all {
-		exec = ""
-	}
-	return s.SignalProcess(ctx, cid, exec, sig)
-}
-
-// StopContainer kills the container's processes (SIGTERM, then SIGKILL
-// after timeout) and records it stopped.
-func (s *Sandbox) StopContainer(ctx context.Context, cid string, timeout time.Duration) error {
-	c, err := s.container(cid)
-	if err != nil {
-		return err
-	}
-	if c.State == StateStopped || c.State == StateCreated {
-		return s.updateContainer(ctx, cid, func(c *ContainerStatus) error { c.State = StateStopped; return nil })
-	}
-	done := make(chan int32, 1)
-	go func() {
-		code, _ := s.WaitProcess(context.WithoutCancel(ctx), cid, cid)
-		done <- code
-	}()
-	s.SignalProcess(ctx, cid, "", 15)
-	var code int32
-	select {
-	case code = <-done:
-	case <-time.After(timeout):
-		s.SignalProcess(ctx, cid, "", 9)
-		select {
-		case code = <-done:
-		case <-time.After(10 * time.Second):
-			return fmt.Errorf("container %s did not die after SIGKILL: %w", cid, context.DeadlineExceeded)
-		}
-	}
-	return s.updateContainer(ctx, cid, func(c *ContainerStatus) error {
-		c.State, c.ExitCode, c.Exited = StateStopped, code, time.Now().UTC()
-		return nil
-	})
-}
-
-// DeleteContainer removes a stopped (or never started) container from
-// the guest and the host.
-func (s *Sandbox) DeleteContainer(ctx context.Context, cid string) error {
-	unlock, err := s.store.Lock(ctx, s.id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	c, err := s.container(cid)
-	if err != nil {
-		return err
-	}
-	if c.State == StateRunning || c.State == StatePaused {
-		return fmt.Errorf("container %s is %s; stop it first: %w", cid, c.State, errdefs.ErrFailedPrecondition)
-	}
-	if s.agent != nil && s.status.State != StateStopped {
-		if _, err := s.agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: cid, Timeout: 10}); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("container %s: %w", cid, err)
-		}
-	}
-	if err := unshareContainer(s.sharedDir(), cid); err != nil {
-		return err
-	}
-	return s.store.Delete(s.id, containerKey(cid))
-}
-
-// PauseContainer freezes a container's processes.
-func (s *Sandbox) PauseContainer(ctx context.Context, cid string) error {
-	return s.updateContainer(ctx, cid, func(c *ContainerStatus) error {
-		if _, err := s.agent.PauseContainer(ctx, &pb.PauseContainerRequest{ContainerId: cid}); err != nil {
-			return fmt.Errorf("container %s: %w", cid, err)
-		}
-		c.State = StatePaused
-		return nil
-	})
-}
-
-// ResumeContainer thaws a paused container.
-func (s *Sandbox) ResumeContainer(ctx context.Context, cid string) error {
-	return s.updateContainer(ctx, cid, func(c *ContainerStatus) error {
-		if _, err := s.agent.ResumeContainer(ctx, &pb.ResumeContainerRequest{ContainerId: cid}); err != nil {
-			return fmt.Errorf("container %s: %w", cid, err)
-		}
-		c.State = StateRunning
-		return nil
-	})
-}
-
-// StatsContainer returns the container's cgroup and network statistics.
-func (s *Sandbox) StatsContainer(ctx context.Context, cid string) (*pb.StatsContainerResponse, error) {
-	if _, err := s.container(cid); err != nil {
-		return nil, err
-	}
-	r, err := s.agent.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: cid})
-	return r, err
 }
 
 // StatsSandbox returns the statistics of every running container.
@@ -310,7 +144,7 @@ func (s *Sandbox) StatsSandbox(ctx context.Context) (map[string]*pb.StatsContain
 		if c.State != StateRunning {
 			continue
 		}
-		r, err := s.StatsContainer(ctx, c.ID)
+		r, err := s.Container(c.ID).Stats(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -319,12 +153,233 @@ func (s *Sandbox) StatsSandbox(ctx context.Context) (map[string]*pb.StatsContain
 	return out, nil
 }
 
-// UpdateContainer changes a container's cgroup resources.
-func (s *Sandbox) UpdateContainer(ctx context.Context, cid string, r *specs.LinuxResources) error {
-	if _, err := s.container(cid); err != nil {
+// Container is a handle on one container of a sandbox, for the
+// operations on it and its processes. It holds nothing of its own: each
+// call reads the container's recorded state, so a handle may be made for
+// a container that does not exist (yet), and its calls then fail with
+// ErrNotFound.
+type Container struct {
+	s  *Sandbox
+	id string
+}
+
+// Container returns a handle on container id of the sandbox.
+func (s *Sandbox) Container(id string) *Container { return &Container{s: s, id: id} }
+
+// ID is the container's id.
+func (c *Container) ID() string { return c.id }
+
+// Sandbox is the sandbox the container is in.
+func (c *Container) Sandbox() *Sandbox { return c.s }
+
+// load reads the container's recorded state and checks that it is one of
+// states (any, when none is given).
+func (c *Container) load(op string, states ...State) (*ContainerStatus, error) {
+	var st ContainerStatus
+	if err := c.s.store.Load(c.s.id, containerKey(c.id), &st); err != nil {
+		return nil, fmt.Errorf("%s: container %q in sandbox %s: %w", op, c.id, c.s.id, errdefs.ErrNotFound)
+	}
+	if !st.State.in(states...) {
+		return nil, fmt.Errorf("%s: container %s is %s, not %s: %w", op, c.id, st.State, joinStates(states), errdefs.ErrFailedPrecondition)
+	}
+	return &st, nil
+}
+
+// live is load for an operation that needs the agent: the sandbox must be
+// running too (a fetched stopped sandbox has no agent connection).
+func (c *Container) live(op string, states ...State) (*ContainerStatus, error) {
+	st, err := c.load(op, states...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.s.running(); err != nil {
+		return nil, fmt.Errorf("%s: container %s: %w", op, c.id, err)
+	}
+	return st, nil
+}
+
+// update runs fn under the sandbox's lock on the container's recorded
+// state, once it is one of states (any, when none is given), and saves
+// what fn left. The state fn moves to must be in the transition table.
+func (c *Container) update(ctx context.Context, op string, states []State, fn func(*ContainerStatus) error) error {
+	unlock, err := c.s.store.Lock(ctx, c.s.id)
+	if err != nil {
 		return err
 	}
-	_, err := s.agent.UpdateContainer(ctx, &pb.UpdateContainerRequest{ContainerId: cid, Resources: oci.ResourcesToProto(r)})
+	defer unlock()
+	st, err := c.load(op, states...)
+	if err != nil {
+		return err
+	}
+	from := st.State
+	if err := fn(st); err != nil {
+		return err
+	}
+	if !canMove(from, st.State) {
+		return fmt.Errorf("%s: container %s: %s cannot become %s: %w", op, c.id, from, st.State, errdefs.ErrFailedPrecondition)
+	}
+	return c.s.store.Save(c.s.id, containerKey(c.id), st)
+}
+
+func joinStates(states []State) string {
+	var b strings.Builder
+	for i, s := range states {
+		if i > 0 {
+			b.WriteString(" or ")
+		}
+		b.WriteString(string(s))
+	}
+	return b.String()
+}
+
+// Status reports the container's recorded state.
+func (c *Container) Status(ctx context.Context) (ContainerStatus, error) {
+	st, err := c.load("status")
+	if err != nil {
+		return ContainerStatus{}, err
+	}
+	return *st, nil
+}
+
+// Start starts a created container's process.
+func (c *Container) Start(ctx context.Context) error {
+	return c.update(ctx, "start", []State{StateCreated}, func(st *ContainerStatus) error {
+		if err := c.s.running(); err != nil {
+			return err
+		}
+		if _, err := c.s.agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: c.id}); err != nil {
+			return fmt.Errorf("container %s: %w", c.id, err)
+		}
+		st.State = StateRunning
+		return nil
+	})
+}
+
+// stopped records the container stopped with exit code code, unless it
+// already was.
+func (c *Container) stopped(ctx context.Context, op string, code int32) error {
+	return c.update(context.WithoutCancel(ctx), op, nil, func(st *ContainerStatus) error {
+		if st.State != StateStopped {
+			st.State, st.ExitCode, st.Exited = StateStopped, code, time.Now().UTC()
+		}
+		return nil
+	})
+}
+
+// Wait waits for the container's process to exit, records its exit code
+// and returns it.
+func (c *Container) Wait(ctx context.Context) (int32, error) {
+	code, err := c.WaitProcess(ctx, c.id)
+	if err != nil {
+		return code, err
+	}
+	return code, c.stopped(ctx, "wait", code)
+}
+
+// Kill signals the container's process, or all its processes.
+func (c *Container) Kill(ctx context.Context, sig uint32, all bool) error {
+	exec := c.id
+	if all {
+		exec = ""
+	}
+	return c.SignalProcess(ctx, exec, sig)
+}
+
+// Stop kills the container's processes (SIGTERM, then SIGKILL after
+// timeout) and records it stopped.
+func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
+	st, err := c.load("stop")
+	if err != nil {
+		return err
+	}
+	if st.State == StateStopped || st.State == StateCreated || c.s.running() != nil {
+		return c.stopped(ctx, "stop", st.ExitCode)
+	}
+	done := make(chan int32, 1)
+	go func() {
+		code, _ := c.WaitProcess(context.WithoutCancel(ctx), c.id)
+		done <- code
+	}()
+	c.SignalProcess(ctx, "", 15)
+	var code int32
+	select {
+	case code = <-done:
+	case <-time.After(timeout):
+		c.SignalProcess(ctx, "", 9)
+		select {
+		case code = <-done:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("container %s did not die after SIGKILL: %w", c.id, context.DeadlineExceeded)
+		}
+	}
+	return c.stopped(ctx, "stop", code)
+}
+
+// Delete removes a stopped (or never started) container from the guest
+// and the host.
+func (c *Container) Delete(ctx context.Context) error {
+	s := c.s
+	unlock, err := s.store.Lock(ctx, s.id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := c.load("delete", StateCreated, StateStopped); err != nil {
+		return err
+	}
+	if s.running() == nil {
+		if _, err := s.agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: c.id, Timeout: 10}); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("container %s: %w", c.id, err)
+		}
+	}
+	if err := unshareContainer(s.sharedDir(), c.id); err != nil {
+		return err
+	}
+	return s.store.Delete(s.id, containerKey(c.id))
+}
+
+// Pause freezes a running container's processes.
+func (c *Container) Pause(ctx context.Context) error {
+	return c.update(ctx, "pause", []State{StateRunning}, func(st *ContainerStatus) error {
+		if err := c.s.running(); err != nil {
+			return err
+		}
+		if _, err := c.s.agent.PauseContainer(ctx, &pb.PauseContainerRequest{ContainerId: c.id}); err != nil {
+			return fmt.Errorf("container %s: %w", c.id, err)
+		}
+		st.State = StatePaused
+		return nil
+	})
+}
+
+// Resume thaws a paused container.
+func (c *Container) Resume(ctx context.Context) error {
+	return c.update(ctx, "resume", []State{StatePaused}, func(st *ContainerStatus) error {
+		if err := c.s.running(); err != nil {
+			return err
+		}
+		if _, err := c.s.agent.ResumeContainer(ctx, &pb.ResumeContainerRequest{ContainerId: c.id}); err != nil {
+			return fmt.Errorf("container %s: %w", c.id, err)
+		}
+		st.State = StateRunning
+		return nil
+	})
+}
+
+// Stats returns the container's cgroup and network statistics.
+func (c *Container) Stats(ctx context.Context) (*pb.StatsContainerResponse, error) {
+	if _, err := c.live("stats"); err != nil {
+		return nil, err
+	}
+	return c.s.agent.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: c.id})
+}
+
+// Update changes the container's cgroup resources.
+func (c *Container) Update(ctx context.Context, r *specs.LinuxResources) error {
+	if _, err := c.live("update", StateCreated, StateRunning, StatePaused); err != nil {
+		return err
+	}
+	_, err := c.s.agent.UpdateContainer(ctx, &pb.UpdateContainerRequest{ContainerId: c.id, Resources: oci.ResourcesToProto(r)})
 	return err
 }
 

@@ -17,61 +17,60 @@ import (
 	"github.com/virtcontainers/vc/pkg/oci"
 )
 
-// EnterContainer starts another process (exec) in a running container.
-func (s *Sandbox) EnterContainer(ctx context.Context, cid, execID string, p *specs.Process) error {
+// Exec starts another process, execID, in the running container.
+func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process) error {
 	if p == nil || len(p.Args) == 0 {
 		return fmt.Errorf("exec %s: process.args: empty: %w", execID, errdefs.ErrInvalidArgument)
 	}
-	c, err := s.container(cid)
-	if err != nil {
+	if _, err := c.live("exec", StateRunning); err != nil {
 		return err
-	}
-	if c.State != StateRunning {
-		return fmt.Errorf("container %s is %s, not running: %w", cid, c.State, errdefs.ErrFailedPrecondition)
 	}
 	if p.Cwd == "" {
 		p.Cwd = "/"
 	}
-	_, err = s.agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: cid, ExecId: execID, Process: oci.ProcessToProto(p)})
+	_, err := c.s.agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: c.id, ExecId: execID, Process: oci.ProcessToProto(p)})
 	return err
 }
 
-// WaitProcess waits for a process of a container (its own id for the
-// container's main process) and returns its exit status: the exit code, or
+// WaitProcess waits for a process of the container (the container's id
+// for its main process) and returns its exit status: the exit code, or
 // 128+N for death by signal N.
-func (s *Sandbox) WaitProcess(ctx context.Context, cid, execID string) (int32, error) {
-	if err := s.running(); err != nil {
+func (c *Container) WaitProcess(ctx context.Context, execID string) (int32, error) {
+	if err := c.s.running(); err != nil {
 		return 255, err
 	}
-	r, err := s.agent.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
+	r, err := c.s.agent.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: c.id, ExecId: execID})
 	if err != nil {
-		return 255, fmt.Errorf("wait %s/%s: %w", cid, execID, err)
+		return 255, fmt.Errorf("wait %s/%s: %w", c.id, execID, err)
 	}
 	return r.Status, nil
 }
 
-// SignalProcess sends sig to a process; an empty execID means every
-// process of the container.
-func (s *Sandbox) SignalProcess(ctx context.Context, cid, execID string, sig uint32) error {
-	if err := s.running(); err != nil {
+// SignalProcess sends sig to a process of the container; an empty execID
+// means every process of the container.
+func (c *Container) SignalProcess(ctx context.Context, execID string, sig uint32) error {
+	if _, err := c.live("signal"); err != nil {
 		return err
 	}
-	_, err := s.agent.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: cid, ExecId: execID, Signal: sig})
+	_, err := c.s.agent.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: c.id, ExecId: execID, Signal: sig})
 	return err
 }
 
-// WinsizeProcess resizes a process's terminal.
-func (s *Sandbox) WinsizeProcess(ctx context.Context, cid, execID string, rows, cols uint32) error {
-	if err := s.running(); err != nil {
+// ResizeTerminal resizes a process's terminal.
+func (c *Container) ResizeTerminal(ctx context.Context, execID string, rows, cols uint32) error {
+	if err := c.s.running(); err != nil {
 		return err
 	}
-	_, err := s.agent.TtyWinResize(ctx, &pb.TtyWinResizeRequest{ContainerId: cid, ExecId: execID, Row: rows, Column: cols})
+	_, err := c.s.agent.TtyWinResize(ctx, &pb.TtyWinResizeRequest{ContainerId: c.id, ExecId: execID, Row: rows, Column: cols})
 	return err
 }
 
 // CloseStdin closes a process's standard input.
-func (s *Sandbox) CloseStdin(ctx context.Context, cid, execID string) error {
-	_, err := s.agent.CloseStdin(ctx, &pb.CloseStdinRequest{ContainerId: cid, ExecId: execID})
+func (c *Container) CloseStdin(ctx context.Context, execID string) error {
+	if err := c.s.running(); err != nil {
+		return err
+	}
+	_, err := c.s.agent.CloseStdin(ctx, &pb.CloseStdinRequest{ContainerId: c.id, ExecId: execID})
 	return err
 }
 
@@ -91,8 +90,13 @@ const readLen = 1 << 20
 // IOStream copies a process's standard streams until its output ends.
 // Stdin is copied until it ends, then the process's stdin is closed. The
 // returned channel receives once all output has been copied.
-func (s *Sandbox) IOStream(ctx context.Context, cid, execID string, pio IO) <-chan error {
+func (c *Container) IOStream(ctx context.Context, execID string, pio IO) <-chan error {
 	done := make(chan error, 1)
+	if err := c.s.running(); err != nil {
+		done <- err
+		return done
+	}
+	s, cid := c.s, c.id
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
@@ -132,7 +136,7 @@ func (s *Sandbox) IOStream(ctx context.Context, cid, execID string, pio IO) <-ch
 					}
 				}
 				if err != nil {
-					s.CloseStdin(context.WithoutCancel(ctx), cid, execID)
+					c.CloseStdin(context.WithoutCancel(ctx), execID)
 					return
 				}
 			}
@@ -151,22 +155,23 @@ func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errdefs.IsNotFound(err) || errdefs.IsOutOfRange(err)
 }
 
-// ProcessListContainer lists a running container's processes as `ps`,
+// ProcessList lists a running container's processes as `ps`,
 // run inside the container with the given options, prints them. The agent
 // protocol has no process list: the container's image must have a ps (as
 // busybox does), else the error says it is missing.
-func (s *Sandbox) ProcessListContainer(ctx context.Context, cid string, psArgs ...string) (string, error) {
+func (c *Container) ProcessList(ctx context.Context, psArgs ...string) (string, error) {
+	cid := c.id
 	var id [6]byte
 	rand.Read(id[:])
 	execID := "ps-" + hex.EncodeToString(id[:])
 	p := &specs.Process{Args: append([]string{"ps"}, psArgs...), Env: oci.DefaultEnv, Cwd: "/"}
-	if err := s.EnterContainer(ctx, cid, execID, p); err != nil {
+	if err := c.Exec(ctx, execID, p); err != nil {
 		return "", fmt.Errorf("process list of %s: %w", cid, err)
 	}
 	var out, stderr bytes.Buffer
-	streams := s.IOStream(ctx, cid, execID, IO{Stdout: &out, Stderr: &stderr})
-	s.CloseStdin(ctx, cid, execID)
-	code, err := s.WaitProcess(ctx, cid, execID)
+	streams := c.IOStream(ctx, execID, IO{Stdout: &out, Stderr: &stderr})
+	c.CloseStdin(ctx, execID)
+	code, err := c.WaitProcess(ctx, execID)
 	if err != nil {
 		return "", err
 	}

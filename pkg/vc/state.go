@@ -16,6 +16,42 @@ const (
 	StateStopped State = "stopped"
 )
 
+// transitions are the state changes a sandbox or container may make; any
+// other is a bug or a request in the wrong state. Staying put is always
+// allowed (a second stop records nothing new).
+var transitions = map[State][]State{
+	StateCreated: {StateRunning, StateStopped},
+	StateRunning: {StatePaused, StateStopped},
+	StatePaused:  {StateRunning, StateStopped},
+	StateStopped: nil,
+}
+
+// canMove tells whether from may become to.
+func canMove(from, to State) bool {
+	if from == to {
+		return true
+	}
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// in tells whether s is one of states; no states means any.
+func (s State) in(states ...State) bool {
+	if len(states) == 0 {
+		return true
+	}
+	for _, t := range states {
+		if s == t {
+			return true
+		}
+	}
+	return false
+}
+
 // SandboxStatus is what is persisted of a sandbox, and what StatusSandbox
 // reports.
 type SandboxStatus struct {

@@ -70,17 +70,17 @@ func execAnd9p() ([]row, error) {
 	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "c", Rootfs: root, Spec: spec}); err != nil {
 		return nil, err
 	}
-	if err := s.StartContainer(ctx, "c"); err != nil {
+	if err := s.Container("c").Start(ctx); err != nil {
 		return nil, err
 	}
 	// run execs args in the container and returns its output.
 	run := func(id string, args ...string) (string, error) {
 		var out bytes.Buffer
-		if err := s.EnterContainer(ctx, "c", id, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin:/sbin:/usr/bin"}}); err != nil {
+		if err := s.Container("c").Exec(ctx, id, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin:/sbin:/usr/bin"}}); err != nil {
 			return "", err
 		}
-		streams := s.IOStream(ctx, "c", id, vc.IO{Stdout: &out, Stderr: &out})
-		code, err := s.WaitProcess(ctx, "c", id)
+		streams := s.Container("c").IOStream(ctx, id, vc.IO{Stdout: &out, Stderr: &out})
+		code, err := s.Container("c").WaitProcess(ctx, id)
 		<-streams
 		if err == nil && code != 0 {
 			err = fmt.Errorf("%q exited %d: %s", args, code, out.String())
@@ -134,12 +134,12 @@ func execAnd9p() ([]row, error) {
 	// which the library reads (agent ReadStdout over ttRPC); against the
 	// same dd writing to /dev/null in the guest.
 	var n countWriter
-	if err := s.EnterContainer(ctx, "c", "out", &specs.Process{Args: []string{"dd", "if=/dev/zero", "bs=64k", fmt.Sprintf("count=%d", stdoutMiB*16)}, Cwd: "/", Env: []string{"PATH=/bin:/sbin:/usr/bin"}}); err != nil {
+	if err := s.Container("c").Exec(ctx, "out", &specs.Process{Args: []string{"dd", "if=/dev/zero", "bs=64k", fmt.Sprintf("count=%d", stdoutMiB*16)}, Cwd: "/", Env: []string{"PATH=/bin:/sbin:/usr/bin"}}); err != nil {
 		return nil, err
 	}
 	t := time.Now()
-	streams := s.IOStream(ctx, "c", "out", vc.IO{Stdout: &n, Stderr: &bytes.Buffer{}})
-	if code, err := s.WaitProcess(ctx, "c", "out"); err != nil || code != 0 {
+	streams := s.Container("c").IOStream(ctx, "out", vc.IO{Stdout: &n, Stderr: &bytes.Buffer{}})
+	if code, err := s.Container("c").WaitProcess(ctx, "out"); err != nil || code != 0 {
 		return nil, fmt.Errorf("stdout dd: exit %d: %v", code, err)
 	}
 	<-streams

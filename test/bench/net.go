@@ -126,14 +126,14 @@ func netThroughput() ([]row, error) {
 			return nil, err
 		}
 		var out bytes.Buffer
-		streams := s.IOStream(ctx, id, id, vc.IO{Stdout: &out, Stderr: &out})
-		if err := s.StartContainer(ctx, id); err != nil {
+		streams := s.Container(id).IOStream(ctx, id, vc.IO{Stdout: &out, Stderr: &out})
+		if err := s.Container(id).Start(ctx); err != nil {
 			return nil, err
 		}
 		mbps, rerr := r()
-		s.WaitContainer(ctx, id)
+		s.Container(id).Wait(ctx)
 		<-streams
-		s.DeleteContainer(ctx, id)
+		s.Container(id).Delete(ctx)
 		if rerr != nil {
 			return nil, fmt.Errorf("vm: %v (sender said %q)", rerr, out.String())
 		}

@@ -173,12 +173,12 @@ func phaseRun(e *vmEnv) (string, error) {
 	}
 	ccreate := time.Since(t1)
 	t2 := time.Now()
-	streams := s.IOStream(ctx, "c", "c", vc.IO{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}})
-	if err := s.StartContainer(ctx, "c"); err != nil {
+	streams := s.Container("c").IOStream(ctx, "c", vc.IO{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}})
+	if err := s.Container("c").Start(ctx); err != nil {
 		s.Stop(ctx, 0)
 		return "", err
 	}
-	s.WaitContainer(ctx, "c")
+	s.Container("c").Wait(ctx)
 	<-streams
 	run := time.Since(t2)
 	t3 := time.Now()
@@ -210,7 +210,7 @@ func memory() ([]row, error) {
 		}
 		err = s.CreateContainer(ctx, vc.ContainerConfig{ID: "idle", Rootfs: root, Spec: oci.DefaultSpec([]string{"sleep", "1000"}, nil, "/", false)})
 		if err == nil {
-			err = s.StartContainer(ctx, "idle")
+			err = s.Container("idle").Start(ctx)
 		}
 		if err != nil {
 			s.Stop(ctx, 5*time.Second)

@@ -46,17 +46,17 @@ func TestTwoContainersShareTheVM(t *testing.T) {
 			t.Fatalf("create %s: %v", cid, err)
 		}
 		var out bytes.Buffer
-		streams := s.IOStream(ctx, cid, cid, vc.IO{Stdout: &out, Stderr: &out})
-		if err := s.StartContainer(ctx, cid); err != nil {
+		streams := s.Container(cid).IOStream(ctx, cid, vc.IO{Stdout: &out, Stderr: &out})
+		if err := s.Container(cid).Start(ctx); err != nil {
 			t.Fatalf("start %s: %v", cid, err)
 		}
-		code, err := s.WaitContainer(ctx, cid)
+		code, err := s.Container(cid).Wait(ctx)
 		if err != nil || code != 0 {
 			t.Fatalf("wait %s: %d %v", cid, code, err)
 		}
 		<-streams
 		ids = append(ids, strings.TrimSpace(out.String()))
-		if err := s.DeleteContainer(ctx, cid); err != nil {
+		if err := s.Container(cid).Delete(ctx); err != nil {
 			t.Fatalf("delete %s: %v", cid, err)
 		}
 	}
@@ -72,14 +72,14 @@ func TestTwoContainersShareTheVM(t *testing.T) {
 	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "ps", Rootfs: root, Spec: spec}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StartContainer(ctx, "ps"); err != nil {
+	if err := s.Container("ps").Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	out, err := s.ProcessListContainer(ctx, "ps", "-o", "pid,args")
+	out, err := s.Container("ps").ProcessList(ctx, "-o", "pid,args")
 	if err != nil || !strings.Contains(out, "sleep 60") {
 		t.Fatalf("process list: %q, %v", out, err)
 	}
-	if err := s.StopContainer(ctx, "ps", time.Second); err != nil {
+	if err := s.Container("ps").Stop(ctx, time.Second); err != nil {
 		t.Fatal(err)
 	}
 

@@ -45,11 +45,11 @@ func TestVolumeSubmounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	streams := s.IOStream(ctx, "c", "c", vc.IO{Stdout: &out, Stderr: &out})
-	if err := s.StartContainer(ctx, "c"); err != nil {
+	streams := s.Container("c").IOStream(ctx, "c", vc.IO{Stdout: &out, Stderr: &out})
+	if err := s.Container("c").Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if code, err := s.WaitContainer(ctx, "c"); err != nil || code != 0 {
+	if code, err := s.Container("c").Wait(ctx); err != nil || code != 0 {
 		t.Fatalf("wait: %d %v", code, err)
 	}
 	<-streams
@@ -61,7 +61,7 @@ func TestVolumeSubmounts(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(sub, "probe")); err != nil {
 		t.Errorf("the write to the ro volume's submount did not reach the host: %v", err)
 	}
-	if err := s.DeleteContainer(ctx, "c"); err != nil {
+	if err := s.Container("c").Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

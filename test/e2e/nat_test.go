@@ -248,8 +248,8 @@ func TestNATPublishLibrary(t *testing.T) {
 			t.Fatalf("create %s: %v", cid, err)
 		}
 		w := writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) })
-		s.IOStream(ctx, cid, cid, vc.IO{Stdout: w, Stderr: w})
-		if err := s.StartContainer(ctx, cid); err != nil {
+		s.Container(cid).IOStream(ctx, cid, vc.IO{Stdout: w, Stderr: w})
+		if err := s.Container(cid).Start(ctx); err != nil {
 			t.Fatalf("start %s: %v", cid, err)
 		}
 	}

@@ -64,13 +64,13 @@ func runIn(ctx context.Context, t *testing.T, s *vc.Sandbox, id string, args ...
 	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: id, Rootfs: root, Spec: spec}); err != nil {
 		t.Fatalf("create %s: %v", id, err)
 	}
-	defer s.DeleteContainer(context.WithoutCancel(ctx), id)
+	defer s.Container(id).Delete(context.WithoutCancel(ctx))
 	var out bytes.Buffer
-	streams := s.IOStream(ctx, id, id, vc.IO{Stdout: &out, Stderr: &out})
-	if err := s.StartContainer(ctx, id); err != nil {
+	streams := s.Container(id).IOStream(ctx, id, vc.IO{Stdout: &out, Stderr: &out})
+	if err := s.Container(id).Start(ctx); err != nil {
 		t.Fatalf("start %s: %v", id, err)
 	}
-	code, err := s.WaitContainer(ctx, id)
+	code, err := s.Container(id).Wait(ctx)
 	if err != nil {
 		t.Fatalf("wait %s: %v", id, err)
 	}

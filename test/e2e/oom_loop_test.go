@@ -53,10 +53,10 @@ func TestOOMEventBeforeExit(t *testing.T) {
 		if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: cid, Rootfs: root, Spec: spec}); err != nil {
 			t.Fatalf("create %s: %v", cid, err)
 		}
-		if err := s.StartContainer(ctx, cid); err != nil {
+		if err := s.Container(cid).Start(ctx); err != nil {
 			t.Fatalf("start %s: %v", cid, err)
 		}
-		code, err := s.WaitContainer(ctx, cid)
+		code, err := s.Container(cid).Wait(ctx)
 		if err != nil || code != 137 {
 			t.Fatalf("wait %s: %d, %v; want 137", cid, code, err)
 		}
@@ -68,7 +68,7 @@ func TestOOMEventBeforeExit(t *testing.T) {
 		} else {
 			reported++
 		}
-		if err := s.DeleteContainer(ctx, cid); err != nil {
+		if err := s.Container(cid).Delete(ctx); err != nil {
 			t.Fatalf("delete %s: %v", cid, err)
 		}
 	}

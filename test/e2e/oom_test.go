@@ -63,13 +63,13 @@ func TestOOMInVM(t *testing.T) {
 		t.Fatalf("create sibling: %v", err)
 	}
 	var sibOut lockedBuffer
-	sibStreams := s.IOStream(ctx, "sibling", "sibling", vc.IO{Stdout: &sibOut, Stderr: &sibOut})
-	if err := s.StartContainer(ctx, "sibling"); err != nil {
+	sibStreams := s.Container("sibling").IOStream(ctx, "sibling", vc.IO{Stdout: &sibOut, Stderr: &sibOut})
+	if err := s.Container("sibling").Start(ctx); err != nil {
 		t.Fatalf("start sibling: %v", err)
 	}
 	sibExit := make(chan int32, 1)
 	go func() {
-		code, _ := s.WaitProcess(ctx, "sibling", "sibling")
+		code, _ := s.Container("sibling").WaitProcess(ctx, "sibling")
 		sibExit <- code
 	}()
 	for !strings.Contains(sibOut.String(), "sibling-ok") {
@@ -91,8 +91,8 @@ func TestOOMInVM(t *testing.T) {
 		t.Fatalf("create hog: %v", err)
 	}
 	var hogOut lockedBuffer
-	hogStreams := s.IOStream(ctx, "hog", "hog", vc.IO{Stdout: &hogOut, Stderr: &hogOut})
-	if err := s.StartContainer(ctx, "hog"); err != nil {
+	hogStreams := s.Container("hog").IOStream(ctx, "hog", vc.IO{Stdout: &hogOut, Stderr: &hogOut})
+	if err := s.Container("hog").Start(ctx); err != nil {
 		t.Fatalf("start hog: %v", err)
 	}
 	select {
@@ -103,7 +103,7 @@ func TestOOMInVM(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Errorf("GetOOMEvent: nothing after 2 minutes; hog's output so far %q", hogOut.String())
 	}
-	code, err := s.WaitContainer(ctx, "hog")
+	code, err := s.Container("hog").Wait(ctx)
 	if err != nil {
 		t.Fatalf("wait hog: %v", err)
 	}
@@ -119,7 +119,7 @@ func TestOOMInVM(t *testing.T) {
 	if strings.Contains(out, "dd-survived") {
 		t.Errorf("dd of 128 MiB survived a 32 MiB limit: %q", out)
 	}
-	if st, err := s.StatusContainer(ctx, "hog"); err != nil || st.State != vc.StateStopped || st.ExitCode != 137 {
+	if st, err := s.Container("hog").Status(ctx); err != nil || st.State != vc.StateStopped || st.ExitCode != 137 {
 		t.Errorf("hog status: %+v, %v; want stopped with 137", st, err)
 	}
 	// One kill, one event (on cgroup v2 memory.events changes more than
@@ -129,7 +129,7 @@ func TestOOMInVM(t *testing.T) {
 		t.Errorf("a second OOM event: %q", cid)
 	}
 	ocancel()
-	if err := s.DeleteContainer(ctx, "hog"); err != nil {
+	if err := s.Container("hog").Delete(ctx); err != nil {
 		t.Errorf("delete hog: %v", err)
 	}
 
@@ -139,14 +139,14 @@ func TestOOMInVM(t *testing.T) {
 		t.Errorf("sibling exited with %d after the hog's OOM kill", code)
 	default:
 	}
-	if ps, err := s.ProcessListContainer(ctx, "sibling", "-o", "pid,args"); err != nil || !strings.Contains(ps, "sleep 600") {
+	if ps, err := s.Container("sibling").ProcessList(ctx, "-o", "pid,args"); err != nil || !strings.Contains(ps, "sleep 600") {
 		t.Errorf("sibling's processes after the OOM kill: %q, %v", ps, err)
 	}
-	if err := s.StopContainer(ctx, "sibling", time.Second); err != nil {
+	if err := s.Container("sibling").Stop(ctx, time.Second); err != nil {
 		t.Errorf("stop sibling: %v", err)
 	}
 	<-sibStreams
-	if err := s.DeleteContainer(ctx, "sibling"); err != nil {
+	if err := s.Container("sibling").Delete(ctx); err != nil {
 		t.Errorf("delete sibling: %v", err)
 	}
 }

@@ -55,8 +55,8 @@ func TestDialPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out syncBuffer
-	s.IOStream(ctx, "srv", "srv", vc.IO{Stdout: &out, Stderr: &out})
-	if err := s.StartContainer(ctx, "srv"); err != nil {
+	s.Container("srv").IOStream(ctx, "srv", vc.IO{Stdout: &out, Stderr: &out})
+	if err := s.Container("srv").Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 
