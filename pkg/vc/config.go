@@ -1,12 +1,3 @@
-// Package vc is the virtcontainers library: sandboxes (one VM each) and
-// the containers inside them.
-//
-// A Sandbox returned by CreateSandbox is owned by the calling process: it
-// started the VM, holds the agent connection, notices when the VM dies, and
-// serves the agent protocol on a unix socket in the sandbox's state
-// directory, so that other processes (the next CLI invocation) reach the
-// same sandbox through FetchSandbox. A fetched Sandbox drives the agent
-// through that socket and the VM through its process id.
 package vc
 
 import (

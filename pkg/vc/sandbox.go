@@ -58,9 +58,10 @@ func (s *Sandbox) sharedDir() string { return filepath.Join(s.Dir(), "shared") }
 func (s *Sandbox) Agent() pb.AgentServiceService { return s.agent }
 
 // CreateSandbox boots the sandbox's VM, waits for its agent and sets the
-// sandbox up in it. The calling process owns the VM: when it exits the
-// sandbox stays running, but only the owner notices the VM's death at once
-// (others see it on their next look). On error nothing is left behind.
+// sandbox up in it. The calling process owns the VM and must outlive
+// it: once the owner has exited, the next look at the sandbox stops it
+// (see the package doc). Only the owner notices the VM's death at once;
+// others see it on their next look. On error nothing is left behind.
 func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
