@@ -12,9 +12,9 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/network"
-	"github.com/virtcontainers/vc/pkg/oci"
 )
 
 // ConfigEnv names the shim's configuration file; containerd passes its
@@ -158,7 +158,7 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	if _, err := oci.CheckAllowlist(c.EnableAnnotations); err != nil {
+	if _, err := annotations.CheckAllowlist(c.EnableAnnotations); err != nil {
 		return fmt.Errorf("enable_annotations: %w", err)
 	}
 	if _, err := network.ParseModel(c.NetworkModel); err != nil {

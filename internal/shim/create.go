@@ -22,8 +22,8 @@ import (
 
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
-	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -61,7 +61,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 	if spec.Process == nil || len(spec.Process.Args) == 0 {
 		return 0, fmt.Errorf("container %s: spec.process.args: empty: %w", r.ID, errdefs.ErrInvalidArgument)
 	}
-	typ, sid, err := oci.ContainerTypeOf(r.ID, spec.Annotations)
+	typ, sid, err := annotations.ContainerTypeOf(r.ID, spec.Annotations)
 	if err != nil {
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)
 	}
@@ -70,7 +70,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 	// conformance suite) whose spec leaves a namespace out runs in the
 	// VM's: for the network, the user-mode NAT, which gives it the
 	// outbound network a container without a network namespace has.
-	if typ != oci.SingleContainer {
+	if typ != annotations.SingleContainer {
 		if err := refuseHostNamespaces(spec); err != nil {
 			return 0, fmt.Errorf("container %s: %w", r.ID, err)
 		}
@@ -81,7 +81,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 			return 0, fmt.Errorf("container %s: %w", r.ID, err)
 		}
 	}
-	overrides, err := oci.ParseSandboxAnnotations(spec.Annotations, cfg.EnableAnnotations)
+	overrides, err := annotations.ParseSandboxAnnotations(spec.Annotations, cfg.EnableAnnotations)
 	if err != nil {
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)
 	}
@@ -96,9 +96,9 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 	case typ.BootsVM() && sb != nil:
 		return 0, fmt.Errorf("container %s boots a sandbox, but this shim runs sandbox %s already: %w", r.ID, sb.ID(), errdefs.ErrFailedPrecondition)
 	case !typ.BootsVM() && sb == nil:
-		return 0, fmt.Errorf("container %s: sandbox %s (annotation %s) is not running in this shim: %w", r.ID, sid, oci.CRISandboxID, errdefs.ErrFailedPrecondition)
+		return 0, fmt.Errorf("container %s: sandbox %s (annotation %s) is not running in this shim: %w", r.ID, sid, annotations.CRISandboxID, errdefs.ErrFailedPrecondition)
 	case !typ.BootsVM() && sb.ID() != sid:
-		return 0, fmt.Errorf("container %s: sandbox %s (annotation %s) is not this shim's (%s): %w", r.ID, sid, oci.CRISandboxID, sb.ID(), errdefs.ErrFailedPrecondition)
+		return 0, fmt.Errorf("container %s: sandbox %s (annotation %s) is not this shim's (%s): %w", r.ID, sid, annotations.CRISandboxID, sb.ID(), errdefs.ErrFailedPrecondition)
 	}
 
 	// Everything below is undone on error, in reverse order.
@@ -143,10 +143,10 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 		Annotations: map[string]string{annBundle: r.Bundle},
 		// A pod's sandbox container is in the pod's shared pid namespace,
 		// as its containers that share it see it with runc.
-		PrivatePidNS: !(typ == oci.PodSandbox || joinsPidNS(spec)),
+		PrivatePidNS: !(typ == annotations.PodSandbox || joinsPidNS(spec)),
 		// The pod's IPC and UTS namespaces are its sandbox container's,
 		// which the other containers name by path (runc's semantics).
-		PodInfra: typ == oci.PodSandbox,
+		PodInfra: typ == annotations.PodSandbox,
 	}
 	if err := sb.CreateContainer(ctx, ccfg); err != nil {
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)
@@ -342,14 +342,14 @@ func joinsPidNS(spec *specs.Spec) bool {
 // guest's own (kernel, agent); the limits come on top, as the kubelet and
 // `ctr run --memory-limit` expect them to fit. vCPUs stay within the host's
 // CPUs: more would only time-share them.
-func sizeVM(hc *vc.HypervisorConfig, typ oci.ContainerType, spec *specs.Spec) error {
+func sizeVM(hc *vc.HypervisorConfig, typ annotations.ContainerType, spec *specs.Spec) error {
 	var cpus, mib uint32
 	var err error
 	switch typ {
-	case oci.PodSandbox:
-		cpus, mib, err = oci.PodResources(spec.Annotations)
-	case oci.SingleContainer:
-		cpus, mib, err = oci.SpecResources(spec)
+	case annotations.PodSandbox:
+		cpus, mib, err = annotations.PodResources(spec.Annotations)
+	case annotations.SingleContainer:
+		cpus, mib, err = annotations.SpecResources(spec)
 	}
 	if err != nil {
 		return err
@@ -371,7 +371,7 @@ func sizeVM(hc *vc.HypervisorConfig, typ oci.ContainerType, spec *specs.Spec) er
 // sandboxConfig is the VM the container boots: the shim's configuration,
 // with the overrides its annotations asked for (and the configuration
 // allowed).
-func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o oci.SandboxOverrides) (vc.SandboxConfig, error) {
+func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o annotations.SandboxOverrides) (vc.SandboxConfig, error) {
 	kernel, initrd := cfg.Kernel, cfg.Initrd
 	if o.Kernel != nil {
 		kernel = *o.Kernel
@@ -412,14 +412,14 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 	// A pod's containers may share its pid namespace (CRI gives them the
 	// path of the sandbox's), so a pod's VM always has one to join; a
 	// single container has one only if asked.
-	shared := c.typ == oci.PodSandbox || joinsPidNS(c.spec)
+	shared := c.typ == annotations.PodSandbox || joinsPidNS(c.spec)
 	if o.SharedPidNS != nil {
 		shared = *o.SharedPidNS
 	}
 	nat := vc.NATConfig{Disabled: cfg.DisableNAT}
 	if o.Publish != nil {
 		if nat.Publish, err = vc.ParsePortMappings(*o.Publish); err != nil {
-			return vc.SandboxConfig{}, fmt.Errorf("annotation %s: %w", oci.AnnotationPublish, err)
+			return vc.SandboxConfig{}, fmt.Errorf("annotation %s: %w", annotations.AnnotationPublish, err)
 		}
 	}
 	return vc.SandboxConfig{

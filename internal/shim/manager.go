@@ -21,7 +21,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 
-	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -43,8 +43,8 @@ func (Manager) Name() string { return RuntimeName }
 // sandbox's own id for the container that boots it), so a pod's
 // containers share one shim process, and its socket address follows
 // from the sandbox id.
-func groupID(id string, annotations map[string]string) (string, error) {
-	_, sid, err := oci.ContainerTypeOf(id, annotations)
+func groupID(id string, ann map[string]string) (string, error) {
+	_, sid, err := annotations.ContainerTypeOf(id, ann)
 	if err != nil {
 		return "", fmt.Errorf("container %s: %w", id, err)
 	}
@@ -301,9 +301,9 @@ func (m Manager) Stop(ctx context.Context, id string) (cdshim.StopStatus, error)
 	if err != nil {
 		log.Warn("shim delete: no spec in the bundle; taking the container for a sandbox", "bundle", bundle, "err", err)
 	}
-	typ, sid, err := oci.ContainerTypeOf(id, ann)
+	typ, sid, err := annotations.ContainerTypeOf(id, ann)
 	if err != nil {
-		typ, sid = oci.SingleContainer, id
+		typ, sid = annotations.SingleContainer, id
 	}
 	log = log.With("sandbox", sid)
 	sb, err := vc.FetchSandbox(ctx, cfg.StateRoot, sid)
@@ -326,7 +326,7 @@ func (m Manager) Stop(ctx context.Context, id string) (cdshim.StopStatus, error)
 }
 
 // cleanupSandbox does Stop's work on a sandbox found on disk.
-func cleanupSandbox(ctx context.Context, log *slog.Logger, sb *vc.Sandbox, typ oci.ContainerType, id string, timeout time.Duration) {
+func cleanupSandbox(ctx context.Context, log *slog.Logger, sb *vc.Sandbox, typ annotations.ContainerType, id string, timeout time.Duration) {
 	defer sb.Close()
 	if typ.BootsVM() {
 		removeLeftPortForward(log, sb)
@@ -365,7 +365,7 @@ func (m Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeIn
 	return &types.RuntimeInfo{
 		Name: m.Name(),
 		Annotations: map[string]string{
-			"io.virtcontainers.annotations": fmt.Sprint(oci.KnownAnnotations()),
+			"io.virtcontainers.annotations": fmt.Sprint(annotations.KnownAnnotations()),
 			allowMountsAnnotation:           allowedMounts,
 		},
 		Features: feat,

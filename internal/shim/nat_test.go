@@ -10,7 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -25,10 +25,10 @@ func TestSandboxConfigNAT(t *testing.T) {
 	base := DefaultConfig()
 	base.Kernel, base.Initrd = filepath.Join(dir, "k"), filepath.Join(dir, "i")
 	s := &Service{}
-	c := &container{id: "c1", sandboxID: "c1", typ: oci.SingleContainer, spec: &specs.Spec{}}
+	c := &container{id: "c1", sandboxID: "c1", typ: annotations.SingleContainer, spec: &specs.Spec{}}
 	sc := func(cfg Config, ann map[string]string) (vc.SandboxConfig, error) {
 		t.Helper()
-		o, err := oci.ParseSandboxAnnotations(ann, cfg.EnableAnnotations)
+		o, err := annotations.ParseSandboxAnnotations(ann, cfg.EnableAnnotations)
 		if err != nil {
 			return vc.SandboxConfig{}, err
 		}
@@ -46,7 +46,7 @@ func TestSandboxConfigNAT(t *testing.T) {
 	if got, err = sc(off, nil); err != nil || !got.NAT.Disabled {
 		t.Fatalf("disable_nat: NAT %+v, %v; want disabled", got.NAT, err)
 	}
-	ann := map[string]string{oci.AnnotationPublish: "8080:80, 127.0.0.1:5353:53/udp"}
+	ann := map[string]string{annotations.AnnotationPublish: "8080:80, 127.0.0.1:5353:53/udp"}
 	if _, err := sc(base, ann); err == nil || !strings.Contains(err.Error(), "annotation io.virtcontainers.publish: not allowed") {
 		t.Fatalf("publish without the allowlist: %v", err)
 	}
@@ -57,7 +57,7 @@ func TestSandboxConfigNAT(t *testing.T) {
 	if err != nil || len(got.NAT.Publish) != 2 || got.NAT.Publish[0] != want[0] || got.NAT.Publish[1] != want[1] {
 		t.Fatalf("publish: %+v, %v; want %+v", got.NAT.Publish, err, want)
 	}
-	_, err = sc(allow, map[string]string{oci.AnnotationPublish: "8080"})
+	_, err = sc(allow, map[string]string{annotations.AnnotationPublish: "8080"})
 	if err == nil || !strings.Contains(err.Error(), `annotation io.virtcontainers.publish: entry 1: "8080"`) || !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("bad publish: %v", err)
 	}

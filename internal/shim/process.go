@@ -13,7 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -38,7 +38,7 @@ const (
 type container struct {
 	id        string
 	bundle    string
-	typ       oci.ContainerType
+	typ       annotations.ContainerType
 	sandboxID string
 	spec      *specs.Spec
 	rootfs    string // host directory shared into the guest

@@ -24,8 +24,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
-	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -37,11 +37,11 @@ func TestGroupID(t *testing.T) {
 		errHas   string
 	}{
 		{"ctr run", "c1", nil, "c1", ""},
-		{"pod sandbox", "pod1", map[string]string{oci.CRIContainerType: "sandbox", oci.CRISandboxID: "pod1"}, "pod1", ""},
-		{"pod container", "c2", map[string]string{oci.CRIContainerType: "container", oci.CRISandboxID: "pod1"}, "pod1", ""},
-		{"sandbox id only", "c3", map[string]string{oci.CRISandboxID: "pod1"}, "pod1", ""},
-		{"container without sandbox", "c4", map[string]string{oci.CRIContainerType: "container"}, "", oci.CRISandboxID},
-		{"unknown type", "c5", map[string]string{oci.CRIContainerType: "vm"}, "", `"vm": unknown value`},
+		{"pod sandbox", "pod1", map[string]string{annotations.CRIContainerType: "sandbox", annotations.CRISandboxID: "pod1"}, "pod1", ""},
+		{"pod container", "c2", map[string]string{annotations.CRIContainerType: "container", annotations.CRISandboxID: "pod1"}, "pod1", ""},
+		{"sandbox id only", "c3", map[string]string{annotations.CRISandboxID: "pod1"}, "pod1", ""},
+		{"container without sandbox", "c4", map[string]string{annotations.CRIContainerType: "container"}, "", annotations.CRISandboxID},
+		{"unknown type", "c5", map[string]string{annotations.CRIContainerType: "vm"}, "", `"vm": unknown value`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := groupID(tc.id, tc.ann)
@@ -65,7 +65,7 @@ func TestBundleAnnotations(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"ociVersion":"1.0.2","annotations":{"io.kubernetes.cri.sandbox-id":"p"}}`), 0o600)
 	ann, err := bundleAnnotations(dir)
-	if err != nil || ann[oci.CRISandboxID] != "p" {
+	if err != nil || ann[annotations.CRISandboxID] != "p" {
 		t.Fatalf("annotations = %v, %v", ann, err)
 	}
 	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{`), 0o600)
@@ -426,24 +426,24 @@ func TestCheckpointUnimplemented(t *testing.T) {
 func TestSizeVM(t *testing.T) {
 	host := uint32(runtime.NumCPU())
 	pod := func(period, quota, mem string) *specs.Spec {
-		return &specs.Spec{Annotations: map[string]string{oci.CRISandboxCPUPeriod: period, oci.CRISandboxCPUQuota: quota, oci.CRISandboxMemory: mem}}
+		return &specs.Spec{Annotations: map[string]string{annotations.CRISandboxCPUPeriod: period, annotations.CRISandboxCPUQuota: quota, annotations.CRISandboxMemory: mem}}
 	}
 	limit := int64(64 << 20)
 	single := &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}}}
 	for _, c := range []struct {
 		name      string
 		base      vc.HypervisorConfig
-		typ       oci.ContainerType
+		typ       annotations.ContainerType
 		spec      *specs.Spec
 		cpus, mib uint32
 	}{
-		{"no limits", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodSandbox, &specs.Spec{}, 1, 256},
-		{"pod: one CPU, 128 MiB", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "100000", "134217728"), min(2, max(1, host)), 384},
-		{"pod: more CPUs than the host", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "6400000", "0"), max(1, host), 256},
-		{"pod: base above the host", vc.HypervisorConfig{CPUs: host + 2, MemoryMiB: 256}, oci.PodSandbox, pod("100000", "100000", ""), host + 2, 256},
-		{"pod: defaults", vc.HypervisorConfig{}, oci.PodSandbox, pod("", "", "1048576"), 1, hypervisor.DefaultMemoryMiB + 1},
-		{"single container's own limit", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.SingleContainer, single, 1, 320},
-		{"a pod container boots nothing", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, oci.PodContainer, single, 1, 256},
+		{"no limits", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.PodSandbox, &specs.Spec{}, 1, 256},
+		{"pod: one CPU, 128 MiB", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.PodSandbox, pod("100000", "100000", "134217728"), min(2, max(1, host)), 384},
+		{"pod: more CPUs than the host", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.PodSandbox, pod("100000", "6400000", "0"), max(1, host), 256},
+		{"pod: base above the host", vc.HypervisorConfig{CPUs: host + 2, MemoryMiB: 256}, annotations.PodSandbox, pod("100000", "100000", ""), host + 2, 256},
+		{"pod: defaults", vc.HypervisorConfig{}, annotations.PodSandbox, pod("", "", "1048576"), 1, hypervisor.DefaultMemoryMiB + 1},
+		{"single container's own limit", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.SingleContainer, single, 1, 320},
+		{"a pod container boots nothing", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.PodContainer, single, 1, 256},
 	} {
 		hc := c.base
 		if err := sizeVM(&hc, c.typ, c.spec); err != nil {
@@ -455,7 +455,7 @@ func TestSizeVM(t *testing.T) {
 		}
 	}
 	hc := vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}
-	if err := sizeVM(&hc, oci.PodSandbox, pod("100000", "x", "")); err == nil || !strings.Contains(err.Error(), oci.CRISandboxCPUQuota) {
-		t.Errorf("bad quota: %v, want an error naming %s", err, oci.CRISandboxCPUQuota)
+	if err := sizeVM(&hc, annotations.PodSandbox, pod("100000", "x", "")); err == nil || !strings.Contains(err.Error(), annotations.CRISandboxCPUQuota) {
+		t.Errorf("bad quota: %v, want an error naming %s", err, annotations.CRISandboxCPUQuota)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/pkg/oci"
 )
 
 // Container is a container of the sandbox.
@@ -71,7 +72,7 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 	if req.GetOCI() == nil {
 		return invalid("OCI", "missing")
 	}
-	spec := toSpec(req.GetOCI())
+	spec := oci.FromProto(req.GetOCI())
 	if err := m.resolveSharedNS(spec); err != nil {
 		return err
 	}
@@ -182,7 +183,7 @@ func (m *Manager) Exec(ctx context.Context, req *pb.ExecProcessRequest) (retErr 
 	if req.GetProcess() == nil {
 		return invalid("process", "missing")
 	}
-	sp := toProcess(req.GetProcess())
+	sp := oci.ProcessFromProto(req.GetProcess())
 	if len(sp.Args) == 0 || sp.Args[0] == "" {
 		return invalid("process.Args", "empty")
 	}
@@ -499,7 +500,7 @@ func (m *Manager) Update(ctx context.Context, id string, r *pb.LinuxResources) e
 		return invalid("resources", "missing")
 	}
 	cfg := c.lc.Config()
-	res, err := mergeResources(cfg.Cgroups.Resources, toResources(r))
+	res, err := mergeResources(cfg.Cgroups.Resources, oci.ResourcesFromProto(r))
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,7 @@
-// Package oci turns OCI runtime specs into the agent protocol's form and
-// reads the annotations virtcontainers understands.
+// Package oci is the codec between OCI runtime specs and the agent
+// protocol's form of them: the host encodes (ToProto, ProcessToProto,
+// ResourcesToProto), the agent decodes (FromProto, ProcessFromProto,
+// ResourcesFromProto). It also makes the default spec of a container.
 package oci
 
 import (
@@ -159,8 +161,8 @@ func ResourcesToProto(r *specs.LinuxResources) *pb.LinuxResources {
 		setI64(&pm.Limit, m.Limit)
 		setI64(&pm.Reservation, m.Reservation)
 		setI64(&pm.Swap, m.Swap)
-		setI64(&pm.Kernel, m.Kernel)
-		setI64(&pm.KernelTCP, m.KernelTCP)
+		// Kernel and KernelTCP are not carried: the OCI spec deprecates
+		// them and libcontainer ignores them.
 		if m.Swappiness != nil {
 			pm.Swappiness = *m.Swappiness
 		}

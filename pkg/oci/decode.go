@@ -1,4 +1,4 @@
-package container
+package oci
 
 import (
 	"os"
@@ -9,17 +9,17 @@ import (
 )
 
 // The agent protocol's Spec mirrors the OCI runtime spec, but proto3 has
-// no optional scalars: a zero number means "not set" below, as the host
-// side (pkg/oci) encodes it. Device cgroup rules use -1 for "any" major
+// no optional scalars: a zero number means "not set", as ToProto encodes
+// it. Device cgroup rules use -1 for "any" major
 // or minor (and 0:0, which names no device, is read as *:* too).
 
-// toSpec converts the protocol's spec to an OCI runtime spec. It never
+// FromProto converts the protocol's spec to an OCI runtime spec. It never
 // fails; validation is libcontainer's. Hooks are dropped: they name host
 // paths, meaningless in the guest.
-func toSpec(p *pb.Spec) *specs.Spec {
+func FromProto(p *pb.Spec) *specs.Spec {
 	s := &specs.Spec{
 		Version:     p.GetVersion(),
-		Process:     toProcess(p.GetProcess()),
+		Process:     ProcessFromProto(p.GetProcess()),
 		Hostname:    p.GetHostname(),
 		Annotations: copyMap(p.GetAnnotations()),
 	}
@@ -57,8 +57,8 @@ func copyMap(m map[string]string) map[string]string {
 	return out
 }
 
-// toProcess converts a process; nil stays nil.
-func toProcess(p *pb.Process) *specs.Process {
+// ProcessFromProto converts a process; nil stays nil.
+func ProcessFromProto(p *pb.Process) *specs.Process {
 	if p == nil {
 		return nil
 	}
@@ -105,7 +105,7 @@ func toProcess(p *pb.Process) *specs.Process {
 func toLinux(l *pb.Linux) *specs.Linux {
 	sl := &specs.Linux{
 		Sysctl:            copyMap(l.GetSysctl()),
-		Resources:         toResources(l.GetResources()),
+		Resources:         ResourcesFromProto(l.GetResources()),
 		CgroupsPath:       l.GetCgroupsPath(),
 		RootfsPropagation: l.GetRootfsPropagation(),
 		MaskedPaths:       append([]string(nil), l.GetMaskedPaths()...),
@@ -206,8 +206,8 @@ func u16(v uint32) *uint16 {
 	return &w
 }
 
-// toResources converts cgroup resources; nil stays nil.
-func toResources(r *pb.LinuxResources) *specs.LinuxResources {
+// ResourcesFromProto converts cgroup resources; nil stays nil.
+func ResourcesFromProto(r *pb.LinuxResources) *specs.LinuxResources {
 	if r == nil {
 		return nil
 	}
