@@ -34,16 +34,24 @@ func statsCmd(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		cg := st.GetCgroupStats()
 		var rx, tx uint64
-		for _, n := range st.NetworkStats {
+		for _, n := range st.Network {
 			rx += n.RxBytes
 			tx += n.TxBytes
 		}
+		var cpu, pids uint64
+		var mem vc.MemoryData
+		if st.CPU != nil {
+			cpu = st.CPU.TotalNs
+		}
+		if st.Memory != nil {
+			mem = st.Memory.Usage
+		}
+		if st.Pids != nil {
+			pids = st.Pids.Current
+		}
 		fmt.Fprintf(w, "%s\t%.2fs\t%s / %s\t%d\t%s / %s\n", id,
-			float64(cg.GetCpuStats().GetCpuUsage().GetTotalUsage())/1e9,
-			human(cg.GetMemoryStats().GetUsage().GetUsage()), human(cg.GetMemoryStats().GetUsage().GetLimit()),
-			cg.GetPidsStats().GetCurrent(), human(rx), human(tx))
+			float64(cpu)/1e9, human(mem.Usage), human(mem.Limit), pids, human(rx), human(tx))
 	}
 	return w.Flush()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -52,7 +51,7 @@ func (s *Service) oomBeforeExit(sb *vc.Sandbox, c *container) {
 		c.log.Debug("no OOM kill count before the exit", "err", err)
 		return
 	}
-	if n, ok := st.GetCgroupStats().GetMemoryStats().GetStats()[pb.OOMKillStat]; ok {
+	if n, ok := memoryStat(st, vc.OOMKillStat); ok {
 		s.oomFromCount(c, n)
 	}
 }

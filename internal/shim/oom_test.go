@@ -8,7 +8,7 @@ import (
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 
-	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // TestOOMReportedOnce: a kill the count read before the exit reported is
@@ -55,13 +55,13 @@ func TestOOMReportedOnce(t *testing.T) {
 // TestMetricsOOMKill: the agent's OOM kill count becomes the metrics'
 // memory.oom_control oom_kill, which containerd's CRI reads.
 func TestMetricsOOMKill(t *testing.T) {
-	st := &pb.StatsContainerResponse{CgroupStats: &pb.CgroupStats{MemoryStats: &pb.MemoryStats{
-		Stats: map[string]uint64{"anon": 1, pb.OOMKillStat: 2},
-	}}}
+	st := &vc.ContainerStats{Memory: &vc.MemoryStats{
+		Stats: map[string]uint64{"anon": 1, vc.OOMKillStat: 2},
+	}}
 	if got := toMetrics(st).GetMemoryOomControl().GetOomKill(); got != 2 {
 		t.Fatalf("oom_kill %d, want 2", got)
 	}
-	st.CgroupStats.MemoryStats.Stats = map[string]uint64{"anon": 1}
+	st.Memory.Stats = map[string]uint64{"anon": 1}
 	if m := toMetrics(st); m.MemoryOomControl != nil {
 		t.Fatalf("no count from the agent: oom control %+v, want none", m.MemoryOomControl)
 	}

@@ -23,7 +23,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -269,22 +268,17 @@ func TestBinaryOutputNotReady(t *testing.T) {
 }
 
 func TestToMetrics(t *testing.T) {
-	v1 := &pb.StatsContainerResponse{
-		CgroupStats: &pb.CgroupStats{
-			CpuStats: &pb.CpuStats{
-				CpuUsage:       &pb.CpuUsage{TotalUsage: 1000, PercpuUsage: []uint64{600, 400}, UsageInKernelmode: 300, UsageInUsermode: 700},
-				ThrottlingData: &pb.ThrottlingData{Periods: 5, ThrottledPeriods: 2, ThrottledTime: 9},
-			},
-			MemoryStats: &pb.MemoryStats{
-				Cache: 50,
-				Usage: &pb.MemoryData{Usage: 4096, MaxUsage: 8192, Failcnt: 1, Limit: 1 << 30},
-				Stats: map[string]uint64{"rss": 3000, "total_rss": 3100, "total_inactive_file": 1000, "inactive_file": 900, "pgfault": 7, "total_pgfault": 8},
-			},
-			PidsStats:    &pb.PidsStats{Current: 3, Limit: 100},
-			BlkioStats:   &pb.BlkioStats{IoServiceBytesRecursive: []*pb.BlkioStatsEntry{{Major: 8, Minor: 0, Op: "Read", Value: 42}}},
-			HugetlbStats: map[string]*pb.HugetlbStats{"2MB": {Usage: 1, MaxUsage: 2, Failcnt: 3}, "1GB": {}},
+	v1 := &vc.ContainerStats{
+		CPU: &vc.CPUStats{TotalNs: 1000, PerCPUNs: []uint64{600, 400}, KernelNs: 300, UserNs: 700, Periods: 5, ThrottledPeriods: 2, ThrottledNs: 9},
+		Memory: &vc.MemoryStats{
+			Cache: 50,
+			Usage: vc.MemoryData{Usage: 4096, MaxUsage: 8192, Failcnt: 1, Limit: 1 << 30},
+			Stats: map[string]uint64{"rss": 3000, "total_rss": 3100, "total_inactive_file": 1000, "inactive_file": 900, "pgfault": 7, "total_pgfault": 8},
 		},
-		NetworkStats: []*pb.NetworkStats{{Name: "eth0", RxBytes: 10, TxBytes: 20, RxPackets: 1, TxDropped: 2}},
+		Pids:    &vc.PidsStats{Current: 3, Limit: 100},
+		Blkio:   &vc.BlkioStats{ServiceBytes: []vc.BlkioEntry{{Major: 8, Minor: 0, Op: "Read", Value: 42}}},
+		Hugetlb: map[string]vc.HugetlbStats{"2MB": {Usage: 1, MaxUsage: 2, Failcnt: 3}, "1GB": {}},
+		Network: []vc.NetworkStats{{Name: "eth0", RxBytes: 10, TxBytes: 20, RxPackets: 1, TxDropped: 2}},
 	}
 	m := toMetrics(v1)
 	if m.CPU.Usage.Total != 1000 || m.CPU.Usage.Kernel != 300 || m.CPU.Usage.User != 700 || len(m.CPU.Usage.PerCPU) != 2 || m.CPU.Throttling.ThrottledPeriods != 2 {
@@ -311,10 +305,10 @@ func TestToMetrics(t *testing.T) {
 	}
 
 	// A cgroup v2 guest: memory.stat keys of v2 stand for v1's.
-	v2 := &pb.StatsContainerResponse{CgroupStats: &pb.CgroupStats{MemoryStats: &pb.MemoryStats{
-		Usage: &pb.MemoryData{Usage: 5000},
+	v2 := &vc.ContainerStats{Memory: &vc.MemoryStats{
+		Usage: vc.MemoryData{Usage: 5000},
 		Stats: map[string]uint64{"anon": 2000, "file": 1500, "inactive_file": 700, "file_mapped": 30, "pgmajfault": 4},
-	}}}
+	}}
 	mem = toMetrics(v2).Memory
 	if mem.RSS != 2000 || mem.TotalRSS != 2000 || mem.TotalInactiveFile != 700 || mem.TotalCache != 1500 || mem.MappedFile != 30 || mem.TotalPgMajFault != 4 {
 		t.Errorf("v2 memory stat = %+v", mem)

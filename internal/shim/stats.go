@@ -5,7 +5,7 @@ import (
 
 	cg1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 
-	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // toMetrics turns the agent's container statistics into the cgroup v1
@@ -14,69 +14,59 @@ import (
 // the agent passes libcontainer's memory.stat keys through, which differ,
 // so each field takes the v1 key or its v2 counterpart. A nil response
 // gives empty metrics.
-func toMetrics(r *pb.StatsContainerResponse) *cg1.Metrics {
+func toMetrics(r *vc.ContainerStats) *cg1.Metrics {
 	m := &cg1.Metrics{}
 	if r == nil {
 		return m
 	}
-	for _, n := range r.GetNetworkStats() {
+	for _, n := range r.Network {
 		m.Network = append(m.Network, &cg1.NetworkStat{
-			Name:    n.GetName(),
-			RxBytes: n.GetRxBytes(), RxPackets: n.GetRxPackets(), RxErrors: n.GetRxErrors(), RxDropped: n.GetRxDropped(),
-			TxBytes: n.GetTxBytes(), TxPackets: n.GetTxPackets(), TxErrors: n.GetTxErrors(), TxDropped: n.GetTxDropped(),
+			Name:    n.Name,
+			RxBytes: n.RxBytes, RxPackets: n.RxPackets, RxErrors: n.RxErrors, RxDropped: n.RxDropped,
+			TxBytes: n.TxBytes, TxPackets: n.TxPackets, TxErrors: n.TxErrors, TxDropped: n.TxDropped,
 		})
 	}
-	cs := r.GetCgroupStats()
-	if cs == nil {
-		return m
-	}
-	if c := cs.GetCpuStats(); c != nil {
-		u, t := c.GetCpuUsage(), c.GetThrottlingData()
+	if c := r.CPU; c != nil {
 		m.CPU = &cg1.CPUStat{
-			Usage: &cg1.CPUUsage{
-				Total:  u.GetTotalUsage(),
-				Kernel: u.GetUsageInKernelmode(),
-				User:   u.GetUsageInUsermode(),
-				PerCPU: u.GetPercpuUsage(),
-			},
+			Usage: &cg1.CPUUsage{Total: c.TotalNs, Kernel: c.KernelNs, User: c.UserNs, PerCPU: c.PerCPUNs},
 			Throttling: &cg1.Throttle{
-				Periods:          t.GetPeriods(),
-				ThrottledPeriods: t.GetThrottledPeriods(),
-				ThrottledTime:    t.GetThrottledTime(),
+				Periods:          c.Periods,
+				ThrottledPeriods: c.ThrottledPeriods,
+				ThrottledTime:    c.ThrottledNs,
 			},
 		}
 	}
-	if p := cs.GetPidsStats(); p != nil {
-		m.Pids = &cg1.PidsStat{Current: p.GetCurrent(), Limit: p.GetLimit()}
+	if p := r.Pids; p != nil {
+		m.Pids = &cg1.PidsStat{Current: p.Current, Limit: p.Limit}
 	}
-	if ms := cs.GetMemoryStats(); ms != nil {
+	if ms := r.Memory; ms != nil {
 		m.Memory = memoryMetrics(ms)
 		// CRI asks the metrics, when a container exits with 137,
 		// whether it was OOM-killed (as runc-v2 reports it).
-		if n, ok := ms.GetStats()[pb.OOMKillStat]; ok {
+		if n, ok := ms.Stats[vc.OOMKillStat]; ok {
 			m.MemoryOomControl = &cg1.MemoryOomControl{OomKill: n}
 		}
 	}
-	if b := cs.GetBlkioStats(); b != nil {
+	if b := r.Blkio; b != nil {
 		m.Blkio = &cg1.BlkIOStat{
-			IoServiceBytesRecursive: blkioEntries(b.GetIoServiceBytesRecursive()),
-			IoServicedRecursive:     blkioEntries(b.GetIoServicedRecursive()),
-			IoQueuedRecursive:       blkioEntries(b.GetIoQueuedRecursive()),
-			IoServiceTimeRecursive:  blkioEntries(b.GetIoServiceTimeRecursive()),
-			IoWaitTimeRecursive:     blkioEntries(b.GetIoWaitTimeRecursive()),
-			IoMergedRecursive:       blkioEntries(b.GetIoMergedRecursive()),
-			IoTimeRecursive:         blkioEntries(b.GetIoTimeRecursive()),
-			SectorsRecursive:        blkioEntries(b.GetSectorsRecursive()),
+			IoServiceBytesRecursive: blkioEntries(b.ServiceBytes),
+			IoServicedRecursive:     blkioEntries(b.Serviced),
+			IoQueuedRecursive:       blkioEntries(b.Queued),
+			IoServiceTimeRecursive:  blkioEntries(b.ServiceTime),
+			IoWaitTimeRecursive:     blkioEntries(b.WaitTime),
+			IoMergedRecursive:       blkioEntries(b.Merged),
+			IoTimeRecursive:         blkioEntries(b.Time),
+			SectorsRecursive:        blkioEntries(b.Sectors),
 		}
 	}
-	sizes := make([]string, 0, len(cs.GetHugetlbStats()))
-	for size := range cs.GetHugetlbStats() {
+	sizes := make([]string, 0, len(r.Hugetlb))
+	for size := range r.Hugetlb {
 		sizes = append(sizes, size)
 	}
 	sort.Strings(sizes)
 	for _, size := range sizes {
-		h := cs.GetHugetlbStats()[size]
-		m.Hugetlb = append(m.Hugetlb, &cg1.HugetlbStat{Pagesize: size, Usage: h.GetUsage(), Max: h.GetMaxUsage(), Failcnt: h.GetFailcnt()})
+		h := r.Hugetlb[size]
+		m.Hugetlb = append(m.Hugetlb, &cg1.HugetlbStat{Pagesize: size, Usage: h.Usage, Max: h.MaxUsage, Failcnt: h.Failcnt})
 	}
 	return m
 }
@@ -84,8 +74,8 @@ func toMetrics(r *pb.StatsContainerResponse) *cg1.Metrics {
 // memoryMetrics maps memory statistics. For each field: the cgroup v1
 // key, then the cgroup v2 key that means the same (v2's memory.stat is
 // hierarchical, so it also stands for v1's total_* keys).
-func memoryMetrics(ms *pb.MemoryStats) *cg1.MemoryStat {
-	st := ms.GetStats()
+func memoryMetrics(ms *vc.MemoryStats) *cg1.MemoryStat {
+	st := ms.Stats
 	get := func(keys ...string) uint64 {
 		for _, k := range keys {
 			if v, ok := st[k]; ok {
@@ -99,7 +89,7 @@ func memoryMetrics(ms *pb.MemoryStats) *cg1.MemoryStat {
 	local := func(k, v2 string) uint64 { return get(k, v2) }
 	total := func(k, v2 string) uint64 { return get("total_"+k, k, v2) }
 	out := &cg1.MemoryStat{
-		Cache:                   ms.GetCache(),
+		Cache:                   ms.Cache,
 		RSS:                     local("rss", "anon"),
 		RSSHuge:                 local("rss_huge", "anon_thp"),
 		MappedFile:              local("mapped_file", "file_mapped"),
@@ -131,9 +121,9 @@ func memoryMetrics(ms *pb.MemoryStats) *cg1.MemoryStat {
 		TotalInactiveFile:       total("inactive_file", "inactive_file"),
 		TotalActiveFile:         total("active_file", "active_file"),
 		TotalUnevictable:        total("unevictable", "unevictable"),
-		Usage:                   memoryEntry(ms.GetUsage()),
-		Swap:                    memoryEntry(ms.GetSwapUsage()),
-		Kernel:                  memoryEntry(ms.GetKernelUsage()),
+		Usage:                   memoryEntry(ms.Usage),
+		Swap:                    memoryEntry(ms.Swap),
+		Kernel:                  memoryEntry(ms.Kernel),
 	}
 	if out.TotalCache == 0 {
 		out.TotalCache = out.Cache
@@ -141,17 +131,23 @@ func memoryMetrics(ms *pb.MemoryStats) *cg1.MemoryStat {
 	return out
 }
 
-func memoryEntry(d *pb.MemoryData) *cg1.MemoryEntry {
-	if d == nil {
-		return nil
-	}
-	return &cg1.MemoryEntry{Usage: d.GetUsage(), Max: d.GetMaxUsage(), Failcnt: d.GetFailcnt(), Limit: d.GetLimit()}
+func memoryEntry(d vc.MemoryData) *cg1.MemoryEntry {
+	return &cg1.MemoryEntry{Usage: d.Usage, Max: d.MaxUsage, Failcnt: d.Failcnt, Limit: d.Limit}
 }
 
-func blkioEntries(es []*pb.BlkioStatsEntry) []*cg1.BlkIOEntry {
+func blkioEntries(es []vc.BlkioEntry) []*cg1.BlkIOEntry {
 	var out []*cg1.BlkIOEntry
 	for _, e := range es {
-		out = append(out, &cg1.BlkIOEntry{Major: e.GetMajor(), Minor: e.GetMinor(), Op: e.GetOp(), Value: e.GetValue()})
+		out = append(out, &cg1.BlkIOEntry{Major: e.Major, Minor: e.Minor, Op: e.Op, Value: e.Value})
 	}
 	return out
+}
+
+// memoryStat is one memory.stat key of st, if the guest reported it.
+func memoryStat(st *vc.ContainerStats, key string) (uint64, bool) {
+	if st == nil || st.Memory == nil {
+		return 0, false
+	}
+	n, ok := st.Memory.Stats[key]
+	return n, ok
 }

@@ -134,12 +134,12 @@ func (s *Sandbox) ListContainers(ctx context.Context) ([]ContainerStatus, error)
 }
 
 // StatsSandbox returns the statistics of every running container.
-func (s *Sandbox) StatsSandbox(ctx context.Context) (map[string]*pb.StatsContainerResponse, error) {
+func (s *Sandbox) StatsSandbox(ctx context.Context) (map[string]*ContainerStats, error) {
 	cs, err := s.loadContainers()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]*pb.StatsContainerResponse{}
+	out := map[string]*ContainerStats{}
 	for _, c := range cs {
 		if c.State != StateRunning {
 			continue
@@ -367,11 +367,15 @@ func (c *Container) Resume(ctx context.Context) error {
 }
 
 // Stats returns the container's cgroup and network statistics.
-func (c *Container) Stats(ctx context.Context) (*pb.StatsContainerResponse, error) {
+func (c *Container) Stats(ctx context.Context) (*ContainerStats, error) {
 	if _, err := c.live("stats"); err != nil {
 		return nil, err
 	}
-	return c.s.agent.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: c.id})
+	r, err := c.s.agent.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: c.id})
+	if err != nil {
+		return nil, fmt.Errorf("stats of container %s: %w", c.id, err)
+	}
+	return statsFromProto(r), nil
 }
 
 // Update changes the container's cgroup resources.
