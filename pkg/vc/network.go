@@ -220,32 +220,32 @@ func (s *Sandbox) hypervisorHandle(ctx context.Context) (hypervisor.Hypervisor, 
 // the running VM: a tap (or macvtap) is made for it, a NIC with its MAC
 // hotplugged, and the guest given its addresses, routes and neighbours. It
 // returns the interface as the guest then has it.
-func (s *Sandbox) AddInterface(ctx context.Context, linkName string) (_ *pb.Interface, err error) {
+func (s *Sandbox) AddInterface(ctx context.Context, linkName string) (_ Interface, err error) {
 	unlock, err := s.store.Lock(ctx, s.id)
 	if err != nil {
-		return nil, err
+		return Interface{}, err
 	}
 	defer unlock()
 	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
-		return nil, err
+		return Interface{}, err
 	}
 	if err := s.running(); err != nil {
-		return nil, err
+		return Interface{}, err
 	}
 	cfg := s.status.Config
 	if cfg.NetNS == "" {
-		return nil, fmt.Errorf("sandbox %s: AddInterface %s: the sandbox has no network namespace: %w", s.id, linkName, errdefs.ErrFailedPrecondition)
+		return Interface{}, fmt.Errorf("sandbox %s: AddInterface %s: the sandbox has no network namespace: %w", s.id, linkName, errdefs.ErrFailedPrecondition)
 	}
 	used := map[string]bool{}
 	for _, ep := range s.status.Endpoints {
 		if ep.Name == linkName {
-			return nil, fmt.Errorf("sandbox %s: link %s is already joined as %s: %w", s.id, linkName, ep.GuestName, errdefs.ErrAlreadyExists)
+			return Interface{}, fmt.Errorf("sandbox %s: link %s is already joined as %s: %w", s.id, linkName, ep.GuestName, errdefs.ErrAlreadyExists)
 		}
 		used[ep.GuestName] = true
 	}
 	ep, err := network.DiscoverLink(cfg.NetNS, linkName)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: AddInterface: %w: %w", s.id, err, errdefs.ErrNotFound)
+		return Interface{}, fmt.Errorf("sandbox %s: AddInterface: %w: %w", s.id, err, errdefs.ErrNotFound)
 	}
 	i := 0
 	for used[guestName(i)] {
@@ -254,11 +254,11 @@ func (s *Sandbox) AddInterface(ctx context.Context, linkName string) (_ *pb.Inte
 	ep.GuestName = guestName(i)
 	model, err := network.ParseModel(cfg.NetworkModel)
 	if err != nil {
-		return nil, err
+		return Interface{}, err
 	}
 	f, err := network.Setup(cfg.NetNS, &ep, model, tapName(i))
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: AddInterface: %w", s.id, err)
+		return Interface{}, fmt.Errorf("sandbox %s: AddInterface: %w", s.id, err)
 	}
 	defer f.Close()
 	undo := context.WithoutCancel(ctx)
@@ -271,15 +271,15 @@ func (s *Sandbox) AddInterface(ctx context.Context, linkName string) (_ *pb.Inte
 	}()
 	nic, err := nicFor(ep, f)
 	if err != nil {
-		return nil, err
+		return Interface{}, err
 	}
 	vm, release, err := s.hypervisorHandle(ctx)
 	if err != nil {
-		return nil, err
+		return Interface{}, err
 	}
 	defer release()
 	if err := vm.AddNIC(ctx, nic); err != nil {
-		return nil, fmt.Errorf("sandbox %s: AddInterface %s: %w", s.id, linkName, err)
+		return Interface{}, fmt.Errorf("sandbox %s: AddInterface %s: %w", s.id, linkName, err)
 	}
 	defer func() {
 		if err != nil {
@@ -291,18 +291,18 @@ func (s *Sandbox) AddInterface(ctx context.Context, linkName string) (_ *pb.Inte
 	s.log.Info("nic hotplugged", "link", linkName, "guest", ep.GuestName, "tap", ep.Tap, "mac", ep.MAC)
 	got, err := s.updateInterface(ctx, ep, hotplugWait)
 	if err != nil {
-		return nil, err
+		return Interface{}, err
 	}
 	s.status.Endpoints = append(s.status.Endpoints, ep)
 	if err := s.configureRoutesAndNeighbors(ctx, []network.Endpoint{ep}); err != nil {
 		s.status.Endpoints = s.status.Endpoints[:len(s.status.Endpoints)-1]
-		return nil, err
+		return Interface{}, err
 	}
 	if err := s.save(); err != nil {
 		s.status.Endpoints = s.status.Endpoints[:len(s.status.Endpoints)-1]
-		return nil, err
+		return Interface{}, err
 	}
-	return got, nil
+	return interfaceFromProto(got), nil
 }
 
 // RemoveInterface detaches the interface made for link linkName (or named
@@ -352,38 +352,58 @@ func (s *Sandbox) RemoveInterface(ctx context.Context, linkName string) error {
 }
 
 // ListInterfaces reports the guest's interfaces.
-func (s *Sandbox) ListInterfaces(ctx context.Context) ([]*pb.Interface, error) {
+func (s *Sandbox) ListInterfaces(ctx context.Context) ([]Interface, error) {
 	if err := s.running(); err != nil {
 		return nil, err
 	}
 	r, err := s.agent.ListInterfaces(ctx, &pb.ListInterfacesRequest{})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sandbox %s: list interfaces: %w", s.id, err)
 	}
-	return r.Interfaces, nil
+	var out []Interface
+	for _, i := range r.Interfaces {
+		out = append(out, interfaceFromProto(i))
+	}
+	return out, nil
 }
 
 // UpdateRoutes replaces the guest's routes (on every link but loopback)
 // with routes, and returns the routes the guest then has.
-func (s *Sandbox) UpdateRoutes(ctx context.Context, routes []*pb.Route) ([]*pb.Route, error) {
+func (s *Sandbox) UpdateRoutes(ctx context.Context, routes []Route) ([]Route, error) {
 	if err := s.running(); err != nil {
 		return nil, err
 	}
-	r, err := s.agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: routes}})
-	if err != nil {
-		return nil, fmt.Errorf("UpdateRoutes: %w", err)
+	var req []*pb.Route
+	for i, r := range routes {
+		pr, err := routeToProto(fmt.Sprintf("routes[%d]", i), r)
+		if err != nil {
+			return nil, err
+		}
+		req = append(req, pr)
 	}
-	return r.Routes, nil
+	r, err := s.agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: req}})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: update routes: %w", s.id, err)
+	}
+	return routesFromProto(r.Routes), nil
 }
 
 // ListRoutes reports the guest's routes.
-func (s *Sandbox) ListRoutes(ctx context.Context) ([]*pb.Route, error) {
+func (s *Sandbox) ListRoutes(ctx context.Context) ([]Route, error) {
 	if err := s.running(); err != nil {
 		return nil, err
 	}
 	r, err := s.agent.ListRoutes(ctx, &pb.ListRoutesRequest{})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sandbox %s: list routes: %w", s.id, err)
 	}
-	return r.Routes, nil
+	return routesFromProto(r.Routes), nil
+}
+
+func routesFromProto(rs []*pb.Route) []Route {
+	var out []Route
+	for _, r := range rs {
+		out = append(out, routeFromProto(r))
+	}
+	return out
 }

@@ -53,9 +53,18 @@ func (s *Sandbox) Dir() string { return s.store.Dir(s.id) }
 
 func (s *Sandbox) sharedDir() string { return filepath.Join(s.Dir(), "shared") }
 
-// Agent is the agent protocol client of the sandbox, for what the library
-// does not wrap.
-func (s *Sandbox) Agent() pb.AgentServiceService { return s.agent }
+// Metrics are the guest's metrics (the agent's and the guest kernel's),
+// in Prometheus' text format.
+func (s *Sandbox) Metrics(ctx context.Context) (string, error) {
+	if err := s.running(); err != nil {
+		return "", err
+	}
+	r, err := s.agent.GetMetrics(ctx, &pb.GetMetricsRequest{})
+	if err != nil {
+		return "", fmt.Errorf("sandbox %s: metrics: %w", s.id, err)
+	}
+	return r.Metrics, nil
+}
 
 // CreateSandbox boots the sandbox's VM, waits for its agent and sets the
 // sandbox up in it. The calling process owns the VM and must outlive

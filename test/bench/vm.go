@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/rootfs"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
@@ -231,11 +230,11 @@ func memory() ([]row, error) {
 	}
 	anon, _ := rollupKiB(s.Status().VMPid, "Pss_Anon:")
 	jit := jitCodeMiB(ctx, filepath.Join(s.Dir(), "vm", "qmp-attach.sock"))
-	m, err := s.Agent().GetMetrics(ctx, &pb.GetMetricsRequest{})
+	m, err := s.Metrics(ctx)
 	if err != nil {
 		return nil, err
 	}
-	agentRSS := metric(m.Metrics, "vc_agent_process_resident_memory_bytes") / 1024
+	agentRSS := metric(m, "vc_agent_process_resident_memory_bytes") / 1024
 	self, _ := pssKiB(os.Getpid())
 
 	// A second idle sandbox shares the file-backed pages: what each

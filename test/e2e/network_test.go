@@ -125,9 +125,9 @@ func TestNetworkNamespace(t *testing.T) {
 	vethMAC := st.Endpoints[0].MAC
 	found := false
 	for _, i := range ifaces {
-		if i.Name == "eth0" && i.HwAddr == vethMAC {
+		if i.Name == "eth0" && i.MAC == vethMAC {
 			found = true
-			addrs := fmt.Sprint(i.IPAddresses)
+			addrs := fmt.Sprint(i.Addrs)
 			if !strings.Contains(addrs, "10.77.0.1") || !strings.Contains(addrs, "fd77::1") {
 				t.Errorf("guest eth0 addresses %s: want 10.77.0.1 and fd77::1", addrs)
 			}
@@ -160,7 +160,7 @@ func TestNetworkNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AddInterface(veth1): %v", err)
 	}
-	if iface.Name != "eth1" || !strings.Contains(fmt.Sprint(iface.IPAddresses), "10.78.0.1") {
+	if iface.Name != "eth1" || !strings.Contains(fmt.Sprint(iface.Addrs), "10.78.0.1") {
 		t.Errorf("hotplugged interface %v: want eth1 with 10.78.0.1", iface)
 	}
 	if l := a.Links(t); !hasLink(l, "tap1_vc") {
@@ -189,7 +189,7 @@ func TestNetworkNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, i := range ifaces {
-		if i.HwAddr == iface.HwAddr || i.Name == "eth1" {
+		if i.MAC == iface.MAC || i.Name == "eth1" {
 			t.Errorf("guest still has the removed interface: %v", i)
 		}
 	}
@@ -345,7 +345,7 @@ func TestNetworkFirstNICByHotplug(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AddInterface(veth0): %v", err)
 	}
-	if iface.Name != "eth0" || !strings.Contains(fmt.Sprint(iface.IPAddresses), "10.87.0.1") {
+	if iface.Name != "eth0" || !strings.Contains(fmt.Sprint(iface.Addrs), "10.87.0.1") {
 		t.Errorf("hotplugged interface %v: want eth0 with 10.87.0.1", iface)
 	}
 	url := fmt.Sprintf("http://10.87.0.2:%d/", srv.port)
