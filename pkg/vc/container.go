@@ -24,15 +24,14 @@ func (s *Sandbox) running() error {
 // CreateContainer creates a container in the sandbox: its rootfs and bind
 // volumes are shared into the guest and the agent prepares it; its process
 // starts with Container(id).Start. On error nothing is left behind.
-func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (err error) {
+func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	unlock, err := s.store.Lock(ctx, s.id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	return s.locked(ctx, "create container "+cfg.ID, []State{StateRunning}, func() error { return s.createContainer(ctx, cfg) })
+}
+
+func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) error {
 	if err := s.running(); err != nil {
 		return err
 	}
@@ -202,23 +201,20 @@ func (c *Container) live(op string, states ...State) (*ContainerStatus, error) {
 // state, once it is one of states (any, when none is given), and saves
 // what fn left. The state fn moves to must be in the transition table.
 func (c *Container) update(ctx context.Context, op string, states []State, fn func(*ContainerStatus) error) error {
-	unlock, err := c.s.store.Lock(ctx, c.s.id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := c.load(op, states...)
-	if err != nil {
-		return err
-	}
-	from := st.State
-	if err := fn(st); err != nil {
-		return err
-	}
-	if !canMove(from, st.State) {
-		return fmt.Errorf("%s: container %s: %s cannot become %s: %w", op, c.id, from, st.State, errdefs.ErrFailedPrecondition)
-	}
-	return c.s.store.Save(c.s.id, containerKey(c.id), st)
+	return c.s.locked(ctx, op, nil, func() error {
+		st, err := c.load(op, states...)
+		if err != nil {
+			return err
+		}
+		from := st.State
+		if err := fn(st); err != nil {
+			return err
+		}
+		if !canMove(from, st.State) {
+			return fmt.Errorf("%s: container %s: %s cannot become %s: %w", op, c.id, from, st.State, errdefs.ErrFailedPrecondition)
+		}
+		return c.s.store.Save(c.s.id, containerKey(c.id), st)
+	})
 }
 
 func joinStates(states []State) string {
@@ -319,23 +315,20 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 // and the host.
 func (c *Container) Delete(ctx context.Context) error {
 	s := c.s
-	unlock, err := s.store.Lock(ctx, s.id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if _, err := c.load("delete", StateCreated, StateStopped); err != nil {
-		return err
-	}
-	if s.running() == nil {
-		if _, err := s.agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: c.id, Timeout: 10}); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("container %s: %w", c.id, err)
+	return s.locked(ctx, "delete", nil, func() error {
+		if _, err := c.load("delete", StateCreated, StateStopped); err != nil {
+			return err
 		}
-	}
-	if err := unshareContainer(s.sharedDir(), c.id); err != nil {
-		return err
-	}
-	return s.store.Delete(s.id, containerKey(c.id))
+		if s.running() == nil {
+			if _, err := s.agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: c.id, Timeout: 10}); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("container %s: %w", c.id, err)
+			}
+		}
+		if err := unshareContainer(s.sharedDir(), c.id); err != nil {
+			return err
+		}
+		return s.store.Delete(s.id, containerKey(c.id))
+	})
 }
 
 // Pause freezes a running container's processes.

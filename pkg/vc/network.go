@@ -220,15 +220,15 @@ func (s *Sandbox) hypervisorHandle(ctx context.Context) (hypervisor.Hypervisor, 
 // the running VM: a tap (or macvtap) is made for it, a NIC with its MAC
 // hotplugged, and the guest given its addresses, routes and neighbours. It
 // returns the interface as the guest then has it.
-func (s *Sandbox) AddInterface(ctx context.Context, linkName string) (_ Interface, err error) {
-	unlock, err := s.store.Lock(ctx, s.id)
-	if err != nil {
-		return Interface{}, err
-	}
-	defer unlock()
-	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
-		return Interface{}, err
-	}
+func (s *Sandbox) AddInterface(ctx context.Context, linkName string) (iface Interface, err error) {
+	err = s.locked(ctx, "add interface "+linkName, []State{StateRunning}, func() error {
+		iface, err = s.addInterface(ctx, linkName)
+		return err
+	})
+	return iface, err
+}
+
+func (s *Sandbox) addInterface(ctx context.Context, linkName string) (_ Interface, err error) {
 	if err := s.running(); err != nil {
 		return Interface{}, err
 	}
@@ -310,14 +310,10 @@ func (s *Sandbox) AddInterface(ctx context.Context, linkName string) (_ Interfac
 // its routes with it, and the tap and qdiscs are removed from the
 // namespace.
 func (s *Sandbox) RemoveInterface(ctx context.Context, linkName string) error {
-	unlock, err := s.store.Lock(ctx, s.id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
-		return err
-	}
+	return s.locked(ctx, "remove interface "+linkName, []State{StateRunning}, func() error { return s.removeInterface(ctx, linkName) })
+}
+
+func (s *Sandbox) removeInterface(ctx context.Context, linkName string) error {
 	if err := s.running(); err != nil {
 		return err
 	}

@@ -466,17 +466,35 @@ func (s *Sandbox) Close() {
 	}
 }
 
-// Stop stops the sandbox: the agent powers the VM off; after timeout the
-// VM process is killed. Containers are recorded as stopped.
-func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
+// locked runs fn under the sandbox's lock, once its recorded state is
+// reloaded and found to be one of states (any, when none is given): the
+// prelude of every operation that changes a sandbox or its containers.
+func (s *Sandbox) locked(ctx context.Context, op string, states []State, fn func() error) error {
 	unlock, err := s.store.Lock(ctx, s.id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
-		return err
+	var st SandboxStatus
+	if err := s.store.Load(s.id, sandboxKey, &st); err != nil {
+		return fmt.Errorf("%s: sandbox %s: %w", op, s.id, err)
 	}
+	s.mu.Lock()
+	s.status = st
+	s.mu.Unlock()
+	if !st.State.in(states...) {
+		return fmt.Errorf("%s: sandbox %s is %s, not %s: %w", op, s.id, st.State, joinStates(states), errdefs.ErrFailedPrecondition)
+	}
+	return fn()
+}
+
+// Stop stops the sandbox: the agent powers the VM off; after timeout the
+// VM process is killed. Containers are recorded as stopped.
+func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
+	return s.locked(ctx, "stop", nil, func() error { return s.stopLocked(ctx, timeout) })
+}
+
+func (s *Sandbox) stopLocked(ctx context.Context, timeout time.Duration) error {
 	if s.status.State == StateStopped {
 		return nil
 	}
@@ -523,28 +541,19 @@ func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
 
 // Delete removes a stopped sandbox's state.
 func (s *Sandbox) Delete(ctx context.Context) error {
-	unlock, err := s.store.Lock(ctx, s.id)
-	if err != nil {
-		return err
-	}
-	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
-		unlock()
-		return err
-	}
-	s.refreshLocked()
-	if s.status.State != StateStopped {
-		unlock()
-		return fmt.Errorf("sandbox %s is %s; stop it first: %w", s.id, s.status.State, errdefs.ErrFailedPrecondition)
-	}
-	cs, _ := s.loadContainers()
-	for _, c := range cs {
-		unshareContainer(s.sharedDir(), c.ID)
-	}
-	s.teardownNetwork() // what a failed teardown at stop left
 	// Removed under the lock: whoever waits for it finds no sandbox.
-	err = s.store.Remove(s.id)
-	unlock()
-	return err
+	return s.locked(ctx, "delete", nil, func() error {
+		s.refreshLocked()
+		if s.status.State != StateStopped {
+			return fmt.Errorf("sandbox %s is %s; stop it first: %w", s.id, s.status.State, errdefs.ErrFailedPrecondition)
+		}
+		cs, _ := s.loadContainers()
+		for _, c := range cs {
+			unshareContainer(s.sharedDir(), c.ID)
+		}
+		s.teardownNetwork() // what a failed teardown at stop left
+		return s.store.Remove(s.id)
+	})
 }
 
 // StopSandbox stops sandbox id.
@@ -574,37 +583,30 @@ func (s *Sandbox) Pause(ctx context.Context) error { return s.setPaused(ctx, tru
 func (s *Sandbox) Resume(ctx context.Context) error { return s.setPaused(ctx, false) }
 
 func (s *Sandbox) setPaused(ctx context.Context, pause bool) error {
-	unlock, err := s.store.Lock(ctx, s.id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := s.store.Load(s.id, sandboxKey, &s.status); err != nil {
-		return err
-	}
-	want, from := StatePaused, StateRunning
+	op, want, from := "pause", StatePaused, StateRunning
 	if !pause {
-		want, from = StateRunning, StatePaused
+		op, want, from = "resume", StateRunning, StatePaused
 	}
-	if s.status.State != from {
-		return fmt.Errorf("sandbox %s is %s, not %s: %w", s.id, s.status.State, from, errdefs.ErrFailedPrecondition)
-	}
-	vm := s.vm
-	if vm == nil {
-		if vm, err = attachVM(ctx, s.Dir()); err != nil {
+	return s.locked(ctx, op, []State{from}, func() error {
+		vm := s.vm
+		if vm == nil {
+			var err error
+			if vm, err = attachVM(ctx, s.Dir()); err != nil {
+				return fmt.Errorf("sandbox %s: %w", s.id, err)
+			}
+		}
+		var err error
+		if pause {
+			err = vm.Pause(ctx)
+		} else {
+			err = vm.Resume(ctx)
+		}
+		if err != nil {
 			return fmt.Errorf("sandbox %s: %w", s.id, err)
 		}
-	}
-	if pause {
-		err = vm.Pause(ctx)
-	} else {
-		err = vm.Resume(ctx)
-	}
-	if err != nil {
-		return fmt.Errorf("sandbox %s: %w", s.id, err)
-	}
-	s.status.State = want
-	return s.save()
+		s.status.State = want
+		return s.save()
+	})
 }
 
 func (s *Sandbox) vmAlive() bool { return proc.Running(s.status.VMPid, s.status.VMStart) }
