@@ -11,19 +11,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
 	"github.com/virtcontainers/vc/internal/testutil/images"
 )
 
 // The user-mode NAT of a container without a network namespace (ctr run
-// without CNI), tested without internet: a server on the host's 127.0.0.1
-// is "outside" (the NAT's gateway 10.0.2.2 is the host's loopback), and a
-// published port is fetched on the host's 127.0.0.1.
+// without CNI), tested without internet: a server on an address of a test
+// veth of the host is "outside" (the NAT reaches the host's addresses,
+// never its loopback), and a published port is fetched on the host's
+// 127.0.0.1.
 
-// hostHTTP serves body on the host's 127.0.0.1 and returns the port.
-func hostHTTP(t *testing.T, body string) int {
+// hostHTTP serves body on addr, an address of the host, and returns the
+// port.
+func hostHTTP(t *testing.T, addr, body string) int {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	l, err := net.Listen("tcp4", net.JoinHostPort(addr, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,8 +53,9 @@ func unusedPort(t *testing.T) int {
 // annotation, with nothing left behind.
 func TestVCCtrNAT(t *testing.T) {
 	d := startVC(t, `enable_annotations = ["publish"]`)
-	port := hostHTTP(t, "ctr-nat-outbound-ok")
-	out, stderr, code := d.ctrRun(t, "vc-nat-out", "sh", "-c", fmt.Sprintf("ip -4 -o addr show eth0; wget -qO- http://10.0.2.2:%d/", port))
+	outside := testutil.OutsideAddr(t).String()
+	port := hostHTTP(t, outside, "ctr-nat-outbound-ok")
+	out, stderr, code := d.ctrRun(t, "vc-nat-out", "sh", "-c", fmt.Sprintf("ip -4 -o addr show eth0; wget -qO- http://%s:%d/", outside, port))
 	if code != 0 || !strings.Contains(out, "ctr-nat-outbound-ok") || !strings.Contains(out, "10.0.2.15/24") {
 		t.Fatalf("outbound through the NAT: exit %d, stdout %q, stderr %s", code, out, stderr)
 	}
@@ -119,8 +123,9 @@ func TestVCCtrNATConfig(t *testing.T) {
 		t.Errorf("publish without the allowlist: %v (out %q), want it refused", err, out)
 	}
 	d.CtrErr(ctx, "container", "delete", "vc-nat-deny")
-	port := hostHTTP(t, "should-not-arrive")
-	stdout, stderr, code := d.ctrRun(t, "vc-nat-off", "sh", "-c", fmt.Sprintf("ip -o link; timeout 10 wget -qO- http://10.0.2.2:%d/", port))
+	outside := testutil.OutsideAddr(t).String()
+	port := hostHTTP(t, outside, "should-not-arrive")
+	stdout, stderr, code := d.ctrRun(t, "vc-nat-off", "sh", "-c", fmt.Sprintf("ip -o link; timeout 10 wget -qO- http://%s:%d/", outside, port))
 	if code == 0 || strings.Contains(stdout, "should-not-arrive") || strings.Contains(stdout, "eth0") || !strings.Contains(stdout, "lo:") {
 		t.Errorf("disable_nat: exit %d, stdout %q, stderr %s; want loopback only and the fetch to fail", code, stdout, stderr)
 	}

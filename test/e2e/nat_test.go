@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -206,12 +207,15 @@ func TestNATPublishLibrary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	tcpPort, udpPort := freePort(t), freePort(t)
+	// UDP is published on an address of the host that is not loopback:
+	// passt (--no-map-gw) sends a loopback client no replies.
+	outside := testutil.OutsideAddr(t).String()
 	id := "e2e-nat-pub"
 	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
 		ID: id, StateRoot: stateRoot,
 		NAT: vc.NATConfig{Publish: []vc.PortMapping{
 			{HostIP: "127.0.0.1", HostPort: tcpPort, ContainerPort: 80},
-			{HostIP: "127.0.0.1", HostPort: udpPort, ContainerPort: 5353, Protocol: "udp"},
+			{HostIP: outside, HostPort: udpPort, ContainerPort: 5353, Protocol: "udp"},
 		}},
 		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
 	})
@@ -270,7 +274,7 @@ func TestNATPublishLibrary(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(udpPort))
+	c, err := net.Dial("udp4", net.JoinHostPort(outside, strconv.Itoa(udpPort)))
 	if err != nil {
 		t.Fatal(err)
 	}

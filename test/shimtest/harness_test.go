@@ -70,8 +70,9 @@ type profile struct {
 	// the shim to activate; otherwise as a mounted-ready overlay of a
 	// directory, as the overlayfs snapshotter gives it.
 	formatMounts bool
-	// hostAddr is the address at which a container with no network
-	// configuration reaches the host's loopback.
+	// hostAddr is an address of the host that a container with no
+	// network configuration reaches: the outbound tests' servers listen
+	// on it.
 	hostAddr string
 	// skip names tests ("Suite/Test") not applicable to this shim, and why.
 	skip map[string]string

@@ -129,9 +129,10 @@ func vcProfile(t *testing.T) *profile {
 		bin:          shim,
 		env:          []string{"VC_SHIM_CONFIG=" + cfg},
 		formatMounts: true,
-		// The user-mode NAT of a sandbox with no network namespace:
-		// its gateway is the host's loopback.
-		hostAddr: "10.0.2.2",
+		// The user-mode NAT of a sandbox with no network namespace
+		// reaches the host's addresses but not its loopback: the
+		// servers listen on an address of a test veth.
+		hostAddr: testutil.OutsideAddr(t).String(),
 		after: func(t *testing.T) {
 			var left []string
 			ents, _ := os.ReadDir(stateRoot)

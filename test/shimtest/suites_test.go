@@ -444,7 +444,7 @@ func testOOM(t *testing.T, p *profile) {
 // testOutboundTCP: a container with no network configuration reaches a
 // TCP server of the host.
 func testOutboundTCP(t *testing.T, p *profile) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(p.hostAddr, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +509,7 @@ func runNC(t *testing.T, p *profile, send, want string, args ...string) {
 // testOutboundUDP: a container with no network configuration exchanges a
 // datagram with the host.
 func testOutboundUDP(t *testing.T, p *profile) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(p.hostAddr, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
