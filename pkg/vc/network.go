@@ -183,18 +183,12 @@ func guestRoutes(eps []network.Endpoint) []*pb.Route {
 	var out []*pb.Route
 	for _, ep := range eps {
 		for _, r := range ep.Routes {
-			pr := &pb.Route{Device: ep.GuestName, Scope: uint32(r.Scope), Flags: uint32(r.Flags), Family: pb.IPFamily_v4}
+			pr, err := routeToProto("route", Route{Device: ep.GuestName, Dest: r.Dst, Gateway: r.Gateway, Source: r.Src, Scope: uint32(r.Scope), Flags: uint32(r.Flags)})
+			if err != nil {
+				continue // no guest device: nothing to route through
+			}
 			if r.Family == unix.AF_INET6 {
-				pr.Family = pb.IPFamily_v6
-			}
-			if r.Dst.IsValid() {
-				pr.Dest = r.Dst.String()
-			}
-			if r.Gateway.IsValid() {
-				pr.Gateway = r.Gateway.String()
-			}
-			if r.Src.IsValid() {
-				pr.Source = r.Src.String()
+				pr.Family = pb.IPFamily_v6 // a v6 route may name no address
 			}
 			out = append(out, pr)
 		}
