@@ -281,9 +281,23 @@ func forwardExecSignals(ctx context.Context, s *vc.Sandbox, id, execID string, t
 }
 
 func resize(ctx context.Context, s *vc.Sandbox, id, execID string) {
-	if sz, err := console.Current().Size(); err == nil {
+	if sz, ok := terminalSize(); ok {
 		s.Container(id).ResizeTerminal(ctx, execID, uint32(sz.Height), uint32(sz.Width))
 	}
+}
+
+// terminalSize is the size of the terminal on stdin, stdout or stderr, if
+// one is a terminal. A detached owner has none (console.Current panics
+// then).
+func terminalSize() (console.WinSize, bool) {
+	for _, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
+		if c, err := console.ConsoleFromFile(f); err == nil {
+			if sz, err := c.Size(); err == nil {
+				return sz, true
+			}
+		}
+	}
+	return console.WinSize{}, false
 }
 
 func rawTerminal() (func(), error) {
@@ -314,7 +328,7 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, error) {
 	}
 	spec := oci.DefaultSpec(o.Args, o.Env, o.Workdir, o.TTY)
 	if o.TTY {
-		if sz, err := console.Current().Size(); err == nil {
+		if sz, ok := terminalSize(); ok {
 			spec.Process.ConsoleSize = &specs.Box{Height: uint(sz.Height), Width: uint(sz.Width)}
 		}
 	}

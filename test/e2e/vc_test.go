@@ -92,6 +92,36 @@ func TestDetachedStopRemove(t *testing.T) {
 	noLeftovers(t, id)
 }
 
+// `vc run -d -t` runs the container with a terminal and nobody attached:
+// its owner has no terminal of its own (it panicked on one), the output
+// reaches the logs, and `vc stats` of it once stopped is an error, not a
+// crash of a nil agent connection.
+func TestDetachedTTY(t *testing.T) {
+	id := "e2e-detached-tty"
+	out, errOut, code := vcRun(t, nil, "run", "-d", "-t", "--name", id, "busybox", "--", "sh", "-c", "tty; echo tty-started; sleep 1000")
+	if code != 0 || strings.TrimSpace(out) != id {
+		t.Fatalf("run -d -t: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	waitFor(t, func() bool { o, _, _ := vcRun(t, nil, "logs", id); return strings.Contains(o, "tty-started") }, "logs show output")
+	if o, _, _ := vcRun(t, nil, "logs", id); !strings.Contains(o, "/dev/pts/") {
+		t.Errorf("the container has no terminal: logs %q", o)
+	}
+	if out, _, _ = vcRun(t, nil, "ps"); !strings.Contains(out, id) || !strings.Contains(out, "running") {
+		t.Fatalf("ps does not show %s running:\n%s", id, out)
+	}
+	if _, errOut, code = vcRun(t, nil, "stop", "-t", "2", id); code != 0 {
+		t.Fatalf("stop: exit %d: %s", code, errOut)
+	}
+	out, errOut, code = vcRun(t, nil, "stats", id)
+	if code == 0 || strings.Contains(errOut, "panic") || !strings.Contains(errOut, id) {
+		t.Errorf("stats of a stopped container: exit %d stdout %q stderr %q, want an error naming it", code, out, errOut)
+	}
+	if _, errOut, code = vcRun(t, nil, "rm", id); code != 0 {
+		t.Fatalf("rm: exit %d: %s", code, errOut)
+	}
+	noLeftovers(t, id)
+}
+
 func TestKilledVMReportsStopped(t *testing.T) {
 	id := "e2e-killed"
 	if _, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "sleep", "1000"); code != 0 {
