@@ -80,5 +80,5 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 	case <-streams:
 	case <-time.After(5 * time.Second):
 	}
-	return exitError{int(code)}
+	return exitError{code: int(code)}
 }

@@ -39,9 +39,21 @@ var commands = map[string]command{}
 func register(name string, c command) { commands[name] = c }
 
 // exitError carries a process exit code out of a command.
-type exitError struct{ code int }
+// exitError ends vc with code; with err, err is printed first (a container
+// that could not start: docker's 125/126/127 with the reason).
+type exitError struct {
+	code int
+	err  error
+}
 
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e exitError) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+func (e exitError) Unwrap() error { return e.err }
 
 func main() {
 	g := &globals{}
@@ -76,6 +88,9 @@ func main() {
 	switch {
 	case err == nil:
 	case errors.As(err, &ee):
+		if ee.err != nil {
+			fmt.Fprintf(os.Stderr, "vc %s: %v\n", args[0], ee.err)
+		}
 		os.Exit(ee.code)
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)

@@ -139,9 +139,14 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteCloser) (err error) {
 	report := func(err error) {
 		if ready != nil {
-			if err != nil {
-				fmt.Fprintf(ready, "error: %v\n", err)
-			} else {
+			var ee exitError
+			switch {
+			case errors.As(err, &ee) && ee.err != nil:
+				// The exit code travels with the reason.
+				fmt.Fprintf(ready, "error %d: %s\n", ee.code, oneLine(ee.err.Error()))
+			case err != nil:
+				fmt.Fprintf(ready, "error: %s\n", oneLine(err.Error()))
+			default:
 				fmt.Fprintf(ready, "ok\n")
 			}
 			ready.Close()
@@ -240,7 +245,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if werr != nil {
 		return werr
 	}
-	return exitError{int(code)}
+	return exitError{code: int(code)}
 }
 
 // forwardSignals passes the signals a person sends `vc run` on to the
@@ -449,12 +454,8 @@ func startDetached(ctx context.Context, g *globals, o runOptions) error {
 	msg, _ := bufio.NewReader(r).ReadString('\n')
 	line := strings.TrimSpace(msg)
 	if line != "ok" {
-		if line == "" {
-			b, _ := os.ReadFile(logPath)
-			line = "owner process died: " + strings.TrimSpace(string(b))
-		}
 		os.Remove(logPath)
-		return errors.New(strings.TrimPrefix(line, "error: "))
+		return readyError(line, logPath)
 	}
 	// The owner keeps writing there: keep its log with the sandbox's
 	// state (removed with it), where it tells why an owner died.
@@ -487,6 +488,25 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
+// readyError is the error a detached owner reported on its readiness
+// pipe: "error: MSG", or "error CODE: MSG" for a container that could not
+// start; an empty line means the owner died first (its log says why).
+func readyError(line, logPath string) error {
+	if line == "" {
+		b, _ := os.ReadFile(logPath)
+		return errors.New("owner process died: " + strings.TrimSpace(string(b)))
+	}
+	var code int
+	if n, err := fmt.Sscanf(line, "error %d:", &code); n == 1 && err == nil {
+		_, msg, _ := strings.Cut(line, ": ")
+		return exitError{code: code, err: errors.New(msg)}
+	}
+	return errors.New(strings.TrimPrefix(line, "error: "))
+}
+
+// oneLine keeps a message on the readiness pipe's one line.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
 // startError gives a container that could not start the exit code docker
 // gives it: 127 when the command does not exist, 126 when it cannot run.
 func startError(err error) error {
@@ -498,6 +518,5 @@ func startError(err error) error {
 	case strings.Contains(msg, "permission denied"):
 		code = 126
 	}
-	fmt.Fprintf(os.Stderr, "vc run: %v\n", err)
-	return exitError{code}
+	return exitError{code: code, err: err}
 }

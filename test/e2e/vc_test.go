@@ -122,6 +122,18 @@ func TestDetachedTTY(t *testing.T) {
 	noLeftovers(t, id)
 }
 
+// A detached container that cannot start fails `vc run -d` with the
+// reason and docker's exit code (it said only "exit status 127", with
+// 125), and leaves nothing.
+func TestDetachedStartError(t *testing.T) {
+	id := "e2e-detached-noexec"
+	_, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "/nonexistent")
+	if code != 127 || !strings.Contains(errOut, `"/nonexistent"`) || !strings.Contains(errOut, "no such file or directory") {
+		t.Errorf("run -d of a missing command: exit %d, stderr %q; want 127 and the reason", code, errOut)
+	}
+	noLeftovers(t, id)
+}
+
 func TestKilledVMReportsStopped(t *testing.T) {
 	id := "e2e-killed"
 	if _, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "sleep", "1000"); code != 0 {
