@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/persist"
@@ -70,6 +71,12 @@ func main() {
 		level = slog.LevelDebug
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	if !g.debug {
+		// ttRPC logs through logrus, at error level, the answer to a
+		// call whose context ended (a forwarded Ctrl-C ends vc's): noise
+		// to a person. vc reports its own failures.
+		logrus.SetLevel(logrus.PanicLevel)
+	}
 	args := fs.Args()
 	if len(args) == 0 {
 		usage()

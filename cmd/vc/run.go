@@ -238,7 +238,8 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	}
 	s.Stop(context.WithoutCancel(ctx), 10*time.Second)
 	if o.Rm {
-		if err := s.Delete(context.WithoutCancel(ctx)); err != nil {
+		// Gone already if someone removed it meanwhile (vc rm -f).
+		if err := s.Delete(context.WithoutCancel(ctx)); err != nil && !errdefs.IsNotFound(err) {
 			fmt.Fprintf(os.Stderr, "vc run: remove %s: %v\n", o.ID, err)
 		}
 	}
@@ -259,6 +260,9 @@ func forwardSignals(ctx context.Context, s *vc.Sandbox, id string, tty, raw bool
 // terminal's size changes are forwarded too; a raw terminal carries Ctrl-C
 // and friends as bytes, so then only the size is.
 func forwardExecSignals(ctx context.Context, s *vc.Sandbox, id, execID string, tty, raw bool) func() {
+	// The SIGTERM this forwards also cancels the command's context (see
+	// main): the forwarding must outlive it.
+	ctx = context.WithoutCancel(ctx)
 	ch := make(chan os.Signal, 8)
 	if tty {
 		signal.Notify(ch, unix.SIGWINCH)

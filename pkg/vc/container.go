@@ -269,7 +269,12 @@ func (c *Container) Wait(ctx context.Context) (int32, error) {
 	if err != nil {
 		return code, err
 	}
-	return code, c.stopped(ctx, "wait", code)
+	if err := c.stopped(ctx, "wait", code); err != nil && !errdefs.IsNotFound(err) {
+		return code, err
+	}
+	// A container (or sandbox) removed meanwhile has nothing to record:
+	// its exit code is still the answer.
+	return code, nil
 }
 
 // Kill signals the container's process, or all its processes.

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +11,6 @@ import (
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
-
-// lockedBuffer is a bytes.Buffer safe to read while a stream writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A container over its memory limit is OOM-killed by the guest's kernel
 // (the guest runs cgroup v2): GetOOMEvent names it, its exit status is
@@ -62,7 +42,7 @@ func TestOOMInVM(t *testing.T) {
 	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "sibling", Rootfs: root, Spec: spec}); err != nil {
 		t.Fatalf("create sibling: %v", err)
 	}
-	var sibOut lockedBuffer
+	var sibOut syncBuffer
 	sibStreams := s.Container("sibling").IOStream(ctx, "sibling", vc.IO{Stdout: &sibOut, Stderr: &sibOut})
 	if err := s.Container("sibling").Start(ctx); err != nil {
 		t.Fatalf("start sibling: %v", err)
@@ -90,7 +70,7 @@ func TestOOMInVM(t *testing.T) {
 	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "hog", Rootfs: root, Spec: spec}); err != nil {
 		t.Fatalf("create hog: %v", err)
 	}
-	var hogOut lockedBuffer
+	var hogOut syncBuffer
 	hogStreams := s.Container("hog").IOStream(ctx, "hog", vc.IO{Stdout: &hogOut, Stderr: &hogOut})
 	if err := s.Container("hog").Start(ctx); err != nil {
 		t.Fatalf("start hog: %v", err)

@@ -104,6 +104,8 @@ func TestRunForwardsSignals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var errOut syncBuffer
+	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +115,10 @@ func TestRunForwardsSignals(t *testing.T) {
 	expect(t, r, "got-TERM")
 	if code := waitExit(t, cmd); code != 143 {
 		t.Fatalf("exit code %d, want 143", code)
+	}
+	// Nothing else: a stray ttRPC "inactive stream" error was printed.
+	if errOut.String() != "" {
+		t.Errorf("stderr %q, want nothing", errOut.String())
 	}
 	noLeftovers(t, "e2e-sig")
 }
