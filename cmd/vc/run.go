@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -433,16 +434,21 @@ func startDetached(ctx context.Context, g *globals, o runOptions) error {
 		return err
 	}
 	defer r.Close()
-	logPath := filepath.Join(g.stateRoot, "."+o.ID+".owner.log")
 	if err := os.MkdirAll(g.stateRoot, 0o700); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	// A log of its own: two racing `run -d --name X` must not share one
+	// (the loser would remove the winner's).
+	logf, err := os.CreateTemp(g.stateRoot, "."+o.ID+".owner-*.log")
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(self, "--state-root", g.stateRoot, "--data-root", g.dataRoot, "__run-owner", string(b))
+	logPath := logf.Name()
+	// The options go on the owner's stdin: an argument is capped at
+	// 128 KiB (MAX_ARG_STRLEN).
+	cmd := exec.Command(self, "--state-root", g.stateRoot, "--data-root", g.dataRoot, "__run-owner")
+	cmd.Stdin = bytes.NewReader(b)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
@@ -458,8 +464,9 @@ func startDetached(ctx context.Context, g *globals, o runOptions) error {
 	msg, _ := bufio.NewReader(r).ReadString('\n')
 	line := strings.TrimSpace(msg)
 	if line != "ok" {
+		err := readyError(line, logPath)
 		os.Remove(logPath)
-		return readyError(line, logPath)
+		return err
 	}
 	// The owner keeps writing there: keep its log with the sandbox's
 	// state (removed with it), where it tells why an owner died.
@@ -476,7 +483,7 @@ const ownerLogName = "owner.log"
 
 func runOwnerCmd(ctx context.Context, g *globals, args []string) error {
 	var o runOptions
-	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &o) != nil {
+	if len(args) != 0 || json.NewDecoder(os.Stdin).Decode(&o) != nil {
 		return errors.New("internal command; use vc run -d")
 	}
 	// The readiness pipe must not leak into the VM process: the parent

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,6 +131,55 @@ func TestDetachedStartError(t *testing.T) {
 	_, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "/nonexistent")
 	if code != 127 || !strings.Contains(errOut, `"/nonexistent"`) || !strings.Contains(errOut, "no such file or directory") {
 		t.Errorf("run -d of a missing command: exit %d, stderr %q; want 127 and the reason", code, errOut)
+	}
+	noLeftovers(t, id)
+}
+
+// `vc run -d` hands its options to the owner whatever their size (they
+// were one argument, capped at 128 KiB: 160 KiB of -e failed with
+// "argument list too long"), and two racing `run -d --name X` do not
+// share an owner log: the winner keeps its own, the loser leaves none.
+func TestDetachedOptionsAndRace(t *testing.T) {
+	id := "e2e-detached-big"
+	args := []string{"run", "-d", "--name", id}
+	val := strings.Repeat("x", 4000)
+	for i := range 40 {
+		args = append(args, "-e", fmt.Sprintf("BIG%d=%s", i, val))
+	}
+	args = append(args, "busybox", "--", "sh", "-c", "echo -n $BIG39 | wc -c; sleep 1000")
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			out, errOut, code := vcRun(t, nil, args...)
+			results <- result{out, errOut, code}
+		}()
+	}
+	a, b := <-results, <-results
+	if a.code != 0 {
+		a, b = b, a
+	}
+	if a.code != 0 || strings.TrimSpace(a.out) != id {
+		t.Fatalf("run -d with 160 KiB of options: exit %d stdout %q stderr %q", a.code, a.out, a.errOut)
+	}
+	if b.code == 0 || !strings.Contains(b.errOut, id) {
+		t.Errorf("the second run -d --name %s: exit %d stderr %q, want it refused", id, b.code, b.errOut)
+	}
+	waitFor(t, func() bool { o, _, _ := vcRun(t, nil, "logs", id); return strings.TrimSpace(o) != "" }, "the container's output")
+	if out, _, _ := vcRun(t, nil, "logs", id); strings.TrimSpace(out) != "4000" {
+		t.Errorf("logs %q, want the 40th variable's 4000 bytes", out)
+	}
+	if _, err := os.Stat(filepath.Join(stateRoot, id, "owner.log")); err != nil {
+		t.Errorf("the winner's owner log: %v", err)
+	}
+	if stray, _ := filepath.Glob(filepath.Join(stateRoot, ".*owner*")); len(stray) != 0 {
+		t.Errorf("owner logs left in the state root: %v", stray)
+	}
+	if _, errOut, code := vcRun(t, nil, "rm", "-f", id); code != 0 {
+		t.Fatalf("rm -f: exit %d: %s", code, errOut)
 	}
 	noLeftovers(t, id)
 }
