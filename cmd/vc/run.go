@@ -181,6 +181,14 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		}
 	}()
 	ccfg.LogPath = filepath.Join(s.Dir(), "container.log")
+	if o.Rootfs == "" {
+		// An image: the container writes into a layer of its own. A
+		// --rootfs directory is the user's, written as runc writes a
+		// bundle's.
+		if ccfg.Rootfs, err = containerLayer(s.Dir(), ccfg.Rootfs); err != nil {
+			return err
+		}
+	}
 	if err := natResolvConf(s, &ccfg, o); err != nil {
 		return err
 	}

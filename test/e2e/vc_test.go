@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
 )
 
 func TestRunPrintsGuestKernel(t *testing.T) {
@@ -182,6 +184,36 @@ func TestDetachedOptionsAndRace(t *testing.T) {
 		t.Fatalf("rm -f: exit %d: %s", code, errOut)
 	}
 	noLeftovers(t, id)
+}
+
+// Every container of an image writes into a layer of its own: a file one
+// writes is not seen by the next, and neither the files nor the mount
+// points of -v and -w reach the image, which every container shares
+// (the library's own tests write into it, so only names of this test's
+// own are checked). rm removes the layer.
+func TestContainerLayer(t *testing.T) {
+	image, err := rootfs.Busybox(dataRoot + "/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol := t.TempDir()
+	id := "e2e-layer-a"
+	out, errOut, code := vcRun(t, nil, "run", "--rm", "--name", id, "-v", vol+":/layer-test-vol", "-w", "/layer-test-wd", "busybox", "--",
+		"sh", "-c", "echo mine > /layer-test-file && cat /layer-test-file && pwd")
+	if code != 0 || !strings.Contains(out, "mine") || !strings.Contains(out, "/layer-test-wd") {
+		t.Fatalf("write into the layer: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	noLeftovers(t, id)
+	out, errOut, code = vcRun(t, nil, "run", "--rm", "--name", "e2e-layer-b", "busybox", "--", "cat", "/layer-test-file")
+	if code == 0 || strings.Contains(out, "mine") {
+		t.Errorf("the next container sees the first one's file: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	for _, p := range []string{"layer-test-file", "layer-test-vol", "layer-test-wd"} {
+		if _, err := os.Lstat(filepath.Join(image, p)); err == nil {
+			t.Errorf("/%s reached the shared image %s", p, image)
+		}
+	}
+	noLeftovers(t, "e2e-layer-b")
 }
 
 func TestKilledVMReportsStopped(t *testing.T) {
