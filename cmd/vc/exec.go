@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -25,7 +28,7 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 	workdir := fs.String("w", "", "working directory")
 	var envs listFlag
 	fs.Var(&envs, "e", "set an environment variable K=V (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(expandShort(fs, args)); err != nil {
 		return err
 	}
 	rest := fs.Args()
@@ -45,7 +48,15 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer s.Close()
-	p := oci.DefaultSpec(cmd, envs, *workdir, *tty).Process
+	env, err := resolveEnv(envs, nil)
+	if err != nil {
+		return err
+	}
+	st, err := s.Container(id).Status(ctx)
+	if err != nil {
+		return err
+	}
+	p := execProcess(st.Config.Spec, cmd, env, *workdir, *tty)
 	execID := "exec-" + randomID()
 	pio := vc.IO{Stdout: os.Stdout, Stderr: os.Stderr}
 	if *interactive {
@@ -81,4 +92,25 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 	case <-time.After(5 * time.Second):
 	}
 	return exitError{code: int(code)}
+}
+
+// execProcess is the process `vc exec` starts, as docker exec makes it:
+// the container's environment (with env added), working directory and
+// user, unless workdir says otherwise.
+func execProcess(spec *specs.Spec, cmd, env []string, workdir string, tty bool) *specs.Process {
+	p := oci.DefaultSpec(cmd, nil, workdir, tty).Process
+	if spec == nil || spec.Process == nil {
+		p.Env = append(p.Env, env...)
+		return p
+	}
+	p.Env = append(slices.Clone(spec.Process.Env), env...)
+	p.User = spec.Process.User
+	if workdir == "" {
+		p.Cwd = spec.Process.Cwd
+	}
+	if spec.Process.Capabilities != nil {
+		c := *spec.Process.Capabilities
+		p.Capabilities = &c
+	}
+	return p
 }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +31,7 @@ import (
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [--memory SIZE] [-v HOST:CTR[:ro]] [-e K=V] [-w DIR] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -61,13 +62,22 @@ type runOptions struct {
 	// NoNAT and Publish: the user-mode NAT of a VM without NetNS.
 	NoNAT   bool             `json:"no_nat,omitempty"`
 	Publish []vc.PortMapping `json:"publish,omitempty"`
+	// docker's: the process's user, an entrypoint before the command,
+	// the hostname, a read-only root, capabilities.
+	User       string   `json:"user,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Hostname   string   `json:"hostname,omitempty"`
+	ReadOnly   bool     `json:"read_only,omitempty"`
+	Privileged bool     `json:"privileged,omitempty"`
+	CapAdd     []string `json:"cap_add,omitempty"`
+	CapDrop    []string `json:"cap_drop,omitempty"`
 }
 
 func runCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("run", commands["run"].usage)
 	var o runOptions
-	var vols, envs, publish listFlag
-	var mem, network string
+	var vols, envs, envFiles, publish, capAdd, capDrop listFlag
+	var mem, network, entrypoint string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
 	fs.BoolVar(&o.Interactive, "i", false, "keep stdin open and forward it")
@@ -75,9 +85,21 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&o.ID, "name", "", "container name (default: a random id)")
 	fs.UintVar(&o.CPUs, "cpus", 0, fmt.Sprintf("virtual CPUs of the VM (default %d)", hypervisor.DefaultCPUs))
 	fs.StringVar(&mem, "memory", "", fmt.Sprintf("memory of the VM, e.g. 512M or 1G (default %dM, at least %dM)", hypervisor.DefaultMemoryMiB, hypervisor.MinMemoryMiB))
+	fs.StringVar(&mem, "m", "", "the same as --memory")
 	fs.Var(&vols, "v", "bind a host directory or file: HOST:CONTAINER[:ro] (repeatable)")
-	fs.Var(&envs, "e", "set an environment variable K=V (repeatable)")
+	fs.Var(&envs, "e", "set an environment variable: K=V, or K for the host's value of K (repeatable)")
+	fs.Var(&envs, "env", "the same as -e")
+	fs.Var(&envFiles, "env-file", "read K=V lines from a file (repeatable)")
 	fs.StringVar(&o.Workdir, "w", "", "working directory in the container")
+	fs.StringVar(&o.Workdir, "workdir", "", "the same as -w")
+	fs.StringVar(&o.User, "u", "", "the process's user: USER[:GROUP], names or ids (names from the image's /etc/passwd and /etc/group)")
+	fs.StringVar(&o.User, "user", "", "the same as -u")
+	fs.StringVar(&entrypoint, "entrypoint", "", "run this program, with the command as its arguments")
+	fs.StringVar(&o.Hostname, "hostname", "", "the container's hostname (default: the container id, shortened)")
+	fs.BoolVar(&o.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
+	fs.BoolVar(&o.Privileged, "privileged", false, "all capabilities, no masked /proc paths, writable /sys, in the guest (the VM still isolates the host)")
+	fs.Var(&capAdd, "cap-add", "add a capability, e.g. NET_ADMIN or ALL (repeatable)")
+	fs.Var(&capDrop, "cap-drop", "drop a capability, e.g. CHOWN or ALL (repeatable)")
 	fs.StringVar(&o.Rootfs, "rootfs", "", "run this directory as the root filesystem instead of IMAGE")
 	fs.StringVar(&o.Kernel, "kernel", "", "guest kernel (default: the built guest image)")
 	fs.StringVar(&o.Initrd, "initrd", "", "guest initrd (default: the built guest image)")
@@ -85,7 +107,7 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&network, "network", "nat", "nat (outbound NAT through the host, ports published with -p), none (loopback only), or a network namespace the VM joins (/var/run/netns/X, /proc/PID/ns/net)")
 	fs.StringVar(&network, "net", "nat", "the same as --network")
 	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(expandShort(fs, args)); err != nil {
 		return err
 	}
 	rest := fs.Args()
@@ -100,11 +122,26 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 		rest = rest[1:]
 	}
 	o.Args = rest
-	if len(o.Args) == 0 {
+	if entrypoint != "" {
+		o.Entrypoint = []string{entrypoint}
+	} else if len(o.Args) == 0 {
 		o.Args = []string{"sh"}
 	}
-	o.Env, o.Volumes, o.Debug = envs, vols, g.debug
 	var err error
+	if o.Env, err = resolveEnv(envs, envFiles); err != nil {
+		return err
+	}
+	o.Volumes, o.Debug, o.CapAdd, o.CapDrop = vols, g.debug, capAdd, capDrop
+	for _, c := range capAdd {
+		if _, err := capName("--cap-add", c); err != nil {
+			return err
+		}
+	}
+	for _, c := range capDrop {
+		if _, err := capName("--cap-drop", c); err != nil {
+			return err
+		}
+	}
 	if o.NetNS, o.NoNAT, o.Publish, err = networkOptions(network, publish); err != nil {
 		return err
 	}
@@ -344,7 +381,20 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, error) {
 	default:
 		return vc.ContainerConfig{}, fmt.Errorf("IMAGE %q: unknown; the built-in image is busybox, or use --rootfs DIR: %w", o.Image, errdefs.ErrNotFound)
 	}
-	spec := oci.DefaultSpec(o.Args, o.Env, o.Workdir, o.TTY)
+	spec := oci.DefaultSpec(append(slices.Clone(o.Entrypoint), o.Args...), o.Env, o.Workdir, o.TTY)
+	spec.Hostname = o.Hostname
+	spec.Root.Readonly = o.ReadOnly
+	if o.Privileged {
+		privileged(spec)
+	}
+	if err := applyCapabilities(spec.Process, o.CapAdd, o.CapDrop); err != nil {
+		return vc.ContainerConfig{}, err
+	}
+	if o.User != "" {
+		if err := applyUser(spec.Process, root, o.User); err != nil {
+			return vc.ContainerConfig{}, err
+		}
+	}
 	if o.TTY {
 		if sz, ok := terminalSize(); ok {
 			spec.Process.ConsoleSize = &specs.Box{Height: uint(sz.Height), Width: uint(sz.Width)}
@@ -368,6 +418,7 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 	}
 	return vc.SandboxConfig{
 		ID:        o.ID,
+		Hostname:  o.Hostname,
 		StateRoot: g.stateRoot,
 		NetNS:     o.NetNS,
 		NAT:       vc.NATConfig{Disabled: o.NoNAT, Publish: o.Publish},

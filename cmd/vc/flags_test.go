@@ -1,0 +1,119 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/pkg/oci"
+)
+
+func TestExpandShort(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.Bool("d", false, "")
+	fs.Bool("i", false, "")
+	fs.Bool("t", false, "")
+	fs.Bool("rm", false, "")
+	fs.String("e", "", "")
+	fs.String("name", "", "")
+	for in, want := range map[string]string{
+		"-it busybox sh":                 "-i -t busybox sh",
+		"-dit --name x busybox":          "-d -i -t --name x busybox",
+		"--rm -it busybox -- ls -la":     "--rm -i -t busybox -- ls -la",
+		"-e -it busybox":                 "-e -it busybox", // -it is -e's value
+		"-e=K=V -ti busybox -xy":         "-e=K=V -t -i busybox -xy",
+		"-ix busybox":                    "-ix busybox", // x is no flag: Parse names it
+		"--it busybox":                   "--it busybox",
+		"-- -it":                         "-- -it",
+		"--name=-it -it busybox cmd -it": "--name=-it -i -t busybox cmd -it",
+	} {
+		if got := strings.Join(expandShort(fs, strings.Fields(in)), " "); got != want {
+			t.Errorf("expandShort(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestResolveEnv(t *testing.T) {
+	t.Setenv("VC_TEST_HOST_VAR", "from-host")
+	os.Unsetenv("VC_TEST_UNSET_VAR")
+	file := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(file, []byte("# comment\n\nA=1\nB=from-file\nVC_TEST_HOST_VAR\n"), 0o600)
+	got, err := resolveEnv([]string{"B=from-flag", "VC_TEST_HOST_VAR", "VC_TEST_UNSET_VAR"}, []string{file})
+	want := []string{"A=1", "B=from-file", "VC_TEST_HOST_VAR=from-host", "B=from-flag", "VC_TEST_HOST_VAR=from-host"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("resolveEnv = %q, %v; want %q", got, err, want)
+	}
+	if _, err := resolveEnv([]string{"=x"}, nil); err == nil || !strings.Contains(err.Error(), `-e "=x"`) {
+		t.Errorf("-e =x: %v", err)
+	}
+	if _, err := resolveEnv(nil, []string{"/nonexistent/env"}); err == nil || !strings.Contains(err.Error(), "--env-file") {
+		t.Errorf("missing env file: %v", err)
+	}
+}
+
+func TestCapabilities(t *testing.T) {
+	p := oci.DefaultSpec([]string{"true"}, nil, "/", false).Process
+	if err := applyCapabilities(p, []string{"net_admin", "CAP_SYS_TIME"}, []string{"chown"}); err != nil {
+		t.Fatal(err)
+	}
+	c := p.Capabilities.Bounding
+	if !slices.Contains(c, "CAP_NET_ADMIN") || !slices.Contains(c, "CAP_SYS_TIME") || slices.Contains(c, "CAP_CHOWN") || !slices.Equal(c, p.Capabilities.Effective) {
+		t.Errorf("caps %v", c)
+	}
+	if err := applyCapabilities(p, []string{"KILL"}, []string{"ALL"}); err != nil || !slices.Equal(p.Capabilities.Bounding, []string{"CAP_KILL"}) {
+		t.Errorf("drop ALL, add KILL: %v %v", p.Capabilities.Bounding, err)
+	}
+	if err := applyCapabilities(p, []string{"NOPE"}, nil); err == nil || !strings.Contains(err.Error(), `--cap-add "NOPE"`) {
+		t.Errorf("unknown capability: %v", err)
+	}
+	spec := oci.DefaultSpec([]string{"true"}, nil, "/", false)
+	privileged(spec)
+	if len(spec.Process.Capabilities.Bounding) != len(allCapabilities) || spec.Linux.MaskedPaths != nil || spec.Process.NoNewPrivileges {
+		t.Errorf("privileged: %+v", spec.Process)
+	}
+	for _, m := range spec.Mounts {
+		if m.Destination == "/sys" && slices.Contains(m.Options, "ro") {
+			t.Errorf("privileged /sys is read-only: %v", m.Options)
+		}
+	}
+}
+
+func TestApplyUser(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\napp:x:1000:1001::/:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc", "group"), []byte("root:x:0:\nnogroup:x:65534:\nstaff:x:50:\n"), 0o644)
+	for in, want := range map[string]specs.User{
+		"nobody": {UID: 65534, GID: 65534}, "app": {UID: 1000, GID: 1001}, "1000": {UID: 1000, GID: 1001},
+		"4242": {UID: 4242}, "app:staff": {UID: 1000, GID: 50}, "7:8": {UID: 7, GID: 8},
+	} {
+		p := &specs.Process{}
+		if err := applyUser(p, root, in); err != nil || p.User.UID != want.UID || p.User.GID != want.GID {
+			t.Errorf("-u %s: %+v %v, want %+v", in, p.User, err, want)
+		}
+	}
+	for _, bad := range []string{"ghost", "app:ghosts", ":1", "1:"} {
+		if err := applyUser(&specs.Process{}, root, bad); err == nil || !strings.Contains(err.Error(), "-u") {
+			t.Errorf("-u %s: %v, want an error naming -u", bad, err)
+		}
+	}
+}
+
+// vc exec runs with the container's environment, working directory and
+// user, as docker exec does; -e adds, -w overrides.
+func TestExecProcess(t *testing.T) {
+	spec := oci.DefaultSpec([]string{"sleep", "1"}, []string{"APP=1"}, "/srv", false)
+	spec.Process.User = specs.User{UID: 1000, GID: 1000}
+	p := execProcess(spec, []string{"env"}, []string{"X=2"}, "", false)
+	if !slices.Contains(p.Env, "APP=1") || !slices.Contains(p.Env, "X=2") || p.Cwd != "/srv" || p.User.UID != 1000 {
+		t.Errorf("exec process %+v", p)
+	}
+	if p := execProcess(spec, []string{"env"}, nil, "/tmp", false); p.Cwd != "/tmp" {
+		t.Errorf("-w: cwd %q", p.Cwd)
+	}
+}
