@@ -26,8 +26,10 @@ build: deps agent $(addprefix $(BIN)/,$(CMDS))
 agent:
 	$(GO) build -tags "$(AGENT_TAGS)" -ldflags '-extldflags "-static" -s -w' -o $(BIN)/vc-agent ./cmd/vc-agent
 
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+
 $(BIN)/%: FORCE
-	$(GO) build -o $@ ./cmd/$*
+	$(GO) build -ldflags "-X main.gitCommit=$(GIT_COMMIT)" -o $@ ./cmd/$*
 
 # The shim runs once per pod: no cgo (no libc mapped) and no gRPC tracing
 # keep its memory down (about 16 MB RSS per pod).

@@ -117,3 +117,16 @@ func TestExecProcess(t *testing.T) {
 		t.Errorf("-w: cwd %q", p.Cwd)
 	}
 }
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]int{"KILL": 9, "SIGTERM": 15, "term": 15, "9": 9, "SIGUSR1": 10} {
+		if got, err := parseSignal(in); err != nil || int(got) != want {
+			t.Errorf("parseSignal(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"NOPE", "0", "65", "-1", ""} {
+		if _, err := parseSignal(bad); err == nil || !strings.Contains(err.Error(), "-s") {
+			t.Errorf("parseSignal(%q): %v, want an error naming -s", bad, err)
+		}
+	}
+}

@@ -39,7 +39,6 @@ var commands = map[string]command{}
 
 func register(name string, c command) { commands[name] = c }
 
-// exitError carries a process exit code out of a command.
 // exitError ends vc with code; with err, err is printed first (a container
 // that could not start: docker's 125/126/127 with the reason).
 type exitError struct {

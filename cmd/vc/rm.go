@@ -26,6 +26,9 @@ func rmCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	for _, id := range fs.Args() {
 		st, err := vc.StatusSandbox(ctx, g.stateRoot, id)
+		if errdefs.IsNotFound(err) && *force {
+			continue // as docker: rm -f of what is not there succeeds
+		}
 		if err != nil {
 			return err
 		}

@@ -267,6 +267,49 @@ func TestRunDockerFlags(t *testing.T) {
 	}
 }
 
+// docker's everyday commands: top, pause/unpause, kill -s, wait (the
+// container's exit code), rm -f of a missing name (exit 0), version.
+func TestDockerCommands(t *testing.T) {
+	id := "e2e-cmds"
+	if out, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "sh", "-c", `trap "exit 7" TERM; while :; do sleep 1; done`); code != 0 {
+		t.Fatalf("run -d: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	if out, errOut, code := vcRun(t, nil, "top", id, "-o", "pid,args"); code != 0 || !strings.Contains(out, "sleep 1") {
+		t.Errorf("top: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := vcRun(t, nil, "pause", id); code != 0 {
+		t.Fatalf("pause: %s", errOut)
+	}
+	if out, _, _ := vcRun(t, nil, "ps"); !strings.Contains(out, "paused") {
+		t.Errorf("ps after pause:\n%s", out)
+	}
+	if _, errOut, code := vcRun(t, nil, "pause", id); code == 0 || !strings.Contains(errOut, "paused") {
+		t.Errorf("second pause: exit %d stderr %q, want it refused naming the state", code, errOut)
+	}
+	if _, errOut, code := vcRun(t, nil, "unpause", id); code != 0 {
+		t.Fatalf("unpause: %s", errOut)
+	}
+	if _, errOut, code := vcRun(t, nil, "kill", "-s", "TERM", id); code != 0 {
+		t.Fatalf("kill -s TERM: %s", errOut)
+	}
+	if out, errOut, code := vcRun(t, nil, "wait", id); code != 0 || strings.TrimSpace(out) != "7" {
+		t.Errorf("wait: exit %d stdout %q stderr %q, want 7", code, out, errOut)
+	}
+	if _, errOut, code := vcRun(t, nil, "rm", id); code != 0 {
+		t.Fatalf("rm: %s", errOut)
+	}
+	noLeftovers(t, id)
+	if _, errOut, code := vcRun(t, nil, "rm", "-f", "e2e-never-was"); code != 0 {
+		t.Errorf("rm -f of a missing name: exit %d stderr %q, want 0", code, errOut)
+	}
+	if _, _, code := vcRun(t, nil, "rm", "e2e-never-was"); code == 0 {
+		t.Errorf("rm of a missing name succeeded")
+	}
+	if out, _, code := vcRun(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "vc version ") {
+		t.Errorf("version: exit %d %q", code, out)
+	}
+}
+
 func TestKilledVMReportsStopped(t *testing.T) {
 	id := "e2e-killed"
 	if _, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "sleep", "1000"); code != 0 {
