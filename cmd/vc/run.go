@@ -232,17 +232,20 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err := s.CreateContainer(ctx, ccfg); err != nil {
 		return startError(err)
 	}
-	logf, err := os.OpenFile(ccfg.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	clog, err := openContainerLog(ccfg.LogPath)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
+	defer clog.Close()
+	logOut, logErr := clog.stream("stdout"), clog.stream("stderr")
+	defer logOut.Flush()
+	defer logErr.Flush()
 
-	pio := vc.IO{Stdout: logf, Stderr: logf}
+	pio := vc.IO{Stdout: logOut, Stderr: logErr}
 	var restore func()
 	if ready == nil {
-		pio.Stdout = io.MultiWriter(os.Stdout, logf)
-		pio.Stderr = io.MultiWriter(os.Stderr, logf)
+		pio.Stdout = io.MultiWriter(os.Stdout, logOut)
+		pio.Stderr = io.MultiWriter(os.Stderr, logErr)
 		if o.Interactive {
 			pio.Stdin = os.Stdin
 		}
@@ -279,6 +282,8 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	case <-streams:
 	case <-time.After(5 * time.Second):
 	}
+	logOut.Flush()
+	logErr.Flush()
 	if restore != nil {
 		restore()
 	}

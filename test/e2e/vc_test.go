@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -308,6 +309,37 @@ func TestDockerCommands(t *testing.T) {
 	if out, _, code := vcRun(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "vc version ") {
 		t.Errorf("version: exit %d %q", code, out)
 	}
+}
+
+// vc logs keeps stdout and stderr apart, --tail and -t as docker's, and
+// -f follows until the container stops.
+func TestLogs(t *testing.T) {
+	id := "e2e-logs"
+	if out, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "sh", "-c",
+		"echo out1; echo err1 >&2; echo out2; sleep 3; echo late"); code != 0 {
+		t.Fatalf("run -d: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	waitFor(t, func() bool { o, _, _ := vcRun(t, nil, "logs", id); return strings.Contains(o, "out2") }, "the first lines")
+	out, errOut, code := vcRun(t, nil, "logs", id)
+	if code != 0 || out != "out1\nout2\n" || errOut != "err1\n" {
+		t.Errorf("logs: exit %d stdout %q stderr %q; want the streams apart", code, out, errOut)
+	}
+	if out, _, _ := vcRun(t, nil, "logs", "--tail", "1", id); out != "out2\n" {
+		t.Errorf("logs --tail 1: %q", out)
+	}
+	if out, _, _ := vcRun(t, nil, "logs", "-t", id); !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z out1\n`).MatchString(out) {
+		t.Errorf("logs -t: %q", out)
+	}
+	// -f prints what comes and returns once the container has stopped.
+	out, errOut, code = vcRun(t, nil, "logs", "-f", "--tail", "0", id)
+	if code != 0 || out != "late\n" {
+		t.Errorf("logs -f: exit %d stdout %q stderr %q, want the late line", code, out, errOut)
+	}
+	if _, errOut, code = vcRun(t, nil, "logs", "--tail", "x", id); code == 0 || !strings.Contains(errOut, "--tail") {
+		t.Errorf("--tail x: exit %d stderr %q", code, errOut)
+	}
+	vcRun(t, nil, "rm", "-f", id)
+	noLeftovers(t, id)
 }
 
 func TestKilledVMReportsStopped(t *testing.T) {
