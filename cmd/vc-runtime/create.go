@@ -97,12 +97,6 @@ func createContainer(ctx context.Context, g *globals, o createOptions) (_ *exec.
 	if err != nil {
 		return nil, err
 	}
-	if spec.Process.Terminal && o.detach && o.consoleSocket == "" {
-		return nil, errors.New("cannot allocate tty if runc will detach without setting console socket")
-	}
-	if !spec.Process.Terminal && o.consoleSocket != "" {
-		return nil, errors.New("cannot use console socket if runc will not detach or allocate tty")
-	}
 	rootfs, err := specRootfs(bundle, spec)
 	if err != nil {
 		return nil, err
@@ -120,6 +114,13 @@ func createContainer(ctx context.Context, g *globals, o createOptions) (_ *exec.
 	}
 	cu := cleanup.Make(func() { os.RemoveAll(dir) })
 	defer cu.Clean()
+	// runc's order: an id in use first, then the terminal.
+	if spec.Process.Terminal && o.detach && o.consoleSocket == "" {
+		return nil, errors.New("cannot allocate tty if runc will detach without setting console socket")
+	}
+	if !spec.Process.Terminal && o.consoleSocket != "" {
+		return nil, errors.New("cannot use console socket if runc will not detach or allocate tty")
+	}
 	st := &containerState{
 		ID: o.id, Bundle: bundle, Rootfs: rootfs, Created: time.Now().UTC(),
 		Annotations: spec.Annotations, Status: statusCreating,
@@ -128,9 +129,10 @@ func createContainer(ctx context.Context, g *globals, o createOptions) (_ *exec.
 		return nil, fmt.Errorf("container %s: %w", o.id, err)
 	}
 
+	// The owner's errors (the library's) name the container.
 	cmd, err := startOwner(g, ownerOptions{ID: o.id, ConsoleSocket: o.consoleSocket})
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", o.id, err)
+		return nil, err
 	}
 	if o.pidFile != "" {
 		if err := writePidFile(o.pidFile, cmd.Process.Pid); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/virtcontainers/vc/pkg/oci"
 )
@@ -23,7 +22,7 @@ func featuresCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	f := oci.Features()
 	f.Annotations["io.virtcontainers.runtime.version"] = version
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "    ")
 	return enc.Encode(f)
 }

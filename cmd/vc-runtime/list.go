@@ -32,7 +32,7 @@ func listCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	if *quiet {
 		for _, s := range states {
-			fmt.Println(s.ID)
+			fmt.Fprintln(stdout, s.ID)
 		}
 		return nil
 	}
@@ -41,9 +41,9 @@ func listCmd(ctx context.Context, g *globals, args []string) error {
 		if states == nil {
 			states = []ociState{}
 		}
-		return json.NewEncoder(os.Stdout).Encode(states)
+		return json.NewEncoder(stdout).Encode(states)
 	case "table":
-		w := tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0)
+		w := tabwriter.NewWriter(stdout, 12, 1, 3, ' ', 0)
 		fmt.Fprint(w, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\n")
 		for _, s := range states {
 			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Pid, s.Status, s.Bundle, s.Created.Format(time.RFC3339Nano), s.Owner)

@@ -31,6 +31,9 @@ const (
 	specVersion = "1.2.0"
 )
 
+// stdout is where commands print (tests replace it).
+var stdout io.Writer = os.Stdout
+
 // DefaultRoot is where container state lives unless --root says otherwise.
 const DefaultRoot = "/run/vc-runtime"
 
@@ -77,7 +80,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if errors.Is(err, errVersion) {
-		fmt.Fprintf(os.Stdout, "vc-runtime version %s\nspec: %s\n", version, specVersion)
+		fmt.Fprintf(stdout, "vc-runtime version %s\nspec: %s\n", version, specVersion)
 		return 0
 	}
 	if err != nil {

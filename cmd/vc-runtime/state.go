@@ -172,6 +172,6 @@ func stateCmd(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s\n", b)
+	fmt.Fprintf(stdout, "%s\n", b)
 	return nil
 }
