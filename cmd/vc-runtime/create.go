@@ -171,7 +171,13 @@ func startOwner(g *globals, oo ownerOptions) (*exec.Cmd, error) {
 		args = append(args, "--debug")
 	}
 	cmd := exec.Command(self, append(args, "__owner", string(b))...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Without a terminal the container's streams are create's, which the
+	// owner keeps; with one they are the terminal's, and the owner keeps
+	// none of create's (a caller reading them to their end would wait
+	// for the container).
+	if oo.ConsoleSocket == "" {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	}
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
