@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -208,5 +209,27 @@ func TestFeaturesAndList(t *testing.T) {
 	var l []map[string]any
 	if err := json.Unmarshal(out.Bytes(), &l); err != nil || len(l) != 2 || l[0]["id"] != "a" {
 		t.Errorf("list --format json: %s: %v", out.Bytes(), err)
+	}
+}
+
+func TestExecProcess(t *testing.T) {
+	base := &specs.Process{Args: []string{"init"}, Env: []string{"PATH=/bin"}, Cwd: "/", User: specs.User{UID: 5, GID: 6}}
+	p, err := execProcess(base, []string{"ls", "-l"}, []string{"A=b"}, "/tmp", "1000:100", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(p.Args, " ") != "ls -l" || strings.Join(p.Env, " ") != "PATH=/bin A=b" || p.Cwd != "/tmp" || p.User.UID != 1000 || p.User.GID != 100 || !p.Terminal {
+		t.Errorf("exec process %+v", p)
+	}
+	if len(base.Env) != 1 || base.Args[0] != "init" {
+		t.Errorf("base changed: %+v", base)
+	}
+	if p, err := execProcess(base, []string{"x"}, nil, "", "7", false); err != nil || p.User.UID != 7 || p.User.GID != 0 || p.Cwd != "/" {
+		t.Errorf("--user 7: %+v, %v", p, err)
+	}
+	for _, u := range []string{"root", "1:x", "-1"} {
+		if _, err := execProcess(base, []string{"x"}, nil, "", u, false); err == nil {
+			t.Errorf("--user %q accepted", u)
+		}
 	}
 }

@@ -153,6 +153,12 @@ func TestPodmanDetached(t *testing.T) {
 	if out, _, _ := podman(t, "inspect", "--format", "{{.State.Status}}", name); strings.TrimSpace(out) != "running" {
 		t.Errorf("status %q, want running", out)
 	}
+	if out, errOut, code := podman(t, "exec", name, "sh", "-c", "echo in exec; exit 3"); code != 3 || out != "in exec\n" {
+		t.Errorf("podman exec: exit %d, %q (stderr %s); want 3, in exec", code, out, errOut)
+	}
+	if _, errOut, code := podman(t, "exec", name, "/nonexistent"); code != 127 {
+		t.Errorf("podman exec of a missing command: exit %d (stderr %s), want 127", code, errOut)
+	}
 	if _, errOut, code := podman(t, "stop", "-t", "20", name); code != 0 {
 		t.Fatalf("podman stop: exit %d: %s", code, errOut)
 	}

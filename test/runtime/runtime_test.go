@@ -128,7 +128,41 @@ func TestLifecycle(t *testing.T) {
 	expectFail(t, "cannot start an already running container", "start", id)
 	expectFail(t, "cannot delete container "+id+" that is not stopped: running", "delete", id)
 
+	// exec in the foreground: the process's output and exit status.
+	out, code := rt([]byte("typed\n"), "exec", "-e", "X=from-exec", id, "sh", "-c", "read l; echo $X $l; exit 4")
+	if code != 4 || out != "from-exec typed\n" {
+		t.Errorf("exec: exit %d, %q; want 4, %q", code, out, "from-exec typed\n")
+	}
+	expectFail(t, "exec args cannot be empty", "exec", id)
+	// exec --detach: the pid file names a process that lives as long as
+	// the exec'd one.
+	execPid := filepath.Join(t.TempDir(), "exec.pid")
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	ecmd := runtimeCmd(ctx, "exec", "--detach", "--pid-file", execPid, id, "sleep", "1")
+	ecmd.Stdin, ecmd.Stdout, ecmd.Stderr = null, null, null
+	if err := ecmd.Run(); err != nil {
+		t.Fatalf("exec --detach: %v", err)
+	}
+	if b, err := os.ReadFile(execPid); err != nil {
+		t.Error(err)
+	} else if p, _ := strconv.Atoi(string(b)); !proc.Running(p, 0) {
+		t.Errorf("exec --detach: pid %s does not run", b)
+	} else {
+		deadline := time.Now().Add(time.Minute)
+		for proc.Running(p, 0) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if proc.Running(p, 0) {
+			t.Errorf("exec --detach: pid %d still runs after sleep 1 ended", p)
+		}
+	}
+
 	mustRT(t, "pause", id)
+	expectFail(t, "cannot exec in a paused container", "exec", id, "true")
 	waitStatus(t, id, "paused")
 	mustRT(t, "resume", id)
 	waitStatus(t, id, "running")
@@ -159,6 +193,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	expectFail(t, "container not running", "kill", id, "KILL")
 	expectFail(t, "cannot start a container that has stopped", "start", id)
+	expectFail(t, "cannot exec in a stopped container", "exec", id, "true")
 	mustRT(t, "delete", id)
 	noLeftovers(t, id)
 	expectFail(t, "container does not exist", "state", id)
