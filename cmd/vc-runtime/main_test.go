@@ -233,3 +233,13 @@ func TestExecProcess(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePids(t *testing.T) {
+	pids, err := parsePids("PID   COMMAND\n    1 sh -c x\n   13 ps -o pid,args\n   17 sleep 1\n")
+	if err != nil || len(pids) != 2 || pids[0] != 1 || pids[1] != 17 {
+		t.Errorf("parsePids = %v, %v", pids, err)
+	}
+	if _, err := parsePids("PID\nx y\n"); err == nil {
+		t.Error("bad pid accepted")
+	}
+}

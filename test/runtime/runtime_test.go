@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -159,6 +160,26 @@ func TestLifecycle(t *testing.T) {
 		if proc.Running(p, 0) {
 			t.Errorf("exec --detach: pid %d still runs after sleep 1 ended", p)
 		}
+	}
+
+	// ps, update and events --stats: the guest's view.
+	var pids []int
+	if out := mustRT(t, "ps", "--format", "json", id); json.Unmarshal([]byte(out), &pids) != nil || len(pids) < 1 || pids[0] != 1 {
+		t.Errorf("ps --format json: %q, want the guest pids from 1", out)
+	}
+	res := filepath.Join(t.TempDir(), "res.json")
+	os.WriteFile(res, []byte(`{"pids":{"limit":100}}`), 0o644)
+	mustRT(t, "update", "--resources", res, id)
+	var ev struct {
+		Type string `json:"type"`
+		Data struct {
+			Pids struct {
+				Current, Limit int
+			} `json:"pids"`
+		} `json:"data"`
+	}
+	if out := mustRT(t, "events", "--stats", id); json.Unmarshal([]byte(out), &ev) != nil || ev.Type != "stats" || ev.Data.Pids.Limit != 100 || ev.Data.Pids.Current < 1 {
+		t.Errorf("events --stats after update pids.limit 100: %q", out)
 	}
 
 	mustRT(t, "pause", id)
