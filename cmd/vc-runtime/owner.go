@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/shim/annotations"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -118,12 +121,16 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	hc := vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: o.g.accel, Debug: o.g.debug}
+	if err := sizeVM(&hc, spec); err != nil {
+		return err
+	}
 	scfg := vc.SandboxConfig{
 		ID:         sandboxID,
 		Hostname:   spec.Hostname,
 		StateRoot:  o.dir,
 		NetNS:      netnsPath(spec),
-		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: o.g.accel, Debug: o.g.debug},
+		Hypervisor: hc,
 	}
 	start := time.Now()
 	sb, err := vc.CreateSandbox(ctx, scfg)
@@ -341,6 +348,29 @@ wait:
 	}
 	o.log.Info("container exited", "status", code)
 	return code
+}
+
+// sizeVM sizes the VM for the container's CPU and memory limits, as the
+// containerd shim sizes a lone container's: its CPUs beyond the default
+// (no more than the host has), its memory limit on top of the default
+// memory (the guest's kernel and agent need theirs).
+func sizeVM(hc *vc.HypervisorConfig, spec *specs.Spec) error {
+	cpus, mib, err := annotations.SpecResources(spec)
+	if err != nil {
+		return err
+	}
+	base := hc.CPUs
+	if base == 0 {
+		base = hypervisor.DefaultCPUs
+	}
+	hc.CPUs = max(base, min(base+cpus, uint32(runtime.NumCPU())))
+	if mib > 0 {
+		if hc.MemoryMiB == 0 {
+			hc.MemoryMiB = hypervisor.DefaultMemoryMiB
+		}
+		hc.MemoryMiB += mib
+	}
+	return nil
 }
 
 // netnsPath is the network namespace the spec names, if any.

@@ -362,3 +362,27 @@ func TestConsoleSocket(t *testing.T) {
 	mustRT(t, "delete", id)
 	noLeftovers(t, id)
 }
+
+// TestVMSize: the container's memory limit is added to the VM's memory
+// (as the containerd shim does for a lone container).
+func TestVMSize(t *testing.T) {
+	const id = "sized"
+	mem := int64(256 << 20)
+	b := bundle(t, []string{"sh", "-c", "grep MemTotal /proc/meminfo"}, func(s *specs.Spec) {
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &mem}}
+	})
+	t.Cleanup(func() {
+		rt(nil, "delete", "--force", id)
+		noLeftovers(t, id)
+	})
+	out, code := rt(nil, "run", "--bundle", b, id)
+	f := strings.Fields(out)
+	if code != 0 || len(f) < 2 {
+		t.Fatalf("run: exit %d, %q", code, out)
+	}
+	kb, err := strconv.Atoi(f[1])
+	if err != nil || kb < 400<<10 {
+		t.Errorf("MemTotal %q with a 256 MiB limit on the default 256 MiB VM: want more than 400 MiB", out)
+	}
+	noLeftovers(t, id)
+}
