@@ -265,3 +265,21 @@ func TestSizeVM(t *testing.T) {
 		t.Errorf("no limits: %+v, %v", hc, err)
 	}
 }
+
+func TestNetwork(t *testing.T) {
+	for _, c := range []struct {
+		ns        []specs.LinuxNamespace
+		netns     string
+		noNetwork bool
+	}{
+		{nil, "", false},
+		{[]specs.LinuxNamespace{{Type: specs.PIDNamespace}}, "", false},
+		{[]specs.LinuxNamespace{{Type: specs.NetworkNamespace}}, "", true},
+		{[]specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/run/netns/x"}}, "/run/netns/x", false},
+	} {
+		netns, nat := network(&specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}})
+		if netns != c.netns || nat.Disabled != c.noNetwork {
+			t.Errorf("namespaces %v: netns %q, NAT disabled %v; want %q, %v", c.ns, netns, nat.Disabled, c.netns, c.noNetwork)
+		}
+	}
+}

@@ -125,11 +125,13 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	if err := sizeVM(&hc, spec); err != nil {
 		return err
 	}
+	netns, nat := network(spec)
 	scfg := vc.SandboxConfig{
 		ID:         sandboxID,
 		Hostname:   spec.Hostname,
 		StateRoot:  o.dir,
-		NetNS:      netnsPath(spec),
+		NetNS:      netns,
+		NAT:        nat,
 		Hypervisor: hc,
 	}
 	start := time.Now()
@@ -144,7 +146,7 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	})
 	o.sb, o.c = sb, sb.Container(o.id)
 	o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "took", time.Since(start).Round(time.Millisecond))
-	if scfg.NetNS == "" {
+	if scfg.NetNS == "" && !scfg.NAT.Disabled {
 		if err := natResolvConf(o.dir, &ccfg); err != nil {
 			return err
 		}
@@ -373,17 +375,25 @@ func sizeVM(hc *vc.HypervisorConfig, spec *specs.Spec) error {
 	return nil
 }
 
-// netnsPath is the network namespace the spec names, if any.
-func netnsPath(spec *specs.Spec) string {
+// network is the VM's network for the spec's network namespace, as runc
+// would give it: a namespace named by path (podman's, CNI's) is joined,
+// its links mirrored into the VM; a new namespace (no path: podman
+// --network none, runc spec's default) has loopback only; no network
+// namespace at all (the host's network: podman --network host) gets the
+// user-mode NAT, outbound through the host.
+func network(spec *specs.Spec) (netns string, nat vc.NATConfig) {
 	if spec.Linux == nil {
-		return ""
+		return "", nat
 	}
 	for _, ns := range spec.Linux.Namespaces {
 		if ns.Type == specs.NetworkNamespace {
-			return ns.Path
+			if ns.Path == "" {
+				nat.Disabled = true
+			}
+			return ns.Path, nat
 		}
 	}
-	return ""
+	return "", nat
 }
 
 // natResolvConf gives a container behind the NAT the NAT's resolver, as

@@ -116,6 +116,18 @@ func TestPodmanRun(t *testing.T) {
 		t.Fatalf("podman run uname -r: exit %d, %q (host %s); stderr %s", code, out, host, errOut)
 	}
 	noneLeft(t, cid)
+	// Networks: podman's bridge (its namespace's veth, mirrored into the
+	// VM), and none (loopback only).
+	out, errOut, code, cid = cidRun(t, "--rm", "docker.io/library/busybox:vc-test", "ip", "-4", "-o", "addr")
+	if code != 0 || !strings.Contains(out, "eth0") || !strings.Contains(out, "inet 10.88.") {
+		t.Errorf("podman run ip addr: exit %d, %q (stderr %s); want eth0 in podman's 10.88.0.0/16", code, out, errOut)
+	}
+	noneLeft(t, cid)
+	out, errOut, code, cid = cidRun(t, "--rm", "--network", "none", "docker.io/library/busybox:vc-test", "ip", "-o", "link")
+	if code != 0 || strings.Contains(out, "eth0") || !strings.Contains(out, "lo:") {
+		t.Errorf("podman run --network none ip link: exit %d, %q (stderr %s); want loopback only", code, out, errOut)
+	}
+	noneLeft(t, cid)
 	out, errOut, code, cid = cidRun(t, "--rm", "docker.io/library/busybox:vc-test", "sh", "-c", "echo out; echo err >&2; exit 5")
 	if code != 5 || out != "out\n" || !strings.Contains(errOut, "err") {
 		t.Errorf("podman run exit 5: exit %d, stdout %q, stderr %q", code, out, errOut)
