@@ -171,6 +171,15 @@ func TestPodmanDetached(t *testing.T) {
 	if _, errOut, code := podman(t, "exec", name, "/nonexistent"); code != 127 {
 		t.Errorf("podman exec of a missing command: exit %d (stderr %s), want 127", code, errOut)
 	}
+	if _, errOut, code := podman(t, "pause", name); code != 0 {
+		t.Errorf("podman pause: exit %d: %s", code, errOut)
+	}
+	if out, _, _ := podman(t, "inspect", "--format", "{{.State.Status}}", name); strings.TrimSpace(out) != "paused" {
+		t.Errorf("status after pause %q, want paused", out)
+	}
+	if _, errOut, code := podman(t, "unpause", name); code != 0 {
+		t.Errorf("podman unpause: exit %d: %s", code, errOut)
+	}
 	if _, errOut, code := podman(t, "stop", "-t", "20", name); code != 0 {
 		t.Fatalf("podman stop: exit %d: %s", code, errOut)
 	}
