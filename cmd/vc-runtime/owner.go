@@ -290,11 +290,12 @@ func (o *owner) run(ctx context.Context) int {
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	code := -1
 	done := make(chan int32, 1)
+	started := o.started
 wait:
 	for {
 		select {
-		case <-o.started:
-			o.started = nil
+		case <-started:
+			started = nil
 			go func() {
 				c, err := o.c.Wait(context.WithoutCancel(ctx))
 				if err != nil {

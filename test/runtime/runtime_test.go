@@ -386,3 +386,35 @@ func TestVMSize(t *testing.T) {
 	}
 	noLeftovers(t, id)
 }
+
+// TestOwnerKilled: a container whose owner was killed (SIGKILL: no
+// teardown) is stopped, and delete removes what the owner left: its VM
+// went with it.
+func TestOwnerKilled(t *testing.T) {
+	const id = "orphan"
+	b := bundle(t, []string{"sleep", "1000"}, nil)
+	t.Cleanup(func() {
+		rt(nil, "delete", "--force", id)
+		noLeftovers(t, id)
+	})
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := runtimeCmd(ctx, "run", "--detach", "--bundle", b, id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run --detach: %v", err)
+	}
+	s := waitStatus(t, id, "running")
+	if err := unix.Kill(s.Pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, id, "stopped")
+	expectFail(t, "container not running", "kill", id)
+	mustRT(t, "delete", id)
+	noLeftovers(t, id)
+}
