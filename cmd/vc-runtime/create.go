@@ -93,6 +93,12 @@ func createContainer(ctx context.Context, g *globals, o createOptions) (_ *exec.
 	if err != nil {
 		return nil, err
 	}
+	if o.consoleSocket != "" {
+		// The owner dials it from /.
+		if o.consoleSocket, err = filepath.Abs(o.consoleSocket); err != nil {
+			return nil, err
+		}
+	}
 	spec, err := loadSpec(bundle)
 	if err != nil {
 		return nil, err

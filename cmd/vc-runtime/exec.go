@@ -109,6 +109,12 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 	if !p.Terminal && consoleSocket != "" {
 		return errors.New("cannot use console socket if runc will not detach or allocate tty")
 	}
+	if consoleSocket != "" {
+		// A detached exec dials it from /.
+		if consoleSocket, err = filepath.Abs(consoleSocket); err != nil {
+			return err
+		}
+	}
 	eo := execOptions{ID: id, ExecID: "exec-" + randomID(), Process: p, ConsoleSocket: consoleSocket}
 	if !detach {
 		if pidFile != "" {
@@ -240,6 +246,10 @@ func execOwnerCmd(ctx context.Context, g *globals, args []string) error {
 		g.log = slog.New(h)
 	}
 	slog.SetDefault(g.log.With("container", eo.ID, "exec", eo.ExecID))
+	if err := os.Chdir("/"); err != nil {
+		fmt.Fprintf(ready, "error: %v\n", err)
+		return exitError{1}
+	}
 	return runExec(ctx, g, eo, ready)
 }
 

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -137,6 +138,17 @@ func parseGlobals(args []string, stderr io.Writer) (*globals, []string, error) {
 	}
 	if g.root == "" {
 		return nil, nil, errors.New("--root: empty")
+	}
+	// The owner processes work from /: their paths are absolute.
+	for _, p := range []*string{&g.root, &g.dataRoot, &g.logPath} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, nil, err
+		}
+		*p = abs
 	}
 	var w io.Writer = stderr
 	if g.logPath != "" {

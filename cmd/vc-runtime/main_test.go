@@ -34,6 +34,10 @@ func TestGlobalFlags(t *testing.T) {
 	if g.root != "/r" || g.logFormat != "json" || !g.systemdCgroup || !g.debug || strings.Join(rest, " ") != "state x" {
 		t.Errorf("globals %+v, rest %q", g, rest)
 	}
+	wd, _ := os.Getwd()
+	if g, _, err := parseGlobals([]string{"--root", "rel"}, &bytes.Buffer{}); err != nil || g.root != filepath.Join(wd, "rel") {
+		t.Errorf("relative --root: %+v, %v", g, err)
+	}
 	g, _, err = parseGlobals(nil, &bytes.Buffer{})
 	if err != nil || g.root != DefaultRoot || g.logFormat != "text" {
 		t.Errorf("defaults: %+v, %v", g, err)

@@ -55,6 +55,11 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	g.log = g.log.With("container", oo.ID)
 	slog.SetDefault(g.log)
+	// Hold no directory of the caller's (a mount it may want to remove).
+	if err := os.Chdir("/"); err != nil {
+		fmt.Fprintf(ready, "error: %v\n", err)
+		return exitError{1}
+	}
 	o := &owner{g: g, id: oo.ID, dir: containerDir(g.root, oo.ID), log: g.log,
 		started: make(chan struct{}), killed: make(chan int, 1)}
 	err := o.create(ctx, oo)
@@ -113,6 +118,9 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	cu := cleanup.Make(func() {})
 	defer cu.Clean()
 
+	if h := spec.Hooks; h != nil && (len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0) {
+		o.log.Warn("the spec's hooks are not run: they are host programs, and the container runs in a VM")
+	}
 	ccfg := vc.ContainerConfig{ID: o.id, Rootfs: st.Rootfs, Spec: spec, Annotations: map[string]string{"bundle": st.Bundle}}
 	if err := ccfg.Validate(); err != nil {
 		return err

@@ -345,7 +345,14 @@ func TestConsoleSocket(t *testing.T) {
 	})
 	expectFail(t, "cannot allocate tty if runc will detach without setting console socket", "create", "--bundle", b, id)
 	noLeftovers(t, id)
-	mustRT(t, "create", "--bundle", b, "--console-socket", sock, id)
+	// A relative socket path, from create's working directory.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := runtimeCmd(ctx, "create", "--bundle", b, "--console-socket", "console.sock", id)
+	cmd.Dir = filepath.Dir(sock)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("create --console-socket: %v: %s", err, out)
+	}
 	m := <-master
 	if m == nil {
 		t.Fatal("no terminal master on the console socket")
