@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/containerd/console"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +41,17 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	cmd, err := createContainer(ctx, g, o)
 	if err != nil {
 		return err
+	}
+	// In the foreground without a console socket, a terminal of the
+	// container's is the caller's: raw here, so that the container's
+	// terminal alone processes input (as runc run -t does).
+	if !o.detach && o.consoleSocket == "" {
+		if spec, err := loadSpec(o.bundle); err == nil && spec.Process.Terminal {
+			c := console.Current()
+			if err := c.SetRaw(); err == nil {
+				defer c.Reset()
+			}
+		}
 	}
 	if err := startContainer(g, id); err != nil {
 		if st, lerr := loadState(g.root, id); lerr == nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -423,5 +424,63 @@ func TestOwnerKilled(t *testing.T) {
 	waitStatus(t, id, "stopped")
 	expectFail(t, "container not running", "kill", id)
 	mustRT(t, "delete", id)
+	noLeftovers(t, id)
+}
+
+// TestRunTerminal: run in the foreground with process.terminal and no
+// console socket gives the container the caller's terminal (here the
+// pty of script(1)), raw, and exits with the container's status.
+func TestRunTerminal(t *testing.T) {
+	const id = "runtty"
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) not installed (bsdutils)")
+	}
+	b := bundle(t, []string{"sh", "-c", "test -t 0 && test -t 1 && echo isatty; read x; echo got $x; exit 4"}, func(s *specs.Spec) {
+		s.Process.Terminal = true
+	})
+	t.Cleanup(func() {
+		rt(nil, "delete", "--force", id)
+		noLeftovers(t, id)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	line := strings.Join([]string{runtimeBin, "--root", stateRoot, "run", "--bundle", b, id}, " ")
+	cmd := exec.CommandContext(ctx, script, "-qec", line, "/dev/null")
+	cmd.Env = runtimeCmd(ctx).Env
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := lines(outR)
+	waitLine(t, out, "isatty")
+	io.WriteString(in, "typed\n")
+	// The container's terminal echoes the input; a local terminal that
+	// were not raw would echo it too.
+	echoes := 0
+	for l := range out {
+		l = strings.TrimSpace(l)
+		if l == "typed" {
+			echoes++
+		}
+		if l == "got typed" {
+			break
+		}
+	}
+	if echoes != 1 {
+		t.Errorf("input echoed %d times, want once (by the container's terminal)", echoes)
+	}
+	rest(t, out)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 4 {
+		t.Errorf("run with a terminal: exit %d, want 4", code)
+	}
 	noLeftovers(t, id)
 }
