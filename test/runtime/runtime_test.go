@@ -127,6 +127,13 @@ func TestLifecycle(t *testing.T) {
 	waitLine(t, stdout, "out")
 	waitLine(t, stderr, "err")
 	waitStatus(t, id, "running")
+	var list []state
+	if out := mustRT(t, "list", "--format", "json"); json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].ID != id || list[0].Status != "running" || list[0].Pid != pid {
+		t.Errorf("list --format json: %q", out)
+	}
+	if out := mustRT(t, "list"); !strings.Contains(out, id) || !strings.Contains(out, "running") {
+		t.Errorf("list: %q", out)
+	}
 	expectFail(t, "cannot start an already running container", "start", id)
 	expectFail(t, "cannot delete container "+id+" that is not stopped: running", "delete", id)
 
