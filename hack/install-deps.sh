@@ -17,6 +17,7 @@ pkgs=(
 	xz-utils            # unpacking the guest kernel
 	e2fsprogs           # mkfs.ext4 for block volumes
 	erofs-utils         # mkfs.erofs: containerd's erofs snapshotter (shim tests)
+	podman              # podman --runtime bin/vc-runtime (test/runtime)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,422 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/cleanup"
+	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/shim/annotations"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+func init() {
+	register("__owner", command{run: ownerCmd})
+}
+
+// ownerCmd is the owner process: it boots the container's VM, creates the
+// container, reports readiness on fd 3, serves the control socket and,
+// once the container has run, stops the VM and exits with the
+// container's exit status.
+func ownerCmd(ctx context.Context, g *globals, args []string) error {
+	var oo ownerOptions
+	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &oo) != nil {
+		return errors.New("internal command of vc-runtime create")
+	}
+	// The readiness pipe must not leak into the VM's processes.
+	unix.CloseOnExec(3)
+	ready := os.NewFile(3, "ready")
+	// stdout and stderr are the container's: the owner logs to --log or
+	// to owner.log, and so does the library.
+	if g.logFile == nil {
+		f, err := os.OpenFile(filepath.Join(containerDir(g.root, oo.ID), ownerLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			fmt.Fprintf(ready, "error: owner log: %v\n", err)
+			return exitError{1}
+		}
+		g.logFile = f
+		h, _ := logHandler(f, g.logFormat, g.debug)
+		g.log = slog.New(h)
+	}
+	g.log = g.log.With("container", oo.ID)
+	slog.SetDefault(g.log)
+	// Hold no directory of the caller's (a mount it may want to remove).
+	if err := os.Chdir("/"); err != nil {
+		fmt.Fprintf(ready, "error: %v\n", err)
+		return exitError{1}
+	}
+	o := &owner{g: g, id: oo.ID, dir: containerDir(g.root, oo.ID), log: g.log,
+		started: make(chan struct{}), killed: make(chan int, 1)}
+	err := o.create(ctx, oo)
+	if err != nil {
+		g.log.Error("create failed", "err", err)
+		fmt.Fprintf(ready, "error: %v\n", err)
+		ready.Close()
+		return exitError{1}
+	}
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+	code := o.run(ctx)
+	return exitError{code}
+}
+
+// owner keeps one container's VM.
+type owner struct {
+	g   *globals
+	id  string
+	dir string
+	log *slog.Logger
+
+	sb      *vc.Sandbox
+	c       *vc.Container
+	streams <-chan error
+	stopIO  func()
+	tty     *os.File
+	l       net.Listener
+
+	mu      sync.Mutex
+	st      *containerState
+	started chan struct{}
+	// killed receives the signal that killed the container before start.
+	killed chan int
+}
+
+// create boots the VM and creates the container, with its streams
+// connected. On error nothing it made is left.
+func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
+	st, err := loadState(o.g.root, o.id)
+	if err != nil {
+		return err
+	}
+	o.st = st
+	spec, err := loadSpec(st.Bundle)
+	if err != nil {
+		return err
+	}
+	st.OwnerPid = os.Getpid()
+	if st.OwnerStart, err = proc.StartTime(st.OwnerPid); err != nil {
+		return err
+	}
+	if err := st.save(o.g.root); err != nil {
+		return err
+	}
+	cu := cleanup.Make(func() {})
+	defer cu.Clean()
+
+	if h := spec.Hooks; h != nil && (len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0) {
+		o.log.Warn("the spec's hooks are not run: they are host programs, and the container runs in a VM")
+	}
+	ccfg := vc.ContainerConfig{ID: o.id, Rootfs: st.Rootfs, Spec: spec, Annotations: map[string]string{"bundle": st.Bundle}}
+	if err := ccfg.Validate(); err != nil {
+		return err
+	}
+	kernel, initrd, err := guestconfig.Resolve(ctx, o.g.dataRoot, "", "", true)
+	if err != nil {
+		return err
+	}
+	hc := vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: o.g.accel, Debug: o.g.debug}
+	if err := sizeVM(&hc, spec); err != nil {
+		return err
+	}
+	netns, nat := network(spec)
+	scfg := vc.SandboxConfig{
+		ID:         sandboxID,
+		Hostname:   spec.Hostname,
+		StateRoot:  o.dir,
+		NetNS:      netns,
+		NAT:        nat,
+		Hypervisor: hc,
+	}
+	start := time.Now()
+	sb, err := vc.CreateSandbox(ctx, scfg)
+	if err != nil {
+		return fmt.Errorf("boot the VM: %w", err)
+	}
+	cu.Add(func() {
+		cctx := context.WithoutCancel(ctx)
+		sb.Stop(cctx, 5*time.Second)
+		sb.Delete(cctx)
+	})
+	o.sb, o.c = sb, sb.Container(o.id)
+	o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "took", time.Since(start).Round(time.Millisecond))
+	if scfg.NetNS == "" && !scfg.NAT.Disabled {
+		if err := natResolvConf(o.dir, &ccfg); err != nil {
+			return err
+		}
+	}
+	if err := sb.CreateContainer(ctx, ccfg); err != nil {
+		return err
+	}
+
+	pio, err := o.stdio(spec, oo.ConsoleSocket)
+	if err != nil {
+		return err
+	}
+	cu.Add(func() {
+		if o.tty != nil {
+			o.tty.Close()
+		}
+	})
+	streamCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
+	cu.Add(stopIO)
+	o.streams, o.stopIO = o.c.IOStream(streamCtx, o.id, pio), stopIO
+
+	os.Remove(filepath.Join(o.dir, ownerSocket))
+	if o.l, err = net.Listen("unix", filepath.Join(o.dir, ownerSocket)); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	cu.Add(func() { o.l.Close() })
+	st.Status = statusCreated
+	if err := st.save(o.g.root); err != nil {
+		return err
+	}
+	go serveControl(o.l, o.handle)
+	cu.Release()
+	return nil
+}
+
+// stdio connects the container's streams: the owner's own (create's), or
+// with a terminal a host pseudoterminal whose master goes to the console
+// socket.
+func (o *owner) stdio(spec *specs.Spec, consoleSocket string) (vc.IO, error) {
+	if !spec.Process.Terminal {
+		return vc.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, nil
+	}
+	if consoleSocket == "" {
+		// run in the foreground: the caller's terminal is the container's.
+		return vc.IO{Stdin: os.Stdin, Stdout: os.Stdout}, nil
+	}
+	tty, err := sendConsole(consoleSocket, spec.Process.ConsoleSize)
+	if err != nil {
+		return vc.IO{}, err
+	}
+	o.tty = tty
+	go o.watchSize(tty)
+	return vc.IO{Stdin: tty, Stdout: tty}, nil
+}
+
+// watchSize passes the host terminal's size on to the container's, which
+// the console socket's holder sets on the master.
+func (o *owner) watchSize(tty *os.File) {
+	var last unix.Winsize
+	for {
+		ws, err := unix.IoctlGetWinsize(int(tty.Fd()), unix.TIOCGWINSZ)
+		if err != nil {
+			return
+		}
+		if *ws != last && ws.Row > 0 && ws.Col > 0 {
+			if err := o.c.ResizeTerminal(context.Background(), o.id, uint32(ws.Row), uint32(ws.Col)); err == nil {
+				last = *ws
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// handle answers a control request.
+func (o *owner) handle(req request) error {
+	ctx := context.Background()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	status := o.st.Status
+	switch req.Op {
+	case "start":
+		switch status {
+		case statusCreated:
+		case statusStopped:
+			return errors.New("cannot start a container that has stopped")
+		default:
+			return errors.New("cannot start an already running container")
+		}
+		if err := o.c.Start(ctx); err != nil {
+			return err
+		}
+		o.setStatus(statusRunning)
+		close(o.started)
+		return nil
+	case "kill":
+		switch status {
+		case statusCreated:
+			// Nothing runs yet: the container is done.
+			o.setStatus(statusStopped)
+			o.killed <- req.Signal
+			return nil
+		case statusRunning, statusPaused:
+			return o.c.Kill(ctx, uint32(req.Signal), req.All)
+		}
+		return errNotRunning
+	case "pause":
+		if status != statusRunning {
+			return errNotRunning
+		}
+		if err := o.c.Pause(ctx); err != nil {
+			return err
+		}
+		o.setStatus(statusPaused)
+		return nil
+	case "resume":
+		if status != statusPaused {
+			return errNotPaused
+		}
+		if err := o.c.Resume(ctx); err != nil {
+			return err
+		}
+		o.setStatus(statusRunning)
+		return nil
+	}
+	return fmt.Errorf("unknown request %q", req.Op)
+}
+
+// setStatus records a new status; o.mu is held.
+func (o *owner) setStatus(s string) {
+	o.st.Status = s
+	if err := o.st.save(o.g.root); err != nil {
+		o.log.Error("save state", "err", err)
+	}
+}
+
+// run waits for the container to be started and to exit (or to be killed
+// before it started, or its VM to die), tears the VM down and returns the
+// exit status.
+func (o *owner) run(ctx context.Context) int {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	code := -1
+	done := make(chan int32, 1)
+	started := o.started
+wait:
+	for {
+		select {
+		case <-started:
+			started = nil
+			go func() {
+				c, err := o.c.Wait(context.WithoutCancel(ctx))
+				if err != nil {
+					o.log.Error("wait", "err", err)
+					c = 255
+				}
+				done <- c
+			}()
+		case c := <-done:
+			code = int(c)
+			break wait
+		case sig := <-o.killed:
+			code = 128 + sig
+			break wait
+		case <-o.sb.Exited():
+			o.log.Error("the VM ended before the container", "reason", o.sb.Status().StopReason)
+			code = 128 + int(unix.SIGKILL)
+			break wait
+		case sig := <-sigs:
+			// Signals to the container's pid are the container's.
+			o.mu.Lock()
+			status := o.st.Status
+			o.mu.Unlock()
+			if status == statusCreated {
+				o.handle(request{Op: "kill", Signal: int(sig.(unix.Signal))})
+				continue
+			}
+			o.c.Kill(ctx, uint32(sig.(unix.Signal)), false)
+		}
+	}
+	signal.Stop(sigs)
+	// The output's end comes after the exit; do not wait for it forever.
+	select {
+	case <-o.streams:
+	case <-time.After(5 * time.Second):
+	}
+	o.stopIO()
+	o.mu.Lock()
+	o.st.ExitStatus, o.st.Exited = code, time.Now().UTC()
+	o.setStatus(statusStopped)
+	o.mu.Unlock()
+	o.l.Close()
+	os.Remove(filepath.Join(o.dir, ownerSocket))
+	cctx := context.WithoutCancel(ctx)
+	if err := o.sb.Stop(cctx, 10*time.Second); err != nil {
+		o.log.Warn("stop the VM", "err", err)
+	}
+	if err := o.sb.Delete(cctx); err != nil {
+		o.log.Warn("remove the VM's state", "err", err)
+	}
+	if o.tty != nil {
+		o.tty.Close()
+	}
+	o.log.Info("container exited", "status", code)
+	return code
+}
+
+// sizeVM sizes the VM for the container's CPU and memory limits, as the
+// containerd shim sizes a lone container's: its CPUs beyond the default
+// (no more than the host has), its memory limit on top of the default
+// memory (the guest's kernel and agent need theirs).
+func sizeVM(hc *vc.HypervisorConfig, spec *specs.Spec) error {
+	cpus, mib, err := annotations.SpecResources(spec)
+	if err != nil {
+		return err
+	}
+	base := hc.CPUs
+	if base == 0 {
+		base = hypervisor.DefaultCPUs
+	}
+	hc.CPUs = max(base, min(base+cpus, uint32(runtime.NumCPU())))
+	if mib > 0 {
+		if hc.MemoryMiB == 0 {
+			hc.MemoryMiB = hypervisor.DefaultMemoryMiB
+		}
+		hc.MemoryMiB += mib
+	}
+	return nil
+}
+
+// network is the VM's network for the spec's network namespace, as runc
+// would give it: a namespace named by path (podman's, CNI's) is joined,
+// its links mirrored into the VM; a new namespace (no path: podman
+// --network none, runc spec's default) has loopback only; no network
+// namespace at all (the host's network: podman --network host) gets the
+// user-mode NAT, outbound through the host.
+func network(spec *specs.Spec) (netns string, nat vc.NATConfig) {
+	if spec.Linux == nil {
+		return "", nat
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			if ns.Path == "" {
+				nat.Disabled = true
+			}
+			return ns.Path, nat
+		}
+	}
+	return "", nat
+}
+
+// natResolvConf gives a container behind the NAT the NAT's resolver, as
+// vc run does, unless it mounts a resolv.conf of its own.
+func natResolvConf(dir string, ccfg *vc.ContainerConfig) error {
+	for _, m := range ccfg.Spec.Mounts {
+		if filepath.Clean(m.Destination) == "/etc/resolv.conf" {
+			return nil
+		}
+	}
+	path := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(path, []byte("nameserver "+vc.NATDNS.String()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("resolv.conf: %w", err)
+	}
+	ccfg.Spec.Mounts = append(ccfg.Spec.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: path, Options: []string{"rbind", "rprivate", "ro"}})
+	return nil
+}

@@ -1,0 +1,197 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testutil/images"
+)
+
+var (
+	podmanOnce sync.Once
+	podmanErr  error
+)
+
+// podmanRoot is vc-runtime's root under podman: its default, which
+// podman's cleanup process (conmon's exit command) uses too, since it
+// does not pass podman's --runtime-flag on.
+const podmanRoot = "/run/vc-runtime"
+
+// podman runs podman with vc-runtime as its OCI runtime and returns stdout, stderr and the exit code. It skips
+// the test where podman is not installed; the busybox image is loaded
+// from a tarball built here (nothing is pulled).
+func podman(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	path, err := exec.LookPath("podman")
+	if err != nil {
+		t.Skip("podman not installed (hack/install-deps.sh installs it)")
+	}
+	podmanOnce.Do(func() {
+		img, err := images.Busybox()
+		if err != nil {
+			podmanErr = err
+			return
+		}
+		tar := filepath.Join(t.TempDir(), "busybox.tar")
+		if podmanErr = img.WriteFile(tar); podmanErr != nil {
+			return
+		}
+		if out, err := exec.Command(path, "load", "-i", tar).CombinedOutput(); err != nil {
+			podmanErr = fmt.Errorf("%w: %s", err, out)
+		}
+	})
+	if podmanErr != nil {
+		t.Fatalf("podman load busybox: %v", podmanErr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	full := []string{
+		"--runtime", runtimeBin,
+		"--runtime-flag", "data-root=" + dataRoot,
+		"--runtime-flag", "accel=tcg",
+	}
+	cmd := exec.CommandContext(ctx, path, append(full, args...)...)
+	cmd.Env = append(os.Environ(), "VC_AGENT="+agentBin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd.Run()
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+// podmanRun are podman run's options this host needs (its limits are
+// above what the VM's container may take).
+var podmanRun = []string{"run", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
+
+// noneLeft fails the test if anything of podman's container cid is left
+// under vc-runtime's root, or a process names its directory.
+func noneLeft(t *testing.T, cid string) {
+	t.Helper()
+	if cid == "" {
+		t.Fatal("no container id")
+	}
+	dir := filepath.Join(podmanRoot, cid) + "/"
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, statErr := os.Stat(dir)
+		pids := proc.Find(func(args []string) bool { return strings.Contains(strings.Join(args, " "), dir) })
+		if os.IsNotExist(statErr) && len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s left behind: %v, processes %v", cid, statErr, pids)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cidRun is podman run with --cidfile; it returns the container's id too.
+func cidRun(t *testing.T, args ...string) (out, errOut string, code int, cid string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "cid")
+	out, errOut, code = podman(t, append(append(podmanRun, "--cidfile", f), args...)...)
+	b, _ := os.ReadFile(f)
+	return out, errOut, code, strings.TrimSpace(string(b))
+}
+
+// TestPodmanRun: podman --runtime vc-runtime run --rm prints the guest's
+// kernel, keeps stdout and stderr apart and exits with the container's
+// status.
+func TestPodmanRun(t *testing.T) {
+	out, errOut, code, cid := cidRun(t, "--rm", "docker.io/library/busybox:vc-test", "uname", "-r")
+	var u unix.Utsname
+	unix.Uname(&u)
+	host := unix.ByteSliceToString(u.Release[:])
+	if code != 0 || strings.TrimSpace(out) == "" || strings.TrimSpace(out) == host {
+		t.Fatalf("podman run uname -r: exit %d, %q (host %s); stderr %s", code, out, host, errOut)
+	}
+	noneLeft(t, cid)
+	// Networks: podman's bridge (its namespace's veth, mirrored into the
+	// VM), and none (loopback only).
+	out, errOut, code, cid = cidRun(t, "--rm", "docker.io/library/busybox:vc-test", "ip", "-4", "-o", "addr")
+	if code != 0 || !strings.Contains(out, "eth0") || !strings.Contains(out, "inet 10.88.") {
+		t.Errorf("podman run ip addr: exit %d, %q (stderr %s); want eth0 in podman's 10.88.0.0/16", code, out, errOut)
+	}
+	noneLeft(t, cid)
+	out, errOut, code, cid = cidRun(t, "--rm", "--network", "none", "docker.io/library/busybox:vc-test", "ip", "-o", "link")
+	if code != 0 || strings.Contains(out, "eth0") || !strings.Contains(out, "lo:") {
+		t.Errorf("podman run --network none ip link: exit %d, %q (stderr %s); want loopback only", code, out, errOut)
+	}
+	noneLeft(t, cid)
+	out, errOut, code, cid = cidRun(t, "--rm", "docker.io/library/busybox:vc-test", "sh", "-c", "echo out; echo err >&2; exit 5")
+	if code != 5 || out != "out\n" || !strings.Contains(errOut, "err") {
+		t.Errorf("podman run exit 5: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	noneLeft(t, cid)
+}
+
+// TestPodmanDetached: podman run -d, logs, stop (SIGTERM through
+// vc-runtime kill), rm.
+func TestPodmanDetached(t *testing.T) {
+	const name = "vc-runtime-test-web"
+	var cid string
+	t.Cleanup(func() {
+		podman(t, "rm", "-f", name)
+		if cid != "" {
+			noneLeft(t, cid)
+		}
+	})
+	_, errOut, code, cid := cidRun(t, "-d", "--name", name, "docker.io/library/busybox:vc-test",
+		"sh", "-c", `echo started; trap "echo stopping; exit 0" TERM; while :; do sleep 0.2; done`)
+	if code != 0 {
+		t.Fatalf("podman run -d: exit %d: %s", code, errOut)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, _, _ := podman(t, "logs", name)
+		if strings.Contains(out, "started") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("podman logs: %q", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out, _, _ := podman(t, "inspect", "--format", "{{.State.Status}}", name); strings.TrimSpace(out) != "running" {
+		t.Errorf("status %q, want running", out)
+	}
+	if out, errOut, code := podman(t, "exec", name, "sh", "-c", "echo in exec; exit 3"); code != 3 || out != "in exec\n" {
+		t.Errorf("podman exec: exit %d, %q (stderr %s); want 3, in exec", code, out, errOut)
+	}
+	if _, errOut, code := podman(t, "exec", name, "/nonexistent"); code != 127 {
+		t.Errorf("podman exec of a missing command: exit %d (stderr %s), want 127", code, errOut)
+	}
+	if _, errOut, code := podman(t, "pause", name); code != 0 {
+		t.Errorf("podman pause: exit %d: %s", code, errOut)
+	}
+	if out, _, _ := podman(t, "inspect", "--format", "{{.State.Status}}", name); strings.TrimSpace(out) != "paused" {
+		t.Errorf("status after pause %q, want paused", out)
+	}
+	if _, errOut, code := podman(t, "unpause", name); code != 0 {
+		t.Errorf("podman unpause: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := podman(t, "stop", "-t", "20", name); code != 0 {
+		t.Fatalf("podman stop: exit %d: %s", code, errOut)
+	}
+	out, _, _ := podman(t, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name)
+	if strings.TrimSpace(out) != "exited 0" {
+		t.Errorf("after stop: %q, want exited 0 (the container's trap)", out)
+	}
+	if out, _, _ := podman(t, "logs", name); !strings.Contains(out, "stopping") {
+		t.Errorf("logs after stop: %q", out)
+	}
+	if _, errOut, code := podman(t, "rm", name); code != 0 {
+		t.Fatalf("podman rm: exit %d: %s", code, errOut)
+	}
+	noneLeft(t, cid)
+}
