@@ -26,7 +26,8 @@ import (
 )
 
 var (
-	runtimeBin string // vc-runtime
+	runtimeBin string // vc-runtime, beside the agent under test in binDir
+	binDir     string
 	agentBin   string
 	dataRoot   string // guest images and the busybox root (kept between runs)
 	stateRoot  string // the runtime's --root of this run
@@ -55,8 +56,27 @@ func setup() error {
 			return fmt.Errorf("build vc-agent: %w", err)
 		}
 	}
-	if runtimeBin, err = testutil.Build("vc-runtime", "./cmd/vc-runtime", nil); err != nil {
+	built, err := testutil.Build("vc-runtime", "./cmd/vc-runtime", nil)
+	if err != nil {
 		return fmt.Errorf("build vc-runtime: %w", err)
+	}
+	// vc-runtime finds its agent beside itself when $VC_AGENT does not
+	// reach it (podman does not pass its environment on to the runtime):
+	// a copy of it in a directory of this run, beside the agent under
+	// test.
+	if binDir, err = os.MkdirTemp("", "vc-rt-bin-"); err != nil {
+		return err
+	}
+	runtimeBin = filepath.Join(binDir, "vc-runtime")
+	b, err := os.ReadFile(built)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(runtimeBin, b, 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(agentBin, filepath.Join(binDir, "vc-agent")); err != nil {
+		return err
 	}
 	vcBin, err := testutil.Build("vc", "./cmd/vc", nil)
 	if err != nil {
@@ -88,6 +108,7 @@ func sweep() {
 	if err := os.Remove(stateRoot); err != nil {
 		fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
 	}
+	os.RemoveAll(binDir)
 }
 
 func envOr(k, d string) string {
