@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/atomicfile"
 	"github.com/virtcontainers/vc/internal/cleanup"
@@ -156,55 +154,18 @@ func createContainer(ctx context.Context, g *globals, o createOptions) (_ *exec.
 // until it reports the container created, or its error. On error the
 // owner has exited.
 func startOwner(g *globals, oo ownerOptions) (*exec.Cmd, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(oo)
-	if err != nil {
-		return nil, err
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	args := []string{"--root", g.root, "--log-format", g.logFormat, "--data-root", g.dataRoot, "--accel", g.accel}
-	if g.logPath != "" {
-		args = append(args, "--log", g.logPath)
-	}
-	if g.debug {
-		args = append(args, "--debug")
-	}
-	cmd := exec.Command(self, append(args, "__owner", string(b))...)
 	// Without a terminal the container's streams are create's, which the
 	// owner keeps; with one they are the terminal's, and the owner keeps
 	// none of create's (a caller reading them to their end would wait
 	// for the container).
-	if oo.ConsoleSocket == "" {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	}
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("owner process: %w", err)
-	}
-	w.Close()
-	line, _ := bufio.NewReader(r).ReadString('\n')
-	line = strings.TrimSpace(line)
-	if line == "ok" {
-		return cmd, nil
-	}
-	cmd.Wait()
-	if line == "" {
+	return spawn(g, "__owner", oo, oo.ConsoleSocket == "", func(cmd *exec.Cmd) string {
 		b, _ := os.ReadFile(filepath.Join(containerDir(g.root, oo.ID), ownerLog))
-		line = "owner process died: " + cmd.ProcessState.String()
+		line := "owner process died: " + cmd.ProcessState.String()
 		if s := strings.TrimSpace(string(b)); s != "" {
 			line += ": " + lastLine(s)
 		}
-	}
-	return nil, errors.New(strings.TrimPrefix(line, "error: "))
+		return line
+	})
 }
 
 func lastLine(s string) string {

@@ -184,56 +184,17 @@ func loadProcess(path string) (*specs.Process, error) {
 // startExecOwner starts a detached process that keeps the exec'd process
 // and exits with its status, and waits until the process runs.
 func startExecOwner(g *globals, eo execOptions) (*exec.Cmd, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(eo)
-	if err != nil {
-		return nil, err
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	args := []string{"--root", g.root, "--log-format", g.logFormat}
-	if g.logPath != "" {
-		args = append(args, "--log", g.logPath)
-	}
-	if g.debug {
-		args = append(args, "--debug")
-	}
-	cmd := exec.Command(self, append(args, "__exec", string(b))...)
-	if eo.ConsoleSocket == "" {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	}
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return nil, err
-	}
-	w.Close()
-	msg, _ := io.ReadAll(io.LimitReader(r, 64<<10))
-	line := strings.TrimSpace(string(msg))
-	if line == "ok" {
-		return cmd, nil
-	}
-	cmd.Wait()
-	if line == "" {
-		line = "exec process died: " + cmd.ProcessState.String()
-	}
-	return nil, errors.New(strings.TrimPrefix(line, "error: "))
+	return spawn(g, "__exec", eo, eo.ConsoleSocket == "", func(cmd *exec.Cmd) string {
+		return "exec process died: " + cmd.ProcessState.String()
+	})
 }
 
 func execOwnerCmd(ctx context.Context, g *globals, args []string) error {
 	var eo execOptions
-	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &eo) != nil {
+	ready, err := spawned(&eo)
+	if len(args) != 0 || err != nil {
 		return errors.New("internal command of vc-runtime exec")
 	}
-	unix.CloseOnExec(3)
-	ready := os.NewFile(3, "ready")
 	if g.logFile == nil {
 		// Its stderr is the process's: log beside the owner's log.
 		f, err := os.OpenFile(filepath.Join(containerDir(g.root, eo.ID), ownerLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

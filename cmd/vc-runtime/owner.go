@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -21,7 +19,6 @@ import (
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
-	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -35,12 +32,10 @@ func init() {
 // container's exit status.
 func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	var oo ownerOptions
-	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &oo) != nil {
+	ready, err := spawned(&oo)
+	if len(args) != 0 || err != nil {
 		return errors.New("internal command of vc-runtime create")
 	}
-	// The readiness pipe must not leak into the VM's processes.
-	unix.CloseOnExec(3)
-	ready := os.NewFile(3, "ready")
 	// stdout and stderr are the container's: the owner logs to --log or
 	// to owner.log, and so does the library.
 	if g.logFile == nil {
@@ -62,7 +57,7 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	o := &owner{g: g, id: oo.ID, dir: containerDir(g.root, oo.ID), log: g.log,
 		started: make(chan struct{}), killed: make(chan int, 1)}
-	err := o.create(ctx, oo)
+	err = o.create(ctx, oo)
 	if err != nil {
 		g.log.Error("create failed", "err", err)
 		fmt.Fprintf(ready, "error: %v\n", err)
@@ -370,17 +365,7 @@ func sizeVM(hc *vc.HypervisorConfig, spec *specs.Spec) error {
 	if err != nil {
 		return err
 	}
-	base := hc.CPUs
-	if base == 0 {
-		base = hypervisor.DefaultCPUs
-	}
-	hc.CPUs = max(base, min(base+cpus, uint32(runtime.NumCPU())))
-	if mib > 0 {
-		if hc.MemoryMiB == 0 {
-			hc.MemoryMiB = hypervisor.DefaultMemoryMiB
-		}
-		hc.MemoryMiB += mib
-	}
+	hc.AddWorkload(cpus, mib)
 	return nil
 }
 

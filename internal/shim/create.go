@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -23,7 +22,6 @@ import (
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
-	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -340,8 +338,7 @@ func joinsPidNS(spec *specs.Spec) bool {
 // (the kubelet's sum, in the sandbox container's annotations), or a single
 // container's own (its spec's resources). The configured size is the
 // guest's own (kernel, agent); the limits come on top, as the kubelet and
-// `ctr run --memory-limit` expect them to fit. vCPUs stay within the host's
-// CPUs: more would only time-share them.
+// `ctr run --memory-limit` expect them to fit (HypervisorConfig.AddWorkload).
 func sizeVM(hc *vc.HypervisorConfig, typ annotations.ContainerType, spec *specs.Spec) error {
 	var cpus, mib uint32
 	var err error
@@ -354,17 +351,7 @@ func sizeVM(hc *vc.HypervisorConfig, typ annotations.ContainerType, spec *specs.
 	if err != nil {
 		return err
 	}
-	base := hc.CPUs
-	if base == 0 {
-		base = hypervisor.DefaultCPUs
-	}
-	hc.CPUs = max(base, min(base+cpus, uint32(runtime.NumCPU())))
-	if mib > 0 {
-		if hc.MemoryMiB == 0 {
-			hc.MemoryMiB = hypervisor.DefaultMemoryMiB
-		}
-		hc.MemoryMiB += mib
-	}
+	hc.AddWorkload(cpus, mib)
 	return nil
 }
 

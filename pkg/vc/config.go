@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -82,6 +83,25 @@ type ContainerConfig struct {
 	// or UTS namespace by path joins the sandbox's, whatever the path: on
 	// the host it can only be another container's of the same pod.
 	PodInfra bool `json:"pod_infra,omitempty"`
+}
+
+// AddWorkload grows the VM by what its workload may use, cpus CPUs and
+// memoryMiB MiB (zero: no limit): the configured size (or the default) is
+// the guest's own, for its kernel and agent, and the workload's limits
+// come on top, as a pod's or a container's limits are expected to fit.
+// vCPUs stay within the host's CPUs: more would only time-share them.
+func (c *HypervisorConfig) AddWorkload(cpus, memoryMiB uint32) {
+	base := c.CPUs
+	if base == 0 {
+		base = hypervisor.DefaultCPUs
+	}
+	c.CPUs = max(base, min(base+cpus, uint32(runtime.NumCPU())))
+	if memoryMiB > 0 {
+		if c.MemoryMiB == 0 {
+			c.MemoryMiB = hypervisor.DefaultMemoryMiB
+		}
+		c.MemoryMiB += memoryMiB
+	}
 }
 
 func (c *HypervisorConfig) validate() error {
