@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,4 +130,35 @@ func TestParseSignal(t *testing.T) {
 			t.Errorf("parseSignal(%q): %v, want an error naming -s", bad, err)
 		}
 	}
+}
+
+func TestPsFormat(t *testing.T) {
+	r := psRow{ID: "web", Image: "busybox", Command: "httpd -f", State: "running", Status: "running"}
+	for format, want := range map[string]string{
+		"{{.ID}} {{.State}}":        "web running\n",
+		`table {{.ID}}\t{{.Image}}`: "ID    IMAGE\nweb   busybox\n",
+		"json":                      `{"ID":"web","Image":"busybox","Command":"httpd -f","State":"running","Status":"running","CreatedAt":"0001-01-01T00:00:00Z","ExitCode":0}` + "\n",
+	} {
+		var b strings.Builder
+		print, flush, err := psPrinter(&b, format, false)
+		if err != nil {
+			t.Fatalf("%q: %v", format, err)
+		}
+		if err := print(r); err != nil {
+			t.Fatal(err)
+		}
+		flush()
+		if b.String() != want {
+			t.Errorf("--format %q: %q, want %q", format, b.String(), want)
+		}
+	}
+	if _, _, err := psPrinter(io.Discard, "{{.ID", false); err == nil || !strings.Contains(err.Error(), "--format") {
+		t.Errorf("bad template: %v", err)
+	}
+	var b strings.Builder
+	print, flush, _ := psPrinter(&b, "{{.Nope}}", false)
+	if err := print(r); err == nil || !strings.Contains(err.Error(), "--format") {
+		t.Errorf("unknown field: %v (%q)", err, b.String())
+	}
+	flush()
 }

@@ -2,59 +2,108 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 func init() {
-	register("ps", command{usage: "[-a]", short: "list containers", run: psCmd})
+	register("ps", command{usage: "[-a] [-q] [--format json|TEMPLATE|table TEMPLATE]", short: "list containers", run: psCmd})
+}
+
+// psRow is a line of vc ps, and what --format's templates see.
+type psRow struct {
+	ID, Image, Command, State, Status string
+	CreatedAt                         time.Time
+	ExitCode                          int32
 }
 
 func psCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("ps", commands["ps"].usage)
 	all := fs.Bool("a", false, "show stopped containers too")
+	fs.BoolVar(all, "all", false, "the same as -a")
 	quiet := fs.Bool("q", false, "print ids only")
-	if err := fs.Parse(args); err != nil {
+	format := fs.String("format", "", "json (a JSON object a line), a Go template of .ID .Image .Command .State .Status .CreatedAt .ExitCode, or table TEMPLATE (with a header)")
+	if err := fs.Parse(expandShort(fs, args)); err != nil {
+		return err
+	}
+	print, flush, err := psPrinter(os.Stdout, *format, *quiet)
+	if err != nil {
 		return err
 	}
 	list, err := vc.ListSandbox(ctx, g.stateRoot)
 	if err != nil {
 		return err
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	if !*quiet {
-		fmt.Fprintln(w, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS")
-	}
 	for _, sb := range list {
 		if !*all && sb.State == vc.StateStopped {
 			continue
 		}
-		if *quiet {
-			fmt.Fprintln(w, sb.ID)
-			continue
-		}
-		image, command, status := "", "", string(sb.State)
+		r := psRow{ID: sb.ID, State: string(sb.State), Status: string(sb.State), CreatedAt: sb.Created}
 		cs, _ := vc.ContainerStatuses(ctx, g.stateRoot, sb.ID)
 		for _, c := range cs {
 			if c.ID == sb.ID {
-				image = c.Config.Annotations["vc.image"]
+				r.Image = c.Config.Annotations["vc.image"]
 				if c.Config.Spec != nil && c.Config.Spec.Process != nil {
-					command = strings.Join(c.Config.Spec.Process.Args, " ")
+					r.Command = strings.Join(c.Config.Spec.Process.Args, " ")
 				}
-				status = string(c.State)
+				r.State, r.Status, r.ExitCode = string(c.State), string(c.State), c.ExitCode
 				if c.State == vc.StateStopped {
-					status = fmt.Sprintf("exited (%d) %s ago", c.ExitCode, ago(c.Exited))
+					r.Status = fmt.Sprintf("exited (%d) %s ago", c.ExitCode, ago(c.Exited))
 				}
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%q\t%s ago\t%s\n", sb.ID, image, command, ago(sb.Created), status)
+		if err := print(r); err != nil {
+			return err
+		}
 	}
-	return w.Flush()
+	return flush()
+}
+
+// psPrinter returns how ps prints its rows, as --format and -q say.
+func psPrinter(out io.Writer, format string, quiet bool) (print func(psRow) error, flush func() error, err error) {
+	w := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
+	switch {
+	case quiet:
+		return func(r psRow) error { _, err := fmt.Fprintln(w, r.ID); return err }, w.Flush, nil
+	case format == "json":
+		enc := json.NewEncoder(out)
+		return func(r psRow) error { return enc.Encode(r) }, func() error { return nil }, nil
+	case format == "":
+		fmt.Fprintln(w, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS")
+		return func(r psRow) error {
+			_, err := fmt.Fprintf(w, "%s\t%s\t%q\t%s ago\t%s\n", r.ID, r.Image, r.Command, ago(r.CreatedAt), r.Status)
+			return err
+		}, w.Flush, nil
+	}
+	text, table := strings.CutPrefix(format, "table ")
+	text = strings.ReplaceAll(text, `\t`, "\t") // as docker takes it from a shell
+	tmpl, err := template.New("format").Parse(text)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--format %q: %w", format, err)
+	}
+	if table {
+		// The header: each {{.Field}} by its name in capitals.
+		header := regexp.MustCompile(`\{\{\s*\.(\w+)\s*\}\}`).ReplaceAllStringFunc(text, func(m string) string {
+			return strings.ToUpper(strings.Trim(m, "{}. "))
+		})
+		fmt.Fprintln(w, header)
+	}
+	return func(r psRow) error {
+		if err := tmpl.Execute(w, r); err != nil {
+			return fmt.Errorf("--format %q: %w", format, err)
+		}
+		_, err := fmt.Fprintln(w)
+		return err
+	}, w.Flush, nil
 }
 
 func ago(t time.Time) string {
