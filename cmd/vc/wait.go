@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -31,20 +33,29 @@ func waitCmd(ctx context.Context, g *globals, args []string) error {
 	return nil
 }
 
-// waitStopped polls the container's recorded state (another process, its
-// owner, records the exit) until it is stopped, and returns its exit code.
+// waitStopped polls the recorded state until the container and its VM
+// are stopped (another process, its owner, records the exit and then
+// stops the VM), and returns the container's exit code. Then, as after
+// docker wait, rm succeeds.
 func waitStopped(ctx context.Context, g *globals, id string) (int32, error) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		cs, err := vc.ContainerStatuses(ctx, g.stateRoot, id)
+		st, err := vc.StatusSandbox(ctx, g.stateRoot, id)
 		if err != nil {
 			return 0, err
 		}
-		for _, c := range cs {
-			if c.ID == id && c.State == vc.StateStopped {
-				return c.ExitCode, nil
+		if st.State == vc.StateStopped {
+			cs, err := vc.ContainerStatuses(ctx, g.stateRoot, id)
+			if err != nil {
+				return 0, err
 			}
+			for _, c := range cs {
+				if c.ID == id {
+					return c.ExitCode, nil
+				}
+			}
+			return 0, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
 		}
 		select {
 		case <-ctx.Done():

@@ -337,10 +337,12 @@ func TestLogs(t *testing.T) {
 	if out, _, _ := vcRun(t, nil, "logs", "-t", id); !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z out1\n`).MatchString(out) {
 		t.Errorf("logs -t: %q", out)
 	}
-	// -f prints what comes and returns once the container has stopped.
-	out, errOut, code = vcRun(t, nil, "logs", "-f", "--tail", "0", id)
-	if code != 0 || out != "late\n" {
-		t.Errorf("logs -f: exit %d stdout %q stderr %q, want the late line", code, out, errOut)
+	// -f prints what there is and what comes, and returns once the
+	// container has stopped (whether "late" came before it started or
+	// after).
+	out, errOut, code = vcRun(t, nil, "logs", "-f", id)
+	if code != 0 || out != "out1\nout2\nlate\n" || errOut != "err1\n" {
+		t.Errorf("logs -f: exit %d stdout %q stderr %q, want every line and the late one", code, out, errOut)
 	}
 	if _, errOut, code = vcRun(t, nil, "logs", "--tail", "x", id); code == 0 || !strings.Contains(errOut, "--tail") {
 		t.Errorf("--tail x: exit %d stderr %q", code, errOut)
