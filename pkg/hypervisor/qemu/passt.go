@@ -181,10 +181,15 @@ func (p *passtProc) wait(d time.Duration) {
 }
 
 // listeningUnix tells whether a unix stream socket bound to path listens
-// in this network namespace (/proc/net/unix), without connecting to it:
-// a connection would be passt's one client.
+// in this thread's network namespace, the one passt was started in,
+// without connecting to it: a connection would be passt's one client.
+// It reads /proc/thread-self/net/unix, not /proc/self/net/unix, which is
+// the main thread's: a library user that locked the main thread into
+// another namespace and let it go (Go then parks that thread for good)
+// would leave /proc/self/net in that namespace, and no passt socket
+// would ever show (seen in the e2e tests, after the network ones).
 func listeningUnix(path string) bool {
-	f, err := os.Open("/proc/self/net/unix")
+	f, err := os.Open("/proc/thread-self/net/unix")
 	if err != nil {
 		return false
 	}
