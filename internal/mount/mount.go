@@ -20,7 +20,7 @@ import (
 // Under lists the mount points at or below dir, deepest first.
 func Under(dir string) ([]string, error) {
 	dir = filepath.Clean(dir)
-	infos, err := mountinfo.Read(mountinfo.Self)
+	infos, err := mountinfo.Read(mountinfo.Thread)
 	if err != nil {
 		return nil, err
 	}

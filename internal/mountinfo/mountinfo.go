@@ -30,6 +30,14 @@ type Info struct {
 // Self is the mount table of the calling process.
 const Self = "/proc/self/mountinfo"
 
+// Thread is the mount table of the calling thread. The host side reads
+// it rather than Self, which is the main thread's: a goroutine locked to
+// the main thread that left it in a mount namespace of its own (as a
+// thread unshared to mount sysfs and discarded does; Go parks the main
+// thread rather than ending it) would leave Self showing that namespace,
+// where the host's later mounts never appear.
+const Thread = "/proc/thread-self/mountinfo"
+
 // Read parses the mountinfo file at path.
 func Read(path string) ([]Info, error) {
 	f, err := os.Open(path)

@@ -91,7 +91,7 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 // read-only all through, so each host submount below target that is
 // writable becomes a bind of its own on top, after the volume's.
 func writableSubmounts(target, dest, guestSrc string) ([]specs.Mount, error) {
-	infos, err := mountinfo.Read(mountinfo.Self)
+	infos, err := mountinfo.Read(mountinfo.Thread)
 	if err != nil {
 		return nil, err
 	}
