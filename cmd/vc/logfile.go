@@ -120,5 +120,3 @@ func readLog(r io.Reader, fn func(logRecord)) error {
 	}
 	return sc.Err()
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

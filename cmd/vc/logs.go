@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -108,7 +109,7 @@ func followLog(ctx context.Context, g *globals, id string, f *os.File, print fun
 			for i > 0 && partial[i-1] != '\n' {
 				i--
 			}
-			readLog(bytesReader(partial[:i]), print)
+			readLog(bytes.NewReader(partial[:i]), print)
 			partial = append([]byte(nil), partial[i:]...)
 		} else if rotated(f, path) {
 			nf, err := os.Open(path)

@@ -290,20 +290,7 @@ func TestDeleteForce(t *testing.T) {
 		rt(nil, "delete", "--force", id)
 		noLeftovers(t, id)
 	})
-	// The container keeps run's streams: files, not pipes read to
-	// their end.
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer null.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := runtimeCmd(ctx, "run", "--detach", "--bundle", b, id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("run --detach: %v", err)
-	}
+	runDetached(t, b, id)
 	waitStatus(t, id, "running")
 	mustRT(t, "delete", "--force", id)
 	noLeftovers(t, id)
@@ -412,18 +399,7 @@ func TestOwnerKilled(t *testing.T) {
 		rt(nil, "delete", "--force", id)
 		noLeftovers(t, id)
 	})
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer null.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := runtimeCmd(ctx, "run", "--detach", "--bundle", b, id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("run --detach: %v", err)
-	}
+	runDetached(t, b, id)
 	s := waitStatus(t, id, "running")
 	if err := unix.Kill(s.Pid, unix.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -490,4 +466,23 @@ func TestRunTerminal(t *testing.T) {
 		t.Errorf("run with a terminal: exit %d, want 4", code)
 	}
 	noLeftovers(t, id)
+}
+
+// runDetached runs bundle b as container id with run --detach. The
+// container keeps run's streams: files (/dev/null), not pipes a caller
+// would read to their end.
+func runDetached(t *testing.T, b, id string) {
+	t.Helper()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := runtimeCmd(ctx, "run", "--detach", "--bundle", b, id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run --detach: %v", err)
+	}
 }
