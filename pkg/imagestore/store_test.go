@@ -1,0 +1,406 @@
+package imagestore
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sys/unix"
+)
+
+// entry is a file of a test layer: a directory if name ends in /, a
+// symbolic link if link is set, else a regular file of body.
+type entry struct{ name, body, link string }
+
+func layerOf(t *testing.T, entries ...entry) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(e.body))}
+		switch {
+		case strings.HasSuffix(e.name, "/"):
+			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
+		case e.link != "":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	b := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func imageOf(t *testing.T, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/bin/app"}, Env: []string{"A=1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: layers keep their owners, whiteouts are device nodes, opaque directories trusted.* xattrs")
+	}
+}
+
+func openStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// Two images with a base layer in common unpack it once: the second put
+// finds it ("exists") and leaves its directory as it was.
+func TestLayerSharing(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	s := openStore(t)
+	base := layerOf(t, entry{name: "etc/"}, entry{name: "etc/os-release", body: "base\n"})
+	a := imageOf(t, base, layerOf(t, entry{name: "a", body: "a\n"}))
+	b := imageOf(t, base, layerOf(t, entry{name: "b", body: "b\n"}))
+	ia, err := s.Put(ctx, "example.com/a:1", a, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseDir := s.LayerDir(ia.Layers[0].DiffID)
+	before, err := os.Stat(filepath.Join(baseDir, "etc", "os-release"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var statuses []string
+	ib, err := s.Put(ctx, "example.com/b:1", b, func(p Progress) {
+		if p.Index == 0 {
+			statuses = append(statuses, p.Status)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ib.Layers[0].DiffID != ia.Layers[0].DiffID {
+		t.Fatalf("base diff_ids differ: %s, %s", ia.Layers[0].DiffID, ib.Layers[0].DiffID)
+	}
+	if !slices.Equal(statuses, []string{"exists"}) {
+		t.Errorf("base layer of the second image: progress %v, want only exists", statuses)
+	}
+	after, err := os.Stat(filepath.Join(baseDir, "etc", "os-release"))
+	if err != nil || !os.SameFile(before, after) {
+		t.Errorf("base layer unpacked again (%v)", err)
+	}
+	if n := len(names(t, filepath.Join(s.Root(), "layers"))); n != 3 {
+		t.Errorf("%d layer directories, want 3 (base, a, b)", n)
+	}
+	dirs, release, err := s.Acquire(ib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if len(dirs) != 2 || dirs[1] != baseDir {
+		t.Errorf("lower dirs %v, want top first and the base %s last", dirs, baseDir)
+	}
+	list, err := s.List()
+	if err != nil || len(list) != 2 || list[0].Config.Config.Entrypoint[0] != "/bin/app" {
+		t.Fatalf("list: %v %v", list, err)
+	}
+}
+
+// A layer's whiteouts become overlayfs's: a 0/0 character device for
+// .wh.NAME, the opaque xattr for .wh..wh..opq; mounted, the deleted file
+// and the opaque directory's old contents are gone.
+func TestWhiteouts(t *testing.T) {
+	needRoot(t)
+	s := openStore(t)
+	img := imageOf(t,
+		layerOf(t, entry{name: "etc/"}, entry{name: "etc/gone", body: "x"}, entry{name: "etc/kept", body: "k"},
+			entry{name: "d/"}, entry{name: "d/old", body: "o"}),
+		layerOf(t, entry{name: "etc/"}, entry{name: "etc/.wh.gone"}, entry{name: "d/"}, entry{name: "d/.wh..wh..opq"},
+			entry{name: "d/new", body: "n"}))
+	stored, err := s.Put(context.Background(), "example.com/wh:1", img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := s.LayerDir(stored.Layers[1].DiffID)
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(top, "etc", "gone"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+		t.Errorf("etc/gone in the top layer: %v mode %o rdev %d, want a 0/0 character device", err, st.Mode, st.Rdev)
+	}
+	if _, err := os.Lstat(filepath.Join(top, "etc", ".wh.gone")); err == nil {
+		t.Error("the .wh. file itself was unpacked")
+	}
+	buf := make([]byte, 8)
+	if n, err := unix.Getxattr(filepath.Join(top, "d"), opaqueXattr, buf); err != nil || string(buf[:n]) != "y" {
+		t.Errorf("d's opaque xattr: %q %v", buf[:n], err)
+	}
+	dirs, release, err := s.Acquire(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	mnt := t.TempDir()
+	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_RDONLY, "lowerdir="+strings.Join(dirs, ":")); err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	defer unix.Unmount(mnt, unix.MNT_DETACH)
+	for p, want := range map[string]bool{"etc/gone": false, "etc/kept": true, "d/old": false, "d/new": true} {
+		if _, err := os.Stat(filepath.Join(mnt, p)); (err == nil) != want {
+			t.Errorf("%s in the mounted image: present %v, want %v", p, err == nil, want)
+		}
+	}
+}
+
+// No entry of a layer lands outside its directory: not by .., not
+// through a symbolic link to /.
+func TestUnpackStaysInside(t *testing.T) {
+	needRoot(t)
+	outside := t.TempDir()
+	img := imageOf(t, layerOf(t,
+		entry{name: "../../../../../../" + outside + "/dotdot", body: "x"},
+		entry{name: "escape", link: outside},
+		entry{name: "escape/through-link", body: "x"}))
+	s := openStore(t)
+	stored, err := s.Put(context.Background(), "example.com/evil:1", img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := names(t, outside); len(n) != 0 {
+		t.Fatalf("the layer wrote outside its directory: %v", n)
+	}
+	dir := s.LayerDir(stored.Layers[0].DiffID)
+	if _, err := os.Stat(filepath.Join(dir, outside, "dotdot")); err != nil {
+		t.Errorf("the .. entry was not confined: %v", err)
+	}
+}
+
+// badLayerImage serves one layer whose bytes are not what its digest
+// says.
+type badLayerImage struct {
+	v1.Image
+	bad v1.Hash
+}
+
+func (b badLayerImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := b.Image.LayerByDigest(h)
+	if err != nil || h != b.bad {
+		return l, err
+	}
+	return badLayer{l}, nil
+}
+
+type badLayer struct{ v1.Layer }
+
+func (badLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader("not the layer")), nil
+}
+
+// A blob that does not match its digest (or a layer its diff_id) is
+// refused, naming it, and leaves nothing: no blob, no layer, no name, no
+// staging files, though the layer before it was good.
+func TestBadDigestLeavesNothing(t *testing.T) {
+	needRoot(t)
+	good := layerOf(t, entry{name: "good", body: "g"})
+	second := layerOf(t, entry{name: "second", body: "s"})
+	img := imageOf(t, good, second)
+	d, _ := second.Digest()
+	wrongDiffID, _ := mutate.Config(imageOf(t, good), v1.Config{})
+	cf, _ := wrongDiffID.ConfigFile()
+	cf.RootFS.DiffIDs[0] = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
+	wrongDiffID, _ = mutate.ConfigFile(wrongDiffID, cf)
+	for what, c := range map[string]struct {
+		img  v1.Image
+		want string
+	}{
+		"blob":    {badLayerImage{img, d}, d.String()},
+		"diff_id": {wrongDiffID, "diff_id"},
+	} {
+		t.Run(what, func(t *testing.T) {
+			s := openStore(t)
+			_, err := s.Put(context.Background(), "example.com/bad:1", c.img, nil)
+			if !errors.Is(err, ErrDigestMismatch) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("put: %v, want a digest mismatch naming %s", err, c.want)
+			}
+			for _, d := range []string{"blobs/sha256", "layers", "tmp"} {
+				if n := names(t, filepath.Join(s.Root(), d)); len(n) != 0 {
+					t.Errorf("%s left: %v", d, n)
+				}
+			}
+			if _, err := s.Get("example.com/bad:1"); !errdefs.IsNotFound(err) {
+				t.Errorf("get after a failed put: %v, want not found", err)
+			}
+		})
+	}
+}
+
+// rmi of an image a container uses is refused, naming the container; -f
+// removes it; layers go once no image has them, but not while an
+// overlay has them mounted.
+func TestRemoveInUse(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	s := openStore(t)
+	base := layerOf(t, entry{name: "base", body: "b"})
+	a, err := s.Put(ctx, "example.com/a:1", imageOf(t, base, layerOf(t, entry{name: "a", body: "a"})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Put(ctx, "example.com/b:1", imageOf(t, base), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := func(img *Image) []string {
+		if img.Digest == a.Digest {
+			return []string{"ctr-1"}
+		}
+		return nil
+	}
+	if _, err := s.Remove("example.com/a:1", false, users); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "ctr-1") {
+		t.Fatalf("rmi of an image in use: %v, want refused naming ctr-1", err)
+	}
+	if _, err := s.Get("example.com/a:1"); err != nil {
+		t.Fatalf("refused rmi removed the image: %v", err)
+	}
+	// a's own layer mounted, as a container's overlay would have it.
+	mnt := t.TempDir()
+	aTop := s.LayerDir(a.Layers[1].DiffID)
+	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_RDONLY, "lowerdir="+aTop+":"+s.LayerDir(a.Layers[0].DiffID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Remove("example.com/a:1", true, users); err != nil {
+		t.Fatalf("rmi -f: %v", err)
+	}
+	if _, err := s.Get("example.com/a:1"); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "example.com/a:1") {
+		t.Errorf("get after rmi: %v, want not found naming it", err)
+	}
+	if _, err := os.Stat(aTop); err != nil {
+		t.Errorf("a mounted layer was removed: %v", err)
+	}
+	if _, err := os.Stat(s.LayerDir(b.Layers[0].DiffID)); err != nil {
+		t.Errorf("the base layer b still uses was removed: %v", err)
+	}
+	unix.Unmount(mnt, unix.MNT_DETACH)
+	if _, err := s.Remove("example.com/b:1", false, users); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"blobs/sha256", "layers"} {
+		if n := names(t, filepath.Join(s.Root(), d)); len(n) != 0 {
+			t.Errorf("%s left after the last rmi: %v", d, n)
+		}
+	}
+	if _, err := s.Remove("example.com/nope:1", false, nil); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "example.com/nope:1") {
+		t.Errorf("rmi of an unknown image: %v", err)
+	}
+}
+
+// save writes a docker archive that load reads back: same image id and
+// layers, same config.
+func TestSaveLoad(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	s := openStore(t)
+	orig, err := s.Put(ctx, "example.com/app:v1", imageOf(t, layerOf(t, entry{name: "f", body: "f"})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "app.tar")
+	if err := s.Save(ctx, out, []string{"example.com/app:v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(out) }); err != nil {
+		t.Fatalf("not a docker archive: %v", err)
+	}
+	if _, err := s.Remove("example.com/app:v1", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := s.Load(ctx, out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded) != 1 || loaded[0].Name != "example.com/app:v1" || loaded[0].ID != orig.ID || loaded[0].Layers[0] != orig.Layers[0] {
+		t.Fatalf("loaded %+v, want %+v", loaded, orig)
+	}
+	if err := s.Save(ctx, filepath.Join(t.TempDir(), "x.tar"), []string{"example.com/nope:1"}); !errdefs.IsNotFound(err) {
+		t.Errorf("save of an unknown image: %v", err)
+	}
+	if _, err := s.Load(ctx, "/etc/hostname", nil); err == nil {
+		t.Error("load of a non-tar succeeded")
+	}
+}
+
+// A pull from a registry on 127.0.0.1 speaks plain HTTP; a private
+// address other than loopback does not get it.
+func TestPullLoopback(t *testing.T) {
+	needRoot(t)
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	ref := u.Host + "/test/app:v1"
+	r, _ := name.ParseReference(ref)
+	img := imageOf(t, layerOf(t, entry{name: "hello", body: "world"}))
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t)
+	var done bool
+	got, err := s.Pull(context.Background(), ref, PullOptions{Progress: func(p Progress) { done = done || p.Status == "done" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+	if got.Digest != want.String() || !done {
+		t.Errorf("pulled %s (progress done %v), want %s", got.Digest, done, want)
+	}
+	if _, err := s.Pull(context.Background(), u.Host+"/test/nope:v1", PullOptions{}); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "test/nope:v1") {
+		t.Errorf("pull of an unknown image: %v", err)
+	}
+	req, _ := http.NewRequest("GET", "http://10.1.2.3:5000/v2/", nil)
+	if _, err := (loopbackOnlyHTTP{http.DefaultTransport}).RoundTrip(req); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("plain http to 10.1.2.3: %v, want refused", err)
+	}
+}
