@@ -94,12 +94,12 @@ func TestApplyUser(t *testing.T) {
 		"4242": {UID: 4242}, "app:staff": {UID: 1000, GID: 50}, "7:8": {UID: 7, GID: 8},
 	} {
 		p := &specs.Process{}
-		if err := applyUser(p, root, in); err != nil || p.User.UID != want.UID || p.User.GID != want.GID {
+		if err := applyUser(p, []string{root}, in, "-u"); err != nil || p.User.UID != want.UID || p.User.GID != want.GID {
 			t.Errorf("-u %s: %+v %v, want %+v", in, p.User, err, want)
 		}
 	}
 	for _, bad := range []string{"ghost", "app:ghosts", ":1", "1:"} {
-		if err := applyUser(&specs.Process{}, root, bad); err == nil || !strings.Contains(err.Error(), "-u") {
+		if err := applyUser(&specs.Process{}, []string{root}, bad, "-u"); err == nil || !strings.Contains(err.Error(), "-u") {
 			t.Errorf("-u %s: %v, want an error naming -u", bad, err)
 		}
 	}

@@ -20,11 +20,13 @@ import (
 
 	"github.com/containerd/console"
 	"github.com/containerd/errdefs"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/imagestore"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -124,8 +126,6 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	o.Args = rest
 	if entrypoint != "" {
 		o.Entrypoint = []string{entrypoint}
-	} else if len(o.Args) == 0 {
-		o.Args = []string{"sh"}
 	}
 	var err error
 	if o.Env, err = resolveEnv(envs, envFiles); err != nil {
@@ -193,7 +193,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	}
 	defer func() { report(err) }()
 
-	ccfg, err := containerConfig(g, o)
+	ccfg, src, err := containerConfig(g, o)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		// An image: the container writes into a layer of its own. A
 		// --rootfs directory is the user's, written as runc writes a
 		// bundle's.
-		if ccfg.Rootfs, err = containerLayer(s.Dir(), ccfg.Rootfs); err != nil {
+		if ccfg.Rootfs, err = mountRootfs(s.Dir(), src); err != nil {
 			return err
 		}
 	}
@@ -373,31 +373,128 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// containerConfig builds the container from the run options.
-func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, error) {
-	root := o.Rootfs
-	switch {
-	case root != "":
-	case o.Image == "busybox":
-		var err error
-		if root, err = rootfs.Busybox(filepath.Join(g.dataRoot, "rootfs")); err != nil {
-			return vc.ContainerConfig{}, err
-		}
-	default:
-		return vc.ContainerConfig{}, fmt.Errorf("IMAGE %q: unknown; the built-in image is busybox, or use --rootfs DIR: %w", o.Image, errdefs.ErrNotFound)
+// imageSource is what a container's root filesystem is made of: a
+// directory (--rootfs, or the built-in busybox), or an image of the store.
+type imageSource struct {
+	dir   string // --rootfs or busybox
+	store *imagestore.Store
+	image *imagestore.Image
+	// lowers are the image's directories, top first.
+	lowers []string
+}
+
+// resolveImage finds what o runs: --rootfs, an image of the store, or,
+// when the store has no image of that name, the built-in busybox.
+func resolveImage(g *globals, o runOptions) (imageSource, error) {
+	if o.Rootfs != "" {
+		return imageSource{dir: o.Rootfs, lowers: []string{o.Rootfs}}, nil
 	}
-	spec := oci.DefaultSpec(append(slices.Clone(o.Entrypoint), o.Args...), o.Env, o.Workdir, o.TTY)
+	st, err := openImageStore(g)
+	if err != nil {
+		return imageSource{}, err
+	}
+	img, err := st.Get(o.Image)
+	switch {
+	case err == nil:
+		lowers := make([]string, 0, len(img.Layers))
+		for i := len(img.Layers) - 1; i >= 0; i-- {
+			lowers = append(lowers, st.LayerDir(img.Layers[i].DiffID))
+		}
+		return imageSource{store: st, image: img, lowers: lowers}, nil
+	case !errdefs.IsNotFound(err):
+		return imageSource{}, err
+	case o.Image == "busybox":
+		dir, err := rootfs.Busybox(filepath.Join(g.dataRoot, "rootfs"))
+		if err != nil {
+			return imageSource{}, err
+		}
+		return imageSource{dir: dir, lowers: []string{dir}}, nil
+	}
+	return imageSource{}, fmt.Errorf("IMAGE %q: unknown: not in the image store (vc pull or vc load it; the built-in image is busybox), or use --rootfs DIR: %w", o.Image, errdefs.ErrNotFound)
+}
+
+// processOf is the container's command line, environment, directory and
+// user: the image config's Entrypoint, Cmd, Env, WorkingDir and User, with
+// docker's overrides on top (--entrypoint, which drops the image's Cmd;
+// arguments, which replace Cmd; -e; -w; -u).
+func processOf(src imageSource, o runOptions) (args, env []string, cwd, user string, err error) {
+	var c v1.Config
+	if src.image != nil && src.image.Config != nil {
+		c = src.image.Config.Config
+	}
+	entrypoint, cmd := c.Entrypoint, c.Cmd
+	if len(o.Entrypoint) > 0 {
+		entrypoint, cmd = o.Entrypoint, nil
+	}
+	if len(o.Args) > 0 {
+		cmd = o.Args
+	}
+	args = append(slices.Clone(entrypoint), cmd...)
+	if len(args) == 0 {
+		if src.image != nil {
+			return nil, nil, "", "", fmt.Errorf("IMAGE %q: no command: the image has no Entrypoint or Cmd and none was given: %w", o.Image, errdefs.ErrInvalidArgument)
+		}
+		args = []string{"sh"}
+	}
+	env = mergeEnv(oci.DefaultEnv, c.Env, o.Env)
+	cwd, user = c.WorkingDir, c.User
+	if o.Workdir != "" {
+		cwd = o.Workdir
+	}
+	if o.User != "" {
+		user = o.User
+	}
+	return args, env, cwd, user, nil
+}
+
+// mergeEnv joins K=V lists, a later list's K replacing an earlier's in
+// place (a process reads the first of two).
+func mergeEnv(lists ...[]string) []string {
+	var out []string
+	at := map[string]int{}
+	for _, l := range lists {
+		for _, e := range l {
+			k, _, _ := strings.Cut(e, "=")
+			if i, ok := at[k]; ok {
+				out[i] = e
+				continue
+			}
+			at[k] = len(out)
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// containerConfig builds the container from the run options; Rootfs is
+// the image's top directory until mountRootfs gives the container its
+// layer.
+func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource, error) {
+	src, err := resolveImage(g, o)
+	if err != nil {
+		return vc.ContainerConfig{}, src, err
+	}
+	args, env, cwd, user, err := processOf(src, o)
+	if err != nil {
+		return vc.ContainerConfig{}, src, err
+	}
+	spec := oci.DefaultSpec(args, nil, cwd, o.TTY)
+	spec.Process.Env = env
 	spec.Hostname = o.Hostname
 	spec.Root.Readonly = o.ReadOnly
 	if o.Privileged {
 		privileged(spec)
 	}
 	if err := applyCapabilities(spec.Process, o.CapAdd, o.CapDrop); err != nil {
-		return vc.ContainerConfig{}, err
+		return vc.ContainerConfig{}, src, err
 	}
-	if o.User != "" {
-		if err := applyUser(spec.Process, root, o.User); err != nil {
-			return vc.ContainerConfig{}, err
+	if user != "" {
+		field := "-u"
+		if o.User == "" {
+			field = fmt.Sprintf("IMAGE %q: User", o.Image)
+		}
+		if err := applyUser(spec.Process, src.lowers, user, field); err != nil {
+			return vc.ContainerConfig{}, src, err
 		}
 	}
 	if o.TTY {
@@ -408,11 +505,34 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, error) {
 	for i, v := range o.Volumes {
 		m, err := parseVolume(v)
 		if err != nil {
-			return vc.ContainerConfig{}, fmt.Errorf("-v #%d %q: %w", i+1, v, err)
+			return vc.ContainerConfig{}, src, fmt.Errorf("-v #%d %q: %w", i+1, v, err)
 		}
 		spec.Mounts = append(spec.Mounts, m)
 	}
-	return vc.ContainerConfig{ID: o.ID, Rootfs: root, Spec: spec, Annotations: map[string]string{"vc.image": o.Image}}, nil
+	ann := map[string]string{"vc.image": o.Image}
+	if src.image != nil {
+		ann[imageDigestAnnotation] = src.image.Digest
+	}
+	return vc.ContainerConfig{ID: o.ID, Rootfs: src.lowers[0], Spec: spec, Annotations: ann}, src, nil
+}
+
+// imageDigestAnnotation records the manifest digest of a container's
+// image of the store: vc rmi refuses to remove an image a container has.
+const imageDigestAnnotation = "vc.image.digest"
+
+// mountRootfs gives a container of an image its writable layer over the
+// image's directories, in the sandbox's directory dir; the store's lock
+// keeps the layers there until the overlay holds them.
+func mountRootfs(dir string, src imageSource) (string, error) {
+	if src.image == nil {
+		return containerLayer(dir, src.lowers)
+	}
+	lowers, release, err := src.store.Acquire(src.image)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	return containerLayer(dir, lowers)
 }
 
 // sandboxConfig builds the sandbox (VM) from the run options.

@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/pkg/imagestore"
 )
 
 // allCapabilities are Linux's capabilities (5.9 and later), what
@@ -89,16 +90,18 @@ func privileged(spec *specs.Spec) {
 	}
 }
 
-// applyUser sets the process's user from -u: uid, uid:gid, name or
-// name:group, names looked up in the image's /etc/passwd and /etc/group.
-// A user without a group gets its passwd entry's group (0 for a bare uid
-// the image does not know).
-func applyUser(p *specs.Process, root, user string) error {
+// applyUser sets the process's user from -u (or the image's User, what
+// field names): uid, uid:gid, name or name:group, names looked up in the
+// image's /etc/passwd and /etc/group, the image being the stack of
+// directories roots, top first (see imagestore.Lookup). A user without a
+// group gets its passwd entry's group (0 for a bare uid the image does
+// not know).
+func applyUser(p *specs.Process, roots []string, user, field string) error {
 	u, g, hasGroup := strings.Cut(user, ":")
 	if u == "" || (hasGroup && g == "") {
-		return fmt.Errorf("-u %q: want USER[:GROUP]: %w", user, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%s %q: want USER[:GROUP]: %w", field, user, errdefs.ErrInvalidArgument)
 	}
-	passwd, _ := readDB(filepath.Join(root, "etc", "passwd"))
+	passwd, _ := readDB(roots, "etc/passwd")
 	uid, gid := uint64(0), uint64(0)
 	if n, err := strconv.ParseUint(u, 10, 32); err == nil {
 		uid = n
@@ -117,14 +120,14 @@ func applyUser(p *specs.Process, root, user string) error {
 			}
 		}
 		if !found {
-			return fmt.Errorf("-u %q: no user %q in the image's /etc/passwd: %w", user, u, errdefs.ErrNotFound)
+			return fmt.Errorf("%s %q: no user %q in the image's /etc/passwd: %w", field, user, u, errdefs.ErrNotFound)
 		}
 	}
 	if hasGroup {
 		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
 			gid = n
 		} else {
-			groups, _ := readDB(filepath.Join(root, "etc", "group"))
+			groups, _ := readDB(roots, "etc/group")
 			found := false
 			for _, e := range groups {
 				if e[0] == g {
@@ -133,7 +136,7 @@ func applyUser(p *specs.Process, root, user string) error {
 				}
 			}
 			if !found {
-				return fmt.Errorf("-u %q: no group %q in the image's /etc/group: %w", user, g, errdefs.ErrNotFound)
+				return fmt.Errorf("%s %q: no group %q in the image's /etc/group: %w", field, user, g, errdefs.ErrNotFound)
 			}
 		}
 	}
@@ -141,9 +144,13 @@ func applyUser(p *specs.Process, root, user string) error {
 	return nil
 }
 
-// readDB reads a colon-separated database (/etc/passwd, /etc/group):
-// entries of at least four fields.
-func readDB(path string) ([][]string, error) {
+// readDB reads a colon-separated database (/etc/passwd, /etc/group) of
+// the image whose layers are roots: entries of at least four fields.
+func readDB(roots []string, rel string) ([][]string, error) {
+	path, ok := imagestore.Lookup(roots, rel)
+	if !ok {
+		return nil, os.ErrNotExist
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -123,20 +123,27 @@ func mountedLowers() func(dir string) bool {
 		slog.Warn("image store: mount table unreadable, keeping every layer", "err", err)
 		return func(string) bool { return true }
 	}
-	var opts []string
+	// The paths an overlay was given, and what they link to (vc mounts
+	// images of many layers through short links).
+	paths := map[string]bool{}
 	for _, in := range infos {
-		if in.FSType == "overlay" {
-			opts = append(opts, in.SuperOpts)
+		if in.FSType != "overlay" {
+			continue
 		}
-	}
-	return func(dir string) bool {
-		for _, o := range opts {
-			for _, f := range strings.FieldsFunc(o, func(r rune) bool { return r == ',' || r == ':' || r == '=' }) {
-				if f == dir {
-					return true
+		for _, f := range strings.FieldsFunc(in.SuperOpts, func(r rune) bool { return r == ',' || r == ':' || r == '=' }) {
+			if strings.HasPrefix(f, "/") {
+				paths[f] = true
+				if t, err := filepath.EvalSymlinks(f); err == nil {
+					paths[t] = true
 				}
 			}
 		}
-		return false
+	}
+	return func(dir string) bool {
+		if paths[dir] {
+			return true
+		}
+		t, err := filepath.EvalSymlinks(dir)
+		return err == nil && paths[t]
 	}
 }

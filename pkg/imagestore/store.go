@@ -302,3 +302,34 @@ func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
+
+// Lookup finds the file rel (e.g. "etc/passwd") in a stack of layer
+// directories, top first, as the overlay of them shows it: the topmost
+// layer that has it, unless a layer above deleted it (a whiteout) or made
+// a directory on its path opaque. It returns the file's path in its
+// layer, or false.
+func Lookup(dirs []string, rel string) (string, bool) {
+	rel = strings.TrimPrefix(filepath.Clean("/"+rel), "/")
+	for _, d := range dirs {
+		p := filepath.Join(d, rel)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err == nil {
+			if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+				return "", false // a whiteout
+			}
+			return p, true
+		}
+		// An opaque directory on the way hides the layers below.
+		for dir := filepath.Dir(rel); dir != "." && dir != "/"; dir = filepath.Dir(dir) {
+			buf := make([]byte, 1)
+			if n, err := unix.Getxattr(filepath.Join(d, dir), opaqueXattr, buf); err == nil && n == 1 && buf[0] == 'y' {
+				return "", false
+			}
+			var st unix.Stat_t
+			if unix.Lstat(filepath.Join(d, dir), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+				return "", false
+			}
+		}
+	}
+	return "", false
+}
