@@ -25,6 +25,12 @@ import (
 // index's io.containerd.image.name or org.opencontainers.image.ref.name
 // annotations). It returns the images stored.
 func (s *Store) Load(ctx context.Context, path string, progress func(Progress)) ([]*Image, error) {
+	unlock, err := s.lock(true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	s.cleanTmp()
 	entries, err := tarNames(path)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
@@ -79,7 +85,7 @@ func (s *Store) loadDockerArchive(ctx context.Context, path string, progress fun
 			if err != nil {
 				return out, fmt.Errorf("load %s: %s: %w", path, t, err)
 			}
-			stored, err := s.Put(ctx, tag.Name(), img, progress)
+			stored, err := s.put(ctx, tag.Name(), img, progress)
 			if err != nil {
 				return out, fmt.Errorf("load %s: %w", path, err)
 			}
@@ -120,7 +126,7 @@ func (s *Store) loadOCIArchive(ctx context.Context, path string, progress func(P
 		if err != nil {
 			return out, fmt.Errorf("load %s: %s: %w", path, nm, err)
 		}
-		stored, err := s.Put(ctx, ref.Name(), img, progress)
+		stored, err := s.put(ctx, ref.Name(), img, progress)
 		if err != nil {
 			return out, fmt.Errorf("load %s: %w", path, err)
 		}

@@ -34,15 +34,20 @@ type Progress struct {
 // them in and names the image; on any failure nothing is left. progress,
 // if not nil, hears of each layer.
 func (s *Store) Put(ctx context.Context, nm string, img v1.Image, progress func(Progress)) (*Image, error) {
-	if progress == nil {
-		progress = func(Progress) {}
-	}
 	unlock, err := s.lock(true)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	s.cleanTmp()
+	return s.put(ctx, nm, img, progress)
+}
+
+// put is Put under the lock, held exclusively.
+func (s *Store) put(ctx context.Context, nm string, img v1.Image, progress func(Progress)) (*Image, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
 	stage, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "put-")
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", ShortName(nm), err)
@@ -206,7 +211,7 @@ func fetchBlob(ctx context.Context, layer v1.Layer, path, digest string, size in
 	cw := &countWriter{ctx: ctx, progress: progress}
 	n, err := io.Copy(io.MultiWriter(f, h, cw), rc)
 	if err != nil {
-		return fmt.Errorf("after %d bytes: %w", n, err)
+		return fmt.Errorf("reading the blob: %w", err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
 		return fmt.Errorf("content is %s (%d bytes), want %s: %w", got, n, digest, ErrDigestMismatch)

@@ -1,0 +1,531 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
+)
+
+// The image tests keep their images in a data root of their own (the
+// shared one's busybox must stay the built-in for every other test) and
+// boot the shared guest image with --kernel and --initrd.
+
+// imgEnv is a data root and the environment vc runs with.
+type imgEnv struct {
+	data string
+	env  []string
+}
+
+func newImgEnv(t *testing.T) *imgEnv {
+	t.Helper()
+	return &imgEnv{data: t.TempDir()}
+}
+
+// vc runs the vc CLI on this data root; run's flags get the guest image.
+func (e *imgEnv) vc(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if len(args) > 0 && args[0] == "run" {
+		args = append([]string{"run", "--kernel", kernel, "--initrd", initrd, "--network", "none"}, args[1:]...)
+	}
+	cmd := exec.CommandContext(ctx, vcBin, append([]string{"--state-root", stateRoot, "--data-root", e.data}, args...)...)
+	cmd.Env = append(os.Environ(), e.env...)
+	var o, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &se
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("vc %v: %v", args, err)
+	}
+	return o.String(), se.String(), code
+}
+
+// must is vc that fails the test unless vc succeeds.
+func (e *imgEnv) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := e.vc(t, args...)
+	if code != 0 {
+		t.Fatalf("vc %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+	}
+	return out
+}
+
+// storeEntries lists what the image store holds: blobs, layers, staging.
+func (e *imgEnv) storeEntries(t *testing.T, sub string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(e.data, "images", sub))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, en := range ents {
+		out = append(out, en.Name())
+	}
+	return out
+}
+
+// startRegistry serves an in-memory registry on 127.0.0.1, its handler
+// wrapped by wrap if not nil, and returns its host:port.
+func startRegistry(t *testing.T, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return u.Host
+}
+
+// busyboxLayer is the built-in busybox root filesystem as a layer.
+var busyboxLayer = sync.OnceValues(func() (v1.Layer, error) {
+	root, err := rootfs.Busybox(filepath.Join(dataRoot, "rootfs"))
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		h, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		h.Name, _ = filepath.Rel(root, p)
+		h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			_, err = tw.Write(b)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	tw.Close()
+	b := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+})
+
+// tarEntry is a file of a test layer: a directory if its name ends in /,
+// a whiteout if it starts with .wh.; owned by uid:gid.
+type tarEntry struct {
+	name, body string
+	mode       int64
+	uid, gid   int
+}
+
+func layerOf(t *testing.T, entries ...tarEntry) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, Typeflag: tar.TypeReg, Size: int64(len(e.body)), ModTime: time.Unix(1700000000, 0)}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if strings.HasSuffix(e.name, "/") {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+			if e.mode == 0 {
+				h.Mode = 0o755
+			}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	b := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// entryScript prints what the tests check: its arguments, user, working
+// directory, an image variable, and whether the whiteout hid a file of
+// busybox's layer.
+const entryScript = `echo "args:$*"
+echo "user:$(id -u):$(id -g)"
+echo "cwd:$(pwd)"
+echo "env:$GREETING"
+test -e /etc/hostname && echo "hostname:present" || echo "hostname:gone"
+`
+
+// appImage is busybox plus a layer of its own (tag tells the variant
+// apart: two images share the busybox layer): a user app (1000:1001),
+// /entry.sh, /srv/app owned by app, busybox's /etc/hostname whited out;
+// its config sets Entrypoint, Cmd, Env, WorkingDir and User.
+func appImage(t *testing.T, tag string) v1.Image {
+	t.Helper()
+	base, err := busyboxLayer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := layerOf(t,
+		tarEntry{name: "etc/"},
+		tarEntry{name: "etc/passwd", body: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/srv/app:/bin/sh\n"},
+		tarEntry{name: "etc/.wh.hostname"},
+		tarEntry{name: "entry.sh", body: entryScript, mode: 0o755},
+		tarEntry{name: "srv/"},
+		tarEntry{name: "srv/app/", uid: 1000, gid: 1001},
+		tarEntry{name: "srv/app/variant", body: tag + "\n"},
+	)
+	img, err := mutate.AppendLayers(empty.Image, base, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err = mutate.Config(img, v1.Config{
+		Entrypoint: []string{"/bin/sh", "/entry.sh"},
+		Cmd:        []string{"default-arg"},
+		Env:        []string{"PATH=/bin:/sbin", "GREETING=hello-from-image"},
+		WorkingDir: "/srv/app",
+		User:       "app",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func push(t *testing.T, ref string, img v1.Image, opts ...remote.Option) {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img, opts...); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+}
+
+// wantLines fails unless out has every line of want.
+func wantLines(t *testing.T, what, out string, want ...string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for _, w := range want {
+		found := false
+		for _, l := range lines {
+			if strings.TrimSpace(l) == w {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no line %q in:\n%s", what, w, out)
+		}
+	}
+}
+
+// vc pull from a registry on 127.0.0.1, vc images, vc run of the image:
+// the config's Entrypoint, Cmd, Env, WorkingDir and User in the VM, the
+// whiteout applied, docker's overrides on top; vc rmi refuses the image
+// while a container has it.
+func TestImagesPullRun(t *testing.T) {
+	e := newImgEnv(t)
+	host := startRegistry(t, nil)
+	ref := host + "/e2e/app:v1"
+	push(t, ref, appImage(t, "one"))
+
+	out := e.must(t, "pull", ref)
+	if !regexp.MustCompile(`(?m)^[0-9a-f]{12}: done `).MatchString(out) || !strings.Contains(out, "Digest: sha256:") {
+		t.Errorf("pull's output (not a terminal: a line a layer):\n%s", out)
+	}
+	out = e.must(t, "images")
+	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(host+"/e2e/app") + `\s+v1\s+[0-9a-f]{12}\s`).MatchString(out) {
+		t.Errorf("images:\n%s", out)
+	}
+	var row struct{ Repository, Tag, ID, Digest string }
+	if err := json.Unmarshal([]byte(e.must(t, "images", "--format", "json")), &row); err != nil || row.Tag != "v1" || !strings.HasPrefix(row.Digest, "sha256:") {
+		t.Errorf("images --format json: %+v %v", row, err)
+	}
+
+	id := "e2e-img-run"
+	out = e.must(t, "run", "--rm", "--name", id, ref)
+	wantLines(t, "the image's config", out, "args:default-arg", "user:1000:1001", "cwd:/srv/app", "env:hello-from-image", "hostname:gone")
+	noLeftovers(t, id)
+
+	out = e.must(t, "run", "--rm", "--name", id, "-e", "GREETING=from-flag", "-w", "/tmp", "-u", "0", ref, "--", "x", "y")
+	wantLines(t, "overrides", out, "args:x y", "user:0:0", "cwd:/tmp", "env:from-flag")
+	noLeftovers(t, id)
+	out = e.must(t, "run", "--rm", "--name", id, "--entrypoint", "cat", ref, "--", "/srv/app/variant")
+	if strings.TrimSpace(out) != "one" {
+		t.Errorf("--entrypoint cat: %q", out)
+	}
+	noLeftovers(t, id)
+
+	// In use: rmi refuses, naming the container; once it is gone, rmi
+	// removes the image and every layer.
+	did := "e2e-img-inuse"
+	e.must(t, "run", "-d", "--name", did, "--entrypoint", "sleep", ref, "--", "1000")
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", did) })
+	_, errOut, code := e.vc(t, "rmi", ref)
+	if code == 0 || !strings.Contains(errOut, did) {
+		t.Errorf("rmi of an image in use: exit %d stderr %q, want refused naming %s", code, errOut, did)
+	}
+	if _, errOut, code := vcRun(t, nil, "rm", "-f", did); code != 0 {
+		t.Fatalf("rm -f: %s", errOut)
+	}
+	noLeftovers(t, did)
+	e.must(t, "rmi", ref)
+	if l := e.storeEntries(t, "layers"); len(l) != 0 {
+		t.Errorf("layers left after the last rmi: %v", l)
+	}
+	_, errOut, code = e.vc(t, "run", "--rm", "--name", id, ref)
+	if code == 0 || !strings.Contains(errOut, ref) || !strings.Contains(errOut, "unknown") {
+		t.Errorf("run of a removed image: exit %d stderr %q, want unknown naming it", code, errOut)
+	}
+	noLeftovers(t, id)
+	_, errOut, code = e.vc(t, "pull", host+"/e2e/nope:v1")
+	if code == 0 || !strings.Contains(errOut, "e2e/nope:v1") {
+		t.Errorf("pull of an unknown image: exit %d stderr %q", code, errOut)
+	}
+}
+
+// A registry that wants basic auth: credentials from docker's
+// config.json ($DOCKER_CONFIG) pull; none, or wrong ones, fail and store
+// nothing.
+func TestImagesRegistryAuth(t *testing.T) {
+	const user, pass = "e2e", "s3cret"
+	host := startRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="e2e"`)
+				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	ref := host + "/e2e/private:v1"
+	push(t, ref, appImage(t, "private"), remote.WithAuth(&authn.Basic{Username: user, Password: pass}))
+	dockerConfig := func(u, p string) string {
+		dir := t.TempDir()
+		auth := base64.StdEncoding.EncodeToString([]byte(u + ":" + p))
+		b, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	e := newImgEnv(t)
+	for what, dir := range map[string]string{"no credentials": t.TempDir(), "a wrong password": dockerConfig(user, "wrong")} {
+		e.env = []string{"DOCKER_CONFIG=" + dir}
+		_, errOut, code := e.vc(t, "pull", ref)
+		if code == 0 || !strings.Contains(errOut, "e2e/private:v1") || !strings.Contains(errOut, "UNAUTHORIZED") {
+			t.Errorf("pull with %s: exit %d stderr %q, want unauthorized naming the image", what, code, errOut)
+		}
+		if out := e.must(t, "images", "-q"); strings.TrimSpace(out) != "" {
+			t.Errorf("pull with %s stored %q", what, out)
+		}
+	}
+	e.env = []string{"DOCKER_CONFIG=" + dockerConfig(user, pass)}
+	e.must(t, "pull", ref)
+	if out := e.must(t, "images"); !strings.Contains(out, host+"/e2e/private") {
+		t.Errorf("images after an authenticated pull:\n%s", out)
+	}
+}
+
+// A registry serving a blob whose bytes are not its digest: the pull
+// fails naming the layer, and leaves no blob, layer, staging file or
+// image.
+func TestImagesCorruptBlob(t *testing.T) {
+	img := appImage(t, "corrupt")
+	layers, _ := img.Layers()
+	bad, _ := layers[1].Digest()
+	host := startRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+bad.String()) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			body[len(body)/2] ^= 0xff // same length, other bytes
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	})
+	ref := host + "/e2e/corrupt:v1"
+	push(t, ref, img)
+	e := newImgEnv(t)
+	_, errOut, code := e.vc(t, "pull", ref)
+	if code == 0 || !strings.Contains(errOut, bad.String()) || !strings.Contains(errOut, "e2e/corrupt:v1") {
+		t.Fatalf("pull of a corrupted blob: exit %d stderr %q, want a failure naming the image and the layer", code, errOut)
+	}
+	t.Logf("error: %s", strings.TrimSpace(errOut))
+	for _, sub := range []string{"blobs/sha256", "layers", "tmp"} {
+		if l := e.storeEntries(t, sub); len(l) != 0 {
+			t.Errorf("%s left after a failed pull: %v", sub, l)
+		}
+	}
+	if out := e.must(t, "images", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("a failed pull named an image: %q", out)
+	}
+}
+
+// vc save writes a docker archive; after rmi, vc load of it brings the
+// image back and it runs again. Where podman is installed, podman (in a
+// storage of the test's own) loads vc's archive, and vc loads podman's
+// docker and OCI archives.
+func TestImagesSaveLoad(t *testing.T) {
+	e := newImgEnv(t)
+	host := startRegistry(t, nil)
+	ref := host + "/e2e/saved:v1"
+	push(t, ref, appImage(t, "saved"))
+	e.must(t, "pull", ref)
+	archive := filepath.Join(t.TempDir(), "saved.tar")
+	e.must(t, "save", "-o", archive, ref)
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(archive) })
+	if err != nil || len(m) != 1 || len(m[0].RepoTags) != 1 || m[0].RepoTags[0] != ref || len(m[0].Layers) != 2 {
+		t.Fatalf("save's manifest.json: %+v %v", m, err)
+	}
+	e.must(t, "rmi", ref)
+	if out := e.must(t, "load", "-i", archive); !strings.Contains(out, "Loaded image: "+ref) {
+		t.Errorf("load: %q", out)
+	}
+	id := "e2e-img-loaded"
+	out := e.must(t, "run", "--rm", "--name", id, ref)
+	wantLines(t, "the loaded image", out, "args:default-arg", "user:1000:1001", "cwd:/srv/app", "env:hello-from-image")
+	noLeftovers(t, id)
+
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Log("podman not installed: compatibility with podman load/save not checked")
+		return
+	}
+	pdir := t.TempDir()
+	podman := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("podman", append([]string{"--root", filepath.Join(pdir, "root"), "--runroot", filepath.Join(pdir, "run"), "--storage-driver", "vfs"}, args...)...)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("podman %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	if out := podman("load", "-i", archive); !strings.Contains(out, ref) {
+		t.Errorf("podman load of vc's archive: %s", out)
+	}
+	for _, format := range []string{"docker-archive", "oci-archive"} {
+		p := filepath.Join(t.TempDir(), format+".tar")
+		podman("save", "--format", format, "-o", p, ref)
+		e.must(t, "rmi", ref)
+		if out := e.must(t, "load", "-i", p); !strings.Contains(out, "Loaded image: "+ref) {
+			t.Errorf("vc load of podman's %s: %q", format, out)
+		}
+		if out := e.must(t, "images"); !strings.Contains(out, host+"/e2e/saved") {
+			t.Errorf("images after loading podman's %s:\n%s", format, out)
+		}
+	}
+	out = e.must(t, "run", "--rm", "--name", id, ref)
+	wantLines(t, "the image from podman", out, "args:default-arg", "user:1000:1001", "env:hello-from-image")
+	noLeftovers(t, id)
+}
+
+// Two images on one base layer unpack it once: the second pull says it
+// exists and the store has three layer directories, not four. Two
+// concurrent pulls of one image both succeed and leave one copy.
+func TestImagesSharedLayer(t *testing.T) {
+	e := newImgEnv(t)
+	host := startRegistry(t, nil)
+	a, b := host+"/e2e/shared-a:v1", host+"/e2e/shared-b:v1"
+	push(t, a, appImage(t, "a"))
+	push(t, b, appImage(t, "b"))
+	e.must(t, "pull", a)
+	base, _ := busyboxLayer()
+	bd, _ := base.Digest()
+	dd, _ := base.DiffID()
+	before, err := os.Stat(filepath.Join(e.data, "images", "layers", dd.Hex, "bin", "busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := e.must(t, "pull", b)
+	if !strings.Contains(out, bd.Hex[:12]+": already exists") {
+		t.Errorf("second pull did not find the base layer %s:\n%s", bd.Hex[:12], out)
+	}
+	if after, err := os.Stat(filepath.Join(e.data, "images", "layers", dd.Hex, "bin", "busybox")); err != nil || !os.SameFile(before, after) {
+		t.Errorf("the base layer was unpacked again (%v)", err)
+	}
+	if l := e.storeEntries(t, "layers"); len(l) != 3 {
+		t.Errorf("%d layer directories, want 3 (busybox, a's, b's): %v", len(l), l)
+	}
+
+	c := host + "/e2e/concurrent:v1"
+	push(t, c, appImage(t, "c"))
+	var wg sync.WaitGroup
+	errs := make([]string, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, errOut, code := e.vc(t, "pull", c); code != 0 {
+				errs[i] = out + errOut
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != "" {
+			t.Errorf("concurrent pull %d failed: %s", i+1, err)
+		}
+	}
+	if l := e.storeEntries(t, "layers"); len(l) != 4 {
+		t.Errorf("%d layer directories after the concurrent pulls, want 4: %v", len(l), l)
+	}
+	if l := e.storeEntries(t, "tmp"); len(l) != 0 {
+		t.Errorf("staging left: %v", l)
+	}
+	if out := e.must(t, "images", "-q"); len(strings.Fields(out)) != 3 {
+		t.Errorf("images -q: %q, want 3 images", out)
+	}
+}
