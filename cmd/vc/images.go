@@ -194,7 +194,7 @@ func imagesCmd(ctx context.Context, g *globals, args []string) error {
 		}
 		created := "?"
 		if !r.Created.IsZero() {
-			created = ago(r.Created) + " ago"
+			created = humanAgo(time.Since(r.Created))
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Repository, r.Tag, r.ID, created, human(uint64(r.Size)))
 	}
@@ -292,4 +292,22 @@ func saveCmd(ctx context.Context, g *globals, args []string) error {
 	ctx, stop := interruptible(ctx)
 	defer stop()
 	return st.Save(ctx, *out, fs.Args())
+}
+
+// humanAgo says how long ago as docker's images does: "3 weeks ago".
+func humanAgo(d time.Duration) string {
+	units := []struct {
+		d    time.Duration
+		name string
+	}{{365 * 24 * time.Hour, "year"}, {30 * 24 * time.Hour, "month"}, {7 * 24 * time.Hour, "week"},
+		{24 * time.Hour, "day"}, {time.Hour, "hour"}, {time.Minute, "minute"}, {time.Second, "second"}}
+	for _, u := range units {
+		if n := int64(d / u.d); n >= 1 {
+			if n == 1 {
+				return "1 " + u.name + " ago"
+			}
+			return fmt.Sprintf("%d %ss ago", n, u.name)
+		}
+	}
+	return "just now"
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"slices"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -43,5 +44,16 @@ func TestProcessOf(t *testing.T) {
 	empty := imageSource{image: &imagestore.Image{Config: &v1.ConfigFile{}}}
 	if _, _, _, _, err := processOf(empty, runOptions{Image: "x/none"}); err == nil {
 		t.Error("an image without Entrypoint or Cmd, and no command: no error")
+	}
+}
+
+func TestHumanAgo(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "just now", 90 * time.Second: "1 minute ago", 49 * time.Hour: "2 days ago",
+		15 * 24 * time.Hour: "2 weeks ago", 800 * 24 * time.Hour: "2 years ago",
+	} {
+		if got := humanAgo(d); got != want {
+			t.Errorf("humanAgo(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

@@ -94,3 +94,35 @@ func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// CheckLogin tells whether user and password open registry (host[:port]),
+// as docker login checks them: GET /v2/ with them (through the
+// registry's token service when it has one) must succeed.
+func CheckLogin(ctx context.Context, registry, user, password string, t http.RoundTripper) error {
+	reg, err := name.NewRegistry(registry)
+	if err != nil {
+		return fmt.Errorf("registry %q: %w: %w", registry, err, errdefs.ErrInvalidArgument)
+	}
+	if t == nil {
+		t = http.DefaultTransport
+	}
+	t = loopbackOnlyHTTP{t}
+	auth := &authn.Basic{Username: user, Password: password}
+	rt, err := transport.NewWithContext(ctx, reg, auth, t, []string{reg.Scope(transport.PullScope)})
+	if err != nil {
+		return fmt.Errorf("login to %s: %w", registry, remoteError(err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return fmt.Errorf("login to %s: %w", registry, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("login to %s as %s: %s: %w", registry, user, resp.Status, errdefs.ErrUnauthenticated)
+	}
+	return nil
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -402,5 +403,60 @@ func TestPullLoopback(t *testing.T) {
 	req, _ := http.NewRequest("GET", "http://10.1.2.3:5000/v2/", nil)
 	if _, err := (loopbackOnlyHTTP{http.DefaultTransport}).RoundTrip(req); err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Errorf("plain http to 10.1.2.3: %v, want refused", err)
+	}
+}
+
+// tarDir writes the files under dir to a tar at path.
+func tarDir(t *testing.T, dir, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	if err := tw.AddFS(os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An OCI layout tarball (podman save --format oci-archive) loads under
+// the name its index annotates; one with only a tag for a name is
+// refused, naming the annotation, and stores nothing.
+func TestLoadOCILayout(t *testing.T) {
+	needRoot(t)
+	img := imageOf(t, layerOf(t, entry{name: "f", body: "oci"}))
+	for _, c := range []struct{ ref, err string }{{"example.com/oci:v1", ""}, {"v1", "ref.name"}} {
+		dir := t.TempDir()
+		p, err := layout.Write(dir, empty.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": c.ref})); err != nil {
+			t.Fatal(err)
+		}
+		archive := filepath.Join(t.TempDir(), "oci.tar")
+		tarDir(t, dir, archive)
+		s := openStore(t)
+		got, err := s.Load(context.Background(), archive, nil)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("load of a layout named %q: %v, want an error naming %s", c.ref, err, c.err)
+			}
+			if n := names(t, filepath.Join(s.Root(), "layers")); len(n) != 0 {
+				t.Errorf("a refused load left layers %v", n)
+			}
+			continue
+		}
+		d, _ := img.Digest()
+		if err != nil || len(got) != 1 || got[0].Name != "example.com/oci:v1" || got[0].Digest != d.String() {
+			t.Fatalf("load: %+v %v", got, err)
+		}
+		if n := names(t, filepath.Join(s.Root(), "tmp")); len(n) != 0 {
+			t.Errorf("staging left: %v", n)
+		}
 	}
 }

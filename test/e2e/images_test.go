@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -200,6 +201,7 @@ echo "user:$(id -u):$(id -g)"
 echo "cwd:$(pwd)"
 echo "env:$GREETING"
 test -e /etc/hostname && echo "hostname:present" || echo "hostname:gone"
+echo "owner:$(stat -c %u:%g /srv/app)"
 `
 
 // appImage is busybox plus a layer of its own (tag tells the variant
@@ -291,7 +293,7 @@ func TestImagesPullRun(t *testing.T) {
 
 	id := "e2e-img-run"
 	out = e.must(t, "run", "--rm", "--name", id, ref)
-	wantLines(t, "the image's config", out, "args:default-arg", "user:1000:1001", "cwd:/srv/app", "env:hello-from-image", "hostname:gone")
+	wantLines(t, "the image's config", out, "args:default-arg", "user:1000:1001", "cwd:/srv/app", "env:hello-from-image", "hostname:gone", "owner:1000:1001")
 	noLeftovers(t, id)
 
 	out = e.must(t, "run", "--rm", "--name", id, "-e", "GREETING=from-flag", "-w", "/tmp", "-u", "0", ref, "--", "x", "y")
@@ -372,6 +374,29 @@ func TestImagesRegistryAuth(t *testing.T) {
 	e.must(t, "pull", ref)
 	if out := e.must(t, "images"); !strings.Contains(out, host+"/e2e/private") {
 		t.Errorf("images after an authenticated pull:\n%s", out)
+	}
+
+	// vc login checks the credentials and writes them where docker does;
+	// vc logout removes them.
+	e = newImgEnv(t)
+	cfgDir := t.TempDir()
+	e.env = []string{"DOCKER_CONFIG=" + cfgDir}
+	if _, errOut, code := e.vc(t, "login", "-u", user, "-p", "wrong", host); code == 0 || !strings.Contains(errOut, host) {
+		t.Errorf("login with a wrong password: exit %d stderr %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(cfgDir, "config.json")); err == nil {
+		t.Error("a failed login wrote config.json")
+	}
+	e.must(t, "login", "-u", user, "-p", pass, host)
+	b, _ := os.ReadFile(filepath.Join(cfgDir, "config.json"))
+	if !strings.Contains(string(b), `"`+host+`"`) {
+		t.Errorf("config.json after login: %s", b)
+	}
+	e.must(t, "pull", ref)
+	e.must(t, "rmi", ref)
+	e.must(t, "logout", host)
+	if _, errOut, code := e.vc(t, "pull", ref); code == 0 || !strings.Contains(errOut, "UNAUTHORIZED") {
+		t.Errorf("pull after logout: exit %d stderr %q", code, errOut)
 	}
 }
 
@@ -527,5 +552,26 @@ func TestImagesSharedLayer(t *testing.T) {
 	}
 	if out := e.must(t, "images", "-q"); len(strings.Fields(out)) != 3 {
 		t.Errorf("images -q: %q, want 3 images", out)
+	}
+}
+
+// On a terminal, vc pull rewrites a line a layer with its bytes so far.
+func TestImagesPullProgressTTY(t *testing.T) {
+	e := newImgEnv(t)
+	host := startRegistry(t, nil)
+	ref := host + "/e2e/tty:v1"
+	push(t, ref, appImage(t, "tty"))
+	cmd := exec.Command(vcBin, "--state-root", stateRoot, "--data-root", e.data, "pull", ref)
+	f, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out, _ := io.ReadAll(f) // ends with EIO once vc exits
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("pull: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`\r\x1b\[K[0-9a-f]{12}: downloading [0-9.]+\S* / [0-9.]+\S*`).Match(out) || !strings.Contains(string(out), ": done ") {
+		t.Errorf("pull on a terminal: no per-layer byte counts rewritten in place: %q", out)
 	}
 }
