@@ -305,8 +305,9 @@ func TestImagesPullRun(t *testing.T) {
 	}
 	noLeftovers(t, id)
 
-	// In use: rmi refuses, naming the container; once it is gone, rmi
-	// removes the image and every layer.
+	// In use: rmi refuses, naming the container; rmi -f removes the
+	// name but not the layers the container's overlay has mounted, and
+	// the container goes on reading them; the next pull finds them.
 	did := "e2e-img-inuse"
 	e.must(t, "run", "-d", "--name", did, "--entrypoint", "sleep", ref, "--", "1000")
 	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", did) })
@@ -314,10 +315,30 @@ func TestImagesPullRun(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, did) {
 		t.Errorf("rmi of an image in use: exit %d stderr %q, want refused naming %s", code, errOut, did)
 	}
+	layers := e.storeEntries(t, "layers")
+	kept, err := os.Stat(filepath.Join(e.data, "images", "layers", layers[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := e.must(t, "rmi", "-f", ref); !strings.Contains(out, "Untagged: "+ref) {
+		t.Errorf("rmi -f: %q", out)
+	}
+	if l := e.storeEntries(t, "layers"); len(l) != len(layers) {
+		t.Errorf("rmi -f removed layers a running container has mounted: %v, were %v", l, layers)
+	}
+	if out, errOut, code := e.vc(t, "exec", did, "cat", "/srv/app/variant"); code != 0 || strings.TrimSpace(out) != "one" {
+		t.Errorf("exec after rmi -f: exit %d stdout %q stderr %q", code, out, errOut)
+	}
 	if _, errOut, code := vcRun(t, nil, "rm", "-f", did); code != 0 {
 		t.Fatalf("rm -f: %s", errOut)
 	}
 	noLeftovers(t, did)
+	// The blobs went with the name and are fetched again; the layers
+	// kept are taken as they are, not unpacked again.
+	e.must(t, "pull", ref)
+	if after, err := os.Stat(filepath.Join(e.data, "images", "layers", layers[0])); err != nil || !os.SameFile(kept, after) {
+		t.Errorf("pull after rmi -f did not keep the layer it found (%v)", err)
+	}
 	e.must(t, "rmi", ref)
 	if l := e.storeEntries(t, "layers"); len(l) != 0 {
 		t.Errorf("layers left after the last rmi: %v", l)
