@@ -185,6 +185,13 @@ func TestWhiteouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
+	// Lookup sees the stack as the overlay will.
+	for p, want := range map[string]string{"etc/gone": "", "etc/kept": dirs[1], "d/old": "", "d/new": dirs[0]} {
+		got, ok := Lookup(dirs, p)
+		if ok != (want != "") || (ok && got != filepath.Join(want, p)) {
+			t.Errorf("Lookup(%s) = %q %v, want it in %q", p, got, ok, want)
+		}
+	}
 	mnt := t.TempDir()
 	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_RDONLY, "lowerdir="+strings.Join(dirs, ":")); err != nil {
 		t.Fatalf("mount: %v", err)
