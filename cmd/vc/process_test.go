@@ -1,11 +1,14 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/pkg/imagestore"
 )
@@ -33,7 +36,7 @@ func TestProcessOf(t *testing.T) {
 		{"entrypoint+args", img, runOptions{Entrypoint: []string{"/bin/echo"}, Args: []string{"hi"}}, []string{"/bin/echo", "hi"}, "/srv", "app", nil},
 		{"overrides", img, runOptions{Env: []string{"A=flag", "B=new"}, Workdir: "/tmp", User: "0"}, []string{"/entry", "default"}, "/tmp", "0",
 			[]string{"PATH=/img/bin", "HOME=/root", "A=flag", "B=new"}},
-		{"busybox", imageSource{dir: "/x", lowers: []string{"/x"}}, runOptions{}, []string{"sh"}, "", "", nil},
+		{"busybox", imageSource{lowers: []string{"/x"}}, runOptions{}, []string{"sh"}, "", "", nil},
 	}
 	for _, c := range cases {
 		args, env, cwd, usr, err := processOf(c.src, c.o)
@@ -55,5 +58,21 @@ func TestHumanAgo(t *testing.T) {
 		if got := humanAgo(d); got != want {
 			t.Errorf("humanAgo(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// An image's /etc/passwd that is a symbolic link is not followed on the
+// host: its users are unknown.
+func TestApplyUserNoLink(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(outside, []byte("outsider:x:4242:4242::/:/bin/sh\n"), 0o644)
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	if err := os.Symlink(outside, filepath.Join(root, "etc", "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	p := &specs.Process{}
+	if err := applyUser(p, []string{root}, "outsider", "-u"); err == nil {
+		t.Errorf("a user of the host file the image's /etc/passwd links to was found: %+v", p.User)
 	}
 }

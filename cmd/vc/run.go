@@ -376,10 +376,10 @@ func isTerminal(f *os.File) bool {
 // imageSource is what a container's root filesystem is made of: a
 // directory (--rootfs, or the built-in busybox), or an image of the store.
 type imageSource struct {
-	dir   string // --rootfs or busybox
 	store *imagestore.Store
-	image *imagestore.Image
-	// lowers are the image's directories, top first.
+	image *imagestore.Image // nil: a directory
+	// lowers are the image's directories, top first (a directory: it
+	// alone).
 	lowers []string
 }
 
@@ -387,7 +387,7 @@ type imageSource struct {
 // when the store has no image of that name, the built-in busybox.
 func resolveImage(g *globals, o runOptions) (imageSource, error) {
 	if o.Rootfs != "" {
-		return imageSource{dir: o.Rootfs, lowers: []string{o.Rootfs}}, nil
+		return imageSource{lowers: []string{o.Rootfs}}, nil
 	}
 	st, err := openImageStore(g)
 	if err != nil {
@@ -408,7 +408,7 @@ func resolveImage(g *globals, o runOptions) (imageSource, error) {
 		if err != nil {
 			return imageSource{}, err
 		}
-		return imageSource{dir: dir, lowers: []string{dir}}, nil
+		return imageSource{lowers: []string{dir}}, nil
 	}
 	return imageSource{}, fmt.Errorf("IMAGE %q: unknown: not in the image store (vc pull or vc load it; the built-in image is busybox), or use --rootfs DIR: %w", o.Image, errdefs.ErrNotFound)
 }

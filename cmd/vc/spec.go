@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/imagestore"
 )
@@ -151,7 +152,9 @@ func readDB(roots []string, rel string) ([][]string, error) {
 	if !ok {
 		return nil, os.ErrNotExist
 	}
-	f, err := os.Open(path)
+	// Not through a link: it would be followed on the host, out of an
+	// image that may be anyone's.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err
 	}
