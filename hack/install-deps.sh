@@ -12,6 +12,7 @@ pkgs=(
 	busybox-static      # test and default container images
 	kmod cpio           # guest image builder (depmod, modinfo)
 	iproute2 iptables   # networking, agent tests
+	tini                # tini-static: vc run --init (docker-init)
 	nftables            # nft: the shim's loopback redirect for kubectl port-forward
 	procps              # pgrep in the end-to-end tests
 	xz-utils            # unpacking the guest kernel

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -38,6 +39,9 @@ type command struct {
 
 var commands = map[string]command{}
 
+// helpArgs are the command's arguments, for helpAsked.
+var helpArgs []string
+
 func register(name string, c command) { commands[name] = c }
 
 // exitError ends vc with code; with err, err is printed first (a container
@@ -62,8 +66,12 @@ func main() {
 	fs.StringVar(&g.stateRoot, "state-root", envOr("VC_STATE_ROOT", persist.DefaultRoot), "where sandbox state lives")
 	fs.StringVar(&g.dataRoot, "data-root", envOr("VC_DATA_ROOT", "/var/lib/vc"), "where guest images and root filesystems are kept")
 	fs.BoolVar(&g.debug, "debug", os.Getenv("VC_DEBUG") != "", "log debug messages")
-	fs.Usage = usage
+	fs.Usage = func() { usage(os.Stderr) }
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(os.Stdout)
+			os.Exit(0)
+		}
 		os.Exit(2)
 	}
 	level := slog.LevelWarn
@@ -79,15 +87,16 @@ func main() {
 	}
 	args := fs.Args()
 	if len(args) == 0 {
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "vc: unknown command %q\n", args[0])
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
+	helpArgs = args[1:]
 	ctx, cancel := signal.NotifyContext(context.Background(), unix.SIGTERM)
 	defer cancel()
 	err := c.run(ctx, g, args[1:])
@@ -107,8 +116,8 @@ func main() {
 	}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: vc [--state-root DIR] [--data-root DIR] [--debug] COMMAND [ARGS]\n\ncommands:")
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: vc [--state-root DIR] [--data-root DIR] [--debug] COMMAND [ARGS]\n\ncommands:")
 	var names []string
 	for n, c := range commands {
 		if c.short != "" {
@@ -117,18 +126,40 @@ func usage() {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", n, commands[n].short)
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].short)
 	}
+	fmt.Fprintln(w, "\nvc help COMMAND (or vc COMMAND --help) describes a command's flags.")
 }
 
 // newFlags returns a flag set for a command whose usage line is usage.
+// Asked for (--help, -h, vc help CMD) the usage goes to stdout; after a
+// mistake, to stderr.
 func newFlags(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: vc %s %s\n", name, usage)
+		w := fs.Output()
+		if helpAsked(fs) {
+			w = os.Stdout
+		}
+		fmt.Fprintf(w, "usage: vc %s %s\n", name, usage)
+		if c := commands[name]; c.short != "" {
+			fmt.Fprintf(w, "\n%s\n\n", c.short)
+		}
+		fs.SetOutput(w)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// helpAsked tells whether the arguments being parsed ask for help: the
+// flag package calls Usage for -h/--help and for errors alike.
+func helpAsked(fs *flag.FlagSet) bool {
+	for _, a := range helpArgs {
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
 }
 
 func envOr(k, def string) string {

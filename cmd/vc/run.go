@@ -33,7 +33,7 @@ import (
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -73,10 +73,23 @@ type runOptions struct {
 	Privileged bool     `json:"privileged,omitempty"`
 	CapAdd     []string `json:"cap_add,omitempty"`
 	CapDrop    []string `json:"cap_drop,omitempty"`
+	// Init runs docker's init (tini) as the container's PID 1.
+	Init bool `json:"init,omitempty"`
+	// Create leaves the container created: `vc start` starts it.
+	Create bool `json:"create,omitempty"`
+	// Carry is what a restart keeps of the container's previous run (its
+	// writable layer and its log), to move into the new sandbox.
+	Carry string `json:"carry,omitempty"`
 }
 
 func runCmd(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("run", commands["run"].usage)
+	return runOrCreate(ctx, g, "run", args)
+}
+
+// runOrCreate is vc run and, for name "create", vc create: the container
+// is created in its VM and left for vc start.
+func runOrCreate(ctx context.Context, g *globals, name string, args []string) error {
+	fs := newFlags(name, commands[name].usage)
 	var o runOptions
 	var vols, envs, envFiles, publish, capAdd, capDrop listFlag
 	var mem, network, entrypoint string
@@ -100,6 +113,7 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&o.Hostname, "hostname", "", "the container's hostname (default: the container id, shortened)")
 	fs.BoolVar(&o.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
 	fs.BoolVar(&o.Privileged, "privileged", false, "all capabilities, no masked /proc paths, writable /sys, in the guest (the VM still isolates the host)")
+	fs.BoolVar(&o.Init, "init", false, "run an init (tini, as docker's --init) as PID 1: it reaps zombies and forwards signals to the command")
 	fs.Var(&capAdd, "cap-add", "add a capability, e.g. NET_ADMIN or ALL (repeatable)")
 	fs.Var(&capDrop, "cap-drop", "drop a capability, e.g. CHOWN or ALL (repeatable)")
 	fs.StringVar(&o.Rootfs, "rootfs", "", "run this directory as the root filesystem instead of IMAGE")
@@ -162,11 +176,18 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 	if o.ID == "" {
 		o.ID = randomID()
 	}
+	if name == "create" {
+		o.Create, o.Detach = true, true
+	}
 	if o.TTY && !o.Detach && !isTerminal(os.Stdin) {
 		return errors.New("-t: standard input is not a terminal")
 	}
 	if o.Detach {
-		return startDetached(ctx, g, o)
+		if err := spawnOwner(ctx, g, o); err != nil {
+			return err
+		}
+		fmt.Println(o.ID)
+		return nil
 	}
 	return runOwner(ctx, g, o, nil)
 }
@@ -214,9 +235,21 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	defer func() {
 		if failed {
 			s.Stop(context.WithoutCancel(ctx), 5*time.Second)
-			s.Delete(context.WithoutCancel(ctx))
+			// A restarted container keeps its record and what it wrote:
+			// vc rm removes them, vc start tries again.
+			if o.Carry == "" {
+				s.Delete(context.WithoutCancel(ctx))
+			}
 		}
 	}()
+	if err := saveOptions(s.Dir(), o); err != nil {
+		return err
+	}
+	if o.Carry != "" {
+		if err := carryIn(o.Carry, s.Dir()); err != nil {
+			return err
+		}
+	}
 	ccfg.LogPath = filepath.Join(s.Dir(), "container.log")
 	if o.Rootfs == "" {
 		// An image: the container writes into a layer of its own. A
@@ -241,11 +274,24 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	defer logOut.Flush()
 	defer logErr.Flush()
 
+	var stdin io.WriteCloser
 	pio := vc.IO{Stdout: logOut, Stderr: logErr}
+	if ready != nil && o.Interactive {
+		// In the background, stdin is what attached clients send.
+		pio.Stdin, stdin = io.Pipe()
+		defer stdin.Close()
+	}
+	att, err := serveAttach(s.Dir(), stdin)
+	if err != nil {
+		return err
+	}
+	defer att.Close()
+	pio.Stdout = io.MultiWriter(pio.Stdout, att.stream(1))
+	pio.Stderr = io.MultiWriter(pio.Stderr, att.stream(2))
 	var restore func()
 	if ready == nil {
-		pio.Stdout = io.MultiWriter(os.Stdout, logOut)
-		pio.Stderr = io.MultiWriter(os.Stderr, logErr)
+		pio.Stdout = io.MultiWriter(os.Stdout, pio.Stdout)
+		pio.Stderr = io.MultiWriter(os.Stderr, pio.Stderr)
 		if o.Interactive {
 			pio.Stdin = os.Stdin
 		}
@@ -264,9 +310,13 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStreams()
 	streams := s.Container(o.ID).IOStream(streamCtx, o.ID, pio)
-	if err := s.Container(o.ID).Start(ctx); err != nil {
-		return startError(err)
+	if !o.Create {
+		if err := s.Container(o.ID).Start(ctx); err != nil {
+			return startError(err)
+		}
 	}
+	// Created, the container is vc start's to start; its failure to
+	// start is that command's to report, and its record stays.
 	failed = false
 	if pio.Stdin == nil {
 		s.Container(o.ID).CloseStdin(ctx, o.ID)
@@ -282,6 +332,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	case <-streams:
 	case <-time.After(5 * time.Second):
 	}
+	att.Close()
 	logOut.Flush()
 	logErr.Flush()
 	if restore != nil {
@@ -485,6 +536,11 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource,
 	if o.Privileged {
 		privileged(spec)
 	}
+	if o.Init {
+		if err := withInit(spec); err != nil {
+			return vc.ContainerConfig{}, src, err
+		}
+	}
 	if err := applyCapabilities(spec.Process, o.CapAdd, o.CapDrop); err != nil {
 		return vc.ContainerConfig{}, src, err
 	}
@@ -605,9 +661,9 @@ func natResolvConf(s *vc.Sandbox, ccfg *vc.ContainerConfig, o runOptions) error 
 	return nil
 }
 
-// startDetached runs the owner in a new session and waits until the
-// container runs (or failed).
-func startDetached(ctx context.Context, g *globals, o runOptions) error {
+// spawnOwner runs the owner in a new session and waits until the
+// container runs, or is created (o.Create), or failed.
+func spawnOwner(ctx context.Context, g *globals, o runOptions) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -657,7 +713,6 @@ func startDetached(ctx context.Context, g *globals, o runOptions) error {
 	if err := os.Rename(logPath, filepath.Join(g.stateRoot, o.ID, ownerLogName)); err != nil {
 		os.Remove(logPath)
 	}
-	fmt.Println(o.ID)
 	return nil
 }
 

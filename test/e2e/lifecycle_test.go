@@ -1,0 +1,243 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// vc create leaves the container created; start -a runs it attached and
+// exits with its code; start and restart of a stopped container run it
+// again in a new VM with what it wrote and its log kept.
+func TestCreateStartRestart(t *testing.T) {
+	id := "e2e-create"
+	script := `cat /kept 2>/dev/null; echo run >> /kept; echo out; echo err >&2; exit 3`
+	if out, errOut, code := vcRun(t, nil, "create", "--name", id, "busybox", "--", "sh", "-c", script); code != 0 || strings.TrimSpace(out) != id {
+		t.Fatalf("create: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
+	if out, _, _ := vcRun(t, nil, "ps", "-a", "--format", "{{.ID}} {{.State}}"); !strings.Contains(out, id+" created\n") {
+		t.Fatalf("ps -a after create: %q, want %s created", out, id)
+	}
+	if got := complete(t, "vc", "--state-root", stateRoot, "start", "e2e-cr"); got != id {
+		t.Errorf("completion of vc start e2e-cr: %q, want %s", got, id)
+	}
+	if out, _, _ := vcRun(t, nil, "logs", id); out != "" {
+		t.Fatalf("a created container has output already: %q", out)
+	}
+	out, errOut, code := vcRun(t, nil, "start", "-a", id)
+	if code != 3 || out != "out\n" || !strings.Contains(errOut, "err") {
+		t.Fatalf("start -a: exit %d stdout %q stderr %q, want 3, out, err", code, out, errOut)
+	}
+	// Stopped: start -a runs it again, over what the first run wrote.
+	out, errOut, code = vcRun(t, nil, "start", "-a", id)
+	if code != 3 || out != "run\nout\n" {
+		t.Fatalf("second start -a: exit %d stdout %q stderr %q, want 3 and run, out", code, out, errOut)
+	}
+	if out, errOut, code := vcRun(t, nil, "restart", id); code != 0 || strings.TrimSpace(out) != id {
+		t.Fatalf("restart: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	if out, errOut, code := vcRun(t, nil, "wait", id); code != 0 || strings.TrimSpace(out) != "3" {
+		t.Fatalf("wait after restart: exit %d stdout %q stderr %q, want 3", code, out, errOut)
+	}
+	// The log kept every run: out three times, run from the 2nd and 3rd.
+	out, _, _ = vcRun(t, nil, "logs", id)
+	if strings.Count(out, "out\n") != 3 || strings.Count(out, "run\n") != 3 {
+		t.Errorf("logs after three runs: %q, want out 3 times and run 1+2 times", out)
+	}
+	if _, errOut, code := vcRun(t, nil, "rm", id); code != 0 {
+		t.Fatalf("rm: %s", errOut)
+	}
+	noLeftovers(t, id)
+	noCarry(t, id)
+	if _, errOut, code := vcRun(t, nil, "start", "e2e-never-was"); code == 0 || !strings.Contains(errOut, "e2e-never-was") {
+		t.Errorf("start of a missing container: exit %d stderr %q, want an error naming it", code, errOut)
+	}
+}
+
+// restart of a running container stops it and runs it again, keeping
+// what it wrote.
+func TestRestartRunning(t *testing.T) {
+	id := "e2e-restart"
+	if _, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "sh", "-c", `echo x >> /runs; sleep 1000`); code != 0 {
+		t.Fatalf("run -d: %s", errOut)
+	}
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
+	if _, errOut, code := vcRun(t, nil, "restart", "-t", "1", id); code != 0 {
+		t.Fatalf("restart: %s", errOut)
+	}
+	waitFor(t, func() bool {
+		o, _, _ := vcRun(t, nil, "exec", id, "cat", "/runs")
+		return o == "x\nx\n"
+	}, "two runs recorded in /runs")
+	if _, errOut, code := vcRun(t, nil, "rm", "-f", id); code != 0 {
+		t.Fatalf("rm -f: %s", errOut)
+	}
+	noLeftovers(t, id)
+	noCarry(t, id)
+}
+
+// noCarry fails if a restart's carry directory of id is left.
+func noCarry(t *testing.T, id string) {
+	t.Helper()
+	if m, _ := filepath.Glob(filepath.Join(stateRoot, "."+id+".carry-*")); len(m) > 0 {
+		t.Errorf("carry directories left: %v", m)
+	}
+}
+
+// vc attach streams a background container's output live, stdout and
+// stderr apart, and sends it input when it runs with -i; it exits with the
+// container's code.
+func TestAttach(t *testing.T) {
+	id := "e2e-attach"
+	if _, errOut, code := vcRun(t, nil, "run", "-di", "--name", id, "busybox", "--", "sh", "-c", `while read l; do echo "got $l"; echo "err $l" >&2; done`); code != 0 {
+		t.Fatalf("run -di: %s", errOut)
+	}
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vcBin, "--state-root", stateRoot, "--data-root", dataRoot, "attach", id)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewReader(stdout)
+	for _, word := range []string{"one", "two"} {
+		stdin.Write([]byte(word + "\n"))
+		line, err := lines.ReadString('\n')
+		if err != nil || line != "got "+word+"\n" {
+			t.Fatalf("attach: read %q, %v; want got %s (stderr %q)", line, err, word, stderr.String())
+		}
+	}
+	if _, errOut, code := vcRun(t, nil, "kill", id); code != 0 {
+		t.Fatalf("kill: %s", errOut)
+	}
+	rest, _ := bufio.NewReader(lines).ReadString(0)
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 137 {
+		t.Errorf("attach exit %d (%v), want the container's 137; rest of stdout %q", code, err, rest)
+	}
+	if !strings.Contains(stderr.String(), "err one") || strings.Contains(stderr.String(), "got") {
+		t.Errorf("attach stderr %q, want the container's stderr alone", stderr.String())
+	}
+	if _, errOut, code := vcRun(t, nil, "attach", id); code == 0 || !strings.Contains(errOut, "stopped") {
+		t.Errorf("attach to a stopped container: exit %d stderr %q, want refused naming its state", code, errOut)
+	}
+	if _, errOut, code := vcRun(t, nil, "rm", id); code != 0 {
+		t.Fatalf("rm: %s", errOut)
+	}
+	noLeftovers(t, id)
+}
+
+// vc cp copies both ways as docker cp: into a directory, or as a new
+// name; a missing source and a stopped container are errors.
+func TestCopy(t *testing.T) {
+	id := "e2e-cp"
+	if _, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "sleep", "1000"); code != 0 {
+		t.Fatalf("run -d: %s", errOut)
+	}
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
+	src := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "a"), []byte("alpha\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "sub", "b"), []byte("beta\n"), 0o755)
+	if _, errOut, code := vcRun(t, nil, "cp", src, id+":/tmp"); code != 0 {
+		t.Fatalf("cp into a directory: %s", errOut)
+	}
+	if _, errOut, code := vcRun(t, nil, "cp", filepath.Join(src, "a"), id+":/etc/renamed"); code != 0 {
+		t.Fatalf("cp as a new name: %s", errOut)
+	}
+	out, errOut, _ := vcRun(t, nil, "exec", id, "sh", "-c", "cat /tmp/tree/a /tmp/tree/sub/b /etc/renamed; stat -c '%a %u' /tmp/tree/sub/b")
+	if out != "alpha\nbeta\nalpha\n755 0\n" {
+		t.Fatalf("in the container: %q (stderr %q)", out, errOut)
+	}
+	vcRun(t, nil, "exec", id, "sh", "-c", "mkdir -p /made/deep && echo made > /made/deep/f")
+	dst := t.TempDir()
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/made", dst); code != 0 {
+		t.Fatalf("cp out into a directory: %s", errOut)
+	}
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/made/deep/f", filepath.Join(dst, "g")); code != 0 {
+		t.Fatalf("cp out as a new name: %s", errOut)
+	}
+	for p, want := range map[string]string{"made/deep/f": "made\n", "g": "made\n"} {
+		if b, err := os.ReadFile(filepath.Join(dst, p)); err != nil || string(b) != want {
+			t.Errorf("host %s: %q %v, want %q", p, b, err, want)
+		}
+	}
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/nope", dst); code == 0 || !strings.Contains(errOut, "nope") {
+		t.Errorf("cp of a missing path: exit %d stderr %q, want an error naming it", code, errOut)
+	}
+	vcRun(t, nil, "stop", "-t", "1", id)
+	if _, errOut, code := vcRun(t, nil, "cp", src, id+":/tmp"); code == 0 || !strings.Contains(errOut, "running") {
+		t.Errorf("cp into a stopped container: exit %d stderr %q, want refused", code, errOut)
+	}
+	vcRun(t, nil, "rm", "-f", id)
+	noLeftovers(t, id)
+}
+
+// --init runs docker's init as PID 1, the command as its child.
+func TestInit(t *testing.T) {
+	out, errOut, code := vcRun(t, nil, "run", "--rm", "--init", "--name", "e2e-init", "busybox", "--", "sh", "-c", "cat /proc/1/comm; echo $$")
+	if code != 0 || !strings.HasPrefix(out, "docker-init\n") || strings.HasSuffix(out, "\n1\n") {
+		t.Fatalf("run --init: exit %d stdout %q stderr %q, want PID 1 docker-init and the shell not PID 1", code, out, errOut)
+	}
+	noLeftovers(t, "e2e-init")
+}
+
+// vc --help and vc help COMMAND answer on stdout with 0; an unknown one
+// is an error.
+func TestHelp(t *testing.T) {
+	out, _, code := vcRun(t, nil, "--help")
+	for _, c := range []string{"create", "start", "restart", "attach", "cp", "completion"} {
+		if code != 0 || !strings.Contains(out, "\n  "+c+" ") {
+			t.Errorf("vc --help: exit %d, %q missing from\n%s", code, c, out)
+		}
+	}
+	if out, _, code := vcRun(t, nil, "help", "run"); code != 0 || !strings.Contains(out, "-init") || !strings.Contains(out, "usage: vc run") {
+		t.Errorf("vc help run: exit %d\n%s", code, out)
+	}
+	if out, _, code := vcRun(t, nil, "run", "--help"); code != 0 || !strings.Contains(out, "usage: vc run") {
+		t.Errorf("vc run --help: exit %d\n%s", code, out)
+	}
+	if got := complete(t, "vc", "rest"); got != "restart" {
+		t.Errorf("completion of vc rest: %q, want restart", got)
+	}
+	if got := complete(t, "vc", "run", "--ini"); got != "--init --initrd" {
+		t.Errorf("completion of vc run --ini: %q, want --init --initrd", got)
+	}
+	if _, errOut, code := vcRun(t, nil, "help", "nope"); code == 0 || !strings.Contains(errOut, "nope") {
+		t.Errorf("vc help nope: exit %d stderr %q", code, errOut)
+	}
+}
+
+// complete runs vc's bash completion for the words (the last one being
+// completed) and returns its answers.
+func complete(t *testing.T, words ...string) string {
+	t.Helper()
+	script, _, code := vcRun(t, nil, "completion", "bash")
+	if code != 0 {
+		t.Fatalf("vc completion bash: exit %d", code)
+	}
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = "'" + w + "'"
+	}
+	prog := script + "\nCOMP_WORDS=(" + strings.Join(quoted, " ") + "); COMP_CWORD=" + strconv.Itoa(len(words)-1) + "; _vc; echo \"${COMPREPLY[*]}\"\n"
+	cmd := exec.Command("bash", "-c", prog)
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(vcBin)+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash completion: %v: %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
