@@ -65,7 +65,8 @@ func dockerNoneLeft(t *testing.T) {
 }
 
 // TestDockerRun: docker run --runtime vc --rm prints the guest's kernel
-// (not the host's), has docker's network (the bridge's address on eth0),
+// (not the host's), has docker's network (the bridge's address on eth0;
+// loopback only with --network none),
 // keeps stdout and stderr apart, takes stdin, and exits with the
 // container's status, as runc's containers do; nothing is left.
 func TestDockerRun(t *testing.T) {
@@ -90,6 +91,12 @@ func TestDockerRun(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`(?m)^\d+: eth0\s+inet 172\.17\.0\.\d+/16 `).MatchString(out) ||
 		strings.Count(strings.TrimSpace(out), "\n") != 1 || strings.Contains(out, "172.17.0.1/") {
 		t.Errorf("docker run ip addr: exit %d, %q (stderr %s); want lo and eth0 on docker's bridge 172.17.0.0/16", code, out, errOut)
+	}
+	// --network none: docker's hook leaves the namespace with loopback
+	// only.
+	out, errOut, code = dockerRun(t, dockerRuntime, []string{"--rm", "--network", "none"}, "ip", "-o", "link")
+	if code != 0 || strings.Contains(out, "eth0") || !strings.Contains(out, "lo:") {
+		t.Errorf("docker run --network none ip link: exit %d, %q (stderr %s); want loopback only", code, out, errOut)
 	}
 	for _, rt := range []string{dockerRuntime, "runc"} {
 		out, errOut, code = dockerRun(t, rt, []string{"--rm"}, "sh", "-c", "echo out; echo err >&2; exit 5")
