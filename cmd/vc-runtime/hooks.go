@@ -40,7 +40,8 @@ func createHooks(spec *specs.Spec) []specs.Hook {
 	if spec.Hooks == nil {
 		return nil
 	}
-	return append(append([]specs.Hook(nil), spec.Hooks.Prestart...), spec.Hooks.CreateRuntime...) //nolint:staticcheck // Prestart is deprecated, and what docker uses
+	// Prestart is deprecated in the spec, and what docker 20.10 uses.
+	return append(append([]specs.Hook(nil), spec.Hooks.Prestart...), spec.Hooks.CreateRuntime...)
 }
 
 // ignoredHooks counts the hooks that are not run.
