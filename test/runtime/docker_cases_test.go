@@ -219,3 +219,31 @@ func TestDockerDetached(t *testing.T) {
 	}
 	dockerNoneLeft(t)
 }
+
+// TestDockerKill: docker kill ends the container with 137 (SIGKILL), as
+// runc's; docker rm -f of a running container removes everything.
+func TestDockerKill(t *testing.T) {
+	const killed, forced = "vc-docker-killed", "vc-docker-forced"
+	t.Cleanup(func() {
+		docker(t, "rm", "-f", killed, forced)
+		dockerNoneLeft(t)
+	})
+	for _, name := range []string{killed, forced} {
+		if _, errOut, code := dockerRun(t, dockerRuntime, []string{"-d", "--name", name}, "sleep", "1000"); code != 0 {
+			t.Fatalf("docker run -d %s: exit %d: %s", name, code, errOut)
+		}
+	}
+	if _, errOut, code := docker(t, "kill", killed); code != 0 {
+		t.Fatalf("docker kill: exit %d: %s", code, errOut)
+	}
+	if out, _, _ := docker(t, "wait", killed); strings.TrimSpace(out) != "137" {
+		t.Errorf("docker wait after kill: %q, want 137", out)
+	}
+	if _, errOut, code := docker(t, "rm", "-f", killed, forced); code != 0 {
+		t.Fatalf("docker rm -f: exit %d: %s", code, errOut)
+	}
+	if out, _, _ := docker(t, "ps", "-aq"); strings.TrimSpace(out) != "" {
+		t.Errorf("docker ps -a after rm -f: %q", out)
+	}
+	dockerNoneLeft(t)
+}
