@@ -19,6 +19,11 @@ pkgs=(
 	e2fsprogs           # mkfs.ext4 for block volumes
 	erofs-utils         # mkfs.erofs: containerd's erofs snapshotter (shim tests)
 	podman              # podman --runtime bin/vc-runtime (test/runtime)
+	docker.io           # docker 20.10 with vc-runtime (test/runtime); brings Debian's
+	                    # containerd 1.6, containerd-shim-runc-v2, runc and tini into
+	                    # /usr/bin: the containerd tests run theirs from
+	                    # /usr/local/lib/vc-test (hack/install-containerd.sh), first
+	                    # on the PATH they give containerd
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -29,6 +34,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "need root to install ${missing[*]}" >&2
 		exit 1
+	fi
+	# docker.io and containerd are services: where systemd runs, their
+	# postinst would start a system dockerd (its bridge, iptables rules,
+	# FORWARD policy: other tests' networks) and containerd. The tests
+	# start their own daemons; nothing is started by the install.
+	policy=/usr/sbin/policy-rc.d
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 0755 "$policy"
+		trap 'rm -f "$policy"' EXIT
 	fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

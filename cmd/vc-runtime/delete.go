@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -95,7 +96,10 @@ func removeLeftovers(ctx context.Context, root, id string) {
 		vc.StopSandbox(ctx, dir, sandboxID, 5*time.Second)
 		vc.DeleteSandbox(ctx, dir, sandboxID)
 	}
-	os.RemoveAll(dir)
+	// A dead owner's network namespace is a mount.
+	if err := mount.RemoveAll(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "container %s: %v\n", id, err)
+	}
 }
 
 // stopLeftovers kills container id's owner, which was told nothing yet,

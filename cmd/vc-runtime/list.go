@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -67,7 +68,7 @@ func listStates(root string) ([]ociState, error) {
 		if !e.IsDir() {
 			continue
 		}
-		st, err := loadState(root, e.Name())
+		st, err := readState(filepath.Join(root, e.Name()))
 		if err != nil {
 			continue // being created or deleted
 		}

@@ -113,8 +113,8 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	cu := cleanup.Make(func() {})
 	defer cu.Clean()
 
-	if h := spec.Hooks; h != nil && (len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0) {
-		o.log.Warn("the spec's hooks are not run: they are host programs, and the container runs in a VM")
+	if n := ignoredHooks(spec); n > 0 {
+		o.log.Warn("the spec's createContainer, startContainer, poststart and poststop hooks are not run", "hooks", n)
 	}
 	ccfg := vc.ContainerConfig{ID: o.id, Rootfs: st.Rootfs, Spec: spec, Annotations: map[string]string{"bundle": st.Bundle}}
 	if err := ccfg.Validate(); err != nil {
@@ -129,6 +129,28 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 		return err
 	}
 	netns, nat := network(spec)
+	if hooks := createHooks(spec); len(hooks) > 0 {
+		state := specs.State{Version: specs.Version, ID: o.id, Status: specs.StateCreating, Bundle: st.Bundle, Annotations: spec.Annotations}
+		if newNetNS(spec) {
+			// The hooks may put links into it (docker's libnetwork-setkey),
+			// which the VM mirrors.
+			path := filepath.Join(o.dir, netnsFile)
+			err := makeNetNS(path, func(tid int) error {
+				state.Pid = tid
+				return runHooks(ctx, hooks, state)
+			})
+			if err != nil {
+				return err
+			}
+			cu.Add(func() { removeNetNS(path) })
+			netns, nat = path, vc.NATConfig{}
+		} else {
+			state.Pid = os.Getpid()
+			if err := runHooks(ctx, hooks, state); err != nil {
+				return err
+			}
+		}
+	}
 	scfg := vc.SandboxConfig{
 		ID:         sandboxID,
 		Hostname:   spec.Hostname,
@@ -348,6 +370,9 @@ wait:
 	}
 	if err := o.sb.Delete(cctx); err != nil {
 		o.log.Warn("remove the VM's state", "err", err)
+	}
+	if err := removeNetNS(filepath.Join(o.dir, netnsFile)); err != nil {
+		o.log.Warn("remove the network namespace", "err", err)
 	}
 	if o.tty != nil {
 		o.tty.Close()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,7 +87,26 @@ type ociState struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
-func containerDir(root, id string) string { return filepath.Join(root, id) }
+// vmStateDirMax is the longest VM state directory (<dir>/vm/vm) whose
+// unix sockets fit in sun_path (pkg/hypervisor/qemu refuses longer ones).
+const vmStateDirMax = 91
+
+// containerDir is container id's directory: <root>/<id>, unless the VM's
+// sockets deep below it would not fit in sun_path (docker's root
+// /var/run/docker/runtime-runc/moby and 64-character ids), then
+// <root>/<id>.<32 hex digits of the id's SHA-256> with the id cut short
+// enough; the state file inside names the id in full.
+func containerDir(root, id string) string {
+	dir := filepath.Join(root, id)
+	const vm = "/" + sandboxID + "/vm"
+	if len(dir)+len(vm) <= vmStateDirMax {
+		return dir
+	}
+	sum := sha256.Sum256([]byte(id))
+	h := "." + hex.EncodeToString(sum[:16])
+	keep := max(vmStateDirMax-len(vm)-len(root)-1-len(h), 0)
+	return filepath.Join(root, id[:min(keep, len(id))]+h)
+}
 
 // validateID refuses ids that are no file name.
 func validateID(id string) error {
@@ -100,16 +121,32 @@ func loadState(root, id string) (*containerState, error) {
 	if err := validateID(id); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(containerDir(root, id), stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errNotExist
+	st, err := readState(containerDir(root, id))
+	if errors.Is(err, errNotExist) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
+	if st.ID != id {
+		// Another id's shortened directory.
+		return nil, errNotExist
+	}
+	return st, nil
+}
+
+// readState reads the state file in a container's directory.
+func readState(dir string) (*containerState, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNotExist
+	}
+	if err != nil {
+		return nil, err
+	}
 	var st containerState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("container %s: %s: %w", id, stateFile, err)
+		return nil, fmt.Errorf("%s: %w", stateFile, err)
 	}
 	return &st, nil
 }

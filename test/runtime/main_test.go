@@ -99,6 +99,7 @@ func setup() error {
 
 // sweep removes whatever a failed test left.
 func sweep() {
+	stopDockerd()
 	ents, _ := os.ReadDir(stateRoot)
 	for _, e := range ents {
 		if out, code := rt(nil, "delete", "--force", e.Name()); code != 0 {

@@ -164,6 +164,22 @@ func refName(name string) string {
 
 // WriteTo writes the image as an OCI image layout tarball.
 func (img *Image) WriteTo(w io.Writer) (int64, error) {
+	return img.writeTar(w, false)
+}
+
+// dockerManifest is an entry of a docker-archive's manifest.json (what
+// `docker save` writes and docker 20.10's `docker load` reads; it loads
+// no OCI layout).
+type dockerManifest struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// writeTar writes the OCI image layout tarball; with docker, a
+// manifest.json too, naming the same blobs, so that `docker load` (before
+// docker 25, which reads OCI layouts) takes it as a docker-archive.
+func (img *Image) writeTar(w io.Writer, docker bool) (int64, error) {
 	blobs, err := img.Blobs()
 	if err != nil {
 		return 0, err
@@ -202,6 +218,20 @@ func (img *Image) WriteTo(w io.Writer) (int64, error) {
 			data []byte
 		}{"blobs/sha256/" + b.Descriptor.Digest.Encoded(), b.Data})
 	}
+	if docker {
+		m, err := json.Marshal([]dockerManifest{{
+			Config:   "blobs/sha256/" + blobs[1].Descriptor.Digest.Encoded(),
+			RepoTags: []string{img.Name},
+			Layers:   []string{"blobs/sha256/" + blobs[0].Descriptor.Digest.Encoded()},
+		}})
+		if err != nil {
+			return 0, fmt.Errorf("manifest.json: %w", err)
+		}
+		files = append(files, struct {
+			name string
+			data []byte
+		}{"manifest.json", m})
+	}
 	for _, f := range files {
 		if err := tw.WriteHeader(fileHeader(f.name, 0o644, int64(len(f.data)))); err != nil {
 			return cw.n, fmt.Errorf("write image tar: %w", err)
@@ -217,13 +247,19 @@ func (img *Image) WriteTo(w io.Writer) (int64, error) {
 }
 
 // WriteFile writes the image tarball to path (atomically: temp + rename).
-func (img *Image) WriteFile(path string) error {
+func (img *Image) WriteFile(path string) error { return img.writeFile(path, false) }
+
+// WriteDockerFile writes the image tarball with a docker-archive's
+// manifest.json too, for docker 20.10's `docker load`.
+func (img *Image) WriteDockerFile(path string) error { return img.writeFile(path, true) }
+
+func (img *Image) writeFile(path string, docker bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-")
 	if err != nil {
 		return fmt.Errorf("write image %s: %w", img.Name, err)
 	}
 	defer os.Remove(f.Name())
-	if _, err := img.WriteTo(f); err != nil {
+	if _, err := img.writeTar(f, docker); err != nil {
 		f.Close()
 		return fmt.Errorf("write image %s: %w", img.Name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"testing"
@@ -345,5 +346,49 @@ func TestWriteAll(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("dir holds %v, want just the two tarballs (no temp files left)", names)
+	}
+}
+
+// TestDockerFile: the docker tarball is the OCI layout plus a
+// docker-archive manifest.json naming the image, its config and layer
+// blobs; the plain tarball has no manifest.json.
+func TestDockerFile(t *testing.T) {
+	img, err := FromFiles("example.com/x:1", []File{{Path: "f", Mode: 0o644, Data: []byte("x")}}, ocispec.ImageConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := img.WriteDockerFile(filepath.Join(dir, "d.tar")); err != nil {
+		t.Fatal(err)
+	}
+	if err := img.WriteFile(filepath.Join(dir, "o.tar")); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "d.tar"))
+	l := readLayout(t, b)
+	var m []dockerManifest
+	if err := json.Unmarshal(l.files["manifest.json"], &m); err != nil || len(m) != 1 {
+		t.Fatalf("manifest.json %s: %v", l.files["manifest.json"], err)
+	}
+	blobs, err := img.Blobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dockerManifest{Config: "blobs/sha256/" + blobs[1].Descriptor.Digest.Encoded(), RepoTags: []string{"example.com/x:1"},
+		Layers: []string{"blobs/sha256/" + blobs[0].Descriptor.Digest.Encoded()}}
+	if m[0].Config != want.Config || len(m[0].Layers) != 1 || m[0].Layers[0] != want.Layers[0] || len(m[0].RepoTags) != 1 || m[0].RepoTags[0] != want.RepoTags[0] {
+		t.Errorf("manifest.json %+v, want %+v", m[0], want)
+	}
+	for _, p := range append([]string{m[0].Config}, m[0].Layers...) {
+		if _, ok := l.files[p]; !ok {
+			t.Errorf("manifest.json names %s, not in the tarball", p)
+		}
+	}
+	if _, ok := l.files["index.json"]; !ok {
+		t.Error("no index.json: not an OCI layout too")
+	}
+	o, _ := os.ReadFile(filepath.Join(dir, "o.tar"))
+	if _, ok := readLayout(t, o).files["manifest.json"]; ok {
+		t.Error("WriteFile wrote a manifest.json")
 	}
 }

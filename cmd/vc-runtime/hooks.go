@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Hooks. runc runs a spec's prestart and createRuntime hooks on the host,
+// once the container's namespaces exist and before its process starts.
+// docker relies on one: libnetwork-setkey moves the container's network
+// (a veth, its addresses and routes) into the container's network
+// namespace, which it finds as /proc/<state.pid>/ns/net.
+//
+// Here the container's namespaces are in the VM, and the VM joins a
+// network namespace of the host. A spec that asks for a new network
+// namespace (no path) and has such hooks gets one made on the host,
+// pinned by a bind mount at <container dir>/netns; its hooks run with
+// state.pid a thread in that namespace (Kata does the same), and the VM
+// then mirrors what they put there. Otherwise they run with state.pid the
+// owner's. createContainer and startContainer hooks (run in the
+// container's namespaces) and poststart and poststop hooks are not run.
+
+// netnsFile pins the network namespace made for the hooks, in the
+// container's directory.
+const netnsFile = "netns"
+
+// createHooks are the hooks runc runs in the runtime's namespaces at
+// create, in its order.
+func createHooks(spec *specs.Spec) []specs.Hook {
+	if spec.Hooks == nil {
+		return nil
+	}
+	// Prestart is deprecated in the spec, and what docker 20.10 uses.
+	return append(append([]specs.Hook(nil), spec.Hooks.Prestart...), spec.Hooks.CreateRuntime...)
+}
+
+// ignoredHooks counts the hooks that are not run.
+func ignoredHooks(spec *specs.Spec) int {
+	if h := spec.Hooks; h != nil {
+		return len(h.CreateContainer) + len(h.StartContainer) + len(h.Poststart) + len(h.Poststop)
+	}
+	return 0
+}
+
+// newNetNS reports whether the spec asks for a new network namespace.
+func newNetNS(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
+}
+
+// runHooks runs hooks in order with state on their stdin, as runc does;
+// the first to fail ends it.
+func runHooks(ctx context.Context, hooks []specs.Hook, state specs.State) error {
+	b, err := json.Marshal(state)
+	if err != nil {
+		return err
+	}
+	for i, h := range hooks {
+		if err := runHook(ctx, h, b); err != nil {
+			return fmt.Errorf("error running hook #%d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func runHook(ctx context.Context, h specs.Hook, state []byte) error {
+	if h.Timeout != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(*h.Timeout)*time.Second)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, h.Path)
+	if len(h.Args) > 0 {
+		cmd.Args = h.Args
+	}
+	cmd.Env = h.Env
+	cmd.Stdin = bytes.NewReader(state)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return fmt.Errorf("%s: %w, stdout and stderr: %q", h.Path, err, bytes.TrimSpace(out.Bytes()))
+	}
+	return nil
+}
+
+// makeNetNS makes a new network namespace pinned at path (a bind mount
+// on an empty file) and runs fn on a thread in it, which fn is given.
+// The thread goes back to the namespace it was in; a thread that cannot
+// is not reused (its goroutine ends locked: the Go runtime ends it).
+// On error nothing is left at path.
+func makeNetNS(path string, fn func(tid int) error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- fmt.Errorf("current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("new network namespace: %w", err)
+			return
+		}
+		err = pinNetNS(path)
+		if err == nil {
+			if err = fn(unix.Gettid()); err != nil {
+				removeNetNS(path)
+			}
+		}
+		if serr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); serr != nil {
+			errc <- errors.Join(err, fmt.Errorf("back to the host's network namespace: %w", serr))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+// pinNetNS bind-mounts the calling thread's network namespace on path.
+func pinNetNS(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	f.Close()
+	if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("pin the network namespace at %s: %w", path, err)
+	}
+	return nil
+}
+
+// removeNetNS unpins a network namespace made by makeNetNS; the
+// namespace goes once nothing else holds it.
+func removeNetNS(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
