@@ -98,6 +98,7 @@ func Main(args []string, stderr io.Writer) int {
 		return g.fail(stderr, fmt.Errorf("unknown command %q", rest[0]))
 	}
 	g.log = g.log.With("cmd", rest[0])
+	slog.SetDefault(g.log)
 	g.log.Debug("invoked", "args", args)
 	err = c.run(context.Background(), g, rest[1:])
 	var ee exitError
