@@ -29,8 +29,8 @@ var (
 const podmanRoot = "/run/vc-runtime"
 
 // podman runs podman with vc-runtime as its OCI runtime and returns stdout, stderr and the exit code. It skips
-// the test where podman is not installed; the busybox image is loaded
-// from a tarball built here (nothing is pulled).
+// the test where podman is not installed; the busybox and pause images
+// are loaded from tarballs built here (nothing is pulled).
 func podman(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	path, err := exec.LookPath("podman")
@@ -38,21 +38,20 @@ func podman(t *testing.T, args ...string) (string, string, int) {
 		t.Skip("podman not installed (hack/install-deps.sh installs it)")
 	}
 	podmanOnce.Do(func() {
-		img, err := images.Busybox()
+		tars, err := images.WriteAll(t.TempDir())
 		if err != nil {
 			podmanErr = err
 			return
 		}
-		tar := filepath.Join(t.TempDir(), "busybox.tar")
-		if podmanErr = img.WriteFile(tar); podmanErr != nil {
-			return
-		}
-		if out, err := exec.Command(path, "load", "-i", tar).CombinedOutput(); err != nil {
-			podmanErr = fmt.Errorf("%w: %s", err, out)
+		for _, tar := range tars {
+			if out, err := exec.Command(path, "load", "-i", tar).CombinedOutput(); err != nil {
+				podmanErr = fmt.Errorf("%s: %w: %s", tar, err, out)
+				return
+			}
 		}
 	})
 	if podmanErr != nil {
-		t.Fatalf("podman load busybox: %v", podmanErr)
+		t.Fatalf("podman load busybox and pause: %v", podmanErr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
