@@ -244,7 +244,7 @@ func runExec(ctx context.Context, g *globals, eo execOptions, ready io.WriteClos
 				return err
 			}
 			defer tty.Close()
-			pio.Stdin, pio.Stdout = tty, tty
+			pio.Stdin, pio.Stdout = tty, hostTTY{tty}
 		}
 	}
 	if err := c.Exec(ctx, eo.ExecID, eo.Process); err != nil {

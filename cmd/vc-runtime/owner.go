@@ -252,7 +252,7 @@ func (o *owner) stdio(spec *specs.Spec, consoleSocket string) (vc.IO, error) {
 	}
 	o.tty = tty
 	go o.watchSize(tty)
-	return vc.IO{Stdin: tty, Stdout: tty}, nil
+	return vc.IO{Stdin: tty, Stdout: hostTTY{tty}}, nil
 }
 
 // watchSize passes the host terminal's size on to the container's, which

@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/proc"
@@ -55,6 +60,15 @@ func podman(t *testing.T, args ...string) (string, string, int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	cmd := podmanCmd(ctx, path, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd.Run()
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+// podmanCmd is podman at path running args with vc-runtime.
+func podmanCmd(ctx context.Context, path string, args ...string) *exec.Cmd {
 	full := []string{
 		"--runtime", runtimeBin,
 		"--runtime-flag", "data-root=" + dataRoot,
@@ -62,10 +76,7 @@ func podman(t *testing.T, args ...string) (string, string, int) {
 	}
 	cmd := exec.CommandContext(ctx, path, append(full, args...)...)
 	cmd.Env = append(os.Environ(), "VC_AGENT="+agentBin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	cmd.Run()
-	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+	return cmd
 }
 
 // podmanRun are podman run's options this host needs (its limits are
@@ -193,4 +204,132 @@ func TestPodmanDetached(t *testing.T) {
 		t.Fatalf("podman rm: exit %d: %s", code, errOut)
 	}
 	noneLeft(t, cid)
+}
+
+// TestPodmanTerminal: podman run -it on a terminal (a pty here): the
+// container's terminal has the size of podman's, takes input, its output
+// arrives with the container's line endings only (\r\n, not the \r\r\n
+// of a second terminal's processing on the host), and run exits with the
+// container's status.
+func TestPodmanTerminal(t *testing.T) {
+	podman(t, "--version") // skips without podman; loads the images
+	path, _ := exec.LookPath("podman")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cidFile := filepath.Join(t.TempDir(), "cid")
+	cmd := podmanCmd(ctx, path, append(append(podmanRun, "-it", "--rm", "--cidfile", cidFile),
+		"docker.io/library/busybox:vc-test", "sh", "-c", "test -t 0 && test -t 1 && echo isatty; stty size; read x; echo got $x; exit 4")...)
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	t.Cleanup(func() {
+		// A failed run's container is removed; a passed one is gone.
+		cmd.Process.Kill()
+		if b, _ := os.ReadFile(cidFile); len(b) > 0 {
+			cid := strings.TrimSpace(string(b))
+			podman(t, "rm", "-f", "-t", "0", cid)
+			noneLeft(t, cid)
+		}
+	})
+	var mu sync.Mutex
+	var out bytes.Buffer
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			mu.Lock()
+			out.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			mu.Lock()
+			got := out.String()
+			mu.Unlock()
+			if strings.Contains(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("podman run -it: no %q in %q", want, got)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("isatty\r\n40 100\r\n")
+	if _, err := io.WriteString(tty, "typed\r"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("got typed\r\n")
+	cmd.Wait()
+	select {
+	case <-readDone:
+	case <-time.After(10 * time.Second):
+	}
+	mu.Lock()
+	got := out.String()
+	mu.Unlock()
+	if code := cmd.ProcessState.ExitCode(); code != 4 {
+		t.Errorf("podman run -it: exit %d, want 4; output %q", code, got)
+	}
+	if strings.Contains(got, "\r\r") || strings.Count(got, "typed\r\n") != 2 {
+		t.Errorf("podman run -it output %q: want each line ended by one \\r\\n and the input echoed once", got)
+	}
+}
+
+// TestPodmanPublish: podman run -d -p HOSTPORT:80 publishes the
+// container's port on the host (podman's bridge network, its namespace
+// mirrored into the VM): an HTTP GET from the host reaches busybox httpd
+// in the VM.
+func TestPodmanPublish(t *testing.T) {
+	const name = "vc-runtime-test-publish"
+	var cid string
+	t.Cleanup(func() {
+		podman(t, "rm", "-f", "-t", "0", name)
+		if cid != "" {
+			noneLeft(t, cid)
+		}
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	_, errOut, code, cid := cidRun(t, "-d", "--name", name, "-p", port+":80", "docker.io/library/busybox:vc-test",
+		"sh", "-c", "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www")
+	if code != 0 {
+		t.Fatalf("podman run -d -p %s:80: exit %d: %s", port, code, errOut)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := client.Get("http://127.0.0.1:" + port + "/")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(body) != "published\n" {
+				t.Fatalf("GET http://127.0.0.1:%s/: %s, %q; want 200 and the container's page", port, resp.Status, body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET http://127.0.0.1:%s/: %v", port, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if _, errOut, code := podman(t, "rm", "-f", "-t", "0", name); code != 0 {
+		t.Fatalf("podman rm -f: exit %d: %s", code, errOut)
+	}
+	noneLeft(t, cid)
+	cid = ""
 }
