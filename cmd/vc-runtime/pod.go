@@ -20,7 +20,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -247,7 +246,7 @@ func (o *owner) joinVM(ctx context.Context, host string) (err error) {
 // leaveVM removes a member's container from the VM it joined, unless the
 // VM is gone, and drops the connection.
 func (o *owner) leaveVM() {
-	if o.hostSt.ownerRunning() {
+	if vmRunning(o.g.root, o.host) {
 		if err := ownerRequest(o.g.root, o.host, request{Op: "remove", Container: o.id}); err != nil {
 			o.log.Warn("remove the container from the VM", "vm_container", o.host, "err", err)
 		}
@@ -280,15 +279,16 @@ func (o *owner) hostGone(quit <-chan struct{}) <-chan struct{} {
 // removeMember asks the owner of the VM container st joined to remove it
 // from the VM: what a member's owner that died left there.
 func removeMember(root string, st *containerState) error {
-	if st.Sandbox == "" {
-		return nil
-	}
-	hostSt, err := loadState(root, st.Sandbox)
-	if errors.Is(err, errNotExist) || (err == nil && !hostSt.ownerRunning()) {
-		return nil // the VM is gone, and the container with it
-	}
-	if err != nil {
-		return err
+	if st.Sandbox == "" || !vmRunning(root, st.Sandbox) {
+		return nil // the VM is gone or going, and the container with it
 	}
 	return ownerRequest(root, st.Sandbox, request{Op: "remove", Container: st.ID})
+}
+
+// vmRunning tells whether the VM of container id runs on: its owner
+// lives and has not begun to stop it (it records the container stopped
+// first).
+func vmRunning(root, id string) bool {
+	st, err := loadState(root, id)
+	return err == nil && st.status() != statusStopped
 }

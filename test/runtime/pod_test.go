@@ -215,8 +215,9 @@ func TestJoinForeignNetns(t *testing.T) {
 
 // TestPodmanPod: podman's pods share one VM: the infrastructure
 // container (the pause image) boots it, the pod's containers run in it
-// (the same kernel boot, one QEMU), reach each other on localhost, and
-// pod rm -f leaves nothing.
+// (the same kernel boot, one QEMU), reach each other on localhost; pod
+// stop and start stop the VM and boot another for them all, and pod rm -f
+// leaves nothing.
 func TestPodmanPod(t *testing.T) {
 	const pod = "vc-runtime-test-pod"
 	busybox := "docker.io/library/busybox:vc-test"
@@ -293,6 +294,32 @@ func TestPodmanPod(t *testing.T) {
 	noneLeft(t, rm)
 	if q := qemus(filepath.Join(podmanRoot, infra)); len(q) != 1 {
 		t.Errorf("QEMU processes of the pod after run --rm: %v, want one", q)
+	}
+
+	// pod stop stops the VM with its containers; pod start boots a new
+	// one for them all.
+	if _, errOut, code := podman(t, "pod", "stop", "-t", "0", pod); code != 0 {
+		t.Fatalf("podman pod stop: exit %d: %s", code, errOut)
+	}
+	for _, id := range ids {
+		noneLeft(t, id)
+	}
+	if _, errOut, code := podman(t, "pod", "start", pod); code != 0 {
+		t.Fatalf("podman pod start: exit %d: %s", code, errOut)
+	}
+	if q := qemus(filepath.Join(podmanRoot, infra)); len(q) != 1 {
+		t.Errorf("QEMU processes of the pod after pod start: %v, want one", q)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for {
+		out, errOut, code := podman(t, "exec", other, "wget", "-qO-", "http://127.0.0.1:8080/")
+		if code == 0 && out == "hello from web\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after pod start, wget http://127.0.0.1:8080/: exit %d, %q: %s", code, out, errOut)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 
 	if _, errOut, code := podman(t, "pod", "rm", "-f", "-t", "0", pod); code != 0 {
