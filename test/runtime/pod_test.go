@@ -77,6 +77,18 @@ func TestPodVM(t *testing.T) {
 	if q := qemus(filepath.Join(stateRoot, host)); len(q) != 1 {
 		t.Errorf("QEMU processes of %s: %v, want one", host, q)
 	}
+	// A member the VM refuses leaves nothing, beside the VM or in it.
+	out, code = rt(nil, "create", "--bundle", bundle(t, []string{"true"}, func(s *specs.Spec) {
+		joining(hs.Pid)(s)
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: "/nonexistent/vc-runtime-test", Options: []string{"rbind"}})
+	}), m1)
+	if code != 1 || !strings.Contains(out, "/nonexistent/vc-runtime-test") {
+		t.Errorf("create of a member with a missing mount source: exit %d, %q", code, out)
+	}
+	noLeftovers(t, m1)
+	if _, err := os.Stat(filepath.Join(stateRoot, host, "vm", "shared", m1)); !os.IsNotExist(err) {
+		t.Errorf("the refused member's share is left in the VM's directory: %v", err)
+	}
 
 	// Detached: state, exec, pause reach it; its pid is its own process,
 	// which has no QEMU.
@@ -87,6 +99,9 @@ func TestPodVM(t *testing.T) {
 	}
 	if q := qemus(filepath.Join(stateRoot, m2)); len(q) != 0 {
 		t.Errorf("the member has QEMU processes of its own: %v", q)
+	}
+	if _, err := os.Stat(filepath.Join(stateRoot, host, "vm", "shared", m2, "rootfs")); err != nil {
+		t.Errorf("the member's root is not shared into its pod's VM: %v", err)
 	}
 	if got := strings.TrimSpace(mustRT(t, "exec", m2, "cat", "/proc/sys/kernel/random/boot_id")); got != hostBoot {
 		t.Errorf("exec in the member: boot id %q, want %q", got, hostBoot)
