@@ -230,7 +230,8 @@ func TestJoinForeignNetns(t *testing.T) {
 
 // TestPodmanPod: podman's pods share one VM: the infrastructure
 // container (the pause image) boots it, the pod's containers run in it
-// (the same kernel boot, one QEMU), reach each other on localhost; pod
+// (the same kernel boot, one QEMU), reach each other on localhost and
+// are reached from the host through the pod's published port; pod
 // stop and start stop the VM and boot another for them all, and pod rm -f
 // leaves nothing.
 func TestPodmanPod(t *testing.T) {
@@ -244,7 +245,8 @@ func TestPodmanPod(t *testing.T) {
 		}
 	})
 	podman(t, "pod", "rm", "-f", "-t", "0", pod) // a failed run's
-	if _, errOut, code := podman(t, "pod", "create", "--name", pod, "--infra-image", images.PauseRef); code != 0 {
+	port := freePort(t)
+	if _, errOut, code := podman(t, "pod", "create", "--name", pod, "--infra-image", images.PauseRef, "-p", port+":8080"); code != 0 {
 		t.Fatalf("podman pod create: exit %d: %s", code, errOut)
 	}
 	out, errOut, code := podman(t, "pod", "inspect", "--format", "{{.InfraContainerID}}", pod)
@@ -299,6 +301,10 @@ func TestPodmanPod(t *testing.T) {
 			t.Fatalf("wget http://127.0.0.1:8080/ from the pod's other container: exit %d, %q: %s", code, out, errOut)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	// The pod's published port reaches the web container from the host.
+	if body := httpGet(t, "http://127.0.0.1:"+port+"/"); body != "hello from web\n" {
+		t.Errorf("GET the pod's published port %s: %q, want the web container's page", port, body)
 	}
 	// run --rm in the pod: its exit status, and nothing left of it while
 	// the pod runs on.

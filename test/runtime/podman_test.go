@@ -299,37 +299,52 @@ func TestPodmanPublish(t *testing.T) {
 			noneLeft(t, cid)
 		}
 	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := freePort(t)
 	_, errOut, code, cid := cidRun(t, "-d", "--name", name, "-p", port+":80", "docker.io/library/busybox:vc-test",
 		"sh", "-c", "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www")
 	if code != 0 {
 		t.Fatalf("podman run -d -p %s:80: exit %d: %s", port, code, errOut)
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		resp, err := client.Get("http://127.0.0.1:" + port + "/")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || string(body) != "published\n" {
-				t.Fatalf("GET http://127.0.0.1:%s/: %s, %q; want 200 and the container's page", port, resp.Status, body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET http://127.0.0.1:%s/: %v", port, err)
-		}
-		time.Sleep(500 * time.Millisecond)
+	if body := httpGet(t, "http://127.0.0.1:"+port+"/"); body != "published\n" {
+		t.Fatalf("GET http://127.0.0.1:%s/: %q, want the container's page", port, body)
 	}
 	if _, errOut, code := podman(t, "rm", "-f", "-t", "0", name); code != 0 {
 		t.Fatalf("podman rm -f: exit %d: %s", code, errOut)
 	}
 	noneLeft(t, cid)
 	cid = ""
+}
+
+// freePort is a TCP port free on the host now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// httpGet GETs url until it answers (a minute at most) and returns the
+// body of a 200 answer; another status fails the test.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %s, %q", url, resp.Status, body)
+			}
+			return string(body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
