@@ -68,8 +68,11 @@ func vmToJoin(root string, spec *specs.Spec) (string, error) {
 			continue // not a container of this root: joined as any namespace
 		}
 		field := fmt.Sprintf("linux.namespaces[%d].path %s", i, ns.Path)
-		if s := st.status(); s == statusStopped {
+		switch st.status() {
+		case statusStopped:
 			return "", fmt.Errorf("%s: container %s, whose process it is, has stopped", field, st.ID)
+		case statusCreating:
+			return "", fmt.Errorf("%s: container %s, whose process it is, is being created", field, st.ID)
 		}
 		h := st.vmOwner()
 		if host != "" && h != host {

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/console"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/proc"
 )
@@ -36,7 +38,7 @@ func fakeContainer(t *testing.T, root, id string, pid int, status, sandbox, netn
 // naming the field.
 func TestVMToJoin(t *testing.T) {
 	root := t.TempDir()
-	// Owners: this process and three children.
+	// Owners: this process, its parent and three children.
 	var pids []int
 	for range 3 {
 		cmd := exec.Command("sleep", "60")
@@ -55,6 +57,7 @@ func TestVMToJoin(t *testing.T) {
 	fakeContainer(t, root, "member", pids[0], statusRunning, "infra", "")
 	fakeContainer(t, root, "other", pids[1], statusRunning, "", "")
 	fakeContainer(t, root, "done", pids[2], statusStopped, "", "")
+	fakeContainer(t, root, "booting", os.Getppid(), statusCreating, "", "")
 
 	ns := func(typ specs.LinuxNamespaceType, path string) specs.LinuxNamespace {
 		return specs.LinuxNamespace{Type: typ, Path: path}
@@ -78,6 +81,8 @@ func TestVMToJoin(t *testing.T) {
 			"linux.namespaces[1].path /proc/" + fmt.Sprint(pids[1]) + "/ns/ipc is in the VM of container other, linux.namespaces[0].path"},
 		{"stopped", []specs.LinuxNamespace{ns(specs.IPCNamespace, nsOf(pids[2], "ipc"))}, "",
 			"linux.namespaces[0].path /proc/" + fmt.Sprint(pids[2]) + "/ns/ipc: container done, whose process it is, has stopped"},
+		{"being created", []specs.LinuxNamespace{ns(specs.IPCNamespace, nsOf(os.Getppid(), "ipc"))}, "",
+			"container booting, whose process it is, is being created"},
 		{"another network", []specs.LinuxNamespace{ns(specs.NetworkNamespace, "/run/netns/x"), ns(specs.IPCNamespace, nsOf(self, "ipc"))}, "",
 			"linux.namespaces[0].path /run/netns/x: not the network of container infra's VM"},
 	} {
@@ -91,5 +96,39 @@ func TestVMToJoin(t *testing.T) {
 	}
 	if got, err := vmToJoin(root, &specs.Spec{}); got != "" || err != nil {
 		t.Errorf("no linux section: %q, %v", got, err)
+	}
+}
+
+// TestHostTTY: output to the host terminal goes through unprocessed even
+// after its holder turned output processing on (conmon sets ONLCR).
+func TestHostTTY(t *testing.T) {
+	master, slavePath, err := console.NewPty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	slave, err := os.OpenFile(slavePath, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tio.Oflag |= unix.OPOST | unix.ONLCR
+	if err := unix.IoctlSetTermios(int(master.Fd()), unix.TCSETS, tio); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (hostTTY{slave}).Write([]byte("a\r\nb\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := master.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(buf[:n]); got != "a\r\nb\n" {
+		t.Errorf("through the host terminal: %q, want %q unchanged", got, "a\r\nb\n")
 	}
 }
