@@ -12,6 +12,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/internal/testutil/images"
@@ -116,6 +117,24 @@ func TestPodVM(t *testing.T) {
 		t.Errorf("run joining the member: exit %d, %q; want the VM's boot id %s", code, out, hostBoot)
 	}
 	noLeftovers(t, m1)
+
+	// A member whose owner was killed (no teardown) is stopped; delete
+	// removes it from the VM.
+	runDetached(t, bundle(t, []string{"sleep", "1000"}, joining(hs.Pid)), m1)
+	s1 := waitStatus(t, m1, "running")
+	if err := unix.Kill(s1.Pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, m1, "stopped")
+	share := filepath.Join(stateRoot, host, "vm", "shared", m1)
+	if _, err := os.Stat(share); err != nil {
+		t.Errorf("the killed member's share: %v; want it in the VM until delete", err)
+	}
+	mustRT(t, "delete", m1)
+	noLeftovers(t, m1)
+	if _, err := os.Stat(share); !os.IsNotExist(err) {
+		t.Errorf("the killed member's share is left in the VM after delete: %v", err)
+	}
 
 	// The member stops when the VM goes with its container; joining a
 	// stopped container's process fails.
