@@ -53,3 +53,23 @@ func sendConsole(path string, size *specs.Box) (*os.File, error) {
 	ok = true
 	return slave, nil
 }
+
+// hostTTY writes the container's output to the host terminal sent to the
+// console socket with the terminal's output processing off: the guest's
+// terminal did it already. Its holder may turn it on (conmon sets ONLCR
+// on the master it receives, which would end every line with \r\r\n), so
+// it is turned off again before each write.
+type hostTTY struct{ f *os.File }
+
+func (t hostTTY) Write(p []byte) (int, error) {
+	if rc, err := t.f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			tio, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+			if err == nil && tio.Oflag&unix.OPOST != 0 {
+				tio.Oflag &^= unix.OPOST
+				unix.IoctlSetTermios(int(fd), unix.TCSETS, tio)
+			}
+		})
+	}
+	return t.f.Write(p)
+}

@@ -11,11 +11,17 @@ import (
 )
 
 // The owner's control socket takes one JSON request per connection and
-// answers one JSON reply: start, kill, pause, resume.
+// answers one JSON reply: start, kill, pause, resume of the owner's
+// container; and, for another container that joined the VM the owner
+// keeps (Container: a pod's), create, start, kill, pause, resume and
+// remove of that container in the VM (see pod.go).
 type request struct {
 	Op     string `json:"op"`
 	Signal int    `json:"signal,omitempty"`
 	All    bool   `json:"all,omitempty"`
+	// Container is the container the request is for when it is not the
+	// owner's own.
+	Container string `json:"container,omitempty"`
 }
 
 type reply struct {

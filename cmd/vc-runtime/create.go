@@ -79,7 +79,9 @@ type ownerOptions struct {
 }
 
 // createContainer checks the bundle, records the container and starts
-// its owner, which boots the VM and creates the container in it; it
+// its owner, which boots the VM (or joins the VM of the pod container
+// whose process the spec's namespaces name) and creates the container in
+// it; it
 // returns once the container is created, or with the owner's error after
 // the owner removed everything it made. The owner inherits this process's
 // standard streams: they are the container's.
@@ -105,6 +107,12 @@ func createContainer(ctx context.Context, g *globals, o createOptions) (_ *exec.
 	if err != nil {
 		return nil, err
 	}
+	// A pod's container names the process of the pod's infrastructure
+	// container: it runs in that container's VM.
+	host, err := vmToJoin(g.root, spec)
+	if err != nil {
+		return nil, err
+	}
 
 	if err := os.MkdirAll(g.root, 0o700); err != nil {
 		return nil, fmt.Errorf("--root: %w", err)
@@ -127,7 +135,10 @@ func createContainer(ctx context.Context, g *globals, o createOptions) (_ *exec.
 	}
 	st := &containerState{
 		ID: o.id, Bundle: bundle, Rootfs: rootfs, Created: time.Now().UTC(),
-		Annotations: spec.Annotations, Status: statusCreating,
+		Annotations: spec.Annotations, Status: statusCreating, Sandbox: host,
+	}
+	if host == "" {
+		st.NetNS, _ = network(spec)
 	}
 	if err := st.save(g.root); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.id, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -68,6 +69,10 @@ func destroy(ctx context.Context, root string, st *containerState) error {
 			unix.Kill(st.OwnerPid, unix.SIGKILL)
 			waitGone(st, 5*time.Second)
 		}
+	}
+	// A pod container whose owner died is still in the VM it joined.
+	if err := removeMember(root, st); err != nil {
+		slog.Warn("remove the container from its pod's VM", "container", st.ID, "vm_container", st.Sandbox, "err", err)
 	}
 	removeLeftovers(ctx, root, st.ID)
 	if _, err := os.Stat(containerDir(root, st.ID)); err == nil {

@@ -39,6 +39,8 @@ type execOptions struct {
 	ExecID        string         `json:"exec_id"`
 	Process       *specs.Process `json:"process"`
 	ConsoleSocket string         `json:"console_socket,omitempty"`
+	// VMDir is the state root of the container's VM's sandbox.
+	VMDir string `json:"vm_dir"`
 }
 
 func execCmd(ctx context.Context, g *globals, args []string) error {
@@ -115,7 +117,7 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 	}
-	eo := execOptions{ID: id, ExecID: "exec-" + randomID(), Process: p, ConsoleSocket: consoleSocket}
+	eo := execOptions{ID: id, ExecID: "exec-" + randomID(), Process: p, ConsoleSocket: consoleSocket, VMDir: st.vmDir(g.root)}
 	if !detach {
 		if pidFile != "" {
 			if err := writePidFile(pidFile, os.Getpid()); err != nil {
@@ -227,7 +229,7 @@ func runExec(ctx context.Context, g *globals, eo execOptions, ready io.WriteClos
 			ready.Close()
 		}
 	}()
-	s, err := vc.FetchSandbox(ctx, containerDir(g.root, eo.ID), sandboxID)
+	s, err := vc.FetchSandbox(ctx, eo.VMDir, sandboxID)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", eo.ID, err)
 	}
@@ -242,7 +244,7 @@ func runExec(ctx context.Context, g *globals, eo execOptions, ready io.WriteClos
 				return err
 			}
 			defer tty.Close()
-			pio.Stdin, pio.Stdout = tty, tty
+			pio.Stdin, pio.Stdout = tty, hostTTY{tty}
 		}
 	}
 	if err := c.Exec(ctx, eo.ExecID, eo.Process); err != nil {

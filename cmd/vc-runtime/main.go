@@ -1,13 +1,16 @@
 // vc-runtime is a runc-compatible OCI runtime whose containers run in
-// lightweight VMs, one VM per container, so that podman (and other tools
-// that drive runc) can run them: podman --runtime /path/to/vc-runtime.
+// lightweight VMs, one VM per container (or per pod), so that podman (and
+// other tools that drive runc) can run them: podman --runtime
+// /path/to/vc-runtime.
 //
 //	vc-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND [ARGS]
 //
 // A container's VM is kept by an owner process, started by create and
 // living as long as the container; its pid is the container's pid (what
 // --pid-file receives and state reports), and it exits with the
-// container's exit status.
+// container's exit status. A container whose namespace paths name
+// another container's owner (a podman pod's) runs in that container's VM
+// instead (see pod.go); its own owner keeps no VM.
 package main
 
 import (
@@ -98,6 +101,7 @@ func Main(args []string, stderr io.Writer) int {
 		return g.fail(stderr, fmt.Errorf("unknown command %q", rest[0]))
 	}
 	g.log = g.log.With("cmd", rest[0])
+	slog.SetDefault(g.log)
 	g.log.Debug("invoked", "args", args)
 	err = c.run(context.Background(), g, rest[1:])
 	var ee exitError

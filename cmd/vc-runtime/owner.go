@@ -89,10 +89,23 @@ type owner struct {
 	started chan struct{}
 	// killed receives the signal that killed the container before start.
 	killed chan int
+
+	// host is the container whose owner keeps the VM this container
+	// joined (a pod's); empty when this owner keeps the VM.
+	host   string
+	hostSt *containerState
+	// nat: the VM this owner keeps has the NAT (its containers get the
+	// NAT's resolver).
+	nat bool
+	// vmMu guards vmDown: requests for the VM's other containers hold it
+	// to read while they use the VM, the teardown to write.
+	vmMu   sync.RWMutex
+	vmDown bool
 }
 
-// create boots the VM and creates the container, with its streams
-// connected. On error nothing it made is left.
+// create boots the VM, or joins the VM of the container st.Sandbox names,
+// and creates the container, with its streams connected. On error
+// nothing it made is left.
 func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	st, err := loadState(o.g.root, o.id)
 	if err != nil {
@@ -116,6 +129,46 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	if n := ignoredHooks(spec); n > 0 {
 		o.log.Warn("the spec's createContainer, startContainer, poststart and poststop hooks are not run", "hooks", n)
 	}
+	if st.Sandbox == "" {
+		err = o.bootVM(ctx, st, spec)
+	} else {
+		err = o.joinVM(ctx, st.Sandbox)
+	}
+	if err != nil {
+		return err
+	}
+	cu.Add(o.leave)
+
+	pio, err := o.stdio(spec, oo.ConsoleSocket)
+	if err != nil {
+		return err
+	}
+	cu.Add(func() {
+		if o.tty != nil {
+			o.tty.Close()
+		}
+	})
+	streamCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
+	cu.Add(stopIO)
+	o.streams, o.stopIO = o.c.IOStream(streamCtx, o.id, pio), stopIO
+
+	os.Remove(filepath.Join(o.dir, ownerSocket))
+	if o.l, err = net.Listen("unix", filepath.Join(o.dir, ownerSocket)); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	cu.Add(func() { o.l.Close() })
+	st.Status = statusCreated
+	if err := st.save(o.g.root); err != nil {
+		return err
+	}
+	go serveControl(o.l, o.handle)
+	cu.Release()
+	return nil
+}
+
+// bootVM boots the container's own VM and creates the container in it.
+// On error nothing it made is left.
+func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec) error {
 	ccfg := vc.ContainerConfig{ID: o.id, Rootfs: st.Rootfs, Spec: spec, Annotations: map[string]string{"bundle": st.Bundle}}
 	if err := ccfg.Validate(); err != nil {
 		return err
@@ -129,6 +182,8 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 		return err
 	}
 	netns, nat := network(spec)
+	cu := cleanup.Make(func() {})
+	defer cu.Clean()
 	if hooks := createHooks(spec); len(hooks) > 0 {
 		state := specs.State{Version: specs.Version, ID: o.id, Status: specs.StateCreating, Bundle: st.Bundle, Annotations: spec.Annotations}
 		if newNetNS(spec) {
@@ -171,7 +226,7 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	})
 	o.sb, o.c = sb, sb.Container(o.id)
 	o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "took", time.Since(start).Round(time.Millisecond))
-	if scfg.NetNS == "" && !scfg.NAT.Disabled {
+	if o.nat = scfg.NetNS == "" && !scfg.NAT.Disabled; o.nat {
 		if err := natResolvConf(o.dir, &ccfg); err != nil {
 			return err
 		}
@@ -179,32 +234,31 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	if err := sb.CreateContainer(ctx, ccfg); err != nil {
 		return err
 	}
-
-	pio, err := o.stdio(spec, oo.ConsoleSocket)
-	if err != nil {
-		return err
-	}
-	cu.Add(func() {
-		if o.tty != nil {
-			o.tty.Close()
-		}
-	})
-	streamCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
-	cu.Add(stopIO)
-	o.streams, o.stopIO = o.c.IOStream(streamCtx, o.id, pio), stopIO
-
-	os.Remove(filepath.Join(o.dir, ownerSocket))
-	if o.l, err = net.Listen("unix", filepath.Join(o.dir, ownerSocket)); err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	cu.Add(func() { o.l.Close() })
-	st.Status = statusCreated
-	if err := st.save(o.g.root); err != nil {
-		return err
-	}
-	go serveControl(o.l, o.handle)
 	cu.Release()
 	return nil
+}
+
+// leave tears down what create made of the VM: the VM this owner keeps,
+// or its container in the VM it joined.
+func (o *owner) leave() {
+	if o.host != "" {
+		o.leaveVM()
+		return
+	}
+	// Requests for the VM's other containers are done with it first.
+	o.vmMu.Lock()
+	o.vmDown = true
+	o.vmMu.Unlock()
+	cctx := context.Background()
+	if err := o.sb.Stop(cctx, 10*time.Second); err != nil {
+		o.log.Warn("stop the VM", "err", err)
+	}
+	if err := o.sb.Delete(cctx); err != nil {
+		o.log.Warn("remove the VM's state", "err", err)
+	}
+	if err := removeNetNS(filepath.Join(o.dir, netnsFile)); err != nil {
+		o.log.Warn("remove the network namespace", "err", err)
+	}
 }
 
 // stdio connects the container's streams: the owner's own (create's), or
@@ -224,7 +278,7 @@ func (o *owner) stdio(spec *specs.Spec, consoleSocket string) (vc.IO, error) {
 	}
 	o.tty = tty
 	go o.watchSize(tty)
-	return vc.IO{Stdin: tty, Stdout: tty}, nil
+	return vc.IO{Stdin: tty, Stdout: hostTTY{tty}}, nil
 }
 
 // watchSize passes the host terminal's size on to the container's, which
@@ -248,6 +302,9 @@ func (o *owner) watchSize(tty *os.File) {
 // handle answers a control request.
 func (o *owner) handle(req request) error {
 	ctx := context.Background()
+	if req.Container != "" && req.Container != o.id {
+		return o.memberOp(ctx, req)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	status := o.st.Status
@@ -260,7 +317,7 @@ func (o *owner) handle(req request) error {
 		default:
 			return errors.New("cannot start an already running container")
 		}
-		if err := o.c.Start(ctx); err != nil {
+		if err := o.containerOp(ctx, req); err != nil {
 			return err
 		}
 		o.setStatus(statusRunning)
@@ -274,14 +331,14 @@ func (o *owner) handle(req request) error {
 			o.killed <- req.Signal
 			return nil
 		case statusRunning, statusPaused:
-			return o.c.Kill(ctx, uint32(req.Signal), req.All)
+			return o.containerOp(ctx, req)
 		}
 		return errNotRunning
 	case "pause":
 		if status != statusRunning {
 			return errNotRunning
 		}
-		if err := o.c.Pause(ctx); err != nil {
+		if err := o.containerOp(ctx, req); err != nil {
 			return err
 		}
 		o.setStatus(statusPaused)
@@ -290,7 +347,7 @@ func (o *owner) handle(req request) error {
 		if status != statusPaused {
 			return errNotPaused
 		}
-		if err := o.c.Resume(ctx); err != nil {
+		if err := o.containerOp(ctx, req); err != nil {
 			return err
 		}
 		o.setStatus(statusRunning)
@@ -308,14 +365,20 @@ func (o *owner) setStatus(s string) {
 }
 
 // run waits for the container to be started and to exit (or to be killed
-// before it started, or its VM to die), tears the VM down and returns the
-// exit status.
+// before it started, or its VM to die), tears the VM down (or leaves the
+// VM it joined) and returns the exit status.
 func (o *owner) run(ctx context.Context) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	code := -1
 	done := make(chan int32, 1)
 	started := o.started
+	vmGone := o.sb.Exited()
+	if o.host != "" {
+		quit := make(chan struct{})
+		defer close(quit)
+		vmGone = o.hostGone(quit)
+	}
 wait:
 	for {
 		select {
@@ -326,6 +389,14 @@ wait:
 				if err != nil {
 					o.log.Error("wait", "err", err)
 					c = 255
+					if o.host != "" {
+						// The VM's owner went away: the VM with it.
+						select {
+						case <-vmGone:
+							c = 128 + int32(unix.SIGKILL)
+						case <-time.After(2 * time.Second):
+						}
+					}
 				}
 				done <- c
 			}()
@@ -335,8 +406,8 @@ wait:
 		case sig := <-o.killed:
 			code = 128 + sig
 			break wait
-		case <-o.sb.Exited():
-			o.log.Error("the VM ended before the container", "reason", o.sb.Status().StopReason)
+		case <-vmGone:
+			o.log.Error("the VM ended before the container", "vm_container", o.st.vmOwner(), "reason", o.sb.Status().StopReason)
 			code = 128 + int(unix.SIGKILL)
 			break wait
 		case sig := <-sigs:
@@ -348,7 +419,7 @@ wait:
 				o.handle(request{Op: "kill", Signal: int(sig.(unix.Signal))})
 				continue
 			}
-			o.c.Kill(ctx, uint32(sig.(unix.Signal)), false)
+			o.containerOp(ctx, request{Op: "kill", Signal: int(sig.(unix.Signal))})
 		}
 	}
 	signal.Stop(sigs)
@@ -364,16 +435,7 @@ wait:
 	o.mu.Unlock()
 	o.l.Close()
 	os.Remove(filepath.Join(o.dir, ownerSocket))
-	cctx := context.WithoutCancel(ctx)
-	if err := o.sb.Stop(cctx, 10*time.Second); err != nil {
-		o.log.Warn("stop the VM", "err", err)
-	}
-	if err := o.sb.Delete(cctx); err != nil {
-		o.log.Warn("remove the VM's state", "err", err)
-	}
-	if err := removeNetNS(filepath.Join(o.dir, netnsFile)); err != nil {
-		o.log.Warn("remove the network namespace", "err", err)
-	}
+	o.leave()
 	if o.tty != nil {
 		o.tty.Close()
 	}

@@ -91,7 +91,7 @@ func liveContainer(ctx context.Context, g *globals, id string) (_ *vc.Container,
 	if s := st.status(); s != statusRunning && s != statusPaused {
 		return nil, nil, errNotRunning
 	}
-	s, err := vc.FetchSandbox(ctx, containerDir(g.root, id), sandboxID)
+	s, err := vc.FetchSandbox(ctx, st.vmDir(g.root), sandboxID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", id, err)
 	}

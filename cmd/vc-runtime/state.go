@@ -42,7 +42,8 @@ var (
 //	<root>/<id>/state.json   this file's containerState
 //	<root>/<id>/owner.sock   the owner's control socket
 //	<root>/<id>/owner.log    the owner's log (without --log)
-//	<root>/<id>/vm/          the VM's sandbox state (pkg/vc, state root <root>/<id>)
+//	<root>/<id>/vm/          the VM's sandbox state (pkg/vc, state root <root>/<id>),
+//	                         for a container that keeps a VM of its own
 const (
 	stateFile   = "state.json"
 	ownerSocket = "owner.sock"
@@ -72,6 +73,12 @@ type containerState struct {
 	Exited     time.Time `json:"exited,omitzero"`
 	// Owner is the user who created the container.
 	Owner string `json:"owner,omitempty"`
+	// Sandbox is the container whose owner keeps the VM this container
+	// runs in (a pod's infrastructure container); empty when the
+	// container's own owner keeps its VM.
+	Sandbox string `json:"sandbox,omitempty"`
+	// NetNS is the network namespace the container's own VM joined.
+	NetNS string `json:"netns,omitempty"`
 }
 
 // ociState is runc's state output.
@@ -107,6 +114,18 @@ func containerDir(root, id string) string {
 	keep := max(vmStateDirMax-len(vm)-len(root)-1-len(h), 0)
 	return filepath.Join(root, id[:min(keep, len(id))]+h)
 }
+
+// vmOwner is the container whose owner keeps st's VM: st's own, or that
+// of the pod container st joined.
+func (st *containerState) vmOwner() string {
+	if st.Sandbox != "" {
+		return st.Sandbox
+	}
+	return st.ID
+}
+
+// vmDir is the state root of st's VM's sandbox (sandboxID within it).
+func (st *containerState) vmDir(root string) string { return containerDir(root, st.vmOwner()) }
 
 // validateID refuses ids that are no file name.
 func validateID(id string) error {

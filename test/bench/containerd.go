@@ -27,16 +27,25 @@ func containerdBench() ([]row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%v: %s", err, lastLines(out, 20))
 	}
+	return benchRows(out)
+}
+
+// benchRows reads the BENCH lines a test printed,
+// BENCH|figure|unit|value|floor|floor is|note, and its BENCH-SKIP lines,
+// BENCH-SKIP|figure|reason.
+func benchRows(out []byte) ([]row, error) {
 	var rows []row
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), "|")
-		if len(f) != 7 || f[0] != "BENCH" {
-			continue
+		switch {
+		case len(f) == 7 && f[0] == "BENCH":
+			v, _ := strconv.ParseFloat(f[3], 64)
+			fl, _ := strconv.ParseFloat(f[4], 64)
+			rows = append(rows, row{figure: f[1], unit: f[2], value: v, floor: fl, floorName: f[5], note: f[6]})
+		case len(f) == 3 && f[0] == "BENCH-SKIP":
+			rows = append(rows, row{figure: f[1], skipped: f[2]})
 		}
-		v, _ := strconv.ParseFloat(f[3], 64)
-		fl, _ := strconv.ParseFloat(f[4], 64)
-		rows = append(rows, row{figure: f[1], unit: f[2], value: v, floor: fl, floorName: f[5], note: f[6]})
 	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("no BENCH lines: %s", lastLines(out, 20))

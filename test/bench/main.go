@@ -25,6 +25,8 @@ type row struct {
 	value, floor float64
 	floorName    string
 	note         string
+	// skipped says why the figure was not measured.
+	skipped string
 }
 
 type bench struct {
@@ -60,6 +62,10 @@ func main() {
 			continue
 		}
 		for _, r := range rows {
+			if r.skipped != "" {
+				fmt.Fprintf(w, "%s\tskipped\t\t\t\t%s\n", r.figure, r.skipped)
+				continue
+			}
 			ratio := "-"
 			if r.floor > 0 {
 				ratio = fmt.Sprintf("%.2f", r.value/r.floor)

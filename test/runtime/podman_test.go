@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/proc"
@@ -29,8 +34,8 @@ var (
 const podmanRoot = "/run/vc-runtime"
 
 // podman runs podman with vc-runtime as its OCI runtime and returns stdout, stderr and the exit code. It skips
-// the test where podman is not installed; the busybox image is loaded
-// from a tarball built here (nothing is pulled).
+// the test where podman is not installed; the busybox and pause images
+// are loaded from tarballs built here (nothing is pulled).
 func podman(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	path, err := exec.LookPath("podman")
@@ -38,24 +43,32 @@ func podman(t *testing.T, args ...string) (string, string, int) {
 		t.Skip("podman not installed (hack/install-deps.sh installs it)")
 	}
 	podmanOnce.Do(func() {
-		img, err := images.Busybox()
+		tars, err := images.WriteAll(t.TempDir())
 		if err != nil {
 			podmanErr = err
 			return
 		}
-		tar := filepath.Join(t.TempDir(), "busybox.tar")
-		if podmanErr = img.WriteFile(tar); podmanErr != nil {
-			return
-		}
-		if out, err := exec.Command(path, "load", "-i", tar).CombinedOutput(); err != nil {
-			podmanErr = fmt.Errorf("%w: %s", err, out)
+		for _, tar := range tars {
+			if out, err := exec.Command(path, "load", "-i", tar).CombinedOutput(); err != nil {
+				podmanErr = fmt.Errorf("%s: %w: %s", tar, err, out)
+				return
+			}
 		}
 	})
 	if podmanErr != nil {
-		t.Fatalf("podman load busybox: %v", podmanErr)
+		t.Fatalf("podman load busybox and pause: %v", podmanErr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	cmd := podmanCmd(ctx, path, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd.Run()
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+// podmanCmd is podman at path running args with vc-runtime.
+func podmanCmd(ctx context.Context, path string, args ...string) *exec.Cmd {
 	full := []string{
 		"--runtime", runtimeBin,
 		"--runtime-flag", "data-root=" + dataRoot,
@@ -63,10 +76,7 @@ func podman(t *testing.T, args ...string) (string, string, int) {
 	}
 	cmd := exec.CommandContext(ctx, path, append(full, args...)...)
 	cmd.Env = append(os.Environ(), "VC_AGENT="+agentBin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	cmd.Run()
-	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+	return cmd
 }
 
 // podmanRun are podman run's options this host needs (its limits are
@@ -194,4 +204,147 @@ func TestPodmanDetached(t *testing.T) {
 		t.Fatalf("podman rm: exit %d: %s", code, errOut)
 	}
 	noneLeft(t, cid)
+}
+
+// TestPodmanTerminal: podman run -it on a terminal (a pty here): the
+// container's terminal has the size of podman's, takes input, its output
+// arrives with the container's line endings only (\r\n, not the \r\r\n
+// of a second terminal's processing on the host), and run exits with the
+// container's status.
+func TestPodmanTerminal(t *testing.T) {
+	podman(t, "--version") // skips without podman; loads the images
+	path, _ := exec.LookPath("podman")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cidFile := filepath.Join(t.TempDir(), "cid")
+	cmd := podmanCmd(ctx, path, append(append(podmanRun, "-it", "--rm", "--cidfile", cidFile),
+		"docker.io/library/busybox:vc-test", "sh", "-c", "test -t 0 && test -t 1 && echo isatty; stty size; read x; echo got $x; exit 4")...)
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	t.Cleanup(func() {
+		// A failed run's container is removed; a passed one is gone.
+		cmd.Process.Kill()
+		if b, _ := os.ReadFile(cidFile); len(b) > 0 {
+			cid := strings.TrimSpace(string(b))
+			podman(t, "rm", "-f", "-t", "0", cid)
+			noneLeft(t, cid)
+		}
+	})
+	var mu sync.Mutex
+	var out bytes.Buffer
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			mu.Lock()
+			out.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			mu.Lock()
+			got := out.String()
+			mu.Unlock()
+			if strings.Contains(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("podman run -it: no %q in %q", want, got)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("isatty\r\n40 100\r\n")
+	if _, err := io.WriteString(tty, "typed\r"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("got typed\r\n")
+	cmd.Wait()
+	select {
+	case <-readDone:
+	case <-time.After(10 * time.Second):
+	}
+	mu.Lock()
+	got := out.String()
+	mu.Unlock()
+	if code := cmd.ProcessState.ExitCode(); code != 4 {
+		t.Errorf("podman run -it: exit %d, want 4; output %q", code, got)
+	}
+	if strings.Contains(got, "\r\r") || strings.Count(got, "typed\r\n") != 2 {
+		t.Errorf("podman run -it output %q: want each line ended by one \\r\\n and the input echoed once", got)
+	}
+}
+
+// TestPodmanPublish: podman run -d -p HOSTPORT:80 publishes the
+// container's port on the host (podman's bridge network, its namespace
+// mirrored into the VM): an HTTP GET from the host reaches busybox httpd
+// in the VM.
+func TestPodmanPublish(t *testing.T) {
+	const name = "vc-runtime-test-publish"
+	var cid string
+	t.Cleanup(func() {
+		podman(t, "rm", "-f", "-t", "0", name)
+		if cid != "" {
+			noneLeft(t, cid)
+		}
+	})
+	port := freePort(t)
+	_, errOut, code, cid := cidRun(t, "-d", "--name", name, "-p", port+":80", "docker.io/library/busybox:vc-test",
+		"sh", "-c", "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www")
+	if code != 0 {
+		t.Fatalf("podman run -d -p %s:80: exit %d: %s", port, code, errOut)
+	}
+	if body := httpGet(t, "http://127.0.0.1:"+port+"/"); body != "published\n" {
+		t.Fatalf("GET http://127.0.0.1:%s/: %q, want the container's page", port, body)
+	}
+	if _, errOut, code := podman(t, "rm", "-f", "-t", "0", name); code != 0 {
+		t.Fatalf("podman rm -f: exit %d: %s", code, errOut)
+	}
+	noneLeft(t, cid)
+	cid = ""
+}
+
+// freePort is a TCP port free on the host now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// httpGet GETs url until it answers (a minute at most) and returns the
+// body of a 200 answer; another status fails the test.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %s, %q", url, resp.Status, body)
+			}
+			return string(body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
