@@ -20,18 +20,15 @@ func killCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("kill", commands["kill"].usage)
 	name := fs.String("s", "KILL", "the signal: a name (TERM, SIGTERM) or a number")
 	fs.StringVar(name, "signal", "KILL", "the same as -s")
-	if err := fs.Parse(args); err != nil {
+	ids, err := parseContainers(fs, args)
+	if err != nil {
 		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("CONTAINER: missing")
 	}
 	sig, err := parseSignal(*name)
 	if err != nil {
 		return err
 	}
-	for _, id := range fs.Args() {
+	for _, id := range ids {
 		s, err := vc.FetchSandbox(ctx, g.stateRoot, id)
 		if err != nil {
 			return err

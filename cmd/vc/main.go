@@ -174,3 +174,16 @@ type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// parseContainers parses a command's flags and returns its CONTAINER
+// arguments, at least one.
+func parseContainers(fs *flag.FlagSet, args []string) ([]string, error) {
+	if err := fs.Parse(expandShort(fs, args)); err != nil {
+		return nil, err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return nil, fmt.Errorf("CONTAINER: missing")
+	}
+	return fs.Args(), nil
+}

@@ -19,14 +19,11 @@ func pauseCmd(pause bool) func(context.Context, *globals, []string) error {
 	}
 	return func(ctx context.Context, g *globals, args []string) error {
 		fs := newFlags(name, commands[name].usage)
-		if err := fs.Parse(args); err != nil {
+		ids, err := parseContainers(fs, args)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() == 0 {
-			fs.Usage()
-			return fmt.Errorf("CONTAINER: missing")
-		}
-		for _, id := range fs.Args() {
+		for _, id := range ids {
 			s, err := vc.FetchSandbox(ctx, g.stateRoot, id)
 			if err != nil {
 				return err

@@ -15,14 +15,11 @@ func init() {
 func restartCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("restart", commands["restart"].usage)
 	secs := fs.Int("t", 10, "seconds to wait before killing")
-	if err := fs.Parse(args); err != nil {
+	ids, err := parseContainers(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("CONTAINER: missing")
-	}
-	for _, id := range fs.Args() {
+	for _, id := range ids {
 		st, err := vc.StatusSandbox(ctx, g.stateRoot, id)
 		if err != nil {
 			return err

@@ -17,14 +17,11 @@ func init() {
 func rmCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("rm", commands["rm"].usage)
 	force := fs.Bool("f", false, "stop a running container first")
-	if err := fs.Parse(args); err != nil {
+	ids, err := parseContainers(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("CONTAINER: missing")
-	}
-	for _, id := range fs.Args() {
+	for _, id := range ids {
 		st, err := vc.StatusSandbox(ctx, g.stateRoot, id)
 		if errdefs.IsNotFound(err) && *force {
 			continue // as docker: rm -f of what is not there succeeds

@@ -15,14 +15,11 @@ func init() {
 func stopCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("stop", commands["stop"].usage)
 	secs := fs.Int("t", 10, "seconds to wait before killing")
-	if err := fs.Parse(args); err != nil {
+	ids, err := parseContainers(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("CONTAINER: missing")
-	}
-	for _, id := range fs.Args() {
+	for _, id := range ids {
 		if err := stopOne(ctx, g, id, time.Duration(*secs)*time.Second); err != nil {
 			return err
 		}

@@ -16,14 +16,11 @@ func init() {
 
 func waitCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("wait", commands["wait"].usage)
-	if err := fs.Parse(args); err != nil {
+	ids, err := parseContainers(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("CONTAINER: missing")
-	}
-	for _, id := range fs.Args() {
+	for _, id := range ids {
 		code, err := waitStopped(ctx, g, id)
 		if err != nil {
 			return err
