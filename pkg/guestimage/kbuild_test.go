@@ -22,6 +22,12 @@ func TestCheckConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "CONFIG_B=y, CONFIG_C=32") {
 		t.Errorf("err %v, want CONFIG_B=y and CONFIG_C=32 named", err)
 	}
+	if err := checkConfig(config, []byte("# CONFIG_B is not set\n")); err != nil {
+		t.Errorf("an option off that is off: %v", err)
+	}
+	if err := checkConfig(config, []byte("# CONFIG_A is not set\n")); err == nil {
+		t.Errorf("an option off that is on: accepted")
+	}
 }
 
 func TestKernelFlavorDefaults(t *testing.T) {
