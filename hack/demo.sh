@@ -6,7 +6,7 @@ vc=./bin/vc
 echo "== host check"
 $vc check || true
 echo
-echo "== guest image (first time: downloads Debian's kernel package)"
+echo "== guest image (first time: builds the minimal guest kernel from Debian's linux-source, a few minutes)"
 $vc image build
 echo
 echo "== host kernel: $(uname -r)"

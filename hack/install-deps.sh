@@ -16,6 +16,7 @@ pkgs=(
 	nftables            # nft: the shim's loopback redirect for kubectl port-forward
 	procps              # pgrep in the end-to-end tests
 	xz-utils            # unpacking the guest kernel
+	gcc make libc6-dev flex bison bc libelf-dev   # building the minimal guest kernel from linux-source
 	e2fsprogs           # mkfs.ext4 for block volumes
 	erofs-utils         # mkfs.erofs: containerd's erofs snapshotter (shim tests)
 	podman              # podman --runtime bin/vc-runtime (test/runtime)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -13,7 +14,7 @@ import (
 
 func init() {
 	register("image", command{
-		usage: "build [--kernel-package PKG] [--busybox] | ls",
+		usage: "build [--flavor minimal|generic] [--kernel-package PKG] [--busybox] | ls",
 		short: "build or list guest images (kernel + initrd with vc-agent)",
 		run:   imageCmd,
 	})
@@ -25,13 +26,20 @@ func imageCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	switch args[0] {
 	case "build":
-		fs := newFlags("image build", "[--kernel-package PKG] [--busybox]")
-		pkg := fs.String("kernel-package", "", "Debian kernel package (default: what linux-image-amd64 depends on)")
+		fs := newFlags("image build", "[--flavor minimal|generic] [--kernel-package PKG] [--busybox]")
+		flavor := fs.String("flavor", "", "the kernel: minimal (built once from Debian's linux-source with the project's config, everything built in; the default) or generic (Debian's linux-image package, modules in the initrd)")
+		pkg := fs.String("kernel-package", "", "Debian kernel package of the generic flavor (default: what linux-image-amd64 depends on)")
 		busybox := fs.Bool("busybox", false, "add busybox to the initrd for a debug console")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		img, err := buildImage(ctx, g, guestimage.Options{KernelPackage: *pkg, Busybox: *busybox})
+		opts := guestimage.Options{KernelFlavor: guestimage.KernelFlavor(*flavor), KernelPackage: *pkg, Busybox: *busybox}
+		// A first build takes minutes (the kernel): say what it does.
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		if *pkg != "" && *flavor == string(guestimage.KernelMinimal) {
+			return fmt.Errorf("--kernel-package %q: a package of the generic flavor, not --flavor minimal", *pkg)
+		}
+		img, err := buildImage(ctx, g, opts)
 		if err != nil {
 			return err
 		}
@@ -44,13 +52,17 @@ func imageCmd(ctx context.Context, g *globals, args []string) error {
 		}
 		cur, _ := os.Readlink(filepath.Join(imageRoot(g), "current"))
 		w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-		fmt.Fprintln(w, "IMAGE\tKIND\tKERNEL\tKERNEL SIZE\tINITRD SIZE\tMODULES\tCREATED\tCURRENT")
+		fmt.Fprintln(w, "IMAGE\tKIND\tFLAVOR\tKERNEL\tKERNEL SIZE\tINITRD SIZE\tMODULES\tCREATED\tCURRENT")
 		for _, i := range imgs {
 			mark := ""
 			if filepath.Base(i.Dir) == cur {
 				mark = "*"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s ago\t%s\n", filepath.Base(i.Dir), i.Kind, i.KernelVersion,
+			flavor := string(i.KernelFlavor)
+			if flavor == "" {
+				flavor = "-"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s ago\t%s\n", filepath.Base(i.Dir), i.Kind, flavor, i.KernelVersion,
 				human(uint64(i.KernelSize)), human(uint64(i.InitrdSize)), len(i.Modules), ago(i.Created), mark)
 		}
 		return w.Flush()

@@ -82,7 +82,12 @@ type Options struct {
 	// Agent is the static vc-agent binary that becomes /init. Required by
 	// Build unless Kernel and Initrd are both given.
 	Agent string
-	// KernelPackage is the Debian kernel package
+	// KernelFlavor is the kernel to boot when Kernel is empty: the
+	// minimal one built from source (KernelMinimal, the default) or
+	// Debian's generic package (KernelGeneric, the default when
+	// KernelPackage is set).
+	KernelFlavor KernelFlavor
+	// KernelPackage is the Debian kernel package of the generic flavor
 	// ("linux-image-6.1.0-56-amd64"); empty means the one
 	// linux-image-<arch> currently depends on.
 	KernelPackage string
@@ -123,6 +128,12 @@ func (o Options) withDefaults() Options {
 	if o.Compression == "" {
 		o.Compression = DefaultCompression
 	}
+	if o.KernelFlavor == "" {
+		o.KernelFlavor = KernelMinimal
+		if o.KernelPackage != "" {
+			o.KernelFlavor = KernelGeneric
+		}
+	}
 	if o.BusyboxPath == "" {
 		o.BusyboxPath = DefaultBusybox
 	}
@@ -148,6 +159,9 @@ type Manifest struct {
 	// the kernel came from (empty for a user's kernel).
 	KernelPackage        string `json:"kernelPackage,omitempty"`
 	KernelPackageVersion string `json:"kernelPackageVersion,omitempty"`
+	// KernelFlavor is minimal or generic (empty for a user's kernel);
+	// a minimal kernel's package is the source it was built from.
+	KernelFlavor KernelFlavor `json:"kernelFlavor,omitempty"`
 
 	// KernelPath and InitrdPath are file names in the image directory,
 	// or absolute paths for a user's files.
@@ -197,7 +211,8 @@ type keyInputs struct {
 	ModuleFiles          []string `json:",omitempty"` // user modules: path=sha256
 	Modules              []string
 	Compression          Compression
-	BusyboxSHA256        string `json:",omitempty"`
+	BusyboxSHA256        string       `json:",omitempty"`
+	KernelFlavor         KernelFlavor `json:",omitempty"`
 }
 
 func (k keyInputs) key() string {
@@ -207,6 +222,14 @@ func (k keyInputs) key() string {
 }
 
 func dirName(key string) string { return key[:16] }
+
+// flavorOf is the flavor of the kernel opts boots: none for a user's.
+func flavorOf(opts Options) KernelFlavor {
+	if opts.Kernel != "" {
+		return ""
+	}
+	return opts.KernelFlavor
+}
 
 // Build builds the agent image opts describe, or returns the one already
 // built from the same inputs.
@@ -314,6 +337,12 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 	if err := opts.Compression.valid(); err != nil {
 		return nil, err
 	}
+	if err := opts.KernelFlavor.valid(); err != nil {
+		return nil, err
+	}
+	if opts.KernelFlavor == KernelMinimal && opts.KernelPackage != "" && opts.Kernel == "" {
+		return nil, fmt.Errorf("kernel package %s is the generic flavor's, not the minimal one's", opts.KernelPackage)
+	}
 	ki := keyInputs{Format: formatVersion, Kind: p.kind, Modules: p.modules, Compression: opts.Compression}
 	var err error
 	if ki.InitSHA256, err = fileSHA256(p.init); err != nil {
@@ -328,8 +357,9 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 	// Identify the kernel cheaply first, so that an image already built
 	// is found without downloading or unpacking anything.
 	var (
-		src kernelSource
-		db  *moduleDB
+		src     kernelSource
+		db      *moduleDB
+		minimal bool // src is the minimal kernel, built
 	)
 	if opts.Kernel != "" {
 		if ki.KernelSHA256, err = fileSHA256(opts.Kernel); err != nil {
@@ -357,6 +387,19 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 			p.modules = nil
 			ki.Modules = nil
 		}
+	} else if opts.KernelFlavor == KernelMinimal {
+		// Everything the agent needs is built in: no modules.
+		bk, err := BuildKernel(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		if ki.KernelSHA256, err = fileSHA256(bk.Vmlinux); err != nil {
+			return nil, fmt.Errorf("built kernel: %w", err)
+		}
+		ki.KernelFlavor, ki.KernelPackage, ki.KernelPackageVersion = KernelMinimal, bk.SourcePackage, bk.SourceVersion
+		src = kernelSource{vmlinuz: bk.Vmlinux, version: bk.Version, pkg: debPackage{Name: bk.SourcePackage, Version: bk.SourceVersion}}
+		minimal = true
+		p.modules, ki.Modules = nil, nil
 	} else {
 		src.pkg, err = resolveKernelPackage(ctx, opts.CacheDir, opts.KernelPackage, log)
 		if err != nil {
@@ -383,7 +426,9 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 
 	start := time.Now()
 	kernelFile := KernelFile
-	if src.pkg.Name != "" {
+	if minimal {
+		kernelFile = VmlinuxFile
+	} else if src.pkg.Name != "" {
 		k, err := unpackedKernel(ctx, opts.CacheDir, src.pkg, log)
 		if err != nil {
 			return nil, err
@@ -402,6 +447,7 @@ func build(ctx context.Context, opts Options, p plan) (*Image, error) {
 		KernelVersion:        src.version,
 		KernelPackage:        src.pkg.Name,
 		KernelPackageVersion: src.pkg.Version,
+		KernelFlavor:         flavorOf(opts),
 		KernelPath:           kernelFile,
 		InitrdPath:           InitrdFile,
 		Compression:          opts.Compression,

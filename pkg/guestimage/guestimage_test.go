@@ -297,7 +297,7 @@ func TestRecordCustom(t *testing.T) {
 	}
 }
 
-// kernelOptions are options for the real Debian kernel, cached where the
+// kernelOptions are options for the real Debian generic kernel, cached where the
 // VM tests cache it.
 func kernelOptions(t *testing.T) Options {
 	t.Helper()
@@ -313,7 +313,7 @@ func kernelOptions(t *testing.T) Options {
 			t.Skipf("needs root to write the kernel cache %s (or set VC_CACHE_DIR)", cache)
 		}
 	}
-	return Options{Root: t.TempDir(), CacheDir: cache, Logger: testLogger(t)}
+	return Options{Root: t.TempDir(), CacheDir: cache, Logger: testLogger(t), KernelFlavor: KernelGeneric}
 }
 
 // TestBuildDebian builds with Debian's generic kernel (downloaded once

@@ -206,7 +206,7 @@ func rawSerial(ctx context.Context, e *vmEnv) (float64, error) {
 	if err := buildStatic("./test/bench/serialwriter", writer); err != nil {
 		return 0, err
 	}
-	img, err := guestimage.Build(ctx, guestimage.Options{Root: filepath.Join(dir, "images"), KernelPackage: e.img.KernelPackage, Agent: writer})
+	img, err := guestimage.Build(ctx, guestimage.Options{Root: filepath.Join(dir, "images"), KernelFlavor: e.img.KernelFlavor, KernelPackage: genericPackage(e.img), Agent: writer})
 	if err != nil {
 		return 0, err
 	}

@@ -75,17 +75,31 @@ func coldStart() ([]row, error) {
 		return nil, err
 	}
 	defer e.close()
-	floor, err := floorImage(e)
+	floor, err := floorImage(e, e.img.KernelFlavor)
 	if err != nil {
 		return nil, err
 	}
-	var runs, floors, noNet []time.Duration
+	// The floor of Debian's generic kernel: the minimal kernel's target
+	// is half of it.
+	generic := floor
+	if e.img.KernelFlavor != guestimage.KernelGeneric {
+		if generic, err = floorImage(e, guestimage.KernelGeneric); err != nil {
+			return nil, err
+		}
+	}
+	var runs, floors, genericFloors, noNet []time.Duration
 	for i := 0; i < coldRuns; i++ {
 		d, err := bootFloor(floor, e.stateRoot, i)
 		if err != nil {
 			return nil, err
 		}
 		floors = append(floors, d)
+		if generic != floor {
+			if d, err = bootFloor(generic, e.stateRoot, i); err != nil {
+				return nil, err
+			}
+		}
+		genericFloors = append(genericFloors, d)
 		t := time.Now()
 		if out, err := e.cmd("run", "--rm", "busybox", "--", "true").CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("vc run: %v\n%s", err, out)
@@ -105,14 +119,17 @@ func coldStart() ([]row, error) {
 	}
 	return []row{
 		{figure: "cold start: vc run --rm busybox -- true", unit: "s", value: median(runs).Seconds(), floor: median(floors).Seconds(),
-			floorName: "same QEMU+kernel, /init powers off", note: fmt.Sprintf("median of %d; %s", coldRuns, phases)},
+			floorName: fmt.Sprintf("same QEMU+kernel (%s %s), /init powers off", e.img.KernelFlavor, e.img.KernelVersion), note: fmt.Sprintf("median of %d; %s; target 1.3", coldRuns, phases)},
+		{figure: "cold start against Debian's generic kernel", unit: "s", value: median(runs).Seconds(), floor: median(genericFloors).Seconds(),
+			floorName: fmt.Sprintf("generic %s, /init powers off", generic.KernelVersion), note: fmt.Sprintf("median of %d; target 0.5 (minimal kernel)", coldRuns)},
 		{figure: "cold start with the default NAT network", unit: "s", value: median(runs).Seconds(), floor: median(noNet).Seconds(),
 			floorName: "vc run --network none (loopback only)", note: fmt.Sprintf("median of %d, alternating", coldRuns)},
 	}, nil
 }
 
-// floorImage builds the power-off initrd with the current image's kernel.
-func floorImage(e *vmEnv) (*guestimage.Image, error) {
+// floorImage builds the power-off initrd with the current image's kernel
+// (flavor the image's), or the generic one.
+func floorImage(e *vmEnv, flavor guestimage.KernelFlavor) (*guestimage.Image, error) {
 	dir, err := os.MkdirTemp("", "vc-floor-")
 	if err != nil {
 		return nil, err
@@ -122,7 +139,11 @@ func floorImage(e *vmEnv) (*guestimage.Image, error) {
 	if err := buildStatic("./cmd/vc-floor-init", init); err != nil {
 		return nil, err
 	}
-	return guestimage.BuildFloor(context.Background(), guestimage.Options{Root: filepath.Join(e.dataRoot, "images"), KernelPackage: e.img.KernelPackage}, init)
+	opts := guestimage.Options{Root: filepath.Join(e.dataRoot, "images"), KernelFlavor: flavor}
+	if flavor == e.img.KernelFlavor {
+		opts.KernelPackage = genericPackage(e.img)
+	}
+	return guestimage.BuildFloor(context.Background(), opts, init)
 }
 
 // bootFloor boots the floor image through the same driver and waits for
@@ -314,4 +335,13 @@ func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// genericPackage is img's kernel package if img boots Debian's generic
+// kernel (a minimal kernel's package is the source it was built from).
+func genericPackage(img *guestimage.Image) string {
+	if img.KernelFlavor == guestimage.KernelGeneric {
+		return img.KernelPackage
+	}
+	return ""
 }

@@ -113,7 +113,8 @@ func buildInitrd(k testKernel) (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build testinit: %w: %s", err, out)
 	}
-	opts := guestimage.Options{Root: filepath.Join(dir, "images"), Agent: bin, Modules: testModules}
+	// Debian's generic kernel: the driver's tests load their modules.
+	opts := guestimage.Options{Root: filepath.Join(dir, "images"), Agent: bin, Modules: testModules, KernelFlavor: guestimage.KernelGeneric}
 	if os.Getenv("VC_TEST_KERNEL") != "" {
 		opts.Kernel, opts.KernelModulesDir = k.vmlinuz, k.modules
 	}
