@@ -32,6 +32,12 @@ type HypervisorConfig struct {
 	MemoryMiB uint32 `json:"memory_mib"`
 	// Debug turns the agent's debug logging on (in the console log).
 	Debug bool `json:"debug,omitempty"`
+	// Factory, when set, is the directory of a factory (InitFactory):
+	// the VM resumes its template instead of booting. CreateSandbox
+	// fails, without starting anything, when the template is missing,
+	// damaged or stale (ErrTemplateInvalid) or does not fit this
+	// sandbox (ErrTemplateMismatch: another size, kernel, network, ...).
+	Factory string `json:"factory,omitempty"`
 }
 
 // SandboxConfig describes a sandbox to create.

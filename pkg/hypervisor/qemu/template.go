@@ -123,6 +123,12 @@ func waitMigration(ctx context.Context, q *QMP, exited <-chan struct{}, what str
 	for delay := 2 * time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
 		st, err := q.QueryMigrate(ctx)
 		if err != nil {
+			// QEMU exits when an incoming load fails, closing QMP.
+			select {
+			case <-exited:
+				return fmt.Errorf("%s: qemu exited: the state did not load: %w", what, errdefs.ErrDataLoss)
+			case <-time.After(time.Second):
+			}
 			return fmt.Errorf("%s: query-migrate: %w", what, err)
 		}
 		switch st.Status {

@@ -1,0 +1,221 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+func factoryHypervisor() vc.HypervisorConfig {
+	return vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256}
+}
+
+// newFactory makes a template in a directory of the test's; the cleanup
+// destroys it and checks that nothing is left.
+func newFactory(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "factory")
+	begin := time.Now()
+	if _, err := vc.InitFactory(ctx, dir, factoryHypervisor()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("factory init took %s", time.Since(begin).Round(time.Millisecond))
+	t.Cleanup(func() {
+		if err := vc.DestroyFactory(dir); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+		noFactoryLeft(t, dir)
+	})
+	// No process stays once the template is made.
+	if out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+filepath.Dir(dir)).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("template qemu still running: %s", out)
+	}
+	return dir
+}
+
+func noFactoryLeft(t *testing.T, dir string) {
+	t.Helper()
+	ents, _ := filepath.Glob(dir + "*")
+	if len(ents) > 0 {
+		t.Errorf("factory left files: %v", ents)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+filepath.Dir(dir)).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("factory left qemu: %s", out)
+	}
+}
+
+// runInSandbox runs args in a new container of s and returns its output.
+func runInSandbox(ctx context.Context, t *testing.T, s *vc.Sandbox, root, cid string, args ...string) string {
+	t.Helper()
+	spec := oci.DefaultSpec(args, nil, "/", false)
+	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: cid, Rootfs: root, Spec: spec}); err != nil {
+		t.Fatalf("create %s: %v", cid, err)
+	}
+	var out syncBuffer
+	streams := s.Container(cid).IOStream(ctx, cid, vc.IO{Stdout: &out, Stderr: &out})
+	if err := s.Container(cid).Start(ctx); err != nil {
+		t.Fatalf("start %s: %v", cid, err)
+	}
+	code, err := s.Container(cid).Wait(ctx)
+	<-streams
+	if err != nil || code != 0 {
+		t.Fatalf("%s %q: exit %d %v: %s", cid, args, code, err, out.String())
+	}
+	if err := s.Container(cid).Delete(ctx); err != nil {
+		t.Fatalf("delete %s: %v", cid, err)
+	}
+	return out.String()
+}
+
+// Two sandboxes start from one template: each runs containers, with its
+// own hostname, random pool and clock, and exec works.
+func TestFactoryTwoSandboxes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	root, err := rootfs.Busybox(dataRoot + "/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := newFactory(ctx, t)
+	var boots []string
+	for i, id := range []string{"e2e-fac-a", "e2e-fac-b"} {
+		h := factoryHypervisor()
+		h.Factory = dir
+		begin := time.Now()
+		s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h})
+		if err != nil {
+			t.Fatalf("sandbox %s from the template: %v", id, err)
+		}
+		took := time.Since(begin)
+		t.Cleanup(func() {
+			s.Stop(context.Background(), 5*time.Second)
+			if err := s.Delete(context.Background()); err != nil {
+				t.Errorf("delete: %v", err)
+			}
+			noLeftovers(t, id)
+		})
+		st := s.Status()
+		if !st.Boot.FromTemplate {
+			t.Fatalf("sandbox %s did not start from the template: %+v", id, st.Boot)
+		}
+		t.Logf("sandbox %s from the template in %s (vm %s, agent %s, setup %s)", id, took.Round(time.Millisecond),
+			st.Boot.VMStart.Round(time.Millisecond), st.Boot.AgentReady.Round(time.Millisecond), st.Boot.SandboxSetup.Round(time.Millisecond))
+		out := runInSandbox(ctx, t, s, root, "c", "sh", "-c", "hostname; cat /proc/sys/kernel/random/boot_id; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; date +%s")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 4 {
+			t.Fatalf("output %q", out)
+		}
+		if lines[0] != id[:min(len(id), 12)] && !strings.HasPrefix(id, lines[0]) {
+			t.Errorf("hostname %q in sandbox %s", lines[0], id)
+		}
+		boots = append(boots, lines[1]+" "+lines[2])
+		if i == 1 && boots[0] == boots[1] {
+			t.Errorf("two sandboxes of one template read the same random bytes: %q", boots)
+		}
+		now, err := strconv.ParseInt(lines[3], 10, 64)
+		if d := now - time.Now().Unix(); err != nil || d < -10 || d > 10 {
+			t.Errorf("guest clock %q, host %d", lines[3], time.Now().Unix())
+		}
+		// exec in a running container.
+		spec := oci.DefaultSpec([]string{"sleep", "60"}, nil, "/", false)
+		if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "sl", Rootfs: root, Spec: spec}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Container("sl").Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var eout syncBuffer
+		c := s.Container("sl")
+		if err := c.Exec(ctx, "e1", &specs.Process{Args: []string{"echo", "exec-ok"}, Env: []string{"PATH=/bin:/usr/bin"}}); err != nil {
+			t.Fatalf("exec: %v", err)
+		}
+		streams := c.IOStream(ctx, "e1", vc.IO{Stdout: &eout})
+		code, err := c.WaitProcess(ctx, "e1")
+		<-streams
+		if err != nil || code != 0 || strings.TrimSpace(eout.String()) != "exec-ok" {
+			t.Errorf("exec: %d %v %q", code, err, eout.String())
+		}
+	}
+}
+
+// A template whose state file is truncated is refused before anything
+// starts, naming the file; nothing is left.
+func TestFactoryCorruptState(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := newFactory(ctx, t)
+	state := filepath.Join(dir, "state")
+	st, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(state, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	h := factoryHypervisor()
+	h.Factory = dir
+	_, err = vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-bad", StateRoot: stateRoot, Hypervisor: h})
+	if !errors.Is(err, vc.ErrTemplateInvalid) || !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "state file") {
+		t.Fatalf("truncated state: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	noLeftovers(t, "e2e-fac-bad")
+}
+
+// A truncated state file whose manifest was made to agree gets past the
+// checks to QEMU, whose load fails: the error says so, and no process or
+// state is left.
+func TestFactoryCorruptStateReachesQEMU(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := newFactory(ctx, t)
+	state := filepath.Join(dir, "state")
+	st, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(state, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(state)
+	sum := sha256.Sum256(b)
+	mpath := filepath.Join(dir, "manifest.json")
+	mb, err := os.ReadFile(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(mb, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["state"] = map[string]any{"size": len(b), "sha256": hex.EncodeToString(sum[:])}
+	mb, _ = json.Marshal(m)
+	if err := os.WriteFile(mpath, mb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := factoryHypervisor()
+	h.Factory = dir
+	_, err = vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-qemu", StateRoot: stateRoot, Hypervisor: h})
+	if !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "state did not load") || !strings.Contains(err.Error(), "load of migration failed") {
+		t.Fatalf("truncated state past the manifest: %v", err)
+	}
+	t.Logf("refused: %.600s", err)
+	noLeftovers(t, "e2e-fac-qemu")
+}
