@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func newFactory(ctx context.Context, t *testing.T) string {
 		noFactoryLeft(t, dir)
 	})
 	// No process stays once the template is made.
-	if out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+filepath.Dir(dir)).Output(); len(bytes.TrimSpace(out)) > 0 {
+	if out, _ := exec.Command("pgrep", "-f", "qemu-system.*factory-template.*"+dir).Output(); len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("template qemu still running: %s", out)
 	}
 	return dir
@@ -56,8 +57,10 @@ func noFactoryLeft(t *testing.T, dir string) {
 	if len(ents) > 0 {
 		t.Errorf("factory left files: %v", ents)
 	}
-	if out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+filepath.Dir(dir)).Output(); len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("factory left qemu: %s", out)
+	// (A sandbox started from the template runs on: its QEMU names the
+	// memory file, but it is no template VM.)
+	if out, _ := exec.Command("pgrep", "-f", "qemu-system.*factory-template.*"+dir).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("factory left its template's qemu: %s", out)
 	}
 }
 
@@ -218,4 +221,72 @@ func TestFactoryCorruptStateReachesQEMU(t *testing.T) {
 	}
 	t.Logf("refused: %.600s", err)
 	noLeftovers(t, "e2e-fac-qemu")
+}
+
+// vcIn runs the vc CLI with data root dr (a factory of the test's own:
+// the shared data root's would serve every other test's vc run).
+func vcIn(t *testing.T, dr string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vcBin, append([]string{"--state-root", stateRoot, "--data-root", dr}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("vc %v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+// vc factory init, status, destroy; vc run starts from the template, and
+// refuses (--factory on) a VM that does not fit it.
+func TestFactoryCLI(t *testing.T) {
+	root, err := rootfs.Busybox(dataRoot + "/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr := t.TempDir()
+	img := []string{"--kernel", kernel, "--initrd", initrd, "--accel", "tcg"}
+	if out, _, code := vcIn(t, dr, "factory", "status"); code != 0 || !strings.Contains(out, "no template") {
+		t.Fatalf("status without a factory: %d %q", code, out)
+	}
+	if out, errOut, code := vcIn(t, dr, append([]string{"factory", "init"}, img...)...); code != 0 || !strings.Contains(out, "template made") {
+		t.Fatalf("factory init: %d %q %q", code, out, errOut)
+	}
+	t.Cleanup(func() { vc.DestroyFactory(filepath.Join(dr, "factory")) })
+	if out, _, code := vcIn(t, dr, "factory", "status"); code != 0 || !regexp.MustCompile(`ready\s+yes`).MatchString(out) {
+		t.Fatalf("status: %d %q", code, out)
+	}
+	id := "e2e-fac-cli"
+	run := append([]string{"run", "-d", "--name", id, "--factory", "on", "--rootfs", root}, img...)
+	if out, errOut, code := vcIn(t, dr, append(run, "--", "sleep", "60")...); code != 0 {
+		t.Fatalf("run: %d %q %q", code, out, errOut)
+	}
+	defer func() {
+		vcIn(t, dr, "rm", "-f", id)
+		noLeftovers(t, id)
+	}()
+	if out, _, _ := vcIn(t, dr, "inspect", id); !strings.Contains(out, `"from_template": true`) {
+		t.Errorf("inspect: not started from the template:\n%s", out)
+	}
+	if out, errOut, code := vcIn(t, dr, "exec", id, "hostname"); code != 0 || strings.TrimSpace(out) != id {
+		t.Errorf("exec hostname: %d %q %q", code, out, errOut)
+	}
+	// Another size does not fit: refused with --factory on, naming the
+	// field, before any VM starts.
+	bad := append([]string{"run", "--rm", "--name", "e2e-fac-cli-bad", "--factory", "on", "-m", "512M", "--rootfs", root}, img...)
+	if _, errOut, code := vcIn(t, dr, append(bad, "--", "true")...); code == 0 || !strings.Contains(errOut, "hypervisor.memory_mib") {
+		t.Errorf("run -m 512M --factory on: %d %q", code, errOut)
+	}
+	noLeftovers(t, "e2e-fac-cli-bad")
+	if out, errOut, code := vcIn(t, dr, "factory", "destroy"); code != 0 {
+		t.Fatalf("destroy: %d %q %q", code, out, errOut)
+	}
+	noFactoryLeft(t, filepath.Join(dr, "factory"))
+	// The sandbox from the destroyed template runs on.
+	if out, errOut, code := vcIn(t, dr, "exec", id, "echo", "still"); code != 0 || strings.TrimSpace(out) != "still" {
+		t.Errorf("exec after destroy: %d %q %q", code, out, errOut)
+	}
 }
