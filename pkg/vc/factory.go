@@ -312,6 +312,10 @@ func InitFactory(ctx context.Context, dir string, h HypervisorConfig) (_ *Factor
 	}
 	os.RemoveAll(filepath.Join(staging, "vm"))
 	os.Remove(shared)
+	// The guest's memory (its random pool among it) is nobody else's.
+	if err := os.Chmod(hc.MemoryFile, 0o600); err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
 
 	qemuPath, err := exec.LookPath(cmpOr(h.Path, "qemu-system-x86_64"))
 	if err != nil {
@@ -340,7 +344,11 @@ func InitFactory(ctx context.Context, dir string, h HypervisorConfig) (_ *Factor
 	if err := os.WriteFile(filepath.Join(staging, factoryManifestName), append(b, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("factory %s: %w", dir, err)
 	}
-	// A directory left without a manifest (a crash) is replaced.
+	// A directory left without a manifest (a crash) is replaced; one
+	// another InitFactory completed meanwhile is not.
+	if _, err := os.Stat(filepath.Join(dir, factoryManifestName)); err == nil {
+		return nil, fmt.Errorf("factory %s: a template was made meanwhile: %w", dir, errdefs.ErrAlreadyExists)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("factory %s: %w", dir, err)
 	}
