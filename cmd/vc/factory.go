@@ -19,7 +19,9 @@ import (
 // The factory: a template VM (pkg/vc's Factory) under
 // <data-root>/factory, made by `vc factory init`. `vc run` (and create,
 // restart) starts from it when it is there (--factory auto, the default),
-// the run's VM fits it (size, kernel, initrd, QEMU, NAT network), and
+// the run's VM fits it (size, kernel, initrd, QEMU, network: a template
+// made with --network nat serves runs on the NAT network, one made with
+// --network none the others), and
 // boots otherwise, saying why on stderr. A template that is damaged or
 // made from files that have changed since is refused: the run fails,
 // naming what is wrong, until `vc factory init` makes it again or the run
@@ -27,7 +29,7 @@ import (
 
 func init() {
 	register("factory", command{
-		usage: "init [--cpus N] [-m SIZE] [--kernel K --initrd I] [--accel A] | status | destroy",
+		usage: "init [--cpus N] [-m SIZE] [--kernel K --initrd I] [--accel A] [--network nat|none] | status | destroy",
 		short: "make, show or remove the template VM that `vc run` starts from instead of booting",
 		run:   factoryCmd,
 	})
@@ -49,11 +51,20 @@ func factoryCmd(ctx context.Context, g *globals, args []string) error {
 		kernel := fs.String("kernel", "", "guest kernel (default: the built guest image)")
 		initrd := fs.String("initrd", "", "guest initrd (default: the built guest image)")
 		accel := fs.String("accel", "auto", "acceleration: auto, kvm or tcg")
+		network := fs.String("network", "nat", "the runs the template serves: nat (the default network; its VM has the NAT NIC) or none (--network none and network namespaces, whose NICs are hotplugged)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() > 0 {
 			return fmt.Errorf("factory init: unexpected arguments %q", fs.Args())
+		}
+		var noNAT bool
+		switch *network {
+		case "nat":
+		case "none":
+			noNAT = true
+		default:
+			return fmt.Errorf("--network %q: want nat or none: %w", *network, errdefs.ErrInvalidArgument)
 		}
 		h := vc.HypervisorConfig{CPUs: uint32(*cpus), Accel: *accel, Debug: g.debug}
 		if *mem != "" {
@@ -74,7 +85,7 @@ func factoryCmd(ctx context.Context, g *globals, args []string) error {
 			}
 		}
 		begin := time.Now()
-		f, err := vc.InitFactory(ctx, dir, h)
+		f, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{Hypervisor: h, NoNAT: noNAT})
 		if err != nil {
 			return err
 		}

@@ -74,8 +74,9 @@ type Config struct {
 	StopTimeout duration `toml:"stop_timeout"`
 	// Factory is the directory of a factory (pkg/vc InitFactory, `vc
 	// factory init --data-root` makes <data-root>/factory): a sandbox
-	// whose VM fits its template (size, kernel, initrd, the NAT network:
-	// not a CRI pod with a CNI namespace) starts from it; one that does
+	// whose VM fits its template (size, kernel, initrd, network: a CRI
+	// pod's CNI namespace needs a template made with --network none)
+	// starts from it; one that does
 	// not fit, or without a template there, boots (logged). A damaged or
 	// stale template fails the sandbox's creation.
 	Factory string `toml:"factory"`

@@ -47,8 +47,10 @@ import (
 // (ErrTemplateInvalid), and Fits one made from other binaries or for
 // another size or network than the sandbox's (ErrTemplateMismatch).
 //
-// The template's VM has the NAT NIC (the default network), so a sandbox
-// joining a network namespace, or without network, boots instead.
+// A template's VM has the NAT NIC (the default network), or, made with
+// FactoryConfig.NoNAT, no NIC: then it serves sandboxes without network and
+// those joining a network namespace, whose NICs are hotplugged into the
+// restored VM (into its free PCIe root ports: factoryHotplugSlots).
 
 // ErrTemplateInvalid: a factory's template is missing, damaged, or was
 // made from binaries that have changed since; it must be made again
@@ -101,6 +103,22 @@ type FactoryManifest struct {
 	// answered.
 	BootTime time.Duration `json:"boot_ns"`
 }
+
+// FactoryConfig is what InitFactory makes a template of.
+type FactoryConfig struct {
+	// Hypervisor is the guest image, size and parameters (Factory is
+	// ignored). Sandboxes fit the template when theirs are the same.
+	Hypervisor HypervisorConfig
+	// NoNAT makes a template without the NAT NIC, for sandboxes joining
+	// a network namespace (NICs hotplugged) or without network; by
+	// default the template serves sandboxes on the NAT network.
+	NoNAT bool
+}
+
+// factoryHotplugSlots is the number of free PCIe root ports of a
+// template's VM (and so of the VMs restored from it): room for the NICs
+// of a network namespace, hotplugged, and disks later.
+const factoryHotplugSlots = 4
 
 // Factory is a factory directory whose template was found whole.
 type Factory struct {
@@ -197,7 +215,9 @@ func (f *Factory) Fits(cfg SandboxConfig) error {
 	case h.Accel != "" && h.Accel != hypervisor.AccelAuto && h.Accel != m.Accel:
 		return mismatch("hypervisor.accel", "%s, the template ran under %s", h.Accel, m.Accel)
 	case !cfg.natEnabled() && m.NAT:
-		return mismatch("network", "the template's VM has the NAT NIC; a sandbox joining a network namespace or without network boots")
+		return mismatch("network", "the template's VM has the NAT NIC, for sandboxes on the NAT network (a template for network namespaces and none is made with NoNAT)")
+	case cfg.natEnabled() && !m.NAT:
+		return mismatch("network", "the template's VM has no NAT NIC (made for network namespaces and none); this sandbox is on the NAT network")
 	}
 	qemuPath, err := exec.LookPath(cmpOr(h.Path, "qemu-system-x86_64"))
 	if err != nil {
@@ -221,14 +241,16 @@ func (f *Factory) restoreConfig(hc *hypervisor.Config) {
 	hc.MemoryShared = false
 	hc.RestoreState = filepath.Join(f.dir, factoryStateName)
 	hc.Accel = f.manifest.Accel
+	hc.HotplugSlots = factoryHotplugSlots
 }
 
 // InitFactory makes a template in dir (created; it must not hold one)
-// from the guest image and size in h (h.Factory is ignored). It boots the
+// of fc. It boots the
 // VM, waits for its agent, saves it and quits it; the template is put in
 // place only once whole, and a failure leaves neither files nor
 // processes.
-func InitFactory(ctx context.Context, dir string, h HypervisorConfig) (_ *Factory, err error) {
+func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory, err error) {
+	h := fc.Hypervisor
 	dir = filepath.Clean(dir)
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("factory dir %q: not an absolute path: %w", dir, errdefs.ErrInvalidArgument)
@@ -260,12 +282,13 @@ func InitFactory(ctx context.Context, dir string, h HypervisorConfig) (_ *Factor
 	}
 	// The template has the sandboxes' devices: the shared directory's 9p
 	// device (never mounted in the template's guest), the NAT NIC.
-	nat := &SandboxConfig{}
+	nat := &SandboxConfig{NAT: NATConfig{Disabled: fc.NoNAT}}
 	natNIC, err := nat.natNIC()
 	if err != nil {
 		return nil, err
 	}
 	hc := vmConfig("factory-template", filepath.Join(staging, "vm"), shared, h, natNIC, log)
+	hc.HotplugSlots = factoryHotplugSlots
 	hc.MemoryFile = filepath.Join(staging, factoryMemoryName)
 	hc.MemoryShared = true
 	vm, err := hypervisor.New(hypervisorBackend, hc)
@@ -300,7 +323,7 @@ func InitFactory(ctx context.Context, dir string, h HypervisorConfig) (_ *Factor
 		KernelParams: h.KernelParams,
 		Debug:        h.Debug,
 		Accel:        vm.Capabilities().Accel,
-		NAT:          true,
+		NAT:          !fc.NoNAT,
 		BootTime:     bootTime,
 	}
 	state := filepath.Join(staging, factoryStateName)

@@ -164,6 +164,20 @@ func TestFactoryFits(t *testing.T) {
 	if err := f.Fits(c); err != nil {
 		t.Errorf("accel auto: %v", err)
 	}
+	// A template without the NAT NIC serves namespaces and no network.
+	f.manifest.NAT = false
+	c = cfg
+	c.NetNS = "/var/run/netns/x"
+	if err := f.Fits(c); err != nil {
+		t.Errorf("netns on a template without NAT: %v", err)
+	}
+	c.NetNS, c.NAT.Disabled = "", true
+	if err := f.Fits(c); err != nil {
+		t.Errorf("no network on a template without NAT: %v", err)
+	}
+	if err := f.Fits(cfg); !errors.Is(err, ErrTemplateMismatch) || !strings.Contains(err.Error(), "no NAT NIC") {
+		t.Errorf("NAT sandbox on a template without NAT: %v", err)
+	}
 }
 
 func TestDestroyFactory(t *testing.T) {

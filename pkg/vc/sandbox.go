@@ -191,7 +191,13 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if _, err := s.agent.CreateSandbox(ctx, req); err != nil {
 		return nil, fmt.Errorf("agent CreateSandbox: %w", err)
 	}
-	if err := s.configureGuestNetwork(ctx, s.status.Endpoints); err != nil {
+	// NICs hotplugged into a VM of a template appear in the guest
+	// shortly after: wait for them.
+	nicWait := time.Duration(0)
+	if fromTemplate {
+		nicWait = 30 * time.Second
+	}
+	if err := s.configureGuestNetwork(ctx, s.status.Endpoints, nicWait); err != nil {
 		return nil, err
 	}
 	if cfg.natEnabled() {

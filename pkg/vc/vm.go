@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
@@ -38,7 +39,14 @@ func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, nics []
 		if err := f.Fits(cfg); err != nil {
 			return nil, false, err
 		}
+		if len(nics) > factoryHotplugSlots {
+			return nil, false, fmt.Errorf("factory %s: network namespace %s has %d links, more than the template's %d free slots for NICs: %w (%w)",
+				f.dir, cfg.NetNS, len(nics), factoryHotplugSlots, ErrTemplateMismatch, errdefs.ErrFailedPrecondition)
+		}
 		f.restoreConfig(&hc)
+		// The template has no NICs of a namespace: they are hotplugged
+		// into the restored VM.
+		hc.NICs = nil
 		fromTemplate = true
 	}
 	vm, err = hypervisor.New(hypervisorBackend, hc)
@@ -47,6 +55,14 @@ func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, nics []
 	}
 	if err := vm.Start(ctx); err != nil {
 		return nil, false, err
+	}
+	if fromTemplate {
+		for _, n := range nics {
+			if err := vm.AddNIC(ctx, n); err != nil {
+				killVM(vm)
+				return nil, false, fmt.Errorf("hotplug nic %s into the vm started from the template: %w", n.ID, err)
+			}
+		}
 	}
 	return vm, fromTemplate, nil
 }

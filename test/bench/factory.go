@@ -44,7 +44,7 @@ func factory() ([]row, error) {
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "factory")
 	begin := time.Now()
-	f, err := vc.InitFactory(ctx, dir, vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd})
+	f, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd}})
 	if err != nil {
 		return nil, err
 	}

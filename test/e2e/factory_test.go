@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/pkg/network/nstest"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -32,9 +34,16 @@ func factoryHypervisor() vc.HypervisorConfig {
 // destroys it and checks that nothing is left.
 func newFactory(ctx context.Context, t *testing.T) string {
 	t.Helper()
+	return newFactoryNet(ctx, t, false)
+}
+
+// newFactoryNet is newFactory, of a template without the NAT NIC when
+// noNAT.
+func newFactoryNet(ctx context.Context, t *testing.T, noNAT bool) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "factory")
 	begin := time.Now()
-	if _, err := vc.InitFactory(ctx, dir, factoryHypervisor()); err != nil {
+	if _, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{Hypervisor: factoryHypervisor(), NoNAT: noNAT}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("factory init took %s", time.Since(begin).Round(time.Millisecond))
@@ -288,5 +297,46 @@ func TestFactoryCLI(t *testing.T) {
 	// The sandbox from the destroyed template runs on.
 	if out, errOut, code := vcIn(t, dr, "exec", id, "echo", "still"); code != 0 || strings.TrimSpace(out) != "still" {
 		t.Errorf("exec after destroy: %d %q %q", code, out, errOut)
+	}
+}
+
+// A sandbox joining a network namespace starts from a template without
+// the NAT NIC: its NIC is hotplugged into the restored VM, and a
+// container reaches a server in the peer namespace through it.
+func TestFactoryNetworkNamespace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	a, b := nstest.New(t, "fa"), nstest.New(t, "fb")
+	nstest.Veth(t, a, "veth0", []string{"10.78.0.1/24"}, b, "peer0", []string{"10.78.0.2/24"})
+	srv := servePeer(t, b, "hello-from-B")
+	dir := newFactoryNet(ctx, t, true)
+	h := factoryHypervisor()
+	h.Factory = dir
+	// The NAT network does not fit this template.
+	if _, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-nat", StateRoot: stateRoot, Hypervisor: h}); !errors.Is(err, vc.ErrTemplateMismatch) {
+		t.Fatalf("NAT sandbox from a template without NAT: %v", err)
+	}
+	noLeftovers(t, "e2e-fac-nat")
+	const id = "e2e-fac-ns"
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: stateRoot, NetNS: a.Path, Hypervisor: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s.Stop(context.Background(), 5*time.Second)
+		if err := s.Delete(context.Background()); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+		noLeftovers(t, id)
+	}()
+	if !s.Status().Boot.FromTemplate {
+		t.Fatal("not started from the template")
+	}
+	out, code := runIn(ctx, t, s, "get", "sh", "-c", fmt.Sprintf("ip -4 addr; timeout 20 wget -qO- http://10.78.0.2:%d/", srv.port))
+	if code != 0 || !strings.Contains(out, "10.78.0.1/24") || !strings.Contains(out, "hello-from-B") {
+		t.Fatalf("container in the namespace's sandbox: exit %d:\n%s", code, out)
+	}
+	if got := srv.last(); got != "10.78.0.1" {
+		t.Errorf("peer saw %q, want 10.78.0.1", got)
 	}
 }
