@@ -43,8 +43,20 @@ func factoryCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	dir := factoryDir(g)
 	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Printf(`usage: vc factory %s
+
+  init     boot the guest image once and save it as a template in %s
+           (replacing one there); vc run starts from it instead of booting
+  status   show the template, and whether it is usable
+  destroy  remove the template and whatever a failed init left
+
+vc run --factory auto|on|off: start from the template when it fits (auto,
+the default), always (on: fail when it does not fit) or never (off).
+`, commands["factory"].usage, dir)
+		return nil
 	case "init":
-		fs := newFlags("factory init", commands["factory"].usage)
+		fs := newFlags("factory init", "[--cpus N] [-m SIZE] [--kernel K --initrd I] [--accel A] [--network nat|none]")
 		cpus := fs.Uint("cpus", 0, fmt.Sprintf("virtual CPUs of the template's VM (default %d); runs with other --cpus boot", hypervisor.DefaultCPUs))
 		mem := fs.String("memory", "", fmt.Sprintf("memory of the template's VM (default %dM); runs with other --memory boot", hypervisor.DefaultMemoryMiB))
 		fs.StringVar(mem, "m", "", "the same as --memory")
