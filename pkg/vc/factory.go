@@ -47,6 +47,12 @@ import (
 // (ErrTemplateInvalid), and Fits one made from other binaries or for
 // another size or network than the sandbox's (ErrTemplateMismatch).
 //
+// The memory file must never be written in place while VMs use it: they
+// map it private, and a page they have not written yet is the file's, so
+// they would see the change (or SIGBUS past a truncation). InitFactory
+// and DestroyFactory only create and unlink files; running VMs keep the
+// unlinked file's pages.
+//
 // A template's VM has the NAT NIC (the default network), or, made with
 // FactoryConfig.NoNAT, no NIC: then it serves sandboxes without network and
 // those joining a network namespace, whose NICs are hotplugged into the

@@ -290,6 +290,19 @@ func TestFactoryCLI(t *testing.T) {
 		t.Errorf("run -m 512M --factory on: %d %q", code, errOut)
 	}
 	noLeftovers(t, "e2e-fac-cli-bad")
+	// A damaged template is refused by every run, the default (auto)
+	// included, with the way out; status says why.
+	if err := os.Truncate(filepath.Join(dr, "factory", "state"), 1000); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := vcIn(t, dr, "factory", "status"); !regexp.MustCompile(`ready\s+no: .*state file`).MatchString(out) {
+		t.Errorf("status of a truncated template: %q", out)
+	}
+	dmg := append([]string{"run", "--rm", "--name", "e2e-fac-cli-dmg", "--rootfs", root}, img...)
+	if _, errOut, code := vcIn(t, dr, append(dmg, "--", "true")...); code == 0 || !strings.Contains(errOut, "state file") || !strings.Contains(errOut, "vc factory init") {
+		t.Errorf("run on a truncated template: %d %q", code, errOut)
+	}
+	noLeftovers(t, "e2e-fac-cli-dmg")
 	if out, errOut, code := vcIn(t, dr, "factory", "destroy"); code != 0 {
 		t.Fatalf("destroy: %d %q %q", code, out, errOut)
 	}
