@@ -156,23 +156,17 @@ func useFactory(g *globals, mode string, scfg *vc.SandboxConfig) error {
 	case "":
 		mode = "auto" // options saved before there was a factory
 	}
-	dir := factoryDir(g)
-	f, err := vc.OpenFactory(dir)
+	err := scfg.UseFactory(factoryDir(g))
 	switch {
-	case errdefs.IsNotFound(err) && mode == "auto":
+	case err == nil:
 		return nil
 	case errors.Is(err, vc.ErrTemplateInvalid):
 		return fmt.Errorf("%w\n(make it again with `vc factory init`, or run with --factory off)", err)
-	case err != nil:
-		return fmt.Errorf("--factory %s: %w", mode, err)
-	}
-	if err := f.Fits(*scfg); err != nil {
-		if mode == "on" || !errors.Is(err, vc.ErrTemplateMismatch) {
-			return fmt.Errorf("--factory %s: %w", mode, err)
-		}
+	case mode == "auto" && errdefs.IsNotFound(err):
+		return nil
+	case mode == "auto" && errors.Is(err, vc.ErrTemplateMismatch):
 		fmt.Fprintf(os.Stderr, "vc: booting, not starting from the template: %v\n", err)
 		return nil
 	}
-	scfg.Hypervisor.Factory = dir
-	return nil
+	return fmt.Errorf("--factory %s: %w", mode, err)
 }

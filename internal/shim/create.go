@@ -431,21 +431,16 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 // useFactory makes scfg's VM start from the template in dir when there is
 // one and the VM fits it; a damaged or stale template is an error.
 func (s *Service) useFactory(dir string, scfg *vc.SandboxConfig) error {
-	f, err := vc.OpenFactory(dir)
-	if errdefs.IsNotFound(err) {
+	err := scfg.UseFactory(dir)
+	switch {
+	case err == nil:
+		return nil
+	case errdefs.IsNotFound(err):
 		s.log.Warn("factory configured without a template: booting", "sandbox", scfg.ID, "factory", dir)
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("config factory: %w", err)
-	}
-	if err := f.Fits(*scfg); err != nil {
-		if !errors.Is(err, vc.ErrTemplateMismatch) {
-			return err
-		}
+	case errors.Is(err, vc.ErrTemplateMismatch):
 		s.log.Info("sandbox does not fit the factory's template: booting", "sandbox", scfg.ID, "why", err)
 		return nil
 	}
-	scfg.Hypervisor.Factory = dir
-	return nil
+	return fmt.Errorf("config factory: %w", err)
 }

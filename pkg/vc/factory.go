@@ -555,3 +555,21 @@ func StatusFactory(dir string) (FactoryStatus, error) {
 	st.StateBytes = f.manifest.State.Size
 	return st, nil
 }
+
+// UseFactory makes cfg's VM start from the template of the factory in
+// dir when cfg fits it: it sets cfg.Hypervisor.Factory and returns nil.
+// Otherwise cfg is unchanged and the error says why: it wraps
+// errdefs.ErrNotFound (no template there) or ErrTemplateMismatch (cfg
+// does not fit it), after which a caller may boot instead, or
+// ErrTemplateInvalid (a damaged or stale template: make it again).
+func (cfg *SandboxConfig) UseFactory(dir string) error {
+	f, err := OpenFactory(dir)
+	if err != nil {
+		return err
+	}
+	if err := f.Fits(*cfg); err != nil {
+		return err
+	}
+	cfg.Hypervisor.Factory = f.dir
+	return nil
+}
