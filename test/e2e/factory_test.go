@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -351,5 +353,63 @@ func TestFactoryNetworkNamespace(t *testing.T) {
 	}
 	if got := srv.last(); got != "10.78.0.1" {
 		t.Errorf("peer saw %q, want 10.78.0.1", got)
+	}
+}
+
+// The NAT of a sandbox started from the template works: a port it
+// publishes reaches a busybox httpd in it from the host's loopback, and
+// the guest has the NAT's address and default route.
+func TestFactoryNATPublish(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	root, err := rootfs.Busybox(dataRoot + "/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := newFactory(ctx, t)
+	port := freePort(t)
+	h := factoryHypervisor()
+	h.Factory = dir
+	const id = "e2e-fac-pub"
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h,
+		NAT: vc.NATConfig{Publish: []vc.PortMapping{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 80}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s.Stop(context.Background(), 5*time.Second)
+		if err := s.Delete(context.Background()); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+		noLeftovers(t, id)
+	}()
+	if !s.Status().Boot.FromTemplate {
+		t.Fatal("not started from the template")
+	}
+	out := runInSandbox(ctx, t, s, root, "ip", "sh", "-c", "ip -4 addr show eth0; ip route")
+	if !strings.Contains(out, "10.0.2.15/24") || !strings.Contains(out, "default via 10.0.2.2") {
+		t.Errorf("guest network:\n%s", out)
+	}
+	spec := oci.DefaultSpec([]string{"sh", "-c", "mkdir -p /tmp/w && echo from-template > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"}, nil, "/", false)
+	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "web", Rootfs: root, Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Container("web").Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if body = string(b); strings.Contains(body, "from-template") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET on published port %d: %v, body %q", port, err, body)
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 }
