@@ -33,7 +33,8 @@ import (
 // (<dir>/state), then quits it: no process stays. A sandbox's VM then
 // maps the memory file private (copy-on-write: the VMs of one template
 // share its unwritten pages), loads the state and runs on from where the
-// template stopped, then gets its own identity: its own agent socket,
+// template stopped (with the NAT's guest side, the same in every sandbox,
+// already configured), then gets its own identity: its own agent socket,
 // shared directory and NAT stack (device backends, not in the state), a
 // reseeded random pool (agent ReseedRandomDev), the host's time (agent
 // SetGuestDateTime) and its hostname and shared mount (agent
@@ -73,7 +74,7 @@ const (
 	factoryManifestName = "manifest.json"
 	factoryMemoryName   = "memory"
 	factoryStateName    = "state"
-	factoryVersion      = 1
+	factoryVersion      = 2 // 2: a NAT template's guest has the NAT configured
 )
 
 // FileStamp identifies a file a template depends on.
@@ -101,7 +102,8 @@ type FactoryManifest struct {
 	// Accel is the acceleration the template ran under (kvm or tcg):
 	// its VMs must run under the same.
 	Accel string `json:"accel"`
-	// NAT: the template's VM has the NAT NIC.
+	// NAT: the template's VM has the NAT NIC, configured in the guest
+	// (address, routes) as every sandbox's.
 	NAT bool `json:"nat"`
 	// State is the device state file.
 	State FileStamp `json:"state"`
@@ -318,6 +320,14 @@ func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory,
 	agentVersion := ""
 	if d, err := pb.NewAgentServiceClient(client).GetGuestDetails(ctx, &pb.GuestDetailsRequest{}); err == nil && d.AgentDetails != nil {
 		agentVersion = d.AgentDetails.Version
+	}
+	if natNIC != nil {
+		// The NAT's guest side is the same in every sandbox: set once
+		// here, it is in every VM of the template.
+		if err := configureGuestNAT(ctx, pb.NewAgentServiceClient(client)); err != nil {
+			client.Close()
+			return nil, fmt.Errorf("factory %s: template vm: %w", dir, err)
+		}
 	}
 	client.Close()
 	m := FactoryManifest{

@@ -200,7 +200,10 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if err := s.configureGuestNetwork(ctx, s.status.Endpoints, nicWait); err != nil {
 		return nil, err
 	}
-	if cfg.natEnabled() {
+	switch {
+	case cfg.natEnabled() && fromTemplate:
+		s.log.Info("nat configured by the factory's template", "guest", natGuestName, "addr", NATGuestAddr, "publish", fmt.Sprint(cfg.NAT.Publish))
+	case cfg.natEnabled():
 		if err := s.configureNAT(ctx); err != nil {
 			return nil, err
 		}
