@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"github.com/containerd/errdefs"
@@ -122,6 +123,9 @@ func (c *HypervisorConfig) validate() error {
 	case "", "auto", "kvm", "tcg":
 	default:
 		return fmt.Errorf("hypervisor.accel %q: want auto, kvm or tcg: %w", c.Accel, errdefs.ErrInvalidArgument)
+	}
+	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
+		return fmt.Errorf("hypervisor.factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)
 	}
 	// In order: the first bad one is the one named, every time.
 	for _, f := range []struct{ field, path string }{{"hypervisor.kernel", c.Kernel}, {"hypervisor.initrd", c.Initrd}} {

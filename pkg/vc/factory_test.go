@@ -164,6 +164,23 @@ func TestFactoryFits(t *testing.T) {
 	if err := f.Fits(c); err != nil {
 		t.Errorf("accel auto: %v", err)
 	}
+	c = cfg
+	c.Hypervisor.Factory = "factory"
+	if err := c.Hypervisor.validate(); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "hypervisor.factory") {
+		t.Errorf("relative factory dir: %v", err)
+	}
+	c.Hypervisor.Factory = dir
+	if err := c.UseFactory(dir); err != nil || c.Hypervisor.Factory != dir {
+		t.Errorf("UseFactory: %v, factory %q", err, c.Hypervisor.Factory)
+	}
+	c = cfg
+	c.Hypervisor.MemoryMiB = 512
+	if err := c.UseFactory(dir); !errors.Is(err, ErrTemplateMismatch) || c.Hypervisor.Factory != "" {
+		t.Errorf("UseFactory of another size: %v, factory %q", err, c.Hypervisor.Factory)
+	}
+	if err := c.UseFactory(t.TempDir()); !errdefs.IsNotFound(err) {
+		t.Errorf("UseFactory without a template: %v", err)
+	}
 	// A template without the NAT NIC serves namespaces and no network.
 	f.manifest.NAT = false
 	c = cfg
