@@ -35,7 +35,14 @@ func init() {
 	})
 }
 
-func factoryDir(g *globals) string { return filepath.Join(g.dataRoot, "factory") }
+// factoryDir is <data-root>/factory, absolute (the library wants it so).
+func factoryDir(g *globals) string {
+	dir := filepath.Join(g.dataRoot, "factory")
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
 
 func factoryCmd(ctx context.Context, g *globals, args []string) error {
 	if len(args) == 0 {
