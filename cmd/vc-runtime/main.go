@@ -51,6 +51,9 @@ type globals struct {
 	// Not runc's: where guest images are kept, and the VM's acceleration.
 	dataRoot string
 	accel    string
+	// factory is a factory's directory (vc factory init): VMs that fit
+	// its template start from it; empty for none.
+	factory string
 
 	log     *slog.Logger
 	logFile *os.File
@@ -131,6 +134,7 @@ func parseGlobals(args []string, stderr io.Writer) (*globals, []string, error) {
 	fs.BoolVar(&g.debug, "debug", false, "enable debug logging")
 	fs.StringVar(&g.dataRoot, "data-root", envOr("VC_DATA_ROOT", guestconfig.DefaultDataRoot), "where guest images are kept ($VC_DATA_ROOT)")
 	fs.StringVar(&g.accel, "accel", envOr("VC_ACCEL", "auto"), "VM acceleration: auto, kvm or tcg ($VC_ACCEL)")
+	fs.StringVar(&g.factory, "factory", os.Getenv("VC_FACTORY"), "a factory's directory (vc factory init): a VM that fits its template starts from it, others boot; a damaged template fails create ($VC_FACTORY)")
 	showVersion := fs.Bool("version", false, "print the version")
 	fs.BoolVar(showVersion, "v", false, "print the version")
 	fs.Usage = func() { usage(stderr); fs.PrintDefaults() }
@@ -144,7 +148,7 @@ func parseGlobals(args []string, stderr io.Writer) (*globals, []string, error) {
 		return nil, nil, errors.New("--root: empty")
 	}
 	// The owner processes work from /: their paths are absolute.
-	for _, p := range []*string{&g.root, &g.dataRoot, &g.logPath} {
+	for _, p := range []*string{&g.root, &g.dataRoot, &g.logPath, &g.factory} {
 		if *p == "" {
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -214,6 +215,16 @@ func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec
 		NAT:        nat,
 		Hypervisor: hc,
 	}
+	if o.g.factory != "" {
+		switch err := scfg.UseFactory(o.g.factory); {
+		case errdefs.IsNotFound(err):
+			o.log.Warn("factory without a template: booting", "factory", o.g.factory)
+		case errors.Is(err, vc.ErrTemplateMismatch):
+			o.log.Info("the VM does not fit the factory's template: booting", "why", err)
+		case err != nil:
+			return fmt.Errorf("--factory: %w", err)
+		}
+	}
 	start := time.Now()
 	sb, err := vc.CreateSandbox(ctx, scfg)
 	if err != nil {
@@ -225,7 +236,7 @@ func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec
 		sb.Delete(cctx)
 	})
 	o.sb, o.c = sb, sb.Container(o.id)
-	o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "took", time.Since(start).Round(time.Millisecond))
+	o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "from_template", sb.Status().Boot.FromTemplate, "took", time.Since(start).Round(time.Millisecond))
 	if o.nat = scfg.NetNS == "" && !scfg.NAT.Disabled; o.nat {
 		if err := natResolvConf(o.dir, &ccfg); err != nil {
 			return err

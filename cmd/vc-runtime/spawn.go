@@ -42,6 +42,9 @@ func spawn(g *globals, sub string, payload any, stdio bool, died func(*exec.Cmd)
 	if g.logPath != "" {
 		args = append(args, "--log", g.logPath)
 	}
+	if g.factory != "" {
+		args = append(args, "--factory", g.factory)
+	}
 	if g.debug {
 		args = append(args, "--debug")
 	}

@@ -77,6 +77,9 @@ type runOptions struct {
 	Init bool `json:"init,omitempty"`
 	// Create leaves the container created: `vc start` starts it.
 	Create bool `json:"create,omitempty"`
+	// Factory is auto, on or off: whether the VM starts from the
+	// factory's template (factory.go).
+	Factory string `json:"factory,omitempty"`
 	// Carry is what a restart keeps of the container's previous run (its
 	// writable layer and its log), to move into the new sandbox.
 	Carry string `json:"carry,omitempty"`
@@ -122,6 +125,7 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.StringVar(&o.Accel, "accel", "auto", "acceleration: auto, kvm or tcg")
 	fs.StringVar(&network, "network", "nat", "nat (outbound NAT through the host, ports published with -p), none (loopback only), or a network namespace the VM joins (/var/run/netns/X, /proc/PID/ns/net)")
 	fs.StringVar(&network, "net", "nat", "the same as --network")
+	fs.StringVar(&o.Factory, "factory", "auto", "start the VM from the factory's template (vc factory init): auto (when there is one and the VM fits it), on (fail otherwise), off (boot)")
 	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat)")
 	if err := fs.Parse(expandShort(fs, args)); err != nil {
 		return err
@@ -172,6 +176,11 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	}
 	if _, err := hypervisor.CheckCPUs("--cpus", uint64(o.CPUs)); err != nil {
 		return err
+	}
+	switch o.Factory {
+	case "auto", "on", "off":
+	default:
+		return fmt.Errorf("--factory %q: want auto, on or off: %w", o.Factory, errdefs.ErrInvalidArgument)
 	}
 	if o.ID == "" {
 		o.ID = randomID()
@@ -597,7 +606,7 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 	if err != nil {
 		return vc.SandboxConfig{}, err
 	}
-	return vc.SandboxConfig{
+	scfg := vc.SandboxConfig{
 		ID:        o.ID,
 		Hostname:  o.Hostname,
 		StateRoot: g.stateRoot,
@@ -611,7 +620,11 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 			MemoryMiB: o.MemoryMiB,
 			Debug:     o.Debug,
 		},
-	}, nil
+	}
+	if err := useFactory(g, o.Factory, &scfg); err != nil {
+		return vc.SandboxConfig{}, err
+	}
+	return scfg, nil
 }
 
 // networkOptions reads --network and -p: the network namespace to join,

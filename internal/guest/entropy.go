@@ -15,8 +15,22 @@ const maxSeed = 1 << 20
 
 // reseedRandom adds data to the kernel's entropy pool, credited with
 // RNDADDENTROPY on /dev/random; without the right to credit, it is still
-// mixed in by writing it to /dev/urandom.
+// mixed in by writing it to /dev/urandom. Then it asks for the CRNG to be
+// reseeded at once (RNDRESEEDCRNG): a VM resumed from a template starts
+// with the template's CRNG state, which the kernel would otherwise only
+// reseed from the pool on its own schedule (a second or more later), so
+// VMs of one template could hand out the same random bytes until then.
 func (a *Agent) reseedRandom(data []byte) error {
+	if err := a.addToPool(data); err != nil {
+		return err
+	}
+	if err := reseedCRNG(filepath.Join(a.misc.dev, "random")); err != nil {
+		a.log.Warn("RNDRESEEDCRNG failed: the CRNG takes the new seed on its own schedule", "err", err)
+	}
+	return nil
+}
+
+func (a *Agent) addToPool(data []byte) error {
 	if len(data) == 0 {
 		return invalid("data", "empty")
 	}
@@ -55,6 +69,19 @@ func addEntropy(dev string, data []byte) error {
 	copy(info[8:], data)
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&info[0]))); errno != 0 {
 		return fmt.Errorf("RNDADDENTROPY: %w", errno)
+	}
+	return nil
+}
+
+// reseedCRNG makes the kernel reseed its CRNG from the entropy pool now.
+func reseedCRNG(dev string) error {
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDRESEEDCRNG, 0); errno != 0 {
+		return fmt.Errorf("RNDRESEEDCRNG: %w", errno)
 	}
 	return nil
 }

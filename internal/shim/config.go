@@ -48,6 +48,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	enable_annotations = []         # e.g. ["cpus", "memory_mib"]
 //	pod_sizing = true               # CPU and memory limits grow the VM
 //	stop_timeout = "10s"            # how long a VM gets to power off
+//	factory = ""                    # a factory's directory (vc factory init): VMs that fit start from its template
 type Config struct {
 	StateRoot    string   `toml:"state_root"`
 	DataRoot     string   `toml:"data_root"`
@@ -71,6 +72,14 @@ type Config struct {
 	// host's CPUs.
 	PodSizing   bool     `toml:"pod_sizing"`
 	StopTimeout duration `toml:"stop_timeout"`
+	// Factory is the directory of a factory (pkg/vc InitFactory, `vc
+	// factory init --data-root` makes <data-root>/factory): a sandbox
+	// whose VM fits its template (size, kernel, initrd, network: a CRI
+	// pod's CNI namespace needs a template made with --network none)
+	// starts from it; one that does
+	// not fit, or without a template there, boots (logged). A damaged or
+	// stale template fails the sandbox's creation.
+	Factory string `toml:"factory"`
 }
 
 // duration is a time.Duration written as "10s" in TOML.
@@ -145,6 +154,9 @@ func (c *Config) validate() error {
 		if !filepath.IsAbs(f.path) {
 			return fmt.Errorf("%s %q: not an absolute path: %w", f.name, f.path, errdefs.ErrInvalidArgument)
 		}
+	}
+	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
+		return fmt.Errorf("factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)
 	}
 	if (c.Kernel == "") != (c.Initrd == "") {
 		return fmt.Errorf("kernel %q and initrd %q: set both or neither: %w", c.Kernel, c.Initrd, errdefs.ErrInvalidArgument)

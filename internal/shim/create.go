@@ -409,7 +409,7 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 			return vc.SandboxConfig{}, fmt.Errorf("annotation %s: %w", annotations.AnnotationPublish, err)
 		}
 	}
-	return vc.SandboxConfig{
+	scfg := vc.SandboxConfig{
 		ID:           c.sandboxID,
 		Hostname:     c.spec.Hostname,
 		Hypervisor:   hc,
@@ -419,5 +419,28 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		NetworkModel: cfg.NetworkModel,
 		Annotations:  map[string]string{annNamespace: s.ns, annBundle: c.bundle},
 		StateRoot:    cfg.StateRoot,
-	}, nil
+	}
+	if cfg.Factory != "" {
+		if err := s.useFactory(cfg.Factory, &scfg); err != nil {
+			return vc.SandboxConfig{}, err
+		}
+	}
+	return scfg, nil
+}
+
+// useFactory makes scfg's VM start from the template in dir when there is
+// one and the VM fits it; a damaged or stale template is an error.
+func (s *Service) useFactory(dir string, scfg *vc.SandboxConfig) error {
+	err := scfg.UseFactory(dir)
+	switch {
+	case err == nil:
+		return nil
+	case errdefs.IsNotFound(err):
+		s.log.Warn("factory configured without a template: booting", "sandbox", scfg.ID, "factory", dir)
+		return nil
+	case errors.Is(err, vc.ErrTemplateMismatch):
+		s.log.Info("sandbox does not fit the factory's template: booting", "sandbox", scfg.ID, "why", err)
+		return nil
+	}
+	return fmt.Errorf("config factory: %w", err)
 }

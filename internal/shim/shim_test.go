@@ -341,11 +341,12 @@ cpus = 2
 memory_mib = 512
 enable_annotations = ["cpus", "io.virtcontainers.memory_mib"]
 stop_timeout = "3s"
+factory = "/var/lib/vc/factory"
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.StateRoot != "/run/x" || cfg.CPUs != 2 || cfg.MemoryMiB != 512 || cfg.StopTimeout.Duration != 3*time.Second || cfg.DataRoot != DefaultConfig().DataRoot || cfg.Accel != "auto" {
+	if cfg.StateRoot != "/run/x" || cfg.CPUs != 2 || cfg.MemoryMiB != 512 || cfg.StopTimeout.Duration != 3*time.Second || cfg.DataRoot != DefaultConfig().DataRoot || cfg.Accel != "auto" || cfg.Factory != "/var/lib/vc/factory" {
 		t.Fatalf("config = %+v", cfg)
 	}
 	for _, tc := range []struct{ toml, errHas string }{
@@ -357,6 +358,7 @@ stop_timeout = "3s"
 		{`stop_timeout = "-1s"`, "stop_timeout"},
 		{`memory_mib = 64`, "memory_mib 64: below the minimum of 128"},
 		{`cpus = 65`, "cpus 65: more than 64"},
+		{`factory = "rel"`, "factory"},
 	} {
 		_, err := ParseConfig([]byte(tc.toml))
 		if err == nil || !strings.Contains(err.Error(), tc.errHas) {

@@ -71,6 +71,23 @@ type Config struct {
 	// (outbound NAT through the host, published ports), present at boot.
 	NAT *NATNIC
 
+	// MemoryFile, when set, backs the guest's RAM with this file instead
+	// of anonymous memory. MemoryShared maps it shared: the guest's
+	// writes reach the file (a template being made, see Templater).
+	// Otherwise it is mapped private: copy-on-write, so the VMs started
+	// from one template share its pages until they write them, and the
+	// file is never written.
+	MemoryFile   string
+	MemoryShared bool
+
+	// RestoreState, when set, makes Start restore the device state saved
+	// in this file by Templater.SaveTemplate instead of booting: the VM
+	// resumes where the template was paused, with MemoryFile (mapped
+	// private) as its RAM. The configuration must have the template's
+	// devices and size; their backends (sockets, shared directories) may
+	// differ.
+	RestoreState string
+
 	// DieWithParent kills the VM when the process that started it dies
 	// (PR_SET_PDEATHSIG). Off by default: the CLI starts VMs that outlive
 	// it, and finds them again with Attach. (Linux ties the signal to the
@@ -216,6 +233,19 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("vm %s: %w", c.ID, err)
 		}
 		c.NAT = &nat
+	}
+	if c.MemoryFile != "" && !filepath.IsAbs(c.MemoryFile) {
+		return fmt.Errorf("vm %s: memory file %q must be an absolute path: %w", c.ID, c.MemoryFile, errdefs.ErrInvalidArgument)
+	}
+	if c.RestoreState != "" {
+		switch {
+		case !filepath.IsAbs(c.RestoreState):
+			return fmt.Errorf("vm %s: restore state %q must be an absolute path: %w", c.ID, c.RestoreState, errdefs.ErrInvalidArgument)
+		case c.MemoryFile == "":
+			return fmt.Errorf("vm %s: restore state %s without the template's memory file: %w", c.ID, c.RestoreState, errdefs.ErrInvalidArgument)
+		case c.MemoryShared:
+			return fmt.Errorf("vm %s: a VM restored from a template maps its memory file private, not shared (it would write into the template): %w", c.ID, errdefs.ErrInvalidArgument)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -92,6 +92,15 @@ type Hypervisor interface {
 	Close() error
 }
 
+// Templater is a Hypervisor that can be saved as a template, for
+// VMs started from it (Config.RestoreState) instead of booting.
+type Templater interface {
+	// SaveTemplate pauses the VM and writes its device state to path.
+	// The guest's RAM is not in it: it stays in Config.MemoryFile, which
+	// must be mapped shared. The VM stays paused; Stop it afterwards.
+	SaveTemplate(ctx context.Context, path string) error
+}
+
 // State is what the VM is doing.
 type State string
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"github.com/containerd/errdefs"
@@ -32,6 +33,12 @@ type HypervisorConfig struct {
 	MemoryMiB uint32 `json:"memory_mib"`
 	// Debug turns the agent's debug logging on (in the console log).
 	Debug bool `json:"debug,omitempty"`
+	// Factory, when set, is the directory of a factory (InitFactory):
+	// the VM resumes its template instead of booting. CreateSandbox
+	// fails, without starting anything, when the template is missing,
+	// damaged or stale (ErrTemplateInvalid) or does not fit this
+	// sandbox (ErrTemplateMismatch: another size, kernel, network, ...).
+	Factory string `json:"factory,omitempty"`
 }
 
 // SandboxConfig describes a sandbox to create.
@@ -116,6 +123,9 @@ func (c *HypervisorConfig) validate() error {
 	case "", "auto", "kvm", "tcg":
 	default:
 		return fmt.Errorf("hypervisor.accel %q: want auto, kvm or tcg: %w", c.Accel, errdefs.ErrInvalidArgument)
+	}
+	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
+		return fmt.Errorf("hypervisor.factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)
 	}
 	// In order: the first bad one is the one named, every time.
 	for _, f := range []struct{ field, path string }{{"hypervisor.kernel", c.Kernel}, {"hypervisor.initrd", c.Initrd}} {

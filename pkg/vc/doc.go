@@ -44,6 +44,14 @@
 // ErrNotFound, bad configuration with ErrInvalidArgument naming the
 // field. Errors of the agent arrive as the same errdefs sentinels.
 //
+// # Starting from a template
+//
+// InitFactory boots a VM once and saves it, paused, as a template (its
+// RAM in a file, its device state beside it); a sandbox whose
+// HypervisorConfig.Factory names that directory resumes a copy-on-write
+// copy of it instead of booting (see factory.go: OpenFactory, Fits,
+// DestroyFactory, StatusFactory).
+//
 // # Owners and other processes
 //
 // A Sandbox returned by CreateSandbox is owned by the calling process: it

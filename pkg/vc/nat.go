@@ -210,19 +210,28 @@ func probePort(f hypervisor.PortForward) error {
 // configureNAT gives the guest's NAT NIC its address, the routes through
 // it (the link's network, the default route via the gateway).
 func (s *Sandbox) configureNAT(ctx context.Context) error {
+	if err := configureGuestNAT(ctx, s.agent); err != nil {
+		return err
+	}
+	s.log.Info("nat configured", "guest", natGuestName, "addr", NATGuestAddr, "gateway", NATGateway, "dns", NATDNS, "publish", fmt.Sprint(s.status.Config.NAT.Publish))
+	return nil
+}
+
+// configureGuestNAT is configureNAT's agent calls: the same in every
+// sandbox (a factory's template makes them once for all of its VMs).
+func configureGuestNAT(ctx context.Context, a pb.AgentServiceService) error {
 	prefix := NATNetwork.Bits()
 	iface := &pb.Interface{Device: natGuestName, Name: natGuestName, HwAddr: natMAC, Mtu: 1500,
 		IPAddresses: []*pb.IPAddress{ipAddress(NATGuestAddr, prefix)}}
-	if _, err := s.agent.UpdateInterface(ctx, &pb.UpdateInterfaceRequest{Interface: iface}); err != nil {
+	if _, err := a.UpdateInterface(ctx, &pb.UpdateInterfaceRequest{Interface: iface}); err != nil {
 		return fmt.Errorf("agent UpdateInterface %s (nat, mac %s): %w", natGuestName, natMAC, err)
 	}
 	routes := []*pb.Route{
 		{Dest: NATNetwork.String(), Device: natGuestName, Source: NATGuestAddr.String(), Scope: 253, Family: pb.IPFamily_v4}, // RT_SCOPE_LINK
 		{Gateway: NATGateway.String(), Device: natGuestName, Family: pb.IPFamily_v4},
 	}
-	if _, err := s.agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: routes}}); err != nil {
+	if _, err := a.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: routes}}); err != nil {
 		return fmt.Errorf("agent UpdateRoutes (nat): %w", err)
 	}
-	s.log.Info("nat configured", "guest", natGuestName, "addr", NATGuestAddr, "gateway", NATGateway, "dns", NATDNS, "publish", fmt.Sprint(s.status.Config.NAT.Publish))
 	return nil
 }

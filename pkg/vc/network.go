@@ -107,10 +107,11 @@ func (s *Sandbox) teardownNetwork() {
 }
 
 // configureGuestNetwork gives the guest the endpoints' identities: the
-// interfaces, then every route, then the permanent neighbours.
-func (s *Sandbox) configureGuestNetwork(ctx context.Context, eps []network.Endpoint) error {
+// interfaces (waiting up to wait for each to appear: hotplugged NICs),
+// then every route, then the permanent neighbours.
+func (s *Sandbox) configureGuestNetwork(ctx context.Context, eps []network.Endpoint, wait time.Duration) error {
 	for _, ep := range eps {
-		if _, err := s.updateInterface(ctx, ep, 0); err != nil {
+		if _, err := s.updateInterface(ctx, ep, wait); err != nil {
 			return err
 		}
 	}

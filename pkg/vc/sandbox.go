@@ -128,7 +128,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		return nil, err
 	}
 	start := time.Now()
-	vm, err := startVM(ctx, s.Dir(), s.sharedDir(), cfg, nics, s.log)
+	vm, fromTemplate, err := startVM(ctx, s.Dir(), s.sharedDir(), cfg, nics, s.log)
 	for _, f := range tapFiles {
 		f.Close() // the VM holds its own
 	}
@@ -142,6 +142,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	s.status.ConsoleLog = vm.ConsoleLog()
 	s.status.Accel = vm.Capabilities().Accel
 	s.status.Boot.VMStart = time.Since(start)
+	s.status.Boot.FromTemplate = fromTemplate
 	s.log.Info("vm started", "pid", vm.Pid(), "accel", s.status.Accel, "took", s.status.Boot.VMStart)
 	if err := s.save(); err != nil {
 		return nil, err
@@ -154,8 +155,16 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	s.status.Boot.AgentReady = time.Since(start) - s.status.Boot.VMStart
 	s.log.Info("agent ready", "took", time.Since(start))
 	setup := time.Now()
+	if fromTemplate {
+		// Every VM of a template resumes with the template's random
+		// pool: make this one's its own.
+		if err := reseedGuest(ctx, s.agent); err != nil {
+			return nil, err
+		}
+	}
 	// The guest read its clock from the RTC, in whole seconds, while it
-	// booted (seconds ago under TCG): set it to the host's.
+	// booted (seconds ago under TCG), or resumed a template's clock: set
+	// it to the host's.
 	now := time.Now()
 	if _, err := s.agent.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: now.Unix(), Usec: int64(now.Nanosecond() / 1000)}); err != nil {
 		s.log.Warn("set the guest's clock to the host's", "err", err)
@@ -182,10 +191,19 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if _, err := s.agent.CreateSandbox(ctx, req); err != nil {
 		return nil, fmt.Errorf("agent CreateSandbox: %w", err)
 	}
-	if err := s.configureGuestNetwork(ctx, s.status.Endpoints); err != nil {
+	// NICs hotplugged into a VM of a template appear in the guest
+	// shortly after: wait for them.
+	nicWait := time.Duration(0)
+	if fromTemplate {
+		nicWait = 30 * time.Second
+	}
+	if err := s.configureGuestNetwork(ctx, s.status.Endpoints, nicWait); err != nil {
 		return nil, err
 	}
-	if cfg.natEnabled() {
+	switch {
+	case cfg.natEnabled() && fromTemplate:
+		s.log.Info("nat configured by the factory's template", "guest", natGuestName, "addr", NATGuestAddr, "publish", fmt.Sprint(cfg.NAT.Publish))
+	case cfg.natEnabled():
 		if err := s.configureNAT(ctx); err != nil {
 			return nil, err
 		}
@@ -207,6 +225,17 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 // connectAgent dials the agent until it answers a health check, the VM
 // dies, or BootTimeout passes.
 func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) error {
+	c, h, err := dialAgent(ctx, vm)
+	if err != nil {
+		return err
+	}
+	s.client, s.health, s.agent = c, h, pb.NewAgentServiceClient(c)
+	return nil
+}
+
+// dialAgent dials vm's agent until it answers a health check, the VM
+// dies, or BootTimeout passes.
+func dialAgent(ctx context.Context, vm hypervisor.Hypervisor) (*ttrpc.Client, pb.HealthService, error) {
 	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
 	var last error
@@ -219,17 +248,16 @@ func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) er
 			_, err = h.Check(cctx, &pb.CheckRequest{})
 			ccancel()
 			if err == nil {
-				s.client, s.health, s.agent = c, h, pb.NewAgentServiceClient(c)
-				return nil
+				return c, h, nil
 			}
 			c.Close()
 		}
 		last = err
 		select {
 		case <-vm.Exited():
-			return fmt.Errorf("vm exited during boot: %w: %w", errdefs.ErrUnavailable, vm.ExitError())
+			return nil, nil, fmt.Errorf("vm exited during boot: %w: %w", errdefs.ErrUnavailable, vm.ExitError())
 		case <-ctx.Done():
-			return fmt.Errorf("agent did not answer within %s (last error: %v): %w\nconsole:\n%s", BootTimeout, last, context.DeadlineExceeded, consoleTail(vm.ConsoleLog(), 30))
+			return nil, nil, fmt.Errorf("agent did not answer within %s (last error: %v): %w\nconsole:\n%s", BootTimeout, last, context.DeadlineExceeded, consoleTail(vm.ConsoleLog(), 30))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

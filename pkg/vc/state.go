@@ -93,6 +93,9 @@ type BootTimes struct {
 	// SandboxSetup: the agent's CreateSandbox (mounting the shared
 	// directory).
 	SandboxSetup time.Duration `json:"sandbox_setup_ns"`
+	// FromTemplate: the VM resumed a factory's template instead of
+	// booting (VMStart then includes the restore).
+	FromTemplate bool `json:"from_template,omitempty"`
 }
 
 // ContainerStatus is what is persisted of a container.

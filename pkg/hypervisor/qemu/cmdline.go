@@ -75,6 +75,9 @@ func nicDeviceID(id string) string  { return "net-" + id }
 func netdevID(id string) string     { return "netdev-" + id }
 func fsDeviceID(tag string) string  { return "fs-" + tag }
 
+// memoryBackendID is the id of the guest RAM's memory-backend-file.
+const memoryBackendID = "pc.ram"
+
 // slot occupant keys
 func diskSlotKey(id string) string { return "disk/" + id }
 func nicSlotKey(id string) string  { return "nic/" + id }
@@ -156,6 +159,11 @@ func (p *launchPlan) commandLine() []string {
 		// q35 without the devices a container VM never uses.
 		"-machine", "q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off",
 	}
+	if c.MemoryFile != "" {
+		// The RAM block keeps QEMU's default id, pc.ram, so that a
+		// template's state and its restore name the same block.
+		args[len(args)-1] += ",memory-backend=" + memoryBackendID
+	}
 	if p.accel == hypervisor.AccelKVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
@@ -166,6 +174,14 @@ func (p *launchPlan) commandLine() []string {
 		smp += ",maxcpus=" + strconv.Itoa(c.MaxCPUs)
 	}
 	args = append(args, "-smp", smp, "-m", strconv.Itoa(c.MemoryMiB)+"M")
+	if c.MemoryFile != "" {
+		share := "off"
+		if c.MemoryShared {
+			share = "on"
+		}
+		args = append(args, "-object", "memory-backend-file,id="+memoryBackendID+
+			",size="+strconv.Itoa(c.MemoryMiB)+"M,mem-path="+escape(c.MemoryFile)+",share="+share)
+	}
 	if c.Firmware != "" {
 		args = append(args, "-bios", c.Firmware)
 	}
@@ -181,6 +197,11 @@ func (p *launchPlan) commandLine() []string {
 	)
 	for _, d := range p.devices() {
 		args = append(args, d.QemuParams()...)
+	}
+	if c.RestoreState != "" {
+		// Wait for migrate-incoming (restore.go), and stay paused once
+		// the state is in, until the driver says cont.
+		args = append(args, "-incoming", "defer", "-S")
 	}
 	return args
 }

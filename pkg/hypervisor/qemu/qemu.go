@@ -279,6 +279,12 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	v.qmp = q
 	v.mu.Unlock()
 	v.startEventLoop(q, proc)
+	if plan.cfg.RestoreState != "" {
+		if err := restoreTemplate(ctx, q, plan.cfg.RestoreState, proc.exited); err != nil {
+			proc.wait(time.Second) // QEMU exits when the load fails: let the log say why
+			return fmt.Errorf("vm %s: start from template: %w%s", v.id, err, v.logTails())
+		}
+	}
 	if err := v.saveRecord(); err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
 	}
@@ -337,6 +343,11 @@ func (v *VM) prepare() (*launchPlan, []*os.File, error) {
 		}
 		if fs.Kind != hypervisor.FS9P {
 			return nil, nil, fmt.Errorf("vm %s: shared fs %s: %s is not supported by the qemu backend yet: %w", v.id, fs.Tag, fs.Kind, errdefs.ErrNotImplemented)
+		}
+	}
+	if cfg.RestoreState != "" {
+		if err := checkRestoreInputs(cfg.MemoryFile, cfg.MemoryMiB, cfg.RestoreState); err != nil {
+			return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
 		}
 	}
 	for _, d := range cfg.Disks {
@@ -748,7 +759,10 @@ func tailFile(path string, n, max int) string {
 	return strings.Join(lines, "\n")
 }
 
-var _ hypervisor.Hypervisor = (*VM)(nil)
+var (
+	_ hypervisor.Hypervisor = (*VM)(nil)
+	_ hypervisor.Templater  = (*VM)(nil)
+)
 
 // startCmd starts cmd. With dieWithParent, it starts it from a goroutine
 // locked to its OS thread that lives until release is closed (when the

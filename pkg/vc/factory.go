@@ -1,0 +1,585 @@
+package vc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+)
+
+// A factory is a template VM, booted once and saved, that sandboxes start
+// from instead of booting (HypervisorConfig.Factory). InitFactory boots
+// the guest image with its RAM in a file mapped shared (<dir>/memory),
+// waits for the agent, pauses the VM and saves its device state
+// (<dir>/state), then quits it: no process stays. A sandbox's VM then
+// maps the memory file private (copy-on-write: the VMs of one template
+// share its unwritten pages), loads the state and runs on from where the
+// template stopped (with the NAT's guest side, the same in every sandbox,
+// already configured), then gets its own identity: its own agent socket,
+// shared directory and NAT stack (device backends, not in the state), a
+// reseeded random pool (agent ReseedRandomDev), the host's time (agent
+// SetGuestDateTime) and its hostname and shared mount (agent
+// CreateSandbox, which the template never ran: a 9p export mounted in the
+// guest would block the save).
+//
+// <dir>/manifest.json records what the template was made of (QEMU,
+// firmware, kernel and initrd, which holds the agent: size, time, sha256)
+// and its size and parameters, and the state file's sha256. OpenFactory
+// refuses a template whose files are missing, truncated or changed
+// (ErrTemplateInvalid), and Fits one made from other binaries or for
+// another size or network than the sandbox's (ErrTemplateMismatch).
+//
+// The memory file must never be written in place while VMs use it: they
+// map it private, and a page they have not written yet is the file's, so
+// they would see the change (or SIGBUS past a truncation). InitFactory
+// and DestroyFactory only create and unlink files; running VMs keep the
+// unlinked file's pages.
+//
+// A template's VM has the NAT NIC (the default network), or, made with
+// FactoryConfig.NoNAT, no NIC: then it serves sandboxes without network and
+// those joining a network namespace, whose NICs are hotplugged into the
+// restored VM (into its free PCIe root ports: factoryHotplugSlots).
+
+// ErrTemplateInvalid: a factory's template is missing, damaged, or was
+// made from binaries that have changed since; it must be made again
+// (InitFactory). Errors wrapping it also wrap errdefs.ErrDataLoss.
+var ErrTemplateInvalid = errors.New("factory template unusable")
+
+// ErrTemplateMismatch: a sandbox's configuration differs from the one its
+// factory's template was made with. Errors wrapping it also wrap
+// errdefs.ErrFailedPrecondition.
+var ErrTemplateMismatch = errors.New("sandbox does not fit the factory's template")
+
+// Files of a factory directory.
+const (
+	factoryManifestName = "manifest.json"
+	factoryMemoryName   = "memory"
+	factoryStateName    = "state"
+	factoryVersion      = 2 // 2: a NAT template's guest has the NAT configured
+)
+
+// FileStamp identifies a file a template depends on.
+type FileStamp struct {
+	Path    string    `json:"path"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+	Inode   uint64    `json:"inode"`
+	SHA256  string    `json:"sha256"`
+}
+
+// FactoryManifest is what a template was made of and for.
+type FactoryManifest struct {
+	Version      int       `json:"version"`
+	Created      time.Time `json:"created"`
+	QEMU         FileStamp `json:"qemu"`
+	Firmware     FileStamp `json:"firmware,omitzero"`
+	Kernel       FileStamp `json:"kernel"`
+	Initrd       FileStamp `json:"initrd"`
+	AgentVersion string    `json:"agent_version,omitempty"`
+	CPUs         uint32    `json:"cpus"`
+	MemoryMiB    uint32    `json:"memory_mib"`
+	KernelParams []string  `json:"kernel_params,omitempty"`
+	Debug        bool      `json:"debug,omitempty"`
+	// Accel is the acceleration the template ran under (kvm or tcg):
+	// its VMs must run under the same.
+	Accel string `json:"accel"`
+	// NAT: the template's VM has the NAT NIC, configured in the guest
+	// (address, routes) as every sandbox's.
+	NAT bool `json:"nat"`
+	// State is the device state file.
+	State FileStamp `json:"state"`
+	// BootTime is how long the template's boot took, until its agent
+	// answered.
+	BootTime time.Duration `json:"boot_ns"`
+}
+
+// FactoryConfig is what InitFactory makes a template of.
+type FactoryConfig struct {
+	// Hypervisor is the guest image, size and parameters (Factory is
+	// ignored). Sandboxes fit the template when theirs are the same.
+	Hypervisor HypervisorConfig
+	// NoNAT makes a template without the NAT NIC, for sandboxes joining
+	// a network namespace (NICs hotplugged) or without network; by
+	// default the template serves sandboxes on the NAT network.
+	NoNAT bool
+}
+
+// factoryHotplugSlots is the number of free PCIe root ports of a
+// template's VM (and so of the VMs restored from it): room for the NICs
+// of a network namespace, hotplugged, and disks later.
+const factoryHotplugSlots = 4
+
+// Factory is a factory directory whose template was found whole.
+type Factory struct {
+	dir      string
+	manifest FactoryManifest
+}
+
+// Dir is the factory's directory.
+func (f *Factory) Dir() string { return f.dir }
+
+// Manifest is what the template was made of.
+func (f *Factory) Manifest() FactoryManifest { return f.manifest }
+
+func templateInvalid(dir, format string, args ...any) error {
+	return fmt.Errorf("factory %s: %s: %w (%w)", dir, fmt.Sprintf(format, args...), ErrTemplateInvalid, errdefs.ErrDataLoss)
+}
+
+// OpenFactory reads the factory in dir and checks its template: the
+// memory file of the recorded size, the state file with its recorded
+// sha256, and QEMU, firmware, kernel and initrd unchanged. No factory
+// there is errdefs.ErrNotFound; a damaged or stale one ErrTemplateInvalid.
+func OpenFactory(dir string) (*Factory, error) {
+	dir = filepath.Clean(dir)
+	b, err := os.ReadFile(filepath.Join(dir, factoryManifestName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("factory %s: no template (vc factory init makes one): %w", dir, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, templateInvalid(dir, "manifest: %v", err)
+	}
+	var m FactoryManifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, templateInvalid(dir, "manifest %s: %v", factoryManifestName, err)
+	}
+	if m.Version != factoryVersion {
+		return nil, templateInvalid(dir, "manifest version %d, want %d", m.Version, factoryVersion)
+	}
+	mem := filepath.Join(dir, factoryMemoryName)
+	st, err := os.Stat(mem)
+	if err != nil {
+		return nil, templateInvalid(dir, "memory file: %v", err)
+	}
+	if want := int64(m.MemoryMiB) << 20; st.Size() != want {
+		return nil, templateInvalid(dir, "memory file %s is %d bytes, want %d (%d MiB)", mem, st.Size(), want, m.MemoryMiB)
+	}
+	state := filepath.Join(dir, factoryStateName)
+	sum, size, err := hashFile(state)
+	if err != nil {
+		return nil, templateInvalid(dir, "state file: %v", err)
+	}
+	if size != m.State.Size || sum != m.State.SHA256 {
+		return nil, templateInvalid(dir, "state file %s is %d bytes with sha256 %.12s, the template saved %d bytes with sha256 %.12s (truncated or overwritten)",
+			state, size, sum, m.State.Size, m.State.SHA256)
+	}
+	for _, s := range []struct {
+		what  string
+		stamp FileStamp
+	}{{"qemu", m.QEMU}, {"firmware", m.Firmware}, {"kernel", m.Kernel}, {"initrd", m.Initrd}} {
+		if s.stamp.Path == "" {
+			continue
+		}
+		if err := s.stamp.unchanged(); err != nil {
+			return nil, templateInvalid(dir, "%s: %v", s.what, err)
+		}
+	}
+	return &Factory{dir: dir, manifest: m}, nil
+}
+
+// Fits checks that a sandbox can start from the template: the same QEMU,
+// kernel and initrd (by content), size, kernel parameters and
+// acceleration, and the NAT network. Errors wrap ErrTemplateMismatch and
+// name the field.
+func (f *Factory) Fits(cfg SandboxConfig) error {
+	m := &f.manifest
+	h := cfg.Hypervisor
+	mismatch := func(field, format string, args ...any) error {
+		return fmt.Errorf("factory %s: %s: %s: %w (%w)", f.dir, field, fmt.Sprintf(format, args...), ErrTemplateMismatch, errdefs.ErrFailedPrecondition)
+	}
+	cpus, err := hypervisor.CheckCPUs("hypervisor.cpus", uint64(h.CPUs))
+	if err != nil {
+		return err
+	}
+	mem, err := hypervisor.CheckMemoryMiB("hypervisor.memory_mib", uint64(h.MemoryMiB))
+	if err != nil {
+		return err
+	}
+	switch {
+	case cpus != m.CPUs:
+		return mismatch("hypervisor.cpus", "%d, the template has %d", cpus, m.CPUs)
+	case mem != m.MemoryMiB:
+		return mismatch("hypervisor.memory_mib", "%d, the template has %d", mem, m.MemoryMiB)
+	case h.Debug != m.Debug || !slices.Equal(h.KernelParams, m.KernelParams):
+		return mismatch("hypervisor.kernel_params", "%q (debug %v), the template's are %q (debug %v)", h.KernelParams, h.Debug, m.KernelParams, m.Debug)
+	case h.Accel != "" && h.Accel != hypervisor.AccelAuto && h.Accel != m.Accel:
+		return mismatch("hypervisor.accel", "%s, the template ran under %s", h.Accel, m.Accel)
+	case !cfg.natEnabled() && m.NAT:
+		return mismatch("network", "the template's VM has the NAT NIC, for sandboxes on the NAT network (a template for network namespaces and none is made with NoNAT)")
+	case cfg.natEnabled() && !m.NAT:
+		return mismatch("network", "the template's VM has no NAT NIC (made for network namespaces and none); this sandbox is on the NAT network")
+	}
+	qemuPath, err := exec.LookPath(cmpOr(h.Path, "qemu-system-x86_64"))
+	if err != nil {
+		return fmt.Errorf("hypervisor.path: %w (%w)", err, errdefs.ErrNotFound)
+	}
+	for _, s := range []struct {
+		field, path string
+		stamp       FileStamp
+	}{{"hypervisor.path", qemuPath, m.QEMU}, {"hypervisor.kernel", h.Kernel, m.Kernel}, {"hypervisor.initrd", h.Initrd, m.Initrd}} {
+		if err := s.stamp.same(s.path); err != nil {
+			return mismatch(s.field, "%v", err)
+		}
+	}
+	return nil
+}
+
+// restoreConfig makes hc (a sandbox's VM, built by vmConfig) resume the
+// template.
+func (f *Factory) restoreConfig(hc *hypervisor.Config) {
+	hc.MemoryFile = filepath.Join(f.dir, factoryMemoryName)
+	hc.MemoryShared = false
+	hc.RestoreState = filepath.Join(f.dir, factoryStateName)
+	hc.Accel = f.manifest.Accel
+	hc.HotplugSlots = factoryHotplugSlots
+}
+
+// InitFactory makes a template in dir (created; it must not hold one)
+// of fc. It boots the
+// VM, waits for its agent, saves it and quits it; the template is put in
+// place only once whole, and a failure leaves neither files nor
+// processes.
+func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory, err error) {
+	h := fc.Hypervisor
+	dir = filepath.Clean(dir)
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("factory dir %q: not an absolute path: %w", dir, errdefs.ErrInvalidArgument)
+	}
+	h.Factory = ""
+	if err := h.validate(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, factoryManifestName)); err == nil {
+		return nil, fmt.Errorf("factory %s: a template exists (destroy it first): %w", dir, errdefs.ErrAlreadyExists)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+	// Made beside dir, renamed into place once whole.
+	staging, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".new-")
+	if err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(staging)
+		}
+	}()
+	log := slog.Default().With("factory", dir)
+	shared := filepath.Join(staging, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+	// The template has the sandboxes' devices: the shared directory's 9p
+	// device (never mounted in the template's guest), the NAT NIC.
+	nat := &SandboxConfig{NAT: NATConfig{Disabled: fc.NoNAT}}
+	natNIC, err := nat.natNIC()
+	if err != nil {
+		return nil, err
+	}
+	hc := vmConfig("factory-template", filepath.Join(staging, "vm"), shared, h, natNIC, log)
+	hc.HotplugSlots = factoryHotplugSlots
+	hc.MemoryFile = filepath.Join(staging, factoryMemoryName)
+	hc.MemoryShared = true
+	vm, err := hypervisor.New(hypervisorBackend, hc)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, ok := vm.(hypervisor.Templater)
+	if !ok {
+		return nil, fmt.Errorf("factory: hypervisor %s cannot save templates: %w", hypervisorBackend, errdefs.ErrNotImplemented)
+	}
+	begin := time.Now()
+	if err := vm.Start(ctx); err != nil {
+		return nil, fmt.Errorf("factory %s: template vm: %w", dir, err)
+	}
+	defer killVM(vm) // after the save, and on every failure
+	client, _, err := dialAgent(ctx, vm)
+	if err != nil {
+		return nil, fmt.Errorf("factory %s: template vm: %w", dir, err)
+	}
+	bootTime := time.Since(begin)
+	agentVersion := ""
+	if d, err := pb.NewAgentServiceClient(client).GetGuestDetails(ctx, &pb.GuestDetailsRequest{}); err == nil && d.AgentDetails != nil {
+		agentVersion = d.AgentDetails.Version
+	}
+	if natNIC != nil {
+		// The NAT's guest side is the same in every sandbox: set once
+		// here, it is in every VM of the template.
+		if err := configureGuestNAT(ctx, pb.NewAgentServiceClient(client)); err != nil {
+			client.Close()
+			return nil, fmt.Errorf("factory %s: template vm: %w", dir, err)
+		}
+	}
+	client.Close()
+	m := FactoryManifest{
+		Version:      factoryVersion,
+		Created:      time.Now().UTC(),
+		AgentVersion: agentVersion,
+		CPUs:         uint32(vmCPUs(h)),
+		MemoryMiB:    uint32(vmMemory(h)),
+		KernelParams: h.KernelParams,
+		Debug:        h.Debug,
+		Accel:        vm.Capabilities().Accel,
+		NAT:          !fc.NoNAT,
+		BootTime:     bootTime,
+	}
+	state := filepath.Join(staging, factoryStateName)
+	if err := tmpl.SaveTemplate(ctx, state); err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+	if err := vm.Stop(ctx, 0); err != nil {
+		return nil, fmt.Errorf("factory %s: stop the template vm: %w", dir, err)
+	}
+	os.RemoveAll(filepath.Join(staging, "vm"))
+	os.Remove(shared)
+	// The guest's memory (its random pool among it) is nobody else's.
+	if err := os.Chmod(hc.MemoryFile, 0o600); err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+
+	qemuPath, err := exec.LookPath(cmpOr(h.Path, "qemu-system-x86_64"))
+	if err != nil {
+		return nil, fmt.Errorf("factory %s: qemu: %w", dir, err)
+	}
+	stamps := []struct {
+		dst  *FileStamp
+		path string
+	}{{&m.QEMU, qemuPath}, {&m.Kernel, h.Kernel}, {&m.Initrd, h.Initrd}, {&m.State, state}}
+	if _, err := os.Stat(qemu.DefaultFirmware); err == nil {
+		stamps = append(stamps, struct {
+			dst  *FileStamp
+			path string
+		}{&m.Firmware, qemu.DefaultFirmware})
+	}
+	for _, s := range stamps {
+		if *s.dst, err = stampFile(s.path); err != nil {
+			return nil, fmt.Errorf("factory %s: %w", dir, err)
+		}
+	}
+	m.State.Path = "" // found in the directory, wherever it is
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(staging, factoryManifestName), append(b, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+	// A directory left without a manifest (a crash) is replaced; one
+	// another InitFactory completed meanwhile is not.
+	if _, err := os.Stat(filepath.Join(dir, factoryManifestName)); err == nil {
+		return nil, fmt.Errorf("factory %s: a template was made meanwhile: %w", dir, errdefs.ErrAlreadyExists)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+	if err := os.Rename(staging, dir); err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+	log.Info("template made", "boot", bootTime, "took", time.Since(begin))
+	return &Factory{dir: dir, manifest: m}, nil
+}
+
+// DestroyFactory removes the factory in dir and whatever a failed
+// InitFactory left beside it (a template VM still running is killed).
+// VMs started from the template keep running: they hold their mapping of
+// the memory file.
+func DestroyFactory(dir string) error {
+	dir = filepath.Clean(dir)
+	leftovers, _ := filepath.Glob(dir + ".new-*")
+	var errs []error
+	for _, d := range append(leftovers, dir) {
+		killTemplateVM(filepath.Join(d, "vm"))
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("factory %s: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killTemplateVM kills the QEMU of the template VM whose state directory
+// is vmDir, if it runs: its pid file names it, and its command line
+// names the directory (against a reused pid).
+func killTemplateVM(vmDir string) {
+	b, err := os.ReadFile(filepath.Join(vmDir, "qemu.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return
+	}
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil || !strings.Contains(string(cmdline), vmDir) {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reseedGuest gives the guest's random pool fresh host entropy.
+func reseedGuest(ctx context.Context, a pb.AgentServiceService) error {
+	seed := make([]byte, 512)
+	if _, err := rand.Read(seed); err != nil {
+		return fmt.Errorf("reseed the guest's random pool: %w", err)
+	}
+	if _, err := a.ReseedRandomDev(ctx, &pb.ReseedRandomDevRequest{Data: seed}); err != nil {
+		return fmt.Errorf("agent ReseedRandomDev: %w", err)
+	}
+	return nil
+}
+
+func vmCPUs(h HypervisorConfig) uint32 {
+	n, _ := hypervisor.CheckCPUs("", uint64(h.CPUs))
+	return n
+}
+
+func vmMemory(h HypervisorConfig) uint32 {
+	n, _ := hypervisor.CheckMemoryMiB("", uint64(h.MemoryMiB))
+	return n
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// stampFile records path's identity and content hash.
+func stampFile(path string) (FileStamp, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return FileStamp{}, err
+	}
+	sum, _, err := hashFile(path)
+	if err != nil {
+		return FileStamp{}, err
+	}
+	return FileStamp{Path: path, Size: st.Size(), ModTime: st.ModTime().UTC(), Inode: inode(st), SHA256: sum}, nil
+}
+
+// unchanged checks that the stamped file is still what it was: by its
+// size, time and inode, and by its content when those moved.
+func (s FileStamp) unchanged() error { return s.same(s.Path) }
+
+// same checks that path has the stamped file's content: at once when it
+// is the stamped file, untouched; by hashing it otherwise.
+func (s FileStamp) same(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if path == s.Path && st.Size() == s.Size && st.ModTime().Equal(s.ModTime) && inode(st) == s.Inode {
+		return nil
+	}
+	if st.Size() != s.Size {
+		return fmt.Errorf("%s is %d bytes, the template's %s was %d: another file", path, st.Size(), s.Path, s.Size)
+	}
+	sum, _, err := hashFile(path)
+	if err != nil {
+		return err
+	}
+	if sum != s.SHA256 {
+		return fmt.Errorf("%s has sha256 %.12s, the template's %s had %.12s: another file", path, sum, s.Path, s.SHA256)
+	}
+	return nil
+}
+
+func inode(st os.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Ino
+	}
+	return 0
+}
+
+func hashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// FactoryStatus describes a factory directory.
+type FactoryStatus struct {
+	Dir string `json:"dir"`
+	// Ready: the template is whole and current (Manifest is set).
+	Ready    bool             `json:"ready"`
+	Error    string           `json:"error,omitempty"`
+	Manifest *FactoryManifest `json:"manifest,omitempty"`
+	// MemoryFileBytes is the template's memory file's size on disk
+	// (allocated, not its apparent size); StateBytes its state file's.
+	MemoryFileBytes int64 `json:"memory_file_bytes,omitempty"`
+	StateBytes      int64 `json:"state_bytes,omitempty"`
+}
+
+// StatusFactory describes the factory in dir; no factory is
+// errdefs.ErrNotFound, a damaged one is Ready false with the reason.
+func StatusFactory(dir string) (FactoryStatus, error) {
+	st := FactoryStatus{Dir: filepath.Clean(dir)}
+	f, err := OpenFactory(dir)
+	if errdefs.IsNotFound(err) {
+		return st, err
+	}
+	if err != nil {
+		st.Error = err.Error()
+		return st, nil
+	}
+	st.Ready = true
+	st.Manifest = &f.manifest
+	if fi, err := os.Stat(filepath.Join(f.dir, factoryMemoryName)); err == nil {
+		if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+			st.MemoryFileBytes = s.Blocks * 512
+		}
+	}
+	st.StateBytes = f.manifest.State.Size
+	return st, nil
+}
+
+// UseFactory makes cfg's VM start from the template of the factory in
+// dir when cfg fits it: it sets cfg.Hypervisor.Factory and returns nil.
+// Otherwise cfg is unchanged and the error says why: it wraps
+// errdefs.ErrNotFound (no template there) or ErrTemplateMismatch (cfg
+// does not fit it), after which a caller may boot instead, or
+// ErrTemplateInvalid (a damaged or stale template: make it again).
+func (cfg *SandboxConfig) UseFactory(dir string) error {
+	f, err := OpenFactory(dir)
+	if err != nil {
+		return err
+	}
+	if err := f.Fits(*cfg); err != nil {
+		return err
+	}
+	cfg.Hypervisor.Factory = f.dir
+	return nil
+}
