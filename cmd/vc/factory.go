@@ -167,6 +167,11 @@ func useFactory(g *globals, mode string, scfg *vc.SandboxConfig) error {
 	switch {
 	case err == nil:
 		return nil
+	case mode == "auto" && errors.Is(err, vc.ErrTemplateInvalid):
+		// Never booted from, and no reason to fail a run the template
+		// was only to speed up: it boots, saying why.
+		fmt.Fprintf(os.Stderr, "vc: booting, not starting from the template: %v (make it again with `vc factory init`)\n", err)
+		return nil
 	case errors.Is(err, vc.ErrTemplateInvalid):
 		return fmt.Errorf("%w\n(make it again with `vc factory init`, or run with --factory off)", err)
 	case mode == "auto" && errdefs.IsNotFound(err):

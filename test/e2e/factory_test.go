@@ -292,19 +292,25 @@ func TestFactoryCLI(t *testing.T) {
 		t.Errorf("run -m 512M --factory on: %d %q", code, errOut)
 	}
 	noLeftovers(t, "e2e-fac-cli-bad")
-	// A damaged template is refused by every run, the default (auto)
-	// included, with the way out; status says why.
+	// A damaged template is never booted from: --factory on refuses it
+	// with the way out, the default (auto) boots and says why; status
+	// says why.
 	if err := os.Truncate(filepath.Join(dr, "factory", "state"), 1000); err != nil {
 		t.Fatal(err)
 	}
 	if out, _, _ := vcIn(t, dr, "factory", "status"); !regexp.MustCompile(`ready\s+no: .*state file`).MatchString(out) {
 		t.Errorf("status of a truncated template: %q", out)
 	}
-	dmg := append([]string{"run", "--rm", "--name", "e2e-fac-cli-dmg", "--rootfs", root}, img...)
+	dmg := append([]string{"run", "--rm", "--name", "e2e-fac-cli-dmg", "--factory", "on", "--rootfs", root}, img...)
 	if _, errOut, code := vcIn(t, dr, append(dmg, "--", "true")...); code == 0 || !strings.Contains(errOut, "state file") || !strings.Contains(errOut, "vc factory init") {
-		t.Errorf("run on a truncated template: %d %q", code, errOut)
+		t.Errorf("run --factory on, on a truncated template: %d %q", code, errOut)
 	}
 	noLeftovers(t, "e2e-fac-cli-dmg")
+	dmg = append([]string{"run", "--rm", "--name", "e2e-fac-cli-dmg2", "--rootfs", root}, img...)
+	if out, errOut, code := vcIn(t, dr, append(dmg, "--", "echo", "booted")...); code != 0 || strings.TrimSpace(out) != "booted" || !strings.Contains(errOut, "booting, not starting from the template") || !strings.Contains(errOut, "state file") {
+		t.Errorf("run (auto) on a truncated template: %d %q %q, want a boot that says why", code, out, errOut)
+	}
+	noLeftovers(t, "e2e-fac-cli-dmg2")
 	if out, errOut, code := vcIn(t, dr, "factory", "destroy"); code != 0 {
 		t.Fatalf("destroy: %d %q %q", code, out, errOut)
 	}
