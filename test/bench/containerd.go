@@ -20,7 +20,13 @@ func init() {
 // test harness's private containerd) and reads the BENCH lines it prints:
 // BENCH|figure|unit|value|floor|floor is|note.
 func containerdBench() ([]row, error) {
-	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", "^TestBenchCtrRun$", "./test/containerd/")
+	return goTestBench("TestBenchCtrRun", "./test/containerd/")
+}
+
+// goTestBench runs the go test named test in package pkg with VC_BENCH=1
+// and reads the BENCH lines it prints.
+func goTestBench(test, pkg string) ([]row, error) {
+	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", "^"+test+"$", pkg)
 	cmd.Dir = testutil.RepoRoot()
 	cmd.Env = append(os.Environ(), "VC_BENCH=1")
 	out, err := cmd.CombinedOutput()

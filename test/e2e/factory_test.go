@@ -238,17 +238,7 @@ func TestFactoryCorruptStateReachesQEMU(t *testing.T) {
 // the shared data root's would serve every other test's vc run).
 func vcIn(t *testing.T, dr string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, vcBin, append([]string{"--state-root", stateRoot, "--data-root", dr}, args...)...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code = cmd.ProcessState.ExitCode()
-	if err != nil && code < 0 {
-		t.Fatalf("vc %v: %v", args, err)
-	}
-	return o.String(), e.String(), code
+	return vcWith(t, dr, nil, args...)
 }
 
 // vc factory init, status, destroy; vc run starts from the template, and

@@ -128,9 +128,15 @@ func vcCmd(ctx context.Context, stdin []byte, args ...string) (string, error) {
 // vcRun is vcCmd with separate stdout and stderr, and the exit code.
 func vcRun(t *testing.T, stdin []byte, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return vcWith(t, dataRoot, stdin, args...)
+}
+
+// vcWith runs the vc CLI with data root dr and stdin (none if nil).
+func vcWith(t *testing.T, dr string, stdin []byte, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, vcBin, append([]string{"--state-root", stateRoot, "--data-root", dataRoot}, args...)...)
+	cmd := exec.CommandContext(ctx, vcBin, append([]string{"--state-root", stateRoot, "--data-root", dr}, args...)...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
