@@ -60,7 +60,16 @@ func TestImageFreshByDigest(t *testing.T) {
 		}
 		return r.Image, r.ImageError
 	}
-	built := func(out string) string { return strings.SplitN(out, "\n", 2)[0] }
+	// The image's directory: the first line of what it printed that is a
+	// path (its progress log goes to stderr, mixed in here).
+	built := func(out string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "/") {
+				return l
+			}
+		}
+		return ""
+	}
 
 	first := built(vc("image", "build"))
 	if img, ierr := check(); img == "" || ierr != "" {

@@ -582,3 +582,41 @@ func TestParseDest(t *testing.T) {
 		}
 	}
 }
+
+// A kernel without IPV6_MULTIPLE_TABLES (the minimal guest kernel) keeps
+// the local routes of its IPv6 addresses in the main table: UpdateRoutes
+// must leave such routes alone, and ListRoutes not report them. A local
+// route put in the main table stands in for them here.
+func TestUpdateRoutesKeepsLocal(t *testing.T) {
+	n := newTestNet(t)
+	n.setupEth0(t)
+	ctx := context.Background()
+	eth0, err := n.h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := &netlink.Route{LinkIndex: eth0.Attrs().Index, Table: unix.RT_TABLE_MAIN, Type: unix.RTN_LOCAL,
+		Dst: &net.IPNet{IP: net.ParseIP("2001:db8:77::1"), Mask: net.CIDRMask(128, 128)}}
+	if err := n.h.RouteAdd(local); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.m.UpdateRoutes(ctx, &pb.Routes{Routes: []*pb.Route{{Dest: "10.1.2.0/24", Device: "eth0", Scope: unix.RT_SCOPE_LINK}}}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := n.h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN, Type: unix.RTN_LOCAL}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(rs, func(r netlink.Route) bool { return r.Dst != nil && r.Dst.IP.Equal(local.Dst.IP) }) {
+		t.Errorf("UpdateRoutes removed the local route of 2001:db8:77::1 from the main table: %v", rs)
+	}
+	listed, err := n.m.ListRoutes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range listed {
+		if strings.HasPrefix(r.Dest, "2001:db8:77::1") {
+			t.Errorf("ListRoutes reports the local route %s", routeKey(r))
+		}
+	}
+}

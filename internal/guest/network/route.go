@@ -267,6 +267,11 @@ func (m *Manager) listRoutes() ([]*pb.Route, error) {
 	return out, nil
 }
 
+// mainRoutes lists the main table's routes, without the ones the kernel
+// derives from addresses (local, broadcast, anycast): a kernel without
+// IPV6_MULTIPLE_TABLES keeps IPv6's local routes in the main table, and
+// replacing the routes must not remove them (the guest would drop every
+// packet to its own IPv6 addresses).
 func (m *Manager) mainRoutes() ([]netlink.Route, error) {
 	rs, err := retryDump(func() ([]netlink.Route, error) {
 		return m.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
@@ -274,7 +279,16 @@ func (m *Manager) mainRoutes() ([]netlink.Route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
-	return rs, nil
+	return slices.DeleteFunc(rs, kernelDerived), nil
+}
+
+// kernelDerived tells a route the kernel makes for an address.
+func kernelDerived(r netlink.Route) bool {
+	switch r.Type {
+	case unix.RTN_LOCAL, unix.RTN_BROADCAST, unix.RTN_ANYCAST:
+		return true
+	}
+	return false
 }
 
 // routeDst returns r's destination; ok is false for the default route.
