@@ -85,6 +85,10 @@ type owner struct {
 	tty     *os.File
 	l       net.Listener
 
+	// size is the terminal size last given to the container's.
+	sizeMu sync.Mutex
+	size   unix.Winsize
+
 	mu      sync.Mutex
 	st      *containerState
 	started chan struct{}
@@ -295,19 +299,28 @@ func (o *owner) stdio(spec *specs.Spec, consoleSocket string) (vc.IO, error) {
 // watchSize passes the host terminal's size on to the container's, which
 // the console socket's holder sets on the master.
 func (o *owner) watchSize(tty *os.File) {
-	var last unix.Winsize
-	for {
-		ws, err := unix.IoctlGetWinsize(int(tty.Fd()), unix.TIOCGWINSZ)
-		if err != nil {
-			return
-		}
-		if *ws != last && ws.Row > 0 && ws.Col > 0 {
-			if err := o.c.ResizeTerminal(context.Background(), o.id, uint32(ws.Row), uint32(ws.Col)); err == nil {
-				last = *ws
-			}
-		}
+	for o.syncSize(tty) == nil {
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// syncSize gives the container's terminal the host terminal's size if it
+// changed. start calls it too: the caller sets the size on the master
+// before start (podman run -it), and a command that asks for it at once
+// (stty size) must not see the 0x0 of before the next poll.
+func (o *owner) syncSize(tty *os.File) error {
+	ws, err := unix.IoctlGetWinsize(int(tty.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return err
+	}
+	o.sizeMu.Lock()
+	defer o.sizeMu.Unlock()
+	if *ws != o.size && ws.Row > 0 && ws.Col > 0 {
+		if err := o.c.ResizeTerminal(context.Background(), o.id, uint32(ws.Row), uint32(ws.Col)); err == nil {
+			o.size = *ws
+		}
+	}
+	return nil
 }
 
 // handle answers a control request.
@@ -327,6 +340,9 @@ func (o *owner) handle(req request) error {
 			return errors.New("cannot start a container that has stopped")
 		default:
 			return errors.New("cannot start an already running container")
+		}
+		if o.tty != nil {
+			o.syncSize(o.tty)
 		}
 		if err := o.containerOp(ctx, req); err != nil {
 			return err

@@ -218,7 +218,14 @@ func (o *owner) containerOp(ctx context.Context, req request) error {
 		return vmOp(ctx, o.c, req)
 	}
 	req.Container = o.id
-	return ownerRequest(o.g.root, o.host, req)
+	err := ownerRequest(o.g.root, o.host, req)
+	if err != nil && req.Op == "kill" && !o.hostSt.ownerRunning() {
+		// The VM went with its owner, and the container with it: it
+		// is dead, as the signal asked (this owner exits 137 as soon as
+		// it notices).
+		return nil
+	}
+	return err
 }
 
 // joinVM connects a member to the VM of container host: the VM's owner
