@@ -135,8 +135,10 @@ func (l *serialListener) Accept() (net.Conn, error) {
 			c := &serialConn{f: f, done: make(chan struct{}), addr: serialAddr(l.dev)}
 			if prev != nil && len(prev.carry) > 0 {
 				// The start of the new host connection, read by the
-				// previous one.
+				// previous one: the guest has not seen the hangup
+				// before it, which may still come.
 				c.rbuf = append(c.raw[:0], prev.carry...)
+				c.staleHangup = true
 			}
 			l.mu.Lock()
 			l.cur = c
@@ -238,6 +240,10 @@ type serialConn struct {
 	cleared  int    // bytes from rbuf's start known to belong to this connection (may exceed len(rbuf))
 	sawFrame bool
 	carry    []byte // bytes of the host's next connection
+	// staleHangup: this connection began with a carry, so the driver may
+	// still report the hangup of the host connection before it (the
+	// port's control messages come apart from its data).
+	staleHangup bool
 	// ops is held (shared) by each Read and Write, so that Close can
 	// wait until none is left before the port goes to the next
 	// connection.
@@ -282,6 +288,17 @@ func (c *serialConn) Read(b []byte) (int, error) {
 		n, err := c.f.Read(c.raw[len(c.rbuf):])
 		c.rbuf = c.raw[:len(c.rbuf)+n]
 		if errors.Is(err, io.EOF) {
+			if c.staleHangup {
+				// The previous connection's hangup, seen late: the
+				// host that is connected now is this connection's,
+				// and it is back at once. Hanging up would drop its
+				// requests in flight (seen under load: a request
+				// after an immediate reconnection never answered).
+				c.staleHangup = false
+				if c.hostBack(staleHangupWait) {
+					continue
+				}
+			}
 			c.hangUp()
 			return 0, io.EOF
 		}
@@ -289,6 +306,26 @@ func (c *serialConn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// staleHangupWait is how long a connection begun with a carry waits for
+// the host to be connected again after the late hangup of the connection
+// before it: the driver applies the host's close and reopen back to back.
+const staleHangupWait = time.Second
+
+// hostBack waits up to d for the host end to be connected again.
+func (c *serialConn) hostBack(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !c.closed.Load() {
+		if ok, err := hostConnected(c.f); err != nil || ok {
+			return err == nil
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(hostPollInterval / 4)
+	}
+	return false
 }
 
 // hangUp ends the connection's use of the port after the host hung up: a

@@ -132,3 +132,26 @@ func TestSerialCloseStopsRead(t *testing.T) {
 		t.Errorf("SetDeadline after Close: %v", err)
 	}
 }
+
+// TestSerialStaleHangupThenGone: a connection begun with a carry takes a
+// first EOF for the late hangup of the connection before it and waits
+// for the host to be back; when the host does not come back, it is a
+// hangup after all: EOF, and writes refused.
+func TestSerialStaleHangupThenGone(t *testing.T) {
+	c, w := pipeConn(t)
+	c.staleHangup = true
+	w.Close()
+	start := time.Now()
+	if _, err := c.Read(make([]byte, 10)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the host left for good: %v, want EOF", err)
+	}
+	if waited := time.Since(start); waited < staleHangupWait {
+		t.Errorf("gave up after %v, want it to wait %v for the host", waited, staleHangupWait)
+	}
+	if !c.hungUp.Load() {
+		t.Error("not hung up")
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after the hangup: %v, want net.ErrClosed", err)
+	}
+}
