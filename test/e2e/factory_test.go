@@ -113,18 +113,8 @@ func TestFactoryTwoSandboxes(t *testing.T) {
 		h := factoryHypervisor()
 		h.Factory = dir
 		begin := time.Now()
-		s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h})
-		if err != nil {
-			t.Fatalf("sandbox %s from the template: %v", id, err)
-		}
+		s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h})
 		took := time.Since(begin)
-		t.Cleanup(func() {
-			s.Stop(context.Background(), 5*time.Second)
-			if err := s.Delete(context.Background()); err != nil {
-				t.Errorf("delete: %v", err)
-			}
-			noLeftovers(t, id)
-		})
 		st := s.Status()
 		if !st.Boot.FromTemplate {
 			t.Fatalf("sandbox %s did not start from the template: %+v", id, st.Boot)
@@ -329,17 +319,7 @@ func TestFactoryNetworkNamespace(t *testing.T) {
 	}
 	noLeftovers(t, "e2e-fac-nat")
 	const id = "e2e-fac-ns"
-	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: stateRoot, NetNS: a.Path, Hypervisor: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		s.Stop(context.Background(), 5*time.Second)
-		if err := s.Delete(context.Background()); err != nil {
-			t.Errorf("delete: %v", err)
-		}
-		noLeftovers(t, id)
-	}()
+	s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, NetNS: a.Path, Hypervisor: h})
 	if !s.Status().Boot.FromTemplate {
 		t.Fatal("not started from the template")
 	}
@@ -367,18 +347,8 @@ func TestFactoryNATPublish(t *testing.T) {
 	h := factoryHypervisor()
 	h.Factory = dir
 	const id = "e2e-fac-pub"
-	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h,
+	s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h,
 		NAT: vc.NATConfig{Publish: []vc.PortMapping{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 80}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		s.Stop(context.Background(), 5*time.Second)
-		if err := s.Delete(context.Background()); err != nil {
-			t.Errorf("delete: %v", err)
-		}
-		noLeftovers(t, id)
-	}()
 	if !s.Status().Boot.FromTemplate {
 		t.Fatal("not started from the template")
 	}

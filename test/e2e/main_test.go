@@ -173,12 +173,20 @@ func noLeftovers(t *testing.T, id string) {
 // and checks that nothing is left.
 func newSandbox(ctx context.Context, t *testing.T, id, netns string) *vc.Sandbox {
 	t.Helper()
-	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
+	return createSandbox(ctx, t, vc.SandboxConfig{
 		ID: id, StateRoot: stateRoot, NetNS: netns,
 		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
 	})
+}
+
+// createSandbox creates the sandbox cfg describes; at the test's end it
+// is stopped and deleted, and nothing of it may be left.
+func createSandbox(ctx context.Context, t *testing.T, cfg vc.SandboxConfig) *vc.Sandbox {
+	t.Helper()
+	id := cfg.ID
+	s, err := vc.CreateSandbox(ctx, cfg)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("sandbox %s: %v", id, err)
 	}
 	t.Cleanup(func() {
 		s.Stop(context.Background(), 5*time.Second)
