@@ -168,17 +168,7 @@ func TestDockerDetached(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("docker run -d: exit %d: %s", code, errOut)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out, _, _ := docker(t, "logs", name)
-		if strings.Contains(out, "started") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker logs: %q", out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitLogs(t, "docker logs", func() string { out, _, _ := docker(t, "logs", name); return out }, "started")
 	if out, _, _ := docker(t, "inspect", "--format", "{{.State.Status}} {{.HostConfig.Runtime}}", name); strings.TrimSpace(out) != "running "+dockerRuntime {
 		t.Errorf("inspect: %q, want running %s", out, dockerRuntime)
 	}

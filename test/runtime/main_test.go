@@ -230,3 +230,20 @@ func expectFail(t *testing.T, msg string, args ...string) {
 		t.Errorf("vc-runtime %q: exit %d, %q; want 1 and %q", args, code, out, msg)
 	}
 }
+
+// waitLogs polls logs (what's command's output) for up to a minute until
+// it contains want, and fails the test with the last output otherwise.
+func waitLogs(t *testing.T, what string, logs func() string, want string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := logs()
+		if strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %q", what, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -161,17 +161,7 @@ func TestPodmanDetached(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("podman run -d: exit %d: %s", code, errOut)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out, _, _ := podman(t, "logs", name)
-		if strings.Contains(out, "started") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("podman logs: %q", out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitLogs(t, "podman logs", func() string { out, _, _ := podman(t, "logs", name); return out }, "started")
 	if out, _, _ := podman(t, "inspect", "--format", "{{.State.Status}}", name); strings.TrimSpace(out) != "running" {
 		t.Errorf("status %q, want running", out)
 	}
