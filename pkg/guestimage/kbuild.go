@@ -114,8 +114,10 @@ func BuildKernel(ctx context.Context, opts Options) (*BuiltKernel, error) {
 	log := opts.Logger
 	var pkg debPackage
 	_, err := withFreshLists(ctx, opts, func() (*Image, error) {
+		// apt-cache costs about half a second a call: remembered as the
+		// kernel package is (a built kernel is found on every Build).
 		var err error
-		pkg, err = resolveSourcePackage(ctx)
+		pkg, err = aptMemoized(opts.CacheDir, "source:linux-source", log, func() (debPackage, error) { return resolveSourcePackage(ctx) })
 		return nil, err
 	})
 	if err != nil {

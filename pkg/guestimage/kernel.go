@@ -61,22 +61,28 @@ var kernelPkgRE = regexp.MustCompile(`^linux-image-[0-9][^ ]*$`)
 // cache), so the answer is remembered in cacheDir until apt's lists or
 // configuration change.
 func resolveKernelPackage(ctx context.Context, cacheDir, pkg string, log *slog.Logger) (debPackage, error) {
+	return aptMemoized(cacheDir, pkg, log, func() (debPackage, error) { return resolveKernelPackageApt(ctx, pkg, log) })
+}
+
+// aptMemoized returns what resolve answered for key while apt's lists
+// and configuration are unchanged (see aptStamp), asking it otherwise.
+func aptMemoized(cacheDir, key string, log *slog.Logger, resolve func() (debPackage, error)) (debPackage, error) {
 	memoFile := filepath.Join(cacheDir, "apt-resolved.json")
 	stamp := aptStamp()
 	memo := map[string]aptMemo{}
 	if b, err := os.ReadFile(memoFile); err == nil {
 		_ = json.Unmarshal(b, &memo)
 	}
-	if m, ok := memo[pkg]; ok && m.Stamp == stamp && m.Package.Version != "" {
+	if m, ok := memo[key]; ok && m.Stamp == stamp && m.Package.Version != "" {
 		return m.Package, nil
 	}
-	p, err := resolveKernelPackageApt(ctx, pkg, log)
+	p, err := resolve()
 	if err != nil {
 		return p, err
 	}
-	memo[pkg] = aptMemo{Stamp: stamp, Package: p}
+	memo[key] = aptMemo{Stamp: stamp, Package: p}
 	if err := writeJSON(memoFile, memo); err != nil {
-		log.Debug("cannot remember the resolved kernel package", "err", err)
+		log.Debug("cannot remember the resolved package", "package", key, "err", err)
 	}
 	return p, nil
 }
