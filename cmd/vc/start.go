@@ -144,7 +144,11 @@ func rerun(ctx context.Context, g *globals, id string, create bool) error {
 		return err
 	}
 	if err := vc.DeleteSandbox(ctx, g.stateRoot, id); err != nil {
-		return fmt.Errorf("container %s: remove the stopped VM: %w (what it wrote is in %s)", id, err, carry)
+		// Still there: what it wrote goes back to it.
+		if cerr := carryIn(carry, filepath.Join(g.stateRoot, id)); cerr != nil {
+			return fmt.Errorf("container %s: remove the stopped VM: %w (what it wrote is in %s)", id, err, carry)
+		}
+		return fmt.Errorf("container %s: remove the stopped VM: %w", id, err)
 	}
 	o.Carry, o.Detach, o.Create, o.Debug = carry, true, create, g.debug
 	if err := spawnOwner(ctx, g, o); err != nil {
@@ -195,22 +199,28 @@ func savedOptions(g *globals, id string) (runOptions, error) {
 var carried = []string{"layer/upper", "container.log", "container.log.1"}
 
 // carryOut moves what a stopped container keeps into a directory of its
-// own under the state root and returns it.
+// own under the state root and returns it. Failing halfway, it moves back
+// what it moved.
 func carryOut(g *globals, id string) (string, error) {
 	dir, err := os.MkdirTemp(g.stateRoot, "."+id+".carry-")
 	if err != nil {
 		return "", err
 	}
+	sandbox := filepath.Join(g.stateRoot, id)
 	for _, name := range carried {
-		src := filepath.Join(g.stateRoot, id, name)
+		src := filepath.Join(sandbox, name)
 		if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		dst := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-			return "", err
+		err := os.MkdirAll(filepath.Dir(dst), 0o700)
+		if err == nil {
+			err = os.Rename(src, dst)
 		}
-		if err := os.Rename(src, dst); err != nil {
+		if err != nil {
+			if cerr := carryIn(dir, sandbox); cerr != nil {
+				return "", fmt.Errorf("container %s: keep %s: %w (and moving back: %v; what was moved is in %s)", id, name, err, cerr, dir)
+			}
 			return "", fmt.Errorf("container %s: keep %s: %w", id, name, err)
 		}
 	}
