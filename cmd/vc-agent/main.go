@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -27,6 +28,16 @@ import (
 	"github.com/virtcontainers/vc/internal/guest/storage"
 	"github.com/virtcontainers/vc/internal/guest/transport"
 )
+
+// init keeps the main thread the agent's own. A goroutine that changes
+// its thread's namespaces and ends locked to it (libcontainer joining a
+// container's mount namespace, the sandbox's shared namespaces) has that
+// thread discarded by the Go runtime, except the main thread, which is
+// parked instead, in the foreign namespaces: /proc/<agent>/mountinfo and
+// the like (the main thread's view) would then show a container's mounts
+// instead of the agent's. With main's goroutine locked to it, no other
+// goroutine ever runs there.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	// libcontainer re-executes this binary as "vc-agent init" to set up a
