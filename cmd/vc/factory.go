@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -29,8 +32,8 @@ import (
 
 func init() {
 	register("factory", command{
-		usage: "init [--cpus N] [-m SIZE] [--kernel K --initrd I] [--accel A] [--network nat|none] | status | destroy",
-		short: "make, show or remove the template VM that `vc run` starts from instead of booting",
+		usage: "init [--cpus N] [-m SIZE] [--kernel K --initrd I] [--accel A] [--network nat|none] | cache [--size N] | status | destroy",
+		short: "make, show or remove the template VM that `vc run` starts from instead of booting, and its cache of started VMs",
 		run:   factoryCmd,
 	})
 }
@@ -46,7 +49,7 @@ func factoryDir(g *globals) string {
 
 func factoryCmd(ctx context.Context, g *globals, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("want a subcommand: init, status or destroy")
+		return fmt.Errorf("want a subcommand: init, cache, status or destroy")
 	}
 	dir := factoryDir(g)
 	switch args[0] {
@@ -55,8 +58,14 @@ func factoryCmd(ctx context.Context, g *globals, args []string) error {
 
   init     boot the guest image once and save it as a template in %s
            (replacing one there); vc run starts from it instead of booting
-  status   show the template, and whether it is usable
-  destroy  remove the template and whatever a failed init left
+  cache    keep --size N VMs of the template started (default 2), each
+           handed to a run that fits the template: it skips QEMU's start
+           and the restore too. Runs in the foreground until SIGINT or
+           SIGTERM or destroy; runs taking no VM from it (none ready, or
+           -p ports) start from the template
+  status   show the template, whether it is usable, and the cache
+  destroy  stop the cache, remove the template and whatever a failed init
+           left (VMs taken from the cache run on with their containers)
 
 vc run --factory auto|on|off: start from the template when it fits (auto,
 the default), always (on: fail when it does not fit) or never (off).
@@ -112,6 +121,22 @@ the default), always (on: fail when it does not fit) or never (off).
 		fmt.Printf("template made in %s (%d MiB, %d vCPU, boot %s, took %s)\n", dir, m.MemoryMiB, m.CPUs,
 			m.BootTime.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
 		return nil
+	case "cache":
+		fs := newFlags("factory cache", "[--size N]")
+		size := fs.Int("size", 2, "how many started VMs to keep ready (1 to 64); each holds its memory (most of it shared with the template's file)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("factory cache: unexpected arguments %q", fs.Args())
+		}
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if !g.debug {
+			// A service: what it hands out and why it fails is logged.
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+		}
+		return vc.ServeFactoryCache(ctx, dir, *size)
 	case "status":
 		st, err := vc.StatusFactory(dir)
 		if errdefs.IsNotFound(err) {
@@ -143,6 +168,17 @@ the default), always (on: fail when it does not fit) or never (off).
 		fmt.Fprintf(w, "template boot\t%s\n", m.BootTime.Round(time.Millisecond))
 		fmt.Fprintf(w, "state\t%s\n", human(uint64(st.StateBytes)))
 		fmt.Fprintf(w, "memory file\t%s on disk of %s\n", human(uint64(st.MemoryFileBytes)), human(uint64(m.MemoryMiB)<<20))
+		switch cs, err := vc.StatusFactoryCache(ctx, dir); {
+		case errdefs.IsNotFound(err):
+			fmt.Fprintf(w, "cache\tnot running (vc factory cache starts it)\n")
+		case err != nil:
+			fmt.Fprintf(w, "cache\t%v\n", err)
+		default:
+			fmt.Fprintf(w, "cache\tpid %d, %d of %d ready, %d starting, %d handed out (%d running)\n", cs.Pid, cs.Ready, cs.Size, cs.Starting, cs.Taken, cs.Running)
+			if cs.LastError != "" {
+				fmt.Fprintf(w, "cache error\t%s\n", cs.LastError)
+			}
+		}
 		return w.Flush()
 	case "destroy":
 		if err := vc.DestroyFactory(dir); err != nil {
@@ -151,7 +187,7 @@ the default), always (on: fail when it does not fit) or never (off).
 		fmt.Printf("removed %s\n", dir)
 		return nil
 	}
-	return fmt.Errorf("unknown factory subcommand %q: want init, status or destroy", args[0])
+	return fmt.Errorf("unknown factory subcommand %q: want init, cache, status or destroy", args[0])
 }
 
 // useFactory decides whether scfg's VM starts from the factory's

@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
 )
@@ -399,36 +400,95 @@ func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory,
 }
 
 // DestroyFactory removes the factory in dir and whatever a failed
-// InitFactory left beside it (a template VM still running is killed).
-// VMs started from the template keep running: they hold their mapping of
-// the memory file.
+// InitFactory left beside it: it stops the factory's cache (and the VMs
+// nobody took) and kills a template VM still running. VMs started from
+// the template keep running: they hold their mapping of the memory file;
+// so do VMs taken from the cache, whose directories (under
+// <dir>/cache) stay until their sandboxes are removed.
 func DestroyFactory(dir string) error {
 	dir = filepath.Clean(dir)
-	leftovers, _ := filepath.Glob(dir + ".new-*")
 	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := StopFactoryCache(ctx, dir); err != nil {
+		errs = append(errs, err)
+	}
+	leftovers, _ := filepath.Glob(dir + ".new-*")
 	for _, d := range append(leftovers, dir) {
 		killTemplateVM(filepath.Join(d, "vm"))
-		if err := os.RemoveAll(d); err != nil {
-			errs = append(errs, fmt.Errorf("factory %s: %w", dir, err))
+		inUse, err := destroyCacheVMs(filepath.Join(d, cacheDirName))
+		if err != nil {
+			errs = append(errs, err)
 		}
+		if inUse == 0 {
+			if err := os.RemoveAll(d); err != nil {
+				errs = append(errs, fmt.Errorf("factory %s: %w", dir, err))
+			}
+			continue
+		}
+		// Everything but the directories of sandboxes' VMs.
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if e.Name() == cacheDirName {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(d, e.Name())); err != nil {
+				errs = append(errs, fmt.Errorf("factory %s: %w", dir, err))
+			}
+		}
+		slog.Info("factory destroyed; directories of vms its cache handed out stay until their sandboxes are removed", "factory", dir, "vms", inUse)
 	}
 	return errors.Join(errs...)
 }
 
-// killTemplateVM kills the QEMU of the template VM whose state directory
-// is vmDir, if it runs: its pid file names it, and its command line
-// names the directory (against a reused pid).
-func killTemplateVM(vmDir string) {
+// destroyCacheVMs kills the VMs of a cache (dir) that nobody took and
+// removes their directories, and those of taken VMs that have ended and
+// hold no mounts; it counts the others, which are sandboxes'.
+func destroyCacheVMs(dir string) (inUse int, err error) {
+	ents, _ := os.ReadDir(dir)
+	var errs []error
+	for _, e := range ents {
+		d := filepath.Join(dir, e.Name())
+		_, err := os.Stat(filepath.Join(d, cacheTakenName))
+		taken := err == nil
+		if !taken {
+			killTemplateVM(filepath.Join(d, "vm"))
+		}
+		if mps, _ := mount.Under(d); len(mps) > 0 || (taken && vmPidIn(filepath.Join(d, "vm")) > 0) {
+			inUse++
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return inUse, errors.Join(errs...)
+}
+
+// vmPidIn is the pid of the QEMU whose state directory is vmDir, if it
+// runs: its pid file names it, and its command line names the directory
+// (against a reused pid); 0 otherwise.
+func vmPidIn(vmDir string) int {
 	b, err := os.ReadFile(filepath.Join(vmDir, "qemu.pid"))
 	if err != nil {
-		return
+		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return
+		return 0
 	}
 	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
 	if err != nil || !strings.Contains(string(cmdline), vmDir) {
+		return 0
+	}
+	return pid
+}
+
+// killTemplateVM kills the QEMU whose state directory is vmDir, if it
+// runs, and waits for it to go.
+func killTemplateVM(vmDir string) {
+	pid := vmPidIn(vmDir)
+	if pid == 0 {
 		return
 	}
 	syscall.Kill(pid, syscall.SIGKILL)

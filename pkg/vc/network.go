@@ -204,7 +204,7 @@ func (s *Sandbox) hypervisorHandle(ctx context.Context) (hypervisor.Hypervisor, 
 	if s.vm != nil {
 		return s.vm, func() {}, nil
 	}
-	vm, err := attachVM(ctx, s.Dir())
+	vm, err := s.attachVM(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox %s: attach to the vm for hotplug: %w", s.id, err)
 	}

@@ -51,7 +51,17 @@ func (s *Sandbox) ID() string { return s.id }
 // Dir is the sandbox's state directory.
 func (s *Sandbox) Dir() string { return s.store.Dir(s.id) }
 
-func (s *Sandbox) sharedDir() string { return filepath.Join(s.Dir(), "shared") }
+func (s *Sandbox) sharedDir() string { return filepath.Join(s.vmDir(), "shared") }
+
+// vmDir holds the VM's state (vm/) and the shared directory: the
+// sandbox's directory, or the directory of a VM taken from a factory's
+// cache.
+func (s *Sandbox) vmDir() string {
+	if s.status.VMDir != "" {
+		return s.status.VMDir
+	}
+	return s.Dir()
+}
 
 // Metrics are the guest's metrics (the agent's and the guest kernel's),
 // in Prometheus' text format.
@@ -109,9 +119,6 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		OwnerStart:  mustStart(os.Getpid()),
 		AgentSocket: filepath.Join(s.Dir(), "agent.sock"),
 	}
-	if err := os.Mkdir(s.sharedDir(), 0o700); err != nil {
-		return nil, err
-	}
 	// The state is recorded as each host resource appears, so that if
 	// this process dies halfway, the next look (refresh) finds and
 	// releases them.
@@ -128,12 +135,17 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		return nil, err
 	}
 	start := time.Now()
-	vm, fromTemplate, err := startVM(ctx, s.Dir(), s.sharedDir(), cfg, nics, s.log)
+	started, err := startVM(ctx, s.Dir(), cfg, nics, s.log)
 	for _, f := range tapFiles {
 		f.Close() // the VM holds its own
 	}
 	if err != nil {
 		return nil, err
+	}
+	vm, fromTemplate := started.vm, started.fromTemplate
+	if started.dir != s.Dir() {
+		s.status.VMDir = started.dir
+		cu.Add(func() { removeVMDir(started.dir) })
 	}
 	cu.Add(func() { killVM(vm) })
 	s.vm = vm
@@ -143,6 +155,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	s.status.Accel = vm.Capabilities().Accel
 	s.status.Boot.VMStart = time.Since(start)
 	s.status.Boot.FromTemplate = fromTemplate
+	s.status.Boot.FromCache = started.fromCache
 	s.log.Info("vm started", "pid", vm.Pid(), "accel", s.status.Accel, "took", s.status.Boot.VMStart)
 	if err := s.save(); err != nil {
 		return nil, err
@@ -553,7 +566,7 @@ func (s *Sandbox) stopLocked(ctx context.Context, timeout time.Duration) error {
 	if s.owner {
 		killVM(s.vm)
 		s.proxy.Close()
-	} else if vm, err := attachVM(ctx, s.Dir()); err == nil {
+	} else if vm, err := s.attachVM(ctx); err == nil {
 		// Let the backend remove its sockets and files.
 		killVM(vm)
 	}
@@ -580,6 +593,11 @@ func (s *Sandbox) Delete(ctx context.Context) error {
 			unshareContainer(s.sharedDir(), c.ID)
 		}
 		s.teardownNetwork() // what a failed teardown at stop left
+		if s.status.VMDir != "" {
+			if err := removeVMDir(s.status.VMDir); err != nil {
+				return err
+			}
+		}
 		return s.store.Remove(s.id)
 	})
 }
@@ -619,7 +637,7 @@ func (s *Sandbox) setPaused(ctx context.Context, pause bool) error {
 		vm := s.vm
 		if vm == nil {
 			var err error
-			if vm, err = attachVM(ctx, s.Dir()); err != nil {
+			if vm, err = s.attachVM(ctx); err != nil {
 				return fmt.Errorf("sandbox %s: %w", s.id, err)
 			}
 		}

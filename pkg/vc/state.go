@@ -77,6 +77,10 @@ type SandboxStatus struct {
 	Accel string `json:"accel,omitempty"`
 	// Boot tells where CreateSandbox spent its time.
 	Boot BootTimes `json:"boot"`
+	// VMDir is the directory of a VM taken from a factory's cache (its
+	// vm/ and shared/), removed with the sandbox; empty for a VM the
+	// sandbox started in its own directory.
+	VMDir string `json:"vm_dir,omitempty"`
 	// Endpoints are the links of Config.NetNS joined to the VM, and what
 	// was made in the namespace for them (removed when the sandbox stops).
 	Endpoints []network.Endpoint `json:"endpoints,omitempty"`
@@ -96,6 +100,9 @@ type BootTimes struct {
 	// FromTemplate: the VM resumed a factory's template instead of
 	// booting (VMStart then includes the restore).
 	FromTemplate bool `json:"from_template,omitempty"`
+	// FromCache: the VM, of a template, was taken from the factory's
+	// cache already started (VMStart is then the taking).
+	FromCache bool `json:"from_cache,omitempty"`
 }
 
 // ContainerStatus is what is persisted of a container.

@@ -20,51 +20,92 @@ import (
 // hypervisorBackend is the backend sandboxes run on.
 const hypervisorBackend = "qemu"
 
-// startVM configures and starts the sandbox's VM, with the sandbox's shared
-// directory exported over 9p and nics attached: it boots, or, with
-// cfg.Hypervisor.Factory, resumes the factory's template (fromTemplate).
-// A failed start leaves no process.
-func startVM(ctx context.Context, dir, shared string, cfg SandboxConfig, nics []hypervisor.NIC, log *slog.Logger) (vm hypervisor.Hypervisor, fromTemplate bool, err error) {
+// vmStart is how a sandbox's VM started.
+type vmStart struct {
+	vm hypervisor.Hypervisor
+	// fromTemplate: the VM resumed a factory's template, here or (with
+	// fromCache) in the factory's cache.
+	fromTemplate, fromCache bool
+	// dir holds the VM's state (vm/) and the shared directory (shared/):
+	// the sandbox's own directory, or a cache's VM's.
+	dir string
+}
+
+// startVM configures and starts the sandbox's VM in dir (the sandbox's
+// directory), with the shared directory exported over 9p and nics
+// attached: it boots, or, with cfg.Hypervisor.Factory, takes a VM from
+// the factory's cache or resumes the factory's template. A failed start
+// leaves no process.
+func startVM(ctx context.Context, dir string, cfg SandboxConfig, nics []hypervisor.NIC, log *slog.Logger) (_ vmStart, err error) {
 	nat, err := cfg.natNIC()
 	if err != nil {
-		return nil, false, err
+		return vmStart{}, err
+	}
+	var f *Factory
+	if cfg.Hypervisor.Factory != "" {
+		if f, err = OpenFactory(cfg.Hypervisor.Factory); err != nil {
+			return vmStart{}, err
+		}
+		if err := f.Fits(cfg); err != nil {
+			return vmStart{}, err
+		}
+		if len(nics) > factoryHotplugSlots {
+			return vmStart{}, fmt.Errorf("factory %s: network namespace %s has %d links, more than the template's %d free slots for NICs: %w (%w)",
+				f.dir, cfg.NetNS, len(nics), factoryHotplugSlots, ErrTemplateMismatch, errdefs.ErrFailedPrecondition)
+		}
+		// A cached VM's NAT forwards no ports: a sandbox publishing
+		// some starts its own.
+		if len(cfg.NAT.Publish) == 0 {
+			vm, vmDir, err := takeCachedVM(ctx, f.dir, cfg.ID, log)
+			if err == nil {
+				if err := hotplugNICs(ctx, vm, nics); err != nil {
+					killVM(vm)
+					removeVMDir(vmDir)
+					return vmStart{}, err
+				}
+				return vmStart{vm: vm, fromTemplate: true, fromCache: true, dir: vmDir}, nil
+			}
+			if !errdefs.IsNotFound(err) {
+				log.Info("starting from the template, not the factory's cache", "why", err)
+			}
+		}
+	}
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		return vmStart{}, err
 	}
 	hc := vmConfig(cfg.ID, filepath.Join(dir, "vm"), shared, cfg.Hypervisor, nat, log)
 	hc.NICs = nics
-	if cfg.Hypervisor.Factory != "" {
-		f, err := OpenFactory(cfg.Hypervisor.Factory)
-		if err != nil {
-			return nil, false, err
-		}
-		if err := f.Fits(cfg); err != nil {
-			return nil, false, err
-		}
-		if len(nics) > factoryHotplugSlots {
-			return nil, false, fmt.Errorf("factory %s: network namespace %s has %d links, more than the template's %d free slots for NICs: %w (%w)",
-				f.dir, cfg.NetNS, len(nics), factoryHotplugSlots, ErrTemplateMismatch, errdefs.ErrFailedPrecondition)
-		}
+	if f != nil {
 		f.restoreConfig(&hc)
 		// The template has no NICs of a namespace: they are hotplugged
 		// into the restored VM.
 		hc.NICs = nil
-		fromTemplate = true
 	}
-	vm, err = hypervisor.New(hypervisorBackend, hc)
+	vm, err := hypervisor.New(hypervisorBackend, hc)
 	if err != nil {
-		return nil, false, err
+		return vmStart{}, err
 	}
 	if err := vm.Start(ctx); err != nil {
-		return nil, false, err
+		return vmStart{}, err
 	}
-	if fromTemplate {
-		for _, n := range nics {
-			if err := vm.AddNIC(ctx, n); err != nil {
-				killVM(vm)
-				return nil, false, fmt.Errorf("hotplug nic %s into the vm started from the template: %w", n.ID, err)
-			}
+	if f != nil {
+		if err := hotplugNICs(ctx, vm, nics); err != nil {
+			killVM(vm)
+			return vmStart{}, err
 		}
 	}
-	return vm, fromTemplate, nil
+	return vmStart{vm: vm, fromTemplate: f != nil, dir: dir}, nil
+}
+
+// hotplugNICs adds nics to a VM started from a template.
+func hotplugNICs(ctx context.Context, vm hypervisor.Hypervisor, nics []hypervisor.NIC) error {
+	for _, n := range nics {
+		if err := vm.AddNIC(ctx, n); err != nil {
+			return fmt.Errorf("hotplug nic %s into the vm started from the template: %w", n.ID, err)
+		}
+	}
+	return nil
 }
 
 // vmConfig is the VM of a sandbox (and of a factory's template, which must
@@ -101,8 +142,8 @@ func (h HypervisorConfig) kernelParams() []string {
 }
 
 // attachVM finds the VM of a sandbox started by another process.
-func attachVM(ctx context.Context, dir string) (hypervisor.Hypervisor, error) {
-	return hypervisor.Attach(ctx, hypervisorBackend, filepath.Join(dir, "vm"))
+func (s *Sandbox) attachVM(ctx context.Context) (hypervisor.Hypervisor, error) {
+	return hypervisor.Attach(ctx, hypervisorBackend, filepath.Join(s.vmDir(), "vm"))
 }
 
 // killVM stops a VM at once.

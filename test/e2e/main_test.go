@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -190,7 +192,8 @@ func createSandbox(ctx context.Context, t *testing.T, cfg vc.SandboxConfig) *vc.
 	}
 	t.Cleanup(func() {
 		s.Stop(context.Background(), 5*time.Second)
-		if err := s.Delete(context.Background()); err != nil {
+		// (A test may have deleted it.)
+		if err := s.Delete(context.Background()); err != nil && !errdefs.IsNotFound(err) {
 			t.Errorf("delete: %v", err)
 		}
 		noLeftovers(t, id)
