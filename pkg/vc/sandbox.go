@@ -168,19 +168,32 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	s.status.Boot.AgentReady = time.Since(start) - s.status.Boot.VMStart
 	s.log.Info("agent ready", "took", time.Since(start))
 	setup := time.Now()
-	if fromTemplate {
-		// Every VM of a template resumes with the template's random
-		// pool: make this one's its own.
-		if err := reseedGuest(ctx, s.agent); err != nil {
-			return nil, err
+	// The random pool and the clock are set beside CreateSandbox (the
+	// agent serves calls concurrently): they do not depend on each other.
+	reseeded := make(chan error, 1)
+	go func() {
+		if fromTemplate {
+			// Every VM of a template resumes with the template's
+			// random pool: make this one's its own.
+			reseeded <- reseedGuest(ctx, s.agent)
+		} else {
+			reseeded <- nil
 		}
-	}
-	// The guest read its clock from the RTC, in whole seconds, while it
-	// booted (seconds ago under TCG), or resumed a template's clock: set
-	// it to the host's.
-	now := time.Now()
-	if _, err := s.agent.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: now.Unix(), Usec: int64(now.Nanosecond() / 1000)}); err != nil {
-		s.log.Warn("set the guest's clock to the host's", "err", err)
+	}()
+	clockSet := make(chan struct{})
+	go func() {
+		defer close(clockSet)
+		// The guest read its clock from the RTC, in whole seconds,
+		// while it booted (seconds ago under TCG), or resumed a
+		// template's clock: set it to the host's.
+		now := time.Now()
+		if _, err := s.agent.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: now.Unix(), Usec: int64(now.Nanosecond() / 1000)}); err != nil {
+			s.log.Warn("set the guest's clock to the host's", "err", err)
+		}
+	}()
+	waitSetup := func() error {
+		<-clockSet
+		return <-reseeded
 	}
 
 	req := &pb.CreateSandboxRequest{
@@ -201,8 +214,13 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if len(req.Dns) == 0 && cfg.natEnabled() {
 		req.Dns = []string{"nameserver " + NATDNS.String()}
 	}
-	if _, err := s.agent.CreateSandbox(ctx, req); err != nil {
+	_, err = s.agent.CreateSandbox(ctx, req)
+	reseedErr := waitSetup()
+	if err != nil {
 		return nil, fmt.Errorf("agent CreateSandbox: %w", err)
+	}
+	if reseedErr != nil {
+		return nil, reseedErr
 	}
 	// NICs hotplugged into a VM of a template appear in the guest
 	// shortly after: wait for them.

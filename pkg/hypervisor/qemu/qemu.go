@@ -469,7 +469,7 @@ func (v *VM) waitQMP(ctx context.Context, proc *process) (*QMP, error) {
 		ctx, cancel = context.WithTimeout(ctx, qmpReadyTimeout)
 		defer cancel()
 	}
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	for delay := time.Millisecond; ; delay = min(2*delay, 10*time.Millisecond) {
 		select {
 		case <-proc.exited:
 			return nil, fmt.Errorf("vm %s: qemu %s while starting%s", v.id, proc.status(), v.logTails())

@@ -120,7 +120,7 @@ func saveTemplate(ctx context.Context, q *QMP, uri string) error {
 // waitMigration polls query-migrate until the migration completed (nil),
 // failed, or exited is closed (QEMU gone).
 func waitMigration(ctx context.Context, q *QMP, exited <-chan struct{}, what string) error {
-	for delay := 2 * time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	for delay := 2 * time.Millisecond; ; delay = min(2*delay, 10*time.Millisecond) {
 		st, err := q.QueryMigrate(ctx)
 		if err != nil {
 			// QEMU exits when an incoming load fails, closing QMP.
