@@ -297,6 +297,33 @@ func rollupKiB(pid int, field string) (int, error) {
 	return 0, fmt.Errorf("no %s in smaps_rollup of %d", field, pid)
 }
 
+// tcgCacheKiB is the PSS of a QEMU's TCG translation buffer: its
+// anonymous mappings that are writable and executable (the guest's RAM and
+// QEMU's heap are not executable). A KVM guest has none.
+func tcgCacheKiB(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, err
+	}
+	sum, in := 0, false
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			in = f[1] == "rwxp" && len(f) == 5
+			continue
+		}
+		if in && len(f) >= 2 && f[0] == "Pss:" {
+			n, err := strconv.Atoi(f[1])
+			if err != nil {
+				return 0, err
+			}
+			sum += n
+		}
+	}
+	return sum, nil
+}
+
 // jitCodeMiB asks QEMU (HMP "info jit" through its second QMP socket) how
 // much code TCG has translated: memory a KVM guest does not have.
 func jitCodeMiB(ctx context.Context, sock string) string {
