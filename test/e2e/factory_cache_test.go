@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,6 +141,17 @@ func TestFactoryCache(t *testing.T) {
 	}
 	if out := runInSandbox(ctx, t, sandboxes[1], root, "c2", "echo", "after"); strings.TrimSpace(out) != "after" {
 		t.Errorf("sandbox of a stopped cache: %q", out)
+	}
+
+	// A damaged template: no cache serves it, and the error says why.
+	if err := os.Truncate(filepath.Join(dir, "state"), 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := vc.ServeFactoryCache(ctx, dir, 1); !errors.Is(err, vc.ErrTemplateInvalid) || !strings.Contains(err.Error(), "state file") {
+		t.Errorf("cache of a damaged template: %v, want an error naming the state file", err)
+	}
+	if left := readyCacheVMs(t, dir); len(left) != 0 {
+		t.Errorf("vms of a damaged template's cache: %v", left)
 	}
 }
 
