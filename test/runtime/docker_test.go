@@ -31,7 +31,15 @@ const (
 	dockerPATH   = "/usr/sbin:/usr/bin:/sbin:/bin"
 	// dockerRuntime is vc-runtime's name in the daemon's config.
 	dockerRuntime = "vc"
+	// dockerFactoryRuntime is vc-runtime with --factory (the daemon's
+	// factoryDir).
+	dockerFactoryRuntime = "vc-factory"
 )
+
+// factoryDir is the factory of the daemon's runtime
+// dockerFactoryRuntime: fixed when the daemon starts, the template made
+// there by the test that uses it (without one vc-runtime boots).
+func (d *dockerdT) factoryDir() string { return filepath.Join(d.dir, "factory") }
 
 // dockerd is the test's own docker daemon: everything of it (data root,
 // exec root, socket, pid file, config, log) in dir; in a network
@@ -115,6 +123,9 @@ func startDockerd() (_ *dockerdT, err error) {
 		"runtimes": map[string]any{dockerRuntime: map[string]any{
 			"path":        runtimeBin,
 			"runtimeArgs": []string{"--data-root", dataRoot, "--accel", "tcg"},
+		}, dockerFactoryRuntime: map[string]any{
+			"path":        runtimeBin,
+			"runtimeArgs": []string{"--data-root", dataRoot, "--accel", "tcg", "--factory", d.factoryDir()},
 		}},
 	})
 	if err != nil {
