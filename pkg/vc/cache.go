@@ -295,6 +295,7 @@ func (c *factoryCache) serve(ctx context.Context, conn *net.UnixConn) {
 		return
 	}
 	var rep cacheReply
+	var taken *cachedVM
 	switch req.Op {
 	case "status":
 		st := c.status()
@@ -307,11 +308,18 @@ func (c *factoryCache) serve(ctx context.Context, conn *net.UnixConn) {
 			rep.Error = err.Error()
 		} else {
 			rep.VMDir = v.dir
+			taken = v
 		}
 	default:
 		rep.Error = fmt.Sprintf("unknown op %q", req.Op)
 	}
-	json.NewEncoder(conn).Encode(rep)
+	if err := json.NewEncoder(conn).Encode(rep); err != nil && taken != nil {
+		// The sandbox gave up waiting (it starts its VM itself): the
+		// VM is nobody's.
+		c.log.Warn("cache: the answer to a take was lost: stopping its vm", "vm", taken.id, "err", err)
+		killVM(taken.vm)
+		removeVMDir(taken.dir)
+	}
 }
 
 func (c *factoryCache) status() CacheStatus {
