@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -92,13 +93,24 @@ func serveCache(t *testing.T, dir string) *factoryCache {
 	t.Helper()
 	c := &factoryCache{dir: dir, log: &lockedBuffer{}, served: make(chan error, 1)}
 	// The cache keeps the logger that is the default when it starts.
-	prev := slog.Default()
+	// (Setting slog's default redirects package log's output, which
+	// setting it back to the original does not undo.)
+	prev, prevOut, prevFlags := slog.Default(), log.Writer(), log.Flags()
 	slog.SetDefault(slog.New(slog.NewTextHandler(c.log, nil)))
-	defer slog.SetDefault(prev)
+	defer func() {
+		slog.SetDefault(prev)
+		log.SetOutput(prevOut)
+		log.SetFlags(prevFlags)
+	}()
 	var ctx context.Context
 	ctx, c.cancel = context.WithCancel(context.Background())
 	go func() { c.served <- vc.ServeFactoryCache(ctx, dir, 1) }()
-	t.Cleanup(func() { c.stop(t) })
+	t.Cleanup(func() {
+		c.stop(t)
+		if t.Failed() {
+			t.Logf("cache log:\n%s", c.log.String())
+		}
+	})
 	c.waitReady(t)
 	return c
 }
