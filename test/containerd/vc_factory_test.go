@@ -414,7 +414,7 @@ func TestVCFactoryCRIPod(t *testing.T) {
 			if code != 0 || out != "42\n" {
 				t.Errorf("ctr run beside a template without NAT: exit %d, out %q, stderr %s", code, out, stderr)
 			}
-			if !strings.Contains(d.LogTail(400), "sandbox does not fit the factory's template: booting") {
+			if b, _ := os.ReadFile(d.LogPath); !bytes.Contains(b, []byte("sandbox does not fit the factory's template: booting")) {
 				t.Errorf("the shim did not log why the container booted")
 			}
 			if cs := c.status(t); cs.Taken != 0 || cs.Ready != 1 {
