@@ -205,6 +205,8 @@ func (c *factoryCache) fill(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 			case <-c.wake:
+			case <-time.After(cachePruneInterval):
+				c.pruneDead()
 			}
 			continue
 		}
@@ -231,6 +233,33 @@ func (c *factoryCache) fill(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// cachePruneInterval is how often the cache looks for ready VMs that
+// died (killed, out of memory) to start others.
+const cachePruneInterval = 5 * time.Second
+
+// pruneDead forgets the ready VMs that died, and removes their
+// directories.
+func (c *factoryCache) pruneDead() {
+	c.mu.Lock()
+	var dead []*cachedVM
+	alive := c.ready[:0]
+	for _, v := range c.ready {
+		select {
+		case <-v.vm.Exited():
+			dead = append(dead, v)
+		default:
+			alive = append(alive, v)
+		}
+	}
+	c.ready = alive
+	c.mu.Unlock()
+	for _, v := range dead {
+		c.log.Warn("cache: a ready vm died", "vm", v.id, "err", v.vm.ExitError())
+		killVM(v.vm) // its sockets and files
+		removeVMDir(v.dir)
 	}
 }
 
@@ -356,19 +385,11 @@ func (c *factoryCache) take(ctx context.Context, conn *net.UnixConn, sandbox str
 	if err != nil {
 		return nil, fmt.Errorf("watch pid %d: %w", cred.Pid, err)
 	}
+	c.pruneDead()
 	c.mu.Lock()
 	var v *cachedVM
-	for len(c.ready) > 0 && v == nil {
+	if len(c.ready) > 0 {
 		v, c.ready = c.ready[0], c.ready[1:]
-		select {
-		case <-v.vm.Exited():
-			c.log.Warn("cache: a ready vm died", "vm", v.id, "err", v.vm.ExitError())
-			go removeVMDir(v.dir)
-			v = nil
-		default:
-		}
-	}
-	if v != nil {
 		c.taken++
 		c.running[v] = true
 	}

@@ -120,6 +120,26 @@ func TestFactoryCache(t *testing.T) {
 		t.Errorf("sandbox publishing a port: %+v, want from the template, not the cache", b)
 	}
 
+	// A ready VM that dies is replaced.
+	dead := readyCacheVMs(t, dir)
+	if len(dead) != 1 {
+		t.Fatalf("ready vms of the cache: %v", dead)
+	}
+	if err := syscall.Kill(dead[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := vc.StatusFactoryCache(ctx, dir)
+		if now := readyCacheVMs(t, dir); err == nil && st.Ready == 1 && len(now) == 1 && now[0] != dead[0] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache did not replace its killed vm %d: %+v %v, ready %v", dead[0], st, err, readyCacheVMs(t, dir))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// Stopping the cache stops its ready VM; the taken one runs on.
 	ready := readyCacheVMs(t, dir)
 	if len(ready) != 1 {
@@ -155,7 +175,8 @@ func TestFactoryCache(t *testing.T) {
 	}
 }
 
-// readyCacheVMs are the pids of the VMs of dir's cache nobody took.
+// readyCacheVMs are the pids of the VMs of dir's cache nobody took (but
+// for one still starting, without a pid yet).
 func readyCacheVMs(t *testing.T, dir string) []int {
 	t.Helper()
 	ents, _ := os.ReadDir(filepath.Join(dir, "cache"))
@@ -166,6 +187,9 @@ func readyCacheVMs(t *testing.T, dir string) []int {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(d, "vm", "qemu.pid"))
+		if os.IsNotExist(err) {
+			continue // still starting
+		}
 		if err != nil {
 			t.Fatalf("cache vm %s: %v", d, err)
 		}
