@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
 	"github.com/virtcontainers/vc/internal/testutil/images"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -60,23 +60,8 @@ func newShimFactory(t *testing.T, s vcSetup, noNAT bool) string {
 	return dir
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// lockedBuffer is a bytes.Buffer safe for concurrent writers and a reader.
+type lockedBuffer = testutil.SyncBuffer
 
 // factoryCache is a cache of a factory served by the test process.
 type factoryCache struct {

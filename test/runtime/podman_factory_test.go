@@ -13,12 +13,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/images"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -110,23 +110,8 @@ func waitGone(t *testing.T, pid int, dir string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a bytes.Buffer safe for concurrent writers and a reader.
+type syncBuffer = testutil.SyncBuffer
 
 // TestPodmanFactory: podman --runtime-flag factory=DIR run --rm (podman
 // adds --factory=DIR to vc-runtime's global options): the container's VM
