@@ -14,14 +14,19 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	pb "github.com/virtcontainers/vc/api/agent"
 
 	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/persist"
 )
 
@@ -101,6 +106,9 @@ type factoryCache struct {
 	size int
 	log  *slog.Logger
 	stop context.CancelFunc
+
+	// noWarm: warming a VM failed once; the next ones are not warmed.
+	noWarm atomic.Bool
 
 	mu        sync.Mutex
 	ready     []*cachedVM
@@ -309,10 +317,66 @@ func (c *factoryCache) startVM(ctx context.Context) (_ *cachedVM, err error) {
 		killVM(vm)
 		return nil, err
 	}
+	if vm.Capabilities().Accel == hypervisor.AccelTCG && !c.noWarm.Load() {
+		begin := time.Now()
+		if err := warmVM(ctx, pb.NewAgentServiceClient(client)); err != nil {
+			// The guest's state is unknown: this VM goes, and the
+			// next ones are not warmed.
+			c.noWarm.Store(true)
+			client.Close()
+			killVM(vm)
+			return nil, fmt.Errorf("warm the vm (no more warming for this cache): %w", err)
+		}
+		log.Info("cache: vm warmed", "took", time.Since(begin).Round(time.Millisecond))
+	}
 	client.Close()
 	v.vm = vm
 	log.Info("cache: vm ready", "pid", vm.Pid())
 	return v, nil
+}
+
+// warmContainerID names the container warmVM runs, warmRoot its root in
+// the guest.
+const (
+	warmContainerID = "vc-cache-warm"
+	warmRoot        = "/run/vc-cache-warm"
+)
+
+// warmVM creates, starts, kills and removes a container in a cached VM
+// under TCG, where a restored VM has translated none of the code a
+// container's creation runs (runc's init, the agent's and the kernel's
+// paths): the sandbox that takes the VM then creates its first container
+// about as fast as its next ones. The container runs the agent's own
+// binary (/init) in its pause mode, in namespaces of its own: it leaves
+// nothing once removed.
+func warmVM(ctx context.Context, a pb.AgentServiceService) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	// Its root is a tmpfs (a storage the container's removal unmounts)
+	// holding only the agent's binary, bound read-only.
+	spec := oci.DefaultSpec([]string{"/init", "pause"}, nil, "/", false)
+	spec.Root = &specs.Root{Path: warmRoot}
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/init", Type: "bind", Source: "/init", Options: []string{"bind", "ro"}})
+	storages := []*pb.Storage{{Driver: "ephemeral", Source: "tmpfs", Fstype: "tmpfs", MountPoint: warmRoot}}
+	id := warmContainerID
+	if _, err := a.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: oci.ToProto(spec), Storages: storages}); err != nil {
+		return fmt.Errorf("agent CreateContainer: %w", err)
+	}
+	defer func() {
+		if _, rerr := a.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id, Timeout: 5}); rerr != nil && err == nil {
+			err = fmt.Errorf("agent RemoveContainer: %w", rerr)
+		}
+	}()
+	if _, err := a.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: id}); err != nil {
+		return fmt.Errorf("agent StartContainer: %w", err)
+	}
+	if _, err := a.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: id, ExecId: id, Signal: uint32(unix.SIGKILL)}); err != nil {
+		return fmt.Errorf("agent SignalProcess: %w", err)
+	}
+	if _, err := a.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: id, ExecId: id}); err != nil {
+		return fmt.Errorf("agent WaitProcess: %w", err)
+	}
+	return nil
 }
 
 // serve answers one request of a connection.

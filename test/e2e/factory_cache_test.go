@@ -80,6 +80,17 @@ func TestFactoryCache(t *testing.T) {
 		if filepath.Dir(st.VMDir) != filepath.Join(dir, "cache") {
 			t.Errorf("sandbox %s: vm dir %q, want one of %s/cache", id, st.VMDir, dir)
 		}
+		// Under TCG the cache warmed the VM with a container of its
+		// own, removed (with its tmpfs root) before the VM was ready.
+		console, err := os.ReadFile(st.ConsoleLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`msg="container removed" component=vc-agent container_id=vc-cache-warm`, `msg="storage unmounted" component=vc-agent mount_point=/run/vc-cache-warm`} {
+			if !strings.Contains(string(console), want) {
+				t.Errorf("sandbox %s: the guest's console has no %q:\n%s", id, want, console)
+			}
+		}
 		out := runInSandbox(ctx, t, s, root, "c", "sh", "-c", "hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'")
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 2 || !strings.HasPrefix(id, lines[0]) {
