@@ -183,7 +183,7 @@ func ServeFactoryCache(ctx context.Context, dir string, size int) error {
 		if err != nil {
 			break
 		}
-		go c.serve(ctx, conn.(*net.UnixConn))
+		go c.serve(conn.(*net.UnixConn))
 	}
 	<-filled
 	c.mu.Lock()
@@ -380,7 +380,7 @@ func warmVM(ctx context.Context, a pb.AgentServiceService) (err error) {
 }
 
 // serve answers one request of a connection.
-func (c *factoryCache) serve(ctx context.Context, conn *net.UnixConn) {
+func (c *factoryCache) serve(conn *net.UnixConn) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(cacheTakeTimeout))
 	var req cacheRequest
@@ -396,7 +396,7 @@ func (c *factoryCache) serve(ctx context.Context, conn *net.UnixConn) {
 	case "stop":
 		c.stop()
 	case "take":
-		v, err := c.take(ctx, conn, req.Sandbox)
+		v, err := c.take(conn, req.Sandbox)
 		if err != nil {
 			rep.Error = err.Error()
 		} else {
@@ -431,7 +431,7 @@ func (c *factoryCache) status() CacheStatus {
 
 // take hands a ready VM to the process at the other end of conn, for
 // sandbox id, and watches that process: when it exits the VM goes too.
-func (c *factoryCache) take(ctx context.Context, conn *net.UnixConn, sandbox string) (*cachedVM, error) {
+func (c *factoryCache) take(conn *net.UnixConn, sandbox string) (*cachedVM, error) {
 	if err := persist.ValidateID("sandbox", sandbox); err != nil {
 		return nil, err
 	}
@@ -514,7 +514,7 @@ func reclaimCache(dir string) {
 		if _, err := os.Stat(filepath.Join(d, cacheTakenName)); err == nil {
 			continue
 		}
-		killTemplateVM(filepath.Join(d, "vm"))
+		killVMIn(filepath.Join(d, "vm"))
 		removeVMDir(d)
 	}
 }
@@ -620,7 +620,7 @@ func takeCachedVM(ctx context.Context, factory, id string, log *slog.Logger) (hy
 	vm, err := hypervisor.Attach(ctx, hypervisorBackend, filepath.Join(dir, "vm"))
 	if err != nil {
 		// Ours now, but out of reach: it goes.
-		killTemplateVM(filepath.Join(dir, "vm"))
+		killVMIn(filepath.Join(dir, "vm"))
 		removeVMDir(dir)
 		return nil, "", fmt.Errorf("factory %s: attach to the cache's vm: %w", factory, err)
 	}

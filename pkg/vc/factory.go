@@ -415,7 +415,7 @@ func DestroyFactory(dir string) error {
 	}
 	leftovers, _ := filepath.Glob(dir + ".new-*")
 	for _, d := range append(leftovers, dir) {
-		killTemplateVM(filepath.Join(d, "vm"))
+		killVMIn(filepath.Join(d, "vm"))
 		inUse, err := destroyCacheVMs(filepath.Join(d, cacheDirName))
 		if err != nil {
 			errs = append(errs, err)
@@ -452,7 +452,7 @@ func destroyCacheVMs(dir string) (inUse int, err error) {
 		_, err := os.Stat(filepath.Join(d, cacheTakenName))
 		taken := err == nil
 		if !taken {
-			killTemplateVM(filepath.Join(d, "vm"))
+			killVMIn(filepath.Join(d, "vm"))
 		}
 		if mps, _ := mount.Under(d); len(mps) > 0 || (taken && vmPidIn(filepath.Join(d, "vm")) > 0) {
 			inUse++
@@ -484,9 +484,9 @@ func vmPidIn(vmDir string) int {
 	return pid
 }
 
-// killTemplateVM kills the QEMU whose state directory is vmDir, if it
-// runs, and waits for it to go.
-func killTemplateVM(vmDir string) {
+// killVMIn kills the QEMU whose state directory is vmDir (a template's
+// or a cache's VM), if it runs, and waits for it to go.
+func killVMIn(vmDir string) {
 	pid := vmPidIn(vmDir)
 	if pid == 0 {
 		return
