@@ -100,6 +100,11 @@ func (p *progress) report(e imagestore.Progress) {
 			return
 		}
 		line = fmt.Sprintf("%s: unpacking %s", id, human(uint64(e.Total)))
+	case "verifying":
+		if !p.tty {
+			return
+		}
+		line = fmt.Sprintf("%s: verifying %s", id, human(uint64(e.Total)))
 	case "done":
 		line = fmt.Sprintf("%s: done %s", id, human(uint64(e.Total)))
 	}

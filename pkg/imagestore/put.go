@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 )
 
 // Progress is what a pull or load reports of a layer.
@@ -23,7 +24,7 @@ type Progress struct {
 	Layer  string // the layer blob's digest
 	Index  int    // of Count layers, from 0
 	Count  int
-	Status string // "exists", "downloading", "unpacking" or "done"
+	Status string // "exists", "downloading", "unpacking", "verifying" or "done"
 	Done   int64  // bytes of the blob so far
 	Total  int64  // the blob's size
 }
@@ -103,11 +104,21 @@ func (s *Store) put(ctx context.Context, nm string, img v1.Image, progress func(
 		moves = append(moves, move{p, s.blobPath(digest)})
 		return nil
 	}
+	// A blob and a layer directory both in the store prove nothing about
+	// each other: the pair (blob digest, diff_id) is trusted only if an
+	// image already named has it (its put checked it) or once the blob's
+	// uncompressed stream has been hashed here.
+	checked, err := s.checkedPairs()
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", ShortName(nm), err)
+	}
+	stagedLayers := map[string]bool{} // diff_ids unpacked in stage
 	for i, desc := range m.Layers {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		ld, diffID := desc.Digest.String(), cfg.RootFS.DiffIDs[i].String()
+		pair := layerPair{ld, diffID}
 		p := Progress{Image: nm, Layer: ld, Index: i, Count: len(m.Layers), Total: desc.Size}
 		blob := s.blobPath(ld)
 		_, berr := os.Stat(blob)
@@ -115,7 +126,10 @@ func (s *Store) put(ctx context.Context, nm string, img v1.Image, progress func(
 			blob, berr = sp, nil
 		}
 		_, lerr := os.Stat(s.LayerDir(diffID))
-		if berr == nil && lerr == nil {
+		if lerr == nil || stagedLayers[diffID] {
+			lerr = nil
+		}
+		if berr == nil && lerr == nil && checked[pair] {
 			p.Status, p.Done = "exists", desc.Size
 			progress(p)
 			continue
@@ -135,23 +149,32 @@ func (s *Store) put(ctx context.Context, nm string, img v1.Image, progress func(
 			moves = append(moves, move{sp, blob})
 			staged[ld], blob = sp, sp
 		}
+		start := time.Now()
 		if lerr != nil {
 			p.Status, p.Done = "unpacking", desc.Size
 			progress(p)
 			dir := filepath.Join(stage, "layer-"+hexOf(diffID))
-			if _, err := os.Stat(dir); err == nil {
-				continue // twice in this image: unpacked already
-			}
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				return nil, err
 			}
-			start := time.Now()
 			if err := unpackLayer(blob, dir, diffID); err != nil {
 				return nil, fmt.Errorf("image %s: layer %s: %w", ShortName(nm), ld, err)
 			}
 			slog.Debug("layer unpacked", "image", nm, "layer", ld, "diff_id", diffID, "took", time.Since(start))
 			moves = append(moves, move{dir, s.LayerDir(diffID)})
+			stagedLayers[diffID] = true
+		} else if !checked[pair] {
+			// The layer is unpacked already (by another image, or by
+			// this one's other blob of it), but these bytes are new to
+			// it: they must still be that layer.
+			p.Status, p.Done = "verifying", desc.Size
+			progress(p)
+			if err := checkDiffID(blob, diffID); err != nil {
+				return nil, fmt.Errorf("image %s: layer %s: %w", ShortName(nm), ld, err)
+			}
+			slog.Debug("layer blob checked", "image", nm, "layer", ld, "diff_id", diffID, "took", time.Since(start))
 		}
+		checked[pair] = true
 		p.Status, p.Done = "done", desc.Size
 		progress(p)
 	}
@@ -162,11 +185,12 @@ func (s *Store) put(ctx context.Context, nm string, img v1.Image, progress func(
 		return nil, fmt.Errorf("image %s: %w", ShortName(nm), err)
 	}
 
-	// Everything checked: move in, then name the image.
+	// Everything checked: move in, then name the image. What is in the
+	// store already stays as it is: it was checked when it came.
 	for _, mv := range moves {
-		if err := os.Rename(mv.from, mv.to); err != nil && !os.IsExist(err) {
+		if err := unix.Renameat2(unix.AT_FDCWD, mv.from, unix.AT_FDCWD, mv.to, unix.RENAME_NOREPLACE); err != nil {
 			if _, serr := os.Stat(mv.to); serr != nil {
-				return nil, fmt.Errorf("image %s: %w", ShortName(nm), err)
+				return nil, fmt.Errorf("image %s: %s: %w", ShortName(nm), mv.to, err)
 			}
 		}
 	}
@@ -183,6 +207,32 @@ func (s *Store) put(ctx context.Context, nm string, img v1.Image, progress func(
 		slog.Warn("image store: garbage collection", "err", err)
 	}
 	return s.load(nm, ix.Images[nm])
+}
+
+// layerPair is a layer blob's digest and the diff_id of its uncompressed
+// stream.
+type layerPair struct{ digest, diffID string }
+
+// checkedPairs are the layer pairs of the images named in the store: each
+// was checked when its image was put. An image that does not load
+// vouches for nothing. The caller holds the lock.
+func (s *Store) checkedPairs() (map[layerPair]bool, error) {
+	ix, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	pairs := map[layerPair]bool{}
+	for nm, e := range ix.Images {
+		img, err := s.load(nm, e)
+		if err != nil {
+			slog.Warn("image store: image unreadable, its layers will be checked again", "image", nm, "err", err)
+			continue
+		}
+		for _, l := range img.Layers {
+			pairs[layerPair{l.Digest, l.DiffID}] = true
+		}
+	}
+	return pairs, nil
 }
 
 func hexOf(digest string) string { return digest[len("sha256:"):] }

@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -465,5 +467,180 @@ func TestLoadOCILayout(t *testing.T) {
 		if n := names(t, filepath.Join(s.Root(), "tmp")); len(n) != 0 {
 			t.Errorf("staging left: %v", n)
 		}
+	}
+}
+
+// dockerArchive writes img to path as docker save does (uncompressed
+// layer.tar files, manifest.json naming them) under the name tag, after
+// corrupt (if not nil) has had its way with each layer's tar.
+func dockerArchive(t *testing.T, path, tag string, img v1.Image, corrupt func([]byte)) {
+	t.Helper()
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := img.ConfigName()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{id.Hex + ".json": cfg}
+	var names []string
+	for _, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if corrupt != nil {
+			corrupt(b)
+		}
+		d, _ := l.DiffID()
+		names = append(names, d.Hex+"/layer.tar")
+		files[d.Hex+"/layer.tar"] = b
+	}
+	m, _ := json.Marshal([]tarball.Descriptor{{Config: id.Hex + ".json", RepoTags: []string{tag}, Layers: names}})
+	files["manifest.json"] = m
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for _, n := range slices.Sorted(maps.Keys(files)) {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n]))}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(files[n])
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot is every file of the store but its lock and staging area,
+// with its contents (a directory's as "dir").
+func snapshot(t *testing.T, s *Store) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(s.Root(), func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.Root(), p)
+		switch {
+		case rel == "lock" || rel == "tmp":
+			return nil
+		case strings.HasPrefix(rel, "tmp/"):
+			return filepath.SkipDir
+		case d.IsDir():
+			out[rel] = "dir"
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out[rel] = string(b)
+		default:
+			out[rel] = d.Type().String()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A docker archive whose layer has one byte flipped, loaded over the good
+// one (whose layer directory is there already), is refused naming the
+// layer's diff_id, and the store stays exactly as it was: the good blob,
+// the good name, and a save that exports the good bytes.
+func TestLoadCorruptLayerOverGood(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	img := imageOf(t, layerOf(t, entry{name: "etc/"}, entry{name: "etc/data", body: "the good bytes\n"}))
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.tar"), filepath.Join(dir, "bad.tar")
+	dockerArchive(t, good, "example.com/app:v1", img, nil)
+	dockerArchive(t, bad, "example.com/app:v1", img, func(b []byte) {
+		i := bytes.Index(b, []byte("good bytes"))
+		b[i] ^= 0x01
+	})
+	s := openStore(t)
+	loaded, err := s.Load(ctx, good, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, s)
+	diffID := loaded[0].Layers[0].DiffID
+	_, err = s.Load(ctx, bad, nil)
+	if !errors.Is(err, ErrDigestMismatch) || !strings.Contains(err.Error(), diffID) || !strings.Contains(err.Error(), "layer sha256:") {
+		t.Fatalf("load of the corrupt archive: %v, want a digest mismatch naming the layer and diff_id %s", err, diffID)
+	}
+	after := snapshot(t, s)
+	if !maps.Equal(before, after) {
+		for k := range maps.Keys(after) {
+			if before[k] != after[k] {
+				t.Errorf("%s changed by the refused load", k)
+			}
+		}
+		for k := range maps.Keys(before) {
+			if _, ok := after[k]; !ok {
+				t.Errorf("%s removed by the refused load", k)
+			}
+		}
+	}
+	if n := names(t, filepath.Join(s.Root(), "tmp")); len(n) != 0 {
+		t.Errorf("staging left: %v", n)
+	}
+	// What save exports loads into an empty store: the good layer.
+	out := filepath.Join(dir, "saved.tar")
+	if err := s.Save(ctx, out, []string{"example.com/app:v1"}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := openStore(t)
+	again, err := fresh.Load(ctx, out, nil)
+	if err != nil {
+		t.Fatalf("load of what save exported: %v", err)
+	}
+	if again[0].ID != loaded[0].ID || again[0].Layers[0] != loaded[0].Layers[0] {
+		t.Errorf("round trip: %+v, want %+v", again[0], loaded[0])
+	}
+	b, err := os.ReadFile(filepath.Join(fresh.LayerDir(diffID), "etc", "data"))
+	if err != nil || string(b) != "the good bytes\n" {
+		t.Errorf("etc/data after the round trip: %q %v", b, err)
+	}
+}
+
+// A layer blob new to the store whose layer directory another image
+// unpacked already is checked all the same: an image that names another
+// blob for the same diff_id (as a second compression of it would be) is
+// refused if that blob is not the layer.
+func TestPutChecksBlobOfUnpackedLayer(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	s := openStore(t)
+	l := layerOf(t, entry{name: "f", body: "layer"})
+	if _, err := s.Put(ctx, "example.com/a:1", imageOf(t, l), nil); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, s)
+	other := layerOf(t, entry{name: "f", body: "other"})
+	// An image of other's blob with l's diff_id in its config.
+	img := imageOf(t, other)
+	cf, _ := img.ConfigFile()
+	cf.RootFS.DiffIDs[0], _ = l.DiffID()
+	img, _ = mutate.ConfigFile(img, cf)
+	_, err := s.Put(ctx, "example.com/b:1", img, nil)
+	if !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("put of a blob that is not its diff_id's layer: %v, want a digest mismatch", err)
+	}
+	if after := snapshot(t, s); !maps.Equal(before, after) {
+		t.Errorf("the refused put changed the store")
 	}
 }

@@ -57,6 +57,19 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 // uncompressed stream against diffID ("sha256:HEX"). No entry reaches
 // outside dir, whatever its name or the symbolic links before it.
 func unpackLayer(blob, dir, diffID string) error {
+	return readLayer(blob, diffID, func(r io.Reader) error { return untar(r, dir) })
+}
+
+// checkDiffID checks that the layer blob at blob uncompresses to diffID,
+// unpacking nothing.
+func checkDiffID(blob, diffID string) error {
+	return readLayer(blob, diffID, func(io.Reader) error { return nil })
+}
+
+// readLayer gives use the uncompressed stream of the layer blob at blob
+// and then checks all of it (whatever use left unread: the tar's end
+// padding counts in the digest) against diffID.
+func readLayer(blob, diffID string, use func(io.Reader) error) error {
 	f, err := os.Open(blob)
 	if err != nil {
 		return err
@@ -69,12 +82,11 @@ func unpackLayer(blob, dir, diffID string) error {
 	defer z.Close()
 	h := sha256.New()
 	r := io.TeeReader(z, h)
-	if err := untar(r, dir); err != nil {
+	if err := use(r); err != nil {
 		return err
 	}
-	// The tar's end padding counts in the digest.
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return err
+		return fmt.Errorf("uncompressing: %w", err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
 		return fmt.Errorf("uncompressed content is %s, want diff_id %s: %w", got, diffID, ErrDigestMismatch)
