@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,7 +34,17 @@ func init() {
 
 // openImageStore opens the image store under the data root.
 func openImageStore(g *globals) (*imagestore.Store, error) {
-	return imagestore.Open(filepath.Join(g.dataRoot, "images"))
+	st, err := imagestore.Open(filepath.Join(g.dataRoot, "images"))
+	if err != nil {
+		return nil, err
+	}
+	// A container keeps its image until it is removed, whatever becomes
+	// of the image's name.
+	st.KeepInUse(func() ([]string, error) {
+		used, err := containerImages(context.Background(), g)
+		return slices.Collect(maps.Keys(used)), err
+	})
+	return st, nil
 }
 
 func pullCmd(ctx context.Context, g *globals, args []string) error {
@@ -208,7 +223,7 @@ func imagesCmd(ctx context.Context, g *globals, args []string) error {
 
 func rmiCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("rmi", commands["rmi"].usage)
-	force := fs.Bool("f", false, "remove the image even if a container uses it (its layers stay while mounted)")
+	force := fs.Bool("f", false, "remove the image's name even if a container uses it (the image stays until its containers are removed)")
 	fs.BoolVar(force, "force", false, "the same as -f")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -235,21 +250,70 @@ func rmiCmd(ctx context.Context, g *globals, args []string) error {
 
 // imageUsers names the containers (any state) whose image is img.
 func imageUsers(ctx context.Context, g *globals, img *imagestore.Image) []string {
-	list, err := vc.ListSandbox(ctx, g.stateRoot)
+	used, err := containerImages(ctx, g)
 	if err != nil {
 		// Unknown users are users: refuse rather than guess.
 		return []string{fmt.Sprintf("(cannot list containers: %v)", err)}
 	}
-	var users []string
+	return used[img.Digest]
+}
+
+// containerImages maps the manifest digest of each image a container of
+// the state root has to those containers ("ID (STATE)"): whatever their
+// state, from their records and run options, and a container being run
+// again (its options are in its carry directory meanwhile).
+func containerImages(ctx context.Context, g *globals) (map[string][]string, error) {
+	used := map[string][]string{}
+	add := func(digest, id string, st vc.State) {
+		user := fmt.Sprintf("%s (%s)", id, st)
+		if digest != "" && !slices.Contains(used[digest], user) {
+			used[digest] = append(used[digest], user)
+		}
+	}
+	list, err := vc.ListSandbox(ctx, g.stateRoot)
+	if err != nil {
+		return nil, err
+	}
 	for _, sb := range list {
 		cs, _ := vc.ContainerStatuses(ctx, g.stateRoot, sb.ID)
 		for _, c := range cs {
-			if c.Config.Annotations[imageDigestAnnotation] == img.Digest {
-				users = append(users, fmt.Sprintf("%s (%s)", c.ID, c.State))
-			}
+			add(c.Config.Annotations[imageDigestAnnotation], c.ID, c.State)
+		}
+		if o, err := savedOptions(g, sb.ID); err == nil && len(cs) == 0 {
+			add(o.ImageDigest, sb.ID, sb.State)
 		}
 	}
-	return users
+	carries, err := filepath.Glob(filepath.Join(g.stateRoot, ".*.carry-*", carryState, optionsFile))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range carries {
+		var o runOptions
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = json.Unmarshal(b, &o)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		add(o.ImageDigest, o.ID, "restarting")
+	}
+	return used, nil
+}
+
+// pruneImages collects, after containers were removed, the images they
+// kept that no name points at any more (rmi -f while they were there).
+func pruneImages(g *globals) {
+	if _, err := os.Stat(filepath.Join(g.dataRoot, "images")); err != nil {
+		return // no store
+	}
+	st, err := openImageStore(g)
+	if err == nil {
+		err = st.Prune()
+	}
+	if err != nil {
+		slog.Warn("image store: collecting the images of removed containers", "err", err)
+	}
 }
 
 func loadCmd(ctx context.Context, g *globals, args []string) error {

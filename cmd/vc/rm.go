@@ -21,6 +21,12 @@ func rmCmd(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	removed := false
+	defer func() {
+		if removed {
+			pruneImages(g)
+		}
+	}()
 	for _, id := range ids {
 		st, err := vc.StatusSandbox(ctx, g.stateRoot, id)
 		if errdefs.IsNotFound(err) && *force {
@@ -40,6 +46,7 @@ func rmCmd(ctx context.Context, g *globals, args []string) error {
 		if err := vc.DeleteSandbox(ctx, g.stateRoot, id); err != nil {
 			return err
 		}
+		removed = true
 		fmt.Println(id)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,6 +25,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/internal/rootfs"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/imagestore"
@@ -80,6 +82,11 @@ type runOptions struct {
 	// Factory is auto, on or off: whether the VM starts from the
 	// factory's template (factory.go).
 	Factory string `json:"factory,omitempty"`
+	// ImageDigest is the manifest digest Image had when the container was
+	// first run: vc start and vc restart run that image again, as docker
+	// does, whatever the name points at now or if it points at nothing
+	// (rmi -f keeps a container's image until the container goes).
+	ImageDigest string `json:"image_digest,omitempty"`
 	// Carry is what a restart keeps of the container's previous run (its
 	// writable layer and its log), to move into the new sandbox.
 	Carry string `json:"carry,omitempty"`
@@ -239,18 +246,25 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err != nil {
 		return err
 	}
-	// Until the container runs, a failure removes everything.
+	// Until the container runs, a failure removes everything. A container
+	// run again gives back what it wrote to the carry directory first,
+	// for vc start to put the container back as it was.
 	failed := true
 	defer func() {
 		if failed {
 			s.Stop(context.WithoutCancel(ctx), 5*time.Second)
-			// A restarted container keeps its record and what it wrote:
-			// vc rm removes them, vc start tries again.
-			if o.Carry == "" {
-				s.Delete(context.WithoutCancel(ctx))
+			if o.Carry != "" {
+				if err := giveBack(s.Dir(), o.Carry); err != nil {
+					slog.Error("run again failed: the container's files stay in its sandbox", "id", o.ID, "err", err)
+					return
+				}
 			}
+			s.Delete(context.WithoutCancel(ctx))
 		}
 	}()
+	if src.image != nil {
+		o.ImageDigest = src.image.Digest
+	}
 	if err := saveOptions(s.Dir(), o); err != nil {
 		return err
 	}
@@ -453,7 +467,15 @@ func resolveImage(g *globals, o runOptions) (imageSource, error) {
 	if err != nil {
 		return imageSource{}, err
 	}
-	img, err := st.Get(o.Image)
+	var img *imagestore.Image
+	if o.ImageDigest != "" {
+		// Run again: the image it was run with.
+		if img, err = st.GetDigest(o.Image, o.ImageDigest); err != nil {
+			return imageSource{}, fmt.Errorf("IMAGE %q (%s): the container's image is gone from the store: %w", o.Image, o.ImageDigest, err)
+		}
+	} else {
+		img, err = st.Get(o.Image)
+	}
 	switch {
 	case err == nil:
 		lowers := make([]string, 0, len(img.Layers))
@@ -579,6 +601,15 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource,
 		ann[imageDigestAnnotation] = src.image.Digest
 	}
 	return vc.ContainerConfig{ID: o.ID, Rootfs: src.lowers[0], Spec: spec, Annotations: ann}, src, nil
+}
+
+// giveBack moves what a container run again had carried in back to its
+// carry directory, its writable layer unmounted first.
+func giveBack(dir, carry string) error {
+	if err := mount.UnmountUnder(filepath.Join(dir, "layer")); err != nil {
+		return err
+	}
+	return moveCarried(dir, carry)
 }
 
 // imageDigestAnnotation records the manifest digest of a container's

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/containerd/errdefs"
 
@@ -131,9 +133,12 @@ func containerState(ctx context.Context, g *globals, id string) (vc.State, error
 }
 
 // rerun runs stopped container id again: what it wrote and its log move
-// aside, its sandbox is removed, and a new owner creates it again from
-// the options it was run with, moving them back. With create, the new
-// container is left created (for an attachment before it starts).
+// aside with a copy of its record, its sandbox is removed, and a new owner
+// creates it again from the options it was run with, moving them back.
+// With create, the new container is left created (for an attachment
+// before it starts). If the new run fails, for whatever reason, the
+// container is put back as it was: stopped, with its record, what it
+// wrote and its log, to be started again once the cause is gone.
 func rerun(ctx context.Context, g *globals, id string, create bool) error {
 	o, err := savedOptions(g, id)
 	if err != nil {
@@ -148,14 +153,21 @@ func rerun(ctx context.Context, g *globals, id string, create bool) error {
 		if cerr := carryIn(carry, filepath.Join(g.stateRoot, id)); cerr != nil {
 			return fmt.Errorf("container %s: remove the stopped VM: %w (what it wrote is in %s)", id, err, carry)
 		}
+		os.RemoveAll(carry)
 		return fmt.Errorf("container %s: remove the stopped VM: %w", id, err)
 	}
 	o.Carry, o.Detach, o.Create, o.Debug = carry, true, create, g.debug
 	if err := spawnOwner(ctx, g, o); err != nil {
-		if _, serr := os.Stat(carry); serr == nil {
-			return fmt.Errorf("container %s: %w (what it wrote is in %s)", id, err, carry)
+		// The owner has undone what it made (it reports once it has),
+		// and moved what the container wrote back to carry.
+		if rerr := restoreStopped(g, id, carry); rerr != nil {
+			return fmt.Errorf("container %s: %w (and putting it back: %v; what it wrote is in %s)", id, err, rerr, carry)
 		}
 		return fmt.Errorf("container %s: %w", id, err)
+	}
+	// What is left is the old record's copy.
+	if err := os.RemoveAll(carry); err != nil {
+		slog.Warn("restart: carry directory left", "dir", carry, "err", err)
 	}
 	return nil
 }
@@ -198,37 +210,83 @@ func savedOptions(g *globals, id string) (runOptions, error) {
 // upper directory and its log.
 var carried = []string{"layer/upper", "container.log", "container.log.1"}
 
+// carryState is the directory of a carry directory that holds a copy of
+// the stopped sandbox's record (its state files and run options), to put
+// it back if the next run fails.
+const carryState = "state"
+
 // carryOut moves what a stopped container keeps into a directory of its
-// own under the state root and returns it. Failing halfway, it moves back
-// what it moved.
+// own under the state root, with a copy of its record, and returns it.
+// Failing halfway, it moves back what it moved.
 func carryOut(g *globals, id string) (string, error) {
 	dir, err := os.MkdirTemp(g.stateRoot, "."+id+".carry-")
 	if err != nil {
 		return "", err
 	}
 	sandbox := filepath.Join(g.stateRoot, id)
+	if err := copyRecord(sandbox, filepath.Join(dir, carryState)); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("container %s: keep its record: %w", id, err)
+	}
+	if err := moveCarried(sandbox, dir); err != nil {
+		if cerr := carryIn(dir, sandbox); cerr != nil {
+			return "", fmt.Errorf("container %s: %w (and moving back: %v; what was moved is in %s)", id, err, cerr, dir)
+		}
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("container %s: %w", id, err)
+	}
+	return dir, nil
+}
+
+// copyRecord copies the regular files of sandbox directory dir (its
+// state, run options and logs; not its lock, nor what carried moves) to
+// the new directory to.
+func copyRecord(dir, to string) error {
+	if err := os.Mkdir(to, 0o700); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || e.Name() == "lock" || slices.Contains(carried, e.Name()) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moveCarried moves what a container keeps from sandbox directory dir
+// into carry.
+func moveCarried(dir, carry string) error {
 	for _, name := range carried {
-		src := filepath.Join(sandbox, name)
+		src := filepath.Join(dir, name)
 		if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		dst := filepath.Join(dir, name)
+		dst := filepath.Join(carry, name)
 		err := os.MkdirAll(filepath.Dir(dst), 0o700)
 		if err == nil {
 			err = os.Rename(src, dst)
 		}
 		if err != nil {
-			if cerr := carryIn(dir, sandbox); cerr != nil {
-				return "", fmt.Errorf("container %s: keep %s: %w (and moving back: %v; what was moved is in %s)", id, name, err, cerr, dir)
-			}
-			return "", fmt.Errorf("container %s: keep %s: %w", id, name, err)
+			return fmt.Errorf("keep %s: %w", name, err)
 		}
 	}
-	return dir, nil
+	return nil
 }
 
-// carryIn moves what carryOut kept into the new sandbox's directory and
-// removes the carry directory.
+// carryIn moves what carryOut kept into the new sandbox's directory. The
+// carry directory stays (with the old record's copy) until the run it is
+// for has succeeded.
 func carryIn(carry, dir string) error {
 	for _, name := range carried {
 		src := filepath.Join(carry, name)
@@ -242,6 +300,35 @@ func carryIn(carry, dir string) error {
 		if err := os.Rename(src, dst); err != nil {
 			return fmt.Errorf("restore %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// restoreStopped puts stopped container id back from carry after a failed
+// run again: its sandbox directory with its record, what it wrote and its
+// log; then carry goes.
+func restoreStopped(g *globals, id, carry string) error {
+	st, err := persist.New(g.stateRoot)
+	if err != nil {
+		return err
+	}
+	if err := st.Create(id); err != nil {
+		// (A sandbox of that name again: not ours to replace.)
+		return err
+	}
+	dir := st.Dir(id)
+	state := filepath.Join(carry, carryState)
+	ents, err := os.ReadDir(state)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(state, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("restore %s: %w", e.Name(), err)
+		}
+	}
+	if err := carryIn(carry, dir); err != nil {
+		return err
 	}
 	return os.RemoveAll(carry)
 }

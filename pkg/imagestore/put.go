@@ -126,8 +126,8 @@ func (s *Store) put(ctx context.Context, nm string, img v1.Image, progress func(
 			blob, berr = sp, nil
 		}
 		_, lerr := os.Stat(s.LayerDir(diffID))
-		if lerr == nil || stagedLayers[diffID] {
-			lerr = nil
+		if stagedLayers[diffID] {
+			lerr = nil // twice in this image: unpacked already
 		}
 		if berr == nil && lerr == nil && checked[pair] {
 			p.Status, p.Done = "exists", desc.Size

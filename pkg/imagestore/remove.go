@@ -16,9 +16,11 @@ import (
 // Remove removes the name ref is (or, for an image id, every name of that
 // image) and then whatever no image refers to any more. usedBy, if not
 // nil, names the containers that use an image; an image in use is
-// refused (errdefs.ErrFailedPrecondition, naming them) unless force. Even
-// forced, a layer some overlay still has mounted stays until a later
-// Remove finds it unmounted. It returns the names removed.
+// refused (errdefs.ErrFailedPrecondition, naming them) unless force.
+// Forced, only the names go: the blobs and layers of an image a container
+// uses (KeepInUse) stay until the container is removed and a later
+// collection finds them unused, and a layer some overlay has mounted
+// stays until one finds it unmounted. It returns the names removed.
 func (s *Store) Remove(ref string, force bool, usedBy func(*Image) []string) ([]string, error) {
 	unlock, err := s.lock(true)
 	if err != nil {
@@ -62,6 +64,24 @@ func (s *Store) Remove(ref string, force bool, usedBy func(*Image) []string) ([]
 	return names, nil
 }
 
+// Prune collects what no image and no container uses any more (a
+// container's image whose name went with rmi -f, once the container is
+// removed). It does not wait: if another holds the store's lock, Prune
+// returns nil and leaves it to the next pull, load or rmi, which collect
+// as they end.
+func (s *Store) Prune() error {
+	unlock, ok, err := s.tryLock()
+	if err != nil || !ok {
+		return err
+	}
+	defer unlock()
+	ix, err := s.readIndex()
+	if err != nil {
+		return err
+	}
+	return s.gc(ix)
+}
+
 func shortID(id string) string {
 	id = strings.TrimPrefix(id, "sha256:")
 	if len(id) > 12 {
@@ -70,19 +90,39 @@ func shortID(id string) string {
 	return id
 }
 
-// gc removes the blobs and layers no image of ix refers to, except layers
-// an overlay has mounted. The caller holds the lock exclusively.
+// gc removes the blobs and layers no image of ix and no container's
+// image (KeepInUse) refers to, except layers an overlay has mounted. The
+// caller holds the lock exclusively.
 func (s *Store) gc(ix *index) error {
 	blobs, layers := map[string]bool{}, map[string]bool{}
+	keep := func(img *Image) {
+		blobs[hexOf(img.Digest)], blobs[hexOf(img.ID)] = true, true
+		for _, l := range img.Layers {
+			blobs[hexOf(l.Digest)], layers[hexOf(l.DiffID)] = true, true
+		}
+	}
 	for nm, e := range ix.Images {
 		img, err := s.load(nm, e)
 		if err != nil {
 			// Keep everything rather than guess what it needs.
 			return fmt.Errorf("garbage collection skipped: %w", err)
 		}
-		blobs[hexOf(img.Digest)], blobs[hexOf(img.ID)] = true, true
-		for _, l := range img.Layers {
-			blobs[hexOf(l.Digest)], layers[hexOf(l.DiffID)] = true, true
+		keep(img)
+	}
+	if s.inUse != nil {
+		digests, err := s.inUse()
+		if err != nil {
+			return fmt.Errorf("garbage collection skipped: the images containers use: %w", err)
+		}
+		for _, d := range digests {
+			img, err := s.GetDigest(d, d)
+			if errdefs.IsNotFound(err) {
+				continue // collected before (by a vc without this)
+			}
+			if err != nil {
+				return fmt.Errorf("garbage collection skipped: %w", err)
+			}
+			keep(img)
 		}
 	}
 	var errs []error

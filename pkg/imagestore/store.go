@@ -50,8 +50,16 @@ var ErrDigestMismatch = errors.New("digest mismatch")
 
 // Store is an image store under a root directory.
 type Store struct {
-	root string
+	root  string
+	inUse func() ([]string, error)
 }
+
+// KeepInUse tells the store which images containers use, by manifest
+// digest: garbage collection keeps their blobs and layers even once no
+// name points at them (rmi -f, or a pull that moves a name), as docker
+// keeps a container's image until the container is removed. If inUse
+// fails, nothing is collected.
+func (s *Store) KeepInUse(inUse func() ([]string, error)) { s.inUse = inUse }
 
 // Open opens (creating it if needed) the store under root.
 func Open(root string) (*Store, error) {
@@ -97,6 +105,30 @@ func (s *Store) lock(exclusive bool) (func(), error) {
 		return nil, fmt.Errorf("image store lock: %w", err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// tryLock takes the store's lock exclusively if no one holds it; ok is
+// false if someone does.
+func (s *Store) tryLock() (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("image store lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == unix.EWOULDBLOCK {
+		f.Close()
+		return nil, false, nil
+	}
+	if err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("image store lock: %w", err)
+	}
+	return func() { f.Close() }, true, nil
 }
 
 // Image is an image of the store.
@@ -206,6 +238,21 @@ func (s *Store) load(nm string, e indexEntry) (*Image, error) {
 		img.Size += l.Size
 	}
 	return img, nil
+}
+
+// GetDigest returns the image of manifest digest, named nm, whether or not
+// a name of the store points at it still: a container's image, kept while
+// the container is (see KeepInUse). An image whose blobs are gone is
+// errdefs.ErrNotFound.
+func (s *Store) GetDigest(nm, digest string) (*Image, error) {
+	if _, err := v1.NewHash(digest); err != nil {
+		return nil, fmt.Errorf("image %s: digest %q: %w: %w", ShortName(nm), digest, err, errdefs.ErrInvalidArgument)
+	}
+	img, err := s.load(nm, indexEntry{Digest: digest})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
+	}
+	return img, err
 }
 
 // List returns the store's images by name.

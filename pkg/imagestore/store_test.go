@@ -644,3 +644,64 @@ func TestPutChecksBlobOfUnpackedLayer(t *testing.T) {
 		t.Errorf("the refused put changed the store")
 	}
 }
+
+// rmi -f of an image a container uses removes its name only: its blobs
+// and layers stay (not mounted: the container is stopped) and GetDigest
+// still finds it, also after a put that collects; once no container uses
+// it, Prune collects it.
+func TestRemoveForceKeepsInUse(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	s := openStore(t)
+	a, err := s.Put(ctx, "example.com/a:1", imageOf(t, layerOf(t, entry{name: "a", body: "a"})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inUse := []string{a.Digest}
+	s.KeepInUse(func() ([]string, error) { return inUse, nil })
+	users := func(*Image) []string { return []string{"ctr-1 (stopped)"} }
+	if _, err := s.Remove("example.com/a:1", true, users); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("example.com/a:1"); !errdefs.IsNotFound(err) {
+		t.Errorf("the name is still there after rmi -f: %v", err)
+	}
+	// Another image's put collects too.
+	if _, err := s.Put(ctx, "example.com/b:1", imageOf(t, layerOf(t, entry{name: "b", body: "b"})), nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetDigest("example.com/a:1", a.Digest)
+	if err != nil || got.ID != a.ID {
+		t.Fatalf("GetDigest of the container's image after rmi -f: %+v %v", got, err)
+	}
+	dirs, release, err := s.Acquire(got)
+	if err != nil {
+		t.Fatalf("the container's layers after rmi -f: %v", err)
+	}
+	release()
+	if _, err := os.Stat(filepath.Join(dirs[0], "a")); err != nil {
+		t.Errorf("the layer's file: %v", err)
+	}
+	// The container removed: Prune collects a, not b.
+	inUse = nil
+	if err := s.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDigest("example.com/a:1", a.Digest); !errdefs.IsNotFound(err) {
+		t.Errorf("GetDigest after the container went and a prune: %v, want not found", err)
+	}
+	if _, err := os.Stat(dirs[0]); !os.IsNotExist(err) {
+		t.Errorf("a's layer after the prune: %v, want removed", err)
+	}
+	if n := names(t, filepath.Join(s.Root(), "layers")); len(n) != 1 {
+		t.Errorf("layers after the prune: %v, want b's only", n)
+	}
+	// An unknown in-use list keeps everything.
+	s.KeepInUse(func() ([]string, error) { return nil, errors.New("state root unreadable") })
+	if _, err := s.Remove("example.com/b:1", true, nil); err == nil || !strings.Contains(err.Error(), "state root unreadable") {
+		t.Errorf("rmi with the users unknown: %v, want the collection skipped, saying why", err)
+	}
+	if n := names(t, filepath.Join(s.Root(), "layers")); len(n) != 1 {
+		t.Errorf("layers after a collection that could not know the users: %v, want b's kept", n)
+	}
+}

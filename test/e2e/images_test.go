@@ -596,3 +596,264 @@ func TestImagesPullProgressTTY(t *testing.T) {
 		t.Errorf("pull on a terminal: no per-layer byte counts rewritten in place: %q", out)
 	}
 }
+
+// dockerSave writes img to path as docker save does: uncompressed
+// layer.tar files that manifest.json names, the config by its digest,
+// under the name ref; corrupt, if not nil, may change a layer's tar (its
+// index given) before it is written.
+func dockerSave(t *testing.T, path, ref string, img v1.Image, corrupt func(i int, b []byte)) {
+	t.Helper()
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := img.ConfigName()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type file struct {
+		name string
+		body []byte
+	}
+	files := []file{{id.Hex + ".json", cfg}}
+	var paths []string
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if corrupt != nil {
+			corrupt(i, b)
+		}
+		d, _ := l.DiffID()
+		paths = append(paths, d.Hex+"/layer.tar")
+		files = append(files, file{d.Hex + "/layer.tar", b})
+	}
+	m, _ := json.Marshal([]tarball.Descriptor{{Config: id.Hex + ".json", RepoTags: []string{ref}, Layers: paths}})
+	files = append(files, file{"manifest.json", m})
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for _, fl := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: fl.name, Mode: 0o644, Size: int64(len(fl.body))}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(fl.body)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storeFiles is every blob, layer directory and the index of the image
+// store, with a blob's or the index's bytes.
+func (e *imgEnv) storeFiles(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	root := filepath.Join(e.data, "images")
+	for _, sub := range []string{"blobs/sha256", "layers"} {
+		for _, n := range e.storeEntries(t, sub) {
+			out[sub+"/"+n] = "dir"
+			if sub == "blobs/sha256" {
+				b, err := os.ReadFile(filepath.Join(root, sub, n))
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[sub+"/"+n] = string(b)
+			}
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(root, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["index.json"] = string(b)
+	return out
+}
+
+// vc load of a docker archive with one byte flipped in a layer, after
+// the good archive of the same image: the load fails naming the layer's
+// diff_id, the store keeps every blob as it was, and vc save still
+// exports the good image (it loads into an empty store and runs).
+func TestImagesLoadCorruptLayer(t *testing.T) {
+	e := newImgEnv(t)
+	ref := "example.com/e2e/flipped:v1"
+	img := appImage(t, "flipped")
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.tar"), filepath.Join(dir, "bad.tar")
+	dockerSave(t, good, ref, img, nil)
+	dockerSave(t, bad, ref, img, func(i int, b []byte) {
+		if i == 1 {
+			b[bytes.Index(b, []byte("echo \"args:"))] ^= 0x01
+		}
+	})
+	if out := e.must(t, "load", "-i", good); !strings.Contains(out, "Loaded image: "+ref) {
+		t.Fatalf("load of the good archive: %q", out)
+	}
+	before := e.storeFiles(t)
+	layers, _ := img.Layers()
+	diffID, _ := layers[1].DiffID()
+	out, errOut, code := e.vc(t, "load", "-i", bad)
+	if code == 0 || strings.Contains(out, "Loaded image") || !strings.Contains(errOut, "diff_id "+diffID.String()) || !strings.Contains(errOut, "digest mismatch") {
+		t.Fatalf("load of the corrupt archive: exit %d\nstdout: %s\nstderr: %s\nwant a failure naming diff_id %s", code, out, errOut, diffID)
+	}
+	t.Logf("error: %s", strings.TrimSpace(errOut))
+	after := e.storeFiles(t)
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s changed or removed by the refused load", k)
+		}
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			t.Errorf("%s added by the refused load", k)
+		}
+	}
+	if l := e.storeEntries(t, "tmp"); len(l) != 0 {
+		t.Errorf("staging left: %v", l)
+	}
+	saved := filepath.Join(dir, "saved.tar")
+	e.must(t, "save", "-o", saved, ref)
+	fresh := newImgEnv(t)
+	if out := fresh.must(t, "load", "-i", saved); !strings.Contains(out, "Loaded image: "+ref) {
+		t.Fatalf("load of what save exported: %q", out)
+	}
+	id := "e2e-img-flipped"
+	out = fresh.must(t, "run", "--rm", "--name", id, ref)
+	wantLines(t, "the saved image", out, "args:default-arg", "env:hello-from-image")
+	noLeftovers(t, id)
+}
+
+// keptScript reports whether the container ran before (its file in its
+// writable layer) and writes that file.
+const keptScript = `test -e /srv/app/kept && echo run-again || echo run-first; echo x > /srv/app/kept`
+
+// loadedImage loads appImage(tag) into e's store from a docker archive.
+func (e *imgEnv) loadedImage(t *testing.T, ref, tag string) {
+	t.Helper()
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	dockerSave(t, archive, ref, appImage(t, tag), nil)
+	if out := e.must(t, "load", "-i", archive); !strings.Contains(out, "Loaded image: "+ref) {
+		t.Fatalf("load: %q", out)
+	}
+}
+
+// vc rmi -f of the image of a stopped container removes the name only: the
+// container keeps the image's layers, vc restart runs it again with what it
+// wrote, and vc rm of it then collects them.
+func TestImagesRestartAfterRmiForce(t *testing.T) {
+	e := newImgEnv(t)
+	ref := "example.com/e2e/kept:v1"
+	e.loadedImage(t, ref, "kept")
+	id := "e2e-img-rmi-restart"
+	t.Cleanup(func() { e.vc(t, "rm", "-f", id) })
+	out := e.must(t, "run", "--name", id, "--entrypoint", "/bin/sh", ref, "-c", keptScript)
+	wantLines(t, "the first run", out, "run-first")
+	if _, errOut, code := e.vc(t, "rmi", ref); code == 0 || !strings.Contains(errOut, id) {
+		t.Fatalf("rmi of a stopped container's image: exit %d stderr %q, want refused naming %s", code, errOut, id)
+	}
+	if out := e.must(t, "rmi", "-f", ref); !strings.Contains(out, "Untagged: "+ref) {
+		t.Errorf("rmi -f: %q", out)
+	}
+	if out := e.must(t, "images", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("images after rmi -f: %q, want none", out)
+	}
+	if l := e.storeEntries(t, "layers"); len(l) != 2 {
+		t.Errorf("layers after rmi -f: %v, want the container's 2 kept", l)
+	}
+	if out, errOut, code := e.vc(t, "restart", id); code != 0 || strings.TrimSpace(out) != id {
+		t.Fatalf("restart after rmi -f: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	if out, errOut, code := e.vc(t, "wait", id); code != 0 || strings.TrimSpace(out) != "0" {
+		t.Fatalf("wait after restart: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	out = e.must(t, "logs", id)
+	wantLines(t, "the log of both runs", out, "run-first", "run-again")
+	if out, _, _ := e.vc(t, "ps", "-a", "--format", "{{.ID}} {{.Image}}"); !strings.Contains(out, id+" "+ref) {
+		t.Errorf("ps -a after the restart: %q, want %s of %s", out, id, ref)
+	}
+	e.must(t, "rm", id)
+	noLeftovers(t, id)
+	noCarry(t, id)
+	for _, sub := range []string{"layers", "blobs/sha256"} {
+		if l := e.storeEntries(t, sub); len(l) != 0 {
+			t.Errorf("%s after the container's rm: %v, want its image collected", sub, l)
+		}
+	}
+}
+
+// A vc start or vc restart of a stopped container that fails (its kernel
+// gone, then not a kernel) leaves the container as it was: listed by
+// ps -a, its writable layer and log in place, no carry directory; once
+// the kernel is back, vc start runs it again with what it wrote.
+func TestImagesRestartFailureKeepsContainer(t *testing.T) {
+	e := newImgEnv(t)
+	ref := "example.com/e2e/failing:v1"
+	e.loadedImage(t, ref, "failing")
+	k := filepath.Join(t.TempDir(), "vmlinuz")
+	good, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := "e2e-img-restart-fails"
+	t.Cleanup(func() { e.vc(t, "rm", "-f", id) })
+	out := e.must(t, "run", "--name", id, "--kernel", k, "--entrypoint", "/bin/sh", ref, "-c", keptScript)
+	wantLines(t, "the first run", out, "run-first")
+	kept := filepath.Join(stateRoot, id, "layer", "upper", "srv", "app", "kept")
+	asItWas := func(what string) {
+		t.Helper()
+		if out, _, _ := e.vc(t, "ps", "-a", "--format", "{{.ID}} {{.State}}"); !strings.Contains(out, id+" stopped\n") {
+			t.Errorf("ps -a after %s: %q, want %s stopped", what, out, id)
+		}
+		if _, err := os.Stat(kept); err != nil {
+			t.Errorf("the container's file after %s: %v", what, err)
+		}
+		if out := e.must(t, "logs", id); !strings.Contains(out, "run-first") {
+			t.Errorf("logs after %s: %q", what, out)
+		}
+		noCarry(t, id)
+	}
+	if err := os.Remove(k); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := e.vc(t, "start", id); code == 0 || !strings.Contains(errOut, id) {
+		t.Errorf("start with the kernel gone: exit %d stderr %q, want a failure naming %s", code, errOut, id)
+	} else {
+		t.Logf("start with the kernel gone: exit %d: %s", code, strings.TrimSpace(errOut))
+	}
+	asItWas("a start that failed before its VM")
+	if err := os.WriteFile(k, []byte("not a kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := e.vc(t, "restart", id); code == 0 {
+		t.Errorf("restart with no kernel: exit 0, stderr %q", errOut)
+	} else {
+		t.Logf("restart with not a kernel: exit %d: %s", code, strings.TrimSpace(errOut))
+	}
+	asItWas("a restart whose VM failed")
+	if err := os.WriteFile(k, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := e.vc(t, "start", id); code != 0 || strings.TrimSpace(out) != id {
+		t.Fatalf("start with the kernel back: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	if out, errOut, code := e.vc(t, "wait", id); code != 0 || strings.TrimSpace(out) != "0" {
+		t.Fatalf("wait: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	wantLines(t, "the log after the failures", e.must(t, "logs", id), "run-first", "run-again")
+	e.must(t, "rm", id)
+	noLeftovers(t, id)
+	noCarry(t, id)
+}
