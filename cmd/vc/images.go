@@ -39,7 +39,8 @@ func openImageStore(g *globals) (*imagestore.Store, error) {
 		return nil, err
 	}
 	// A container keeps its image until it is removed, whatever becomes
-	// of the image's name.
+	// of the image's name. (Containers of this state root: one of another
+	// keeps its layers only while its overlay is mounted.)
 	st.KeepInUse(func() ([]string, error) {
 		used, err := containerImages(context.Background(), g)
 		return slices.Collect(maps.Keys(used)), err
