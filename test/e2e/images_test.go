@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
 )
@@ -792,9 +793,10 @@ func TestImagesRestartAfterRmiForce(t *testing.T) {
 }
 
 // A vc start or vc restart of a stopped container that fails (its kernel
-// gone, then not a kernel) leaves the container as it was: listed by
-// ps -a, its writable layer and log in place, no carry directory; once
-// the kernel is back, vc start runs it again with what it wrote.
+// gone, then not a kernel, then its command gone) leaves the container as
+// it was: listed by ps -a, its writable layer and log in place, no carry
+// directory; once the cause is gone, vc start runs it again with what it
+// wrote.
 func TestImagesRestartFailureKeepsContainer(t *testing.T) {
 	e := newImgEnv(t)
 	ref := "example.com/e2e/failing:v1"
@@ -845,6 +847,25 @@ func TestImagesRestartFailureKeepsContainer(t *testing.T) {
 	asItWas("a restart whose VM failed")
 	if err := os.WriteFile(k, good, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// A run that fails in its VM, once what the container wrote is in the
+	// new sandbox: its command gone (a whiteout over /bin/sh in its
+	// writable layer).
+	wh := filepath.Join(stateRoot, id, "layer", "upper", "bin", "sh")
+	if err := os.MkdirAll(filepath.Dir(wh), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(wh, unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := e.vc(t, "start", id); code != 127 {
+		t.Errorf("start with /bin/sh gone: exit %d stderr %q, want 127", code, errOut)
+	} else {
+		t.Logf("start with /bin/sh gone: exit %d: %s", code, strings.TrimSpace(errOut))
+	}
+	asItWas("a start whose command was missing")
+	if err := os.Remove(wh); err != nil {
+		t.Errorf("the whiteout after the failed start: %v", err)
 	}
 	if out, errOut, code := e.vc(t, "start", id); code != 0 || strings.TrimSpace(out) != id {
 		t.Fatalf("start with the kernel back: exit %d stdout %q stderr %q", code, out, errOut)
