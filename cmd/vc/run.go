@@ -43,24 +43,27 @@ func init() {
 // runOptions is everything `vc run` was asked; the detached owner process
 // receives it as JSON.
 type runOptions struct {
-	ID          string   `json:"id"`
-	Image       string   `json:"image"`
-	Rootfs      string   `json:"rootfs"`
-	Args        []string `json:"args"`
-	Env         []string `json:"env"`
-	Workdir     string   `json:"workdir"`
-	Volumes     []string `json:"volumes"`
-	CPUs        uint     `json:"cpus"`
-	MemoryMiB   uint32   `json:"memory_mib"`
-	Rm          bool     `json:"rm"`
-	Detach      bool     `json:"detach"`
-	Interactive bool     `json:"interactive"`
-	TTY         bool     `json:"tty"`
-	Kernel      string   `json:"kernel"`
-	Initrd      string   `json:"initrd"`
-	Accel       string   `json:"accel"`
-	Debug       bool     `json:"debug"`
-	NetNS       string   `json:"netns,omitempty"`
+	ID      string   `json:"id"`
+	Image   string   `json:"image"`
+	Rootfs  string   `json:"rootfs"`
+	Args    []string `json:"args"`
+	Env     []string `json:"env"`
+	Workdir string   `json:"workdir"`
+	Volumes []string `json:"volumes"`
+	CPUs    uint     `json:"cpus"`
+	// CPUQuota is the container's CFS quota per cpuPeriod (--cpus 0.5:
+	// 50000), zero for none; CPUs is the VM's, the number rounded up.
+	CPUQuota    int64  `json:"cpu_quota,omitempty"`
+	MemoryMiB   uint32 `json:"memory_mib"`
+	Rm          bool   `json:"rm"`
+	Detach      bool   `json:"detach"`
+	Interactive bool   `json:"interactive"`
+	TTY         bool   `json:"tty"`
+	Kernel      string `json:"kernel"`
+	Initrd      string `json:"initrd"`
+	Accel       string `json:"accel"`
+	Debug       bool   `json:"debug"`
+	NetNS       string `json:"netns,omitempty"`
 	// NoNAT and Publish: the user-mode NAT of a VM without NetNS.
 	NoNAT   bool             `json:"no_nat,omitempty"`
 	Publish []vc.PortMapping `json:"publish,omitempty"`
@@ -95,13 +98,13 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs := newFlags(name, commands[name].usage)
 	var o runOptions
 	var vols, envs, envFiles, publish, capAdd, capDrop listFlag
-	var mem, network, entrypoint string
+	var mem, network, entrypoint, cpus string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
 	fs.BoolVar(&o.Interactive, "i", false, "keep stdin open and forward it")
 	fs.BoolVar(&o.TTY, "t", false, "allocate a terminal")
 	fs.StringVar(&o.ID, "name", "", "container name (default: a random id)")
-	fs.UintVar(&o.CPUs, "cpus", 0, fmt.Sprintf("virtual CPUs of the VM (default %d)", hypervisor.DefaultCPUs))
+	fs.StringVar(&cpus, "cpus", "", fmt.Sprintf("CPUs, fractions allowed (0.5): the VM gets them rounded up (default %d), the container a CPU quota of the number", hypervisor.DefaultCPUs))
 	fs.StringVar(&mem, "memory", "", fmt.Sprintf("memory of the VM, e.g. 512M or 1G (default %dM, at least %dM)", hypervisor.DefaultMemoryMiB, hypervisor.MinMemoryMiB))
 	fs.StringVar(&mem, "m", "", "the same as --memory")
 	fs.Var(&vols, "v", "bind a host directory or file: HOST:CONTAINER[:ro] (repeatable)")
@@ -174,9 +177,11 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 			return err
 		}
 	}
-	if _, err := hypervisor.CheckCPUs("--cpus", uint64(o.CPUs)); err != nil {
+	var vcpus uint32
+	if vcpus, o.CPUQuota, err = parseCPUs(cpus); err != nil {
 		return err
 	}
+	o.CPUs = uint(vcpus)
 	switch o.Factory {
 	case "auto", "on", "off":
 	default:
@@ -542,6 +547,13 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource,
 	spec.Process.Env = env
 	spec.Hostname = o.Hostname
 	spec.Root.Readonly = o.ReadOnly
+	if o.CPUQuota > 0 {
+		quota, period := o.CPUQuota, uint64(cpuPeriod)
+		if spec.Linux.Resources == nil {
+			spec.Linux.Resources = &specs.LinuxResources{}
+		}
+		spec.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
 	if o.Privileged {
 		privileged(spec)
 	}

@@ -2,10 +2,12 @@ package vc
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,15 +38,27 @@ func TestSandboxConfigValidate(t *testing.T) {
 		"id":     func(c *SandboxConfig) { c.ID = "../x" },
 		"memory": func(c *SandboxConfig) { c.Hypervisor.MemoryMiB = 64 },
 		"cpus":   func(c *SandboxConfig) { c.Hypervisor.CPUs = 1000 },
-		"accel":  func(c *SandboxConfig) { c.Hypervisor.Accel = "xen" },
-		"kernel": func(c *SandboxConfig) { c.Hypervisor.Kernel = "/nonexistent" },
-		"initrd": func(c *SandboxConfig) { c.Hypervisor.Initrd = "" },
+		// Within the hypervisor's bound, beyond the host's CPUs.
+		"host cpus": func(c *SandboxConfig) { c.Hypervisor.CPUs = uint32(runtime.NumCPU() + 1) },
+		"accel":     func(c *SandboxConfig) { c.Hypervisor.Accel = "xen" },
+		"kernel":    func(c *SandboxConfig) { c.Hypervisor.Kernel = "/nonexistent" },
+		"initrd":    func(c *SandboxConfig) { c.Hypervisor.Initrd = "" },
 	} {
 		c := good
 		mut(&c)
 		if err := c.validate(); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 		}
+	}
+	c := good
+	c.Hypervisor.CPUs = uint32(runtime.NumCPU() + 1)
+	want := fmt.Sprintf("hypervisor.cpus %d: more than the host's %d CPUs", runtime.NumCPU()+1, runtime.NumCPU())
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("more vCPUs than the host has: %v, want %q", err, want)
+	}
+	c.Hypervisor.CPUs = uint32(runtime.NumCPU())
+	if err := c.validate(); err != nil {
+		t.Errorf("the host's CPU count: %v", err)
 	}
 }
 
