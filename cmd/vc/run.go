@@ -584,6 +584,9 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource,
 		if err != nil {
 			return vc.ContainerConfig{}, src, fmt.Errorf("-v #%d %q: %w", i+1, v, err)
 		}
+		if err := volumeSource(m.Source); err != nil {
+			return vc.ContainerConfig{}, src, fmt.Errorf("-v #%d %q: %w", i+1, v, err)
+		}
 		spec.Mounts = append(spec.Mounts, m)
 	}
 	ann := map[string]string{"vc.image": o.Image}
@@ -783,14 +786,14 @@ func readyError(line, logPath string) error {
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // startError gives a container that could not start the exit code docker
-// gives it: 127 when the command does not exist, 126 when it cannot run.
+// gives it: 127 when the command does not exist, 126 when it cannot be
+// invoked, 125 (vc's own) otherwise.
 func startError(err error) error {
-	msg := err.Error()
 	code := 125
 	switch {
-	case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
+	case errors.Is(err, vc.ErrCommandNotFound):
 		code = 127
-	case strings.Contains(msg, "permission denied"):
+	case errors.Is(err, vc.ErrCommandNotRunnable):
 		code = 126
 	}
 	return exitError{code: code, err: err}

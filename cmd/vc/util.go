@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -90,4 +92,17 @@ func parseCPUs(s string) (vcpus uint32, quota int64, err error) {
 		return 0, 0, err
 	}
 	return vcpus, quota, nil
+}
+
+// volumeSource makes a -v's missing host path a directory, as docker's -v
+// does (its --mount refuses one instead).
+func volumeSource(host string) error {
+	_, err := os.Lstat(host)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(host, 0o755); err != nil {
+		return fmt.Errorf("create the host directory: %w", err)
+	}
+	return nil
 }
