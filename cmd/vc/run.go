@@ -232,9 +232,10 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err != nil {
 		return err
 	}
-	// Bad input fails before a VM boots.
+	// Bad input fails before a VM boots (with 126 for a command that
+	// cannot be invoked: an environment execve refuses).
 	if err := ccfg.Validate(); err != nil {
-		return err
+		return startError(err)
 	}
 	scfg, err := sandboxConfig(ctx, g, o)
 	if err != nil {

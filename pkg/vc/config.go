@@ -185,6 +185,9 @@ func (c *ContainerConfig) Validate() error {
 	if c.Spec.Process == nil || len(c.Spec.Process.Args) == 0 {
 		return fmt.Errorf("container %s: spec.process.args: empty: %w", c.ID, errdefs.ErrInvalidArgument)
 	}
+	if err := checkExecSize("container "+c.ID+": spec.process", c.Spec.Process); err != nil {
+		return err
+	}
 	if c.Rootfs == "" {
 		return fmt.Errorf("container %s: rootfs: not set: %w", c.ID, errdefs.ErrInvalidArgument)
 	}

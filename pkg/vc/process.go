@@ -22,6 +22,9 @@ func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process) e
 	if p == nil || len(p.Args) == 0 {
 		return fmt.Errorf("exec %s: process.args: empty: %w", execID, errdefs.ErrInvalidArgument)
 	}
+	if err := checkExecSize("exec "+execID+": process", p); err != nil {
+		return err
+	}
 	if _, err := c.live("exec", StateRunning); err != nil {
 		return err
 	}
