@@ -178,6 +178,12 @@ func TestCopy(t *testing.T) {
 		t.Errorf("cp of a missing path: exit %d stderr %q, want 125 and an error naming it", code, errOut)
 	}
 	cpRefused(t, id, filepath.Join(src, "a"))
+	// vc exec exits as docker exec when its command cannot run.
+	for cmd, want := range map[string]int{"nosuchcommand": 127, "/etc": 126} {
+		if _, errOut, code := vcRun(t, nil, "exec", id, cmd); code != want || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, cmd) {
+			t.Errorf("exec %s: exit %d stderr %q; want %d and one line naming it", cmd, code, errOut, want)
+		}
+	}
 	if out, _, _ := vcRun(t, nil, "exec", id, "sh", "-c", "ls -d /missing /etc/renamed/x 2>&1; true"); strings.Contains(out, "/missing\n") || !strings.Contains(out, "No such file") {
 		t.Errorf("a refused cp made something: ls says %q", out)
 	}
