@@ -429,7 +429,11 @@ func tarRoot(w io.Writer, root *os.Root, src, name string, keepOwners bool) erro
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", p, err)
 		}
-		h.Name = path.Join(name, strings.TrimPrefix(strings.TrimPrefix(p, src), "/"))
+		rel := p
+		if src != "." {
+			rel = strings.TrimPrefix(strings.TrimPrefix(p, src), "/")
+		}
+		h.Name = path.Join(name, rel)
 		if fi.IsDir() {
 			h.Name += "/"
 		}
