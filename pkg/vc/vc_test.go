@@ -138,6 +138,25 @@ func TestGuestSpec(t *testing.T) {
 	}
 }
 
+// A bind mount whose source is missing is refused on one line naming it
+// (errors.Join printed "invalid argument" on a line of its own), and
+// nothing of the container stays shared.
+func TestShareContainerMissingSource(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: bind mounts")
+	}
+	shared, rootfs := t.TempDir(), t.TempDir()
+	spec := oci.DefaultSpec([]string{"true"}, nil, "", false)
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/nonexistent/src", Options: []string{"rbind"}})
+	err := shareContainer(shared, "c1", rootfs, spec)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), `source "/nonexistent/src" (destination /x)`) || !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("missing source: %q; want one line naming it, InvalidArgument", err)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "c1")); !os.IsNotExist(err) {
+		t.Errorf("shared dir of c1 left: %v", err)
+	}
+}
+
 // shareContainer binds the rootfs and bind volumes under the shared
 // directory (a read-only volume read-only), rewrites the spec to guest
 // paths, and unshareContainer leaves nothing mounted and the sources whole.
