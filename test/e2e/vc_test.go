@@ -439,6 +439,12 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 // for vc's own errors; with one clear line on stderr, and nothing left.
 func TestRunExitCodes(t *testing.T) {
 	host := runtime.NumCPU()
+	bigEnv := filepath.Join(t.TempDir(), "big.env")
+	var env strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&env, "V%d=%s\n", i+1, strings.Repeat("x", 60000))
+	}
+	os.WriteFile(bigEnv, []byte(env.String()), 0o644)
 	for _, tc := range []struct {
 		name       string
 		flags, cmd []string
@@ -450,7 +456,9 @@ func TestRunExitCodes(t *testing.T) {
 		{"not found", nil, []string{"nosuchcommand"}, 127, `exec: "nosuchcommand": executable file not found in $PATH`},
 		{"not found, a path", nil, []string{"/no/such"}, 127, `exec: "/no/such": stat /no/such: no such file or directory`},
 		{"detached, a directory", []string{"-d"}, []string{"/etc"}, 126, `exec: "/etc": is a directory`},
-		{"an environment execve refuses", []string{"-e", "BIG=" + strings.Repeat("x", 200<<10)}, []string{"true"}, 126, "argument list too long"},
+		// 2.4 MB: over the 2 MiB execve takes (-e of it would be over
+		// what vc's own execve takes).
+		{"an environment execve refuses", []string{"--env-file", bigEnv}, []string{"true"}, 126, "arguments and environment of 2400617 bytes, more than the 2097152 the kernel takes (a quarter of the stack's limit): argument list too long"},
 		{"a bad flag value", []string{"--cpus", "abc"}, []string{"true"}, 125, `--cpus "abc": want a number of CPUs`},
 		{"more CPUs than the host", []string{"--cpus", strconv.Itoa(host + 1)}, []string{"true"}, 125, fmt.Sprintf("--cpus %d: more than the host's %d CPUs", host+1, host)},
 	} {
@@ -489,9 +497,11 @@ func TestVolumeCreatesHostDir(t *testing.T) {
 // --cpus takes a fraction as docker does: the VM gets it rounded up, the
 // container a CFS quota of it (cpu.max in its cgroup, guest cgroup v2).
 func TestCPUsFraction(t *testing.T) {
-	// The container's own cgroup, with or without a cgroup namespace.
-	script := `nproc; cat /sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/cpu.max`
-	out, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-cpus", "--cpus", "0.5", "busybox", "--", "sh", "-c", script)
+	// vc's containers have no /sys/fs/cgroup: a privileged one mounts the
+	// guest's cgroup2 and reads its own cgroup's (with or without a
+	// cgroup namespace).
+	script := `mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg && nproc && cat /tmp/cg$(sed -n 's/^0:://p' /proc/self/cgroup)/cpu.max`
+	out, errOut, code := vcRun(t, nil, "run", "--rm", "--privileged", "--name", "e2e-cpus", "--cpus", "0.5", "busybox", "--", "sh", "-c", script)
 	if code != 0 || out != "1\n50000 100000\n" {
 		t.Fatalf("run --cpus 0.5: exit %d stdout %q stderr %q; want 1 vCPU and cpu.max 50000 100000", code, out, errOut)
 	}
