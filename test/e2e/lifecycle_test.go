@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
 )
 
 // vc create leaves the container created; start -a runs it attached and
@@ -252,6 +255,18 @@ func TestCopyStopped(t *testing.T) {
 	if _, errOut, code := vcRun(t, nil, "cp", id+":/nope", dst); code != 125 || !strings.Contains(errOut, "could not find the file /nope in container "+id) {
 		t.Errorf("cp of a missing path out of a stopped container: exit %d stderr %q", code, errOut)
 	}
+	// Its overlay gone (a host that rebooted): cp mounts it again, and
+	// reads what was copied in from the writable layer.
+	layer := filepath.Join(stateRoot, id, "layer", "rootfs")
+	if err := syscall.Unmount(layer, 0); err != nil {
+		t.Fatalf("unmount the stopped container's overlay: %v", err)
+	}
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/in/a", filepath.Join(dst, "a")); code != 0 {
+		t.Fatalf("cp out of a stopped container without its overlay: exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "a")); err != nil || string(b) != "alpha\n" {
+		t.Errorf("copied out without the overlay: %q, %v", b, err)
+	}
 	// Run again: it finds what was copied in, owned by root (no -a), and
 	// no /missing.
 	out, errOut, code = vcRun(t, nil, "start", "-a", id)
@@ -318,4 +333,39 @@ func complete(t *testing.T, words ...string) string {
 		t.Fatalf("bash completion: %v: %s", err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// A stopped --rootfs container's files are its directory: vc cp writes
+// and reads there.
+func TestCopyStoppedRootfs(t *testing.T) {
+	id := "e2e-cp-rootfs"
+	bb, err := rootfs.Busybox(dataRoot + "/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	if out, err := exec.Command("cp", "-a", bb, dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the busybox rootfs: %v: %s", err, out)
+	}
+	if _, errOut, code := vcRun(t, nil, "run", "--name", id, "--rootfs", dir, "--", "sh", "-c", "echo ran > /ran"); code != 0 {
+		t.Fatalf("run: exit %d: %s", code, errOut)
+	}
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
+	f := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(f, []byte("in\n"), 0o644)
+	if _, errOut, code := vcRun(t, nil, "cp", f, id+":/tmp/"); code != 0 {
+		t.Fatalf("cp into a stopped --rootfs container: exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "tmp", "f")); err != nil || string(b) != "in\n" {
+		t.Errorf("%s/tmp/f: %q, %v", dir, b, err)
+	}
+	out := t.TempDir()
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/ran", out); code != 0 {
+		t.Fatalf("cp out of a stopped --rootfs container: exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "ran")); err != nil || string(b) != "ran\n" {
+		t.Errorf("copied out /ran: %q, %v", b, err)
+	}
+	vcRun(t, nil, "rm", "-f", id)
+	noLeftovers(t, id)
 }
