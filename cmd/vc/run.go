@@ -43,27 +43,25 @@ func init() {
 // runOptions is everything `vc run` was asked; the detached owner process
 // receives it as JSON.
 type runOptions struct {
-	ID      string   `json:"id"`
-	Image   string   `json:"image"`
-	Rootfs  string   `json:"rootfs"`
-	Args    []string `json:"args"`
-	Env     []string `json:"env"`
-	Workdir string   `json:"workdir"`
-	Volumes []string `json:"volumes"`
-	CPUs    uint     `json:"cpus"`
-	// CPUQuota is the container's CFS quota per cpuPeriod (--cpus 0.5:
-	// 50000), zero for none; CPUs is the VM's, the number rounded up.
-	CPUQuota    int64  `json:"cpu_quota,omitempty"`
-	MemoryMiB   uint32 `json:"memory_mib"`
-	Rm          bool   `json:"rm"`
-	Detach      bool   `json:"detach"`
-	Interactive bool   `json:"interactive"`
-	TTY         bool   `json:"tty"`
-	Kernel      string `json:"kernel"`
-	Initrd      string `json:"initrd"`
-	Accel       string `json:"accel"`
-	Debug       bool   `json:"debug"`
-	NetNS       string `json:"netns,omitempty"`
+	ID          string   `json:"id"`
+	Image       string   `json:"image"`
+	Rootfs      string   `json:"rootfs"`
+	Args        []string `json:"args"`
+	Env         []string `json:"env"`
+	Workdir     string   `json:"workdir"`
+	Volumes     []string `json:"volumes"`
+	CPUs        uint     `json:"cpus"`
+	CPUQuota    int64    `json:"cpu_quota,omitempty"` // the container's CFS quota per cpuPeriod (--cpus 0.5: 50000); CPUs is the VM's, rounded up
+	MemoryMiB   uint32   `json:"memory_mib"`
+	Rm          bool     `json:"rm"`
+	Detach      bool     `json:"detach"`
+	Interactive bool     `json:"interactive"`
+	TTY         bool     `json:"tty"`
+	Kernel      string   `json:"kernel"`
+	Initrd      string   `json:"initrd"`
+	Accel       string   `json:"accel"`
+	Debug       bool     `json:"debug"`
+	NetNS       string   `json:"netns,omitempty"`
 	// NoNAT and Publish: the user-mode NAT of a VM without NetNS.
 	NoNAT   bool             `json:"no_nat,omitempty"`
 	Publish []vc.PortMapping `json:"publish,omitempty"`
