@@ -73,7 +73,7 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 		defer restore()
 	}
 	if err := s.Container(id).Exec(ctx, execID, p); err != nil {
-		return err
+		return startError(err)
 	}
 	streamCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()

@@ -53,6 +53,7 @@ type runOptions struct {
 	Workdir     string   `json:"workdir"`
 	Volumes     []string `json:"volumes"`
 	CPUs        uint     `json:"cpus"`
+	CPUQuota    int64    `json:"cpu_quota,omitempty"` // the container's CFS quota per cpuPeriod (--cpus 0.5: 50000); CPUs is the VM's, rounded up
 	MemoryMiB   uint32   `json:"memory_mib"`
 	Rm          bool     `json:"rm"`
 	Detach      bool     `json:"detach"`
@@ -102,13 +103,13 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs := newFlags(name, commands[name].usage)
 	var o runOptions
 	var vols, envs, envFiles, publish, capAdd, capDrop listFlag
-	var mem, network, entrypoint string
+	var mem, network, entrypoint, cpus string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
 	fs.BoolVar(&o.Interactive, "i", false, "keep stdin open and forward it")
 	fs.BoolVar(&o.TTY, "t", false, "allocate a terminal")
 	fs.StringVar(&o.ID, "name", "", "container name (default: a random id)")
-	fs.UintVar(&o.CPUs, "cpus", 0, fmt.Sprintf("virtual CPUs of the VM (default %d)", hypervisor.DefaultCPUs))
+	fs.StringVar(&cpus, "cpus", "", fmt.Sprintf("CPUs, fractions allowed (0.5): the VM gets them rounded up (default %d), the container a CPU quota of the number", hypervisor.DefaultCPUs))
 	fs.StringVar(&mem, "memory", "", fmt.Sprintf("memory of the VM, e.g. 512M or 1G (default %dM, at least %dM)", hypervisor.DefaultMemoryMiB, hypervisor.MinMemoryMiB))
 	fs.StringVar(&mem, "m", "", "the same as --memory")
 	fs.Var(&vols, "v", "bind a host directory or file: HOST:CONTAINER[:ro] (repeatable)")
@@ -181,9 +182,11 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 			return err
 		}
 	}
-	if _, err := hypervisor.CheckCPUs("--cpus", uint64(o.CPUs)); err != nil {
+	var vcpus uint32
+	if vcpus, o.CPUQuota, err = parseCPUs(cpus); err != nil {
 		return err
 	}
+	o.CPUs = uint(vcpus)
 	switch o.Factory {
 	case "auto", "on", "off":
 	default:
@@ -234,9 +237,10 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err != nil {
 		return err
 	}
-	// Bad input fails before a VM boots.
+	// Bad input fails before a VM boots (with 126 for a command that
+	// cannot be invoked: an environment execve refuses).
 	if err := ccfg.Validate(); err != nil {
-		return err
+		return startError(err)
 	}
 	scfg, err := sandboxConfig(ctx, g, o)
 	if err != nil {
@@ -564,6 +568,13 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource,
 	spec.Process.Env = env
 	spec.Hostname = o.Hostname
 	spec.Root.Readonly = o.ReadOnly
+	if o.CPUQuota > 0 {
+		quota, period := o.CPUQuota, uint64(cpuPeriod)
+		if spec.Linux.Resources == nil {
+			spec.Linux.Resources = &specs.LinuxResources{}
+		}
+		spec.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
 	if o.Privileged {
 		privileged(spec)
 	}
@@ -592,6 +603,9 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource,
 	for i, v := range o.Volumes {
 		m, err := parseVolume(v)
 		if err != nil {
+			return vc.ContainerConfig{}, src, fmt.Errorf("-v #%d %q: %w", i+1, v, err)
+		}
+		if err := volumeSource(m.Source); err != nil {
 			return vc.ContainerConfig{}, src, fmt.Errorf("-v #%d %q: %w", i+1, v, err)
 		}
 		spec.Mounts = append(spec.Mounts, m)
@@ -802,14 +816,14 @@ func readyError(line, logPath string) error {
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // startError gives a container that could not start the exit code docker
-// gives it: 127 when the command does not exist, 126 when it cannot run.
+// gives it: 127 when the command does not exist, 126 when it cannot be
+// invoked, 125 (vc's own) otherwise.
 func startError(err error) error {
-	msg := err.Error()
 	code := 125
 	switch {
-	case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
+	case errors.Is(err, vc.ErrCommandNotFound):
 		code = 127
-	case strings.Contains(msg, "permission denied"):
+	case errors.Is(err, vc.ErrCommandNotRunnable):
 		code = 126
 	}
 	return exitError{code: code, err: err}

@@ -3,11 +3,18 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // parseMiB reads a size like 512M, 1G, 268435456 (bytes) or 256m into MiB.
@@ -54,4 +61,48 @@ func parseVolume(v string) (specs.Mount, error) {
 		}
 	}
 	return specs.Mount{Destination: filepath.Clean(ctr), Type: "bind", Source: filepath.Clean(host), Options: opts}, nil
+}
+
+// cpuPeriod is the CFS period, in µs, docker gives a container it limits
+// with --cpus.
+const cpuPeriod = 100000
+
+// parseCPUs reads --cpus as docker does: a number of CPUs, fractions
+// allowed (0.5, 1.5, 2; 0 or empty: the default). The VM gets vCPUs, the
+// number rounded up, within the host's CPUs; the container's cgroup gets
+// the number itself, a CFS quota of cpus×100000 µs per 100000 µs.
+func parseCPUs(s string) (vcpus uint32, quota int64, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	switch {
+	case err != nil, math.IsNaN(f), math.IsInf(f, 0):
+		return 0, 0, fmt.Errorf("--cpus %q: want a number of CPUs, such as 0.5 or 2: %w", s, errdefs.ErrInvalidArgument)
+	case f == 0:
+		return 0, 0, nil
+	case f < 0.01:
+		// The kernel's least quota is 1 ms per period.
+		return 0, 0, fmt.Errorf("--cpus %q: below the least of 0.01 CPUs: %w", s, errdefs.ErrInvalidArgument)
+	case f > hypervisor.MaxVCPUs:
+		return 0, 0, fmt.Errorf("--cpus %q: more than %d vCPUs: %w", s, hypervisor.MaxVCPUs, errdefs.ErrInvalidArgument)
+	}
+	quota = int64(math.Round(f * cpuPeriod))
+	if vcpus, err = vc.CheckHostCPUs("--cpus", uint64((quota+cpuPeriod-1)/cpuPeriod)); err != nil {
+		return 0, 0, err
+	}
+	return vcpus, quota, nil
+}
+
+// volumeSource makes a -v's missing host path a directory, as docker's -v
+// does (its --mount refuses one instead).
+func volumeSource(host string) error {
+	_, err := os.Lstat(host)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(host, 0o755); err != nil {
+		return fmt.Errorf("create the host directory: %w", err)
+	}
+	return nil
 }

@@ -2,10 +2,15 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 )
 
 func TestParseMiB(t *testing.T) {
@@ -51,5 +56,59 @@ func TestReadyError(t *testing.T) {
 	os.WriteFile(log, []byte("panic: boom\n"), 0o600)
 	if err := readyError("", log); err == nil || err.Error() != "owner process died: panic: boom" {
 		t.Errorf("dead owner: %v", err)
+	}
+}
+
+// --cpus takes docker's fractions: the VM rounds up, the container's
+// quota is the fraction; more than the host has is refused, naming it.
+func TestParseCPUs(t *testing.T) {
+	host := runtime.NumCPU()
+	for _, tc := range []struct {
+		in    string
+		vcpus uint32
+		quota int64
+	}{
+		{"", 0, 0},
+		{"0", 0, 0},
+		{"0.5", 1, 50000},
+		{"0.01", 1, 1000},
+		{"1", 1, 100000},
+	} {
+		vcpus, quota, err := parseCPUs(tc.in)
+		if err != nil || vcpus != tc.vcpus || quota != tc.quota {
+			t.Errorf("parseCPUs(%q) = %d, %d, %v; want %d vCPUs, quota %d", tc.in, vcpus, quota, err, tc.vcpus, tc.quota)
+		}
+	}
+	// Within the host's CPUs only: 1.5 and 2 need two.
+	for _, tc := range []struct {
+		in    string
+		vcpus uint32
+		quota int64
+	}{{"1.5", 2, 150000}, {"2", 2, 200000}} {
+		vcpus, quota, err := parseCPUs(tc.in)
+		switch {
+		case host >= 2 && (err != nil || vcpus != tc.vcpus || quota != tc.quota):
+			t.Errorf("parseCPUs(%q) = %d, %d, %v; want %d vCPUs, quota %d", tc.in, vcpus, quota, err, tc.vcpus, tc.quota)
+		case host < 2 && err == nil:
+			t.Errorf("parseCPUs(%q) on a %d-CPU host accepted", tc.in, host)
+		}
+	}
+	for in, want := range map[string]string{
+		"-1":                      `--cpus "-1": below the least of 0.01 CPUs`,
+		"0.001":                   `--cpus "0.001": below the least of 0.01 CPUs`,
+		"abc":                     `--cpus "abc": want a number of CPUs`,
+		"NaN":                     `--cpus "NaN": want a number of CPUs`,
+		"1e30":                    `--cpus "1e30": more than 64 vCPUs`,
+		strconv.Itoa(host + 1):    fmt.Sprintf("--cpus %d: more than the host's %d CPUs", host+1, host),
+		fmt.Sprintf("%d.5", host): fmt.Sprintf("--cpus %d: more than the host's %d CPUs", host+1, host),
+	} {
+		if _, _, err := parseCPUs(in); err == nil || !strings.Contains(err.Error(), want) || !errdefs.IsInvalidArgument(err) {
+			t.Errorf("parseCPUs(%q): %v; want an invalid argument %q", in, err, want)
+		}
+	}
+	if host < 64 {
+		if _, _, err := parseCPUs("64"); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("--cpus 64: more than the host's %d CPUs", host)) {
+			t.Errorf("parseCPUs(64) on a %d-CPU host: %v", host, err)
+		}
 	}
 }

@@ -111,9 +111,25 @@ func (c *HypervisorConfig) AddWorkload(cpus, memoryMiB uint32) {
 	}
 }
 
+// CheckHostCPUs refuses n vCPUs (0: the default) when the host has fewer
+// CPUs to run them on (those this process may use): more would only
+// time-share the host's, and a guest that believes it has them sizes its
+// work for them (AddWorkload stays within the same bound). It returns the
+// vCPU count, or an error naming field.
+func CheckHostCPUs(field string, n uint64) (uint32, error) {
+	cpus, err := hypervisor.CheckCPUs(field, n)
+	if err != nil {
+		return 0, err
+	}
+	if host := runtime.NumCPU(); int(cpus) > host {
+		return 0, fmt.Errorf("%s %d: more than the host's %d CPUs: %w", field, cpus, host, errdefs.ErrInvalidArgument)
+	}
+	return cpus, nil
+}
+
 func (c *HypervisorConfig) validate() error {
 	var err error
-	if c.CPUs, err = hypervisor.CheckCPUs("hypervisor.cpus", uint64(c.CPUs)); err != nil {
+	if c.CPUs, err = CheckHostCPUs("hypervisor.cpus", uint64(c.CPUs)); err != nil {
 		return err
 	}
 	if c.MemoryMiB, err = hypervisor.CheckMemoryMiB("hypervisor.memory_mib", uint64(c.MemoryMiB)); err != nil {
@@ -168,6 +184,9 @@ func (c *ContainerConfig) Validate() error {
 	}
 	if c.Spec.Process == nil || len(c.Spec.Process.Args) == 0 {
 		return fmt.Errorf("container %s: spec.process.args: empty: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if err := checkExecSize("container "+c.ID+": spec.process", c.Spec.Process); err != nil {
+		return err
 	}
 	if c.Rootfs == "" {
 		return fmt.Errorf("container %s: rootfs: not set: %w", c.ID, errdefs.ErrInvalidArgument)

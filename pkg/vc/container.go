@@ -57,7 +57,7 @@ func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) erro
 		SandboxPidns: s.status.Config.SharedPidNS && !cfg.PrivatePidNS,
 	}
 	if _, err := s.agent.CreateContainer(ctx, req); err != nil {
-		return fmt.Errorf("container %s: %w", cfg.ID, err)
+		return fmt.Errorf("container %s: %w", cfg.ID, commandError(err))
 	}
 	st := ContainerStatus{ID: cfg.ID, SandboxID: s.id, State: StateCreated, Created: time.Now().UTC(), Config: cfg}
 	if err := s.store.Save(s.id, containerKey(cfg.ID), st); err != nil {
@@ -244,7 +244,7 @@ func (c *Container) Start(ctx context.Context) error {
 			return err
 		}
 		if _, err := c.s.agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: c.id}); err != nil {
-			return fmt.Errorf("container %s: %w", c.id, err)
+			return fmt.Errorf("container %s: %w", c.id, commandError(err))
 		}
 		st.State = StateRunning
 		return nil

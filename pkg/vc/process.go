@@ -22,6 +22,9 @@ func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process) e
 	if p == nil || len(p.Args) == 0 {
 		return fmt.Errorf("exec %s: process.args: empty: %w", execID, errdefs.ErrInvalidArgument)
 	}
+	if err := checkExecSize("exec "+execID+": process", p); err != nil {
+		return err
+	}
 	if _, err := c.live("exec", StateRunning); err != nil {
 		return err
 	}
@@ -29,7 +32,7 @@ func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process) e
 		p.Cwd = "/"
 	}
 	_, err := c.s.agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: c.id, ExecId: execID, Process: oci.ProcessToProto(p)})
-	return err
+	return commandError(err)
 }
 
 // WaitProcess waits for a process of the container (the container's id

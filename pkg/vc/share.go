@@ -59,7 +59,9 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 		}
 		st, err := os.Stat(m.Source)
 		if err != nil {
-			return fmt.Errorf("mounts[%d].source %q (destination %s): %w", i, m.Source, m.Destination, errors.Join(err, errdefs.ErrInvalidArgument))
+			// One line (errors.Join would print the sentinel on a line
+			// of its own).
+			return fmt.Errorf("mounts[%d].source %q (destination %s): %w: %w", i, m.Source, m.Destination, err, errdefs.ErrInvalidArgument)
 		}
 		name := strconv.Itoa(i)
 		target := filepath.Join(base, "mounts", name)

@@ -2,10 +2,12 @@ package vc
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,15 +38,27 @@ func TestSandboxConfigValidate(t *testing.T) {
 		"id":     func(c *SandboxConfig) { c.ID = "../x" },
 		"memory": func(c *SandboxConfig) { c.Hypervisor.MemoryMiB = 64 },
 		"cpus":   func(c *SandboxConfig) { c.Hypervisor.CPUs = 1000 },
-		"accel":  func(c *SandboxConfig) { c.Hypervisor.Accel = "xen" },
-		"kernel": func(c *SandboxConfig) { c.Hypervisor.Kernel = "/nonexistent" },
-		"initrd": func(c *SandboxConfig) { c.Hypervisor.Initrd = "" },
+		// Within the hypervisor's bound, beyond the host's CPUs.
+		"host cpus": func(c *SandboxConfig) { c.Hypervisor.CPUs = uint32(runtime.NumCPU() + 1) },
+		"accel":     func(c *SandboxConfig) { c.Hypervisor.Accel = "xen" },
+		"kernel":    func(c *SandboxConfig) { c.Hypervisor.Kernel = "/nonexistent" },
+		"initrd":    func(c *SandboxConfig) { c.Hypervisor.Initrd = "" },
 	} {
 		c := good
 		mut(&c)
 		if err := c.validate(); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 		}
+	}
+	c := good
+	c.Hypervisor.CPUs = uint32(runtime.NumCPU() + 1)
+	want := fmt.Sprintf("hypervisor.cpus %d: more than the host's %d CPUs", runtime.NumCPU()+1, runtime.NumCPU())
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("more vCPUs than the host has: %v, want %q", err, want)
+	}
+	c.Hypervisor.CPUs = uint32(runtime.NumCPU())
+	if err := c.validate(); err != nil {
+		t.Errorf("the host's CPU count: %v", err)
 	}
 }
 
@@ -121,6 +135,25 @@ func TestGuestSpec(t *testing.T) {
 	}
 	if in.Hooks == nil || in.Linux.CgroupsPath != "/kubepods/besteffort/pod1/c" || in.Process.Cwd != "" || len(in.Linux.Namespaces) != 5 || in.Linux.Namespaces[1].Path != "/proc/1/ns/ipc" {
 		t.Error("the caller's spec was changed")
+	}
+}
+
+// A bind mount whose source is missing is refused on one line naming it
+// (errors.Join printed "invalid argument" on a line of its own), and
+// nothing of the container stays shared.
+func TestShareContainerMissingSource(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: bind mounts")
+	}
+	shared, rootfs := t.TempDir(), t.TempDir()
+	spec := oci.DefaultSpec([]string{"true"}, nil, "", false)
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/nonexistent/src", Options: []string{"rbind"}})
+	err := shareContainer(shared, "c1", rootfs, spec)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), `source "/nonexistent/src" (destination /x)`) || !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("missing source: %q; want one line naming it, InvalidArgument", err)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "c1")); !os.IsNotExist(err) {
+		t.Errorf("shared dir of c1 left: %v", err)
 	}
 }
 

@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
 )
 
 // vc create leaves the container created; start -a runs it attached and
@@ -140,7 +143,7 @@ func TestAttach(t *testing.T) {
 }
 
 // vc cp copies both ways as docker cp: into a directory, or as a new
-// name; a missing source and a stopped container are errors.
+// name; a missing source and a missing destination directory are errors.
 func TestCopy(t *testing.T) {
 	id := "e2e-cp"
 	if _, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "busybox", "--", "sleep", "1000"); code != 0 {
@@ -174,12 +177,102 @@ func TestCopy(t *testing.T) {
 			t.Errorf("host %s: %q %v, want %q", p, b, err, want)
 		}
 	}
-	if _, errOut, code := vcRun(t, nil, "cp", id+":/nope", dst); code == 0 || !strings.Contains(errOut, "nope") {
-		t.Errorf("cp of a missing path: exit %d stderr %q, want an error naming it", code, errOut)
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/nope", dst); code != 125 || !strings.Contains(errOut, "could not find the file /nope in container "+id) {
+		t.Errorf("cp of a missing path: exit %d stderr %q, want 125 and an error naming it", code, errOut)
 	}
-	vcRun(t, nil, "stop", "-t", "1", id)
-	if _, errOut, code := vcRun(t, nil, "cp", src, id+":/tmp"); code == 0 || !strings.Contains(errOut, "running") {
-		t.Errorf("cp into a stopped container: exit %d stderr %q, want refused", code, errOut)
+	cpRefused(t, id, filepath.Join(src, "a"))
+	// vc exec exits as docker exec when its command cannot run.
+	for cmd, want := range map[string]int{"nosuchcommand": 127, "/etc": 126} {
+		if _, errOut, code := vcRun(t, nil, "exec", id, cmd); code != want || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, cmd) {
+			t.Errorf("exec %s: exit %d stderr %q; want %d and one line naming it", cmd, code, errOut, want)
+		}
+	}
+	if out, _, _ := vcRun(t, nil, "exec", id, "sh", "-c", "ls -d /missing /etc/renamed/x 2>&1; true"); strings.Contains(out, "/missing\n") || !strings.Contains(out, "No such file") {
+		t.Errorf("a refused cp made something: ls says %q", out)
+	}
+	vcRun(t, nil, "rm", "-f", id)
+	noLeftovers(t, id)
+}
+
+// cpRefused checks docker cp's destination rules on container id, running
+// or stopped: a destination ending in / must be a directory that exists,
+// a missing parent is refused naming it; one clear line, exit 125.
+func cpRefused(t *testing.T, id, file string) {
+	t.Helper()
+	for dst, want := range map[string]string{
+		id + ":/missing/":     `DEST "/missing/": the destination directory must exist: could not find the file /missing in container ` + id,
+		id + ":/missing/x":    `DEST "/missing/x": could not find the file /missing in container ` + id,
+		id + ":/etc/passwd/":  `DEST "/etc/passwd/": /etc/passwd in container ` + id + ` is not a directory`,
+		id + ":/etc/passwd/x": `DEST "/etc/passwd/x": /etc/passwd in container ` + id + ` is not a directory`,
+	} {
+		_, errOut, code := vcRun(t, nil, "cp", file, dst)
+		if code != 125 || !strings.HasPrefix(errOut, "vc cp: "+want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("cp to %s: exit %d stderr %q; want 125 and the one line %q", dst, code, errOut, want)
+		}
+	}
+}
+
+// vc cp copies into and out of a stopped container, as docker cp does:
+// what it copies in is there when the container runs again; what the
+// container wrote is copied out; the destination rules hold.
+func TestCopyStopped(t *testing.T) {
+	id := "e2e-cp-stopped"
+	script := "cat /in/a /in/sub/b /etc/conf 2>&1; stat -c '%a %u' /in/sub/b 2>&1; ls -d /missing 2>&1; echo wrote > /out"
+	out, errOut, code := vcRun(t, nil, "run", "--name", id, "busybox", "--", "sh", "-c", script)
+	if code != 0 || !strings.Contains(out, "can't open '/in/a'") {
+		t.Fatalf("first run: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
+	src := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "a"), []byte("alpha\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "sub", "b"), []byte("beta\n"), 0o750)
+	os.Chown(filepath.Join(src, "sub", "b"), 1234, 1234)
+	// Into the stopped container: a new name, and into a directory of
+	// its image's (the writable layer takes it).
+	if _, errOut, code := vcRun(t, nil, "cp", src, id+":/in"); code != 0 {
+		t.Fatalf("cp into a stopped container: exit %d: %s", code, errOut)
+	}
+	conf := filepath.Join(t.TempDir(), "conf")
+	os.WriteFile(conf, []byte("conf\n"), 0o644)
+	if _, errOut, code := vcRun(t, nil, "cp", conf, id+":/etc/"); code != 0 {
+		t.Fatalf("cp into /etc/ of a stopped container: exit %d: %s", code, errOut)
+	}
+	cpRefused(t, id, conf)
+	// Out of it: what its run wrote, and what its image has.
+	dst := t.TempDir()
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/out", filepath.Join(dst, "out")); code != 0 {
+		t.Fatalf("cp out of a stopped container: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/etc", dst); code != 0 {
+		t.Fatalf("cp a directory out of a stopped container: exit %d: %s", code, errOut)
+	}
+	for p, want := range map[string]string{"out": "wrote\n", "etc/conf": "conf\n", "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n"} {
+		if b, err := os.ReadFile(filepath.Join(dst, p)); err != nil || !strings.HasPrefix(string(b), want) {
+			t.Errorf("copied out %s: %q, %v; want %q", p, b, err, want)
+		}
+	}
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/nope", dst); code != 125 || !strings.Contains(errOut, "could not find the file /nope in container "+id) {
+		t.Errorf("cp of a missing path out of a stopped container: exit %d stderr %q", code, errOut)
+	}
+	// Its overlay gone (a host that rebooted): cp mounts it again, and
+	// reads what was copied in from the writable layer.
+	layer := filepath.Join(stateRoot, id, "layer", "rootfs")
+	if err := syscall.Unmount(layer, 0); err != nil {
+		t.Fatalf("unmount the stopped container's overlay: %v", err)
+	}
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/in/a", filepath.Join(dst, "a")); code != 0 {
+		t.Fatalf("cp out of a stopped container without its overlay: exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "a")); err != nil || string(b) != "alpha\n" {
+		t.Errorf("copied out without the overlay: %q, %v", b, err)
+	}
+	// Run again: it finds what was copied in, owned by root (no -a), and
+	// no /missing.
+	out, errOut, code = vcRun(t, nil, "start", "-a", id)
+	want := "alpha\nbeta\nconf\n750 0\nls: /missing: No such file or directory\n"
+	if code != 0 || out != want {
+		t.Fatalf("start -a after cp: exit %d stdout %q stderr %q; want %q", code, out, errOut, want)
 	}
 	vcRun(t, nil, "rm", "-f", id)
 	noLeftovers(t, id)
@@ -240,4 +333,39 @@ func complete(t *testing.T, words ...string) string {
 		t.Fatalf("bash completion: %v: %s", err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// A stopped --rootfs container's files are its directory: vc cp writes
+// and reads there.
+func TestCopyStoppedRootfs(t *testing.T) {
+	id := "e2e-cp-rootfs"
+	bb, err := rootfs.Busybox(dataRoot + "/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	if out, err := exec.Command("cp", "-a", bb, dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the busybox rootfs: %v: %s", err, out)
+	}
+	if _, errOut, code := vcRun(t, nil, "run", "--name", id, "--rootfs", dir, "--", "sh", "-c", "echo ran > /ran"); code != 0 {
+		t.Fatalf("run: exit %d: %s", code, errOut)
+	}
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
+	f := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(f, []byte("in\n"), 0o644)
+	if _, errOut, code := vcRun(t, nil, "cp", f, id+":/tmp/"); code != 0 {
+		t.Fatalf("cp into a stopped --rootfs container: exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "tmp", "f")); err != nil || string(b) != "in\n" {
+		t.Errorf("%s/tmp/f: %q, %v", dir, b, err)
+	}
+	out := t.TempDir()
+	if _, errOut, code := vcRun(t, nil, "cp", id+":/ran", out); code != 0 {
+		t.Fatalf("cp out of a stopped --rootfs container: exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "ran")); err != nil || string(b) != "ran\n" {
+		t.Errorf("copied out /ran: %q, %v", b, err)
+	}
+	vcRun(t, nil, "rm", "-f", id)
+	noLeftovers(t, id)
 }

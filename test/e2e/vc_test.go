@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -430,4 +431,79 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// vc run exits as docker run does when the container cannot run: 126 for
+// a command that cannot be invoked (a directory, a file without execute
+// permission, an environment execve refuses), 127 for one not found, 125
+// for vc's own errors; with one clear line on stderr, and nothing left.
+func TestRunExitCodes(t *testing.T) {
+	host := runtime.NumCPU()
+	bigEnv := filepath.Join(t.TempDir(), "big.env")
+	var env strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&env, "V%d=%s\n", i+1, strings.Repeat("x", 60000))
+	}
+	os.WriteFile(bigEnv, []byte(env.String()), 0o644)
+	for _, tc := range []struct {
+		name       string
+		flags, cmd []string
+		code       int
+		want       string
+	}{
+		{"a directory", nil, []string{"/etc"}, 126, `exec: "/etc": is a directory`},
+		{"not executable", nil, []string{"/etc/passwd"}, 126, `exec: "/etc/passwd": permission denied`},
+		{"not found", nil, []string{"nosuchcommand"}, 127, `exec: "nosuchcommand": executable file not found in $PATH`},
+		{"not found, a path", nil, []string{"/no/such"}, 127, `exec: "/no/such": stat /no/such: no such file or directory`},
+		{"detached, a directory", []string{"-d"}, []string{"/etc"}, 126, `exec: "/etc": is a directory`},
+		// 2.4 MB: over the 2 MiB execve takes (-e of it would be over
+		// what vc's own execve takes).
+		{"an environment execve refuses", []string{"--env-file", bigEnv}, []string{"true"}, 126, "arguments and environment of 2400617 bytes, more than the 2097152 the kernel takes (a quarter of the stack's limit): argument list too long"},
+		{"a bad flag value", []string{"--cpus", "abc"}, []string{"true"}, 125, `--cpus "abc": want a number of CPUs`},
+		{"more CPUs than the host", []string{"--cpus", strconv.Itoa(host + 1)}, []string{"true"}, 125, fmt.Sprintf("--cpus %d: more than the host's %d CPUs", host+1, host)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "e2e-exitcodes"
+			args := append(append([]string{"run", "--rm", "--name", id}, tc.flags...), "busybox", "--")
+			args = append(args, tc.cmd...)
+			start := time.Now()
+			_, errOut, code := vcRun(t, nil, args...)
+			if code != tc.code || !strings.HasPrefix(errOut, "vc run: ") || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
+				t.Errorf("exit %d, stderr %.400q; want %d and one line with %q", code, errOut, tc.code, tc.want)
+			}
+			t.Logf("exit %d in %s: %.300s", code, time.Since(start).Round(time.Millisecond), strings.TrimSpace(errOut))
+			if tc.code == 125 && time.Since(start) > 5*time.Second {
+				t.Errorf("refused after %s: a VM booted for bad input", time.Since(start))
+			}
+			noLeftovers(t, id)
+		})
+	}
+}
+
+// -v of a missing host path creates it, a directory, as docker's -v does,
+// and the container sees and writes it.
+func TestVolumeCreatesHostDir(t *testing.T) {
+	host := filepath.Join(t.TempDir(), "missing", "deep")
+	out, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-vmissing", "-v", host+":/x", "busybox", "--", "sh", "-c", "test -d /x && echo dir; echo hi > /x/f")
+	if code != 0 || out != "dir\n" || errOut != "" {
+		t.Fatalf("run -v of a missing host path: exit %d stdout %q stderr %q; want 0, dir, nothing on stderr", code, out, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "f")); err != nil || string(b) != "hi\n" {
+		t.Errorf("host %s/f: %q, %v", host, b, err)
+	}
+	noLeftovers(t, "e2e-vmissing")
+}
+
+// --cpus takes a fraction as docker does: the VM gets it rounded up, the
+// container a CFS quota of it (cpu.max in its cgroup, guest cgroup v2).
+func TestCPUsFraction(t *testing.T) {
+	// vc's containers have no /sys/fs/cgroup: a privileged one mounts the
+	// guest's cgroup2 and reads its own cgroup's (with or without a
+	// cgroup namespace).
+	script := `mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg && nproc && cat /tmp/cg$(sed -n 's/^0:://p' /proc/self/cgroup)/cpu.max`
+	out, errOut, code := vcRun(t, nil, "run", "--rm", "--privileged", "--name", "e2e-cpus", "--cpus", "0.5", "busybox", "--", "sh", "-c", script)
+	if code != 0 || out != "1\n50000 100000\n" {
+		t.Fatalf("run --cpus 0.5: exit %d stdout %q stderr %q; want 1 vCPU and cpu.max 50000 100000", code, out, errOut)
+	}
+	noLeftovers(t, "e2e-cpus")
 }
