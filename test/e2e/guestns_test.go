@@ -99,13 +99,14 @@ func TestGuestNamespaces(t *testing.T) {
 
 	// Root inside, the mapped ids in the VM: a file the container's root
 	// makes in its root filesystem reaches the host (9p keeps the guest's
-	// owners) owned by them.
+	// owners) owned by them. Its root is below the host's 0700 share, as
+	// every container's.
 	t.Run("userns", func(t *testing.T) {
 		root := filepath.Join(t.TempDir(), "rootfs")
 		if err := rootfs.BuildBusybox(root); err != nil {
 			t.Fatal(err)
 		}
-		spec := oci.DefaultSpec([]string{"sh", "-c", "id; cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/by-root"}, nil, "/", false)
+		spec := oci.DefaultSpec([]string{"sh", "-c", "id; cat /proc/self/uid_map /proc/self/gid_map; touch /tmp/by-root; ls /sys/kernel >/dev/null && echo sys-ok; cat /proc/self/cgroup"}, nil, "/", false)
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
 		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
 		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
@@ -113,7 +114,9 @@ func TestGuestNamespaces(t *testing.T) {
 		if code != 0 {
 			t.Errorf("exit status %d: %q", code, out)
 		}
-		for _, w := range []string{"uid=0(root) gid=0(root)", "0     100000      65536", "0     200000      65536"} {
+		// /sys is the guest's, bound (a user namespace cannot mount sysfs
+		// in the VM's network namespace); the cgroup namespace is there.
+		for _, w := range []string{"uid=0(root) gid=0(root)", "0     100000      65536", "0     200000      65536", "sys-ok\n", "0::/\n"} {
 			if !strings.Contains(out, w) {
 				t.Errorf("output %q lacks %q", out, w)
 			}

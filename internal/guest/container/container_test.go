@@ -217,3 +217,39 @@ func TestPrepareSpecCgroupNamespace(t *testing.T) {
 		}
 	}
 }
+
+// A container with a user namespace in the VM's network namespace gets
+// the guest's /sys bound (read-only all through when asked) instead of a
+// sysfs mount, which the kernel would refuse; with a network namespace of
+// its own it keeps its sysfs.
+func TestPrepareSpecSysForUserns(t *testing.T) {
+	mk := func(ns ...specs.LinuxNamespace) *specs.Spec {
+		return &specs.Spec{
+			Process: &specs.Process{Args: []string{"sh"}}, Root: &specs.Root{Path: "/r"},
+			Mounts: []specs.Mount{{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "ro"}}},
+			Linux:  &specs.Linux{Namespaces: ns},
+		}
+	}
+	p, err := prepareSpec("c", mk(specs.LinuxNamespace{Type: "user"}, specs.LinuxNamespace{Type: "network"}), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "rro"}}
+	if m := p.spec.Mounts[0]; m.Destination != want.Destination || m.Type != want.Type || m.Source != want.Source || strings.Join(m.Options, ",") != strings.Join(want.Options, ",") {
+		t.Errorf("sysfs of a user namespace in the VM's network: %+v, want %+v", m, want)
+	}
+	p, err = prepareSpec("c", mk(specs.LinuxNamespace{Type: "user"}, specs.LinuxNamespace{Type: "network", Path: "/var/run/netns/x"}), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.spec.Mounts[0].Type != "sysfs" {
+		t.Errorf("sysfs of a user namespace with its own network: %+v", p.spec.Mounts[0])
+	}
+	p, err = prepareSpec("c", mk(specs.LinuxNamespace{Type: "network"}), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.spec.Mounts[0].Type != "sysfs" {
+		t.Errorf("sysfs without a user namespace: %+v", p.spec.Mounts[0])
+	}
+}
