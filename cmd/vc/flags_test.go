@@ -78,8 +78,8 @@ func TestCapabilities(t *testing.T) {
 		t.Errorf("privileged: %+v", spec.Process)
 	}
 	for _, m := range spec.Mounts {
-		if m.Destination == "/sys" && slices.Contains(m.Options, "ro") {
-			t.Errorf("privileged /sys is read-only: %v", m.Options)
+		if (m.Destination == "/sys" || m.Destination == "/sys/fs/cgroup") && slices.Contains(m.Options, "ro") {
+			t.Errorf("privileged %s is read-only: %v", m.Destination, m.Options)
 		}
 	}
 }

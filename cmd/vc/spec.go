@@ -77,15 +77,16 @@ func applyCapabilities(p *specs.Process, add, drop []string) error {
 }
 
 // privileged lifts what isolates a container from its (guest) kernel: all
-// capabilities, no masked or read-only /proc paths, a writable /sys,
-// set-uid programs allowed. The guest's devices stay the VM's.
+// capabilities, no masked or read-only /proc paths, a writable /sys and
+// /sys/fs/cgroup (as docker's), set-uid programs allowed. The guest's
+// devices stay the VM's.
 func privileged(spec *specs.Spec) {
 	all := append([]string(nil), allCapabilities...)
 	spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all}
 	spec.Process.NoNewPrivileges = false
 	spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths = nil, nil
 	for i, m := range spec.Mounts {
-		if m.Destination == "/sys" {
+		if m.Destination == "/sys" || m.Destination == "/sys/fs/cgroup" {
 			spec.Mounts[i].Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "ro" })
 		}
 	}

@@ -16,9 +16,14 @@ var DefaultCapabilities = []string{
 var DefaultEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
 
 // DefaultSpec returns a spec for running args in a container with the
-// usual isolation: its own pid, ipc, uts and mount namespaces, the default
-// capabilities, the standard /proc, /dev, /sys mounts and masked paths.
-// The network is the sandbox's.
+// usual isolation: its own pid, ipc, uts, mount and cgroup namespaces, the
+// default capabilities, the standard /proc, /dev, /sys and /sys/fs/cgroup
+// mounts and masked paths. The network is the sandbox's.
+//
+// The cgroup namespace and the cgroup mount are what runc's, docker's and
+// containerd's specs have on a cgroup v2 host (the guest runs cgroup v2):
+// the container sees its own cgroup as /sys/fs/cgroup, so programs that
+// size themselves from their limits (the JVM, Go, .NET) find them there.
 func DefaultSpec(args, env []string, cwd string, terminal bool) *specs.Spec {
 	if cwd == "" {
 		cwd = "/"
@@ -45,11 +50,13 @@ func DefaultSpec(args, env []string, cwd string, terminal bool) *specs.Spec {
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 		},
 		Linux: &specs.Linux{
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+				{Type: specs.CgroupNamespace},
 			},
 			MaskedPaths: []string{
 				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

@@ -113,7 +113,7 @@ func TestGuestSpec(t *testing.T) {
 		paths[ns.Type] = ns.Path
 	}
 	// The IPC namespace named by path is the sandbox's; the others new.
-	want := map[specs.LinuxNamespaceType]string{specs.PIDNamespace: "", specs.IPCNamespace: pb.SandboxNamespace, specs.UTSNamespace: "", specs.MountNamespace: ""}
+	want := map[specs.LinuxNamespaceType]string{specs.PIDNamespace: "", specs.IPCNamespace: pb.SandboxNamespace, specs.UTSNamespace: "", specs.MountNamespace: "", specs.CgroupNamespace: ""}
 	if !maps.Equal(paths, want) {
 		t.Errorf("guest namespaces %v, want %v", paths, want)
 	}
@@ -133,7 +133,7 @@ func TestGuestSpec(t *testing.T) {
 	if out.Linux.CgroupsPath != "/vc/c1" || out.Process.Cwd != "/" {
 		t.Errorf("cgroups path %q, cwd %q", out.Linux.CgroupsPath, out.Process.Cwd)
 	}
-	if in.Hooks == nil || in.Linux.CgroupsPath != "/kubepods/besteffort/pod1/c" || in.Process.Cwd != "" || len(in.Linux.Namespaces) != 5 || in.Linux.Namespaces[1].Path != "/proc/1/ns/ipc" {
+	if in.Hooks == nil || in.Linux.CgroupsPath != "/kubepods/besteffort/pod1/c" || in.Process.Cwd != "" || len(in.Linux.Namespaces) != 6 || in.Linux.Namespaces[1].Path != "/proc/1/ns/ipc" {
 		t.Error("the caller's spec was changed")
 	}
 }

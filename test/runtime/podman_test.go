@@ -338,3 +338,17 @@ func httpGet(t *testing.T, url string) string {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// TestPodmanCgroupNamespace: under podman on this cgroup v1 host, whose
+// spec has no cgroup namespace (podman's default on v1 is the host's), the
+// container still sees its own cgroup v2 limit at the root of
+// /sys/fs/cgroup and "0::/" as its cgroup: the guest runs cgroup v2 and
+// its agent gives every container a cgroup namespace there, as podman
+// does on a cgroup v2 host.
+func TestPodmanCgroupNamespace(t *testing.T) {
+	out, errOut, code, cid := cidRun(t, "--rm", "-m", "96m", "docker.io/library/busybox:vc-test", "cat", "/sys/fs/cgroup/memory.max", "/proc/self/cgroup")
+	if code != 0 || out != "100663296\n0::/\n" {
+		t.Errorf("podman run -m 96m cat memory.max /proc/self/cgroup: exit %d, %q (stderr %s); want the limit 100663296 and 0::/", code, out, errOut)
+	}
+	noneLeft(t, cid)
+}

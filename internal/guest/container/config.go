@@ -46,10 +46,11 @@ type prepared struct {
 }
 
 // prepareSpec checks the spec and adapts it to the guest: cgroups path
-// default, network namespace sharing, the sandbox PID namespace.
-// sandboxPidns is the path of the sandbox's PID namespace, or "" to keep
-// the spec's.
-func prepareSpec(id string, s *specs.Spec, sandboxPidns string) (*prepared, error) {
+// default, network namespace sharing, the sandbox PID namespace, a cgroup
+// namespace on cgroup v2, /sys for a user namespace. sandboxPidns is the
+// path of the sandbox's PID namespace, or "" to keep the spec's; cgroup2
+// tells whether the guest runs cgroup v2.
+func prepareSpec(id string, s *specs.Spec, sandboxPidns string, cgroup2 bool) (*prepared, error) {
 	if s.Process == nil {
 		return nil, invalid("OCI.Process", "missing")
 	}
@@ -77,9 +78,11 @@ func prepareSpec(id string, s *specs.Spec, sandboxPidns string) (*prepared, erro
 
 	p := &prepared{spec: s}
 	var nss []specs.LinuxNamespace
-	hasPid := false
+	hasPid, hasCgroup := false, false
 	for _, ns := range s.Linux.Namespaces {
 		switch ns.Type {
+		case specs.CgroupNamespace:
+			hasCgroup = true
 		case specs.NetworkNamespace:
 			// Without a path the container shares the sandbox's (the
 			// agent's) network, as in Kata: the VM is the pod.
@@ -99,8 +102,23 @@ func prepareSpec(id string, s *specs.Spec, sandboxPidns string) (*prepared, erro
 	if !hasPid && sandboxPidns != "" {
 		nss = append(nss, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: sandboxPidns})
 	}
+	// A spec without a cgroup namespace asks for the runtime's, which in
+	// a VM is the agent's: the guest's whole tree, where the container's
+	// limits sit at /vc/<id>, which nothing in it looks for. Spec
+	// generators decide from the cgroup version of the host they run on
+	// (containerd's CRI, docker and podman on a cgroup v1 host add none),
+	// not the guest's; on cgroup v2 runc's users get a private one, so
+	// the container sees its own cgroup, and its limits, at the root of
+	// the cgroup2 mount it makes (a "cgroup" mount) and "0::/" in
+	// /proc/self/cgroup.
+	if !hasCgroup && cgroup2 {
+		nss = append(nss, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
 	s.Linux.Namespaces = nss
 
+	if hasUserns(s) && !p.privateNetns {
+		bindSysForUserns(s)
+	}
 	if !p.privateNetns {
 		for k, v := range s.Linux.Sysctl {
 			if strings.HasPrefix(strings.ReplaceAll(k, "/", "."), "net.") {

@@ -26,6 +26,7 @@ type Container struct {
 	spec       *specs.Spec
 	prep       *prepared
 	mounts     []string // storage mount points, unmounted on removal
+	usernsRoot string   // bindUsernsRoot's mount point, unmounted on removal
 	log        *slog.Logger
 
 	// lifecycle is held shared while a process is being started and
@@ -83,7 +84,7 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 			return err
 		}
 	}
-	prep, err := prepareSpec(id, spec, pidns)
+	prep, err := prepareSpec(id, spec, pidns, m.cgroup2)
 	if err != nil {
 		return err
 	}
@@ -110,6 +111,20 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 		return err
 	}
 	if err := resolveUser(spec.Root.Path, req.GetStringUser(), &spec.Process.User); err != nil {
+		return err
+	}
+	usernsRoot, err := bindUsernsRoot(id, spec, m.cfg.UsernsRootDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := unbindUsernsRoot(usernsRoot); err != nil {
+				log.Warn("undo user namespace root", "err", err)
+			}
+		}
+	}()
+	if err := bindReadonlyNodes(spec); err != nil {
 		return err
 	}
 	cfg, err := newConfig(id, prep, m.noPivot)
@@ -147,6 +162,7 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 	}
 	c.init = p
 	c.mounts = mounts
+	c.usernsRoot = usernsRoot
 	c.watchOOM()
 	m.register(c)
 	log.Info("container created", "pid", p.pid, "rootfs", spec.Root.Path, "init_took", time.Since(t0))
@@ -446,6 +462,9 @@ func (m *Manager) destroy(c *Container) error {
 	c.mu.Unlock()
 	for _, p := range ps {
 		p.io.close()
+	}
+	if err := unbindUsernsRoot(c.usernsRoot); err != nil {
+		errs = append(errs, err)
 	}
 	if err := m.unmountAll(c.log, c.mounts); err != nil {
 		errs = append(errs, err)

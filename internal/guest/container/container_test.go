@@ -112,7 +112,7 @@ func TestPrepareSpec(t *testing.T) {
 			}},
 		}
 	}
-	p, err := prepareSpec("c1", mk(specs.LinuxNamespace{Type: "network"}, specs.LinuxNamespace{Type: "pid"}), "")
+	p, err := prepareSpec("c1", mk(specs.LinuxNamespace{Type: "network"}, specs.LinuxNamespace{Type: "pid"}), "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestPrepareSpec(t *testing.T) {
 	if p.netSysctls["net.ipv4.ip_unprivileged_port_start"] != "0" || len(p.spec.Linux.Sysctl) != 1 {
 		t.Errorf("net sysctls %v, left %v", p.netSysctls, p.spec.Linux.Sysctl)
 	}
-	p, err = prepareSpec("c2", mk(specs.LinuxNamespace{Type: "network", Path: "/var/run/netns/x"}), "/proc/9/ns/pid")
+	p, err = prepareSpec("c2", mk(specs.LinuxNamespace{Type: "network", Path: "/var/run/netns/x"}), "/proc/9/ns/pid", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestPrepareSpec(t *testing.T) {
 		{Process: &specs.Process{Args: []string{"x"}}, Root: &specs.Root{Path: "r"}},
 		{Process: &specs.Process{Args: []string{"x"}, Cwd: "tmp"}, Root: &specs.Root{Path: "/r"}},
 	} {
-		if _, err := prepareSpec("x", bad, ""); !errdefs.IsInvalidArgument(err) {
+		if _, err := prepareSpec("x", bad, "", false); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("prepareSpec(%+v): %v, want InvalidArgument", bad, err)
 		}
 	}
@@ -176,5 +176,80 @@ func TestParseNetDev(t *testing.T) {
 	if n.Name != "eth0" || n.RxBytes != 1000 || n.RxPackets != 10 || n.RxErrors != 1 || n.RxDropped != 2 ||
 		n.TxBytes != 2000 || n.TxPackets != 20 || n.TxErrors != 3 || n.TxDropped != 4 {
 		t.Errorf("got %+v", n)
+	}
+}
+
+// On cgroup v2 a container gets a cgroup namespace of its own when the
+// spec has none; one the spec names is kept as it is; on v1 nothing is
+// added.
+func TestPrepareSpecCgroupNamespace(t *testing.T) {
+	mk := func(ns ...specs.LinuxNamespace) *specs.Spec {
+		return &specs.Spec{Process: &specs.Process{Args: []string{"sh"}}, Root: &specs.Root{Path: "/r"}, Linux: &specs.Linux{Namespaces: ns}}
+	}
+	count := func(p *prepared) (n int, path string) {
+		for _, ns := range p.spec.Linux.Namespaces {
+			if ns.Type == specs.CgroupNamespace {
+				n++
+				path = ns.Path
+			}
+		}
+		return n, path
+	}
+	for _, tc := range []struct {
+		name    string
+		ns      []specs.LinuxNamespace
+		cgroup2 bool
+		want    int
+		path    string
+	}{
+		{"v2, none in the spec", []specs.LinuxNamespace{{Type: "pid"}}, true, 1, ""},
+		{"v2, the spec's", []specs.LinuxNamespace{{Type: "cgroup"}, {Type: "pid"}}, true, 1, ""},
+		{"v2, the spec's by path", []specs.LinuxNamespace{{Type: "cgroup", Path: "/proc/7/ns/cgroup"}}, true, 1, "/proc/7/ns/cgroup"},
+		{"v1, none in the spec", []specs.LinuxNamespace{{Type: "pid"}}, false, 0, ""},
+		{"v1, the spec's", []specs.LinuxNamespace{{Type: "cgroup"}}, false, 1, ""},
+	} {
+		p, err := prepareSpec("c", mk(tc.ns...), "", tc.cgroup2)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if n, path := count(p); n != tc.want || path != tc.path {
+			t.Errorf("%s: %d cgroup namespaces (path %q) in %+v, want %d (path %q)", tc.name, n, path, p.spec.Linux.Namespaces, tc.want, tc.path)
+		}
+	}
+}
+
+// A container with a user namespace in the VM's network namespace gets
+// the guest's /sys bound (read-only all through when asked) instead of a
+// sysfs mount, which the kernel would refuse; with a network namespace of
+// its own it keeps its sysfs.
+func TestPrepareSpecSysForUserns(t *testing.T) {
+	mk := func(ns ...specs.LinuxNamespace) *specs.Spec {
+		return &specs.Spec{
+			Process: &specs.Process{Args: []string{"sh"}}, Root: &specs.Root{Path: "/r"},
+			Mounts: []specs.Mount{{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "ro"}}},
+			Linux:  &specs.Linux{Namespaces: ns},
+		}
+	}
+	p, err := prepareSpec("c", mk(specs.LinuxNamespace{Type: "user"}, specs.LinuxNamespace{Type: "network"}), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "rro"}}
+	if m := p.spec.Mounts[0]; m.Destination != want.Destination || m.Type != want.Type || m.Source != want.Source || strings.Join(m.Options, ",") != strings.Join(want.Options, ",") {
+		t.Errorf("sysfs of a user namespace in the VM's network: %+v, want %+v", m, want)
+	}
+	p, err = prepareSpec("c", mk(specs.LinuxNamespace{Type: "user"}, specs.LinuxNamespace{Type: "network", Path: "/var/run/netns/x"}), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.spec.Mounts[0].Type != "sysfs" {
+		t.Errorf("sysfs of a user namespace with its own network: %+v", p.spec.Mounts[0])
+	}
+	p, err = prepareSpec("c", mk(specs.LinuxNamespace{Type: "network"}), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.spec.Mounts[0].Type != "sysfs" {
+		t.Errorf("sysfs without a user namespace: %+v", p.spec.Mounts[0])
 	}
 }

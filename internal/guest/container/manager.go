@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/cgroups"
 	// The device cgroup controller (v1 files, v2 eBPF) registers itself.
 	_ "github.com/opencontainers/cgroups/devices"
 
@@ -42,6 +43,9 @@ type Config struct {
 	// NamespaceDir is where the sandbox's shared IPC and UTS namespaces
 	// are bind-mounted (pb.SandboxNamespace).
 	NamespaceDir string
+	// UsernsRootDir is where the root filesystems of containers with a
+	// user namespace are bind-mounted (default DefaultUsernsRootDir).
+	UsernsRootDir string
 }
 
 // Manager holds the sandbox and its containers.
@@ -50,6 +54,9 @@ type Manager struct {
 	reaper  *reaper.Reaper
 	log     *slog.Logger
 	noPivot bool
+	// cgroup2: the guest runs cgroup v2 (the agent mounts it when the
+	// kernel has it), where containers get a cgroup namespace by default.
+	cgroup2 bool
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -77,6 +84,9 @@ func New(cfg Config) *Manager {
 	if cfg.Unmount == nil {
 		cfg.Unmount = func(string) error { return nil }
 	}
+	if cfg.UsernsRootDir == "" {
+		cfg.UsernsRootDir = DefaultUsernsRootDir
+	}
 	if cfg.NamespaceDir == "" {
 		cfg.NamespaceDir = filepath.Join(cfg.Root, "..", "sandbox-ns")
 	}
@@ -85,6 +95,7 @@ func New(cfg Config) *Manager {
 		reaper:     cfg.Reaper,
 		log:        cfg.Log,
 		noPivot:    rootIsRamfs(),
+		cgroup2:    cgroups.IsCgroup2UnifiedMode(),
 		containers: map[string]*Container{},
 		reserved:   map[string]bool{},
 	}
