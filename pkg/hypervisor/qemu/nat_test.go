@@ -29,7 +29,10 @@ func TestStreamNetdevParams(t *testing.T) {
 }
 
 // passt gets the NIC's addresses, --no-map-gw (the gateway is not the
-// host's loopback) and one port spec per forward.
+// host's loopback) and one port spec per forward. The guest's resolver is
+// --dns-forward only: --dns names passt's upstream resolvers, the host's
+// (from its /etc/resolv.conf) when there is none; --dns 10.0.2.3 sent the
+// guest's queries to 10.0.2.3 on the host's network, which timed out.
 func TestPasstArgs(t *testing.T) {
 	mac, _ := net.ParseMAC("02:00:00:00:00:0a")
 	n := &hypervisor.NATNIC{ID: "nat0", MAC: mac, Forwards: []hypervisor.PortForward{
@@ -41,13 +44,23 @@ func TestPasstArgs(t *testing.T) {
 	}
 	got := strings.Join(passtArgs(n, "/run/vc/vm1/passt.sock", true), " ")
 	want := "--foreground --stderr --quiet --one-off --ipv4-only --no-map-gw --socket /run/vc/vm1/passt.sock" +
-		" --address 10.0.2.15 --netmask 24 --gateway 10.0.2.2 --dns 10.0.2.3 --dns-forward 10.0.2.3 --runas 0:0" +
+		" --address 10.0.2.15 --netmask 24 --gateway 10.0.2.2 --dns-forward 10.0.2.3 --runas 0:0" +
 		" --tcp-ports 8080:80 --udp-ports 127.0.0.1/5353:53"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	if got := strings.Join(passtArgs(n, "/s", false), " "); strings.Contains(got, "--runas") {
 		t.Errorf("not root: got %s, want no --runas", got)
+	}
+
+	// Resolvers named: passt's upstreams, in order.
+	n.Resolvers = []netip.Addr{netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("192.0.2.53")}
+	if err := n.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got = strings.Join(passtArgs(n, "/s", false), " ")
+	if want := " --dns-forward 10.0.2.3 --dns 198.18.0.2 --dns 192.0.2.53 "; !strings.Contains(got, want) {
+		t.Errorf("resolvers: got %s\nwant it to contain %q", got, want)
 	}
 }
 

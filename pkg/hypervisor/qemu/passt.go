@@ -53,9 +53,15 @@ func passtArgs(n *hypervisor.NATNIC, sock string, asRoot bool) []string {
 		"--address", n.GuestAddr.String(),
 		"--netmask", strconv.Itoa(n.Network.Bits()),
 		"--gateway", n.Gateway.String(),
-		// The guest's resolver: queries to it go to the host's.
-		"--dns", n.DNS.String(),
+		// The guest's resolver: UDP queries to it go to passt's first
+		// upstream resolver. That is the first nameserver of the host's
+		// /etc/resolv.conf unless --dns names others: --dns is the
+		// upstream, not the guest's address (--dns 10.0.2.3 sent the
+		// queries to 10.0.2.3 on the host's network, and DNS timed out).
 		"--dns-forward", n.DNS.String(),
+	}
+	for _, r := range n.Resolvers {
+		args = append(args, "--dns", r.String())
 	}
 	if asRoot {
 		// passt would drop to nobody, who cannot create the socket in
