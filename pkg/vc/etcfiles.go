@@ -42,11 +42,7 @@ func (s *Sandbox) BindEtcFiles(ccfg *ContainerConfig) error {
 		return fmt.Errorf("container %s: spec: missing: %w", ccfg.ID, errdefs.ErrInvalidArgument)
 	}
 	st := s.Status()
-	hostname := ccfg.Spec.Hostname
-	if hostname == "" {
-		// The container's UTS namespace starts as a copy of the guest's.
-		hostname = cmpOr(st.Config.Hostname, shortID(st.ID))
-	}
+	hostname := containerHostname(ccfg, st)
 	files := map[string]string{
 		"/etc/hosts":    etcHosts(hostname, guestAddr(st)),
 		"/etc/hostname": hostname + "\n",
@@ -77,6 +73,21 @@ func (s *Sandbox) BindEtcFiles(ccfg *ContainerConfig) error {
 		ccfg.Spec.Mounts = append(ccfg.Spec.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro"}})
 	}
 	return nil
+}
+
+// containerHostname is the hostname the container will have: its spec's
+// in a UTS namespace of its own; else the guest's (a new UTS namespace
+// starts as a copy of it; the sandbox's shared one, which a pod's
+// containers join, has it).
+func containerHostname(ccfg *ContainerConfig, st SandboxStatus) string {
+	if ccfg.Spec.Hostname != "" && !ccfg.PodInfra && ccfg.Spec.Linux != nil {
+		for _, ns := range ccfg.Spec.Linux.Namespaces {
+			if ns.Type == specs.UTSNamespace && ns.Path == "" {
+				return ccfg.Spec.Hostname
+			}
+		}
+	}
+	return cmpOr(st.Config.Hostname, shortID(st.ID))
 }
 
 // etcHosts is docker's /etc/hosts of a container named hostname at addr.

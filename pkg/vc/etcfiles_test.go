@@ -68,7 +68,7 @@ func TestBindEtcFilesNAT(t *testing.T) {
 
 	// The user's (or engine's) files win; the spec's hostname names the
 	// container.
-	ccfg = ContainerConfig{ID: "c2", Spec: &specs.Spec{Hostname: "web", Mounts: []specs.Mount{
+	ccfg = ContainerConfig{ID: "c2", Spec: &specs.Spec{Hostname: "web", Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UTSNamespace}}}, Mounts: []specs.Mount{
 		{Destination: "/etc/resolv.conf/", Type: "bind", Source: "/mine"},
 		{Destination: "/etc/hostname", Type: "bind", Source: "/mine2"},
 	}}}
@@ -83,6 +83,16 @@ func TestBindEtcFilesNAT(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir(), "etc", "c2", "resolv.conf")); err == nil {
 		t.Error("resolv.conf written although the spec mounts one")
+	}
+
+	// A container joining another's UTS namespace (a pod's member) has
+	// the sandbox's hostname, whatever its spec says.
+	ccfg = ContainerConfig{ID: "c3", Spec: &specs.Spec{Hostname: "member", Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UTSNamespace, Path: "/proc/1/ns/uts"}}}}}
+	if err := s.BindEtcFiles(&ccfg); err != nil {
+		t.Fatal(err)
+	}
+	if h := bound(t, ccfg)["/etc/hostname"]; h != "0123456789ab\n" {
+		t.Errorf("/etc/hostname of a member joining a UTS namespace: %q, want the sandbox's hostname", h)
 	}
 
 	if err := s.BindEtcFiles(&ContainerConfig{ID: "../x", Spec: &specs.Spec{}}); err == nil {
