@@ -20,8 +20,9 @@ import (
 // with --no-map-gw; QEMU's libslirp maps it and is not used), and DNS is
 // the stack's resolver address: DNS queries to it go to Resolvers[0], or,
 // without Resolvers, to the host's resolver (the first nameserver of the
-// host's /etc/resolv.conf that is not a loopback address: the stack does
-// not reach the host's loopback).
+// host's /etc/resolv.conf; a loopback one, such as systemd-resolved's
+// 127.0.0.53, does not answer: the stack does not reach the host's
+// loopback, so name Resolvers on such a host).
 //
 // A NAT NIC is present at boot (Config.NAT); it is not hotplugged.
 type NATNIC struct {
@@ -39,7 +40,9 @@ type NATNIC struct {
 	GuestAddr netip.Addr
 	// Resolvers are the upstream resolvers the stack sends the guest's
 	// DNS queries (UDP to DNS, port 53) to instead of the host's; the
-	// first is used. IPv4 addresses, not the host's loopback.
+	// first is used. IPv4 addresses, not the host's loopback. (qemu:
+	// passt reads them from an /etc/resolv.conf bound in a mount
+	// namespace of its own, which needs CAP_SYS_ADMIN.)
 	Resolvers []netip.Addr
 	// Forwards publish host ports: a connection (or datagram) to HostAddr:
 	// HostPort on the host is forwarded to GuestAddr:GuestPort.

@@ -50,9 +50,13 @@ type NATConfig struct {
 	Publish []PortMapping `json:"publish,omitempty"`
 	// DNS are the upstream resolvers the guest's resolver (NATDNS)
 	// forwards queries to, as docker's --dns; the first one answers.
-	// Empty: the host's resolver (the first nameserver of the host's
-	// /etc/resolv.conf that is not a loopback address). IPv4 addresses,
-	// not loopback ones (the NAT does not reach the host's loopback).
+	// Empty: the host's resolver, the first nameserver of the host's
+	// /etc/resolv.conf (a loopback one, such as systemd-resolved's
+	// 127.0.0.53, does not answer: the NAT does not reach the host's
+	// loopback). IPv4 addresses, not loopback ones. Naming them needs
+	// CAP_SYS_ADMIN (passt reads them from an /etc/resolv.conf of its own
+	// mount namespace), and such a sandbox never takes a factory's
+	// cached VM.
 	DNS []netip.Addr `json:"dns,omitempty"`
 }
 
