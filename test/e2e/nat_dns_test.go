@@ -170,6 +170,11 @@ timeout 5 wget -qO- http://localhost:8080/; echo "wget-rc=$?"`
 		if strings.Contains(out, "nslookup-rc=143") || strings.Contains(out, "nslookup-rc=124") {
 			t.Errorf("a lookup timed out:\n%s", out)
 		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "nslookup-rc=") {
+				t.Log(l)
+			}
+		}
 	}
 
 	t.Run("host-resolver", func(t *testing.T) {
