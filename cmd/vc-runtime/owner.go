@@ -99,9 +99,6 @@ type owner struct {
 	// joined (a pod's); empty when this owner keeps the VM.
 	host   string
 	hostSt *containerState
-	// nat: the VM this owner keeps has the NAT (its containers get the
-	// NAT's resolver).
-	nat bool
 	// vmMu guards vmDown: requests for the VM's other containers hold it
 	// to read while they use the VM, the teardown to write.
 	vmMu   sync.RWMutex
@@ -241,10 +238,10 @@ func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec
 	})
 	o.sb, o.c = sb, sb.Container(o.id)
 	o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "from_template", sb.Status().Boot.FromTemplate, "took", time.Since(start).Round(time.Millisecond))
-	if o.nat = scfg.NetNS == "" && !scfg.NAT.Disabled; o.nat {
-		if err := natResolvConf(o.dir, &ccfg); err != nil {
-			return err
-		}
+	// The files docker writes, for a spec whose engine did not bind
+	// its own (podman's and docker's are never overridden).
+	if err := sb.BindEtcFiles(&ccfg); err != nil {
+		return err
 	}
 	if err := sb.CreateContainer(ctx, ccfg); err != nil {
 		return err
@@ -502,20 +499,4 @@ func network(spec *specs.Spec) (netns string, nat vc.NATConfig) {
 		}
 	}
 	return "", nat
-}
-
-// natResolvConf gives a container behind the NAT the NAT's resolver, as
-// vc run does, unless it mounts a resolv.conf of its own.
-func natResolvConf(dir string, ccfg *vc.ContainerConfig) error {
-	for _, m := range ccfg.Spec.Mounts {
-		if filepath.Clean(m.Destination) == "/etc/resolv.conf" {
-			return nil
-		}
-	}
-	path := filepath.Join(dir, "resolv.conf")
-	if err := os.WriteFile(path, []byte("nameserver "+vc.NATDNS.String()+"\n"), 0o644); err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	ccfg.Spec.Mounts = append(ccfg.Spec.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: path, Options: []string{"rbind", "rprivate", "ro"}})
-	return nil
 }

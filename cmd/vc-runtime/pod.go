@@ -183,10 +183,8 @@ func (o *owner) createMember(ctx context.Context, id string) error {
 	if cpus, mib, err := annotations.SpecResources(spec); err == nil && (cpus > 0 || mib > 0) {
 		o.log.Info("a container in a running VM is limited in the guest; the VM keeps its size", "member", id, "cpus", cpus, "memory_mib", mib)
 	}
-	if o.nat {
-		if err := natResolvConf(o.dir, &ccfg); err != nil {
-			return err
-		}
+	if err := o.sb.BindEtcFiles(&ccfg); err != nil {
+		return err
 	}
 	if err := o.sb.CreateContainer(ctx, ccfg); err != nil {
 		return err

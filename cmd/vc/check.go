@@ -16,6 +16,18 @@ func init() {
 	register("check", command{usage: "[--json]", short: "report what this host can do: qemu, KVM, vsock, tun, guest image", run: checkCmd})
 }
 
+// natDetail tells what vc check says of the NAT (--network nat, -p).
+func natDetail(r qemu.HostReport) string {
+	if r.UserNet {
+		return "passt (" + r.PasstPath + "), a user-mode network stack per VM: --network nat and -p work"
+	}
+	why := r.UserNetError
+	if why == "" {
+		why = "no qemu"
+	}
+	return why + ": --network nat and -p do not work; use --network none or a network namespace"
+}
+
 // hostCheck is the report `vc check` prints.
 type hostCheck struct {
 	qemu.HostReport
@@ -72,11 +84,7 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	line(r.VhostVsock, "vhost-vsock", vs)
 	line(r.Tun, "tun", "/dev/net/tun (networking)")
-	nat := "qemu's user-mode network (libslirp): --network nat and -p work"
-	if !r.UserNet {
-		nat = "qemu has no user-mode network backend: use --network none or a network namespace"
-	}
-	line(r.UserNet, "nat", nat)
+	line(r.UserNet, "nat", natDetail(r.HostReport))
 	fw := r.Firmware
 	if fw == "" {
 		fw = "SeaBIOS (qboot not installed)"

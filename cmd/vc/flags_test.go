@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,8 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
 	"github.com/virtcontainers/vc/pkg/oci"
 )
 
@@ -161,4 +164,44 @@ func TestPsFormat(t *testing.T) {
 		t.Errorf("unknown field: %v (%q)", err, b.String())
 	}
 	flush()
+}
+
+// --dns takes IPv4 resolvers the NAT can reach, on the NAT network only;
+// a bad one is refused naming the flag and the entry.
+func TestDNSOptions(t *testing.T) {
+	got, err := dnsOptions("nat", []string{"198.18.0.2", "192.0.2.53"})
+	if err != nil || fmt.Sprint(got) != "[198.18.0.2 192.0.2.53]" {
+		t.Errorf("got %v, %v", got, err)
+	}
+	if got, err := dnsOptions("", nil); err != nil || got != nil {
+		t.Errorf("none: got %v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		network string
+		dns     []string
+		want    string
+	}{
+		{"nat", []string{"1.1.1.1", "dns.example"}, `--dns #2 "dns.example"`},
+		{"nat", []string{"127.0.0.53"}, "--dns #1: resolver 127.0.0.53: a loopback address"},
+		{"nat", []string{"2001:db8::1"}, "--dns #1: resolver 2001:db8::1: want an IPv4 address"},
+		{"none", []string{"192.0.2.53"}, `--dns "192.0.2.53": names the NAT's resolver, which needs --network nat (not "none")`},
+	} {
+		_, err := dnsOptions(tc.network, tc.dns)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s %v: got %v, want an invalid-argument error with %q", tc.network, tc.dns, err, tc.want)
+		}
+	}
+}
+
+// vc check names passt as the NAT (not QEMU's libslirp), and says why the
+// NAT cannot run when it cannot.
+func TestCheckNATDetail(t *testing.T) {
+	ok := natDetail(qemu.HostReport{UserNet: true, PasstPath: "/usr/bin/passt"})
+	if !strings.Contains(ok, "passt (/usr/bin/passt)") || strings.Contains(ok, "slirp") {
+		t.Errorf("ok: %q", ok)
+	}
+	no := natDetail(qemu.HostReport{UserNetError: "passt, the user-mode network stack, is not installed (apt-get install passt)"})
+	if !strings.Contains(no, "apt-get install passt") || !strings.Contains(no, "--network nat and -p do not work") {
+		t.Errorf("no passt: %q", no)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -35,7 +36,7 @@ import (
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -64,9 +65,10 @@ type runOptions struct {
 	Accel       string   `json:"accel"`
 	Debug       bool     `json:"debug"`
 	NetNS       string   `json:"netns,omitempty"`
-	// NoNAT and Publish: the user-mode NAT of a VM without NetNS.
+	// NoNAT, Publish and DNS: the user-mode NAT of a VM without NetNS.
 	NoNAT   bool             `json:"no_nat,omitempty"`
 	Publish []vc.PortMapping `json:"publish,omitempty"`
+	DNS     []netip.Addr     `json:"dns,omitempty"`
 	// docker's: the process's user, an entrypoint before the command,
 	// the hostname, a read-only root, capabilities.
 	User       string   `json:"user,omitempty"`
@@ -102,7 +104,7 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 func runOrCreate(ctx context.Context, g *globals, name string, args []string) error {
 	fs := newFlags(name, commands[name].usage)
 	var o runOptions
-	var vols, envs, envFiles, publish, capAdd, capDrop listFlag
+	var vols, envs, envFiles, publish, dns, capAdd, capDrop listFlag
 	var mem, network, entrypoint, cpus string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
@@ -134,6 +136,7 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.StringVar(&network, "network", "nat", "nat (outbound NAT through the host, ports published with -p), none (loopback only), or a network namespace the VM joins (/var/run/netns/X, /proc/PID/ns/net)")
 	fs.StringVar(&network, "net", "nat", "the same as --network")
 	fs.StringVar(&o.Factory, "factory", "auto", "start the VM from the factory's template (vc factory init): auto (when there is one and the VM fits it), on (fail otherwise), off (boot)")
+	fs.Var(&dns, "dns", "the resolver the container's DNS queries (to the NAT's 10.0.2.3) go to, an IPv4 address; the first given answers (repeatable; --network nat; root; default: the host's resolver)")
 	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat)")
 	if err := fs.Parse(expandShort(fs, args)); err != nil {
 		return err
@@ -169,6 +172,9 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 		}
 	}
 	if o.NetNS, o.NoNAT, o.Publish, err = networkOptions(network, publish); err != nil {
+		return err
+	}
+	if o.DNS, err = dnsOptions(network, dns); err != nil {
 		return err
 	}
 	if mem != "" {
@@ -286,7 +292,9 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 			return err
 		}
 	}
-	if err := natResolvConf(s, &ccfg, o); err != nil {
+	// As docker: /etc/hosts, /etc/hostname and, behind the NAT, the
+	// NAT's resolver, unless -v binds files of the user's there.
+	if err := s.BindEtcFiles(&ccfg); err != nil {
 		return err
 	}
 	if err := s.CreateContainer(ctx, ccfg); err != nil {
@@ -656,7 +664,7 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 		Hostname:  o.Hostname,
 		StateRoot: g.stateRoot,
 		NetNS:     o.NetNS,
-		NAT:       vc.NATConfig{Disabled: o.NoNAT, Publish: o.Publish},
+		NAT:       vc.NATConfig{Disabled: o.NoNAT, Publish: o.Publish, DNS: o.DNS},
 		Hypervisor: vc.HypervisorConfig{
 			Kernel:    kernel,
 			Initrd:    initrd,
@@ -698,25 +706,23 @@ func networkOptions(network string, publish []string) (netns string, noNAT bool,
 	return netns, noNAT, ports, nil
 }
 
-// natResolvConf gives a container behind the NAT the NAT's resolver, as
-// docker gives its containers a resolv.conf: a file in the sandbox's state
-// (removed with it) bound read-only over /etc/resolv.conf, unless the
-// container mounts one of its own.
-func natResolvConf(s *vc.Sandbox, ccfg *vc.ContainerConfig, o runOptions) error {
-	if o.NetNS != "" || o.NoNAT {
-		return nil
-	}
-	for _, m := range ccfg.Spec.Mounts {
-		if filepath.Clean(m.Destination) == "/etc/resolv.conf" {
-			return nil
+// dnsOptions reads --dns: the NAT's upstream resolvers.
+func dnsOptions(network string, dns []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for i, d := range dns {
+		if network != "" && network != "nat" {
+			return nil, fmt.Errorf("--dns %q: names the NAT's resolver, which needs --network nat (not %q): %w", d, network, errdefs.ErrInvalidArgument)
 		}
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return nil, fmt.Errorf("--dns #%d %q: %w: %w", i+1, d, err, errdefs.ErrInvalidArgument)
+		}
+		if err := hypervisor.CheckResolver(a); err != nil {
+			return nil, fmt.Errorf("--dns #%d: %w", i+1, err)
+		}
+		out = append(out, a)
 	}
-	path := filepath.Join(s.Dir(), "resolv.conf")
-	if err := os.WriteFile(path, []byte("nameserver "+vc.NATDNS.String()+"\n"), 0o644); err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	ccfg.Spec.Mounts = append(ccfg.Spec.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: path, Options: []string{"rbind", "rprivate", "ro"}})
-	return nil
+	return out, nil
 }
 
 // spawnOwner runs the owner in a new session and waits until the

@@ -18,7 +18,11 @@ import (
 // statically (the stack also answers DHCP with it), Gateway is the
 // guest's router, which must NOT map to the host's loopback (passt runs
 // with --no-map-gw; QEMU's libslirp maps it and is not used), and DNS is
-// the stack's resolver address, which it forwards to the host's.
+// the stack's resolver address: DNS queries to it go to Resolvers[0], or,
+// without Resolvers, to the host's resolver (the first nameserver of the
+// host's /etc/resolv.conf; a loopback one, such as systemd-resolved's
+// 127.0.0.53, does not answer: the stack does not reach the host's
+// loopback, so name Resolvers on such a host).
 //
 // A NAT NIC is present at boot (Config.NAT); it is not hotplugged.
 type NATNIC struct {
@@ -34,6 +38,12 @@ type NATNIC struct {
 	Gateway   netip.Addr
 	DNS       netip.Addr
 	GuestAddr netip.Addr
+	// Resolvers are the upstream resolvers the stack sends the guest's
+	// DNS queries (UDP to DNS, port 53) to instead of the host's; the
+	// first is used. IPv4 addresses, not the host's loopback. (qemu:
+	// passt reads them from an /etc/resolv.conf bound in a mount
+	// namespace of its own, which needs CAP_SYS_ADMIN.)
+	Resolvers []netip.Addr
 	// Forwards publish host ports: a connection (or datagram) to HostAddr:
 	// HostPort on the host is forwarded to GuestAddr:GuestPort.
 	Forwards []PortForward
@@ -126,6 +136,11 @@ func (n *NATNIC) Validate() error {
 	if n.Gateway == n.DNS || n.Gateway == n.GuestAddr || n.DNS == n.GuestAddr {
 		return fmt.Errorf("nat nic %s: gateway %s, dns %s and guest address %s must differ: %w", n.ID, n.Gateway, n.DNS, n.GuestAddr, errdefs.ErrInvalidArgument)
 	}
+	for i, r := range n.Resolvers {
+		if err := CheckResolver(r); err != nil {
+			return fmt.Errorf("nat nic %s: resolvers[%d]: %w", n.ID, i, err)
+		}
+	}
 	for i := range n.Forwards {
 		f := &n.Forwards[i]
 		if err := f.Validate(); err != nil {
@@ -138,6 +153,23 @@ func (n *NATNIC) Validate() error {
 				return fmt.Errorf("nat nic %s: forwards[%d] %s: host port already forwarded by forwards[%d] %s: %w", n.ID, i, f, j, g, errdefs.ErrAlreadyExists)
 			}
 		}
+	}
+	return nil
+}
+
+// CheckResolver checks that a is an address the NAT can send DNS queries
+// to: a unicast IPv4 address, not a loopback one (the NAT does not reach
+// the host's loopback, by design).
+func CheckResolver(a netip.Addr) error {
+	switch {
+	case !a.IsValid():
+		return fmt.Errorf("resolver: no address: %w", errdefs.ErrInvalidArgument)
+	case !a.Is4():
+		return fmt.Errorf("resolver %s: want an IPv4 address (the NAT is IPv4 only): %w", a, errdefs.ErrInvalidArgument)
+	case a.IsLoopback():
+		return fmt.Errorf("resolver %s: a loopback address: the NAT does not reach the host's loopback: %w", a, errdefs.ErrInvalidArgument)
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Errorf("resolver %s: not a unicast address: %w", a, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

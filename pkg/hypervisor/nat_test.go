@@ -38,6 +38,12 @@ func TestNATNICValidate(t *testing.T) {
 		{"duplicate", func(n *NATNIC) {
 			n.Forwards = []PortForward{{HostPort: 80, GuestPort: 80}, {HostAddr: lo, HostPort: 80, GuestPort: 81}}
 		}, "forwards[1] 127.0.0.1:80:81/tcp: host port already forwarded by forwards[0]"},
+		{"loopback resolver", func(n *NATNIC) { n.Resolvers = []netip.Addr{netip.MustParseAddr("127.0.0.53")} }, "resolvers[0]: resolver 127.0.0.53: a loopback address"},
+		{"ipv6 resolver", func(n *NATNIC) {
+			n.Resolvers = []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
+		}, "resolvers[1]: resolver 2001:db8::1: want an IPv4 address"},
+		{"unspecified resolver", func(n *NATNIC) { n.Resolvers = []netip.Addr{netip.IPv4Unspecified()} }, "not a unicast address"},
+		{"no resolver address", func(n *NATNIC) { n.Resolvers = []netip.Addr{{}} }, "resolvers[0]: resolver: no address"},
 	}
 	for _, tc := range cases {
 		n := NATNIC{ID: "nat0", MAC: mac}

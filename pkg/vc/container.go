@@ -3,6 +3,7 @@ package vc
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -331,6 +332,9 @@ func (c *Container) Delete(ctx context.Context) error {
 		}
 		if err := unshareContainer(s.sharedDir(), c.id); err != nil {
 			return err
+		}
+		if err := os.RemoveAll(s.etcFilesDir(c.id)); err != nil {
+			return fmt.Errorf("container %s: /etc files: %w", c.id, err)
 		}
 		return s.store.Delete(s.id, containerKey(c.id))
 	})

@@ -48,6 +48,16 @@ type NATConfig struct {
 	Disabled bool `json:"disabled,omitempty"`
 	// Publish forwards host ports to the guest.
 	Publish []PortMapping `json:"publish,omitempty"`
+	// DNS are the upstream resolvers the guest's resolver (NATDNS)
+	// forwards queries to, as docker's --dns; the first one answers.
+	// Empty: the host's resolver, the first nameserver of the host's
+	// /etc/resolv.conf (a loopback one, such as systemd-resolved's
+	// 127.0.0.53, does not answer: the NAT does not reach the host's
+	// loopback). IPv4 addresses, not loopback ones. Naming them needs
+	// CAP_SYS_ADMIN (passt reads them from an /etc/resolv.conf of its own
+	// mount namespace), and such a sandbox never takes a factory's
+	// cached VM.
+	DNS []netip.Addr `json:"dns,omitempty"`
 }
 
 // PortMapping publishes a container port on the host: connections (or
@@ -154,6 +164,12 @@ func (c *SandboxConfig) natNIC() (*hypervisor.NATNIC, error) {
 		}
 		n.Forwards = append(n.Forwards, f)
 	}
+	for i, a := range c.NAT.DNS {
+		if err := hypervisor.CheckResolver(a); err != nil {
+			return nil, fmt.Errorf("nat.dns[%d]: %w", i, err)
+		}
+	}
+	n.Resolvers = append(n.Resolvers, c.NAT.DNS...)
 	if err := n.Validate(); err != nil {
 		return nil, fmt.Errorf("nat.publish: %w", err)
 	}
@@ -165,14 +181,18 @@ func (c *SandboxConfig) natNIC() (*hypervisor.NATNIC, error) {
 // anything is made. (QEMU binds them again when it starts; a port taken
 // in between fails the start, with QEMU's message.)
 func (c *SandboxConfig) validateNAT() error {
-	if len(c.NAT.Publish) == 0 {
+	if len(c.NAT.Publish) == 0 && len(c.NAT.DNS) == 0 {
 		return nil
+	}
+	field := "nat.publish"
+	if len(c.NAT.Publish) == 0 {
+		field = "nat.dns"
 	}
 	switch {
 	case c.NetNS != "":
-		return fmt.Errorf("nat.publish: the sandbox joins network namespace %s, which has no NAT to publish through (publish ports in that namespace): %w", c.NetNS, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%s: the sandbox joins network namespace %s, which has no NAT (publish ports and run resolvers in that namespace): %w", field, c.NetNS, errdefs.ErrInvalidArgument)
 	case c.NAT.Disabled:
-		return fmt.Errorf("nat.publish: the NAT is disabled (network none): %w", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%s: the NAT is disabled (network none): %w", field, errdefs.ErrInvalidArgument)
 	}
 	n, err := c.natNIC()
 	if err != nil {
@@ -213,7 +233,7 @@ func (s *Sandbox) configureNAT(ctx context.Context) error {
 	if err := configureGuestNAT(ctx, s.agent); err != nil {
 		return err
 	}
-	s.log.Info("nat configured", "guest", natGuestName, "addr", NATGuestAddr, "gateway", NATGateway, "dns", NATDNS, "publish", fmt.Sprint(s.status.Config.NAT.Publish))
+	s.log.Info("nat configured", "guest", natGuestName, "addr", NATGuestAddr, "gateway", NATGateway, "dns", NATDNS, "upstream_dns", fmt.Sprint(s.status.Config.NAT.DNS), "publish", fmt.Sprint(s.status.Config.NAT.Publish))
 	return nil
 }
 

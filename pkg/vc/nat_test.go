@@ -1,7 +1,9 @@
 package vc
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -78,6 +80,14 @@ func TestValidateNAT(t *testing.T) {
 			"nat.publish: nat nic nat0: forwards[0]: host port 70000", errdefs.IsInvalidArgument},
 		{"in use", SandboxConfig{NAT: NATConfig{Publish: []PortMapping{{HostPort: 18081, ContainerPort: 81, Protocol: "udp"}, {HostIP: "127.0.0.1", HostPort: busy, ContainerPort: 80}}}},
 			"nat.publish[1] 127.0.0.1:" + strconv.Itoa(busy) + ":80: host port: listen tcp4 127.0.0.1:" + strconv.Itoa(busy) + ": bind: address already in use", errdefs.IsFailedPrecondition},
+		{"dns with netns", SandboxConfig{NetNS: ns, NAT: NATConfig{DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53")}}},
+			"nat.dns: the sandbox joins network namespace", errdefs.IsInvalidArgument},
+		{"dns disabled", SandboxConfig{NAT: NATConfig{Disabled: true, DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53")}}},
+			"nat.dns: the NAT is disabled", errdefs.IsInvalidArgument},
+		{"dns loopback", SandboxConfig{NAT: NATConfig{DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53"), netip.MustParseAddr("127.0.0.53")}}},
+			"nat.dns[1]: resolver 127.0.0.53: a loopback address", errdefs.IsInvalidArgument},
+		{"dns ipv6", SandboxConfig{NAT: NATConfig{DNS: []netip.Addr{netip.MustParseAddr("2001:db8::53")}}},
+			"nat.dns[0]: resolver 2001:db8::53: want an IPv4 address", errdefs.IsInvalidArgument},
 	}
 	for _, tc := range cases {
 		err := tc.cfg.validateNAT()
@@ -91,6 +101,13 @@ func TestValidateNAT(t *testing.T) {
 	}
 	if n, err := ok.natNIC(); err != nil || n == nil || len(n.Forwards) != 2 || n.Forwards[0].HostAddr.String() != "127.0.0.1" || n.Forwards[1].Protocol != "udp" {
 		t.Errorf("natNIC: %+v, %v", n, err)
+	}
+	dns := SandboxConfig{NAT: NATConfig{DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53")}}}
+	if err := dns.validateNAT(); err != nil {
+		t.Error(err)
+	}
+	if n, err := dns.natNIC(); err != nil || n == nil || fmt.Sprint(n.Resolvers) != "[192.0.2.53]" || n.DNS != NATDNS {
+		t.Errorf("natNIC with dns: %+v, %v; want resolvers [192.0.2.53]", n, err)
 	}
 	if n, err := (&SandboxConfig{NetNS: ns}).natNIC(); n != nil || err != nil {
 		t.Errorf("natNIC with a netns: %+v, %v; want none", n, err)

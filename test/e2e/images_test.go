@@ -201,13 +201,14 @@ const entryScript = `echo "args:$*"
 echo "user:$(id -u):$(id -g)"
 echo "cwd:$(pwd)"
 echo "env:$GREETING"
-test -e /etc/hostname && echo "hostname:present" || echo "hostname:gone"
+test -e /bin/vi && echo "vi:present" || echo "vi:gone"
 echo "owner:$(stat -c %u:%g /srv/app)"
 `
 
 // appImage is busybox plus a layer of its own (tag tells the variant
 // apart: two images share the busybox layer): a user app (1000:1001),
-// /entry.sh, /srv/app owned by app, busybox's /etc/hostname whited out;
+// /entry.sh, /srv/app owned by app, busybox's /bin/vi whited out (not a
+// file of /etc: vc binds /etc/hostname and /etc/hosts over the image's);
 // its config sets Entrypoint, Cmd, Env, WorkingDir and User.
 func appImage(t *testing.T, tag string) v1.Image {
 	t.Helper()
@@ -218,7 +219,8 @@ func appImage(t *testing.T, tag string) v1.Image {
 	top := layerOf(t,
 		tarEntry{name: "etc/"},
 		tarEntry{name: "etc/passwd", body: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/srv/app:/bin/sh\n"},
-		tarEntry{name: "etc/.wh.hostname"},
+		tarEntry{name: "bin/"},
+		tarEntry{name: "bin/.wh.vi"},
 		tarEntry{name: "entry.sh", body: entryScript, mode: 0o755},
 		tarEntry{name: "srv/"},
 		tarEntry{name: "srv/app/", uid: 1000, gid: 1001},
@@ -294,7 +296,7 @@ func TestImagesPullRun(t *testing.T) {
 
 	id := "e2e-img-run"
 	out = e.must(t, "run", "--rm", "--name", id, ref)
-	wantLines(t, "the image's config", out, "args:default-arg", "user:1000:1001", "cwd:/srv/app", "env:hello-from-image", "hostname:gone", "owner:1000:1001")
+	wantLines(t, "the image's config", out, "args:default-arg", "user:1000:1001", "cwd:/srv/app", "env:hello-from-image", "vi:gone", "owner:1000:1001")
 	noLeftovers(t, id)
 
 	out = e.must(t, "run", "--rm", "--name", id, "-e", "GREETING=from-flag", "-w", "/tmp", "-u", "0", ref, "--", "x", "y")

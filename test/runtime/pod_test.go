@@ -65,13 +65,14 @@ func TestPodVM(t *testing.T) {
 	hostBoot := strings.TrimSpace(mustRT(t, "exec", host, "cat", "/proc/sys/kernel/random/boot_id"))
 
 	// In the foreground: the member's output and exit status are run's;
-	// its UTS namespace is the VM's (the hostname of the VM's container).
+	// its UTS namespace is the VM's (the hostname of the VM's container),
+	// which its /etc/hostname says too.
 	start := time.Now()
-	out, code := rt(nil, "run", "--bundle", bundle(t, []string{"sh", "-c", "cat /proc/sys/kernel/random/boot_id; hostname; exit 7"}, joining(hs.Pid)), m1)
+	out, code := rt(nil, "run", "--bundle", bundle(t, []string{"sh", "-c", "cat /proc/sys/kernel/random/boot_id; hostname; cat /etc/hostname; exit 7"}, joining(hs.Pid)), m1)
 	took := time.Since(start)
 	lines := strings.Fields(out)
-	if code != 7 || len(lines) != 2 || lines[0] != hostBoot || lines[1] != "podhostname" {
-		t.Fatalf("run in the pod's VM: exit %d, %q; want 7, the VM's boot id %s and hostname podhostname", code, out, hostBoot)
+	if code != 7 || len(lines) != 3 || lines[0] != hostBoot || lines[1] != "podhostname" || lines[2] != "podhostname" {
+		t.Fatalf("run in the pod's VM: exit %d, %q; want 7, the VM's boot id %s and hostname podhostname (twice)", code, out, hostBoot)
 	}
 	t.Logf("run in a running VM took %s", took.Round(time.Millisecond))
 	noLeftovers(t, m1)

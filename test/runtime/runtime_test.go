@@ -263,6 +263,36 @@ func TestRun(t *testing.T) {
 	expectFail(t, "container does not exist", "state", id)
 }
 
+// TestEtcFiles: a spec without files of its engine gets docker's
+// /etc/hosts (localhost, its hostname at the NAT's address: the spec has
+// no network namespace), an /etc/hostname that says its hostname and the
+// NAT's resolver; a file the spec mounts (podman's, docker's) is kept.
+func TestEtcFiles(t *testing.T) {
+	const id = "etcfiles"
+	t.Cleanup(func() {
+		rt(nil, "delete", "--force", id)
+		noLeftovers(t, id)
+	})
+	b := bundle(t, []string{"sh", "-c", "cat /etc/hostname; hostname; cat /etc/resolv.conf /etc/hosts"}, func(s *specs.Spec) { s.Hostname = "rt-etc" })
+	out, code := rt(nil, "run", "--bundle", b, id)
+	if code != 0 || !strings.HasPrefix(out, "rt-etc\nrt-etc\nnameserver 10.0.2.3\n") || !strings.Contains(out, "127.0.0.1\tlocalhost\n") || !strings.Contains(out, "10.0.2.15\trt-etc\n") {
+		t.Errorf("run: exit %d, %q; want /etc/hostname and hostname rt-etc, the NAT's resolver, and /etc/hosts with localhost and rt-etc at 10.0.2.15", code, out)
+	}
+	noLeftovers(t, id)
+
+	mine := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(mine, []byte("192.0.2.1\tengine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b = bundle(t, []string{"cat", "/etc/hosts"}, func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: mine, Options: []string{"rbind", "ro"}})
+	})
+	if out, code := rt(nil, "run", "--bundle", b, id); code != 0 || out != "192.0.2.1\tengine\n" {
+		t.Errorf("run with the spec's /etc/hosts: exit %d, %q; want the spec's file", code, out)
+	}
+	noLeftovers(t, id)
+}
+
 // TestCreateFails: a create that fails once the VM is up (a bind mount
 // whose source does not exist) fails with the real error and leaves
 // nothing; a bundle without config.json is refused as runc refuses it.

@@ -25,6 +25,10 @@ type HostReport struct {
 	// namespace can run: passt (the user-mode network stack, passt.go)
 	// in PATH and QEMU's stream netdev backend (QEMU 7.2 or later).
 	UserNet bool `json:"user_net"`
+	// PasstPath is the passt found in PATH; UserNetError says why the
+	// NAT cannot run.
+	PasstPath    string `json:"passt_path,omitempty"`
+	UserNetError string `json:"user_net_error,omitempty"`
 }
 
 // CheckHost inspects the host: the QEMU binary (qemuPath, or the default),
@@ -42,8 +46,7 @@ func CheckHost(qemuPath string) HostReport {
 			r.QEMUError = err.Error()
 		}
 		r.QEMUVersion = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-		_, perr := exec.LookPath(PasstBinary)
-		r.UserNet = perr == nil && hasNetdev(p, "stream")
+		checkUserNet(&r, p)
 	}
 	if _, err := os.Stat(DefaultFirmware); err == nil {
 		r.Firmware = DefaultFirmware
@@ -68,6 +71,21 @@ func CheckHost(qemuPath string) HostReport {
 	}
 	r.KVM, r.KVMReason = v.KVM, v.Reason
 	return r
+}
+
+// checkUserNet fills in the NAT's part of r for the QEMU at qemuPath.
+func checkUserNet(r *HostReport, qemuPath string) {
+	var why []string
+	if p, err := exec.LookPath(PasstBinary); err != nil {
+		why = append(why, "passt, the user-mode network stack, is not installed (apt-get install passt): "+err.Error())
+	} else {
+		r.PasstPath = p
+	}
+	if !hasNetdev(qemuPath, "stream") {
+		why = append(why, "qemu has no stream netdev backend (QEMU 7.2 or later has)")
+	}
+	r.UserNet = len(why) == 0
+	r.UserNetError = strings.Join(why, "; ")
 }
 
 func accessRW(path string) error {

@@ -29,7 +29,10 @@ func TestStreamNetdevParams(t *testing.T) {
 }
 
 // passt gets the NIC's addresses, --no-map-gw (the gateway is not the
-// host's loopback) and one port spec per forward.
+// host's loopback) and one port spec per forward. The guest's resolver is
+// --dns-forward only, never --dns: given --dns, Debian 12's passt reads no
+// /etc/resolv.conf and forwards the guest's queries nowhere (--dns
+// 10.0.2.3 made every lookup time out).
 func TestPasstArgs(t *testing.T) {
 	mac, _ := net.ParseMAC("02:00:00:00:00:0a")
 	n := &hypervisor.NATNIC{ID: "nat0", MAC: mac, Forwards: []hypervisor.PortForward{
@@ -41,13 +44,28 @@ func TestPasstArgs(t *testing.T) {
 	}
 	got := strings.Join(passtArgs(n, "/run/vc/vm1/passt.sock", true), " ")
 	want := "--foreground --stderr --quiet --one-off --ipv4-only --no-map-gw --socket /run/vc/vm1/passt.sock" +
-		" --address 10.0.2.15 --netmask 24 --gateway 10.0.2.2 --dns 10.0.2.3 --dns-forward 10.0.2.3 --runas 0:0" +
+		" --address 10.0.2.15 --netmask 24 --gateway 10.0.2.2 --dns-forward 10.0.2.3 --runas 0:0" +
 		" --tcp-ports 8080:80 --udp-ports 127.0.0.1/5353:53"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	if got := strings.Join(passtArgs(n, "/s", false), " "); strings.Contains(got, "--runas") {
 		t.Errorf("not root: got %s, want no --runas", got)
+	}
+
+	// Resolvers named: still no --dns (passt would forward nowhere);
+	// they are passt's /etc/resolv.conf, in order.
+	n.Resolvers = []netip.Addr{netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("192.0.2.53")}
+	if err := n.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got = strings.Join(passtArgs(n, "/s", false), " ")
+	if !strings.Contains(got, " --dns-forward 10.0.2.3") || strings.Contains(got, "--dns ") {
+		t.Errorf("resolvers: got %s\nwant --dns-forward 10.0.2.3 and no --dns", got)
+	}
+	rc := string(passtResolvConf(n.Resolvers))
+	if !strings.HasSuffix(rc, "\nnameserver 198.18.0.2\nnameserver 192.0.2.53\n") {
+		t.Errorf("passt's resolv.conf:\n%s", rc)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
@@ -29,6 +31,9 @@ import (
 const (
 	passtSocketName = "passt.sock"
 	passtLogName    = "passt.log"
+	// passtResolvName is the /etc/resolv.conf passt reads when the NIC
+	// names its resolvers.
+	passtResolvName = "passt-resolv.conf"
 	// PasstBinary is looked up in PATH.
 	PasstBinary = "passt"
 	// passtReadyTimeout bounds the wait for passt's socket to listen.
@@ -53,8 +58,13 @@ func passtArgs(n *hypervisor.NATNIC, sock string, asRoot bool) []string {
 		"--address", n.GuestAddr.String(),
 		"--netmask", strconv.Itoa(n.Network.Bits()),
 		"--gateway", n.Gateway.String(),
-		// The guest's resolver: queries to it go to the host's.
-		"--dns", n.DNS.String(),
+		// The guest's resolver: UDP queries to it go to the first
+		// nameserver of /etc/resolv.conf as passt reads it (see
+		// passtResolvConf). No --dns: it names passt's upstreams, not
+		// the guest's resolver, and Debian 12's passt (0.0~git20230309)
+		// forwards to none of them (given --dns, it reads no
+		// resolv.conf and its forwarding target stays unset): with
+		// --dns 10.0.2.3 every query timed out.
 		"--dns-forward", n.DNS.String(),
 	}
 	if asRoot {
@@ -101,6 +111,22 @@ func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir stri
 		return nil, fmt.Errorf("vm %s: nat nic %s: passt log: %w", vmID, n.ID, err)
 	}
 	defer logf.Close()
+	var prepare func() error
+	var prepareErr error // set before startCmdPrepared returns
+	if len(n.Resolvers) > 0 {
+		rc := filepath.Join(dir, passtResolvName)
+		if err := os.WriteFile(rc, passtResolvConf(n.Resolvers), 0o644); err != nil {
+			return nil, fmt.Errorf("vm %s: nat nic %s: resolvers: %w", vmID, n.ID, err)
+		}
+		defer os.Remove(rc) // passt has read it once it listens
+		prepare = func() error {
+			if err := bindResolvConf(rc); err != nil {
+				prepareErr = fmt.Errorf("vm %s: nat nic %s: resolvers %v: %w", vmID, n.ID, n.Resolvers, err)
+				return prepareErr
+			}
+			return nil
+		}
+	}
 	p.cmd = exec.Command(bin, passtArgs(n, p.sock, os.Geteuid() == 0)...)
 	p.cmd.Stdout = logf
 	p.cmd.Stderr = logf
@@ -111,7 +137,10 @@ func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir stri
 		p.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
 	release := make(chan struct{})
-	if err := startCmd(p.cmd, dieWithParent, release); err != nil {
+	if err := startCmdPrepared(p.cmd, dieWithParent, release, prepare); err != nil {
+		if prepareErr != nil {
+			return nil, prepareErr
+		}
 		return nil, fmt.Errorf("vm %s: nat nic %s: start %s: %w", vmID, n.ID, bin, err)
 	}
 	go func() {
@@ -145,6 +174,34 @@ func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir stri
 		case <-tick.C:
 		}
 	}
+}
+
+// passtResolvConf is an /etc/resolv.conf naming resolvers, in order.
+func passtResolvConf(resolvers []netip.Addr) []byte {
+	var b strings.Builder
+	b.WriteString("# vc: the NAT's upstream resolvers (passt forwards to the first)\n")
+	for _, r := range resolvers {
+		fmt.Fprintf(&b, "nameserver %s\n", r)
+	}
+	return []byte(b.String())
+}
+
+// bindResolvConf binds src over /etc/resolv.conf in a mount namespace of
+// the calling thread's own (startCmdPrepared's, which passt inherits and
+// which ends with the thread): passt forwards the guest's DNS queries to
+// the first nameserver of the resolv.conf it reads, and nothing else of
+// the host changes. It needs CAP_SYS_ADMIN.
+func bindResolvConf(src string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("a mount namespace for passt (naming resolvers needs CAP_SYS_ADMIN): %w: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make passt's mounts private: %w", err)
+	}
+	if err := unix.Mount(src, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s over passt's /etc/resolv.conf: %w", src, err)
+	}
+	return nil
 }
 
 // stop kills passt, reaps it and removes its socket. It is a no-op on a

@@ -769,15 +769,29 @@ var (
 // child has exited): Linux sends PR_SET_PDEATHSIG when the *thread* that
 // forked the child ends, and Go may otherwise end that thread at any time.
 func startCmd(cmd *exec.Cmd, dieWithParent bool, release <-chan struct{}) error {
-	if !dieWithParent {
+	return startCmdPrepared(cmd, dieWithParent, release, nil)
+}
+
+// startCmdPrepared is startCmd with prepare, when set, run first on the
+// thread that forks cmd, which inherits what prepare changed of the
+// thread (a mount namespace); the thread ends with cmd (dieWithParent)
+// or at once, never serving other goroutines.
+func startCmdPrepared(cmd *exec.Cmd, dieWithParent bool, release <-chan struct{}, prepare func() error) error {
+	if !dieWithParent && prepare == nil {
 		return cmd.Start()
 	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				errc <- err
+				return
+			}
+		}
 		err := cmd.Start()
 		errc <- err
-		if err == nil {
+		if err == nil && dieWithParent {
 			<-release
 		}
 	}()
