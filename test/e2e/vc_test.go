@@ -278,7 +278,7 @@ func TestDockerCommands(t *testing.T) {
 	if out, errOut, code := vcRun(t, nil, "top", id, "-o", "pid,args"); code != 0 || !strings.Contains(out, "sleep 1") {
 		t.Errorf("top: exit %d stdout %q stderr %q", code, out, errOut)
 	}
-	if out, errOut, code := vcRun(t, nil, "ps", "--format", "{{.ID}} {{.State}} {{.Image}}"); code != 0 || !strings.Contains(out, id+" running busybox\n") {
+	if out, errOut, code := vcRun(t, nil, "ps", "--format", "{{.Names}} {{.State}} {{.Image}}"); code != 0 || !strings.Contains(out, id+" running busybox\n") {
 		t.Errorf("ps --format: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	// stats of every running container, once: this one among them.
