@@ -107,6 +107,19 @@ func cpuPercent(p, n statSample) string {
 	return fmt.Sprintf("%.2f%%", 100*float64(n.cpuNs-p.cpuNs)/float64(n.at.Sub(p.at).Nanoseconds()))
 }
 
+// memoryLimit is the memory a container may use: its cgroup's limit
+// (none: 0 or "max", read as a huge number), or the VM's memory (vmMiB, 0
+// for the default) when that is less.
+func memoryLimit(cgroup uint64, vmMiB uint32) uint64 {
+	if vmMiB == 0 {
+		vmMiB = hypervisor.DefaultMemoryMiB
+	}
+	if vm := uint64(vmMiB) << 20; cgroup == 0 || cgroup > vm {
+		return vm
+	}
+	return cgroup
+}
+
 // primeSamples takes a first sample of the containers of ids that prev has
 // none of, and tells whether it took any.
 func primeSamples(ctx context.Context, g *globals, ids []string, prev map[string]statSample) bool {
@@ -143,9 +156,6 @@ func containerStats(ctx context.Context, g *globals, id string) (statLine, error
 	if err != nil {
 		return statLine{}, err
 	}
-	if vmMiB == 0 {
-		vmMiB = hypervisor.DefaultMemoryMiB
-	}
 	l := statLine{statSample: statSample{at: at}}
 	for _, n := range st.Network {
 		l.rx += n.RxBytes
@@ -157,9 +167,7 @@ func containerStats(ctx context.Context, g *globals, id string) (statLine, error
 	if st.Memory != nil {
 		l.mem = st.Memory.Usage
 	}
-	if vm := uint64(vmMiB) << 20; l.mem.Limit == 0 || l.mem.Limit > vm {
-		l.mem.Limit = vm
-	}
+	l.mem.Limit = memoryLimit(l.mem.Limit, vmMiB)
 	if st.Pids != nil {
 		l.pids = st.Pids.Current
 	}
