@@ -282,7 +282,7 @@ func TestDockerCommands(t *testing.T) {
 		t.Errorf("ps --format: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	// stats of every running container, once: this one among them.
-	if out, errOut, code := vcRun(t, nil, "stats", "--no-stream"); code != 0 || !regexp.MustCompile(`(?m)^`+id+`\s+--\s+\d+\.\d\ds\s+\S+ / \S+\s+\d+`).MatchString(out) {
+	if out, errOut, code := vcRun(t, nil, "stats", "--no-stream"); code != 0 || !regexp.MustCompile(`(?m)^[0-9a-f]{12}\s+`+id+`\s+\d+\.\d\d%\s+\d+\.\d\ds\s+\S+ / \S+\s+\S+\s+\d+`).MatchString(out) {
 		t.Errorf("stats --no-stream: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	if _, errOut, code := vcRun(t, nil, "pause", id); code != 0 {
