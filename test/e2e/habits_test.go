@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/virtcontainers/vc/pkg/network/nstest"
 )
 
 // docker's habits with vc: ps shows an id of 12 hex digits apart from the
@@ -54,5 +56,21 @@ func TestDockerHabits(t *testing.T) {
 	out, errOut, code = vcRun(t, nil, "rm", "-f", prefix)
 	if code != 0 || errOut != "" || out != id+"\n" {
 		t.Errorf("rm -f %s: exit %d stdout %q stderr %q, want the name and nothing on stderr", prefix, code, out, errOut)
+	}
+}
+
+// In a network namespace it joined, the container's address is the one
+// the guest took from the namespace's link.
+func TestInspectAddressInNetNS(t *testing.T) {
+	a, b := nstest.New(t, "ia"), nstest.New(t, "ib")
+	nstest.Veth(t, a, "veth0", []string{"10.78.0.1/24"}, b, "peer0", []string{"10.78.0.2/24"})
+	id := "e2e-habits-ns"
+	if out, errOut, code := vcRun(t, nil, "run", "-d", "--name", id, "--network", a.Path, "busybox", "--", "sleep", "1000"); code != 0 {
+		t.Fatalf("run -d: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	defer noLeftovers(t, id)
+	defer vcRun(t, nil, "rm", "-f", id)
+	if out, errOut, code := vcRun(t, nil, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", id); code != 0 || out != "10.78.0.1\n" {
+		t.Errorf("inspect -f IPAddress: exit %d stdout %q stderr %q, want 10.78.0.1", code, out, errOut)
 	}
 }
