@@ -20,7 +20,7 @@ func killCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("kill", commands["kill"].usage)
 	name := fs.String("s", "KILL", "the signal: a name (TERM, SIGTERM) or a number")
 	fs.StringVar(name, "signal", "KILL", "the same as -s")
-	ids, err := parseContainers(fs, args)
+	ids, err := parseContainers(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}

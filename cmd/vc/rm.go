@@ -17,7 +17,7 @@ func init() {
 func rmCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("rm", commands["rm"].usage)
 	force := fs.Bool("f", false, "stop a running container first")
-	ids, err := parseContainers(fs, args)
+	ids, err := parseContainers(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}

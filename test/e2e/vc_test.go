@@ -279,11 +279,11 @@ func TestDockerCommands(t *testing.T) {
 	if out, errOut, code := vcRun(t, nil, "top", id, "-o", "pid,args"); code != 0 || !strings.Contains(out, "sleep 1") {
 		t.Errorf("top: exit %d stdout %q stderr %q", code, out, errOut)
 	}
-	if out, errOut, code := vcRun(t, nil, "ps", "--format", "{{.ID}} {{.State}} {{.Image}}"); code != 0 || !strings.Contains(out, id+" running busybox\n") {
+	if out, errOut, code := vcRun(t, nil, "ps", "--format", "{{.Names}} {{.State}} {{.Image}}"); code != 0 || !strings.Contains(out, id+" running busybox\n") {
 		t.Errorf("ps --format: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	// stats of every running container, once: this one among them.
-	if out, errOut, code := vcRun(t, nil, "stats", "--no-stream"); code != 0 || !regexp.MustCompile(`(?m)^`+id+`\s+--\s+\d+\.\d\ds\s+\S+ / \S+\s+\d+`).MatchString(out) {
+	if out, errOut, code := vcRun(t, nil, "stats", "--no-stream"); code != 0 || !regexp.MustCompile(`(?m)^[0-9a-f]{12}\s+`+id+`\s+\d+\.\d\d%\s+\d+\.\d\ds\s+\S+ / \S+\s+\S+\s+\d+`).MatchString(out) {
 		t.Errorf("stats --no-stream: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	if _, errOut, code := vcRun(t, nil, "pause", id); code != 0 {
