@@ -113,6 +113,13 @@ func startVC(t *testing.T, extraConfig string) *vcDaemon {
 // loaded (containerd.Options.EnablePlugins).
 func startVCWith(t *testing.T, extraConfig string, enablePlugins []string) *vcDaemon {
 	t.Helper()
+	return startVCDaemon(t, extraConfig, enablePlugins, nil)
+}
+
+// startVCDaemon is startVCWith with TOML that containerdConfig renders from
+// the shim's directory appended to containerd's config.toml.
+func startVCDaemon(t *testing.T, extraConfig string, enablePlugins []string, containerdConfig func(shimDir string) string) *vcDaemon {
+	t.Helper()
 	containerd.RequireRoot(t)
 	s := setupVC(t)
 	var rnd [4]byte
@@ -132,11 +139,16 @@ func startVCWith(t *testing.T, extraConfig string, enablePlugins []string) *vcDa
 		}
 		removeSandboxes(t, stateRoot)
 	})
+	var extra string
+	if containerdConfig != nil {
+		extra = containerdConfig(s.shimDir)
+	}
 	c := containerd.StartContainerd(t, containerd.Options{
 		ShimDir:       s.shimDir,
 		Env:           []string{"VC_SHIM_CONFIG=" + cfgPath},
 		VCConfigPath:  cfgPath,
 		EnablePlugins: enablePlugins,
+		ExtraConfig:   extra,
 	})
 	c.ImportImages(t)
 	return &vcDaemon{Containerd: c, setup: s, stateRoot: stateRoot, config: cfgPath}
