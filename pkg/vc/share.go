@@ -66,8 +66,10 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 			// The guest's kernel has no way to the host's socket: 9p
 			// shows it as a file that nothing can connect to (ENXIO,
 			// "no such device"). Said here rather than at the first
-			// connect in the container.
-			return fmt.Errorf("mounts[%d].source %q (destination %s) is a unix socket: a unix socket cannot be bind-mounted into a VM: %w", i, m.Source, m.Destination, errdefs.ErrNotImplemented)
+			// connect in the container. InvalidArgument, not
+			// NotImplemented: containerd takes a task Create that
+			// answers Unimplemented for an older shim API and retries.
+			return fmt.Errorf("mounts[%d].source %q (destination %s) is a unix socket: a unix socket cannot be bind-mounted into a VM: %w", i, m.Source, m.Destination, errdefs.ErrInvalidArgument)
 		}
 		name := strconv.Itoa(i)
 		mode := bindMode{

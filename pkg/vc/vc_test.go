@@ -301,7 +301,7 @@ func TestShareSubmounts(t *testing.T) {
 }
 
 // A unix socket cannot be bound into a VM: create refuses it naming the
-// mount, as not implemented, and leaves nothing mounted.
+// mount, as an invalid argument, and leaves nothing mounted.
 func TestShareUnixSocket(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: bind mounts")
@@ -318,8 +318,8 @@ func TestShareUnixSocket(t *testing.T) {
 	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/run/app.sock", Type: "bind", Source: sock, Options: []string{"rbind"}})
 	err = shareContainer(shared, "c1", rootfs, spec)
 	want := fmt.Sprintf("mounts[%d].source %q (destination /run/app.sock) is a unix socket: a unix socket cannot be bind-mounted into a VM", n, sock)
-	if err == nil || !strings.Contains(err.Error(), want) || !errdefs.IsNotImplemented(err) {
-		t.Errorf("share a unix socket: %v, want %q (not implemented)", err, want)
+	if err == nil || !strings.Contains(err.Error(), want) || !errdefs.IsInvalidArgument(err) {
+		t.Errorf("share a unix socket: %v, want %q (invalid argument)", err, want)
 	}
 	if m, _ := mount.Under(shared); len(m) > 0 {
 		t.Errorf("mounts left after a refused share: %q", m)
