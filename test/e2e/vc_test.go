@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -506,4 +507,22 @@ func TestCPUsFraction(t *testing.T) {
 		t.Fatalf("run --cpus 0.5: exit %d stdout %q stderr %q; want 1 vCPU and cpu.max 50000 100000", code, out, errOut)
 	}
 	noLeftovers(t, "e2e-cpus")
+}
+// A unix socket cannot be bound into the VM: vc run refuses it as its own
+// error (125), naming the mount, and leaves no container behind.
+func TestUnixSocketVolume(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-sock", "-v", sock+":/run/app.sock", "busybox", "--", "true")
+	want := `source "` + sock + `" (destination /run/app.sock) is a unix socket: a unix socket cannot be bind-mounted into a VM`
+	if code != 125 || !strings.Contains(errOut, want) {
+		t.Errorf("run -v SOCKET: exit %d, stderr %q; want 125 and %q", code, errOut, want)
+	}
+	if out, _, _ := vcRun(t, nil, "ps", "-a"); strings.Contains(out, "e2e-sock") {
+		t.Errorf("container left after a refused run:\n%s", out)
+	}
 }
