@@ -508,6 +508,7 @@ func TestCPUsFraction(t *testing.T) {
 	}
 	noLeftovers(t, "e2e-cpus")
 }
+
 // A unix socket cannot be bound into the VM: vc run refuses it as its own
 // error (125), naming the mount, and leaves no container behind.
 func TestUnixSocketVolume(t *testing.T) {
