@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register("kill", command{usage: "[-s SIGNAL] CONTAINER...", short: "send a signal (default KILL) to containers' processes", run: killCmd})
+	register("kill", command{usage: "[-s SIGNAL] CONTAINER...", short: "send a signal (default KILL) to containers' main processes", run: killCmd})
 }
 
 func killCmd(ctx context.Context, g *globals, args []string) error {
@@ -33,7 +33,9 @@ func killCmd(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		err = s.Container(id).Kill(ctx, uint32(sig), true)
+		// The container's init only, as docker does: a server that
+		// reloads on HUP must keep its workers.
+		err = s.Container(id).Kill(ctx, uint32(sig), false)
 		s.Close()
 		if err != nil {
 			return fmt.Errorf("container %s: %w", id, err)
