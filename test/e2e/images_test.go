@@ -781,7 +781,7 @@ func TestImagesRestartAfterRmiForce(t *testing.T) {
 	}
 	out = e.must(t, "logs", id)
 	wantLines(t, "the log of both runs", out, "run-first", "run-again")
-	if out, _, _ := e.vc(t, "ps", "-a", "--format", "{{.ID}} {{.Image}}"); !strings.Contains(out, id+" "+ref) {
+	if out, _, _ := e.vc(t, "ps", "-a", "--format", "{{.Names}} {{.Image}}"); !strings.Contains(out, id+" "+ref) {
 		t.Errorf("ps -a after the restart: %q, want %s of %s", out, id, ref)
 	}
 	e.must(t, "rm", id)
@@ -818,7 +818,7 @@ func TestImagesRestartFailureKeepsContainer(t *testing.T) {
 	kept := filepath.Join(stateRoot, id, "layer", "upper", "srv", "app", "kept")
 	asItWas := func(what string) {
 		t.Helper()
-		if out, _, _ := e.vc(t, "ps", "-a", "--format", "{{.ID}} {{.State}}"); !strings.Contains(out, id+" stopped\n") {
+		if out, _, _ := e.vc(t, "ps", "-a", "--format", "{{.Names}} {{.State}}"); !strings.Contains(out, id+" stopped\n") {
 			t.Errorf("ps -a after %s: %q, want %s stopped", what, out, id)
 		}
 		if _, err := os.Stat(kept); err != nil {
