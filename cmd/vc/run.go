@@ -36,7 +36,7 @@ import (
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-v NAME:CTR[:ro]] [-v CTR] [--mount type=bind|volume|tmpfs,...] [--tmpfs CTR[:OPTS]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -52,7 +52,7 @@ type runOptions struct {
 	Args        []string `json:"args"`
 	Env         []string `json:"env"`
 	Workdir     string   `json:"workdir"`
-	Volumes     []string `json:"volumes"`
+	Volumes     []string `json:"volumes"` // -v, in records vc wrote before Mounts
 	CPUs        uint     `json:"cpus"`
 	CPUQuota    int64    `json:"cpu_quota,omitempty"` // the container's CFS quota per cpuPeriod (--cpus 0.5: 50000); CPUs is the VM's, rounded up
 	MemoryMiB   uint32   `json:"memory_mib"`
@@ -93,6 +93,9 @@ type runOptions struct {
 	// Carry is what a restart keeps of the container's previous run (its
 	// writable layer and its log), to move into the new sandbox.
 	Carry string `json:"carry,omitempty"`
+
+	// Mounts are -v, --mount and --tmpfs, read (mounts.go).
+	Mounts []mountOpt `json:"mounts,omitempty"`
 }
 
 func runCmd(ctx context.Context, g *globals, args []string) error {
@@ -104,7 +107,7 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 func runOrCreate(ctx context.Context, g *globals, name string, args []string) error {
 	fs := newFlags(name, commands[name].usage)
 	var o runOptions
-	var vols, envs, envFiles, publish, dns, capAdd, capDrop listFlag
+	var vols, mounts, tmpfs, envs, envFiles, publish, dns, capAdd, capDrop listFlag
 	var mem, network, entrypoint, cpus string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
@@ -114,7 +117,10 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.StringVar(&cpus, "cpus", "", fmt.Sprintf("CPUs, fractions allowed (0.5): the VM gets them rounded up (default %d), the container a CPU quota of the number", hypervisor.DefaultCPUs))
 	fs.StringVar(&mem, "memory", "", fmt.Sprintf("memory of the VM, e.g. 512M or 1G (default %dM, at least %dM)", hypervisor.DefaultMemoryMiB, hypervisor.MinMemoryMiB))
 	fs.StringVar(&mem, "m", "", "the same as --memory")
-	fs.Var(&vols, "v", "bind a host directory or file: HOST:CONTAINER[:ro] (repeatable)")
+	fs.Var(&vols, "v", "bind a host directory or file, HOST:CONTAINER[:ro] (a missing HOST is made a directory); mount a volume, NAME:CONTAINER[:ro] (made if missing); or an anonymous volume, CONTAINER (repeatable; vc volume)")
+	fs.Var(&vols, "volume", "the same as -v")
+	fs.Var(&mounts, "mount", "a mount, docker's fields: type=bind,source=HOST,target=CTR[,readonly][,bind-propagation=P] (HOST must exist); type=volume[,source=NAME],target=CTR[,readonly][,volume-nocopy]; type=tmpfs,target=CTR[,tmpfs-size=N][,tmpfs-mode=M] (repeatable)")
+	fs.Var(&tmpfs, "tmpfs", "a tmpfs in the guest's memory: CONTAINER[:OPTS], OPTS as mount's (size=64m,mode=1777,exec...; default rw,noexec,nosuid,nodev) (repeatable)")
 	fs.Var(&envs, "e", "set an environment variable: K=V, or K for the host's value of K (repeatable)")
 	fs.Var(&envs, "env", "the same as -e")
 	fs.Var(&envFiles, "env-file", "read K=V lines from a file (repeatable)")
@@ -160,7 +166,10 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	if o.Env, err = resolveEnv(envs, envFiles); err != nil {
 		return err
 	}
-	o.Volumes, o.Debug, o.CapAdd, o.CapDrop = vols, g.debug, capAdd, capDrop
+	o.Debug, o.CapAdd, o.CapDrop = g.debug, capAdd, capDrop
+	if o.Mounts, err = mountOptions(vols, mounts, tmpfs); err != nil {
+		return err
+	}
 	for _, c := range capAdd {
 		if _, err := capName("--cap-add", c); err != nil {
 			return err
@@ -238,6 +247,14 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		}
 	}
 	defer func() { report(err) }()
+	// A first run that fails leaves no anonymous volume behind: no
+	// container has it (a run again keeps the container's).
+	running := false
+	defer func() {
+		if !running && o.Carry == "" {
+			removeAnonymousVolumes(context.WithoutCancel(ctx), g, o)
+		}
+	}()
 
 	ccfg, src, err := containerConfig(g, o)
 	if err != nil {
@@ -291,6 +308,9 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		if ccfg.Rootfs, err = mountRootfs(s.Dir(), src); err != nil {
 			return err
 		}
+	}
+	if err := copyUpVolumes(g, o, ccfg.Rootfs); err != nil {
+		return err
 	}
 	// As docker: /etc/hosts, /etc/hostname and, behind the NAT, the
 	// NAT's resolver, unless -v binds files of the user's there.
@@ -352,7 +372,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	}
 	// Created, the container is vc start's to start; its failure to
 	// start is that command's to report, and its record stays.
-	failed = false
+	failed, running = false, true
 	if pio.Stdin == nil {
 		s.Container(o.ID).CloseStdin(ctx, o.ID)
 	}
@@ -378,6 +398,8 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		// Gone already if someone removed it meanwhile (vc rm -f).
 		if err := s.Delete(context.WithoutCancel(ctx)); err != nil && !errdefs.IsNotFound(err) {
 			fmt.Fprintf(os.Stderr, "vc run: remove %s: %v\n", o.ID, err)
+		} else {
+			removeAnonymousVolumes(context.WithoutCancel(ctx), g, o)
 		}
 	}
 	if werr != nil {
@@ -618,6 +640,11 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource,
 		}
 		spec.Mounts = append(spec.Mounts, m)
 	}
+	ms, err := volumeMounts(g, o)
+	if err != nil {
+		return vc.ContainerConfig{}, src, err
+	}
+	spec.Mounts = append(spec.Mounts, ms...)
 	ann := map[string]string{"vc.image": o.Image}
 	if src.image != nil {
 		ann[imageDigestAnnotation] = src.image.Digest
