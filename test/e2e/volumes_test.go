@@ -59,15 +59,21 @@ func TestNamedVolume(t *testing.T) {
 }
 
 // vc volume rm refuses a volume a stopped container has, naming the
-// container, and removes it once the container is gone; vc rm -v removes
-// the container's anonymous volume with it, and not its named one.
+// container, and removes it once the container is gone; a container run
+// again keeps its anonymous volume; vc rm -v removes it with the
+// container, and not its named one.
 func TestVolumeRmInUse(t *testing.T) {
 	id, name := "e2e-vol-inuse", "e2e-vol-inuse"
 	removeVolumes(t, name)
 	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
 	before := volumeNames(t)
-	if _, errOut, code := vcRun(t, nil, "run", "--name", id, "-v", name+":/named", "-v", "/anon", "busybox", "--", "sh", "-c", "echo x > /anon/f"); code != 0 {
-		t.Fatalf("run: exit %d: %s", code, errOut)
+	script := "echo x >> /anon/f; wc -l < /anon/f"
+	if out, errOut, code := vcRun(t, nil, "run", "--name", id, "-v", name+":/named", "-v", "/anon", "busybox", "--", "sh", "-c", script); code != 0 || strings.TrimSpace(out) != "1" {
+		t.Fatalf("run: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	// Run again, the container has the same anonymous volume.
+	if out, errOut, code := vcRun(t, nil, "start", "-a", id); code != 0 || strings.TrimSpace(out) != "2" {
+		t.Fatalf("start -a: exit %d stdout %q stderr %q; want the second line of the anonymous volume's file", code, out, errOut)
 	}
 	var anon []string
 	for _, n := range volumeNames(t) {
