@@ -256,6 +256,13 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		}
 	}()
 
+	// Its volumes are made here, its record saved after the VM's boot:
+	// vc volume rm waits for it.
+	releaseVolumes, err := reserveVolumes(g, o)
+	if err != nil {
+		return err
+	}
+	defer func() { releaseVolumes() }()
 	ccfg, src, err := containerConfig(g, o)
 	if err != nil {
 		return err
@@ -295,6 +302,8 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err := saveOptions(s.Dir(), o); err != nil {
 		return err
 	}
+	releaseVolumes()
+	releaseVolumes = func() {}
 	if o.Carry != "" {
 		if err := carryIn(o.Carry, s.Dir()); err != nil {
 			return err

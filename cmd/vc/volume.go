@@ -282,6 +282,19 @@ func removeAnonymousVolumes(ctx context.Context, g *globals, o runOptions) {
 	}
 }
 
+// reserveVolumes keeps vc volume rm and prune off o's volumes until
+// release, once o's container is on record (its run options saved).
+func reserveVolumes(g *globals, o runOptions) (release func(), err error) {
+	if !slices.ContainsFunc(o.Mounts, func(m mountOpt) bool { return m.Type == mountVolume }) {
+		return func() {}, nil
+	}
+	st, err := openVolumeStore(g)
+	if err != nil {
+		return nil, err
+	}
+	return st.Reserve()
+}
+
 // volumeMounts gives the container of o its mounts, volumes made in the
 // store if missing.
 func volumeMounts(g *globals, o runOptions) ([]specs.Mount, error) {

@@ -2,6 +2,8 @@
 // outlive the containers mounting them.
 //
 //	ROOT/.lock              the store's file lock
+//	ROOT/.users             held shared while a container that mounts
+//	                        volumes is being made (Reserve)
 //	ROOT/NAME/_data         the volume's content, bound into containers
 //	ROOT/NAME/volume.json   its metadata (creation time, labels)
 //
@@ -203,7 +205,7 @@ func (s *Store) Remove(name string, users UsersFunc) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	unlock, err := s.lock(true)
+	unlock, err := s.lockUsers()
 	if err != nil {
 		return err
 	}
@@ -245,7 +247,7 @@ func (s *Store) remove(name string) (int64, error) {
 // --all removes anonymous ones only, and with all named ones too. It
 // returns their names and the bytes their content held.
 func (s *Store) Prune(all bool, users UsersFunc) (removed []string, reclaimed int64, err error) {
-	unlock, err := s.lock(true)
+	unlock, err := s.lockUsers()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -289,10 +291,37 @@ func diskUsage(dir string) int64 {
 	return n
 }
 
+// Reserve is for a container being made that will mount volumes: until
+// release, which the caller calls once the container is on record (its
+// caller's UsersFunc sees it), no Remove or Prune runs, so none removes a
+// volume between its Create and the record. Creates are not held up.
+func (s *Store) Reserve() (release func(), err error) {
+	return s.flock(".users", false)
+}
+
+// lockUsers is what Remove and Prune hold: the users lock exclusively
+// (no container is being made), then the store's.
+func (s *Store) lockUsers() (func(), error) {
+	users, err := s.flock(".users", true)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.lock(true)
+	if err != nil {
+		users()
+		return nil, err
+	}
+	return func() { unlock(); users() }, nil
+}
+
 // lock takes the store's file lock, exclusive or shared, and returns its
 // release.
 func (s *Store) lock(exclusive bool) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.root, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	return s.flock(".lock", exclusive)
+}
+
+func (s *Store) flock(name string, exclusive bool) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.root, name), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("volume store lock: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 )
@@ -107,7 +108,7 @@ func TestPrune(t *testing.T) {
 	// Nothing of the removal stays behind.
 	ents, _ := os.ReadDir(s.root)
 	for _, e := range ents {
-		if e.Name() != ".lock" && e.Name() != anonUsed {
+		if e.Name() != ".lock" && e.Name() != ".users" && e.Name() != anonUsed {
 			t.Errorf("left in the store: %s", e.Name())
 		}
 	}
@@ -154,5 +155,35 @@ func TestCopyUp(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(s.Mountpoint("v2")); len(ents) != 0 {
 		t.Errorf("a link out of the root copied the host's /etc: %d entries", len(ents))
+	}
+}
+
+// A container being made holds off Remove until it is on record, not
+// Create.
+func TestReserve(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	s.Create("v1", nil)
+	release, err := s.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create("v2", nil); err != nil {
+		t.Fatalf("create while reserved: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Remove("v1", noUsers) }()
+	select {
+	case err := <-done:
+		t.Fatalf("remove ran while reserved: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("remove still waits after the release")
 	}
 }
