@@ -386,3 +386,27 @@ func anonymousVolumes(o runOptions) []string {
 	}
 	return out
 }
+
+// imageVolumes are anonymous volumes for the VOLUMEs of the image's
+// config that no mount of mounts covers, as docker makes them. A
+// container run again has them in its mounts already.
+func imageVolumes(src imageSource, mounts []mountOpt) []mountOpt {
+	if src.image == nil || src.image.Config == nil {
+		return nil
+	}
+	var targets []string
+	for p := range src.image.Config.Config.Volumes {
+		if checkTarget(p) == nil {
+			targets = append(targets, filepath.Clean(p))
+		}
+	}
+	slices.Sort(targets)
+	var out []mountOpt
+	for _, t := range slices.Compact(targets) {
+		if slices.ContainsFunc(mounts, func(m mountOpt) bool { return m.Target == t }) {
+			continue
+		}
+		out = append(out, mountOpt{Type: mountVolume, Source: volume.NewName(), Target: t, Anonymous: true})
+	}
+	return out
+}

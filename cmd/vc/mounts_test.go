@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/virtcontainers/vc/pkg/imagestore"
 	"github.com/virtcontainers/vc/pkg/volume"
 )
 
@@ -182,5 +184,29 @@ func TestSpecMount(t *testing.T) {
 	// --mount's bind source gone between the flags and the run.
 	if _, err := (mountOpt{Type: mountBind, Source: filepath.Join(t.TempDir(), "gone"), Target: "/b"}).specMount(st); err == nil {
 		t.Error("a missing --mount bind source accepted")
+	}
+}
+
+// The image's VOLUMEs become anonymous volumes unless a mount covers
+// them; a directory (--rootfs) has none.
+func TestImageVolumes(t *testing.T) {
+	img := &imagestore.Image{Config: &v1.ConfigFile{Config: v1.Config{Volumes: map[string]struct{}{
+		"/var/lib/db": {}, "/data/": {}, "relative": {}, "/cache": {},
+	}}}}
+	got := imageVolumes(imageSource{image: img}, []mountOpt{{Type: mountTmpfs, Target: "/cache"}})
+	if len(got) != 2 || got[0].Target != "/data" || got[1].Target != "/var/lib/db" {
+		t.Fatalf("image volumes: %+v; want /data and /var/lib/db", got)
+	}
+	for _, m := range got {
+		if m.Type != mountVolume || !m.Anonymous || len(m.Source) != 64 {
+			t.Errorf("image volume %+v: want an anonymous volume", m)
+		}
+	}
+	// Run again: the record has them.
+	if again := imageVolumes(imageSource{image: img}, append(got, mountOpt{Type: mountTmpfs, Target: "/cache"})); len(again) != 0 {
+		t.Errorf("run again made more: %+v", again)
+	}
+	if none := imageVolumes(imageSource{lowers: []string{"/r"}}, nil); len(none) != 0 {
+		t.Errorf("a directory's volumes: %+v", none)
 	}
 }

@@ -258,12 +258,12 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 
 	// Its volumes are made here, its record saved after the VM's boot:
 	// vc volume rm waits for it.
-	releaseVolumes, err := reserveVolumes(g, o)
+	releaseVolumes, err := reserveVolumes(g)
 	if err != nil {
 		return err
 	}
 	defer func() { releaseVolumes() }()
-	ccfg, src, err := containerConfig(g, o)
+	ccfg, src, err := containerConfig(g, &o)
 	if err != nil {
 		return err
 	}
@@ -593,12 +593,15 @@ func mergeEnv(lists ...[]string) []string {
 
 // containerConfig builds the container from the run options; Rootfs is
 // the image's top directory until mountRootfs gives the container its
-// layer.
-func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource, error) {
-	src, err := resolveImage(g, o)
+// layer. The image's VOLUMEs join o's mounts, anonymous volumes, for the
+// container's record to keep.
+func containerConfig(g *globals, po *runOptions) (vc.ContainerConfig, imageSource, error) {
+	src, err := resolveImage(g, *po)
 	if err != nil {
 		return vc.ContainerConfig{}, src, err
 	}
+	po.Mounts = append(po.Mounts, imageVolumes(src, po.Mounts)...)
+	o := *po
 	args, env, cwd, user, err := processOf(src, o)
 	if err != nil {
 		return vc.ContainerConfig{}, src, err

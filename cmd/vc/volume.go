@@ -282,12 +282,10 @@ func removeAnonymousVolumes(ctx context.Context, g *globals, o runOptions) {
 	}
 }
 
-// reserveVolumes keeps vc volume rm and prune off o's volumes until
-// release, once o's container is on record (its run options saved).
-func reserveVolumes(g *globals, o runOptions) (release func(), err error) {
-	if !slices.ContainsFunc(o.Mounts, func(m mountOpt) bool { return m.Type == mountVolume }) {
-		return func() {}, nil
-	}
+// reserveVolumes keeps vc volume rm and prune off the volumes of the
+// container being made until release, once it is on record (its run
+// options saved). Any container: its image may have VOLUMEs.
+func reserveVolumes(g *globals) (release func(), err error) {
 	st, err := openVolumeStore(g)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // volumeNames is `vc volume ls -q`.
@@ -188,5 +190,42 @@ func TestMountBindMissing(t *testing.T) {
 	_, errOut, code = vcRun(t, nil, "run", "--rm", "--mount", "type=tmpfs,target=/x,colour=red", "busybox", "--", "true")
 	if code != 125 || !strings.Contains(errOut, `unknown key "colour"`) {
 		t.Errorf("unknown key: exit %d stderr %q", code, errOut)
+	}
+}
+
+// An image's VOLUME is an anonymous volume, as docker makes it: given the
+// image's content (owner kept) on first use, kept by the container until
+// vc rm -v.
+func TestImageVolume(t *testing.T) {
+	e := newImgEnv(t)
+	img := appImage(t, "vol")
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cf.Config
+	c.Volumes = map[string]struct{}{"/srv/app": {}}
+	if img, err = mutate.Config(img, c); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	dockerSave(t, archive, "e2e/imgvol:1", img, nil)
+	e.must(t, "load", "-i", archive)
+	t.Cleanup(func() { e.vc(t, "rm", "-f", "-v", "e2e-imgvol") })
+	out := e.must(t, "run", "--name", "e2e-imgvol", "--entrypoint", "/bin/sh", "e2e/imgvol:1", "-c",
+		`grep " /srv/app " /proc/mounts | cut -d" " -f1; cat /srv/app/variant; stat -c %u:%g /srv/app; echo new > /srv/app/f && echo wrote`)
+	if want := "vcshared\nvol\n1000:1001\nwrote\n"; out != want {
+		t.Fatalf("in the container: %q, want %q (the image's VOLUME a volume with the image's content, owner kept)", out, want)
+	}
+	vols := strings.Fields(e.must(t, "volume", "ls", "-q"))
+	if len(vols) != 1 || len(vols[0]) != 64 {
+		t.Fatalf("volumes: %q, want one anonymous", vols)
+	}
+	if b, err := os.ReadFile(filepath.Join(e.data, "volumes", vols[0], "_data", "f")); err != nil || string(b) != "new\n" {
+		t.Errorf("the volume on the host: %q %v", b, err)
+	}
+	e.must(t, "rm", "-v", "e2e-imgvol")
+	if left := e.must(t, "volume", "ls", "-q"); left != "" {
+		t.Errorf("after rm -v: %s", left)
 	}
 }
