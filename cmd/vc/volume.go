@@ -32,8 +32,14 @@ func init() {
 	})
 }
 
+// openVolumeStore opens <data-root>/volumes, absolute: its paths are
+// mount sources.
 func openVolumeStore(g *globals) (*volume.Store, error) {
-	return volume.Open(filepath.Join(g.dataRoot, "volumes"))
+	dir, err := filepath.Abs(filepath.Join(g.dataRoot, "volumes"))
+	if err != nil {
+		return nil, err
+	}
+	return volume.Open(dir)
 }
 
 func volumeCmd(ctx context.Context, g *globals, args []string) error {

@@ -229,3 +229,24 @@ func TestImageVolume(t *testing.T) {
 		t.Errorf("after rm -v: %s", left)
 	}
 }
+
+// vc help lists volume and describes it; vc run --help has the mount
+// flags; completion knows the subcommands; a bad name is refused naming
+// the field.
+func TestVolumeHelp(t *testing.T) {
+	if out, _, code := vcRun(t, nil, "help"); code != 0 || !strings.Contains(out, "\n  volume ") {
+		t.Errorf("vc help: exit %d, no volume in\n%s", code, out)
+	}
+	if out, _, code := vcRun(t, nil, "help", "volume"); code != 0 || !strings.Contains(out, "usage: vc volume create") || !strings.Contains(out, "prune") {
+		t.Errorf("vc help volume: exit %d\n%s", code, out)
+	}
+	if out, _, code := vcRun(t, nil, "help", "run"); code != 0 || !strings.Contains(out, "-mount") || !strings.Contains(out, "-tmpfs") {
+		t.Errorf("vc help run: exit %d, no --mount or --tmpfs\n%s", code, out)
+	}
+	if got := complete(t, "vc", "volume", "p"); got != "prune" {
+		t.Errorf("completion of vc volume p: %q, want prune", got)
+	}
+	if _, errOut, code := vcRun(t, nil, "volume", "create", "a/b"); code != 125 || !strings.Contains(errOut, `volume name "a/b"`) {
+		t.Errorf("volume create a/b: exit %d stderr %q; want 125 naming the volume name", code, errOut)
+	}
+}
