@@ -144,7 +144,10 @@ func attachCmd(ctx context.Context, g *globals, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("CONTAINER: want exactly one")
 	}
-	id := fs.Arg(0)
+	id, err := resolveContainer(ctx, g, fs.Arg(0))
+	if err != nil {
+		return err
+	}
 	conn, err := dialAttach(ctx, g, id)
 	if err != nil {
 		return err

@@ -51,14 +51,18 @@ _vc() {
 	run | create | rmi | save) COMPREPLY=($(compgen -W "busybox $(vc "${global[@]}" images 2>/dev/null | awk 'NR > 1 { print $1 ":" $2 }')" -- "$cur")) ;;
 	pull | load | login | logout) ;;
 	check | version | ps | stats | images) ;;
-	*) COMPREPLY=($(compgen -W "$(vc "${global[@]}" ps -a --format '{{.ID}}' 2>/dev/null)" -- "$cur")) ;;
+	*) COMPREPLY=($(compgen -W "$(vc "${global[@]}" ps -a --format '{{.Names}}' 2>/dev/null)" -- "$cur")) ;;
 	esac
 }
 complete -F _vc vc
 `
 
 func completionCmd(ctx context.Context, g *globals, args []string) error {
-	if len(args) != 1 || args[0] != "bash" {
+	fs := newFlags("completion", commands["completion"].usage)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if args = fs.Args(); len(args) != 1 || args[0] != "bash" {
 		return fmt.Errorf("SHELL %q: want bash: %w", strings.Join(args, " "), errdefs.ErrInvalidArgument)
 	}
 	var names []string

@@ -53,6 +53,13 @@ func cpCmd(ctx context.Context, g *globals, args []string) error {
 	src, dst := fs.Arg(0), fs.Arg(1)
 	sid, spath, sIn := splitContainerPath(src)
 	did, dpath, dIn := splitContainerPath(dst)
+	var err error
+	if sid, err = resolveContainer(ctx, g, sid); err != nil {
+		return err
+	}
+	if did, err = resolveContainer(ctx, g, did); err != nil {
+		return err
+	}
 	switch {
 	case sIn && dIn:
 		return fmt.Errorf("SRC %q and DEST %q: copying between containers is not supported: %w", src, dst, errdefs.ErrInvalidArgument)

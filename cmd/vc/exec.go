@@ -36,7 +36,11 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("CONTAINER and CMD: missing")
 	}
-	id, cmd := rest[0], rest[1:]
+	id, err := resolveContainer(ctx, g, rest[0])
+	if err != nil {
+		return err
+	}
+	cmd := rest[1:]
 	if cmd[0] == "--" {
 		cmd = cmd[1:]
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
 	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 func TestExpandShort(t *testing.T) {
@@ -136,11 +137,17 @@ func TestParseSignal(t *testing.T) {
 }
 
 func TestPsFormat(t *testing.T) {
-	r := psRow{ID: "web", Image: "busybox", Command: "httpd -f", State: "running", Status: "running"}
+	r := psRow{ID: "a6cf0123beef", Names: "web", Image: "busybox", Command: "httpd -f", State: "running", Status: "running",
+		Ports: dockerPorts([]vc.PortMapping{{HostPort: 8080, ContainerPort: 80}, {HostIP: "127.0.0.1", HostPort: 5353, ContainerPort: 53, Protocol: "udp"}})}
 	for format, want := range map[string]string{
-		"{{.ID}} {{.State}}":        "web running\n",
-		`table {{.ID}}\t{{.Image}}`: "ID    IMAGE\nweb   busybox\n",
-		"json":                      `{"ID":"web","Image":"busybox","Command":"httpd -f","State":"running","Status":"running","CreatedAt":"0001-01-01T00:00:00Z","ExitCode":0}` + "\n",
+		"{{.ID}} {{.Names}} {{.State}}": "a6cf0123beef web running\n",
+		"{{.Ports}}":                    "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp\n",
+		`table {{.Names}}\t{{.Image}}`:  "NAMES   IMAGE\nweb     busybox\n",
+		"json": `{"ID":"a6cf0123beef","Names":"web","Image":"busybox","Command":"httpd -f","State":"running","Status":"running",` +
+			`"Ports":"0.0.0.0:8080-\u003e80/tcp, 127.0.0.1:5353-\u003e53/udp","CreatedAt":"0001-01-01T00:00:00Z","ExitCode":0}` + "\n",
+		// The default table: docker's columns, NAMES and PORTS among them.
+		"": "CONTAINER ID   IMAGE     COMMAND      CREATED   STATUS    PORTS                                          NAMES\n" +
+			"a6cf0123beef   busybox   \"httpd -f\"   ? ago     running   0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp   web\n",
 	} {
 		var b strings.Builder
 		print, flush, err := psPrinter(&b, format, false)

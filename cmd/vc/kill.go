@@ -13,14 +13,14 @@ import (
 )
 
 func init() {
-	register("kill", command{usage: "[-s SIGNAL] CONTAINER...", short: "send a signal (default KILL) to containers' processes", run: killCmd})
+	register("kill", command{usage: "[-s SIGNAL] CONTAINER...", short: "send a signal (default KILL) to containers' main processes", run: killCmd})
 }
 
 func killCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("kill", commands["kill"].usage)
 	name := fs.String("s", "KILL", "the signal: a name (TERM, SIGTERM) or a number")
 	fs.StringVar(name, "signal", "KILL", "the same as -s")
-	ids, err := parseContainers(fs, args)
+	ids, err := parseContainers(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,9 @@ func killCmd(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		err = s.Container(id).Kill(ctx, uint32(sig), true)
+		// The container's init only, as docker does: a server that
+		// reloads on HUP must keep its workers.
+		err = s.Container(id).Kill(ctx, uint32(sig), false)
 		s.Close()
 		if err != nil {
 			return fmt.Errorf("container %s: %w", id, err)

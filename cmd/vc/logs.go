@@ -36,7 +36,10 @@ func logsCmd(ctx context.Context, g *globals, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("CONTAINER: want exactly one")
 	}
-	id := fs.Arg(0)
+	id, err := resolveContainer(ctx, g, fs.Arg(0))
+	if err != nil {
+		return err
+	}
 	if err := persist.ValidateID("container", id); err != nil {
 		return err
 	}

@@ -66,13 +66,16 @@ func main() {
 	fs.StringVar(&g.stateRoot, "state-root", envOr("VC_STATE_ROOT", persist.DefaultRoot), "where sandbox state lives")
 	fs.StringVar(&g.dataRoot, "data-root", envOr("VC_DATA_ROOT", "/var/lib/vc"), "where guest images and root filesystems are kept")
 	fs.BoolVar(&g.debug, "debug", os.Getenv("VC_DEBUG") != "", "log debug messages")
-	fs.Usage = func() { usage(os.Stderr) }
+	fs.SetOutput(io.Discard) // mistakes get the short form below
+	fs.Usage = func() {}
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(os.Stdout)
 			os.Exit(0)
 		}
-		os.Exit(2)
+		fmt.Fprintln(os.Stderr, flagError(err, os.Args[1:]))
+		fmt.Fprintln(os.Stderr, "See 'vc --help'.")
+		os.Exit(125)
 	}
 	level := slog.LevelWarn
 	if g.debug {
@@ -92,8 +95,8 @@ func main() {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "vc: unknown command %q\n", args[0])
-		usage(os.Stderr)
+		// docker's words for it.
+		fmt.Fprintf(os.Stderr, "vc: '%s' is not a vc command.\nSee 'vc --help'.\n", args[0])
 		os.Exit(2)
 	}
 	helpArgs = args[1:]
@@ -110,6 +113,17 @@ func main() {
 		os.Exit(ee.code)
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
+	case usageWanted != "":
+		// A mistake in the command's flags or arguments: one line for
+		// it and where the usage is, as docker says it (the usage itself
+		// would bury the line).
+		if msg := flagError(err, helpArgs); msg != err.Error() {
+			fmt.Fprintln(os.Stderr, msg)
+		} else {
+			fmt.Fprintf(os.Stderr, "vc %s: %v\n", args[0], err)
+		}
+		fmt.Fprintf(os.Stderr, "See 'vc %s --help'.\n", usageWanted)
+		os.Exit(125)
 	default:
 		fmt.Fprintf(os.Stderr, "vc %s: %v\n", args[0], err)
 		os.Exit(125)
@@ -131,16 +145,25 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nvc help COMMAND (or vc COMMAND --help) describes a command's flags.")
 }
 
+// usageWanted names the command whose flags or arguments were wrong (its
+// Usage was called without help being asked): main then ends with
+// docker's hint, "See 'vc NAME --help'.", instead of the whole usage.
+var usageWanted string
+
 // newFlags returns a flag set for a command whose usage line is usage.
 // Asked for (--help, -h, vc help CMD) the usage goes to stdout; after a
-// mistake, to stderr.
+// mistake nothing is printed here: main prints the error and a hint.
 func newFlags(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	// The flag package prints its errors and the defaults to the output
+	// before returning the error; main says it shorter.
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
-		w := fs.Output()
-		if helpAsked(fs) {
-			w = os.Stdout
+		if !helpAsked(fs) {
+			usageWanted = name
+			return
 		}
+		w := os.Stdout
 		fmt.Fprintf(w, "usage: vc %s %s\n", name, usage)
 		if c := commands[name]; c.short != "" {
 			fmt.Fprintf(w, "\n%s\n\n", c.short)
@@ -162,6 +185,30 @@ func helpAsked(fs *flag.FlagSet) bool {
 	return false
 }
 
+// flagError is what to print for err, the flag package's: docker's
+// "unknown flag: --foo" (or "unknown shorthand flag: 'x' in -x") for a
+// flag the command does not have, as args spelt it; err's text otherwise.
+func flagError(err error, args []string) string {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return err.Error()
+	}
+	typed := "--" + name
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if f, _, _ := strings.Cut(a, "="); strings.HasPrefix(f, "-") && strings.TrimLeft(f, "-") == name {
+			typed = f
+			break
+		}
+	}
+	if len(name) == 1 && !strings.HasPrefix(typed, "--") {
+		return fmt.Sprintf("unknown shorthand flag: '%s' in %s", name, typed)
+	}
+	return "unknown flag: " + typed
+}
+
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
@@ -176,8 +223,8 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // parseContainers parses a command's flags and returns its CONTAINER
-// arguments, at least one.
-func parseContainers(fs *flag.FlagSet, args []string) ([]string, error) {
+// arguments, at least one, as names (an id prefix resolved: ids.go).
+func parseContainers(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) ([]string, error) {
 	if err := fs.Parse(expandShort(fs, args)); err != nil {
 		return nil, err
 	}
@@ -185,5 +232,5 @@ func parseContainers(fs *flag.FlagSet, args []string) ([]string, error) {
 		fs.Usage()
 		return nil, fmt.Errorf("CONTAINER: missing")
 	}
-	return fs.Args(), nil
+	return resolveContainers(ctx, g, fs.Args())
 }

@@ -19,7 +19,7 @@ func pauseCmd(pause bool) func(context.Context, *globals, []string) error {
 	}
 	return func(ctx context.Context, g *globals, args []string) error {
 		fs := newFlags(name, commands[name].usage)
-		ids, err := parseContainers(fs, args)
+		ids, err := parseContainers(ctx, g, fs, args)
 		if err != nil {
 			return err
 		}

@@ -16,14 +16,16 @@ import (
 )
 
 func init() {
-	register("ps", command{usage: "[-a] [-q] [--format json|TEMPLATE|table TEMPLATE]", short: "list containers", run: psCmd})
+	register("ps", command{usage: "[-a] [-q] [--no-trunc] [--format json|TEMPLATE|table TEMPLATE]", short: "list containers", run: psCmd})
 }
 
-// psRow is a line of vc ps, and what --format's templates see.
+// psRow is a line of vc ps, and what --format's templates see: docker's
+// fields (ID is the id, 12 digits unless --no-trunc; Names the name;
+// Ports the published ports as docker writes them).
 type psRow struct {
-	ID, Image, Command, State, Status string
-	CreatedAt                         time.Time
-	ExitCode                          int32
+	ID, Names, Image, Command, State, Status, Ports string
+	CreatedAt                                       time.Time
+	ExitCode                                        int32
 }
 
 func psCmd(ctx context.Context, g *globals, args []string) error {
@@ -31,7 +33,9 @@ func psCmd(ctx context.Context, g *globals, args []string) error {
 	all := fs.Bool("a", false, "show stopped containers too")
 	fs.BoolVar(all, "all", false, "the same as -a")
 	quiet := fs.Bool("q", false, "print ids only")
-	format := fs.String("format", "", "json (a JSON object a line), a Go template of .ID .Image .Command .State .Status .CreatedAt .ExitCode, or table TEMPLATE (with a header)")
+	fs.BoolVar(quiet, "quiet", false, "the same as -q")
+	noTrunc := fs.Bool("no-trunc", false, "print whole ids (64 digits)")
+	format := fs.String("format", "", "json (a JSON object a line), a Go template of .ID .Names .Image .Command .State .Status .Ports .CreatedAt .ExitCode, or table TEMPLATE (with a header)")
 	if err := fs.Parse(expandShort(fs, args)); err != nil {
 		return err
 	}
@@ -47,7 +51,11 @@ func psCmd(ctx context.Context, g *globals, args []string) error {
 		if !*all && sb.State == vc.StateStopped {
 			continue
 		}
-		r := psRow{ID: sb.ID, State: string(sb.State), Status: string(sb.State), CreatedAt: sb.Created}
+		r := psRow{ID: containerID(g, sb.ID), Names: sb.ID, State: string(sb.State), Status: string(sb.State), CreatedAt: sb.Created,
+			Ports: dockerPorts(sb.Config.NAT.Publish)}
+		if !*noTrunc {
+			r.ID = r.ID[:shortIDLen]
+		}
 		cs, _ := vc.ContainerStatuses(ctx, g.stateRoot, sb.ID)
 		for _, c := range cs {
 			if c.ID == sb.ID {
@@ -78,9 +86,9 @@ func psPrinter(out io.Writer, format string, quiet bool) (print func(psRow) erro
 		enc := json.NewEncoder(out)
 		return func(r psRow) error { return enc.Encode(r) }, func() error { return nil }, nil
 	case format == "":
-		fmt.Fprintln(w, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS")
+		fmt.Fprintln(w, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
 		return func(r psRow) error {
-			_, err := fmt.Fprintf(w, "%s\t%s\t%q\t%s ago\t%s\n", r.ID, r.Image, r.Command, ago(r.CreatedAt), r.Status)
+			_, err := fmt.Fprintf(w, "%s\t%s\t%q\t%s ago\t%s\t%s\t%s\n", r.ID, r.Image, r.Command, ago(r.CreatedAt), r.Status, r.Ports, r.Names)
 			return err
 		}, w.Flush, nil
 	}
@@ -104,6 +112,23 @@ func psPrinter(out io.Writer, format string, quiet bool) (print func(psRow) erro
 		_, err := fmt.Fprintln(w)
 		return err
 	}, w.Flush, nil
+}
+
+// dockerPorts writes published ports as docker ps does:
+// 0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp, comma-separated.
+func dockerPorts(ports []vc.PortMapping) string {
+	var out []string
+	for _, p := range ports {
+		ip, proto := p.HostIP, p.Protocol
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		if proto == "" {
+			proto = "tcp"
+		}
+		out = append(out, fmt.Sprintf("%s:%d->%d/%s", ip, p.HostPort, p.ContainerPort, proto))
+	}
+	return strings.Join(out, ", ")
 }
 
 func ago(t time.Time) string {

@@ -15,7 +15,7 @@ func init() {
 func restartCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("restart", commands["restart"].usage)
 	secs := fs.Int("t", 10, "seconds to wait before killing")
-	ids, err := parseContainers(fs, args)
+	ids, err := parseContainers(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ func rmCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("rm", commands["rm"].usage)
 	force := fs.Bool("f", false, "stop a running container first")
 	vols := fs.Bool("v", false, "remove the container's anonymous volumes too (named ones stay)")
-	ids, err := parseContainers(fs, args)
+	ids, err := parseContainers(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}

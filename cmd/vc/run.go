@@ -93,6 +93,9 @@ type runOptions struct {
 	// Carry is what a restart keeps of the container's previous run (its
 	// writable layer and its log), to move into the new sandbox.
 	Carry string `json:"carry,omitempty"`
+	// CID is the container's id, 64 hex digits as docker's (ids.go); ID
+	// is its name.
+	CID string `json:"cid,omitempty"`
 
 	// Mounts are -v, --mount and --tmpfs, read (mounts.go).
 	Mounts []mountOpt `json:"mounts,omitempty"`
@@ -207,8 +210,9 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	default:
 		return fmt.Errorf("--factory %q: want auto, on or off: %w", o.Factory, errdefs.ErrInvalidArgument)
 	}
+	o.CID = newContainerID()
 	if o.ID == "" {
-		o.ID = randomID()
+		o.ID = o.CID[:shortIDLen]
 	}
 	if name == "create" {
 		o.Create, o.Detach = true, true

@@ -40,8 +40,12 @@ func startCmd(ctx context.Context, g *globals, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("CONTAINER: want one or more (exactly one with -a or -i)")
 	}
+	ids, err := resolveContainers(ctx, g, fs.Args())
+	if err != nil {
+		return err
+	}
 	if !*attach && !*interactive {
-		for _, id := range fs.Args() {
+		for _, id := range ids {
 			if err := startOne(ctx, g, id, nil); err != nil {
 				return err
 			}
@@ -49,7 +53,7 @@ func startCmd(ctx context.Context, g *globals, args []string) error {
 		}
 		return nil
 	}
-	id := fs.Arg(0)
+	id := ids[0]
 	var conn net.Conn
 	connect := func() (err error) {
 		// Attached before it starts: nothing of its output is missed.

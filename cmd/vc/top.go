@@ -20,7 +20,10 @@ func topCmd(ctx context.Context, g *globals, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("CONTAINER: missing")
 	}
-	id := fs.Arg(0)
+	id, err := resolveContainer(ctx, g, fs.Arg(0))
+	if err != nil {
+		return err
+	}
 	s, err := vc.FetchSandbox(ctx, g.stateRoot, id)
 	if err != nil {
 		return err

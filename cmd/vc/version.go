@@ -18,6 +18,14 @@ var gitCommit string
 // versionCmd prints the module version and the commit vc was built from,
 // as the Go toolchain recorded them.
 func versionCmd(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags("version", commands["version"].usage)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
 	version, commit, dirty := "(devel)", "unknown", ""
 	if gitCommit != "" {
 		commit = gitCommit

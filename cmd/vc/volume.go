@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/containerd/errdefs"
@@ -76,6 +77,11 @@ container by vc rm -v and vc run --rm.
 	case "prune":
 		return volumePrune(ctx, g, args[1:])
 	}
+	if strings.HasPrefix(args[0], "-") {
+		// A flag before the subcommand: the flag package's error, which
+		// main says as docker does.
+		return newFlags("volume", commands["volume"].usage).Parse(args)
+	}
 	return fmt.Errorf("subcommand %q: want create, ls, inspect, rm or prune: %w", args[0], errdefs.ErrInvalidArgument)
 }
 
@@ -85,6 +91,7 @@ func volumeCreate(g *globals, args []string) error {
 		return err
 	}
 	if fs.NArg() > 1 {
+		fs.Usage()
 		return fmt.Errorf("NAME: one at most, got %d: %w", fs.NArg(), errdefs.ErrInvalidArgument)
 	}
 	name := fs.Arg(0)
@@ -137,6 +144,7 @@ func volumeInspect(g *globals, args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
+		fs.Usage()
 		return fmt.Errorf("NAME: missing: %w", errdefs.ErrInvalidArgument)
 	}
 	st, err := openVolumeStore(g)
@@ -167,6 +175,7 @@ func volumeRm(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
+		fs.Usage()
 		return fmt.Errorf("NAME: missing: %w", errdefs.ErrInvalidArgument)
 	}
 	st, err := openVolumeStore(g)

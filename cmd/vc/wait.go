@@ -16,7 +16,7 @@ func init() {
 
 func waitCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("wait", commands["wait"].usage)
-	ids, err := parseContainers(fs, args)
+	ids, err := parseContainers(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,13 @@ func stat(pid int) (string, uint64, error) {
 	return f[0], start, err
 }
 
+// State is the process's state letter: R running, S sleeping, D in
+// uninterruptible sleep, T stopped, Z zombie...
+func State(pid int) (string, error) {
+	state, _, err := stat(pid)
+	return state, err
+}
+
 // StartTime is the process's start time in clock ticks after boot.
 func StartTime(pid int) (uint64, error) {
 	_, start, err := stat(pid)

@@ -287,8 +287,9 @@ func (c *Container) Kill(ctx context.Context, sig uint32, all bool) error {
 	return c.SignalProcess(ctx, exec, sig)
 }
 
-// Stop kills the container's processes (SIGTERM, then SIGKILL after
-// timeout) and records it stopped.
+// Stop signals the container's init with SIGTERM, as docker does (its
+// other processes are its to stop), then, after timeout, kills all the
+// container's processes with SIGKILL, and records it stopped.
 func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	st, err := c.load("stop")
 	if err != nil {
@@ -302,7 +303,7 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 		code, _ := c.WaitProcess(context.WithoutCancel(ctx), c.id)
 		done <- code
 	}()
-	c.SignalProcess(ctx, "", 15)
+	c.SignalProcess(ctx, c.id, 15)
 	var code int32
 	select {
 	case code = <-done:

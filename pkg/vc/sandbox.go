@@ -2,12 +2,16 @@ package vc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -547,6 +551,24 @@ func (s *Sandbox) locked(ctx context.Context, op string, states []State, fn func
 	return fn()
 }
 
+// connectionLost tells whether err is the agent connection closing under
+// a call rather than the agent's answer: directly, or through an owner's
+// proxy (whose own closed connection reaches this process as a status
+// carrying its text).
+func connectionLost(err error) bool {
+	if errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{ttrpc.ErrClosed.Error(), "connection reset by peer", "broken pipe", "use of closed network connection"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // Stop stops the sandbox: the agent powers the VM off; after timeout the
 // VM process is killed. Containers are recorded as stopped.
 func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
@@ -563,7 +585,16 @@ func (s *Sandbox) stopLocked(ctx context.Context, timeout time.Duration) error {
 		_, err := s.agent.DestroySandbox(dctx, &pb.DestroySandboxRequest{})
 		cancel()
 		if err != nil {
-			s.log.Warn("agent DestroySandbox failed; killing the VM", "err", err)
+			// The agent powers the VM off as it answers: the answer can
+			// be lost with the connection (the guest, or the owner's
+			// proxy, gone first). The VM going down is then what was
+			// asked, not a failure to tell a person about (vc rm -f
+			// printed it).
+			lvl := slog.LevelWarn
+			if connectionLost(err) {
+				lvl = slog.LevelDebug
+			}
+			s.log.Log(ctx, lvl, "agent DestroySandbox failed; waiting for the VM to power off", "err", err)
 		}
 		destroyed = err == nil
 	}

@@ -3,6 +3,7 @@ package vc
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -63,52 +64,98 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 			// of its own).
 			return fmt.Errorf("mounts[%d].source %q (destination %s): %w: %w", i, m.Source, m.Destination, err, errdefs.ErrInvalidArgument)
 		}
+		if st.Mode().Type() == fs.ModeSocket {
+			// The guest's kernel has no way to the host's socket: 9p
+			// shows it as a file that nothing can connect to (ENXIO,
+			// "no such device"). Said here rather than at the first
+			// connect in the container. InvalidArgument, not
+			// NotImplemented: containerd takes a task Create that
+			// answers Unimplemented for an older shim API and retries.
+			return fmt.Errorf("mounts[%d].source %q (destination %s) is a unix socket: a unix socket cannot be bind-mounted into a VM: %w", i, m.Source, m.Destination, errdefs.ErrInvalidArgument)
+		}
 		name := strconv.Itoa(i)
-		target := filepath.Join(base, "mounts", name)
 		mode := bindMode{
 			recursive: hasOpt(m.Options, "rbind"),
 			ro:        hasOpt(m.Options, "ro") || hasOpt(m.Options, "rro"),
 			rro:       hasOpt(m.Options, "rro"),
 		}
-		if err := bind(m.Source, target, st.IsDir(), mode); err != nil {
-			return fmt.Errorf("share mounts[%d] %q: %w", i, m.Source, err)
+		subs, err := shareVolume(base, name, m, st.IsDir(), mode)
+		if err != nil {
+			return fmt.Errorf("share mounts[%d] %q (destination %s): %w", i, m.Source, m.Destination, err)
 		}
-		guestSrc := guestSharedDir + "/" + cid + "/mounts/" + name
-		mounts[len(mounts)-1].Source = guestSrc
-		if mode.recursive && mode.ro && !mode.rro {
-			subs, err := writableSubmounts(target, m.Destination, guestSrc)
-			if err != nil {
-				return fmt.Errorf("share mounts[%d] %q: %w", i, m.Source, err)
-			}
-			mounts = append(mounts, subs...)
-		}
+		mounts[len(mounts)-1].Source = guestSharedDir + "/" + cid + "/mounts/" + name
+		mounts = append(mounts, subs...)
 	}
 	spec.Mounts = mounts
 	return nil
 }
 
-// writableSubmounts keeps the submounts of a non-recursively read-only
-// volume (OCI "ro" with "rbind", not "rro") writable, as runc does. In the
-// guest the whole volume is one 9p tree, which a read-only bind would make
-// read-only all through, so each host submount below target that is
-// writable becomes a bind of its own on top, after the volume's.
-func writableSubmounts(target, dest, guestSrc string) ([]specs.Mount, error) {
+// shareVolume binds a volume's source at <base>/mounts/<name>, on its
+// own (never recursively), and each host mount below the source (for
+// "rbind") at <base>/mounts/<name>.<k>; it returns the guest mounts that
+// put those submounts back in place over the volume, parents first.
+//
+// A recursive bind would copy the submounts onto the source's own
+// directories: their dentries would stay mount points on the host while
+// the container lives, so the owner of the source could not remove a
+// directory it unmounted (rmdir: EBUSY), as critest does. Flat binds
+// hold only the mounts themselves. The submounts keep their own
+// read-only state for "ro" (only the volume's top is read-only, as runc
+// does), and are all read-only for "rro".
+func shareVolume(base, name string, m specs.Mount, dir bool, mode bindMode) ([]specs.Mount, error) {
+	// Submounts are found by mount point, which is a resolved path.
+	src, err := filepath.EvalSymlinks(m.Source)
+	if err != nil {
+		return nil, errors.Join(err, errdefs.ErrInvalidArgument)
+	}
+	var subs []mountinfo.Info
+	if mode.recursive && dir {
+		if subs, err = submounts(src); err != nil {
+			return nil, err
+		}
+	}
+	if err := bind(src, filepath.Join(base, "mounts", name), dir, bindMode{ro: mode.ro}); err != nil {
+		return nil, err
+	}
+	guestDir := guestSharedDir + "/" + filepath.Base(base) + "/mounts/"
+	var out []specs.Mount
+	for k, sm := range subs {
+		rel, _ := strings.CutPrefix(sm.MountPoint, src+"/")
+		fi, err := os.Stat(sm.MountPoint)
+		if err != nil {
+			return nil, fmt.Errorf("submount %s: %w", sm.MountPoint, err)
+		}
+		ro := mode.rro || hasOpt(strings.Split(sm.Options, ","), "ro")
+		subName := name + "." + strconv.Itoa(k+1)
+		if err := bind(sm.MountPoint, filepath.Join(base, "mounts", subName), fi.IsDir(), bindMode{ro: ro}); err != nil {
+			return nil, err
+		}
+		opt := "rw"
+		if ro {
+			opt = "ro"
+		}
+		out = append(out, specs.Mount{
+			Destination: path.Join(m.Destination, rel),
+			Type:        "bind",
+			Source:      guestDir + subName,
+			Options:     []string{"bind", opt},
+		})
+	}
+	return out, nil
+}
+
+// submounts are the host mounts strictly below dir, parents before
+// children (mountinfo's order).
+func submounts(dir string) ([]mountinfo.Info, error) {
 	infos, err := mountinfo.Read(mountinfo.Thread)
 	if err != nil {
 		return nil, err
 	}
-	var out []specs.Mount
-	for _, mi := range infos { // parents before children: mountinfo's order
-		rel, ok := strings.CutPrefix(mi.MountPoint, target+"/")
-		if !ok || hasOpt(strings.Split(mi.Options, ","), "ro") {
-			continue
+	var out []mountinfo.Info
+	for _, mi := range infos {
+		if strings.HasPrefix(mi.MountPoint, dir+"/") {
+			out = append(out, mi)
 		}
-		out = append(out, specs.Mount{
-			Destination: path.Join(dest, rel),
-			Type:        "bind",
-			Source:      guestSrc + "/" + rel,
-			Options:     []string{"rbind", "rw"},
-		})
 	}
 	return out, nil
 }

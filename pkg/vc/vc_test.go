@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/persist"
 )
@@ -245,8 +247,12 @@ func TestCreatorDiedHalfway(t *testing.T) {
 
 // A volume's submounts follow OCI's options: "ro" makes only the volume's
 // own mount read-only, so its writable submounts stay writable (in the
-// guest too: they become binds of their own on top), "rro" makes all of
-// it read-only, and a plain "bind" does not carry submounts at all.
+// guest too: they are binds of their own on top), "rro" makes all of it
+// read-only, and a plain "bind" does not carry submounts at all. Each
+// submount is bound on its own beside the volume, never onto the source's
+// directories: the source's owner can unmount its submount and remove the
+// directory while the container runs (critest does; a recursive bind
+// made that rmdir fail with EBUSY).
 func TestShareSubmounts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: bind and tmpfs mounts")
@@ -270,37 +276,84 @@ func TestShareSubmounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unshareContainer(shared, "c1") })
-	host := func(i int, rel string) string {
-		return filepath.Join(shared, "c1", "mounts", strconv.Itoa(i), rel)
+	host := func(name, rel string) string {
+		return filepath.Join(shared, "c1", "mounts", name, rel)
 	}
 	writable := func(p string) bool {
 		err := os.WriteFile(filepath.Join(p, "probe"), nil, 0o644)
 		os.Remove(filepath.Join(p, "probe"))
 		return err == nil
 	}
-	if writable(host(n, "")) || !writable(host(n, "sub")) {
-		t.Errorf("ro: top writable %v (want false), submount writable %v (want true)", writable(host(n, "")), writable(host(n, "sub")))
+	ro, rro, flat := strconv.Itoa(n), strconv.Itoa(n+1), strconv.Itoa(n+2)
+	if writable(host(ro, "")) || !writable(host(ro+".1", "")) {
+		t.Errorf("ro: top writable %v (want false), submount writable %v (want true)", writable(host(ro, "")), writable(host(ro+".1", "")))
 	}
-	if writable(host(n+1, "sub")) {
-		t.Error("rro: the submount is writable")
+	if b, _ := os.ReadFile(host(ro+".1", "inside")); string(b) != "x" {
+		t.Errorf("ro: the submount's bind does not show the tmpfs: %q", b)
 	}
-	if _, err := os.Stat(host(n+2, "sub/inside")); err == nil {
+	if writable(host(rro+".1", "")) || writable(host(rro, "")) {
+		t.Error("rro: the volume or its submount is writable")
+	}
+	if _, err := os.Stat(host(flat, "sub/inside")); err == nil {
 		t.Error("bind (not rbind) carried the submount")
 	}
+	if _, err := os.Stat(host(flat+".1", "")); err == nil {
+		t.Error("bind (not rbind) shared the submount")
+	}
 	// The guest gets the ro volume, then its submount writable on top;
-	// the rro and flat volumes alone.
+	// the rro volume with its submount read-only; the flat volume alone.
 	var got []string
 	for _, m := range spec.Mounts[n:] {
 		got = append(got, m.Destination+" "+m.Source+" "+strings.Join(m.Options, ","))
 	}
 	g := guestSharedDir + "/c1/mounts/"
 	want := []string{
-		"/ro " + g + strconv.Itoa(n) + " rbind,ro",
-		"/ro/sub " + g + strconv.Itoa(n) + "/sub rbind,rw",
-		"/rro " + g + strconv.Itoa(n+1) + " rbind,rro",
-		"/flat " + g + strconv.Itoa(n+2) + " bind,ro",
+		"/ro " + g + ro + " rbind,ro",
+		"/ro/sub " + g + ro + ".1 bind,rw",
+		"/rro " + g + rro + " rbind,rro",
+		"/rro/sub " + g + rro + ".1 bind,ro",
+		"/flat " + g + flat + " bind,ro",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("guest mounts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// critest's clean-up while the container runs.
+	if err := unix.Unmount(sub, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sub); err != nil {
+		t.Errorf("removing the source's unmounted submount directory while shared: %v", err)
+	}
+	if err := unshareContainer(shared, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := mount.Under(shared); len(m) > 0 {
+		t.Errorf("mounts left after unshare: %q", m)
+	}
+}
+
+// A unix socket cannot be bound into a VM: create refuses it naming the
+// mount, as an invalid argument, and leaves nothing mounted.
+func TestShareUnixSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: bind mounts")
+	}
+	shared, rootfs, dir := t.TempDir(), t.TempDir(), t.TempDir()
+	sock := filepath.Join(dir, "app.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	spec := oci.DefaultSpec([]string{"true"}, nil, "", false)
+	n := len(spec.Mounts)
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/run/app.sock", Type: "bind", Source: sock, Options: []string{"rbind"}})
+	err = shareContainer(shared, "c1", rootfs, spec)
+	want := fmt.Sprintf("mounts[%d].source %q (destination /run/app.sock) is a unix socket: a unix socket cannot be bind-mounted into a VM", n, sock)
+	if err == nil || !strings.Contains(err.Error(), want) || !errdefs.IsInvalidArgument(err) {
+		t.Errorf("share a unix socket: %v, want %q (invalid argument)", err, want)
+	}
+	if m, _ := mount.Under(shared); len(m) > 0 {
+		t.Errorf("mounts left after a refused share: %q", m)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,6 +114,13 @@ func startVC(t *testing.T, extraConfig string) *vcDaemon {
 // loaded (containerd.Options.EnablePlugins).
 func startVCWith(t *testing.T, extraConfig string, enablePlugins []string) *vcDaemon {
 	t.Helper()
+	return startVCDaemon(t, extraConfig, enablePlugins, nil)
+}
+
+// startVCDaemon is startVCWith with TOML that containerdConfig renders from
+// the shim's directory appended to containerd's config.toml.
+func startVCDaemon(t *testing.T, extraConfig string, enablePlugins []string, containerdConfig func(shimDir string) string) *vcDaemon {
+	t.Helper()
 	containerd.RequireRoot(t)
 	s := setupVC(t)
 	var rnd [4]byte
@@ -132,11 +140,16 @@ func startVCWith(t *testing.T, extraConfig string, enablePlugins []string) *vcDa
 		}
 		removeSandboxes(t, stateRoot)
 	})
+	var extra string
+	if containerdConfig != nil {
+		extra = containerdConfig(s.shimDir)
+	}
 	c := containerd.StartContainerd(t, containerd.Options{
 		ShimDir:       s.shimDir,
 		Env:           []string{"VC_SHIM_CONFIG=" + cfgPath},
 		VCConfigPath:  cfgPath,
 		EnablePlugins: enablePlugins,
+		ExtraConfig:   extra,
 	})
 	c.ImportImages(t)
 	return &vcDaemon{Containerd: c, setup: s, stateRoot: stateRoot, config: cfgPath}
@@ -577,6 +590,12 @@ func mountsUnder(dir string) []string {
 func TestVCBadSpec(t *testing.T) {
 	d := startVC(t, `enable_annotations = ["cpus"]`)
 	rootfs := t.TempDir()
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -590,6 +609,7 @@ func TestVCBadSpec(t *testing.T) {
 		{"no process args", []string{"--rootfs", rootfs, "bad6"}, "spec.process.args: empty"},
 		// Found only after the VM booted: the VM goes too.
 		{"missing bind source", []string{"--mount", "type=bind,src=/nonexistent/src,dst=/x,options=rbind", images.BusyboxRef, "bad7", "true"}, `source "/nonexistent/src" (destination /x)`},
+		{"unix socket volume", []string{"--mount", "type=bind,src=" + sock + ",dst=/run/app.sock,options=rbind", images.BusyboxRef, "bad8", "true"}, `source "` + sock + `" (destination /run/app.sock) is a unix socket: a unix socket cannot be bind-mounted into a VM`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

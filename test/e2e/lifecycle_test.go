@@ -26,7 +26,7 @@ func TestCreateStartRestart(t *testing.T) {
 		t.Fatalf("create: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
-	if out, _, _ := vcRun(t, nil, "ps", "-a", "--format", "{{.ID}} {{.State}}"); !strings.Contains(out, id+" created\n") {
+	if out, _, _ := vcRun(t, nil, "ps", "-a", "--format", "{{.Names}} {{.State}}"); !strings.Contains(out, id+" created\n") {
 		t.Fatalf("ps -a after create: %q, want %s created", out, id)
 	}
 	if got := complete(t, "vc", "--state-root", stateRoot, "start", "e2e-cr"); got != id {

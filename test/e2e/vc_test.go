@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,11 +280,11 @@ func TestDockerCommands(t *testing.T) {
 	if out, errOut, code := vcRun(t, nil, "top", id, "-o", "pid,args"); code != 0 || !strings.Contains(out, "sleep 1") {
 		t.Errorf("top: exit %d stdout %q stderr %q", code, out, errOut)
 	}
-	if out, errOut, code := vcRun(t, nil, "ps", "--format", "{{.ID}} {{.State}} {{.Image}}"); code != 0 || !strings.Contains(out, id+" running busybox\n") {
+	if out, errOut, code := vcRun(t, nil, "ps", "--format", "{{.Names}} {{.State}} {{.Image}}"); code != 0 || !strings.Contains(out, id+" running busybox\n") {
 		t.Errorf("ps --format: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	// stats of every running container, once: this one among them.
-	if out, errOut, code := vcRun(t, nil, "stats", "--no-stream"); code != 0 || !regexp.MustCompile(`(?m)^`+id+`\s+--\s+\d+\.\d\ds\s+\S+ / \S+\s+\d+`).MatchString(out) {
+	if out, errOut, code := vcRun(t, nil, "stats", "--no-stream"); code != 0 || !regexp.MustCompile(`(?m)^[0-9a-f]{12}\s+`+id+`\s+\d+\.\d\d%\s+\d+\.\d\ds\s+\S+ / \S+\s+\S+\s+\d+`).MatchString(out) {
 		t.Errorf("stats --no-stream: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	if _, errOut, code := vcRun(t, nil, "pause", id); code != 0 {
@@ -506,4 +507,23 @@ func TestCPUsFraction(t *testing.T) {
 		t.Fatalf("run --cpus 0.5: exit %d stdout %q stderr %q; want 1 vCPU and cpu.max 50000 100000", code, out, errOut)
 	}
 	noLeftovers(t, "e2e-cpus")
+}
+
+// A unix socket cannot be bound into the VM: vc run refuses it as its own
+// error (125), naming the mount, and leaves no container behind.
+func TestUnixSocketVolume(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-sock", "-v", sock+":/run/app.sock", "busybox", "--", "true")
+	want := `source "` + sock + `" (destination /run/app.sock) is a unix socket: a unix socket cannot be bind-mounted into a VM`
+	if code != 125 || !strings.Contains(errOut, want) {
+		t.Errorf("run -v SOCKET: exit %d, stderr %q; want 125 and %q", code, errOut, want)
+	}
+	if out, _, _ := vcRun(t, nil, "ps", "-a"); strings.Contains(out, "e2e-sock") {
+		t.Errorf("container left after a refused run:\n%s", out)
+	}
 }

@@ -182,10 +182,23 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if st != libcontainer.Created {
 		return fmt.Errorf("container_id %q: container is %s, not created: %w", id, st, errdefs.ErrFailedPrecondition)
 	}
+	// libcontainer's init is what runs until the user's program: what
+	// it executes tells when the program has taken over.
+	p := c.init
+	before, exeErr := exeOf(p.pid)
 	if err := c.lc.Exec(); err != nil {
 		return fmt.Errorf("container_id %q: start: %w", id, lcErr(err))
 	}
-	c.log.Info("container started")
+	// Exec returns once the init was released, before its execve: wait
+	// for it, so that a signal sent once Start returned reaches the
+	// user's program, not libcontainer's init (which would die of a
+	// SIGTERM or lose a SIGUSR1).
+	t0 := time.Now()
+	execed := exeErr == nil && waitExec(p.pid, before, execWait)
+	p.mu.Lock()
+	p.execed = time.Now()
+	p.mu.Unlock()
+	c.log.Info("container started", "execed", execed, "exec_took", time.Since(t0))
 	return nil
 }
 
@@ -288,7 +301,11 @@ func (m *Manager) Signal(ctx context.Context, id, execID string, sig unix.Signal
 		if err != nil {
 			return err
 		}
-		if err := p.signal(sig); err != nil {
+		signal := p.signal
+		if p.init {
+			signal = c.signalInit
+		}
+		if err := signal(sig); err != nil {
 			return fmt.Errorf("exec_id %q: %w", execID, err)
 		}
 		return nil

@@ -28,6 +28,10 @@ type Process struct {
 	done   chan struct{}
 	status int
 	waited bool
+	// execed is when the init was seen executing the user's program
+	// (zero before Start); signals are held for it a while after
+	// (signal.go).
+	execed time.Time
 }
 
 func newProc(c *Container, execID string, init bool) *Process {

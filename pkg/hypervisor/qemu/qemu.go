@@ -54,6 +54,9 @@ var (
 	// quitTimeout is how long QEMU gets to exit after "quit" before it
 	// is killed.
 	quitTimeout = 3 * time.Second
+	// quitLostWait is how long QEMU gets to exit when "quit" failed (QMP
+	// closed: QEMU may be exiting already) before it is killed.
+	quitLostWait = 500 * time.Millisecond
 	// killTimeout is how long a killed QEMU gets to disappear.
 	killTimeout = 10 * time.Second
 	// unplugTimeout bounds the wait for the guest to release a device
@@ -608,6 +611,12 @@ func (v *VM) shutdown(ctx context.Context, grace time.Duration, proc *process, q
 		cancel()
 		if err == nil && proc.wait(quitTimeout) {
 			return "qmp quit"
+		}
+		// QEMU exiting on its own (the guest powering off as the agent
+		// was told to) closes QMP under the quit: expected, and quiet.
+		if err != nil && proc.wait(quitLostWait) {
+			v.log.Debug("qmp quit: qemu exited meanwhile", "err", err)
+			return "exited"
 		}
 		v.log.Warn("qemu did not quit: killing it", "err", err)
 	}
