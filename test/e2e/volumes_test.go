@@ -67,7 +67,7 @@ func TestNamedVolume(t *testing.T) {
 func TestVolumeRmInUse(t *testing.T) {
 	id, name := "e2e-vol-inuse", "e2e-vol-inuse"
 	removeVolumes(t, name)
-	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", id) })
+	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", "-v", id) })
 	before := volumeNames(t)
 	script := "echo x >> /anon/f; wc -l < /anon/f"
 	if out, errOut, code := vcRun(t, nil, "run", "--name", id, "-v", name+":/named", "-v", "/anon", "busybox", "--", "sh", "-c", script); code != 0 || strings.TrimSpace(out) != "1" {
