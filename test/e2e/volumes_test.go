@@ -11,48 +11,42 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
-// volumeNames is `vc volume ls -q`.
-func volumeNames(t *testing.T) []string {
-	t.Helper()
-	out, errOut, code := vcRun(t, nil, "volume", "ls", "-q")
-	if code != 0 {
-		t.Fatalf("volume ls -q: exit %d: %s", code, errOut)
-	}
-	return strings.Fields(out)
-}
+// The volume tests keep their volumes in a data root of their own (an
+// imgEnv's, with the built-in busybox), so that what they count is
+// theirs whatever else runs.
 
-// removeVolumes removes the test's volumes whatever happened.
-func removeVolumes(t *testing.T, names ...string) {
-	t.Cleanup(func() { vcRun(t, nil, append([]string{"volume", "rm", "-f"}, names...)...) })
+// volumeNames is `vc volume ls -q`.
+func (e *imgEnv) volumeNames(t *testing.T) []string {
+	t.Helper()
+	return strings.Fields(e.must(t, "volume", "ls", "-q"))
 }
 
 // A named volume keeps what one container wrote for the next `vc run`;
 // its first use gives it the image's content at its target, as docker's
 // does; --mount type=volume,readonly mounts it read-only.
 func TestNamedVolume(t *testing.T) {
+	e := newImgEnv(t)
 	data, etc := "e2e-vol-data", "e2e-vol-etc"
-	removeVolumes(t, data, etc)
-	vcRun(t, nil, "volume", "rm", "-f", data, etc)
-	out, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-vol-w", "-v", data+":/data", "-v", etc+":/etc", "busybox", "--",
+	out, errOut, code := e.vc(t, "run", "--rm", "--name", "e2e-vol-w", "-v", data+":/data", "-v", etc+":/etc", "busybox", "--",
 		"sh", "-c", "echo written by one > /data/f; grep -c vcshared /proc/mounts >/dev/null && echo shared")
 	if code != 0 || out != "shared\n" {
 		t.Fatalf("first run: exit %d stdout %q stderr %q", code, out, errOut)
 	}
-	out, errOut, code = vcRun(t, nil, "volume", "inspect", data)
+	out, errOut, code = e.vc(t, "volume", "inspect", data)
 	var vols []struct{ Name, Driver, Mountpoint, CreatedAt string }
 	if err := json.Unmarshal([]byte(out), &vols); code != 0 || err != nil || len(vols) != 1 || vols[0].Name != data || vols[0].Driver != "local" || vols[0].CreatedAt == "" {
 		t.Fatalf("volume inspect: exit %d %v\n%s%s", code, err, out, errOut)
 	}
-	if want := filepath.Join(dataRoot, "volumes", data, "_data"); vols[0].Mountpoint != want {
+	if want := filepath.Join(e.data, "volumes", data, "_data"); vols[0].Mountpoint != want {
 		t.Errorf("mountpoint %s, want %s", vols[0].Mountpoint, want)
 	}
 	if b, err := os.ReadFile(filepath.Join(vols[0].Mountpoint, "f")); err != nil || string(b) != "written by one\n" {
 		t.Errorf("the volume on the host: %q %v", b, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dataRoot, "volumes", etc, "_data", "passwd")); err != nil || !strings.HasPrefix(string(b), "root:") {
+	if b, err := os.ReadFile(filepath.Join(e.data, "volumes", etc, "_data", "passwd")); err != nil || !strings.HasPrefix(string(b), "root:") {
 		t.Errorf("the image's /etc/passwd not copied into the empty volume: %q %v", b, err)
 	}
-	out, errOut, code = vcRun(t, nil, "run", "--rm", "--name", "e2e-vol-r", "--mount", "type=volume,source="+data+",target=/in,readonly", "busybox", "--",
+	out, errOut, code = e.vc(t, "run", "--rm", "--name", "e2e-vol-r", "--mount", "type=volume,source="+data+",target=/in,readonly", "busybox", "--",
 		"sh", "-c", "cat /in/f; touch /in/g 2>/dev/null && echo WROTE; true")
 	if code != 0 || out != "written by one\n" {
 		t.Fatalf("second run: exit %d stdout %q stderr %q; want what the first wrote, and no write", code, out, errOut)
@@ -65,20 +59,20 @@ func TestNamedVolume(t *testing.T) {
 // again keeps its anonymous volume; vc rm -v removes it with the
 // container, and not its named one.
 func TestVolumeRmInUse(t *testing.T) {
+	e := newImgEnv(t)
 	id, name := "e2e-vol-inuse", "e2e-vol-inuse"
-	removeVolumes(t, name)
-	t.Cleanup(func() { vcRun(t, nil, "rm", "-f", "-v", id) })
-	before := volumeNames(t)
+	t.Cleanup(func() { e.vc(t, "rm", "-f", "-v", id) })
+	before := e.volumeNames(t)
 	script := "echo x >> /anon/f; wc -l < /anon/f"
-	if out, errOut, code := vcRun(t, nil, "run", "--name", id, "-v", name+":/named", "-v", "/anon", "busybox", "--", "sh", "-c", script); code != 0 || strings.TrimSpace(out) != "1" {
+	if out, errOut, code := e.vc(t, "run", "--name", id, "-v", name+":/named", "-v", "/anon", "busybox", "--", "sh", "-c", script); code != 0 || strings.TrimSpace(out) != "1" {
 		t.Fatalf("run: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	// Run again, the container has the same anonymous volume.
-	if out, errOut, code := vcRun(t, nil, "start", "-a", id); code != 0 || strings.TrimSpace(out) != "2" {
+	if out, errOut, code := e.vc(t, "start", "-a", id); code != 0 || strings.TrimSpace(out) != "2" {
 		t.Fatalf("start -a: exit %d stdout %q stderr %q; want the second line of the anonymous volume's file", code, out, errOut)
 	}
 	var anon []string
-	for _, n := range volumeNames(t) {
+	for _, n := range e.volumeNames(t) {
 		if !slices.Contains(before, n) && n != name {
 			anon = append(anon, n)
 		}
@@ -86,38 +80,39 @@ func TestVolumeRmInUse(t *testing.T) {
 	if len(anon) != 1 || len(anon[0]) != 64 {
 		t.Fatalf("anonymous volumes made by the run: %q, want one of 64 hex digits", anon)
 	}
-	_, errOut, code := vcRun(t, nil, "volume", "rm", name)
+	_, errOut, code := e.vc(t, "volume", "rm", name)
 	if code == 0 || !strings.Contains(errOut, id) || !strings.Contains(errOut, "in use") {
 		t.Fatalf("volume rm of a volume a stopped container has: exit %d stderr %q; want refused naming %s", code, errOut, id)
 	}
-	if !slices.Contains(volumeNames(t), name) {
+	if !slices.Contains(e.volumeNames(t), name) {
 		t.Fatal("the refused volume rm removed the volume")
 	}
-	if _, errOut, code = vcRun(t, nil, "rm", "-v", id); code != 0 {
+	if _, errOut, code = e.vc(t, "rm", "-v", id); code != 0 {
 		t.Fatalf("rm -v: exit %d: %s", code, errOut)
 	}
-	left := volumeNames(t)
+	left := e.volumeNames(t)
 	if slices.Contains(left, anon[0]) || !slices.Contains(left, name) {
 		t.Fatalf("after rm -v: volumes %q; want the anonymous %s gone and %s kept", left, anon[0], name)
 	}
-	if out, errOut, code := vcRun(t, nil, "volume", "rm", name); code != 0 || out != name+"\n" {
+	if out, errOut, code := e.vc(t, "volume", "rm", name); code != 0 || out != name+"\n" {
 		t.Fatalf("volume rm once the container is gone: exit %d stdout %q stderr %q", code, out, errOut)
 	}
-	if _, err := os.Stat(filepath.Join(dataRoot, "volumes", name)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(e.data, "volumes", name)); !os.IsNotExist(err) {
 		t.Errorf("the removed volume's directory: %v", err)
 	}
 }
 
 // vc run --rm removes the container's anonymous volume with it.
 func TestAnonymousVolumeRunRm(t *testing.T) {
-	before := volumeNames(t)
-	out, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-vol-anon", "-v", "/anon", "busybox", "--",
+	e := newImgEnv(t)
+	before := e.volumeNames(t)
+	out, errOut, code := e.vc(t, "run", "--rm", "--name", "e2e-vol-anon", "-v", "/anon", "busybox", "--",
 		"sh", "-c", "echo x > /anon/f && grep ' /anon ' /proc/mounts | cut -d' ' -f1,3")
 	if code != 0 || out != "vcshared 9p\n" {
 		t.Fatalf("run: exit %d stdout %q stderr %q; want /anon shared from the host", code, out, errOut)
 	}
 	noLeftovers(t, "e2e-vol-anon")
-	if after := volumeNames(t); !slices.Equal(before, after) {
+	if after := e.volumeNames(t); !slices.Equal(before, after) {
 		t.Fatalf("volumes before %q, after %q: the anonymous volume stayed", before, after)
 	}
 }
@@ -172,9 +167,10 @@ func TestTmpfsMounts(t *testing.T) {
 // --mount type=bind refuses a missing source, as docker does, exit 125,
 // before anything is made; an unknown key is refused naming it.
 func TestMountBindMissing(t *testing.T) {
+	e := newImgEnv(t)
 	missing := filepath.Join(t.TempDir(), "missing")
-	before := volumeNames(t)
-	out, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-mount-missing", "-v", "/anon",
+	before := e.volumeNames(t)
+	out, errOut, code := e.vc(t, "run", "--rm", "--name", "e2e-mount-missing", "-v", "/anon",
 		"--mount", "type=bind,source="+missing+",target=/x", "busybox", "--", "true")
 	want := `invalid mount config for type "bind": bind source path does not exist: ` + missing
 	if code != 125 || out != "" || !strings.Contains(errOut, want) {
@@ -184,10 +180,10 @@ func TestMountBindMissing(t *testing.T) {
 		t.Errorf("the missing source was made: %v", err)
 	}
 	noLeftovers(t, "e2e-mount-missing")
-	if after := volumeNames(t); !slices.Equal(before, after) {
+	if after := e.volumeNames(t); !slices.Equal(before, after) {
 		t.Errorf("volumes before %q, after %q", before, after)
 	}
-	_, errOut, code = vcRun(t, nil, "run", "--rm", "--mount", "type=tmpfs,target=/x,colour=red", "busybox", "--", "true")
+	_, errOut, code = e.vc(t, "run", "--rm", "--mount", "type=tmpfs,target=/x,colour=red", "busybox", "--", "true")
 	if code != 125 || !strings.Contains(errOut, `unknown key "colour"`) {
 		t.Errorf("unknown key: exit %d stderr %q", code, errOut)
 	}
