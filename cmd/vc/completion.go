@@ -47,6 +47,7 @@ _vc() {
 	help) COMPREPLY=($(compgen -W "%s" -- "$cur")) ;;
 	completion) COMPREPLY=($(compgen -W "bash" -- "$cur")) ;;
 	image) COMPREPLY=($(compgen -W "build ls" -- "$cur")) ;;
+	volume) COMPREPLY=($(compgen -W "create ls inspect rm prune $(vc "${global[@]}" volume ls -q 2>/dev/null)" -- "$cur")) ;;
 	run | create | rmi | save) COMPREPLY=($(compgen -W "busybox $(vc "${global[@]}" images 2>/dev/null | awk 'NR > 1 { print $1 ":" $2 }')" -- "$cur")) ;;
 	pull | load | login | logout) ;;
 	check | version | ps | stats | images) ;;

@@ -11,12 +11,13 @@ import (
 )
 
 func init() {
-	register("rm", command{usage: "[-f] CONTAINER...", short: "remove stopped containers (-f: running ones too)", run: rmCmd})
+	register("rm", command{usage: "[-f] [-v] CONTAINER...", short: "remove stopped containers (-f: running ones too; -v: their anonymous volumes too)", run: rmCmd})
 }
 
 func rmCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("rm", commands["rm"].usage)
 	force := fs.Bool("f", false, "stop a running container first")
+	vols := fs.Bool("v", false, "remove the container's anonymous volumes too (named ones stay)")
 	ids, err := parseContainers(ctx, g, fs, args)
 	if err != nil {
 		return err
@@ -43,8 +44,13 @@ func rmCmd(ctx context.Context, g *globals, args []string) error {
 				return err
 			}
 		}
+		// Read before the record goes.
+		o, oerr := savedOptions(g, id)
 		if err := vc.DeleteSandbox(ctx, g.stateRoot, id); err != nil {
 			return err
+		}
+		if *vols && oerr == nil {
+			removeAnonymousVolumes(ctx, g, o)
 		}
 		removed = true
 		fmt.Println(id)

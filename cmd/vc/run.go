@@ -36,7 +36,7 @@ import (
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-v NAME:CTR[:ro]] [-v CTR] [--mount type=bind|volume|tmpfs,...] [--tmpfs CTR[:OPTS]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -52,7 +52,7 @@ type runOptions struct {
 	Args        []string `json:"args"`
 	Env         []string `json:"env"`
 	Workdir     string   `json:"workdir"`
-	Volumes     []string `json:"volumes"`
+	Volumes     []string `json:"volumes"` // -v, in records vc wrote before Mounts
 	CPUs        uint     `json:"cpus"`
 	CPUQuota    int64    `json:"cpu_quota,omitempty"` // the container's CFS quota per cpuPeriod (--cpus 0.5: 50000); CPUs is the VM's, rounded up
 	MemoryMiB   uint32   `json:"memory_mib"`
@@ -96,6 +96,9 @@ type runOptions struct {
 	// CID is the container's id, 64 hex digits as docker's (ids.go); ID
 	// is its name.
 	CID string `json:"cid,omitempty"`
+
+	// Mounts are -v, --mount and --tmpfs, read (mounts.go).
+	Mounts []mountOpt `json:"mounts,omitempty"`
 }
 
 func runCmd(ctx context.Context, g *globals, args []string) error {
@@ -107,7 +110,7 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 func runOrCreate(ctx context.Context, g *globals, name string, args []string) error {
 	fs := newFlags(name, commands[name].usage)
 	var o runOptions
-	var vols, envs, envFiles, publish, dns, capAdd, capDrop listFlag
+	var vols, mounts, tmpfs, envs, envFiles, publish, dns, capAdd, capDrop listFlag
 	var mem, network, entrypoint, cpus string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
@@ -117,7 +120,10 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.StringVar(&cpus, "cpus", "", fmt.Sprintf("CPUs, fractions allowed (0.5): the VM gets them rounded up (default %d), the container a CPU quota of the number", hypervisor.DefaultCPUs))
 	fs.StringVar(&mem, "memory", "", fmt.Sprintf("memory of the VM, e.g. 512M or 1G (default %dM, at least %dM)", hypervisor.DefaultMemoryMiB, hypervisor.MinMemoryMiB))
 	fs.StringVar(&mem, "m", "", "the same as --memory")
-	fs.Var(&vols, "v", "bind a host directory or file: HOST:CONTAINER[:ro] (repeatable)")
+	fs.Var(&vols, "v", "bind a host directory or file, HOST:CONTAINER[:ro] (a missing HOST is made a directory); mount a volume, NAME:CONTAINER[:ro] (made if missing); or an anonymous volume, CONTAINER (repeatable; vc volume)")
+	fs.Var(&vols, "volume", "the same as -v")
+	fs.Var(&mounts, "mount", "a mount, docker's fields: type=bind,source=HOST,target=CTR[,readonly][,bind-propagation=P] (HOST must exist); type=volume[,source=NAME],target=CTR[,readonly][,volume-nocopy]; type=tmpfs,target=CTR[,tmpfs-size=N][,tmpfs-mode=M] (repeatable)")
+	fs.Var(&tmpfs, "tmpfs", "a tmpfs in the guest's memory: CONTAINER[:OPTS], OPTS as mount's (size=64m,mode=1777,exec...; default rw,noexec,nosuid,nodev) (repeatable)")
 	fs.Var(&envs, "e", "set an environment variable: K=V, or K for the host's value of K (repeatable)")
 	fs.Var(&envs, "env", "the same as -e")
 	fs.Var(&envFiles, "env-file", "read K=V lines from a file (repeatable)")
@@ -163,7 +169,10 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	if o.Env, err = resolveEnv(envs, envFiles); err != nil {
 		return err
 	}
-	o.Volumes, o.Debug, o.CapAdd, o.CapDrop = vols, g.debug, capAdd, capDrop
+	o.Debug, o.CapAdd, o.CapDrop = g.debug, capAdd, capDrop
+	if o.Mounts, err = mountOptions(vols, mounts, tmpfs); err != nil {
+		return err
+	}
 	for _, c := range capAdd {
 		if _, err := capName("--cap-add", c); err != nil {
 			return err
@@ -242,8 +251,23 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		}
 	}
 	defer func() { report(err) }()
+	// A first run that fails leaves no anonymous volume behind: no
+	// container has it (a run again keeps the container's).
+	running := false
+	defer func() {
+		if !running && o.Carry == "" {
+			removeAnonymousVolumes(context.WithoutCancel(ctx), g, o)
+		}
+	}()
 
-	ccfg, src, err := containerConfig(g, o)
+	// Its volumes are made here, its record saved after the VM's boot:
+	// vc volume rm waits for it.
+	releaseVolumes, err := reserveVolumes(g)
+	if err != nil {
+		return err
+	}
+	defer func() { releaseVolumes() }()
+	ccfg, src, err := containerConfig(g, &o)
 	if err != nil {
 		return err
 	}
@@ -282,6 +306,8 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err := saveOptions(s.Dir(), o); err != nil {
 		return err
 	}
+	releaseVolumes()
+	releaseVolumes = func() {}
 	if o.Carry != "" {
 		if err := carryIn(o.Carry, s.Dir()); err != nil {
 			return err
@@ -295,6 +321,9 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		if ccfg.Rootfs, err = mountRootfs(s.Dir(), src); err != nil {
 			return err
 		}
+	}
+	if err := copyUpVolumes(g, o, ccfg.Rootfs); err != nil {
+		return err
 	}
 	// As docker: /etc/hosts, /etc/hostname and, behind the NAT, the
 	// NAT's resolver, unless -v binds files of the user's there.
@@ -356,7 +385,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	}
 	// Created, the container is vc start's to start; its failure to
 	// start is that command's to report, and its record stays.
-	failed = false
+	failed, running = false, true
 	if pio.Stdin == nil {
 		s.Container(o.ID).CloseStdin(ctx, o.ID)
 	}
@@ -382,6 +411,8 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		// Gone already if someone removed it meanwhile (vc rm -f).
 		if err := s.Delete(context.WithoutCancel(ctx)); err != nil && !errdefs.IsNotFound(err) {
 			fmt.Fprintf(os.Stderr, "vc run: remove %s: %v\n", o.ID, err)
+		} else {
+			removeAnonymousVolumes(context.WithoutCancel(ctx), g, o)
 		}
 	}
 	if werr != nil {
@@ -566,12 +597,15 @@ func mergeEnv(lists ...[]string) []string {
 
 // containerConfig builds the container from the run options; Rootfs is
 // the image's top directory until mountRootfs gives the container its
-// layer.
-func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource, error) {
-	src, err := resolveImage(g, o)
+// layer. The image's VOLUMEs join o's mounts, anonymous volumes, for the
+// container's record to keep.
+func containerConfig(g *globals, po *runOptions) (vc.ContainerConfig, imageSource, error) {
+	src, err := resolveImage(g, *po)
 	if err != nil {
 		return vc.ContainerConfig{}, src, err
 	}
+	po.Mounts = append(po.Mounts, imageVolumes(src, po.Mounts)...)
+	o := *po
 	args, env, cwd, user, err := processOf(src, o)
 	if err != nil {
 		return vc.ContainerConfig{}, src, err
@@ -622,6 +656,11 @@ func containerConfig(g *globals, o runOptions) (vc.ContainerConfig, imageSource,
 		}
 		spec.Mounts = append(spec.Mounts, m)
 	}
+	ms, err := volumeMounts(g, o)
+	if err != nil {
+		return vc.ContainerConfig{}, src, err
+	}
+	spec.Mounts = append(spec.Mounts, ms...)
 	ann := map[string]string{"vc.image": o.Image}
 	if src.image != nil {
 		ann[imageDigestAnnotation] = src.image.Digest
