@@ -448,9 +448,14 @@ wait:
 	}
 	signal.Stop(sigs)
 	// The output's end comes after the exit; do not wait for it forever.
-	select {
-	case <-o.streams:
-	case <-time.After(5 * time.Second):
+	// A container killed before start wrote nothing: its streams end only
+	// when stopped, and waiting for them would make every delete of a
+	// created container take the whole 5 s.
+	if started == nil {
+		select {
+		case <-o.streams:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	o.stopIO()
 	o.mu.Lock()
