@@ -327,7 +327,7 @@ func TestDeleteForce(t *testing.T) {
 }
 
 // TestDeleteCreated: delete --force of a container that was created and
-// never started stops its VM at once. The owner waited 5 s for the output
+// never started stops its VM at once, and writes nothing to its streams. The owner waited 5 s for the output
 // of a process that never ran, so each of runtime-tools'
 // linux_cgroups_cpus 17 containers took 5 s more to delete than to boot.
 func TestDeleteCreated(t *testing.T) {
@@ -344,10 +344,15 @@ func TestDeleteCreated(t *testing.T) {
 	defer null.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	// The container's streams are create's: not a pipe that its owner
-	// would hold open.
+	// The container's streams are create's: files, not pipes that its
+	// owner would hold open.
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
 	cmd := runtimeCmd(ctx, "create", "--bundle", b, id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -358,6 +363,11 @@ func TestDeleteCreated(t *testing.T) {
 	t.Logf("delete --force of a created container took %v", took.Round(time.Millisecond))
 	if took > 4*time.Second {
 		t.Errorf("delete --force of a created container took %v; want under 4 s (its VM stops in well under a second)", took.Round(time.Millisecond))
+	}
+	// The container never ran: nothing of the runtime's own logs (ttRPC's
+	// as the VM stops) is in its stderr.
+	if b, _ := os.ReadFile(stderr.Name()); len(b) != 0 {
+		t.Errorf("the container's stderr: %q, want nothing", b)
 	}
 }
 
