@@ -114,7 +114,7 @@ func TestRuntimeTools(t *testing.T) {
 			t.Errorf("runtimeToolsFailing names %s, which runtime-tools %s does not have", n, runtimeToolsVersion)
 		}
 	}
-	results := runValidation(t, tools, names, runtimeToolsParallel, func(t *testing.T, dir string) []string {
+	results := runValidation(t, "vc-runtime", tools, names, runtimeToolsParallel, func(t *testing.T, dir string) []string {
 		return vcRuntimeWrapper(t, dir)
 	})
 	passed := 0
@@ -137,7 +137,7 @@ func TestRuntimeTools(t *testing.T) {
 
 	if runc := os.Getenv("VC_RUNTIME_TOOLS_RUNC"); runc != "" {
 		rstart := time.Now()
-		rres := runValidation(t, tools, names, 1, func(t *testing.T, dir string) []string { return []string{"RUNTIME=" + runc} })
+		rres := runValidation(t, "runc", tools, names, 1, func(t *testing.T, dir string) []string { return []string{"RUNTIME=" + runc} })
 		rpassed := 0
 		var table strings.Builder
 		for _, n := range names {
@@ -302,12 +302,12 @@ func vcRuntimeWrapper(t *testing.T, dir string) []string {
 }
 
 // runValidation runs the programs, parallel at a time, each in a
-// subtest, and returns their results.
-func runValidation(t *testing.T, tools string, names []string, parallel int, env func(*testing.T, string) []string) map[string]*tapResult {
+// subtest of label, and returns their results.
+func runValidation(t *testing.T, label, tools string, names []string, parallel int, env func(*testing.T, string) []string) map[string]*tapResult {
 	var mu sync.Mutex
 	results := map[string]*tapResult{}
 	sem := make(chan struct{}, parallel)
-	t.Run("programs", func(t *testing.T) {
+	t.Run(label, func(t *testing.T) {
 		for _, name := range names {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
