@@ -107,6 +107,9 @@ func createContainer(ctx context.Context, g *globals, o createOptions) (_ *exec.
 	if err != nil {
 		return nil, err
 	}
+	if err := checkNamespacePaths(spec); err != nil {
+		return nil, err
+	}
 	// A pod's container names the process of the pod's infrastructure
 	// container: it runs in that container's VM.
 	host, err := vmToJoin(g.root, spec)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/cleanup"
@@ -51,6 +52,10 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	g.log = g.log.With("container", oo.ID)
 	slog.SetDefault(g.log)
+	// ttRPC logs through logrus, to stderr by default: the container's
+	// stderr here ("received message on inactive stream" when the VM
+	// stops).
+	logrus.SetOutput(g.logFile)
 	// Hold no directory of the caller's (a mount it may want to remove).
 	if err := os.Chdir("/"); err != nil {
 		fmt.Fprintf(ready, "error: %v\n", err)
@@ -448,9 +453,14 @@ wait:
 	}
 	signal.Stop(sigs)
 	// The output's end comes after the exit; do not wait for it forever.
-	select {
-	case <-o.streams:
-	case <-time.After(5 * time.Second):
+	// A container killed before start wrote nothing: its streams end only
+	// when stopped, and waiting for them would make every delete of a
+	// created container take the whole 5 s.
+	if started == nil {
+		select {
+		case <-o.streams:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	o.stopIO()
 	o.mu.Lock()

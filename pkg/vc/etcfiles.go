@@ -53,6 +53,17 @@ func (s *Sandbox) BindEtcFiles(ccfg *ContainerConfig) error {
 	for _, m := range ccfg.Spec.Mounts {
 		delete(files, filepath.Clean(m.Destination))
 	}
+	// In a user namespace of its own the mountpoint would be made by the
+	// container's root, which need not own the root filesystem (runc's
+	// linux_uid_mappings validation maps it to an unprivileged uid): a
+	// file the root filesystem lacks is not added.
+	if hasUserNS(ccfg.Spec) && ccfg.Rootfs != "" {
+		for dst := range files {
+			if _, err := os.Lstat(filepath.Join(ccfg.Rootfs, dst)); err != nil {
+				delete(files, dst)
+			}
+		}
+	}
 	if len(files) == 0 {
 		return nil
 	}
@@ -73,6 +84,18 @@ func (s *Sandbox) BindEtcFiles(ccfg *ContainerConfig) error {
 		ccfg.Spec.Mounts = append(ccfg.Spec.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro"}})
 	}
 	return nil
+}
+
+func hasUserNS(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.UserNamespace {
+			return true
+		}
+	}
+	return false
 }
 
 // containerHostname is the hostname the container will have: its spec's

@@ -126,3 +126,33 @@ func TestBindEtcFilesNoNAT(t *testing.T) {
 		}
 	}
 }
+
+// A container with a user namespace of its own gets only the files its
+// root filesystem has: their mountpoints would be made by its mapped root,
+// which need not own the root filesystem (create failed with permission
+// denied on /etc/hosts). Without a user namespace, every file is bound.
+func TestBindEtcFilesUserNS(t *testing.T) {
+	s := etcSandbox(t, SandboxConfig{ID: "sb", Hostname: "box", NAT: NATConfig{Disabled: true}})
+	rootfs := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(rootfs, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "etc", "hostname"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	userns := &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace}}}
+	ccfg := ContainerConfig{ID: "c", Rootfs: rootfs, Spec: &specs.Spec{Linux: userns}}
+	if err := s.BindEtcFiles(&ccfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := bound(t, ccfg); len(got) != 1 || got["/etc/hostname"] != "box\n" {
+		t.Errorf("user namespace: files %v, want /etc/hostname only (the root filesystem has no /etc/hosts)", got)
+	}
+	ccfg = ContainerConfig{ID: "c2", Rootfs: rootfs, Spec: &specs.Spec{Linux: &specs.Linux{}}}
+	if err := s.BindEtcFiles(&ccfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := bound(t, ccfg); len(got) != 2 {
+		t.Errorf("no user namespace: files %v, want hosts and hostname", got)
+	}
+}
