@@ -71,7 +71,6 @@ var runtimeToolsFailing = map[string]string{
 	"linux_ns_path":   "VM: joins namespaces by host path (/proc/<pid>/ns/*): a guest cannot enter a host namespace",
 
 	// Known defects of vc-runtime.
-	"killsig": "defect: a trapped TERM/USR1/USR2 is not seen within 5 s (being fixed on another branch)",
 
 	// Programs that fail with runc v1.4.3 on this host as well.
 	"delete":                         "fails with runc too (3 of 5, the same two: delete of a created container succeeds under both)",
