@@ -36,6 +36,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/flock"
+
 	"github.com/containerd/errdefs"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -86,49 +88,21 @@ func (s *Store) LayerDir(diffID string) string {
 // lock takes the store's file lock, exclusive or shared, and returns its
 // release.
 func (s *Store) lock(exclusive bool) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := flock.Lock(filepath.Join(s.root, "lock"), exclusive)
 	if err != nil {
-		return nil, fmt.Errorf("image store lock: %w", err)
+		return nil, fmt.Errorf("image store: %w", err)
 	}
-	how := unix.LOCK_SH
-	if exclusive {
-		how = unix.LOCK_EX
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("image store lock: %w", err)
-	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }
 
 // tryLock takes the store's lock exclusively if no one holds it; ok is
 // false if someone does.
 func (s *Store) tryLock() (unlock func(), ok bool, err error) {
-	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, ok, err = flock.TryLock(filepath.Join(s.root, "lock"))
 	if err != nil {
-		return nil, false, fmt.Errorf("image store lock: %w", err)
+		return nil, false, fmt.Errorf("image store: %w", err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err == unix.EWOULDBLOCK {
-		f.Close()
-		return nil, false, nil
-	}
-	if err != nil {
-		f.Close()
-		return nil, false, fmt.Errorf("image store lock: %w", err)
-	}
-	return func() { f.Close() }, true, nil
+	return unlock, ok, nil
 }
 
 // Image is an image of the store.

@@ -28,8 +28,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/flock"
+
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 )
 
 // AnonymousLabel marks a volume made for one container without a name,
@@ -321,23 +322,9 @@ func (s *Store) lock(exclusive bool) (func(), error) {
 }
 
 func (s *Store) flock(name string, exclusive bool) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.root, name), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := flock.Lock(filepath.Join(s.root, name), exclusive)
 	if err != nil {
-		return nil, fmt.Errorf("volume store lock: %w", err)
+		return nil, fmt.Errorf("volume store: %w", err)
 	}
-	how := unix.LOCK_SH
-	if exclusive {
-		how = unix.LOCK_EX
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("volume store lock: %w", err)
-	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }

@@ -44,7 +44,13 @@ func TestCreateListRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, err := s.List()
-	if err != nil || len(list) != 2 || list[0].Name != anon || list[1].Name != "data" || !list[0].Anonymous() || list[1].Anonymous() {
+	// Sorted by name: the anonymous volume's random hex name may sort
+	// either side of "data".
+	a, d := 0, 1
+	if anon > "data" {
+		a, d = 1, 0
+	}
+	if err != nil || len(list) != 2 || list[a].Name != anon || list[d].Name != "data" || !list[a].Anonymous() || list[d].Anonymous() {
 		t.Fatalf("list: %+v %v", list, err)
 	}
 	used := func() (map[string][]string, error) { return map[string][]string{"data": {"c1 (stopped)"}}, nil }
