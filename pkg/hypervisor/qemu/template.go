@@ -145,7 +145,8 @@ func waitMigration(ctx context.Context, q *QMP, exited <-chan struct{}, what str
 		case <-ctx.Done():
 			return fmt.Errorf("%s: still %q: %w", what, st.Status, ctx.Err())
 		case <-exited:
-			return fmt.Errorf("%s: qemu exited: %w", what, errdefs.ErrDataLoss)
+			// Between two polls: the same failed load as above.
+			return fmt.Errorf("%s: qemu exited: the state did not load: %w", what, errdefs.ErrDataLoss)
 		case <-time.After(delay):
 		}
 	}
