@@ -183,22 +183,20 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		return fmt.Errorf("container_id %q: container is %s, not created: %w", id, st, errdefs.ErrFailedPrecondition)
 	}
 	// libcontainer's init is what runs until the user's program: what
-	// it executes tells when the program has taken over.
+	// it executes tells when the program has taken over (signalInit
+	// holds a signal until then).
 	p := c.init
 	before, exeErr := exeOf(p.pid)
 	if err := c.lc.Exec(); err != nil {
 		return fmt.Errorf("container_id %q: start: %w", id, lcErr(err))
 	}
-	// Exec returns once the init was released, before its execve: wait
-	// for it, so that a signal sent once Start returned reaches the
-	// user's program, not libcontainer's init (which would die of a
-	// SIGTERM or lose a SIGUSR1).
-	t0 := time.Now()
-	execed := exeErr == nil && waitExec(p.pid, before, execWait)
+	// Exec returns once the init was released, before its execve. Start
+	// does not wait for it: a front end resizes the terminal right after
+	// Start (ctr, conmon), and the program should find its size.
 	p.mu.Lock()
-	p.execed = time.Now()
+	p.started, p.preExec, p.preExecKnown = time.Now(), before, exeErr == nil
 	p.mu.Unlock()
-	c.log.Info("container started", "execed", execed, "exec_took", time.Since(t0))
+	c.log.Info("container started")
 	return nil
 }
 

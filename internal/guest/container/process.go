@@ -28,10 +28,13 @@ type Process struct {
 	done   chan struct{}
 	status int
 	waited bool
-	// execed is when the init was seen executing the user's program
-	// (zero before Start); signals are held for it a while after
-	// (signal.go).
-	execed time.Time
+	// started is when Start released the init (zero before); signals
+	// are held for it a while after (signal.go). preExec is what it
+	// executed then, libcontainer's init, if known: until it executes
+	// something else the user's program has not begun.
+	started      time.Time
+	preExec      fileID
+	preExecKnown bool
 }
 
 func newProc(c *Container, execID string, init bool) *Process {

@@ -27,10 +27,6 @@ import (
 // after the start; then it is sent whatever the init's state.
 const signalHold = 5 * time.Second
 
-// execWait bounds how long Start waits for the init to execute the
-// user's program (startContainer hooks run before it).
-const execWait = 10 * time.Second
-
 // fileID names a file whatever its path: /proc/PID/exe before and after
 // an execve.
 type fileID struct{ dev, ino uint64 }
@@ -42,27 +38,6 @@ func exeOf(pid int) (fileID, error) {
 		return fileID{}, err
 	}
 	return fileID{st.Dev, st.Ino}, nil
-}
-
-// waitExec waits until process pid no longer executes before (libcontainer's
-// init, which Start released), that is until it has executed the user's
-// program, or has exited, or timeout passed. It reports whether it saw
-// the execve.
-func waitExec(pid int, before fileID, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
-		now, err := exeOf(pid)
-		if err != nil {
-			return false // exited (a zombie has no exe)
-		}
-		if now != before {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(delay)
-	}
 }
 
 // sigMasks are a process's signal masks from /proc/PID/status.
@@ -119,9 +94,19 @@ func (m sigMasks) drops(sig unix.Signal) bool {
 }
 
 // settled reports whether process pid, a PID namespace's init, would
-// take sig now as it would natively once started: it catches, blocks or
-// ignores it, and sleeps.
-func settled(pid int, sig unix.Signal) (bool, error) {
+// take sig now as it would natively once started: it no longer executes
+// before (libcontainer's init, when known), catches, blocks or ignores
+// sig, and sleeps.
+func settled(pid int, sig unix.Signal, before fileID, known bool) (bool, error) {
+	if known {
+		exe, err := exeOf(pid)
+		if err != nil {
+			return false, err // exited: a zombie has no exe
+		}
+		if exe == before {
+			return false, nil // a SIGTERM would kill libcontainer's init
+		}
+	}
 	m, err := readSigMasks(pid)
 	if err != nil {
 		return false, err
@@ -137,21 +122,21 @@ func settled(pid int, sig unix.Signal) (bool, error) {
 // the init is young and has not settled (see signalHold).
 func (c *Container) signalInit(sig unix.Signal) error {
 	p := c.init
-	until := p.holdUntil()
+	until, before, known := p.hold()
 	if !c.prep.privatePidns || sig == unix.SIGKILL || sig == unix.SIGSTOP || time.Now().After(until) {
 		return p.signal(sig)
 	}
-	if ok, err := settled(p.pid, sig); err != nil || ok || p.isExited() {
+	if ok, err := settled(p.pid, sig, before, known); err != nil || ok || p.isExited() {
 		return p.signal(sig) // the error it is, if any
 	}
 	c.log.Info("holding a signal until the young init settles", "signal", sig, "until", until)
-	go p.signalWhenSettled(sig, until)
+	go p.signalWhenSettled(sig, until, before, known)
 	return nil
 }
 
 // signalWhenSettled sends sig once the process has settled, or at until,
 // or not at all if the process exits first.
-func (p *Process) signalWhenSettled(sig unix.Signal, until time.Time) {
+func (p *Process) signalWhenSettled(sig unix.Signal, until time.Time, before fileID, known bool) {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -160,7 +145,7 @@ func (p *Process) signalWhenSettled(sig unix.Signal, until time.Time) {
 			return
 		case <-tick.C:
 		}
-		ok, err := settled(p.pid, sig)
+		ok, err := settled(p.pid, sig, before, known)
 		if err == nil && !ok && time.Now().Before(until) {
 			continue
 		}
@@ -173,13 +158,13 @@ func (p *Process) signalWhenSettled(sig unix.Signal, until time.Time) {
 	}
 }
 
-// holdUntil is when a signal the init would drop is no longer held for
-// it; zero before it started.
-func (p *Process) holdUntil() time.Time {
+// hold is when a signal the init would drop is no longer held for it
+// (zero before it started), and what it executed when it was released.
+func (p *Process) hold() (until time.Time, before fileID, known bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.execed.IsZero() {
-		return time.Time{}
+	if p.started.IsZero() {
+		return time.Time{}, fileID{}, false
 	}
-	return p.execed.Add(signalHold)
+	return p.started.Add(signalHold), p.preExec, p.preExecKnown
 }

@@ -44,30 +44,51 @@ func TestParseSigMasks(t *testing.T) {
 	}
 }
 
-// waitExec sees a process execute another program, and returns when it
-// exits without doing so.
-func TestWaitExec(t *testing.T) {
-	cmd := exec.Command("/bin/sh", "-c", "sleep 0.3; exec /bin/sleep 5")
+// An init that still executes what it executed when released
+// (libcontainer's init) has not settled, even while it catches the signal
+// and sleeps; once it executed another program that set its trap and
+// sleeps, it has.
+func TestSettledAfterExec(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	cmd := exec.Command("/bin/sh", "-c", "trap : USR1; sleep 0.5; exec "+bash+" -c 'trap : USR1; sleep 5 & wait'")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	before, err := exeOf(cmd.Process.Pid)
+	defer unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // and its sleep
+	pid := cmd.Process.Pid
+	before, err := exeOf(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if !waitExec(cmd.Process.Pid, before, 10*time.Second) {
-		t.Fatal("waitExec did not see the exec")
+	// In its first sleep, trap set: settled by its masks and state
+	// alone, not while it executes what it did when released.
+	for deadline := start.Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok, _ := settled(pid, unix.SIGUSR1, fileID{}, false); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shell never caught USR1 and slept")
+		}
 	}
-	if d := time.Since(start); d < 200*time.Millisecond {
-		t.Errorf("waitExec returned after %v, before the exec", d)
+	if ok, err := settled(pid, unix.SIGUSR1, before, true); ok || err != nil {
+		t.Fatalf("settled before its exec: %v, %v", ok, err)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	if waitExec(cmd.Process.Pid, before, 10*time.Second) {
-		t.Error("waitExec saw an exec of a process that is gone")
+	for deadline := start.Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok, _ := settled(pid, unix.SIGUSR1, before, true); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not settled after its exec")
+		}
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("settled after %v, before its exec at 0.5 s", d)
 	}
 }
 
@@ -97,11 +118,11 @@ func TestSignalWhenSettled(t *testing.T) {
 		close(p.done)
 		exited <- err
 	}()
-	if ok, err := settled(p.pid, unix.SIGUSR1); err != nil || ok {
+	if ok, err := settled(p.pid, unix.SIGUSR1, fileID{}, false); err != nil || ok {
 		t.Fatalf("settled before its trap: %v, %v", ok, err)
 	}
 	start := time.Now()
-	go p.signalWhenSettled(unix.SIGUSR1, time.Now().Add(time.Minute))
+	go p.signalWhenSettled(unix.SIGUSR1, time.Now().Add(time.Minute), fileID{}, false)
 	select {
 	case err := <-exited:
 		b, _ := os.ReadFile(out.Name())
@@ -132,7 +153,7 @@ func TestSignalWhenSettledDeadline(t *testing.T) {
 		close(exited)
 	}()
 	start := time.Now()
-	go p.signalWhenSettled(unix.SIGUSR1, start.Add(300*time.Millisecond))
+	go p.signalWhenSettled(unix.SIGUSR1, start.Add(300*time.Millisecond), fileID{}, false)
 	select {
 	case <-exited:
 		if d := time.Since(start); d < 250*time.Millisecond {
