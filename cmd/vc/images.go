@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -284,19 +282,11 @@ func containerImages(ctx context.Context, g *globals) (map[string][]string, erro
 			add(o.ImageDigest, sb.ID, sb.State)
 		}
 	}
-	carries, err := filepath.Glob(filepath.Join(g.stateRoot, ".*.carry-*", carryState, optionsFile))
+	carried, err := carriedOptions(g)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range carries {
-		var o runOptions
-		b, err := os.ReadFile(p)
-		if err == nil {
-			err = json.Unmarshal(b, &o)
-		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
+	for _, o := range carried {
 		add(o.ImageDigest, o.ID, "restarting")
 	}
 	return used, nil

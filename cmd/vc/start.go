@@ -336,3 +336,29 @@ func restoreStopped(g *globals, id, carry string) error {
 	}
 	return os.RemoveAll(carry)
 }
+
+// carriedOptions are the records of the stopped containers a start or
+// restart has carried out of their sandbox and not yet put back: they
+// still use their image and volumes.
+func carriedOptions(g *globals) ([]runOptions, error) {
+	paths, err := filepath.Glob(filepath.Join(g.stateRoot, ".*.carry-*", carryState, optionsFile))
+	if err != nil {
+		return nil, err
+	}
+	var out []runOptions
+	for _, p := range paths {
+		var o runOptions
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = json.Unmarshal(b, &o)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // put back or removed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -258,19 +257,11 @@ func volumeUsers(ctx context.Context, g *globals) volume.UsersFunc {
 				add(o, sb.ID, sb.State)
 			}
 		}
-		carries, err := filepath.Glob(filepath.Join(g.stateRoot, ".*.carry-*", carryState, optionsFile))
+		carried, err := carriedOptions(g)
 		if err != nil {
 			return nil, err
 		}
-		for _, p := range carries {
-			var o runOptions
-			b, err := os.ReadFile(p)
-			if err == nil {
-				err = json.Unmarshal(b, &o)
-			}
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s: %w", p, err)
-			}
+		for _, o := range carried {
 			add(o, o.ID, "restarting")
 		}
 		return used, nil
