@@ -29,8 +29,10 @@ var (
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
-		fmt.Println("e2e: skipped: needs root (VMs, mounts, namespaces)")
-		os.Exit(0)
+		// Fail, not pass with nothing run: a suite that cannot run here
+		// says so loudly.
+		fmt.Fprintln(os.Stderr, "e2e: FAIL: needs root (VMs, mounts, namespaces); run as root or with `make test`")
+		os.Exit(1)
 	}
 	code, err := setup()
 	if err != nil {
