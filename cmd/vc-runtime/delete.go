@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/mount"
@@ -78,7 +79,22 @@ func destroy(ctx context.Context, root string, st *containerState) error {
 	if _, err := os.Stat(containerDir(root, st.ID)); err == nil {
 		return fmt.Errorf("container %s: could not remove %s", st.ID, containerDir(root, st.ID))
 	}
+	poststop(ctx, st)
 	return nil
+}
+
+// poststop runs the spec's poststop hooks of a deleted container.
+func poststop(ctx context.Context, st *containerState) {
+	spec, err := loadSpec(st.Bundle)
+	if err != nil {
+		slog.Warn("poststop hooks: the bundle's spec", "container", st.ID, "err", err)
+		return
+	}
+	if spec.Hooks == nil || len(spec.Hooks.Poststop) == 0 {
+		return
+	}
+	state := specs.State{Version: specs.Version, ID: st.ID, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: spec.Annotations}
+	runLateHooks(ctx, slog.With("container", st.ID), "poststop", spec.Hooks.Poststop, state)
 }
 
 // waitGone waits until st's owner has exited.

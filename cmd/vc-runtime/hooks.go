@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -27,8 +28,12 @@ import (
 // pinned by a bind mount at <container dir>/netns; its hooks run with
 // state.pid a thread in that namespace (Kata does the same), and the VM
 // then mirrors what they put there. Otherwise they run with state.pid the
-// owner's. createContainer and startContainer hooks (run in the
-// container's namespaces) and poststart and poststop hooks are not run.
+// owner's. poststart hooks run on the host once start has released the
+// container's process, and poststop hooks once delete has removed the
+// container, both with the state runc gives them; as the runtime spec
+// says, a failing one is logged and the lifecycle goes on.
+// createContainer and startContainer hooks, which run in the container's
+// namespaces (in the VM, where host programs are not), are not run.
 
 // netnsFile pins the network namespace made for the hooks, in the
 // container's directory.
@@ -47,7 +52,7 @@ func createHooks(spec *specs.Spec) []specs.Hook {
 // ignoredHooks counts the hooks that are not run.
 func ignoredHooks(spec *specs.Spec) int {
 	if h := spec.Hooks; h != nil {
-		return len(h.CreateContainer) + len(h.StartContainer) + len(h.Poststart) + len(h.Poststop)
+		return len(h.CreateContainer) + len(h.StartContainer)
 	}
 	return 0
 }
@@ -78,6 +83,22 @@ func runHooks(ctx context.Context, hooks []specs.Hook, state specs.State) error 
 		}
 	}
 	return nil
+}
+
+// runLateHooks runs poststart or poststop hooks: each is run, and one
+// that fails is logged (runtime spec: "the runtime MUST log a warning,
+// but the remaining hooks and lifecycle continue").
+func runLateHooks(ctx context.Context, log *slog.Logger, kind string, hooks []specs.Hook, state specs.State) {
+	b, err := json.Marshal(state)
+	if err != nil {
+		log.Warn("hook state", "err", err)
+		return
+	}
+	for i, h := range hooks {
+		if err := runHook(ctx, h, b); err != nil {
+			log.Warn("a "+kind+" hook failed", "hook", i, "err", err)
+		}
+	}
 }
 
 func runHook(ctx context.Context, h specs.Hook, state []byte) error {

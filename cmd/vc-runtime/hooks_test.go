@@ -10,9 +10,10 @@ import (
 // that order; a new network namespace is one without a path.
 func TestHookSelection(t *testing.T) {
 	spec := &specs.Spec{Hooks: &specs.Hooks{
-		CreateRuntime: []specs.Hook{{Path: "/b"}},
-		Prestart:      []specs.Hook{{Path: "/a"}},
-		Poststop:      []specs.Hook{{Path: "/c"}},
+		CreateRuntime:  []specs.Hook{{Path: "/b"}},
+		Prestart:       []specs.Hook{{Path: "/a"}},
+		Poststop:       []specs.Hook{{Path: "/c"}},
+		StartContainer: []specs.Hook{{Path: "/d"}},
 	}}
 	if h := createHooks(spec); len(h) != 2 || h[0].Path != "/a" || h[1].Path != "/b" {
 		t.Errorf("createHooks: %+v", h)

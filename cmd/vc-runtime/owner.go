@@ -104,6 +104,11 @@ type owner struct {
 	// joined (a pod's); empty when this owner keeps the VM.
 	host   string
 	hostSt *containerState
+
+	// poststart are the spec's poststart hooks, run by start with the
+	// spec's annotations in their state.
+	poststart   []specs.Hook
+	annotations map[string]string
 	// vmMu guards vmDown: requests for the VM's other containers hold it
 	// to read while they use the VM, the teardown to write.
 	vmMu   sync.RWMutex
@@ -123,6 +128,9 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	if spec.Hooks != nil {
+		o.poststart, o.annotations = spec.Hooks.Poststart, spec.Annotations
+	}
 	st.OwnerPid = os.Getpid()
 	if st.OwnerStart, err = proc.StartTime(st.OwnerPid); err != nil {
 		return err
@@ -134,7 +142,7 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	defer cu.Clean()
 
 	if n := ignoredHooks(spec); n > 0 {
-		o.log.Warn("the spec's createContainer, startContainer, poststart and poststop hooks are not run", "hooks", n)
+		o.log.Warn("the spec's createContainer and startContainer hooks are not run (they would run in the VM)", "hooks", n)
 	}
 	if st.Sandbox == "" {
 		err = o.bootVM(ctx, st, spec)
@@ -351,6 +359,10 @@ func (o *owner) handle(req request) error {
 		}
 		o.setStatus(statusRunning)
 		close(o.started)
+		if len(o.poststart) > 0 {
+			state := specs.State{Version: specs.Version, ID: o.id, Status: specs.StateRunning, Pid: o.st.OwnerPid, Bundle: o.st.Bundle, Annotations: o.annotations}
+			runLateHooks(ctx, o.log, "poststart", o.poststart, state)
+		}
 		return nil
 	case "kill":
 		switch status {

@@ -25,7 +25,7 @@ import (
 func init() {
 	register("cp", command{
 		usage: "[-a] CONTAINER:SRC DEST | [-a] SRC CONTAINER:DEST  (SRC or DEST - is a tar stream)",
-		short: "copy files between a container (running or stopped) and the host",
+		short: "copy files between a container (created, running or stopped) and the host",
 		run:   cpCmd,
 	})
 }
@@ -221,8 +221,9 @@ type cpTarget interface {
 }
 
 // openCpTarget reaches container id's files: a running container's, or a
-// stopped one's (its writable layer over its image, or its --rootfs
-// directory), as docker cp copies into and out of a stopped container.
+// created or stopped one's (its writable layer over its image, or its
+// --rootfs directory), as docker cp copies into and out of a created or
+// stopped container.
 func openCpTarget(ctx context.Context, g *globals, id string) (cpTarget, error) {
 	st, err := containerState(ctx, g, id)
 	if err != nil {
@@ -235,14 +236,17 @@ func openCpTarget(ctx context.Context, g *globals, id string) (cpTarget, error) 
 			return nil, err
 		}
 		return runningTarget{c: s.Container(id)}, nil
-	case vc.StateStopped:
+	case vc.StateStopped, vc.StateCreated:
+		// A created container's process has not run: its files are the
+		// host directory the guest sees them in (over 9p), as a stopped
+		// one's are.
 		dir, err := stoppedFiles(g, id)
 		if err != nil {
 			return nil, err
 		}
 		return stoppedTarget{root: dir}, nil
 	}
-	return nil, fmt.Errorf("container %s is %s: vc cp needs it running or stopped: %w", id, st, errdefs.ErrFailedPrecondition)
+	return nil, fmt.Errorf("container %s is %s: vc cp needs it created, running or stopped: %w", id, st, errdefs.ErrFailedPrecondition)
 }
 
 // runningTarget reaches a running container's files through its tar (and

@@ -16,12 +16,12 @@ import (
 	"github.com/virtcontainers/vc/internal/rootfs"
 )
 
-// vc create leaves the container created; start -a runs it attached and
-// exits with its code; start and restart of a stopped container run it
+// vc create leaves the container created; vc cp copies into it (docker
+// allows that too); start -a runs it attached and exits with its code; start and restart of a stopped container run it
 // again in a new VM with what it wrote and its log kept.
 func TestCreateStartRestart(t *testing.T) {
 	id := "e2e-create"
-	script := `cat /kept 2>/dev/null; echo run >> /kept; echo out; echo err >&2; exit 3`
+	script := `cat /kept /in 2>/dev/null; echo run >> /kept; echo out; echo err >&2; exit 3`
 	if out, errOut, code := vcRun(t, nil, "create", "--name", id, "busybox", "--", "sh", "-c", script); code != 0 || strings.TrimSpace(out) != id {
 		t.Fatalf("create: exit %d stdout %q stderr %q", code, out, errOut)
 	}
@@ -35,14 +35,19 @@ func TestCreateStartRestart(t *testing.T) {
 	if out, _, _ := vcRun(t, nil, "logs", id); out != "" {
 		t.Fatalf("a created container has output already: %q", out)
 	}
+	in := filepath.Join(t.TempDir(), "in")
+	os.WriteFile(in, []byte("copied\n"), 0o644)
+	if _, errOut, code := vcRun(t, nil, "cp", in, id+":/"); code != 0 {
+		t.Fatalf("cp into a created container: exit %d: %s", code, errOut)
+	}
 	out, errOut, code := vcRun(t, nil, "start", "-a", id)
-	if code != 3 || out != "out\n" || !strings.Contains(errOut, "err") {
-		t.Fatalf("start -a: exit %d stdout %q stderr %q, want 3, out, err", code, out, errOut)
+	if code != 3 || out != "copied\nout\n" || !strings.Contains(errOut, "err") {
+		t.Fatalf("start -a: exit %d stdout %q stderr %q, want 3, copied, out, err", code, out, errOut)
 	}
 	// Stopped: start -a runs it again, over what the first run wrote.
 	out, errOut, code = vcRun(t, nil, "start", "-a", id)
-	if code != 3 || out != "run\nout\n" {
-		t.Fatalf("second start -a: exit %d stdout %q stderr %q, want 3 and run, out", code, out, errOut)
+	if code != 3 || out != "run\ncopied\nout\n" {
+		t.Fatalf("second start -a: exit %d stdout %q stderr %q, want 3 and run, copied, out", code, out, errOut)
 	}
 	if out, errOut, code := vcRun(t, nil, "restart", id); code != 0 || strings.TrimSpace(out) != id {
 		t.Fatalf("restart: exit %d stdout %q stderr %q", code, out, errOut)

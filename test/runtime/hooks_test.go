@@ -18,7 +18,9 @@ import (
 // where what the hook puts (a veth with an address, as docker's
 // libnetwork-setkey does) is the VM's network. A failing hook fails
 // create with its output, and leaves nothing (the namespace's mount
-// neither).
+// neither). poststart hooks run once the container started, poststop
+// hooks once it was deleted, each with the state runc gives; one that
+// fails is logged and the others still run.
 func TestHooks(t *testing.T) {
 	const id = "hooked"
 	dir := t.TempDir()
@@ -31,10 +33,16 @@ ip link set eth0 up
 ip link set vh0 up'`
 	b := bundle(t, []string{"ip", "-4", "-o", "addr"}, func(s *specs.Spec) {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		late := func(name string) []specs.Hook {
+			return []specs.Hook{
+				{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 1"}},
+				{Path: "/bin/sh", Args: []string{"sh", "-c", `cat > "$0"`, filepath.Join(dir, name)}},
+			}
+		}
 		s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{
 			Path: "/bin/sh", Args: []string{"sh", "-c", hook, dir},
 			Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
-		}}}
+		}}, Poststart: late("poststart"), Poststop: late("poststop")}
 	})
 	t.Cleanup(func() {
 		rt(nil, "delete", "--force", id)
@@ -55,6 +63,13 @@ ip link set vh0 up'`
 	sb, _ := os.ReadFile(filepath.Join(dir, "state"))
 	if err := json.Unmarshal(sb, &st); err != nil || st.ID != id || st.Status != specs.StateCreating || st.Bundle != b || st.Pid <= 0 {
 		t.Errorf("the hook's state: %s (%v)", sb, err)
+	}
+	for name, status := range map[string]specs.ContainerState{"poststart": specs.StateRunning, "poststop": specs.StateStopped} {
+		var late specs.State
+		sb, _ := os.ReadFile(filepath.Join(dir, name))
+		if err := json.Unmarshal(sb, &late); err != nil || late.ID != id || late.Status != status || late.Bundle != b || (status == specs.StateRunning && late.Pid <= 0) {
+			t.Errorf("the %s hook's state: %s (%v), want status %s", name, sb, err, status)
+		}
 	}
 	ns, _ := os.ReadFile(filepath.Join(dir, "ns"))
 	host, _ := os.Readlink("/proc/self/ns/net")

@@ -75,7 +75,7 @@ var runtimeToolsFailing = map[string]string{
 	// Programs that fail with runc v1.4.3 on this host as well.
 	"delete":                         "fails with runc too (3 of 5, the same two: delete of a created container succeeds under both)",
 	"hooks":                          "fails with runc too: no tests (1..0), \"Hooks MUST be called in the listed order\"",
-	"hooks_stdin":                    "defect: poststart and poststop hooks are not run (0 of 3; runc 1 of 3: both give prestart status creating, where the suite wants created)",
+	"hooks_stdin":                    "fails with runc too: both give the prestart hook status creating, where the suite wants created",
 	"linux_cgroups_blkio":            "fails with runc too: this host has no blkio weight (CFQ/BFQ), exit 1 before any test",
 	"linux_cgroups_hugetlb":          "fails with runc too: no hugetlb cgroup on this host, exit 1 before any test",
 	"linux_devices":                  "fails with runc too: exit 1, the suite's device of type p with 0:0 is refused",
