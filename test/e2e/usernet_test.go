@@ -85,6 +85,9 @@ func TestUserNetwork(t *testing.T) {
 	if !srvIP.IsValid() || !subnet.Contains(srvIP) {
 		t.Fatalf("%s's address %v: want one in %s (inspect %+v)", srv, srvIP, subnet, n)
 	}
+	if out := e.must(t, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+net+`").IPAddress}}`, srv); strings.TrimSpace(out) != srvIP.String() {
+		t.Errorf("inspect's address on %s: %q, want %s", net, out, srvIP)
+	}
 	if got := hostLinks(t, bridge); len(got) != 1 {
 		t.Fatalf("bridge %s while a container runs: %v", bridge, got)
 	}
