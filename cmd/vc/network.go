@@ -49,10 +49,11 @@ func networkCmd(ctx context.Context, g *globals, args []string) error {
   rm       remove networks no container has, running or stopped
 
 vc run --network NAME [--ip IP] [--network-alias ALIAS] puts a container
-on a network: its VM joins the network's bridge on the host (vc-ID, made
-while containers run on it, with the gateway's address) through a tap,
-and the container gets an address of the subnet on eth1. Outbound
-traffic, published ports (-p) and DNS stay with the NAT on eth0. The
+on a network: its VM joins the network's bridge (in a network namespace
+of its own, made while containers run on it) through a tap, and the
+container gets an address of the subnet on eth1. Outbound traffic,
+published ports (-p) and DNS stay with the NAT on eth0; the host does
+not route to the network, nor the network to the host. The
 containers of a network find each other by name, alias and short id
 through their /etc/hosts, kept up to date as containers come and go
 (ping NAME, wget http://NAME/); nslookup, which asks DNS only, does not
@@ -274,7 +275,7 @@ func joinNetwork(g *globals, o runOptions) (vc.BridgeNIC, func(), error) {
 			slog.Warn("leave network", "container", o.ID, "network", o.Network, "err", err)
 		}
 	}
-	return vc.BridgeNIC{Bridge: n.Bridge, MAC: l.MAC, Addr: l.Prefix(n)}, leave, nil
+	return vc.BridgeNIC{Bridge: n.Bridge, NetNS: st.NetNS(o.Network), MAC: l.MAC, Addr: l.Prefix(n)}, leave, nil
 }
 
 // publishNames keeps the container's /etc/hosts (if vc wrote it: not a

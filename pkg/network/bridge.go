@@ -11,20 +11,45 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bridge is the model of a VM joined to a Linux bridge of the host's own
-// network namespace (a user network, pkg/usernet): a tap in the host's
-// namespace, enslaved to the bridge. Frames between the VMs on one bridge
-// never leave the bridge; nothing is routed or forwarded by the host.
+// Bridge is the model of a VM joined to a Linux bridge (a user network,
+// pkg/usernet): a tap enslaved to the bridge, both in a network namespace
+// of the bridge's own, so that the host's routes, firewall and
+// br_netfilter never see the frames between the VMs, and the VMs reach
+// nothing but each other through it.
 const Bridge Model = "bridge"
 
-// EnsureBridge makes bridge name in the calling process's network
-// namespace, up, with gateway (the host's address on it) if it is valid;
-// a bridge of that name already there is kept. On error a bridge this
-// call made is removed.
-func EnsureBridge(name string, gateway netip.Prefix) (err error) {
+// EnsureBridge makes bridge name, up, with gateway's address if it is
+// valid, in the network namespace pinned at nsPath, which is made (and
+// pinned) if it is not there; what is there already is kept. On error
+// what this call made is removed.
+func EnsureBridge(nsPath, name string, gateway netip.Prefix) (err error) {
 	if len(name) == 0 || len(name) >= unix.IFNAMSIZ {
 		return fmt.Errorf("bridge name %q: want 1-15 bytes", name)
 	}
+	if !isNetNS(nsPath) {
+		// A file left by a boot before (the mount went with it).
+		if err := os.Remove(nsPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("bridge %s: %w", name, err)
+		}
+		if err := MakeNetNS(nsPath, nil); err != nil {
+			return fmt.Errorf("bridge %s: %w", name, err)
+		}
+		defer func() {
+			if err != nil {
+				RemoveNetNS(nsPath)
+			}
+		}()
+	}
+	return inNS(nsPath, func() error { return ensureBridge(name, gateway) })
+}
+
+// isNetNS tells whether a network namespace is pinned at path.
+func isNetNS(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
+func ensureBridge(name string, gateway netip.Prefix) (err error) {
 	l, err := netlink.LinkByName(name)
 	var nf netlink.LinkNotFoundError
 	switch {
@@ -58,34 +83,56 @@ func EnsureBridge(name string, gateway netip.Prefix) (err error) {
 	return nil
 }
 
-// DeleteBridge removes bridge name; a missing one is no error, a link of
-// another kind is left alone.
-func DeleteBridge(name string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil
+// RemoveBridge removes bridge name and unpins the namespace at nsPath;
+// what is not there is no error, a link of another kind is left alone.
+func RemoveBridge(nsPath, name string) error {
+	if !isNetNS(nsPath) {
+		return RemoveNetNS(nsPath)
+	}
+	err := inNS(nsPath, func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) {
+				return nil
+			}
+			return fmt.Errorf("bridge %s: %w", name, err)
 		}
-		return fmt.Errorf("bridge %s: %w", name, err)
+		if l.Type() != "bridge" {
+			return fmt.Errorf("link %s is a %s, not a bridge: left alone", name, l.Type())
+		}
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("delete bridge %s: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if l.Type() != "bridge" {
-		return fmt.Errorf("link %s is a %s, not a bridge: left alone", name, l.Type())
-	}
-	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete bridge %s: %w", name, err)
-	}
-	return nil
+	return RemoveNetNS(nsPath)
 }
 
-// SetupBridgeTap makes tap tapName in the calling process's network
-// namespace, enslaved to bridge and up, and returns its open file for the
-// hypervisor (the tap ends with its last open file). ep.Model and ep.Tap
-// record it for Teardown. On error nothing made is left.
-func SetupBridgeTap(bridge string, ep *Endpoint, tapName string) (_ *os.File, err error) {
+// SetupBridgeTap makes tap tapName enslaved to bridge, up, in the
+// namespace at nsPath, and returns its open file for the hypervisor (the
+// tap ends with its last open file). ep.Model, ep.Tap and ep.NetNS record
+// it for Teardown. On error nothing made is left.
+func SetupBridgeTap(nsPath, bridge string, ep *Endpoint, tapName string) (*os.File, error) {
 	if len(tapName) == 0 || len(tapName) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("tap name %q: want 1-15 bytes", tapName)
 	}
+	var f *os.File
+	err := inNS(nsPath, func() (err error) {
+		f, err = setupBridgeTap(bridge, ep, tapName)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netns %q: %w", nsPath, err)
+	}
+	ep.Model, ep.Tap, ep.LinkQdisc, ep.NetNS = Bridge, tapName, false, nsPath
+	return f, nil
+}
+
+func setupBridgeTap(bridge string, ep *Endpoint, tapName string) (_ *os.File, err error) {
 	br, err := linkByName(bridge, "bridge")
 	if err != nil {
 		return nil, err
@@ -118,6 +165,5 @@ func SetupBridgeTap(bridge string, ep *Endpoint, tapName string) (_ *os.File, er
 	if err := netlink.LinkSetUp(tap); err != nil {
 		return nil, fmt.Errorf("tap %s: set up: %w", tapName, err)
 	}
-	ep.Model, ep.Tap, ep.LinkQdisc = Bridge, tapName, false
 	return f, nil
 }

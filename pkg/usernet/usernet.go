@@ -1,10 +1,15 @@
 // Package usernet keeps docker's user-defined bridge networks: a subnet
-// and a Linux bridge of the host on which VMs (vc run --network NAME)
-// reach each other by address and by name.
+// and a Linux bridge on which VMs (vc run --network NAME) reach each
+// other by address and by name. The bridge lives in a network namespace
+// of the network's own (the VMs' taps with it): the host's routes,
+// firewall and forwarding are neither used nor changed, and the VMs reach
+// nothing but each other through it.
 //
 //	ROOT/.lock                   the store's file lock
 //	ROOT/NAME/network.json       the network (subnet, gateway, bridge)
 //	ROOT/NAME/leases/ADDR.json   an address a container holds (IPAM)
+//	ROOT/NAME/netns              the bridge's namespace, pinned while
+//	                             containers run on the network
 //
 // A network appears whole or not at all (made in ROOT/.tmp-*, renamed
 // into place; removed by renaming it away first). Writers hold the lock
@@ -14,9 +19,9 @@
 // container (its pid and start time are recorded). It ends when that
 // process lets go (Leave), when the container is removed (Leave of any
 // process), or, if the process died without either, the next time a
-// writer looks (a lease of a dead process is stale). The bridge is made
-// with the first lease and removed with the last: a network no container
-// runs on has no bridge.
+// writer looks (a lease of a dead process is stale). The bridge and its
+// namespace are made with the first lease and removed with the last: a
+// network no container runs on has neither.
 //
 // Names: every container on a network has its /etc/hosts kept up to date
 // with the network's containers (address, name, aliases, short id), the
@@ -48,6 +53,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/flock"
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/network"
 )
 
@@ -58,7 +64,8 @@ type Network struct {
 	Created time.Time    `json:"created"`
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
-	// Bridge is the host bridge's name (made while containers run).
+	// Bridge is the bridge's name in the network's namespace (both made
+	// while containers run on it).
 	Bridge string `json:"bridge"`
 }
 
@@ -85,8 +92,8 @@ func (l Lease) Prefix(n Network) netip.Prefix { return netip.PrefixFrom(l.Addr, 
 type Store struct {
 	root string
 	// The host, replaced by unit tests.
-	ensureBridge func(name string, gw netip.Prefix) error
-	deleteBridge func(name string) error
+	ensureBridge func(nsPath, name string, gw netip.Prefix) error
+	deleteBridge func(nsPath, name string) error
 	hostRoutes   func() ([]netip.Prefix, error)
 	alive        func(pid int, start uint64) bool
 }
@@ -96,7 +103,7 @@ func Open(root string) (*Store, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("network store: %w", err)
 	}
-	return &Store{root: root, ensureBridge: network.EnsureBridge, deleteBridge: network.DeleteBridge, hostRoutes: hostRoutes, alive: proc.Running}, nil
+	return &Store{root: root, ensureBridge: network.EnsureBridge, deleteBridge: network.RemoveBridge, hostRoutes: hostRoutes, alive: proc.Running}, nil
 }
 
 var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
@@ -119,10 +126,14 @@ func CheckName(name string) error {
 
 func (s *Store) dir(name string) string { return filepath.Join(s.root, name) }
 
+// NetNS is where network name's namespace, which holds its bridge, is
+// pinned while containers run on it.
+func (s *Store) NetNS(name string) string { return filepath.Join(s.dir(name), "netns") }
+
 // Create makes network name on subnet (empty: a free /16 of
 // 172.18-31.0.0, then a /20 of 192.168.0.0/16) with gateway (empty: the
 // subnet's first address), an IPv4 subnet that overlaps neither another
-// network's nor a route of the host.
+// network's, nor a route of the host, nor the NAT's.
 func (s *Store) Create(name, subnet, gateway string) (Network, error) {
 	if err := CheckName(name); err != nil {
 		return Network{}, err
@@ -226,6 +237,9 @@ func broadcast(p netip.Prefix) netip.Addr {
 }
 
 func overlaps(p netip.Prefix, nets []Network, routes []netip.Prefix) error {
+	if p.Overlaps(hypervisor.NATNetwork) {
+		return fmt.Errorf("subnet %s: overlaps the NAT's network %s, which every container has beside: %w", p, hypervisor.NATNetwork, errdefs.ErrInvalidArgument)
+	}
 	for _, n := range nets {
 		if n.Subnet.Overlaps(p) {
 			return fmt.Errorf("subnet %s: overlaps network %s's %s: %w", p, n.Name, n.Subnet, errdefs.ErrInvalidArgument)
@@ -256,7 +270,8 @@ func pickSubnet(nets []Network, routes []netip.Prefix) (netip.Prefix, error) {
 }
 
 // hostRoutes are the destinations of the host's IPv4 routes (the default
-// route left out), and the bridges' own are there too while they exist.
+// route left out): a container reaches them through the NAT, which a
+// network on the same addresses would hide.
 func hostRoutes() ([]netip.Prefix, error) {
 	rs, err := netlink.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
@@ -424,7 +439,7 @@ func (s *Store) Remove(name string, users UsersFunc) error {
 	if len(u) > 0 {
 		return fmt.Errorf("remove network %s: network is in use by container %s: %w", name, strings.Join(u, ", "), errdefs.ErrFailedPrecondition)
 	}
-	if err := s.deleteBridge(n.Bridge); err != nil {
+	if err := s.deleteBridge(s.NetNS(name), n.Bridge); err != nil {
 		return fmt.Errorf("remove network %s: %w", name, err)
 	}
 	gone, err := os.MkdirTemp(s.root, ".rm-")
@@ -536,12 +551,12 @@ func (s *Store) Join(name string, req JoinRequest) (Network, Lease, error) {
 		Addr: addr, MAC: net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}.String(),
 		Container: req.Container, CID: req.CID, Aliases: req.Aliases, Pid: pid, Start: start,
 	}
-	if err := s.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits())); err != nil {
+	if err := s.ensureBridge(s.NetNS(name), n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits())); err != nil {
 		return n, Lease{}, fmt.Errorf("network %s: %w", name, err)
 	}
 	if err := s.saveLease(name, l); err != nil {
 		if len(ls) == 0 {
-			s.deleteBridge(n.Bridge)
+			s.deleteBridge(s.NetNS(name), n.Bridge)
 		}
 		return n, Lease{}, err
 	}
@@ -605,7 +620,7 @@ func (s *Store) Leave(name, container string, pid int) error {
 		}
 	}
 	if len(left) == 0 {
-		return s.deleteBridge(n.Bridge)
+		return s.deleteBridge(s.NetNS(name), n.Bridge)
 	}
 	if len(left) < len(ls) {
 		return s.writeHosts(name, left)

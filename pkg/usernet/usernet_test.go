@@ -27,13 +27,13 @@ func testStore(t *testing.T) (*Store, *fakeHost) {
 		t.Fatal(err)
 	}
 	h := &fakeHost{bridges: map[string]bool{}, dead: map[int]bool{}}
-	s.ensureBridge = func(name string, gw netip.Prefix) error {
+	s.ensureBridge = func(nsPath, name string, gw netip.Prefix) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.bridges[name] = true
 		return nil
 	}
-	s.deleteBridge = func(name string) error {
+	s.deleteBridge = func(nsPath, name string) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		delete(h.bridges, name)
@@ -72,6 +72,7 @@ func TestCreateValidates(t *testing.T) {
 		{"x6", "172.18.1.0/24", "", "overlaps the host's route"},
 		{"x7", "10.1.0.0/24", "10.2.0.1", "gateway 10.2.0.1"},
 		{"x8", "10.1.0.0/24", "10.1.0.255", "gateway"},
+		{"x9", "10.0.0.0/16", "", "overlaps the NAT's"},
 	} {
 		_, err := s.Create(c.name, c.subnet, c.gateway)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -15,11 +15,11 @@ import (
 	"github.com/virtcontainers/vc/pkg/network"
 )
 
-// A sandbox without a network namespace may join Linux bridges of the
-// host's namespace (SandboxConfig.Bridges: user networks, which
-// pkg/usernet keeps): each gets a tap of its own in the host's namespace,
-// enslaved to the bridge, and a NIC with the MAC and address the caller
-// chose. The NAT, when on, stays the guest's eth0 and its default route;
+// A sandbox without a network namespace may join Linux bridges, each in
+// a network namespace of its own (SandboxConfig.Bridges: user networks,
+// which pkg/usernet keeps): each gets a tap of its own in the bridge's
+// namespace, enslaved to the bridge, and a NIC with the MAC and address
+// the caller chose. The NAT, when on, stays the guest's eth0 and its default route;
 // a bridge's NIC is the next ethN with a route to its subnet only. The
 // taps are endpoints of the sandbox's status (model network.Bridge), torn
 // down as the namespace's are; a tap also ends with the VM, which holds
@@ -27,8 +27,10 @@ import (
 
 // BridgeNIC is the sandbox's NIC on a host bridge.
 type BridgeNIC struct {
-	// Bridge is the bridge's name in the host's namespace; it must exist.
+	// Bridge is the bridge's name in the network namespace pinned at
+	// NetNS; both must exist.
 	Bridge string `json:"bridge"`
+	NetNS  string `json:"netns"`
 	// MAC and Addr are the guest's on it (Addr with its subnet's length).
 	MAC  string       `json:"mac"`
 	Addr netip.Prefix `json:"addr"`
@@ -44,6 +46,9 @@ func (c *SandboxConfig) validateBridges() error {
 		if b.Bridge == "" || len(b.Bridge) >= unix.IFNAMSIZ {
 			return fmt.Errorf("bridges[%d].bridge %q: want 1-15 bytes: %w", i, b.Bridge, errdefs.ErrInvalidArgument)
 		}
+		if _, err := os.Stat(b.NetNS); b.NetNS == "" || err != nil {
+			return fmt.Errorf("bridges[%d].netns %q: want the path of the bridge's network namespace: %w", i, b.NetNS, errdefs.ErrInvalidArgument)
+		}
 		if _, err := net.ParseMAC(b.MAC); err != nil {
 			return fmt.Errorf("bridges[%d].mac %q: %w: %w", i, b.MAC, err, errdefs.ErrInvalidArgument)
 		}
@@ -54,7 +59,7 @@ func (c *SandboxConfig) validateBridges() error {
 	return nil
 }
 
-// bridgeTapName is a tap name of its own in the host's namespace.
+// bridgeTapName is a tap name of its own in the bridge's namespace.
 func bridgeTapName() string {
 	b := make([]byte, 5)
 	rand.Read(b)
@@ -92,7 +97,7 @@ func (s *Sandbox) setupBridges(cfg SandboxConfig) (_ []hypervisor.NIC, _ []*os.F
 		if p.Addr().Is6() {
 			ep.Routes[0].Family = unix.AF_INET6
 		}
-		f, err := network.SetupBridgeTap(b.Bridge, &ep, bridgeTapName())
+		f, err := network.SetupBridgeTap(b.NetNS, b.Bridge, &ep, bridgeTapName())
 		if err != nil {
 			return nil, nil, fmt.Errorf("bridges[%d]: %w", i, err)
 		}

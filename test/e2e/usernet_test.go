@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // The user network tests keep their networks in a data root of their own
@@ -33,18 +35,27 @@ func (e *imgEnv) inspectNetwork(t *testing.T, name string) netInspect {
 	return ns[0]
 }
 
-// hostLinks are the host's links whose names start with prefix.
-func hostLinks(t *testing.T, prefix string) []string {
+// nsLinks are the links of the network namespace pinned at path, nil if
+// none is pinned there.
+func nsLinks(t *testing.T, path string) []string {
 	t.Helper()
-	ls, err := netlink.LinkList()
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ls, err := h.LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for _, l := range ls {
-		if strings.HasPrefix(l.Attrs().Name, prefix) {
-			out = append(out, l.Attrs().Name)
-		}
+		out = append(out, l.Attrs().Name)
 	}
 	return out
 }
@@ -68,8 +79,9 @@ func TestUserNetwork(t *testing.T) {
 	if n.IPAM.Config[0]["Subnet"] != subnet.String() || n.IPAM.Config[0]["Gateway"] != "10.89.7.1" || bridge == "" {
 		t.Fatalf("inspect: %+v", n)
 	}
-	if got := hostLinks(t, bridge); len(got) != 0 {
-		t.Fatalf("bridge %s made before any container runs: %v", bridge, got)
+	nsPath := filepath.Join(e.data, "networks", net, "netns")
+	if got := nsLinks(t, nsPath); got != nil {
+		t.Fatalf("the bridge's namespace made before any container runs: %v", got)
 	}
 	httpd := "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
 	if out, errOut, code := e.vc(t, "run", "-d", "--name", srv, "--network", net, "--network-alias", "web", "busybox", "--", "sh", "-c", httpd); code != 0 {
@@ -88,8 +100,8 @@ func TestUserNetwork(t *testing.T) {
 	if out := e.must(t, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+net+`").IPAddress}}`, srv); strings.TrimSpace(out) != srvIP.String() {
 		t.Errorf("inspect's address on %s: %q, want %s", net, out, srvIP)
 	}
-	if got := hostLinks(t, bridge); len(got) != 1 {
-		t.Fatalf("bridge %s while a container runs: %v", bridge, got)
+	if got := nsLinks(t, nsPath); !slices.Contains(got, bridge) || len(got) != 3 {
+		t.Fatalf("the network's namespace while a container runs: links %v, want lo, %s and a tap", got, bridge)
 	}
 	// By address, by name, by alias; its own address on eth1.
 	script := "wget -qO- http://" + srvIP.String() + "/ && wget -qO- http://" + srv + "/ && wget -qO- http://web/ && ip -4 -o addr show eth1 | awk '{print $4}'; ping -c 1 -W 5 " + srv + " | head -1"
@@ -139,11 +151,8 @@ func TestUserNetwork(t *testing.T) {
 	e.must(t, "rm", "-f", srv, late)
 	noLeftovers(t, srv)
 	noLeftovers(t, late)
-	if got := hostLinks(t, bridge); len(got) != 0 {
-		t.Errorf("bridge left once no container runs: %v", got)
-	}
-	if got := hostLinks(t, "vctap"); len(got) != 0 {
-		t.Errorf("taps left: %v", got)
+	if _, err := os.Stat(nsPath); !os.IsNotExist(err) {
+		t.Errorf("the bridge's namespace left once no container runs (%v): links %v", err, nsLinks(t, nsPath))
 	}
 	if ents, _ := os.ReadDir(filepath.Join(e.data, "networks", net, "leases")); len(ents) != 0 {
 		t.Errorf("leases left: %v", ents)
@@ -163,7 +172,6 @@ func TestUserNetworkBadInput(t *testing.T) {
 	const net = "e2e-net-bad"
 	t.Cleanup(func() { e.vc(t, "network", "rm", net) })
 	e.must(t, "network", "create", "--subnet", "10.89.8.0/24", net)
-	bridge := e.inspectNetwork(t, net).Options["com.docker.network.bridge.name"]
 	for _, c := range []struct {
 		args []string
 		want string
@@ -192,8 +200,8 @@ func TestUserNetworkBadInput(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(e.data, "networks", net, "leases")); len(ents) != 0 {
 		t.Errorf("leases left: %v", ents)
 	}
-	if got := hostLinks(t, bridge); len(got) != 0 {
-		t.Errorf("bridge left: %v", got)
+	if _, err := os.Stat(filepath.Join(e.data, "networks", net, "netns")); !os.IsNotExist(err) {
+		t.Errorf("the bridge's namespace left: %v", err)
 	}
 	if names := strings.Fields(e.must(t, "network", "ls", "-q")); len(names) != 1 || names[0] != net {
 		t.Errorf("networks: %q, want %s alone", names, net)
