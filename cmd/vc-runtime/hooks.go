@@ -98,4 +98,3 @@ func runHook(ctx context.Context, h specs.Hook, state []byte) error {
 	}
 	return nil
 }
-
