@@ -166,7 +166,8 @@ func TestUserNetwork(t *testing.T) {
 }
 
 // Bad input is refused with exit 125 and an error naming the field, and
-// leaves nothing: no container, lease, bridge or tap.
+// leaves nothing: no container, lease, bridge or namespace; nor does a
+// container that fails to start once its VM is on the network.
 func TestUserNetworkBadInput(t *testing.T) {
 	e := newImgEnv(t)
 	const net = "e2e-net-bad"
@@ -194,7 +195,11 @@ func TestUserNetworkBadInput(t *testing.T) {
 			t.Errorf("vc %s: exit %d stdout %q stderr %q; want 125 and %q", strings.Join(c.args, " "), code, out, errOut, c.want)
 		}
 	}
-	for _, id := range []string{"e2e-net-b1", "e2e-net-b2", "e2e-net-b3", "e2e-net-b4", "e2e-net-b5"} {
+	// Fails once the VM is on the network: undone all the same.
+	if out, errOut, code := e.vc(t, "run", "--rm", "--name", "e2e-net-b6", "--network", net, "busybox", "--", "/no/such/cmd"); code != 127 {
+		t.Errorf("run of a missing command on the network: exit %d stdout %q stderr %q; want 127", code, out, errOut)
+	}
+	for _, id := range []string{"e2e-net-b1", "e2e-net-b2", "e2e-net-b3", "e2e-net-b4", "e2e-net-b5", "e2e-net-b6"} {
 		noLeftovers(t, id)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(e.data, "networks", net, "leases")); len(ents) != 0 {
