@@ -768,7 +768,7 @@ func networkOptions(network string, publish []string) (netns string, noNAT bool,
 		netns = network
 	default:
 		if err := usernet.CheckName(network); err != nil {
-			return "", false, "", nil, fmt.Errorf("--network %q: want nat, none, a user network (vc network ls) or the path of a network namespace: %w", network, errdefs.ErrInvalidArgument)
+			return "", false, "", nil, fmt.Errorf("--network %q: want nat, none or the path of a network namespace, or a user network's name (vc network ls): %w", network, errdefs.ErrInvalidArgument)
 		}
 		userNet = network
 	}
