@@ -60,6 +60,13 @@ func nsLinks(t *testing.T, path string) []string {
 	return out
 }
 
+// waitHTTP is a shell command (a subshell) printing http://host/, tried for up to 20 s
+// while the server is not listening yet (connection refused); a name
+// that does not resolve fails at once.
+func waitHTTP(host string) string {
+	return "(for i in $(seq 100); do wget -qO- http://" + host + "/ 2>/tmp/err && exit 0; grep -q refused /tmp/err || break; sleep 0.2; done; cat /tmp/err >&2; exit 1)"
+}
+
 // Containers on a user network reach each other by address, name and
 // alias, a container started later is known to those before it, the
 // addresses are distinct and in the subnet; the network cannot be
@@ -104,7 +111,9 @@ func TestUserNetwork(t *testing.T) {
 		t.Fatalf("the network's namespace while a container runs: links %v, want lo, %s and a tap", got, bridge)
 	}
 	// By address, by name, by alias; its own address on eth1.
-	script := "wget -qO- http://" + srvIP.String() + "/ && wget -qO- http://" + srv + "/ && wget -qO- http://web/ && ip -4 -o addr show eth1 | awk '{print $4}'; ping -c 1 -W 5 " + srv + " | head -1"
+	// run -d returns once the server's shell runs, maybe before httpd
+	// listens: the first fetch waits for it.
+	script := waitHTTP(srvIP.String()) + " && wget -qO- http://" + srv + "/ && wget -qO- http://web/ && ip -4 -o addr show eth1 | awk '{print $4}'; ping -c 1 -W 5 " + srv + " | head -1"
 	out, errOut, code := e.vc(t, "run", "--rm", "--name", cli, "--network", net, "busybox", "--", "sh", "-c", script)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 5 || lines[0] != "hello from "+srv {
@@ -126,7 +135,7 @@ func TestUserNetwork(t *testing.T) {
 	if out, errOut, code := e.vc(t, "run", "-d", "--name", late, "--network", net, "busybox", "--", "sh", "-c", httpd); code != 0 {
 		t.Fatalf("run %s: exit %d %s%s", late, code, out, errOut)
 	}
-	out, errOut, code = e.vc(t, "exec", srv, "wget", "-qO-", "http://"+late+"/")
+	out, errOut, code = e.vc(t, "exec", srv, "sh", "-c", waitHTTP(late))
 	if code != 0 || !strings.HasPrefix(out, "hello from ") {
 		t.Fatalf("%s reaching %s by name: exit %d stdout %q stderr %q", srv, late, code, out, errOut)
 	}
