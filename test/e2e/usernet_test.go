@@ -221,3 +221,35 @@ func TestUserNetworkBadInput(t *testing.T) {
 		t.Errorf("networks: %q, want %s alone", names, net)
 	}
 }
+
+// A stopped container keeps its network: network rm is refused, naming
+// it; vc start runs it on the network again (an address of its own, the
+// one asked for); once it is removed the network goes.
+func TestUserNetworkStoppedContainer(t *testing.T) {
+	e := newImgEnv(t)
+	const net, id = "e2e-net-stop", "e2e-net-stopped"
+	t.Cleanup(func() {
+		e.vc(t, "rm", "-f", id)
+		e.vc(t, "network", "rm", net)
+	})
+	e.must(t, "network", "create", "--subnet", "10.89.11.0/24", net)
+	script := "ip -4 -o addr show eth1 | awk '{print $4}'"
+	if out, errOut, code := e.vc(t, "run", "--name", id, "--network", net, "--ip", "10.89.11.77", "busybox", "--", "sh", "-c", script); code != 0 || out != "10.89.11.77/24\n" {
+		t.Fatalf("run: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	if n := e.inspectNetwork(t, net); len(n.Containers) != 0 {
+		t.Errorf("a stopped container holds an address: %+v", n.Containers)
+	}
+	_, errOut, code := e.vc(t, "network", "rm", net)
+	if code != 125 || !strings.Contains(errOut, id+" (stopped)") && !strings.Contains(errOut, id+" (exited)") {
+		t.Fatalf("network rm with a stopped container on it: exit %d stderr %q; want 125 naming %s", code, errOut, id)
+	}
+	if out, errOut, code := e.vc(t, "start", "-a", id); code != 0 || out != "10.89.11.77/24\n" {
+		t.Fatalf("start -a: exit %d stdout %q stderr %q; want the address again", code, out, errOut)
+	}
+	e.must(t, "rm", id)
+	noLeftovers(t, id)
+	if out, errOut, code := e.vc(t, "network", "rm", net); code != 0 || out != net+"\n" {
+		t.Fatalf("network rm once the container is gone: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+}
