@@ -153,8 +153,8 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.Var(&aliases, "network-alias", "another name of the container on its user network (repeatable)")
 	fs.StringVar(&network, "net", "nat", "the same as --network")
 	fs.StringVar(&o.Factory, "factory", "auto", "start the VM from the factory's template (vc factory init): auto (when there is one and the VM fits it), on (fail otherwise), off (boot)")
-	fs.Var(&dns, "dns", "the resolver the container's DNS queries (to the NAT's 10.0.2.3) go to, an IPv4 address; the first given answers (repeatable; --network nat; root; default: the host's resolver)")
-	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat)")
+	fs.Var(&dns, "dns", "the resolver the container's DNS queries (to the NAT's 10.0.2.3) go to, an IPv4 address; the first given answers (repeatable; --network nat or a user network; root; default: the host's resolver)")
+	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat or a user network)")
 	if err := fs.Parse(expandShort(fs, args)); err != nil {
 		return err
 	}
