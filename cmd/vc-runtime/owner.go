@@ -21,6 +21,7 @@ import (
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
+	vcnet "github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -205,14 +206,14 @@ func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec
 			// The hooks may put links into it (docker's libnetwork-setkey),
 			// which the VM mirrors.
 			path := filepath.Join(o.dir, netnsFile)
-			err := makeNetNS(path, func(tid int) error {
+			err := vcnet.MakeNetNS(path, func(tid int) error {
 				state.Pid = tid
 				return runHooks(ctx, hooks, state)
 			})
 			if err != nil {
 				return err
 			}
-			cu.Add(func() { removeNetNS(path) })
+			cu.Add(func() { vcnet.RemoveNetNS(path) })
 			netns, nat = path, vc.NATConfig{}
 		} else {
 			state.Pid = os.Getpid()
@@ -281,7 +282,7 @@ func (o *owner) leave() {
 	if err := o.sb.Delete(cctx); err != nil {
 		o.log.Warn("remove the VM's state", "err", err)
 	}
-	if err := removeNetNS(filepath.Join(o.dir, netnsFile)); err != nil {
+	if err := vcnet.RemoveNetNS(filepath.Join(o.dir, netnsFile)); err != nil {
 		o.log.Warn("remove the network namespace", "err", err)
 	}
 }

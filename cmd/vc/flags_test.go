@@ -212,3 +212,36 @@ func TestCheckNATDetail(t *testing.T) {
 		t.Errorf("no passt: %q", no)
 	}
 }
+
+// --network takes nat, none, a namespace's path or a user network's name;
+// -p and --dns stay with the NAT, which a user network keeps.
+func TestNetworkOptions(t *testing.T) {
+	for _, tc := range []struct {
+		network, netns, user string
+		noNAT                bool
+	}{
+		{"nat", "", "", false},
+		{"none", "", "", true},
+		{"/var/run/netns/x", "/var/run/netns/x", "", false},
+		{"backend", "", "backend", false},
+	} {
+		netns, noNAT, user, _, err := networkOptions(tc.network, nil)
+		if err != nil || netns != tc.netns || noNAT != tc.noNAT || user != tc.user {
+			t.Errorf("--network %s: netns %q noNAT %v user %q err %v", tc.network, netns, noNAT, user, err)
+		}
+	}
+	if _, _, _, ports, err := networkOptions("backend", []string{"8080:80"}); err != nil || len(ports) != 1 {
+		t.Errorf("-p on a user network: %v %v", ports, err)
+	}
+	if _, err := dnsOptions("backend", []string{"192.0.2.53"}); err != nil {
+		t.Errorf("--dns on a user network: %v", err)
+	}
+	for _, n := range []string{"x", "bad/name", "host"} {
+		if _, _, _, _, err := networkOptions(n, nil); err == nil || !strings.Contains(err.Error(), "--network") {
+			t.Errorf("--network %q: %v, want refused naming --network", n, err)
+		}
+	}
+	if _, _, _, _, err := networkOptions("none", []string{"80:80"}); err == nil || !strings.Contains(err.Error(), "-p") {
+		t.Errorf("-p with --network none: %v", err)
+	}
+}

@@ -63,6 +63,18 @@ type inspectNetwork struct {
 	// Ports are the published ports, as docker's: "80/tcp" to where the
 	// host listens.
 	Ports map[string][]inspectPort `json:"Ports"`
+	// Networks is the user network the container is on, while it runs
+	// (docker's .NetworkSettings.Networks.NAME.IPAddress).
+	Networks map[string]inspectEndpoint `json:"Networks,omitempty"`
+}
+
+type inspectEndpoint struct {
+	NetworkID   string   `json:"NetworkID"`
+	IPAddress   string   `json:"IPAddress"`
+	IPPrefixLen int      `json:"IPPrefixLen"`
+	Gateway     string   `json:"Gateway"`
+	MacAddress  string   `json:"MacAddress"`
+	Aliases     []string `json:"Aliases"`
 }
 
 type inspectPort struct {
@@ -136,7 +148,32 @@ func inspectContainer(ctx context.Context, g *globals, name string) (inspectInfo
 		return info, err
 	}
 	info.NetworkSettings.IPAddress = ip
+	info.NetworkSettings.Networks = userNetworkOf(g, name)
 	return info, nil
+}
+
+// userNetworkOf is the user network container name holds an address of,
+// if any.
+func userNetworkOf(g *globals, name string) map[string]inspectEndpoint {
+	o, err := savedOptions(g, name)
+	if err != nil || o.Network == "" {
+		return nil
+	}
+	st, err := openNetworkStore(g)
+	if err != nil {
+		return nil
+	}
+	n, leases, err := st.Get(o.Network)
+	if err != nil {
+		return nil
+	}
+	for _, l := range leases {
+		if l.Container == name {
+			return map[string]inspectEndpoint{n.Name: {NetworkID: n.ID, IPAddress: l.Addr.String(), IPPrefixLen: n.Subnet.Bits(),
+				Gateway: n.Gateway.String(), MacAddress: l.MAC, Aliases: l.Aliases}}
+		}
+	}
+	return nil
 }
 
 // guestIP is the address the running sandbox s has: the NAT's guest

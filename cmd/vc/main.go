@@ -3,7 +3,7 @@
 //
 //	vc run [--rm] [-d] [-i] [-t] IMAGE -- CMD ARGS...
 //	vc exec | ps | logs | stop | rm | stats | inspect | check | image
-//	vc pull | images | rmi | load | save | login | logout | volume
+//	vc pull | images | rmi | load | save | login | logout | volume | network
 package main
 
 import (

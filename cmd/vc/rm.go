@@ -49,6 +49,9 @@ func rmCmd(ctx context.Context, g *globals, args []string) error {
 		if err := vc.DeleteSandbox(ctx, g.stateRoot, id); err != nil {
 			return err
 		}
+		if oerr == nil {
+			leaveNetwork(g, o)
+		}
 		if *vols && oerr == nil {
 			removeAnonymousVolumes(ctx, g, o)
 		}

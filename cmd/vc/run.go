@@ -31,12 +31,13 @@ import (
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/imagestore"
 	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/usernet"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-v NAME:CTR[:ro]] [-v CTR] [--mount type=bind|volume|tmpfs,...] [--tmpfs CTR[:OPTS]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NETNS] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-v NAME:CTR[:ro]] [-v CTR] [--mount type=bind|volume|tmpfs,...] [--tmpfs CTR[:OPTS]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NAME|NETNS] [--ip IP] [--network-alias A] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -65,6 +66,11 @@ type runOptions struct {
 	Accel       string   `json:"accel"`
 	Debug       bool     `json:"debug"`
 	NetNS       string   `json:"netns,omitempty"`
+	// Network is a user network (vc network) the container joins, at
+	// address IP if set, known there by its name and Aliases too.
+	Network string   `json:"network,omitempty"`
+	IP      string   `json:"ip,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
 	// NoNAT, Publish and DNS: the user-mode NAT of a VM without NetNS.
 	NoNAT   bool             `json:"no_nat,omitempty"`
 	Publish []vc.PortMapping `json:"publish,omitempty"`
@@ -110,7 +116,7 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 func runOrCreate(ctx context.Context, g *globals, name string, args []string) error {
 	fs := newFlags(name, commands[name].usage)
 	var o runOptions
-	var vols, mounts, tmpfs, envs, envFiles, publish, dns, capAdd, capDrop listFlag
+	var vols, mounts, tmpfs, envs, envFiles, publish, dns, capAdd, capDrop, aliases listFlag
 	var mem, network, entrypoint, cpus string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
@@ -142,11 +148,13 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.StringVar(&o.Kernel, "kernel", "", "guest kernel (default: the built guest image)")
 	fs.StringVar(&o.Initrd, "initrd", "", "guest initrd (default: the built guest image)")
 	fs.StringVar(&o.Accel, "accel", "auto", "acceleration: auto, kvm or tcg")
-	fs.StringVar(&network, "network", "nat", "nat (outbound NAT through the host, ports published with -p), none (loopback only), or a network namespace the VM joins (/var/run/netns/X, /proc/PID/ns/net)")
+	fs.StringVar(&network, "network", "nat", "nat (outbound NAT through the host, ports published with -p), none (loopback only), a user network (vc network create NAME: the NAT and the network's bridge, where containers reach each other by name), or a network namespace the VM joins (/var/run/netns/X, /proc/PID/ns/net)")
+	fs.StringVar(&o.IP, "ip", "", "the container's IPv4 address on its user network (default: the first free)")
+	fs.Var(&aliases, "network-alias", "another name of the container on its user network (repeatable)")
 	fs.StringVar(&network, "net", "nat", "the same as --network")
 	fs.StringVar(&o.Factory, "factory", "auto", "start the VM from the factory's template (vc factory init): auto (when there is one and the VM fits it), on (fail otherwise), off (boot)")
-	fs.Var(&dns, "dns", "the resolver the container's DNS queries (to the NAT's 10.0.2.3) go to, an IPv4 address; the first given answers (repeatable; --network nat; root; default: the host's resolver)")
-	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat)")
+	fs.Var(&dns, "dns", "the resolver the container's DNS queries (to the NAT's 10.0.2.3) go to, an IPv4 address; the first given answers (repeatable; --network nat or a user network; root; default: the host's resolver)")
+	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat or a user network)")
 	if err := fs.Parse(expandShort(fs, args)); err != nil {
 		return err
 	}
@@ -183,8 +191,19 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 			return err
 		}
 	}
-	if o.NetNS, o.NoNAT, o.Publish, err = networkOptions(network, publish); err != nil {
+	if o.NetNS, o.NoNAT, o.Network, o.Publish, err = networkOptions(network, publish); err != nil {
 		return err
+	}
+	o.Aliases = aliases
+	switch {
+	case o.Network == "" && o.IP != "":
+		return fmt.Errorf("--ip %q: an address on a user network, which needs --network NAME: %w", o.IP, errdefs.ErrInvalidArgument)
+	case o.Network == "" && len(aliases) > 0:
+		return fmt.Errorf("--network-alias %q: a name on a user network, which needs --network NAME: %w", aliases[0], errdefs.ErrInvalidArgument)
+	case o.Network != "":
+		if err := checkUserNetwork(g, o.Network); err != nil {
+			return err
+		}
 	}
 	if o.DNS, err = dnsOptions(network, dns); err != nil {
 		return err
@@ -280,6 +299,15 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err != nil {
 		return err
 	}
+	if o.Network != "" {
+		// Its address is this process's until the VM is gone.
+		nic, leave, err := joinNetwork(g, o)
+		if err != nil {
+			return err
+		}
+		defer leave()
+		scfg.Bridges = []vc.BridgeNIC{nic}
+	}
 	s, err := vc.CreateSandbox(ctx, scfg)
 	if err != nil {
 		return err
@@ -329,6 +357,11 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	// NAT's resolver, unless -v binds files of the user's there.
 	if err := s.BindEtcFiles(&ccfg); err != nil {
 		return err
+	}
+	if o.Network != "" {
+		if err := publishNames(g, s, o); err != nil {
+			return err
+		}
 	}
 	if err := s.CreateContainer(ctx, ccfg); err != nil {
 		return startError(err)
@@ -724,36 +757,45 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 }
 
 // networkOptions reads --network and -p: the network namespace to join,
-// whether the NAT is off, and the ports to publish through it.
-func networkOptions(network string, publish []string) (netns string, noNAT bool, ports []vc.PortMapping, err error) {
-	switch network {
-	case "", "nat":
-	case "none":
+// whether the NAT is off, the user network to join beside the NAT, and
+// the ports to publish through the NAT.
+func networkOptions(network string, publish []string) (netns string, noNAT bool, userNet string, ports []vc.PortMapping, err error) {
+	switch {
+	case network == "" || network == "nat":
+	case network == "none":
 		noNAT = true
-	default:
-		if !strings.HasPrefix(network, "/") {
-			return "", false, nil, fmt.Errorf("--network %q: want nat, none or the path of a network namespace: %w", network, errdefs.ErrInvalidArgument)
-		}
+	case strings.HasPrefix(network, "/"):
 		netns = network
+	default:
+		if err := usernet.CheckName(network); err != nil {
+			return "", false, "", nil, fmt.Errorf("--network %q: want nat, none or the path of a network namespace, or a user network's name (vc network ls): %w", network, errdefs.ErrInvalidArgument)
+		}
+		userNet = network
 	}
 	for i, p := range publish {
-		if network != "" && network != "nat" {
-			return "", false, nil, fmt.Errorf("-p %q: publishing needs --network nat (not %q): %w", p, network, errdefs.ErrInvalidArgument)
+		if !withNAT(network) {
+			return "", false, "", nil, fmt.Errorf("-p %q: publishing needs --network nat or a user network (not %q): %w", p, network, errdefs.ErrInvalidArgument)
 		}
 		m, err := vc.ParsePortMapping(p)
 		if err != nil {
-			return "", false, nil, fmt.Errorf("-p #%d: %w", i+1, err)
+			return "", false, "", nil, fmt.Errorf("-p #%d: %w", i+1, err)
 		}
 		ports = append(ports, m)
 	}
-	return netns, noNAT, ports, nil
+	return netns, noNAT, userNet, ports, nil
+}
+
+// withNAT tells whether --network network keeps the NAT: nat, and user
+// networks.
+func withNAT(network string) bool {
+	return network != "none" && !strings.HasPrefix(network, "/")
 }
 
 // dnsOptions reads --dns: the NAT's upstream resolvers.
 func dnsOptions(network string, dns []string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for i, d := range dns {
-		if network != "" && network != "nat" {
+		if !withNAT(network) {
 			return nil, fmt.Errorf("--dns %q: names the NAT's resolver, which needs --network nat (not %q): %w", d, network, errdefs.ErrInvalidArgument)
 		}
 		a, err := netip.ParseAddr(d)

@@ -234,17 +234,31 @@ func humanBytes(n int64) string {
 }
 
 // volumeUsers maps each volume a container of the state root has to
-// those containers ("ID (STATE)"), from their run options: whatever their
-// state, and a container being run again (its options are in its carry
-// directory meanwhile).
+// those containers ("ID (STATE)"), from their run options (usersOf).
 func volumeUsers(ctx context.Context, g *globals) volume.UsersFunc {
+	return usersOf(ctx, g, func(o runOptions) []string {
+		var names []string
+		for _, m := range o.Mounts {
+			if m.Type == mountVolume {
+				names = append(names, m.Source)
+			}
+		}
+		return names
+	})
+}
+
+// usersOf maps each name uses gives of a container's run options (its
+// volumes, its network) to the containers of the state root ("ID
+// (STATE)") that have it: whatever their state, and a container being
+// run again (its options are in its carry directory meanwhile).
+func usersOf(ctx context.Context, g *globals, uses func(runOptions) []string) func() (map[string][]string, error) {
 	return func() (map[string][]string, error) {
 		used := map[string][]string{}
 		add := func(o runOptions, id string, st vc.State) {
-			for _, m := range o.Mounts {
+			for _, n := range uses(o) {
 				user := fmt.Sprintf("%s (%s)", id, st)
-				if m.Type == mountVolume && !slices.Contains(used[m.Source], user) {
-					used[m.Source] = append(used[m.Source], user)
+				if !slices.Contains(used[n], user) {
+					used[n] = append(used[n], user)
 				}
 			}
 		}

@@ -54,6 +54,8 @@ type Endpoint struct {
 	Tap string `json:"tap,omitempty"`
 	// LinkQdisc: Setup added an ingress qdisc to the link (tcfilter).
 	LinkQdisc bool `json:"link_qdisc,omitempty"`
+	// NetNS is a Bridge endpoint's namespace (its bridge's), where Tap is.
+	NetNS string `json:"netns,omitempty"`
 	// GuestName is the link's name in the guest (eth0, ...).
 	GuestName string `json:"guest_name,omitempty"`
 }

@@ -337,10 +337,18 @@ func delLink(name, kind string) error {
 
 // Teardown removes what Setup made for ep: the tap (or macvtap) and the
 // ingress qdisc (with its filter) on the link, leaving the namespace as it
-// was. A namespace or link that is gone took them with it: no error.
+// was. A namespace or link that is gone took them with it: no error. For
+// a Bridge endpoint it removes the tap SetupBridgeTap made in ep.NetNS
+// (path unused).
 func Teardown(path string, ep Endpoint) error {
 	if ep.Tap == "" {
 		return nil
+	}
+	if ep.Model == Bridge {
+		// In the bridge's namespace; the bridge stays (its network's).
+		if path = ep.NetNS; !isNetNS(path) {
+			return nil // gone with its namespace
+		}
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil

@@ -57,6 +57,10 @@ type SandboxConfig struct {
 	// without NetNS: on unless NAT.Disabled (then loopback only).
 	// Publishing with NetNS set is an error.
 	NAT NATConfig `json:"nat,omitzero"`
+	// Bridges join the VM to Linux bridges of the host's network
+	// namespace (user networks: pkg/usernet), each through a tap of its
+	// own, beside the NAT; only without NetNS.
+	Bridges []BridgeNIC `json:"bridges,omitempty"`
 	// NetworkModel is tcfilter (default: tap + tc mirred) or macvtap.
 	NetworkModel string `json:"network_model,omitempty"`
 	// Annotations are kept with the sandbox.
@@ -166,6 +170,9 @@ func (c *SandboxConfig) validate() error {
 		if _, err := os.Stat(c.NetNS); err != nil {
 			return fmt.Errorf("netns %q: %w: %w", c.NetNS, err, errdefs.ErrInvalidArgument)
 		}
+	}
+	if err := c.validateBridges(); err != nil {
+		return err
 	}
 	if err := c.Hypervisor.validate(); err != nil {
 		return err

@@ -23,6 +23,13 @@ import (
 // directory: they go with the container (Delete) or the sandbox.
 func (s *Sandbox) etcFilesDir(cid string) string { return filepath.Join(s.Dir(), "etc", cid) }
 
+// EtcFile is where BindEtcFiles writes container cid's /etc/NAME
+// (hosts, hostname, resolv.conf) on the host; the file is there only if
+// BindEtcFiles bound it.
+func (s *Sandbox) EtcFile(cid, name string) string {
+	return filepath.Join(s.etcFilesDir(cid), name)
+}
+
 // noHostAddr is the address a container's hostname maps to in its
 // /etc/hosts when the guest has no address of its own (Debian's
 // convention for a host without a permanent address).
@@ -77,7 +84,7 @@ func (s *Sandbox) BindEtcFiles(ccfg *ContainerConfig) error {
 		if !ok {
 			continue
 		}
-		src := filepath.Join(dir, filepath.Base(dst))
+		src := s.EtcFile(ccfg.ID, filepath.Base(dst))
 		if err := os.WriteFile(src, []byte(body), 0o644); err != nil {
 			return fmt.Errorf("container %s: %s: %w", ccfg.ID, dst, err)
 		}
@@ -126,11 +133,11 @@ func etcHosts(hostname string, addr netip.Addr) string {
 	return b.String()
 }
 
-// guestAddr is the guest's own address: the NAT's, else the first
-// address of a link of the network namespace (IPv4 first), else
+// guestAddr is the guest's own address: the first address of a link of
+// the network namespace or of a bridge (IPv4 first), else the NAT's, else
 // noHostAddr.
 func guestAddr(st SandboxStatus) netip.Addr {
-	if st.Config.natEnabled() {
+	if st.Config.natEnabled() && len(st.Endpoints) == 0 {
 		return NATGuestAddr
 	}
 	var v6 netip.Addr

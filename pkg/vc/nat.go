@@ -246,12 +246,17 @@ func configureGuestNAT(ctx context.Context, a pb.AgentServiceService) error {
 	if _, err := a.UpdateInterface(ctx, &pb.UpdateInterfaceRequest{Interface: iface}); err != nil {
 		return fmt.Errorf("agent UpdateInterface %s (nat, mac %s): %w", natGuestName, natMAC, err)
 	}
-	routes := []*pb.Route{
-		{Dest: NATNetwork.String(), Device: natGuestName, Source: NATGuestAddr.String(), Scope: 253, Family: pb.IPFamily_v4}, // RT_SCOPE_LINK
-		{Gateway: NATGateway.String(), Device: natGuestName, Family: pb.IPFamily_v4},
-	}
-	if _, err := a.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: routes}}); err != nil {
+	if _, err := a.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: natRoutes()}}); err != nil {
 		return fmt.Errorf("agent UpdateRoutes (nat): %w", err)
 	}
 	return nil
+}
+
+// natRoutes are the guest's routes through the NAT NIC: its network and
+// the default route.
+func natRoutes() []*pb.Route {
+	return []*pb.Route{
+		{Dest: NATNetwork.String(), Device: natGuestName, Source: NATGuestAddr.String(), Scope: 253, Family: pb.IPFamily_v4}, // RT_SCOPE_LINK
+		{Gateway: NATGateway.String(), Device: natGuestName, Family: pb.IPFamily_v4},
+	}
 }

@@ -38,10 +38,10 @@ func (s *Sandbox) setupNetwork(cfg SandboxConfig) (_ []hypervisor.NIC, _ []*os.F
 	if cfg.NetNS == "" {
 		if cfg.natEnabled() {
 			s.log.Info("no network namespace: the sandbox gets the user-mode NAT", "publish", fmt.Sprint(cfg.NAT.Publish))
-		} else {
+		} else if len(cfg.Bridges) == 0 {
 			s.log.Info("no network namespace and the NAT disabled: the sandbox has loopback only")
 		}
-		return nil, nil, nil
+		return s.setupBridges(cfg)
 	}
 	model, err := network.ParseModel(cfg.NetworkModel)
 	if err != nil {
@@ -122,7 +122,12 @@ func (s *Sandbox) configureGuestNetwork(ctx context.Context, eps []network.Endpo
 // endpoint recorded, and adds eps' permanent neighbours.
 func (s *Sandbox) configureRoutesAndNeighbors(ctx context.Context, eps []network.Endpoint) error {
 	if len(s.status.Endpoints) > 0 {
-		if _, err := s.agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: guestRoutes(s.status.Endpoints)}}); err != nil {
+		routes := guestRoutes(s.status.Endpoints)
+		if s.status.Config.natEnabled() {
+			// Beside the NAT (bridges): its routes stay.
+			routes = append(natRoutes(), routes...)
+		}
+		if _, err := s.agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: routes}}); err != nil {
 			return fmt.Errorf("agent UpdateRoutes: %w", err)
 		}
 	}

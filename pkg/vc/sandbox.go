@@ -232,9 +232,6 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if fromTemplate {
 		nicWait = 30 * time.Second
 	}
-	if err := s.configureGuestNetwork(ctx, s.status.Endpoints, nicWait); err != nil {
-		return nil, err
-	}
 	switch {
 	case cfg.natEnabled() && fromTemplate:
 		s.log.Info("nat configured by the factory's template", "guest", natGuestName, "addr", NATGuestAddr, "publish", fmt.Sprint(cfg.NAT.Publish))
@@ -242,6 +239,11 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		if err := s.configureNAT(ctx); err != nil {
 			return nil, err
 		}
+	}
+	// After the NAT: the routes of the endpoints (bridges beside the
+	// NAT) are set with the NAT's.
+	if err := s.configureGuestNetwork(ctx, s.status.Endpoints, nicWait); err != nil {
+		return nil, err
 	}
 	s.status.Boot.SandboxSetup = time.Since(setup)
 	if err := s.serveProxy(); err != nil {
