@@ -61,4 +61,52 @@ func TestSandboxConfigNAT(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `annotation io.virtcontainers.publish: entry 1: "8080"`) || !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("bad publish: %v", err)
 	}
+
+	// host_loopback: off by default; the configuration or, where the
+	// allowlist has it, the annotation turns it on.
+	if got, err = sc(base, nil); err != nil || got.NAT.HostLoopback {
+		t.Fatalf("defaults: NAT %+v, %v; want the host's loopback out of reach", got.NAT, err)
+	}
+	on, err := ParseConfig([]byte("host_loopback = true"))
+	if err != nil || !on.HostLoopback {
+		t.Fatalf("host_loopback: %+v, %v", on, err)
+	}
+	on.Kernel, on.Initrd = base.Kernel, base.Initrd
+	if got, err = sc(on, nil); err != nil || !got.NAT.HostLoopback {
+		t.Fatalf("host_loopback = true: NAT %+v, %v", got.NAT, err)
+	}
+	hl := map[string]string{annotations.AnnotationHostLoopback: "true"}
+	if _, err := sc(base, hl); err == nil || !strings.Contains(err.Error(), "annotation io.virtcontainers.host_loopback: not allowed") {
+		t.Fatalf("host_loopback annotation without the allowlist: %v", err)
+	}
+	allow.EnableAnnotations = []string{"host_loopback"}
+	if got, err = sc(allow, hl); err != nil || !got.NAT.HostLoopback {
+		t.Fatalf("host_loopback annotation: NAT %+v, %v", got.NAT, err)
+	}
+	if _, err := sc(allow, map[string]string{annotations.AnnotationHostLoopback: "yes"}); err == nil || !strings.Contains(err.Error(), "io.virtcontainers.host_loopback") {
+		t.Fatalf("bad host_loopback annotation: %v", err)
+	}
+}
+
+// Only a container of its own without a network namespace, with the NAT
+// on, shares its loopback with the host's.
+func TestSharesLoopback(t *testing.T) {
+	noNet := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}}}}
+	withNet := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}}
+	for _, tc := range []struct {
+		name string
+		c    *container
+		cfg  vc.SandboxConfig
+		want bool
+	}{
+		{"no netns", &container{typ: annotations.SingleContainer, spec: noNet}, vc.SandboxConfig{}, true},
+		{"netns without a path", &container{typ: annotations.SingleContainer, spec: withNet}, vc.SandboxConfig{}, false},
+		{"netns path", &container{typ: annotations.SingleContainer, spec: noNet}, vc.SandboxConfig{NetNS: "/run/netns/x"}, false},
+		{"nat off", &container{typ: annotations.SingleContainer, spec: noNet}, vc.SandboxConfig{NAT: vc.NATConfig{Disabled: true}}, false},
+		{"pod", &container{typ: annotations.PodSandbox, spec: noNet}, vc.SandboxConfig{}, false},
+	} {
+		if got := sharesLoopback(tc.c, tc.cfg); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
