@@ -196,11 +196,10 @@ func (a *Agent) mirrorLocked(host netip.Addr, tcp, udp []uint32) []string {
 	for _, p := range udp {
 		want[procnet.UDP+"/"+strconv.Itoa(int(p))] = true
 	}
-	if host.String() != l.host {
-		want = nil // relaying elsewhere now: start again
-	}
+	// Relaying elsewhere now: start again.
+	moved := host.String() != l.host
 	for k, m := range l.mirrors {
-		if !want[k] {
+		if moved || !want[k] {
 			m.close()
 			delete(l.mirrors, k)
 		}
