@@ -122,10 +122,7 @@ func (l *loopbackShare) exchange(ctx context.Context, wait time.Duration, hostLo
 			l.log.Warn("share loopback: the host's listeners", "err", err)
 		}
 		for _, s := range all {
-			// The guest reaches the host's 127.0.0.1 over IPv4: not a
-			// listener on ::1 only. Not the host's ends of the guest's
-			// ports either.
-			if s.Localhost() && s.Addr != netip.IPv6Loopback() && !(s.Protocol == procnet.TCP && l.listeners[int(s.Port)] != nil) {
+			if hostLoopbackPort(s, l.listeners) {
 				host = append(host, s)
 			}
 		}
@@ -145,6 +142,19 @@ func (l *loopbackShare) exchange(ctx context.Context, wait time.Duration, hostLo
 		l.seen = g.Generation
 	}
 	return nil
+}
+
+// hostLoopbackPort tells whether the host's listener s is served on the
+// guest's 127.0.0.1: one the guest reaches at the host's 127.0.0.1 over
+// IPv4 (not ::1 only), not the host's end of a guest port (own). A UDP
+// socket only when bound to 127.0.0.1: unconnected sockets on the
+// wildcard address are mostly clients' (passt's own among them), whose
+// ports come and go.
+func hostLoopbackPort(s procnet.Listener, own map[int]*net.TCPListener) bool {
+	if s.Protocol == procnet.UDP {
+		return s.Addr == netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return s.Localhost() && s.Addr != netip.IPv6Loopback() && own[int(s.Port)] == nil
 }
 
 // serve makes the host's 127.0.0.1 listeners those of the guest's TCP

@@ -2,14 +2,18 @@ package shim
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/virtcontainers/vc/internal/procnet"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -107,6 +111,30 @@ func TestSharesLoopback(t *testing.T) {
 	} {
 		if got := sharesLoopback(tc.c, tc.cfg); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// The host's listeners served on the guest's 127.0.0.1 with host_loopback:
+// TCP on 127.0.0.1 or a wildcard address, not ::1 only, not the shim's
+// own ends of guest ports; UDP on 127.0.0.1 only.
+func TestHostLoopbackPort(t *testing.T) {
+	own := map[int]*net.TCPListener{9000: {}}
+	for _, tc := range []struct {
+		l    string
+		want bool
+	}{
+		{"tcp 127.0.0.1:80", true}, {"tcp 0.0.0.0:22", true}, {"tcp :::8080", true},
+		{"tcp ::1:631", false}, {"tcp 127.0.0.53:53", false}, {"tcp 192.0.2.1:80", false},
+		{"tcp 127.0.0.1:9000", false},
+		{"udp 127.0.0.1:5353", true}, {"udp 0.0.0.0:68", false}, {"udp :::5353", false},
+	} {
+		proto, ap, _ := strings.Cut(tc.l, " ")
+		i := strings.LastIndexByte(ap, ':')
+		port, _ := strconv.Atoi(ap[i+1:])
+		l := procnet.Listener{Protocol: proto, Addr: netip.MustParseAddr(ap[:i]), Port: uint16(port)}
+		if got := hostLoopbackPort(l, own); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.l, got, tc.want)
 		}
 	}
 }

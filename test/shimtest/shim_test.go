@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -73,7 +74,8 @@ func TestShim(t *testing.T) {
 // without a network namespace reaches no server of the host's loopback:
 // not at its own 127.0.0.1, and not at the NAT's gateway, which
 // QEMU's libslirp maps to the host's loopback. The host sees no
-// connection.
+// connection. A listener of the container's is served on the host's
+// 127.0.0.1 all the same.
 func TestHostLoopbackOff(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the shim mounts root filesystems and makes containers")
@@ -114,6 +116,35 @@ func TestHostLoopbackOff(t *testing.T) {
 		c.Close()
 	default:
 	}
+
+	// Inbound does not need the option. A listener that says nothing:
+	// the time from its exec's start to the host's first connection is
+	// the agent's detection (its poll) plus nc's start and one agent
+	// call.
+	free, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inPort := strconv.Itoa(free.Addr().(*net.TCPAddr).Port)
+	free.Close()
+	dir := t.TempDir()
+	ncOut := newOutput(t, dir, "stdout")
+	ncErr := newOutput(t, dir, "stderr")
+	tk.execStart("listen", "", ncOut.path, ncErr.path, "/bin/nc", "-l", inPort)
+	started := time.Now()
+	var c net.Conn
+	for c == nil {
+		if c, err = net.Dial("tcp4", "127.0.0.1:"+inPort); err != nil && time.Since(started) > 15*time.Second {
+			t.Fatalf("the container's listener on port %s is not served on the host's 127.0.0.1 after 15 s: %v", inPort, err)
+		}
+		if c == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	t.Logf("the container's listener served on the host's 127.0.0.1 %v after its exec started", time.Since(started).Round(time.Millisecond))
+	io.WriteString(c, "inbound-ok\n")
+	c.Close()
+	ncOut.waitFor(t, "inbound-ok", 10*time.Second)
 	tk.stop()
 	p.after(t)
 }
