@@ -72,18 +72,25 @@ func (l *loopbackState) scanLocked(log interface{ Warn(string, ...any) }) {
 		log.Warn("share loopback: listeners", "err", err)
 		return
 	}
-	var ls []procnet.Listener
-	for _, s := range all {
-		if s.Localhost() && l.mirrors[s.Protocol+"/"+strconv.Itoa(int(s.Port))] == nil {
-			ls = append(ls, s)
-		}
-	}
+	ls := l.shared(all)
 	if l.gen > 0 && slices.Equal(ls, l.listeners) {
 		return
 	}
 	l.listeners = ls
 	l.gen++
 	l.notifyLocked()
+}
+
+// shared are the listeners of all the host is told of: on localhost, not
+// a mirror, and of protocol when one is given.
+func (l *loopbackState) shared(all []procnet.Listener, protocol ...string) []procnet.Listener {
+	var ls []procnet.Listener
+	for _, s := range all {
+		if s.Localhost() && l.mirrors[s.Protocol+"/"+strconv.Itoa(int(s.Port))] == nil && (len(protocol) == 0 || s.Protocol == protocol[0]) {
+			ls = append(ls, s)
+		}
+	}
+	return ls
 }
 
 // closeMirrors ends the mirrors (shutdown).
@@ -106,7 +113,11 @@ func (a *Agent) holdForListeners(ctx context.Context) {
 	if l.lastCall.IsZero() || time.Since(l.lastCall) > loopbackWatched {
 		return
 	}
-	l.scanLocked(a.log)
+	// The host serves TCP ports only: read the TCP tables (each read
+	// costs, and output comes in many chunks), all of them on a change.
+	if tcp, err := procnet.TCPListeners(procNet); err != nil || !slices.Equal(l.shared(tcp), l.shared(l.listeners, procnet.TCP)) {
+		l.scanLocked(a.log)
+	}
 	if l.acked >= l.gen {
 		return
 	}

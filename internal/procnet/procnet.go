@@ -49,13 +49,27 @@ func (l Listener) Localhost() bool {
 
 var localhost4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 
+type table struct{ file, proto string }
+
+var (
+	tcpTables = []table{{"tcp", TCP}, {"tcp6", TCP}}
+	allTables = append(tcpTables, table{"udp", UDP}, table{"udp6", UDP})
+)
+
 // Listeners reads the listeners of the tables in dir (/proc/self/net for
 // the caller's namespace), sorted and without duplicates.
 func Listeners(dir string) ([]Listener, error) {
+	return listeners(dir, allTables)
+}
+
+// TCPListeners is Listeners for TCP only: half the tables to read.
+func TCPListeners(dir string) ([]Listener, error) {
+	return listeners(dir, tcpTables)
+}
+
+func listeners(dir string, tables []table) ([]Listener, error) {
 	var out []Listener
-	for _, t := range []struct {
-		file, proto string
-	}{{"tcp", TCP}, {"tcp6", TCP}, {"udp", UDP}, {"udp6", UDP}} {
+	for _, t := range tables {
 		f, err := os.Open(filepath.Join(dir, t.file))
 		if err != nil {
 			if os.IsNotExist(err) && strings.HasSuffix(t.file, "6") {
