@@ -347,6 +347,207 @@ func (x *ForwardCloseRequest) GetWriteOnly() bool {
 	return false
 }
 
+type ShareLoopbackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seen          uint64                 `protobuf:"varint,1,opt,name=seen,proto3" json:"seen,omitempty"`
+	WaitMs        uint32                 `protobuf:"varint,2,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	HostTcp       []uint32               `protobuf:"varint,3,rep,packed,name=host_tcp,json=hostTcp,proto3" json:"host_tcp,omitempty"`
+	HostUdp       []uint32               `protobuf:"varint,4,rep,packed,name=host_udp,json=hostUdp,proto3" json:"host_udp,omitempty"`
+	Host          string                 `protobuf:"bytes,5,opt,name=host,proto3" json:"host,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareLoopbackRequest) Reset() {
+	*x = ShareLoopbackRequest{}
+	mi := &file_portforward_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareLoopbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareLoopbackRequest) ProtoMessage() {}
+
+func (x *ShareLoopbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portforward_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareLoopbackRequest.ProtoReflect.Descriptor instead.
+func (*ShareLoopbackRequest) Descriptor() ([]byte, []int) {
+	return file_portforward_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ShareLoopbackRequest) GetSeen() uint64 {
+	if x != nil {
+		return x.Seen
+	}
+	return 0
+}
+
+func (x *ShareLoopbackRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *ShareLoopbackRequest) GetHostTcp() []uint32 {
+	if x != nil {
+		return x.HostTcp
+	}
+	return nil
+}
+
+func (x *ShareLoopbackRequest) GetHostUdp() []uint32 {
+	if x != nil {
+		return x.HostUdp
+	}
+	return nil
+}
+
+func (x *ShareLoopbackRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+type Listener struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// protocol is tcp or udp.
+	Protocol string `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// address is the one bound: 0.0.0.0, 127.0.0.1, ::, ::1 (or another
+	// loopback address).
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Port          uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Listener) Reset() {
+	*x = Listener{}
+	mi := &file_portforward_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Listener) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Listener) ProtoMessage() {}
+
+func (x *Listener) ProtoReflect() protoreflect.Message {
+	mi := &file_portforward_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Listener.ProtoReflect.Descriptor instead.
+func (*Listener) Descriptor() ([]byte, []int) {
+	return file_portforward_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Listener) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *Listener) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Listener) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type ShareLoopbackResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Generation uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	Listeners  []*Listener            `protobuf:"bytes,2,rep,name=listeners,proto3" json:"listeners,omitempty"`
+	// refused are host ports the guest could not take (a guest socket
+	// holds them), as tcp/PORT or udp/PORT.
+	Refused       []string `protobuf:"bytes,3,rep,name=refused,proto3" json:"refused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareLoopbackResponse) Reset() {
+	*x = ShareLoopbackResponse{}
+	mi := &file_portforward_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareLoopbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareLoopbackResponse) ProtoMessage() {}
+
+func (x *ShareLoopbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portforward_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareLoopbackResponse.ProtoReflect.Descriptor instead.
+func (*ShareLoopbackResponse) Descriptor() ([]byte, []int) {
+	return file_portforward_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ShareLoopbackResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ShareLoopbackResponse) GetListeners() []*Listener {
+	if x != nil {
+		return x.Listeners
+	}
+	return nil
+}
+
+func (x *ShareLoopbackResponse) GetRefused() []string {
+	if x != nil {
+		return x.Refused
+	}
+	return nil
+}
+
 var File_portforward_proto protoreflect.FileDescriptor
 
 const file_portforward_proto_rawDesc = "" +
@@ -370,12 +571,29 @@ const file_portforward_proto_rawDesc = "" +
 	"\x13ForwardCloseRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
-	"write_only\x18\x02 \x01(\bR\twriteOnly2\x9b\x02\n" +
+	"write_only\x18\x02 \x01(\bR\twriteOnly\"\x8d\x01\n" +
+	"\x14ShareLoopbackRequest\x12\x12\n" +
+	"\x04seen\x18\x01 \x01(\x04R\x04seen\x12\x17\n" +
+	"\await_ms\x18\x02 \x01(\rR\x06waitMs\x12\x19\n" +
+	"\bhost_tcp\x18\x03 \x03(\rR\ahostTcp\x12\x19\n" +
+	"\bhost_udp\x18\x04 \x03(\rR\ahostUdp\x12\x12\n" +
+	"\x04host\x18\x05 \x01(\tR\x04host\"T\n" +
+	"\bListener\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\"\x7f\n" +
+	"\x15ShareLoopbackResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\x12,\n" +
+	"\tlisteners\x18\x02 \x03(\v2\x0e.grpc.ListenerR\tlisteners\x12\x18\n" +
+	"\arefused\x18\x03 \x03(\tR\arefused2\xe5\x02\n" +
 	"\vPortForward\x12B\n" +
 	"\vForwardDial\x12\x18.grpc.ForwardDialRequest\x1a\x19.grpc.ForwardDialResponse\x12B\n" +
 	"\vForwardRead\x12\x18.grpc.ForwardReadRequest\x1a\x19.grpc.ForwardReadResponse\x12A\n" +
 	"\fForwardWrite\x12\x19.grpc.ForwardWriteRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
-	"\fForwardClose\x12\x19.grpc.ForwardCloseRequest\x1a\x16.google.protobuf.EmptyB(Z&github.com/virtcontainers/vc/api/agentb\x06proto3"
+	"\fForwardClose\x12\x19.grpc.ForwardCloseRequest\x1a\x16.google.protobuf.Empty\x12H\n" +
+	"\rShareLoopback\x12\x1a.grpc.ShareLoopbackRequest\x1a\x1b.grpc.ShareLoopbackResponseB(Z&github.com/virtcontainers/vc/api/agentb\x06proto3"
 
 var (
 	file_portforward_proto_rawDescOnce sync.Once
@@ -389,30 +607,36 @@ func file_portforward_proto_rawDescGZIP() []byte {
 	return file_portforward_proto_rawDescData
 }
 
-var file_portforward_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_portforward_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_portforward_proto_goTypes = []any{
-	(*ForwardDialRequest)(nil),  // 0: grpc.ForwardDialRequest
-	(*ForwardDialResponse)(nil), // 1: grpc.ForwardDialResponse
-	(*ForwardReadRequest)(nil),  // 2: grpc.ForwardReadRequest
-	(*ForwardReadResponse)(nil), // 3: grpc.ForwardReadResponse
-	(*ForwardWriteRequest)(nil), // 4: grpc.ForwardWriteRequest
-	(*ForwardCloseRequest)(nil), // 5: grpc.ForwardCloseRequest
-	(*emptypb.Empty)(nil),       // 6: google.protobuf.Empty
+	(*ForwardDialRequest)(nil),    // 0: grpc.ForwardDialRequest
+	(*ForwardDialResponse)(nil),   // 1: grpc.ForwardDialResponse
+	(*ForwardReadRequest)(nil),    // 2: grpc.ForwardReadRequest
+	(*ForwardReadResponse)(nil),   // 3: grpc.ForwardReadResponse
+	(*ForwardWriteRequest)(nil),   // 4: grpc.ForwardWriteRequest
+	(*ForwardCloseRequest)(nil),   // 5: grpc.ForwardCloseRequest
+	(*ShareLoopbackRequest)(nil),  // 6: grpc.ShareLoopbackRequest
+	(*Listener)(nil),              // 7: grpc.Listener
+	(*ShareLoopbackResponse)(nil), // 8: grpc.ShareLoopbackResponse
+	(*emptypb.Empty)(nil),         // 9: google.protobuf.Empty
 }
 var file_portforward_proto_depIdxs = []int32{
-	0, // 0: grpc.PortForward.ForwardDial:input_type -> grpc.ForwardDialRequest
-	2, // 1: grpc.PortForward.ForwardRead:input_type -> grpc.ForwardReadRequest
-	4, // 2: grpc.PortForward.ForwardWrite:input_type -> grpc.ForwardWriteRequest
-	5, // 3: grpc.PortForward.ForwardClose:input_type -> grpc.ForwardCloseRequest
-	1, // 4: grpc.PortForward.ForwardDial:output_type -> grpc.ForwardDialResponse
-	3, // 5: grpc.PortForward.ForwardRead:output_type -> grpc.ForwardReadResponse
-	6, // 6: grpc.PortForward.ForwardWrite:output_type -> google.protobuf.Empty
-	6, // 7: grpc.PortForward.ForwardClose:output_type -> google.protobuf.Empty
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	7, // 0: grpc.ShareLoopbackResponse.listeners:type_name -> grpc.Listener
+	0, // 1: grpc.PortForward.ForwardDial:input_type -> grpc.ForwardDialRequest
+	2, // 2: grpc.PortForward.ForwardRead:input_type -> grpc.ForwardReadRequest
+	4, // 3: grpc.PortForward.ForwardWrite:input_type -> grpc.ForwardWriteRequest
+	5, // 4: grpc.PortForward.ForwardClose:input_type -> grpc.ForwardCloseRequest
+	6, // 5: grpc.PortForward.ShareLoopback:input_type -> grpc.ShareLoopbackRequest
+	1, // 6: grpc.PortForward.ForwardDial:output_type -> grpc.ForwardDialResponse
+	3, // 7: grpc.PortForward.ForwardRead:output_type -> grpc.ForwardReadResponse
+	9, // 8: grpc.PortForward.ForwardWrite:output_type -> google.protobuf.Empty
+	9, // 9: grpc.PortForward.ForwardClose:output_type -> google.protobuf.Empty
+	8, // 10: grpc.PortForward.ShareLoopback:output_type -> grpc.ShareLoopbackResponse
+	6, // [6:11] is the sub-list for method output_type
+	1, // [1:6] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_portforward_proto_init() }
@@ -426,7 +650,7 @@ func file_portforward_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portforward_proto_rawDesc), len(file_portforward_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

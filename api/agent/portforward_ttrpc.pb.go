@@ -13,6 +13,7 @@ type PortForwardService interface {
 	ForwardRead(context.Context, *ForwardReadRequest) (*ForwardReadResponse, error)
 	ForwardWrite(context.Context, *ForwardWriteRequest) (*emptypb.Empty, error)
 	ForwardClose(context.Context, *ForwardCloseRequest) (*emptypb.Empty, error)
+	ShareLoopback(context.Context, *ShareLoopbackRequest) (*ShareLoopbackResponse, error)
 }
 
 func RegisterPortForwardService(srv *ttrpc.Server, svc PortForwardService) {
@@ -45,6 +46,13 @@ func RegisterPortForwardService(srv *ttrpc.Server, svc PortForwardService) {
 					return nil, err
 				}
 				return svc.ForwardClose(ctx, &req)
+			},
+			"ShareLoopback": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ShareLoopbackRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ShareLoopback(ctx, &req)
 			},
 		},
 	})
@@ -87,6 +95,14 @@ func (c *portforwardClient) ForwardWrite(ctx context.Context, req *ForwardWriteR
 func (c *portforwardClient) ForwardClose(ctx context.Context, req *ForwardCloseRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "grpc.PortForward", "ForwardClose", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *portforwardClient) ShareLoopback(ctx context.Context, req *ShareLoopbackRequest) (*ShareLoopbackResponse, error) {
+	var resp ShareLoopbackResponse
+	if err := c.client.Call(ctx, "grpc.PortForward", "ShareLoopback", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -232,6 +232,9 @@ func (a *Agent) ReadStdout(ctx context.Context, req *pb.ReadStreamRequest) (*pb.
 	if err != nil {
 		return nil, err
 	}
+	if len(b) > 0 {
+		a.holdForListeners(ctx)
+	}
 	return &pb.ReadStreamResponse{Data: b}, nil
 }
 
@@ -243,6 +246,9 @@ func (a *Agent) ReadStderr(ctx context.Context, req *pb.ReadStreamRequest) (*pb.
 	b, err := a.ctr.m.ReadStderr(ctx, req.GetContainerId(), req.GetExecId(), readLen(req.GetLen()))
 	if err != nil {
 		return nil, err
+	}
+	if len(b) > 0 {
+		a.holdForListeners(ctx)
 	}
 	return &pb.ReadStreamResponse{Data: b}, nil
 }

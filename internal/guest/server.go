@@ -51,6 +51,7 @@ type Agent struct {
 	ctr  containerState // rpc_container.go
 	misc miscState      // rpc_misc.go
 	fwd  forwardState   // rpc_portforward.go
+	loop loopbackState  // loopback.go
 }
 
 var (
@@ -127,4 +128,5 @@ func (a *Agent) Version(ctx context.Context, req *pb.CheckRequest) (*pb.VersionC
 func (a *Agent) Close() {
 	a.ctr.close()
 	a.fwd.closeAll()
+	a.loop.closeMirrors()
 }

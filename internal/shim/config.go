@@ -45,6 +45,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	debug = false                   # agent debug log in the console log
 //	network_model = "tcfilter"      # tcfilter (tap + tc mirred) or macvtap
 //	disable_nat = false             # true: a container without a network namespace has loopback only
+//	host_loopback = false           # true: the NAT reaches the host's 127.0.0.1 (docs/containerd.md)
 //	enable_annotations = []         # e.g. ["cpus", "memory_mib"]
 //	pod_sizing = true               # CPU and memory limits grow the VM
 //	stop_timeout = "10s"            # how long a VM gets to power off
@@ -63,7 +64,11 @@ type Config struct {
 	// DisableNAT leaves a sandbox without a network namespace (`ctr run`
 	// without CNI) with loopback only, instead of the user-mode NAT that
 	// gives it outbound network and published ports.
-	DisableNAT        bool     `toml:"disable_nat"`
+	DisableNAT bool `toml:"disable_nat"`
+	// HostLoopback lets a sandbox's NAT reach the host's loopback (pkg/vc
+	// NATConfig.HostLoopback): off, as it opens every service of the
+	// host's 127.0.0.1 to the guest.
+	HostLoopback      bool     `toml:"host_loopback"`
 	EnableAnnotations []string `toml:"enable_annotations"`
 	// PodSizing adds what the VM's workload may use to cpus and
 	// memory_mib when it boots: a CRI pod's limits (the sum of its

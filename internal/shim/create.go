@@ -117,11 +117,13 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 	}
 	cu.Add(c.init.io.closeAll)
 
+	shareLoopback := false
 	if typ.BootsVM() {
 		scfg, err := s.sandboxConfig(ctx, cfg, c, overrides)
 		if err != nil {
 			return 0, fmt.Errorf("container %s: %w", r.ID, err)
 		}
+		shareLoopback = sharesLoopback(c, scfg)
 		start := time.Now()
 		if sb, err = vc.CreateSandbox(ctx, scfg); err != nil {
 			return 0, fmt.Errorf("container %s: boot the sandbox: %w", r.ID, err)
@@ -176,7 +178,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 	pid := s.vmPid
 	s.mu.Unlock()
 	if typ.BootsVM() {
-		s.watchSandbox(sb)
+		s.watchSandbox(sb, shareLoopback)
 	}
 
 	s.send(&eventstypes.TaskCreate{
@@ -403,7 +405,10 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 	if o.SharedPidNS != nil {
 		shared = *o.SharedPidNS
 	}
-	nat := vc.NATConfig{Disabled: cfg.DisableNAT}
+	nat := vc.NATConfig{Disabled: cfg.DisableNAT, HostLoopback: cfg.HostLoopback}
+	if o.HostLoopback != nil {
+		nat.HostLoopback = *o.HostLoopback
+	}
 	if o.Publish != nil {
 		if nat.Publish, err = vc.ParsePortMappings(*o.Publish); err != nil {
 			return vc.SandboxConfig{}, fmt.Errorf("annotation %s: %w", annotations.AnnotationPublish, err)

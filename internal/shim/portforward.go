@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/relay"
 	"github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -25,10 +26,11 @@ import (
 // portForwardDialTimeout bounds the agent's dial of the guest port.
 const portForwardDialTimeout = 30 * time.Second
 
-// portForward is a pod's redirect and its connections.
+// portForward is a pod's redirect (or the listeners of a shared
+// loopback, loopback.go) and its connections.
 type portForward struct {
 	sb       *vc.Sandbox
-	redirect *network.LoopbackRedirect
+	redirect *network.LoopbackRedirect // nil for a shared loopback
 	log      *slog.Logger
 
 	mu     sync.Mutex
@@ -49,13 +51,18 @@ func startPortForward(sb *vc.Sandbox, nsPath string, log *slog.Logger) *portForw
 		log.Warn("port forwarding not available for the pod", "netns", nsPath, "err", err)
 		return nil
 	}
-	p := &portForward{sb: sb, redirect: r, log: log, conns: map[io.Closer]struct{}{}}
+	p := newPortForward(sb, log)
+	p.redirect = r
 	for _, l := range r.Listeners {
 		p.wg.Add(1)
-		go p.accept(l)
+		go p.accept(l, originalPort)
 	}
 	log.Debug("port forwarding ready", "netns", nsPath)
 	return p
+}
+
+func newPortForward(sb *vc.Sandbox, log *slog.Logger) *portForward {
+	return &portForward{sb: sb, log: log, conns: map[io.Closer]struct{}{}}
 }
 
 // close removes the redirect and ends every forwarded connection.
@@ -68,8 +75,10 @@ func (p *portForward) close() {
 	conns := p.conns
 	p.conns = nil
 	p.mu.Unlock()
-	if err := p.redirect.Close(); err != nil {
-		p.log.Warn("port forwarding: remove the redirect", "netns", p.redirect.NSPath, "err", err)
+	if p.redirect != nil {
+		if err := p.redirect.Close(); err != nil {
+			p.log.Warn("port forwarding: remove the redirect", "netns", p.redirect.NSPath, "err", err)
+		}
 	}
 	for c := range conns {
 		c.Close()
@@ -94,7 +103,8 @@ func (p *portForward) untrack(c io.Closer) {
 	delete(p.conns, c)
 }
 
-func (p *portForward) accept(l *net.TCPListener) {
+// accept serves l's connections; dst names the guest port each goes to.
+func (p *portForward) accept(l *net.TCPListener, dst func(*net.TCPConn) (port int, ipv6 bool, err error)) {
 	defer p.wg.Done()
 	for {
 		c, err := l.AcceptTCP()
@@ -112,26 +122,35 @@ func (p *portForward) accept(l *net.TCPListener) {
 		go func() {
 			defer p.wg.Done()
 			defer p.untrack(c)
-			p.serve(c)
+			defer c.Close()
+			port, ipv6, err := dst(c)
+			if err != nil {
+				p.log.Warn("port forwarding", "err", err)
+				return
+			}
+			p.carry(c, port, ipv6)
 		}()
 	}
 }
 
-// serve carries one connection to the guest port it was made to.
-func (p *portForward) serve(c *net.TCPConn) {
-	defer c.Close()
+// originalPort is the port a redirected connection was made to.
+func originalPort(c *net.TCPConn) (int, bool, error) {
 	dst, err := network.OriginalDestination(c)
 	if err != nil {
-		p.log.Warn("port forwarding", "err", err)
-		return
+		return 0, false, err
 	}
-	log := p.log.With("port", dst.Port())
+	return int(dst.Port()), dst.Addr().Is6(), nil
+}
+
+// carry carries c to port of the guest's loopback.
+func (p *portForward) carry(c *net.TCPConn, port int, ipv6 bool) {
+	log := p.log.With("port", port)
 	ctx, cancel := context.WithTimeout(context.Background(), portForwardDialTimeout)
-	g, err := p.sb.DialPort(ctx, int(dst.Port()), dst.Addr().Is6())
+	g, err := p.sb.DialPort(ctx, port, ipv6)
 	cancel()
 	if err != nil {
 		// Reset, not a clean end: the client's dial succeeded (the
-		// redirect's listener answered), but nothing is there.
+		// host's listener answered), but nothing is there.
 		log.Info("port forwarding: guest port", "err", err)
 		c.SetLinger(0)
 		return
@@ -141,36 +160,11 @@ func (p *portForward) serve(c *net.TCPConn) {
 		return
 	}
 	defer p.untrack(g)
-	defer g.Close()
 	log.Debug("port forwarding: connected", "guest", g.Address)
-
-	done := make(chan error, 2)
-	go func() { // host to guest
-		_, err := io.CopyBuffer(g, c, make([]byte, 64<<10))
-		if err == nil {
-			err = g.CloseWrite()
-		}
-		done <- err
-	}()
-	go func() { // guest to host
-		_, err := io.CopyBuffer(c, g, make([]byte, 64<<10))
-		if err == nil {
-			err = c.CloseWrite()
-		}
-		done <- err
-	}()
 	// Both directions end on their own (each side closed its write side)
 	// or the first error ends both.
-	for i := 0; i < 2; i++ {
-		if err := <-done; err != nil {
-			log.Debug("port forwarding: connection ended", "err", err)
-			c.Close()
-			g.Close()
-			if i == 0 {
-				<-done
-			}
-			return
-		}
+	if err := relay.Pipe(c, g); err != nil {
+		log.Debug("port forwarding: connection ended", "err", err)
 	}
 }
 

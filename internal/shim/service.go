@@ -65,7 +65,8 @@ type Service struct {
 	containers map[string]*container
 	sandbox    *vc.Sandbox
 	vmPid      uint32
-	portFwd    *portForward // portforward.go; nil without a pod netns
+	portFwd    *portForward   // portforward.go; nil without a pod netns
+	loopback   *loopbackShare // loopback.go; nil unless shared
 }
 
 var (
@@ -192,11 +193,18 @@ func (s *Service) getSandbox() *vc.Sandbox {
 
 // watchSandbox follows the VM: OOM events become TaskOOM, and the VM's
 // end is logged (every process's wait then fails and reports its exit).
-// It also starts serving kubectl port-forward into the pod.
-func (s *Service) watchSandbox(sb *vc.Sandbox) {
+// It also starts serving kubectl port-forward into the pod, and shares
+// the guest's loopback with the host's when shareLoopback.
+func (s *Service) watchSandbox(sb *vc.Sandbox, shareLoopback bool) {
 	if pf := startPortForward(sb, sb.Status().Config.NetNS, s.log.With("sandbox", sb.ID())); pf != nil {
 		s.mu.Lock()
 		s.portFwd = pf
+		s.mu.Unlock()
+	}
+	if shareLoopback {
+		l := startLoopbackShare(sb, s.log.With("sandbox", sb.ID()))
+		s.mu.Lock()
+		s.loopback = l
 		s.mu.Unlock()
 	}
 	go func() {
@@ -239,8 +247,11 @@ func (s *Service) destroySandbox(ctx context.Context) {
 	s.sandbox = nil
 	pf := s.portFwd
 	s.portFwd = nil
+	lb := s.loopback
+	s.loopback = nil
 	s.mu.Unlock()
 	pf.close()
+	lb.close()
 	if sb == nil {
 		return
 	}

@@ -47,6 +47,10 @@ type NATNIC struct {
 	// Forwards publish host ports: a connection (or datagram) to HostAddr:
 	// HostPort on the host is forwarded to GuestAddr:GuestPort.
 	Forwards []PortForward
+	// HostLoopback maps Gateway to the host's loopback (passt without
+	// --no-map-gw): the guest reaches every service of the host's
+	// 127.0.0.1 at Gateway. Off unless asked for.
+	HostLoopback bool
 }
 
 // The user-mode stack's defaults (those of QEMU's libslirp and

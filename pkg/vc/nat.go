@@ -16,7 +16,8 @@ import (
 
 // A sandbox without a network namespace (SandboxConfig.NetNS empty) gets
 // outbound network through the hypervisor's user-mode NAT (qemu: a passt
-// per VM with --no-map-gw, so the host's loopback is not reachable),
+// per VM with --no-map-gw, so the host's loopback is not reachable unless
+// NAT.HostLoopback),
 // unless NAT.Disabled: one NIC, eth0 in the guest, with
 // the address NATGuestAddr, a default route through NATGateway and
 // NATDNS as its resolver. Published ports are forwarded by the hypervisor
@@ -58,6 +59,14 @@ type NATConfig struct {
 	// mount namespace), and such a sandbox never takes a factory's
 	// cached VM.
 	DNS []netip.Addr `json:"dns,omitempty"`
+	// HostLoopback lets the guest reach the host's loopback: every
+	// service of the host's 127.0.0.1 at NATGateway, and, through
+	// Sandbox.ShareLoopback, the ports the host listens on at the guest's
+	// own 127.0.0.1. Off by default: services bound to the host's
+	// loopback trust their clients to be the host's own processes (see
+	// docs/containerd.md). Such a sandbox never takes a factory's cached
+	// VM.
+	HostLoopback bool `json:"host_loopback,omitempty"`
 }
 
 // PortMapping publishes a container port on the host: connections (or
@@ -152,7 +161,7 @@ func (c *SandboxConfig) natNIC() (*hypervisor.NATNIC, error) {
 		return nil, nil
 	}
 	mac, _ := net.ParseMAC(natMAC)
-	n := &hypervisor.NATNIC{ID: natNICID, MAC: mac}
+	n := &hypervisor.NATNIC{ID: natNICID, MAC: mac, HostLoopback: c.NAT.HostLoopback}
 	for i, m := range c.NAT.Publish {
 		f := hypervisor.PortForward{Protocol: m.Protocol, HostPort: m.HostPort, GuestPort: m.ContainerPort}
 		if m.HostIP != "" {
@@ -181,12 +190,16 @@ func (c *SandboxConfig) natNIC() (*hypervisor.NATNIC, error) {
 // anything is made. (QEMU binds them again when it starts; a port taken
 // in between fails the start, with QEMU's message.)
 func (c *SandboxConfig) validateNAT() error {
-	if len(c.NAT.Publish) == 0 && len(c.NAT.DNS) == 0 {
+	if len(c.NAT.Publish) == 0 && len(c.NAT.DNS) == 0 && !c.NAT.HostLoopback {
 		return nil
 	}
 	field := "nat.publish"
-	if len(c.NAT.Publish) == 0 {
+	switch {
+	case len(c.NAT.Publish) > 0:
+	case len(c.NAT.DNS) > 0:
 		field = "nat.dns"
+	default:
+		field = "nat.host_loopback"
 	}
 	switch {
 	case c.NetNS != "":

@@ -88,6 +88,10 @@ func TestValidateNAT(t *testing.T) {
 			"nat.dns[1]: resolver 127.0.0.53: a loopback address", errdefs.IsInvalidArgument},
 		{"dns ipv6", SandboxConfig{NAT: NATConfig{DNS: []netip.Addr{netip.MustParseAddr("2001:db8::53")}}},
 			"nat.dns[0]: resolver 2001:db8::53: want an IPv4 address", errdefs.IsInvalidArgument},
+		{"host loopback with netns", SandboxConfig{NetNS: ns, NAT: NATConfig{HostLoopback: true}},
+			"nat.host_loopback: the sandbox joins network namespace", errdefs.IsInvalidArgument},
+		{"host loopback disabled", SandboxConfig{NAT: NATConfig{Disabled: true, HostLoopback: true}},
+			"nat.host_loopback: the NAT is disabled", errdefs.IsInvalidArgument},
 	}
 	for _, tc := range cases {
 		err := tc.cfg.validateNAT()
@@ -101,6 +105,13 @@ func TestValidateNAT(t *testing.T) {
 	}
 	if n, err := ok.natNIC(); err != nil || n == nil || len(n.Forwards) != 2 || n.Forwards[0].HostAddr.String() != "127.0.0.1" || n.Forwards[1].Protocol != "udp" {
 		t.Errorf("natNIC: %+v, %v", n, err)
+	}
+	if n, err := ok.natNIC(); err != nil || n.HostLoopback {
+		t.Errorf("natNIC: host loopback %v, %v; want off by default", n.HostLoopback, err)
+	}
+	hl := SandboxConfig{NAT: NATConfig{HostLoopback: true}}
+	if n, err := hl.natNIC(); hl.validateNAT() != nil || err != nil || !n.HostLoopback {
+		t.Errorf("natNIC with host loopback: %+v, %v", n, err)
 	}
 	dns := SandboxConfig{NAT: NATConfig{DNS: []netip.Addr{netip.MustParseAddr("192.0.2.53")}}}
 	if err := dns.validateNAT(); err != nil {

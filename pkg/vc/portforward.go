@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/procnet"
 )
 
 const (
@@ -152,4 +154,65 @@ func (c *PortConn) Close() error {
 		}
 	})
 	return err
+}
+
+// GuestListeners is the guest's listeners as Sandbox.ShareLoopback
+// returns them.
+type GuestListeners struct {
+	// Generation numbers the set; it grows when the set changes.
+	Generation uint64
+	// Listeners are the TCP sockets listening and the unconnected UDP
+	// sockets on the guest's loopback or wildcard addresses.
+	Listeners []procnet.Listener
+	// Refused are the host's ports the guest could not serve on its own
+	// 127.0.0.1 (a socket of the guest holds them), as tcp/PORT.
+	Refused []string
+}
+
+// ShareLoopback shares the guest's loopback with the host's, as a
+// container without a network namespace shares the host's with runc. It
+// returns the guest's listeners once their generation is after seen (0
+// the first time), or after wait with the current ones. The caller serves
+// each TCP port on the host's 127.0.0.1 (through DialPort) and calls
+// again with the generation it served: output that the guest's processes
+// write after a listener appeared waits for that call (at most a few
+// seconds), so that a client told the port by that output finds it open
+// on the host.
+//
+// With NAT.HostLoopback, host lists the host's loopback listeners: the
+// guest serves their ports on its own 127.0.0.1 and relays to the host's
+// (through NATGateway). Without it, host is ignored.
+func (s *Sandbox) ShareLoopback(ctx context.Context, seen uint64, wait time.Duration, host []procnet.Listener) (GuestListeners, error) {
+	s.mu.Lock()
+	err := s.running()
+	client := s.client
+	hostLoopback := s.status.Config.NAT.HostLoopback
+	s.mu.Unlock()
+	if err != nil {
+		return GuestListeners{}, err
+	}
+	req := &pb.ShareLoopbackRequest{Seen: seen, WaitMs: uint32(wait.Milliseconds())}
+	if hostLoopback {
+		req.Host = NATGateway.String()
+		for _, l := range host {
+			if l.Protocol == procnet.UDP {
+				req.HostUdp = append(req.HostUdp, uint32(l.Port))
+			} else {
+				req.HostTcp = append(req.HostTcp, uint32(l.Port))
+			}
+		}
+	}
+	resp, err := pb.NewPortForwardClient(client).ShareLoopback(ctx, req)
+	if err != nil {
+		return GuestListeners{}, fmt.Errorf("sandbox %s: share loopback: %w", s.id, err)
+	}
+	out := GuestListeners{Generation: resp.GetGeneration(), Refused: resp.GetRefused()}
+	for _, l := range resp.GetListeners() {
+		a, err := netip.ParseAddr(l.GetAddress())
+		if err != nil || l.GetPort() == 0 || l.GetPort() > 65535 {
+			return GuestListeners{}, fmt.Errorf("sandbox %s: share loopback: agent's listener %s/%s:%d: not an address and port", s.id, l.GetProtocol(), l.GetAddress(), l.GetPort())
+		}
+		out.Listeners = append(out.Listeners, procnet.Listener{Protocol: l.GetProtocol(), Addr: a, Port: uint16(l.GetPort())})
+	}
+	return out, nil
 }

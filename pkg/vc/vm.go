@@ -53,10 +53,10 @@ func startVM(ctx context.Context, dir string, cfg SandboxConfig, nics []hypervis
 			return vmStart{}, fmt.Errorf("factory %s: network namespace %s has %d links, more than the template's %d free slots for NICs: %w (%w)",
 				f.dir, cfg.NetNS, len(nics), factoryHotplugSlots, ErrTemplateMismatch, errdefs.ErrFailedPrecondition)
 		}
-		// A cached VM's NAT forwards no ports and sends DNS to the
-		// host's resolver: a sandbox publishing ports or naming
-		// resolvers starts its own.
-		if len(cfg.NAT.Publish) == 0 && len(cfg.NAT.DNS) == 0 {
+		// A cached VM's NAT forwards no ports, sends DNS to the
+		// host's resolver and does not reach the host's loopback: a
+		// sandbox asking otherwise starts its own.
+		if len(cfg.NAT.Publish) == 0 && len(cfg.NAT.DNS) == 0 && !cfg.NAT.HostLoopback {
 			vm, vmDir, err := takeCachedVM(ctx, f.dir, cfg.ID, log)
 			if err == nil {
 				if err := hotplugNICs(ctx, vm, nics); err != nil {

@@ -70,10 +70,6 @@ type profile struct {
 	// the shim to activate; otherwise as a mounted-ready overlay of a
 	// directory, as the overlayfs snapshotter gives it.
 	formatMounts bool
-	// hostAddr is an address of the host that a container with no
-	// network configuration reaches: the outbound tests' servers listen
-	// on it.
-	hostAddr string
 	// skip names tests ("Suite/Test") not applicable to this shim, and why.
 	skip map[string]string
 	// after runs once the profile's tests are done (leak checks).
@@ -107,7 +103,7 @@ func rootfsImages(t *testing.T) *images {
 }
 
 // testbinCommands are the names testbin answers to, linked in /bin.
-var testbinCommands = []string{"forever", "exit", "echo", "cat", "date", "tickexit", "burstexit", "memhog", "ls", "crc32c", "nc"}
+var testbinCommands = []string{"forever", "exit", "echo", "cat", "date", "tickexit", "burstexit", "memhog", "ls", "crc32c", "nc", "looptest"}
 
 func (im *images) build() error {
 	dir, err := os.MkdirTemp("", "shimtest-images-")

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,10 +64,89 @@ func TestShim(t *testing.T) {
 		runSuites(t, p)
 	})
 	t.Run("vc", func(t *testing.T) {
-		p := vcProfile(t)
+		p := vcProfile(t, true)
 		runSuites(t, p)
 		p.after(t)
 	})
+}
+
+// TestHostLoopbackOff: without host_loopback (the default), a container
+// without a network namespace reaches no server of the host's loopback:
+// not at its own 127.0.0.1, and not at the NAT's gateway, which
+// QEMU's libslirp maps to the host's loopback. The host sees no
+// connection. A listener of the container's is served on the host's
+// 127.0.0.1 all the same.
+func TestHostLoopbackOff(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the shim mounts root filesystems and makes containers")
+	}
+	if testing.Short() {
+		t.Skip("boots a VM under TCG: not in -short")
+	}
+	p := vcProfile(t, false)
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	conns := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+		}
+	}()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	tk := newTask(t, p, []string{"/bin/forever"})
+	out := newOutput(t, tk.bundle, "stdout")
+	errOut := newOutput(t, tk.bundle, "stderr")
+	tk.createStart("", out.path, errOut.path)
+	for i, host := range []string{"127.0.0.1", vc.NATGateway.String()} {
+		code, got := tk.exec(fmt.Sprintf("nc%d", i), "/bin/nc", host, port)
+		if code == 0 {
+			t.Errorf("nc %s %s in the container: exit 0 (%q), want a refused connection", host, port, got)
+		}
+	}
+	select {
+	case c := <-conns:
+		t.Errorf("the host's 127.0.0.1:%s accepted a connection from %s", port, c.RemoteAddr())
+		c.Close()
+	default:
+	}
+
+	// Inbound does not need the option. A listener that says nothing:
+	// the time from its exec's start to the host's first connection is
+	// the agent's detection (its poll) plus nc's start and one agent
+	// call.
+	free, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inPort := strconv.Itoa(free.Addr().(*net.TCPAddr).Port)
+	free.Close()
+	dir := t.TempDir()
+	ncOut := newOutput(t, dir, "stdout")
+	ncErr := newOutput(t, dir, "stderr")
+	tk.execStart("listen", "", ncOut.path, ncErr.path, "/bin/nc", "-l", inPort)
+	started := time.Now()
+	var c net.Conn
+	for c == nil {
+		if c, err = net.Dial("tcp4", "127.0.0.1:"+inPort); err != nil && time.Since(started) > 15*time.Second {
+			t.Fatalf("the container's listener on port %s is not served on the host's 127.0.0.1 after 15 s: %v", inPort, err)
+		}
+		if c == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	t.Logf("the container's listener served on the host's 127.0.0.1 %v after its exec started", time.Since(started).Round(time.Millisecond))
+	io.WriteString(c, "inbound-ok\n")
+	c.Close()
+	ncOut.waitFor(t, "inbound-ok", 10*time.Second)
+	tk.stop()
+	p.after(t)
 }
 
 // runcProfile is containerd's runc shim v2.3.1 with runc v1.4.3, as
@@ -80,9 +162,8 @@ func runcProfile(t *testing.T) *profile {
 		t.Skipf("no runc in %s (make containerd installs it): %v", testBinDir(), err)
 	}
 	return &profile{
-		name:     "runc",
-		bin:      bin,
-		hostAddr: "127.0.0.1", // the host's network namespace
+		name: "runc",
+		bin:  bin,
 		skip: map[string]string{
 			"Layers/HundredLayers": "runc's shim mounts its rootfs with mount.All, which refuses the mount manager's formats: containerd activates them for it",
 		},
@@ -94,7 +175,7 @@ func runcProfile(t *testing.T) *profile {
 // as the mount manager's formats (an ext4 scratch image, erofs layers,
 // format/mkdir/overlay), which the shim activates, as nerdbox's profile of
 // containerd/shimtest does.
-func vcProfile(t *testing.T) *profile {
+func vcProfile(t *testing.T, hostLoopback bool) *profile {
 	agent := testutil.AgentBinary(t)
 	shim, err := testutil.Build("containerd-shim-vc-v2", "./cmd/containerd-shim-vc-v2", []string{"CGO_ENABLED=0"}, "-tags", "grpcnotrace")
 	if err != nil {
@@ -109,8 +190,11 @@ func vcProfile(t *testing.T) *profile {
 	// Short: QEMU's sockets live in <state root>/<sandbox id>/vm.
 	stateRoot := "/run/vc-st/" + randomHex()
 	cfg := filepath.Join(t.TempDir(), "vc-shim.toml")
-	toml := fmt.Sprintf("state_root = %q\ndata_root = %q\nkernel = %q\ninitrd = %q\naccel = \"tcg\"\nstop_timeout = \"5s\"\n",
-		stateRoot, dataRoot(), img.Kernel, img.Initrd)
+	// host_loopback: the Net suite's servers listen on the host's
+	// 127.0.0.1, which a container without a network namespace reaches
+	// only with it (off by default, docs/containerd.md).
+	toml := fmt.Sprintf("state_root = %q\ndata_root = %q\nkernel = %q\ninitrd = %q\naccel = \"tcg\"\nstop_timeout = \"5s\"\nhost_loopback = %v\n",
+		stateRoot, dataRoot(), img.Kernel, img.Initrd, hostLoopback)
 	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -129,10 +213,6 @@ func vcProfile(t *testing.T) *profile {
 		bin:          shim,
 		env:          []string{"VC_SHIM_CONFIG=" + cfg},
 		formatMounts: true,
-		// The user-mode NAT of a sandbox with no network namespace
-		// reaches the host's addresses but not its loopback: the
-		// servers listen on an address of a test veth.
-		hostAddr: testutil.OutsideAddr(t).String(),
 		after: func(t *testing.T) {
 			var left []string
 			ents, _ := os.ReadDir(stateRoot)

@@ -49,6 +49,8 @@ var suites = []struct {
 		"OutboundTCP", testOutboundTCP,
 		"OutboundUDP", testOutboundUDP,
 		"DNSResolve", testDNSResolve,
+		"InboundTCPListen", testInboundTCPListen,
+		"LoopbackWithinContainer", testLoopbackWithinContainer,
 	)},
 	{"Layers", tests("HundredLayers", testHundredLayers)},
 }
@@ -442,9 +444,10 @@ func testOOM(t *testing.T, p *profile) {
 }
 
 // testOutboundTCP: a container with no network configuration reaches a
-// TCP server of the host.
+// TCP server of the host's 127.0.0.1, as a process of the host's network
+// does.
 func testOutboundTCP(t *testing.T, p *profile) {
-	l, err := net.Listen("tcp", net.JoinHostPort(p.hostAddr, "0"))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +472,7 @@ func testOutboundTCP(t *testing.T, p *profile) {
 		_, err = fmt.Fprintf(c, "%s\n", token)
 		served <- err
 	}()
-	runNC(t, p, token+"\n", token, "/bin/nc", p.hostAddr, port)
+	runNC(t, p, token+"\n", token, "/bin/nc", "127.0.0.1", port)
 	select {
 	case err := <-served:
 		if err != nil {
@@ -507,9 +510,9 @@ func runNC(t *testing.T, p *profile, send, want string, args ...string) {
 }
 
 // testOutboundUDP: a container with no network configuration exchanges a
-// datagram with the host.
+// datagram with a server of the host's 127.0.0.1.
 func testOutboundUDP(t *testing.T, p *profile) {
-	pc, err := net.ListenPacket("udp", net.JoinHostPort(p.hostAddr, "0"))
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +535,7 @@ func testOutboundUDP(t *testing.T, p *profile) {
 		_, err = pc.WriteTo([]byte(token), from)
 		served <- err
 	}()
-	runNC(t, p, token, token, "/bin/nc", "-u", p.hostAddr, port)
+	runNC(t, p, token, token, "/bin/nc", "-u", "127.0.0.1", port)
 	if err := <-served; err != nil {
 		t.Fatal(err)
 	}
@@ -541,6 +544,89 @@ func testOutboundUDP(t *testing.T, p *profile) {
 // testDNSResolve resolves a public name: it needs the internet.
 func testDNSResolve(t *testing.T, p *profile) {
 	t.Skip("DNSResolve resolves example.com through the host's resolver: this machine has no internet access")
+}
+
+// testInboundTCPListen: a container with no network configuration listens
+// on a port of its choosing (nc -v -l 0, which says which on stderr
+// before it accepts); the host connects to 127.0.0.1:PORT at once, as
+// soon as it reads the port, and what it sends reaches the container
+// (its stdout). A refused connection fails: inbound is part of the
+// default network's contract.
+func testInboundTCPListen(t *testing.T, p *profile) {
+	tk := newTask(t, p, []string{"/bin/nc", "-v", "-l", "0"})
+	inPath, in := newInput(t, tk.bundle, "stdin")
+	out := newOutput(t, tk.bundle, "stdout")
+	errOut := newOutput(t, tk.bundle, "stderr")
+	tk.createStart(inPath, out.path, errOut.path)
+	port := listeningPort(t, errOut, 15*time.Second)
+	const token = "network-suite-inbound-ok"
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", port), 15*time.Second)
+	if err != nil {
+		t.Fatalf("the host cannot connect to the container's listener at 127.0.0.1:%s: %v (inbound is part of the default network's contract)", port, err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "%s\n", token); err != nil {
+		t.Fatal("send:", err)
+	}
+	out.waitFor(t, token, 10*time.Second)
+	c.Close()
+	in.Close()
+	if _, err := tk.tc.CloseIO(tk.ctx, &taskAPI.CloseIORequest{ID: tk.id, Stdin: true}); err != nil {
+		t.Fatal("close stdin:", err)
+	}
+	w, err := tk.tc.Wait(tk.ctx, &taskAPI.WaitRequest{ID: tk.id})
+	if err != nil {
+		t.Fatal("wait:", err)
+	}
+	out.waitClosed(t, 10*time.Second)
+	if w.GetExitStatus() != 0 {
+		t.Fatalf("nc -l: exit %d, stdout %q, stderr %q", w.GetExitStatus(), out.String(), errOut.String())
+	}
+	tk.tc.Delete(tk.ctx, &taskAPI.DeleteRequest{ID: tk.id})
+	tk.shutdown()
+}
+
+// listeningPort waits for nc -v's "Listening on ADDR PORT" line.
+func listeningPort(t *testing.T, errOut *output, d time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		s := errOut.String()
+		if end := strings.LastIndexByte(s, '\n'); end >= 0 {
+			for _, line := range strings.Split(s[:end], "\n") {
+				if f := strings.Fields(line); len(f) == 4 && strings.HasPrefix(line, "Listening on ") {
+					if _, err := strconv.Atoi(f[3]); err != nil {
+						t.Fatalf("nc -v: port %q is not a number", f[3])
+					}
+					return f[3]
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"Listening on\" line from nc -v after %v: stderr %q", d, s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testLoopbackWithinContainer: a container with no network configuration
+// reaches its own listener on 127.0.0.1.
+func testLoopbackWithinContainer(t *testing.T, p *profile) {
+	const token = "network-suite-loopback-ok"
+	tk := newTask(t, p, []string{"/bin/looptest", token})
+	out := newOutput(t, tk.bundle, "stdout")
+	errOut := newOutput(t, tk.bundle, "stderr")
+	tk.createStart("", out.path, errOut.path)
+	w, err := tk.tc.Wait(tk.ctx, &taskAPI.WaitRequest{ID: tk.id})
+	if err != nil {
+		t.Fatal("wait:", err)
+	}
+	out.waitClosed(t, 10*time.Second)
+	if w.GetExitStatus() != 0 || !strings.Contains(out.String(), token) {
+		t.Fatalf("looptest: exit %d, stdout %q, stderr %q", w.GetExitStatus(), out.String(), errOut.String())
+	}
+	tk.tc.Delete(tk.ctx, &taskAPI.DeleteRequest{ID: tk.id})
+	tk.shutdown()
 }
 
 // testHundredLayers: 100 erofs layers (files added, overlayfs whiteouts)

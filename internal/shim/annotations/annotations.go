@@ -105,6 +105,11 @@ const (
 	// guards hostPort likewise), and annotations come from whoever writes
 	// the pod or container spec.
 	AnnotationPublish = AnnotationPrefix + "publish"
+	// AnnotationHostLoopback (true/false) lets the sandbox's NAT reach
+	// the host's loopback (the configuration's host_loopback); allowed
+	// only by the allowlist, as it opens every service of the host's
+	// 127.0.0.1 to the guest.
+	AnnotationHostLoopback = AnnotationPrefix + "host_loopback"
 )
 
 // knownAnnotations are the keys under AnnotationPrefix.
@@ -112,6 +117,7 @@ var knownAnnotations = map[string]bool{
 	AnnotationCPUs: true, AnnotationMemoryMiB: true, AnnotationKernelParams: true,
 	AnnotationAccel: true, AnnotationDebug: true, AnnotationKernel: true,
 	AnnotationInitrd: true, AnnotationSharedPidNS: true, AnnotationPublish: true,
+	AnnotationHostLoopback: true,
 }
 
 // KnownAnnotations lists the sandbox annotations, sorted.
@@ -137,7 +143,8 @@ type SandboxOverrides struct {
 	SharedPidNS  *bool
 	// Publish is the raw publish list, checked only for control
 	// characters here: pkg/vc parses it (pkg/vc imports this package).
-	Publish *string
+	Publish      *string
+	HostLoopback *bool
 }
 
 // CheckAllowlist validates a configuration's list of annotations that may
@@ -215,15 +222,18 @@ func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (S
 			}
 			a := v
 			o.Accel = &a
-		case AnnotationDebug, AnnotationSharedPidNS:
+		case AnnotationDebug, AnnotationSharedPidNS, AnnotationHostLoopback:
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				return o, bad("want true or false")
 			}
-			if k == AnnotationDebug {
+			switch k {
+			case AnnotationDebug:
 				o.Debug = &b
-			} else {
+			case AnnotationSharedPidNS:
 				o.SharedPidNS = &b
+			default:
+				o.HostLoopback = &b
 			}
 		case AnnotationPublish:
 			if strings.ContainsAny(v, "\x00\n") {

@@ -52,6 +52,12 @@ func TestPasstArgs(t *testing.T) {
 	if got := strings.Join(passtArgs(n, "/s", false), " "); strings.Contains(got, "--runas") {
 		t.Errorf("not root: got %s, want no --runas", got)
 	}
+	// Only HostLoopback lets the gateway reach the host's loopback.
+	hl := *n
+	hl.HostLoopback = true
+	if got := strings.Join(passtArgs(&hl, "/s", false), " "); strings.Contains(got, "--no-map-gw") {
+		t.Errorf("host loopback: got %s, want no --no-map-gw", got)
+	}
 
 	// Resolvers named: still no --dns (passt would forward nowhere);
 	// they are passt's /etc/resolv.conf, in order.

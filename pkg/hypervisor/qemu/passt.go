@@ -25,7 +25,7 @@ import (
 // host's loopback, so a guest reached every service on the host's
 // 127.0.0.1 at 10.0.2.2, and QEMU 7.2 cannot turn that off. passt runs
 // with --no-map-gw: the gateway is not the host, and no guest address
-// reaches the host's loopback. QEMU connects to passt's unix socket
+// reaches the host's loopback (unless the NIC asks for HostLoopback). QEMU connects to passt's unix socket
 // (-netdev stream); passt serves that one client (--one-off) and ends when
 // QEMU closes it, i.e. when QEMU ends.
 const (
@@ -51,9 +51,11 @@ type passtProc struct {
 
 // passtArgs renders n as passt's arguments, serving sock.
 func passtArgs(n *hypervisor.NATNIC, sock string, asRoot bool) []string {
-	args := []string{
-		"--foreground", "--stderr", "--quiet", "--one-off",
-		"--ipv4-only", "--no-map-gw",
+	args := []string{"--foreground", "--stderr", "--quiet", "--one-off", "--ipv4-only"}
+	if !n.HostLoopback {
+		args = append(args, "--no-map-gw")
+	}
+	args = append(args,
 		"--socket", sock,
 		"--address", n.GuestAddr.String(),
 		"--netmask", strconv.Itoa(n.Network.Bits()),
@@ -66,7 +68,7 @@ func passtArgs(n *hypervisor.NATNIC, sock string, asRoot bool) []string {
 		// resolv.conf and its forwarding target stays unset): with
 		// --dns 10.0.2.3 every query timed out.
 		"--dns-forward", n.DNS.String(),
-	}
+	)
 	if asRoot {
 		// passt would drop to nobody, who cannot create the socket in
 		// the root-only state directory. It still drops every

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -130,50 +131,83 @@ func run(name string, args []string) error {
 		fmt.Printf("%08x %d\n", h.Sum32(), n)
 	case "nc":
 		return nc(args)
+	case "looptest":
+		return looptest(args)
 	default:
 		return fmt.Errorf("unknown command")
 	}
 	return nil
 }
 
-// nc [-u] HOST PORT: TCP copies stdin to the connection (then closes its
-// write side) and the connection to stdout; UDP sends stdin as one
-// datagram and prints the one that answers.
+// nc [-v] -l PORT | nc -u HOST PORT | nc HOST PORT, as shimtest's:
+//   - -l listens on tcp4 0.0.0.0:PORT (0 for any), says "Listening on
+//     ADDR PORT" on stderr with -v, takes one connection and pipes it as
+//     TCP does;
+//   - TCP copies stdin to the connection (then closes its write side)
+//     and the connection to stdout;
+//   - -u sends stdin as one datagram from an unconnected socket
+//     (sendto, recvfrom: no connect(2) to lean on) and prints the one
+//     that answers.
 func nc(args []string) error {
-	udp := len(args) > 0 && args[0] == "-u"
-	if udp {
+	verbose := len(args) > 0 && args[0] == "-v"
+	if verbose {
 		args = args[1:]
 	}
-	if len(args) != 2 {
-		return fmt.Errorf("usage: nc [-u] HOST PORT")
-	}
-	addr := net.JoinHostPort(args[0], args[1])
-	if udp {
-		c, err := net.DialTimeout("udp", addr, 10*time.Second)
+	usage := fmt.Errorf("usage: nc [-v] -l PORT | nc [-u] HOST PORT")
+	switch {
+	case len(args) == 2 && args[0] == "-l":
+		ln, err := net.Listen("tcp4", net.JoinHostPort("0.0.0.0", args[1]))
 		if err != nil {
 			return err
 		}
-		defer c.Close()
+		if verbose {
+			a := ln.Addr().(*net.TCPAddr)
+			fmt.Fprintf(os.Stderr, "Listening on %s %d\n", a.IP, a.Port)
+		}
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return err
+		}
+		return pipe(c.(*net.TCPConn))
+	case len(args) == 3 && args[0] == "-u":
+		to, err := net.ResolveUDPAddr("udp", net.JoinHostPort(args[1], args[2]))
+		if err != nil {
+			return err
+		}
+		pc, err := net.ListenPacket("udp", ":0")
+		if err != nil {
+			return err
+		}
+		defer pc.Close()
 		msg, err := io.ReadAll(os.Stdin)
 		if err != nil {
 			return err
 		}
-		if _, err := c.Write(msg); err != nil {
+		if _, err := pc.WriteTo(msg, to); err != nil {
 			return err
 		}
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		pc.SetReadDeadline(time.Now().Add(10 * time.Second))
 		buf := make([]byte, 64<<10)
-		n, err := c.Read(buf)
+		n, _, err := pc.ReadFrom(buf)
 		if err != nil {
 			return err
 		}
 		_, err = os.Stdout.Write(buf[:n])
 		return err
+	case len(args) == 2:
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(args[0], args[1]), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		return pipe(c.(*net.TCPConn))
 	}
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return err
-	}
+	return usage
+}
+
+// pipe copies the connection to stdout and stdin to the connection, then
+// closes its write side, until both end.
+func pipe(c *net.TCPConn) error {
 	defer c.Close()
 	done := make(chan error, 1)
 	go func() {
@@ -183,6 +217,57 @@ func nc(args []string) error {
 	if _, err := io.Copy(c, os.Stdin); err != nil {
 		return err
 	}
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	return <-done
+}
+
+// looptest TOKEN: listens on a port of 127.0.0.1 (one of 20000-29999, not
+// the kernel's pick, as shimtest's), connects to it over 127.0.0.1 from
+// the same process, sends TOKEN, and prints what its server echoed.
+func looptest(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: looptest TOKEN")
+	}
+	var ln net.Listener
+	var err error
+	for i := 0; i < 20 && ln == nil; i++ {
+		ln, err = net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(10000))))
+	}
+	if ln == nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 4096)
+		n, err := c.Read(b)
+		if n == 0 {
+			served <- fmt.Errorf("server read: %w", err)
+			return
+		}
+		_, err = c.Write(b[:n])
+		served <- err
+	}()
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, args[0]); err != nil {
+		return err
+	}
+	b := make([]byte, 4096)
+	n, err := c.Read(b)
+	if string(b[:n]) != args[0] {
+		return fmt.Errorf("echo %q (%v), want %q", b[:n], err, args[0])
+	}
+	fmt.Println(string(b[:n]))
+	return <-served
 }
