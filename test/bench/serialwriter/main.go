@@ -1,7 +1,8 @@
 // Command serialwriter is the /init of the stdout benchmark's floor image:
 // it loads the image's kernel modules (if any), finds the virtio-serial port named
 // agent.channel.0 and writes vc_mib MiB of zeros to it (1 MiB writes),
-// then reads vc_mib MiB from it and answers one byte, then powers off.
+// then reads vc_mib MiB from it and answers one byte, again and again
+// until the host stops the VM.
 // The host reads and writes them raw on the port's socket: the channel's
 // own throughput each way, without ttRPC or the agent. Build it static
 // (CGO_ENABLED=0); guestimage.Build takes it as the agent.
@@ -76,20 +77,19 @@ func run() error {
 	}
 	defer f.Close()
 	buf := make([]byte, 1<<20)
-	for range mib {
-		if _, err := f.Write(buf); err != nil {
+	for {
+		for range mib {
+			if _, err := f.Write(buf); err != nil {
+				return fmt.Errorf("write %s: %w", dev, err)
+			}
+		}
+		for range mib {
+			if _, err := io.ReadFull(f, buf); err != nil {
+				return fmt.Errorf("read %s: %w", dev, err)
+			}
+		}
+		if _, err := f.Write([]byte{1}); err != nil {
 			return fmt.Errorf("write %s: %w", dev, err)
 		}
 	}
-	for range mib {
-		if _, err := io.ReadFull(f, buf); err != nil {
-			return fmt.Errorf("read %s: %w", dev, err)
-		}
-	}
-	if _, err := f.Write([]byte{1}); err != nil {
-		return fmt.Errorf("write %s: %w", dev, err)
-	}
-	// Let the host take the last bytes before the port goes away.
-	time.Sleep(500 * time.Millisecond)
-	return nil
 }
