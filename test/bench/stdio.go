@@ -93,6 +93,16 @@ func stdio() ([]row, error) {
 	// sensitive to the load of a shared machine than the wall clock.
 	var cpuLibOut, cpuLibIn, cpuRawOut, cpuRawIn, cpuPipe []float64
 	libPid := s.Status().VMPid
+	// The agent's memory before and after: what its buffers and its
+	// garbage collector's pace keep.
+	agentRSS := func() float64 {
+		m, err := s.Metrics(ctx)
+		if err != nil {
+			return 0
+		}
+		return metric(m, "vc_agent_process_resident_memory_bytes") / (1 << 20)
+	}
+	rssBefore := agentRSS()
 	mbps := func(d time.Duration) float64 { return stdioMiB / d.Seconds() }
 	for i := range stdioRounds {
 		var n countWriter
@@ -134,6 +144,7 @@ func stdio() ([]row, error) {
 		rawOut, rawIn = append(rawOut, out), append(rawIn, in)
 		cpuRawOut, cpuRawIn = append(cpuRawOut, cpuOut), append(cpuRawIn, cpuIn)
 	}
+	rssAfter := agentRSS()
 	note := fmt.Sprintf("higher is better; median of %d rounds, each the library then the raw port", stdioRounds)
 	return []row{
 		{figure: fmt.Sprintf("stdout of a process in the VM, %d MiB read by the library", stdioMiB), unit: "MiB/s", value: medianF(libOut), floor: medianF(rawOut),
@@ -144,6 +155,7 @@ func stdio() ([]row, error) {
 			floorName: "the same for raw bytes guest -> host", note: fmt.Sprintf("lower is better; user+system time of the VM's QEMU process over the transfer (10 ms ticks); the same dd into a pipe that cat empties, in the guest: %.3g ms", medianF(cpuPipe))},
 		{figure: "QEMU CPU per MiB of stdin through the library", unit: "ms", value: medianF(cpuLibIn), floor: medianF(cpuRawIn),
 			floorName: "the same for raw bytes host -> guest", note: "lower is better"},
+		{figure: "agent RSS after the transfers", unit: "MiB", value: rssAfter, note: fmt.Sprintf("before them (sandbox + 1 idle container): %.3g MiB; target 20 MiB", rssBefore)},
 	}, nil
 }
 
