@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -63,16 +62,6 @@ func main() {
 }
 
 func run() error {
-	// Fewer collections while output streams through: each MiB of a
-	// process's stdout allocates about 3 MiB in the agent (its buffer and
-	// ttRPC's two encodings of the reply), and with GOGC=100 the agent
-	// collected about once a MiB. make bench -only stdio, QEMU CPU per MiB
-	// of stdout under TCG: 33 ms with GOGC=100, 25-29 with 400. The soft
-	// limit keeps the heap small all the same.
-	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetGCPercent(400)
-		debug.SetMemoryLimit(48 << 20)
-	}
 	var (
 		unixPath   = flag.String("unix", "", "also listen on this unix socket")
 		vsockPort  = flag.Uint("vsock-port", 1024, "listen on this vsock port (0: off)")
