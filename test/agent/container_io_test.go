@@ -140,13 +140,13 @@ func TestStdinBlocked(t *testing.T) {
 	id := newID("stdinblock")
 	e.run(id, spec(testutil.BusyboxRootfs(t), "sleep", "1000"))
 	start := time.Now()
-	_, err := e.a.Svc.WriteStdin(e.ctx(500*time.Millisecond), &pb.WriteStreamRequest{ContainerId: id, Data: make([]byte, 1<<20)})
+	_, err := e.a.Svc.WriteStdin(e.ctx(500*time.Millisecond), &pb.WriteStreamRequest{ContainerId: id, Data: make([]byte, 2<<20)})
 	if !isTimeout(err) {
-		t.Fatalf("write of 1 MiB to a process that does not read: %v, want a timeout", err)
+		t.Fatalf("write of 2 MiB (more than its 1 MiB pipe) to a process that does not read: %v, want a timeout", err)
 	}
 	// The agent is not stuck: the next write times out too, and other
 	// calls answer.
-	_, err = e.a.Svc.WriteStdin(e.ctx(500*time.Millisecond), &pb.WriteStreamRequest{ContainerId: id, Data: make([]byte, 1<<20)})
+	_, err = e.a.Svc.WriteStdin(e.ctx(500*time.Millisecond), &pb.WriteStreamRequest{ContainerId: id, Data: make([]byte, 2<<20)})
 	if !isTimeout(err) {
 		t.Fatalf("second write: %v, want a timeout", err)
 	}

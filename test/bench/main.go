@@ -2,7 +2,7 @@
 // run on one machine, and prints them as a table with ratios. Figures, not
 // pass/fail: these machines are shared and noisy.
 //
-//	go run ./test/bench [-only NAME]
+//	go run ./test/bench [-only NAME] [-cpuprofile FILE]
 package main
 
 import (
@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -46,7 +47,19 @@ func main() {
 		return
 	}
 	only := flag.String("only", "", "run only benches whose name contains this")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benches (the host side: library, shim clients) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "figure\tvalue\tfloor\tratio\tfloor is\tnote")
 	failed := false
@@ -80,6 +93,7 @@ func main() {
 	}
 	w.Flush()
 	if failed {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }

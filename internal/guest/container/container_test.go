@@ -36,7 +36,8 @@ func TestStream(t *testing.T) {
 	}
 	s := newStream()
 	go s.fill(r)
-	data := strings.Repeat("z", streamLimit+3*maxCopyBuf)
+	// 19 bytes a period: a chunk out of place shows.
+	data := strings.Repeat("0123456789abcdefghi", 3*streamLimit/19)
 	go func() {
 		w.WriteString(data)
 		w.Close()
@@ -48,7 +49,7 @@ func TestStream(t *testing.T) {
 		n := len(s.buf)
 		s.mu.Unlock()
 		if n >= streamLimit {
-			if n > streamLimit+maxCopyBuf {
+			if n > streamLimit {
 				t.Fatalf("buffered %d bytes, limit %d", n, streamLimit)
 			}
 			break
@@ -60,8 +61,9 @@ func TestStream(t *testing.T) {
 	}
 	var got strings.Builder
 	ctx := context.Background()
-	for {
-		b, err := s.read(ctx, 7000)
+	for i := 0; ; i++ {
+		// Parts and wholes of what is buffered.
+		b, err := s.read(ctx, []int{7000, streamLimit}[i%2])
 		if errors.Is(err, ErrEOF) {
 			break
 		}
@@ -85,8 +87,23 @@ func TestStream(t *testing.T) {
 	}
 	// A reader whose context is done takes nothing, though there is output:
 	// its caller may be gone.
-	if !s2.put([]byte("kept")) {
-		t.Fatal("put on an open stream")
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	go s2.fill(r2)
+	w2.WriteString("kept")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		s2.mu.Lock()
+		n := len(s2.buf)
+		s2.mu.Unlock()
+		if n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes of 4 buffered", n)
+		}
 	}
 	if b, err := s2.read(cctx, 10); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("read with a done context: %q, %v", b, err)

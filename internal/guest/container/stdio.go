@@ -34,15 +34,15 @@ const (
 	// it stops reading the pipe, so a process writing faster than the
 	// host reads blocks, as it would on a pipe.
 	streamLimit = 1 << 20
-	// copyBuf is the size of the first read from a pipe or terminal; a
-	// read that fills it doubles it, up to maxCopyBuf. Quiet processes keep
-	// a small buffer; a fast writer gets large reads, and each ReadStdout
+	// firstBuf is the size of a stream's first buffer, which the pipe
+	// is read into; when a read fills the room it was given, the next
+	// buffer is twice as large, up to streamLimit. Quiet processes keep a
+	// small buffer; a fast writer gets large reads, and each ReadStdout
 	// then carries more (64 MiB of stdout under TCG, make bench: 10-14
 	// MiB/s with 32 KiB reads and a 64 KiB pipe, 27-28 MiB/s with reads
 	// growing to 256 KiB and a 1 MiB pipe).
-	copyBuf    = 16 << 10
-	maxCopyBuf = 256 << 10
-	// pipeSize is the capacity asked for a process's output pipes (best
+	firstBuf = 16 << 10
+	// pipeSize is the capacity asked for a process's pipes (best
 	// effort: the kernel may cap it at fs.pipe-max-size).
 	pipeSize = 1 << 20
 )
@@ -79,59 +79,57 @@ func (s *stream) notifyLocked() {
 	s.changed = make(chan struct{})
 }
 
-// fill copies src into the stream until src ends, then closes src. A
+// fill reads src into the stream until src ends, then closes src. A
 // terminal master reports EIO once the last slave is closed: that is the
 // end of the stream too.
+//
+// The pipe is read straight into the free end of buf's array, without
+// the lock: readers only take from buf's front (reslicing it forward,
+// never to another array), so the bytes read land where buf grows.
+// Readers take buffered output without copying it, and the array is
+// only replaced once its free end runs short.
 func (s *stream) fill(src *os.File) {
+	defer src.Close()
+	size := firstBuf
 	s.mu.Lock()
 	s.src = src
-	closed := s.eof
-	s.mu.Unlock()
-	defer src.Close()
-	if closed {
-		return
-	}
-	b := make([]byte, copyBuf)
-	for {
-		n, err := src.Read(b)
+	for !s.eof {
+		if len(s.buf) >= streamLimit {
+			ch := s.changed
+			s.mu.Unlock()
+			<-ch
+			s.mu.Lock()
+			continue
+		}
+		if room := cap(s.buf) - len(s.buf); room < size/4 {
+			b := make([]byte, len(s.buf), len(s.buf)+size)
+			copy(b, s.buf)
+			s.buf = b
+		}
+		free := s.buf[len(s.buf):cap(s.buf)]
+		free = free[:min(len(free), streamLimit-len(s.buf))]
+		s.mu.Unlock()
+		n, err := src.Read(free)
+		s.mu.Lock()
+		if s.eof { // closed meanwhile: what was read is dropped
+			break
+		}
 		if n > 0 {
-			if !s.put(b[:n]) {
-				return
+			s.buf = s.buf[:len(s.buf)+n]
+			if n == len(free) && size < streamLimit {
+				size *= 2
 			}
-			if n == len(b) && len(b) < maxCopyBuf {
-				b = make([]byte, 2*len(b))
-			}
+			s.notifyLocked()
 		}
 		if err != nil {
-			s.mu.Lock()
 			s.eof = true
 			if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.EIO) && !errors.Is(err, os.ErrClosed) {
 				s.err = err
 			}
 			s.notifyLocked()
-			s.mu.Unlock()
-			return
 		}
 	}
-}
-
-// put appends p, waiting while the buffer is full. It returns false if
-// the stream was closed meanwhile.
-func (s *stream) put(p []byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for len(s.buf) >= streamLimit && !s.eof {
-		ch := s.changed
-		s.mu.Unlock()
-		<-ch
-		s.mu.Lock()
-	}
-	if s.eof {
-		return false
-	}
-	s.buf = append(s.buf, p...)
-	s.notifyLocked()
-	return true
+	s.mu.Unlock()
 }
 
 // read returns up to n buffered bytes, waiting for some if there are
@@ -148,14 +146,15 @@ func (s *stream) read(ctx context.Context, n int) ([]byte, error) {
 		if len(s.buf) > 0 {
 			var out []byte
 			if n >= len(s.buf) {
-				// All of it: hand the buffer over rather than copy it
-				// (a copy costs on an emulated CPU).
-				out, s.buf = s.buf, nil
+				// All of it: hand the bytes over rather than copy them
+				// (a copy costs on an emulated CPU); fill goes on
+				// past them in the same array.
+				out = s.buf[:len(s.buf):len(s.buf)]
 			} else {
 				out = make([]byte, n)
 				copy(out, s.buf)
-				s.buf = s.buf[:copy(s.buf, s.buf[n:])]
 			}
+			s.buf = s.buf[len(out):]
 			s.notifyLocked()
 			return out, nil
 		}
@@ -243,8 +242,13 @@ func newPipes() (st *stdio, stdin, stdout, stderr *os.File, err error) {
 	// Room for a fast writer to run ahead of the agent: with the
 	// default 64 KiB every few writes wait for the agent to be scheduled
 	// (costly on a small guest), and each ReadStdout carries little.
-	for _, w := range []*os.File{outW, errW} {
-		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, pipeSize)
+	// Likewise for stdin, where one WriteStdin brings up to 1 MiB.
+	// Not through Fd(), which would put the agent's end of stdin in
+	// blocking mode, where a write no longer stops at its deadline.
+	for _, w := range []*os.File{inW, outW, errW} {
+		if rc, err := w.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+		}
 	}
 	st = &stdio{
 		stdin:           inW,

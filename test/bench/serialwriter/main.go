@@ -1,13 +1,16 @@
 // Command serialwriter is the /init of the stdout benchmark's floor image:
 // it loads the image's kernel modules (if any), finds the virtio-serial port named
 // agent.channel.0 and writes vc_mib MiB of zeros to it (1 MiB writes),
-// then powers off. The host reads them raw from the port's socket: the
-// channel's own throughput, without ttRPC or the agent. Build it static
+// then reads vc_mib MiB from it and answers one byte, again and again
+// until the host stops the VM.
+// The host reads and writes them raw on the port's socket: the channel's
+// own throughput each way, without ttRPC or the agent. Build it static
 // (CGO_ENABLED=0); guestimage.Build takes it as the agent.
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,18 +71,25 @@ func run() error {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	buf := make([]byte, 1<<20)
-	for range mib {
-		if _, err := f.Write(buf); err != nil {
+	for {
+		for range mib {
+			if _, err := f.Write(buf); err != nil {
+				return fmt.Errorf("write %s: %w", dev, err)
+			}
+		}
+		for range mib {
+			if _, err := io.ReadFull(f, buf); err != nil {
+				return fmt.Errorf("read %s: %w", dev, err)
+			}
+		}
+		if _, err := f.Write([]byte{1}); err != nil {
 			return fmt.Errorf("write %s: %w", dev, err)
 		}
 	}
-	// Let the host take the last bytes before the port goes away.
-	time.Sleep(500 * time.Millisecond)
-	return nil
 }
