@@ -60,7 +60,7 @@ stop containerd 15
 pids_matching() {
 	local p
 	for p in /proc/[0-9]*; do
-		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -Eq -- "$1" && echo "${p#/proc/}"
+		tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -Eq -- "$1" && echo "${p#/proc/}"
 	done
 }
 left=$(pids_matching "^[^ ]*containerd-shim[^ ]* .*-address $CTRD_SOCK( |$)|^[^ ]*qemu-system[^ ]* .*$VM_STATE/")
@@ -90,6 +90,9 @@ for root in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
 	[ -d "$root/kubepods" ] || [ -d "$root/kubepods.slice" ] || continue
 	find "$root"kubepods* -depth -type d -exec rmdir {} \; 2>/dev/null
 done
+
+# The kubelet makes it for its log links, whatever podLogsDir says.
+rmdir /var/log/containers 2>/dev/null
 
 if [ -n "${VC_KUBE_KEEP_LOGS:-}" ] && [ -d "$KUBE_DIR/log" ]; then
 	find "$KUBE_DIR" -mindepth 1 -maxdepth 1 ! -name log -exec rm -rf {} +

@@ -257,7 +257,7 @@ imgdir=$KUBE_DIR/images
 mkdir -p "$imgdir"
 (cd "$REPO" && "$GO" run ./hack/kubeimages "$imgdir") >"$imgdir/list"
 while read -r tarball; do
-	ctr -n k8s.io images import --platform "linux/$("$GO" env GOARCH)" "$tarball" >>"$LOG/images.log"
+	ctr -n k8s.io images import --platform "linux/$("$GO" env GOARCH)" "$tarball" >>"$LOG/images.log" 2>&1
 done <"$imgdir/list"
 
 # --- control plane ------------------------------------------------------------
@@ -334,6 +334,8 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
+# No iptables chains of the kubelet's on the host (KUBE-FIREWALL, canaries).
+makeIPTablesUtilChains: false
 EOF
 # The /proc/sys values protectKernelDefaults wants, bound over the real
 # entries in the kubelet's own mount namespace only.
