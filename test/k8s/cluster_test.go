@@ -172,7 +172,7 @@ func newNS(t *testing.T, name string) *ns {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		if out, err := c.kubectlErr(ctx, nil, "delete", "namespace", name, "--wait", "--timeout=170s"); err != nil {
+		if out, err := c.kubectlErr(ctx, nil, "delete", "namespace", name, "--ignore-not-found", "--wait", "--timeout=170s"); err != nil {
 			t.Errorf("delete namespace %s: %v: %s", name, err, out)
 		}
 	})
