@@ -72,6 +72,13 @@ fi
 
 # kube-proxy's iptables and nftables rules.
 [ -x "$KUBE_BIN/kube-proxy" ] && "$KUBE_BIN/kube-proxy" --cleanup >/dev/null 2>&1
+for ipt in iptables ip6tables; do
+	grep -qx "$ipt" "$KUBE_RUN/host-chains" 2>/dev/null && continue
+	"$ipt" -w -S KUBE-FIREWALL >/dev/null 2>&1 || continue
+	"$ipt" -w -D INPUT -j KUBE-FIREWALL 2>/dev/null
+	"$ipt" -w -D OUTPUT -j KUBE-FIREWALL 2>/dev/null
+	"$ipt" -w -F KUBE-FIREWALL && "$ipt" -w -X KUBE-FIREWALL
+done
 
 # Mounts below the directories, deepest first (volumes, rootfs overlays,
 # network namespaces, the kubelet's shared bind mount).

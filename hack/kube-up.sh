@@ -73,6 +73,11 @@ mkdir -p "$KUBE_DIR"/{pki,log,etcd,kubelet,pod-logs,volume-plugins,sysctl,cni,co
 chmod 0700 "$KUBE_DIR" "$KUBE_RUN"
 PKI=$KUBE_DIR/pki
 LOG=$KUBE_DIR/log
+# kube-proxy makes an (empty) filter chain KUBE-FIREWALL that its
+# --cleanup leaves: kube-down removes it unless the host had it before.
+for ipt in iptables ip6tables; do
+	"$ipt" -w -S KUBE-FIREWALL >/dev/null 2>&1 && echo "$ipt"
+done >"$KUBE_RUN/host-chains"
 
 # --- certificates ---------------------------------------------------------------
 log "certificates (openssl, P-256)"
