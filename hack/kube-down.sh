@@ -98,7 +98,10 @@ for root in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
 	find "$root"kubepods* -depth -type d -exec rmdir {} \; 2>/dev/null
 done
 
-# The kubelet makes it for its log links, whatever podLogsDir says.
+# The kubelet links its containers' logs there, whatever podLogsDir says.
+for l in /var/log/containers/*.log; do
+	[ -L "$l" ] && case $(readlink "$l") in "$KUBE_DIR"/*) rm -f "$l" ;; esac
+done
 rmdir /var/log/containers 2>/dev/null
 
 if [ -n "${VC_KUBE_KEEP_LOGS:-}" ] && [ -d "$KUBE_DIR/log" ]; then
