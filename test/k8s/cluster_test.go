@@ -55,8 +55,39 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "kube-down: %v\n%s", err, out)
 			code = 1
 		}
+		if left := hostLeftovers(); left != "" {
+			fmt.Fprintf(os.Stderr, "left on the host after kube-down: %s\n", left)
+			code = 1
+		}
 	}
 	os.Exit(code)
+}
+
+// hostLeftovers describes what of the cluster kube-down left on the host:
+// its directories, mounts, the CNI bridge, KUBE-* iptables chains, log
+// links.
+func hostLeftovers() string {
+	var out []string
+	for _, d := range []string{envOr("VC_KUBE_DIR", "/var/lib/vc-kube"), envOr("VC_KUBE_RUN", "/run/vc-kube")} {
+		if _, err := os.Stat(d); err == nil {
+			out = append(out, d)
+		}
+		if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), " "+d+"/") {
+			out = append(out, "mounts under "+d)
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/vckube0"); err == nil {
+		out = append(out, "link vckube0")
+	}
+	for _, ipt := range []string{"iptables-save", "ip6tables-save"} {
+		if b, err := exec.Command(ipt).Output(); err == nil && strings.Contains(string(b), "KUBE-") {
+			out = append(out, ipt+" has KUBE-* chains")
+		}
+	}
+	if links, _ := filepath.Glob("/var/log/containers/*"); len(links) > 0 {
+		out = append(out, fmt.Sprintf("%d links in /var/log/containers", len(links)))
+	}
+	return strings.Join(out, ", ")
 }
 
 func script(name string) string {
