@@ -189,6 +189,8 @@ func (v *VM) Capabilities() hypervisor.Capabilities {
 		NetHotplug:     hotplug,
 		FSHotplug:      false, // QMP has no fsdev_add
 		Pause:          true,
+		CPUHotplug:     v.cfg.MaxCPUs > v.cfg.FixedCPUs,
+		MemoryHotplug:  v.cfg.MaxMemoryMiB > v.cfg.FixedMemoryMiB,
 		SharedFS:       []hypervisor.FSKind{hypervisor.FS9P},
 		AgentTransport: transport,
 		Accel:          accel,
