@@ -377,6 +377,8 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		Accel:        cfg.Accel,
 		CPUs:         cfg.CPUs,
 		MemoryMiB:    cfg.MemoryMiB,
+		MaxCPUs:      cfg.MaxCPUs,
+		MaxMemoryMiB: cfg.MaxMemoryMiB,
 		Debug:        cfg.Debug,
 	}
 	if cfg.PodSizing {

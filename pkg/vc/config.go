@@ -125,7 +125,7 @@ func (c *HypervisorConfig) AddWorkload(cpus, memoryMiB uint32) {
 	w := c.Workload
 	w.CPUs += cpus
 	w.MemoryMiB += memoryMiB
-	size := workloadSize(w.BaseCPUs, w.BaseMemoryMiB, w.CPUs, w.MemoryMiB, uint32(runtime.NumCPU()))
+	size := workloadSize(w.BaseCPUs, w.BaseMemoryMiB, w.CPUs, w.MemoryMiB, cmp.Or(c.MaxCPUs, uint32(runtime.NumCPU())))
 	c.CPUs = size.CPUs
 	if w.MemoryMiB > 0 {
 		c.MemoryMiB = size.MemoryMiB
