@@ -32,13 +32,15 @@ type vmRecord struct {
 	CPUs         int      `json:"cpus"`
 	MemoryMiB    int      `json:"memory_mib"`
 	// The bounds of a resize; zero in a record of a VM that had none.
-	FixedCPUs      int                   `json:"fixed_cpus,omitempty"`
-	MaxCPUs        int                   `json:"max_cpus,omitempty"`
-	FixedMemoryMiB int                   `json:"fixed_memory_mib,omitempty"`
-	MaxMemoryMiB   int                   `json:"max_memory_mib,omitempty"`
-	Disks          []hypervisor.Disk     `json:"disks,omitempty"`
-	NICs           []nicRecord           `json:"nics,omitempty"`
-	SharedFS       []hypervisor.SharedFS `json:"shared_fs,omitempty"`
+	FixedCPUs      int `json:"fixed_cpus,omitempty"`
+	MaxCPUs        int `json:"max_cpus,omitempty"`
+	FixedMemoryMiB int `json:"fixed_memory_mib,omitempty"`
+	MaxMemoryMiB   int `json:"max_memory_mib,omitempty"`
+	// VCPUThreads counts the vCPUs QEMU started (qemuMaxCPUs).
+	VCPUThreads int                   `json:"vcpu_threads,omitempty"`
+	Disks       []hypervisor.Disk     `json:"disks,omitempty"`
+	NICs        []nicRecord           `json:"nics,omitempty"`
+	SharedFS    []hypervisor.SharedFS `json:"shared_fs,omitempty"`
 }
 
 type nicRecord struct {
@@ -71,6 +73,7 @@ func (v *VM) saveRecord() error {
 		MaxCPUs:        v.cfg.MaxCPUs,
 		FixedMemoryMiB: v.cfg.FixedMemoryMiB,
 		MaxMemoryMiB:   v.cfg.MaxMemoryMiB,
+		VCPUThreads:    v.vcpuThreads,
 		Disks:          v.cfg.Disks,
 		SharedFS:       v.cfg.SharedFS,
 	}
@@ -173,6 +176,8 @@ func Attach(ctx context.Context, stateDir string) (*VM, error) {
 		agentAddr: r.AgentAddress,
 		slots:     r.Slots,
 		proc:      proc,
+
+		vcpuThreads: r.VCPUThreads,
 
 		releaseWatch: release,
 	}

@@ -134,7 +134,7 @@ func TestCommandLine(t *testing.T) {
 		"-nodefaults -no-user-config -display none -no-reboot",
 		"-machine q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off",
 		"-accel tcg,thread=multi -cpu max",
-		"-smp 1,maxcpus=4,sockets=1,cores=4,threads=1 -m 256M,slots=6,maxmem=1024M",
+		"-smp 1,maxcpus=20,sockets=1,cores=20,threads=1 -m 256M,slots=6,maxmem=1024M", // TCG: room for vCPUs plugged again (qemuMaxCPUs)
 		"-kernel /k/vmlinuz -initrd /k/initrd",
 		"-append " + DefaultKernelParams + " vc.log=debug",
 		"-pidfile /run/vc/sb1/qemu.pid",
@@ -177,6 +177,8 @@ func TestCommandLineKVMVsockFirmware(t *testing.T) {
 	got := " " + strings.Join(args, " ") + " "
 	for _, want := range []string{
 		" -accel kvm -cpu host ",
+		" -smp 1,maxcpus=4,sockets=1,cores=4,threads=1 ",
+		" -device host-x86_64-cpu,id=cpu-0-1-0,core-id=1,socket-id=0,thread-id=0 ",
 		" -bios /usr/share/qemu/qboot.rom ",
 		" -device vhost-vsock-pci,id=vsock0,guest-cid=5,vhostfd=3 ",
 		" -netdev tap,id=netdev-eth0,fd=4,vhost=on ",

@@ -84,6 +84,9 @@ type VM struct {
 	cid       uint32
 	agentAddr string
 	slots     []string // root port i -> slot key of its device, "" free
+	// vcpuThreads counts the vCPUs QEMU started, those at boot and
+	// each one plugged since (qemuMaxCPUs).
+	vcpuThreads int
 
 	proc         *process
 	stopHow      string // how the last Stop ended the VM, for tests
@@ -261,6 +264,7 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	v.started = true
 	v.accel, v.transport, v.cid = plan.accel, plan.transport, plan.cid
 	v.slots = plan.slots
+	v.vcpuThreads = plan.cfg.CPUs
 	v.agentAddr = agentAddress(plan)
 	v.passt = passt
 	v.mu.Unlock()

@@ -58,17 +58,13 @@ func (q *QMP) DeviceAdd(ctx context.Context, args map[string]any) error {
 // error wrapping errdefs.ErrFailedPrecondition; QEMU keeps the device.
 func (q *QMP) DeviceDel(ctx context.Context, id string) error {
 	w := q.Subscribe(func(ev Event) bool {
-		switch ev.Name {
-		case "DEVICE_DELETED":
+		if ev.Name == "DEVICE_DELETED" {
 			var d struct {
 				Device string `json:"device"`
 			}
 			return json.Unmarshal(ev.Data, &d) == nil && d.Device == id
-		case "ACPI_DEVICE_OST":
-			ost, ok := parseOST(ev.Data)
-			return ok && ost.Device == id && ost.ejectFailed()
 		}
-		return false
+		return ejectRefused(ev, id)
 	})
 	defer w.Cancel()
 	if err := q.Execute(ctx, "device_del", map[string]any{"id": id}, nil); err != nil {
@@ -78,11 +74,26 @@ func (q *QMP) DeviceDel(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("qmp device_del %s: waiting for DEVICE_DELETED: %w", id, err)
 	}
-	if ev.Name == "ACPI_DEVICE_OST" {
-		ost, _ := parseOST(ev.Data)
-		return fmt.Errorf("qmp device_del %s: the guest refused to eject it (ACPI _OST status %#x): %w", id, ost.Status, errdefs.ErrFailedPrecondition)
+	return refusedErr(ev, id)
+}
+
+// ejectRefused tells whether ev is the guest refusing to eject device id.
+func ejectRefused(ev Event, id string) bool {
+	if ev.Name != "ACPI_DEVICE_OST" {
+		return false
 	}
-	return nil
+	ost, ok := parseOST(ev.Data)
+	return ok && ost.Device == id && ost.ejectFailed()
+}
+
+// refusedErr is the error of a device_del the guest refused (ev as
+// ejectRefused matched), nil for any other event.
+func refusedErr(ev Event, id string) error {
+	if ev.Name != "ACPI_DEVICE_OST" {
+		return nil
+	}
+	ost, _ := parseOST(ev.Data)
+	return fmt.Errorf("qmp device_del %s: the guest refused to eject it (ACPI _OST status %#x): %w", id, ost.Status, errdefs.ErrFailedPrecondition)
 }
 
 // acpiOST is the info of an ACPI_DEVICE_OST event: what the guest's ACPI
@@ -94,11 +105,13 @@ type acpiOST struct {
 	Status int    `json:"status"`
 }
 
-// ACPI _OST source and status codes (ACPI 6.x, 6.3.5).
+// ACPI _OST source and status codes (ACPI 6.x, 6.3.5): Linux answers an
+// eject request with "in progress", then with success or a failure
+// (0x82, busy, when it cannot take the memory or vCPU offline).
 const (
 	ostEjectRequest    = 3    // the source: an eject request notification
 	ostSuccess         = 0    // success
-	ostEjectInProgress = 0x80 // the eject goes on
+	ostEjectInProgress = 0x84 // the eject goes on
 )
 
 // ejectFailed tells whether the guest answered an eject request with a

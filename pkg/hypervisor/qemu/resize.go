@@ -2,7 +2,9 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -82,12 +84,15 @@ func (v *VM) SetCPUs(ctx context.Context, n int) error {
 	begin := time.Now()
 	switch have := len(present); {
 	case n > have:
+		if err := v.checkVCPUThreads(n - have); err != nil {
+			return err
+		}
 		var added []CPU
 		for _, p := range free[:n-have] {
 			c := CPU{ID: cpuDeviceID(p.Props), Driver: p.Type, Topology: p.Props}
-			if err := q.DeviceAdd(ctx, c.DeviceAddArgs()); err != nil {
+			if err := v.plugCPU(ctx, q, c); err != nil {
 				v.undoCPUs(ctx, q, added, false)
-				return fmt.Errorf("vm %s: add vCPU %s: %w", v.id, c.ID, err)
+				return err
 			}
 			added = append(added, c)
 		}
@@ -105,18 +110,82 @@ func (v *VM) SetCPUs(ctx context.Context, n int) error {
 		var removed []CPU
 		for i := len(removable) - 1; have-len(removed) > n; i-- {
 			c := removable[i]
-			uctx, cancel := withDefaultTimeout(ctx, unplugTimeout)
-			err := q.DeviceDel(uctx, c.ID)
-			cancel()
-			if err != nil {
+			if err := v.unplugCPU(ctx, q, c); err != nil {
 				v.undoCPUs(ctx, q, removed, true)
-				return fmt.Errorf("vm %s: remove vCPU %s: %w", v.id, c.ID, err)
+				return err
 			}
 			removed = append(removed, c)
 		}
 		v.log.Info("vCPUs unplugged", "from", have, "to", n, "took", time.Since(begin).Round(time.Millisecond))
 	}
 	return v.saveSize(ctx)
+}
+
+// checkVCPUThreads refuses to plug k vCPUs into a VM under TCG that has
+// started as many as QEMU can (qemuMaxCPUs), rather than let QEMU abort.
+// Another process may have plugged some (Attach): the record counts them.
+func (v *VM) checkVCPUThreads(k int) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.accel != hypervisor.AccelTCG {
+		return nil
+	}
+	var r vmRecord
+	if b, err := os.ReadFile(v.paths.Record); err == nil && json.Unmarshal(b, &r) == nil {
+		v.vcpuThreads = max(v.vcpuThreads, r.VCPUThreads)
+	}
+	if limit := qemuMaxCPUs(&v.cfg, v.accel); v.vcpuThreads+k > limit {
+		return fmt.Errorf("vm %s: plug %d vCPUs: QEMU under TCG starts at most %d vCPUs in a VM's life (a vCPU plugged again takes a new one) and this VM has started %d: %w",
+			v.id, k, limit, v.vcpuThreads, errdefs.ErrResourceExhausted)
+	}
+	return nil
+}
+
+func (v *VM) plugCPU(ctx context.Context, q *QMP, c CPU) error {
+	if err := q.DeviceAdd(ctx, c.DeviceAddArgs()); err != nil {
+		return fmt.Errorf("vm %s: add vCPU %s: %w", v.id, c.ID, err)
+	}
+	v.mu.Lock()
+	v.vcpuThreads++
+	v.mu.Unlock()
+	return nil
+}
+
+// unplugCPU removes a vCPU: the guest takes it offline and ejects it.
+// QEMU 7.2 sends DEVICE_DELETED for its lapic, not for the vCPU, so the
+// place of the topology is watched until it is free.
+func (v *VM) unplugCPU(ctx context.Context, q *QMP, c CPU) error {
+	ctx, cancel := withDefaultTimeout(ctx, unplugTimeout)
+	defer cancel()
+	w := q.Subscribe(func(ev Event) bool { return ejectRefused(ev, c.ID) })
+	defer w.Cancel()
+	if err := q.Execute(ctx, "device_del", map[string]any{"id": c.ID}, nil); err != nil {
+		return fmt.Errorf("vm %s: remove vCPU %s: %w", v.id, c.ID, err)
+	}
+	for {
+		wctx, wcancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		ev, err := w.Wait(wctx)
+		wcancel()
+		if err == nil {
+			return fmt.Errorf("vm %s: remove vCPU: %w", v.id, refusedErr(ev, c.ID))
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("vm %s: remove vCPU %s: waiting for the guest to eject it: %w", v.id, c.ID, ctx.Err())
+		}
+		places, err := q.QueryHotpluggableCPUs(ctx)
+		if err != nil {
+			return fmt.Errorf("vm %s: remove vCPU %s: %w", v.id, c.ID, err)
+		}
+		gone := true
+		for _, p := range places {
+			if p.QOMPath != "" && topologyKey(p.Props) == topologyKey(c.Topology) {
+				gone = false
+			}
+		}
+		if gone {
+			return nil
+		}
+	}
 }
 
 // undoCPUs puts back vCPUs a failed SetCPUs removed (plug), or removes
@@ -126,11 +195,11 @@ func (v *VM) undoCPUs(ctx context.Context, q *QMP, cpus []CPU, plug bool) {
 	for i := len(cpus) - 1; i >= 0; i-- {
 		var err error
 		if plug {
-			err = q.DeviceAdd(ctx, cpus[i].DeviceAddArgs())
+			if err = v.checkVCPUThreads(1); err == nil {
+				err = v.plugCPU(ctx, q, cpus[i])
+			}
 		} else {
-			uctx, cancel := context.WithTimeout(ctx, unplugTimeout)
-			err = q.DeviceDel(uctx, cpus[i].ID)
-			cancel()
+			err = v.unplugCPU(ctx, q, cpus[i])
 		}
 		if err != nil {
 			v.log.Warn("undo vCPU hotplug", "cpu", cpus[i].ID, "plug", plug, "err", err)

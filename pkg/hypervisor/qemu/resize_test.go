@@ -134,15 +134,19 @@ func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*VM, *fakeMac
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		ok(s, id)
+		// As Linux answers: in progress, then busy or done.
+		s.event("ACPI_DEVICE_OST", map[string]any{"info": map[string]any{"device": a.ID, "slot": "1", "slot-type": "DIMM", "source": 3, "status": 0x84}})
 		if a.ID == m.refuse {
-			s.event("ACPI_DEVICE_OST", map[string]any{"info": map[string]any{"device": a.ID, "slot": "1", "slot-type": "DIMM", "source": 3, "status": 0x80}})
 			s.event("ACPI_DEVICE_OST", map[string]any{"info": map[string]any{"device": a.ID, "slot": "1", "slot-type": "DIMM", "source": 3, "status": 0x82}})
 			return
 		}
-		delete(m.dimms, a.ID)
 		if i := slices.Index(m.cpus, a.ID); i >= 0 {
+			// QEMU 7.2 says DEVICE_DELETED of a vCPU's lapic only.
 			m.cpus[i] = ""
+			s.event("DEVICE_DELETED", map[string]any{"path": "/machine/peripheral/" + a.ID + "/lapic"})
+			return
 		}
+		delete(m.dimms, a.ID)
 		s.event("DEVICE_DELETED", map[string]any{"device": a.ID, "path": "/machine/peripheral/" + a.ID})
 	})
 	q := dialFake(t, s)
@@ -249,6 +253,24 @@ func TestSetCPUsUndo(t *testing.T) {
 	wantResizeErr(t, v.SetCPUs(t.Context(), 1), errdefs.ErrFailedPrecondition, "refused to eject")
 	if got := m.state(); !strings.Contains(got, `cpus ["boot" "cpu-0-1-0" "cpu-0-2-0" "cpu-0-3-0"]`) {
 		t.Fatalf("after a refused shrink: %s", got)
+	}
+}
+
+// Under TCG, QEMU starts a bounded number of vCPUs in a VM's life: a
+// plug beyond it is refused rather than let QEMU abort.
+func TestSetCPUsTCGBudget(t *testing.T) {
+	v, m, _ := fakeResizeVM(t, 1, 4, 256, 256)
+	v.accel = hypervisor.AccelTCG
+	v.vcpuThreads = 4 + tcgSpareCPUs - 1
+	wantResizeErr(t, v.SetCPUs(t.Context(), 3), errdefs.ErrResourceExhausted, "QEMU under TCG starts at most 20 vCPUs")
+	if got := m.state(); !strings.Contains(got, `cpus ["boot" "" "" ""]`) {
+		t.Fatalf("after a refused plug: %s", got)
+	}
+	if err := v.SetCPUs(t.Context(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if v.vcpuThreads != 4+tcgSpareCPUs {
+		t.Fatalf("vCPU threads %d", v.vcpuThreads)
 	}
 }
 
