@@ -123,6 +123,9 @@ type Capabilities struct {
 	// grow (Config.MaxCPUs, MaxMemoryMiB) or something to remove.
 	CPUHotplug    bool
 	MemoryHotplug bool
+	// CPUUnplug: a hotplugged vCPU can be taken out again (SetCPUs
+	// below the vCPUs plugged); without it they stay until the VM stops.
+	CPUUnplug bool
 	// SharedFS lists the shared file system kinds the backend supports.
 	SharedFS []FSKind
 	// AgentTransport is the transport this VM uses (or will use).
@@ -167,8 +170,10 @@ type Resizer interface {
 	// SetCPUs plugs or unplugs vCPUs until the VM has n. The guest
 	// must bring new ones online (the agent's OnlineCPUMem); it takes
 	// removed ones offline itself as it ejects them, and may refuse
-	// (errdefs.ErrFailedPrecondition). A failure puts back the vCPUs
-	// it had removed, or removes those it had added.
+	// (errdefs.ErrFailedPrecondition). Unplugging where
+	// Capabilities.CPUUnplug is false fails with ErrNotImplemented. A
+	// failure puts back the vCPUs it had removed, or removes those it
+	// had added.
 	SetCPUs(ctx context.Context, n int) error
 
 	// SetMemory plugs or unplugs memory until the VM has mib MiB,

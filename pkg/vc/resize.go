@@ -220,6 +220,10 @@ func (s *Sandbox) resize(ctx context.Context, next *ContainerStatus, growOnly bo
 	if growOnly {
 		want.CPUs, want.MemoryMiB = max(want.CPUs, have.CPUs), max(want.MemoryMiB, have.MemoryMiB)
 	}
+	if want.CPUs < have.CPUs && !caps.CPUUnplug {
+		s.log.Info("the VM keeps its vCPUs: they cannot be unplugged here (QEMU under TCG)", "container", next.ID, "cpus", have.CPUs, "needed", want.CPUs)
+		want.CPUs = have.CPUs
+	}
 	if max := s.status.Config.Hypervisor.maxMemoryMiB(); want.MemoryMiB > int(max) {
 		return fmt.Errorf("container %s: linux.resources.memory.limit: the sandbox's VM would need %d MiB, more than its hypervisor.max_memory_mib %d: %w",
 			next.ID, want.MemoryMiB, max, errdefs.ErrResourceExhausted)

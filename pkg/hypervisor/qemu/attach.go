@@ -73,7 +73,6 @@ func (v *VM) saveRecord() error {
 		MaxCPUs:        v.cfg.MaxCPUs,
 		FixedMemoryMiB: v.cfg.FixedMemoryMiB,
 		MaxMemoryMiB:   v.cfg.MaxMemoryMiB,
-		VCPUThreads:    v.vcpuThreads,
 		Disks:          v.cfg.Disks,
 		SharedFS:       v.cfg.SharedFS,
 	}
@@ -176,8 +175,6 @@ func Attach(ctx context.Context, stateDir string) (*VM, error) {
 		agentAddr: r.AgentAddress,
 		slots:     r.Slots,
 		proc:      proc,
-
-		vcpuThreads: r.VCPUThreads,
 
 		releaseWatch: release,
 	}

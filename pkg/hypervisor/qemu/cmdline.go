@@ -99,24 +99,6 @@ func cpuDriver(accel string) string {
 	return "max-x86_64-cpu"
 }
 
-// tcgSpareCPUs is the room QEMU gets beyond MaxCPUs under TCG: QEMU 7.2's
-// multi-threaded TCG has a translation context for each of -smp's
-// maxcpus, takes a new one for every vCPU thread it starts and never gives
-// one back, and aborts when none is left (tcg_register_thread), so a vCPU
-// unplugged and plugged again takes another. Under KVM an unplugged vCPU
-// is parked and taken again. (Single-threaded TCG aborts on the unplug
-// itself.)
-const tcgSpareCPUs = 16
-
-// qemuMaxCPUs is -smp's maxcpus: MaxCPUs, and under TCG room for vCPUs
-// plugged again (SetCPUs counts them, vcpuThreads).
-func qemuMaxCPUs(c *hypervisor.Config, accel string) int {
-	if c.MaxCPUs <= c.FixedCPUs || accel != hypervisor.AccelTCG {
-		return c.MaxCPUs
-	}
-	return min(c.MaxCPUs+tcgSpareCPUs, hypervisor.MaxVCPUs)
-}
-
 // memorySlots is the number of DIMM slots: one per memory step of room.
 func memorySlots(c *hypervisor.Config) int {
 	return (c.MaxMemoryMiB - c.FixedMemoryMiB) / hypervisor.MemoryStepMiB
@@ -226,8 +208,8 @@ func (p *launchPlan) commandLine() []string {
 	// are devices (devices()), as hotplugged ones are. One socket of
 	// MaxCPUs cores: vCPU i is core i.
 	smp := strconv.Itoa(c.FixedCPUs)
-	if m := qemuMaxCPUs(c, p.accel); m > c.FixedCPUs {
-		smp += ",maxcpus=" + strconv.Itoa(m) + ",sockets=1,cores=" + strconv.Itoa(m) + ",threads=1"
+	if c.MaxCPUs > c.FixedCPUs {
+		smp += ",maxcpus=" + strconv.Itoa(c.MaxCPUs) + ",sockets=1,cores=" + strconv.Itoa(c.MaxCPUs) + ",threads=1"
 	}
 	mem := strconv.Itoa(c.FixedMemoryMiB) + "M"
 	if c.MaxMemoryMiB > c.FixedMemoryMiB {

@@ -134,7 +134,7 @@ func TestCommandLine(t *testing.T) {
 		"-nodefaults -no-user-config -display none -no-reboot",
 		"-machine q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off",
 		"-accel tcg,thread=multi -cpu max",
-		"-smp 1,maxcpus=20,sockets=1,cores=20,threads=1 -m 256M,slots=6,maxmem=1024M", // TCG: room for vCPUs plugged again (qemuMaxCPUs)
+		"-smp 1,maxcpus=4,sockets=1,cores=4,threads=1 -m 256M,slots=6,maxmem=1024M",
 		"-kernel /k/vmlinuz -initrd /k/initrd",
 		"-append " + DefaultKernelParams + " vc.log=debug",
 		"-pidfile /run/vc/sb1/qemu.pid",

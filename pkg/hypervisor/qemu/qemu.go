@@ -84,9 +84,6 @@ type VM struct {
 	cid       uint32
 	agentAddr string
 	slots     []string // root port i -> slot key of its device, "" free
-	// vcpuThreads counts the vCPUs QEMU started, those at boot and
-	// each one plugged since (qemuMaxCPUs).
-	vcpuThreads int
 
 	proc         *process
 	stopHow      string // how the last Stop ended the VM, for tests
@@ -193,6 +190,7 @@ func (v *VM) Capabilities() hypervisor.Capabilities {
 		FSHotplug:      false, // QMP has no fsdev_add
 		Pause:          true,
 		CPUHotplug:     v.cfg.MaxCPUs > v.cfg.FixedCPUs,
+		CPUUnplug:      v.cfg.MaxCPUs > v.cfg.FixedCPUs && accel == hypervisor.AccelKVM,
 		MemoryHotplug:  v.cfg.MaxMemoryMiB > v.cfg.FixedMemoryMiB,
 		SharedFS:       []hypervisor.FSKind{hypervisor.FS9P},
 		AgentTransport: transport,
@@ -264,7 +262,6 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	v.started = true
 	v.accel, v.transport, v.cid = plan.accel, plan.transport, plan.cid
 	v.slots = plan.slots
-	v.vcpuThreads = plan.cfg.CPUs
 	v.agentAddr = agentAddress(plan)
 	v.passt = passt
 	v.mu.Unlock()
