@@ -63,10 +63,16 @@ func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) erro
 	if err != nil {
 		return fmt.Errorf("container %s: %w", cfg.ID, err)
 	}
+	s.mu.Lock()
 	reserved := s.status.Reserved
 	s.status.Reserved.CPUs -= min(cpus, reserved.CPUs)
 	s.status.Reserved.MemoryMiB -= min(mib, reserved.MemoryMiB)
-	cu.Add(func() { s.status.Reserved = reserved })
+	s.mu.Unlock()
+	cu.Add(func() {
+		s.mu.Lock()
+		s.status.Reserved = reserved
+		s.mu.Unlock()
+	})
 	st := ContainerStatus{ID: cfg.ID, SandboxID: s.id, State: StateCreated, Created: time.Now().UTC(), Config: cfg}
 	create := func() error {
 		if _, err := s.agent.CreateContainer(ctx, req); err != nil {

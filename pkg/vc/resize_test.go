@@ -50,6 +50,12 @@ func TestAddWorkloadBounds(t *testing.T) {
 	if h.CPUs != 1 || h.Workload.BaseCPUs != 1 || h.Workload.CPUs != 0 || h.Workload.MemoryMiB != 192 {
 		t.Fatalf("after SetSize: %d vCPUs, workload %+v", h.CPUs, h.Workload)
 	}
+	// vCPUs stay within max_cpus.
+	h = HypervisorConfig{CPUs: 1, MaxCPUs: 1}
+	h.AddWorkload(3, 0)
+	if h.CPUs != 1 || h.MemoryMiB != 0 || h.Workload.CPUs != 3 {
+		t.Fatalf("within max_cpus 1: %d vCPUs, %d MiB, workload %+v", h.CPUs, h.MemoryMiB, h.Workload)
+	}
 	// Without a workload the whole VM is fixed.
 	h = HypervisorConfig{CPUs: 1, MemoryMiB: 300, MaxCPUs: 1, MaxMemoryMiB: 812}
 	h.setResizeBounds(&hc)
