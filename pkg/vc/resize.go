@@ -200,12 +200,13 @@ func (s *Sandbox) resize(ctx context.Context, next *ContainerStatus, growOnly bo
 	rz, ok := vm.(hypervisor.Resizer)
 	caps := vm.Capabilities()
 	if !ok || !caps.CPUHotplug && !caps.MemoryHotplug {
-		// A VM of a factory's template: its size is the template's.
+		// A VM of a factory's template (its size is the template's),
+		// or one started before VMs had room to grow.
 		h := &s.status.Config.Hypervisor
 		if int(h.CPUs) >= want.CPUs && int(h.MemoryMiB) >= want.MemoryMiB {
 			return apply()
 		}
-		err := fmt.Errorf("container %s: the sandbox's VM (%d vCPUs, %d MiB) would need %d vCPUs and %d MiB, and cannot be resized (it started from a factory's template): %w",
+		err := fmt.Errorf("container %s: the sandbox's VM (%d vCPUs, %d MiB) would need %d vCPUs and %d MiB, and cannot be resized (a VM of a factory's template, or one started without room for hotplug): %w",
 			next.ID, h.CPUs, h.MemoryMiB, want.CPUs, want.MemoryMiB, errdefs.ErrNotImplemented)
 		if !growOnly {
 			return err
@@ -235,7 +236,9 @@ func (s *Sandbox) resize(ctx context.Context, next *ContainerStatus, growOnly bo
 		if err := s.setCPUs(ctx, rz, have.CPUs, want.CPUs); err != nil {
 			return err
 		}
-		cu.Add(func() { s.undoResize("vCPUs", rz.SetCPUs(context.WithoutCancel(ctx), have.CPUs)) })
+		if caps.CPUUnplug { // else they stay, as on any shrink
+			cu.Add(func() { s.undoResize("vCPUs", rz.SetCPUs(context.WithoutCancel(ctx), have.CPUs)) })
+		}
 	}
 	if want.MemoryMiB > have.MemoryMiB {
 		if err := s.setMemory(ctx, rz, have.MemoryMiB, want.MemoryMiB); err != nil {
