@@ -14,7 +14,7 @@ import (
 func init() {
 	register("update", command{
 		usage: "--resources FILE|- ID",
-		short: "update a container's resource constraints (in its VM; the VM's own size does not change)",
+		short: "update a container's resource constraints (its VM grows or shrinks to fit the limits)",
 		run:   updateCmd,
 	})
 }

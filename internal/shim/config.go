@@ -41,6 +41,8 @@ const DefaultStateRoot = "/run/vc/shim"
 //	accel = "auto"                  # auto, kvm or tcg
 //	cpus = 0                        # 0: pkg/hypervisor's default (1)
 //	memory_mib = 0                  # 0: pkg/hypervisor's default (256; at least 128)
+//	max_cpus = 0                    # a resize grows the VM up to this; 0: the host's CPUs
+//	max_memory_mib = 0              # 0: the host's memory (at most 32 GiB above the VM's own)
 //	kernel_params = []
 //	debug = false                   # agent debug log in the console log
 //	network_model = "tcfilter"      # tcfilter (tap + tc mirred) or macvtap
@@ -51,13 +53,18 @@ const DefaultStateRoot = "/run/vc/shim"
 //	stop_timeout = "10s"            # how long a VM gets to power off
 //	factory = ""                    # a factory's directory (vc factory init): VMs that fit start from its template
 type Config struct {
-	StateRoot    string   `toml:"state_root"`
-	DataRoot     string   `toml:"data_root"`
-	Kernel       string   `toml:"kernel"`
-	Initrd       string   `toml:"initrd"`
-	Accel        string   `toml:"accel"`
-	CPUs         uint32   `toml:"cpus"`
-	MemoryMiB    uint32   `toml:"memory_mib"`
+	StateRoot string `toml:"state_root"`
+	DataRoot  string `toml:"data_root"`
+	Kernel    string `toml:"kernel"`
+	Initrd    string `toml:"initrd"`
+	Accel     string `toml:"accel"`
+	CPUs      uint32 `toml:"cpus"`
+	MemoryMiB uint32 `toml:"memory_mib"`
+	// MaxCPUs and MaxMemoryMiB bound what a VM grows to when its
+	// containers' limits grow (an update, a container joining); pkg/vc
+	// HypervisorConfig's, validated there.
+	MaxCPUs      uint32   `toml:"max_cpus"`
+	MaxMemoryMiB uint32   `toml:"max_memory_mib"`
 	KernelParams []string `toml:"kernel_params"`
 	Debug        bool     `toml:"debug"`
 	NetworkModel string   `toml:"network_model"`

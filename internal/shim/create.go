@@ -379,6 +379,8 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		Accel:        cfg.Accel,
 		CPUs:         cfg.CPUs,
 		MemoryMiB:    cfg.MemoryMiB,
+		MaxCPUs:      cfg.MaxCPUs,
+		MaxMemoryMiB: cfg.MaxMemoryMiB,
 		Debug:        cfg.Debug,
 	}
 	if cfg.PodSizing {
@@ -386,11 +388,8 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 			return vc.SandboxConfig{}, err
 		}
 	}
-	if o.CPUs != nil {
-		hc.CPUs = *o.CPUs
-	}
-	if o.MemoryMiB != nil {
-		hc.MemoryMiB = *o.MemoryMiB
+	if o.CPUs != nil || o.MemoryMiB != nil {
+		hc.SetSize(o.CPUs, o.MemoryMiB)
 	}
 	if o.Accel != nil {
 		hc.Accel = *o.Accel

@@ -32,12 +32,23 @@ type Config struct {
 	Firmware string
 
 	// CPUs is the number of vCPUs at boot (default 1). MaxCPUs, when
-	// larger, reserves room for CPU hotplug.
+	// larger, reserves room for CPU hotplug (Resizer.SetCPUs).
 	CPUs    int
 	MaxCPUs int
 
-	// MemoryMiB is the guest memory (default 256).
-	MemoryMiB int
+	// MemoryMiB is the guest memory at boot (default 256).
+	// MaxMemoryMiB, when larger, reserves room for memory hotplug
+	// (Resizer.SetMemory), in steps of MemoryStepMiB: at most
+	// MaxMemorySteps of them.
+	MemoryMiB    int
+	MaxMemoryMiB int
+
+	// FixedCPUs and FixedMemoryMiB are the part of CPUs and MemoryMiB a
+	// resize can never take away (0: all of it). The rest is plugged at
+	// boot as the devices a hotplug adds, so that a resize can remove it
+	// as it removes hotplugged ones.
+	FixedCPUs      int
+	FixedMemoryMiB int
 
 	// Kernel is the guest kernel image (required). Initrd is the initial
 	// ram disk; without one, the root file system must come from a disk
@@ -112,6 +123,13 @@ const (
 	MinMemoryMiB = 128
 	// MaxVCPUs is the most vCPUs a VM may have.
 	MaxVCPUs = 64
+	// MemoryStepMiB is the unit of memory hotplug: a guest onlines and
+	// offlines memory in blocks of this size (x86_64's memory block),
+	// so memory beyond FixedMemoryMiB comes in whole steps.
+	MemoryStepMiB = 128
+	// MaxMemorySteps is the most memory steps a VM may have room for
+	// (QEMU's 256 DIMM slots).
+	MaxMemorySteps = 256
 )
 
 // CheckCPUs returns the vCPU count to use for n (0: DefaultCPUs), or an
@@ -139,6 +157,30 @@ func CheckMemoryMiB(field string, n uint64) (uint32, error) {
 		return 0, fmt.Errorf("%s %d: more than 1 TiB: %w", field, n, errdefs.ErrInvalidArgument)
 	}
 	return uint32(n), nil
+}
+
+// validateMemoryHotplug checks MaxMemoryMiB and FixedMemoryMiB against
+// MemoryMiB and fills in their defaults.
+func (c *Config) validateMemoryHotplug() error {
+	if c.FixedMemoryMiB == 0 {
+		c.FixedMemoryMiB = c.MemoryMiB
+	}
+	if c.MaxMemoryMiB == 0 {
+		c.MaxMemoryMiB = c.MemoryMiB
+	}
+	switch {
+	case c.FixedMemoryMiB < MinMemoryMiB || c.FixedMemoryMiB > c.MemoryMiB:
+		return fmt.Errorf("vm %s: fixed memory %d MiB: want %d to memory_mib %d: %w", c.ID, c.FixedMemoryMiB, MinMemoryMiB, c.MemoryMiB, errdefs.ErrInvalidArgument)
+	case (c.MemoryMiB-c.FixedMemoryMiB)%MemoryStepMiB != 0:
+		return fmt.Errorf("vm %s: memory_mib %d: the %d MiB above the fixed %d MiB are not whole %d MiB steps: %w", c.ID, c.MemoryMiB, c.MemoryMiB-c.FixedMemoryMiB, c.FixedMemoryMiB, MemoryStepMiB, errdefs.ErrInvalidArgument)
+	case c.MaxMemoryMiB < c.MemoryMiB:
+		return fmt.Errorf("vm %s: max memory %d MiB below memory_mib %d: %w", c.ID, c.MaxMemoryMiB, c.MemoryMiB, errdefs.ErrInvalidArgument)
+	case (c.MaxMemoryMiB-c.FixedMemoryMiB)/MemoryStepMiB > MaxMemorySteps:
+		return fmt.Errorf("vm %s: max memory %d MiB: more than %d steps of %d MiB above the fixed %d MiB: %w", c.ID, c.MaxMemoryMiB, MaxMemorySteps, MemoryStepMiB, c.FixedMemoryMiB, errdefs.ErrInvalidArgument)
+	}
+	// Room is whole steps.
+	c.MaxMemoryMiB -= (c.MaxMemoryMiB - c.FixedMemoryMiB) % MemoryStepMiB
+	return nil
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -170,6 +212,15 @@ func (c *Config) Validate() error {
 	if c.MaxCPUs < c.CPUs {
 		return fmt.Errorf("vm %s: max cpus %d below cpus %d: %w", c.ID, c.MaxCPUs, c.CPUs, errdefs.ErrInvalidArgument)
 	}
+	if c.MaxCPUs > MaxVCPUs {
+		return fmt.Errorf("vm %s: max cpus %d: more than %d vCPUs: %w", c.ID, c.MaxCPUs, MaxVCPUs, errdefs.ErrInvalidArgument)
+	}
+	if c.FixedCPUs == 0 {
+		c.FixedCPUs = c.CPUs
+	}
+	if c.FixedCPUs < 0 || c.FixedCPUs > c.CPUs {
+		return fmt.Errorf("vm %s: fixed cpus %d: want 1 to cpus %d: %w", c.ID, c.FixedCPUs, c.CPUs, errdefs.ErrInvalidArgument)
+	}
 	if c.MemoryMiB < 0 {
 		return fmt.Errorf("vm %s: %d MiB of memory: %w", c.ID, c.MemoryMiB, errdefs.ErrInvalidArgument)
 	}
@@ -178,6 +229,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	c.MemoryMiB = int(mem)
+	if err := c.validateMemoryHotplug(); err != nil {
+		return err
+	}
 	switch c.Accel {
 	case "":
 		c.Accel = AccelAuto

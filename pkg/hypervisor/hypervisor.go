@@ -119,6 +119,13 @@ type Capabilities struct {
 	FSHotplug    bool
 	// Pause and Resume work.
 	Pause bool
+	// CPUHotplug and MemoryHotplug: the VM is a Resizer with room to
+	// grow (Config.MaxCPUs, MaxMemoryMiB) or something to remove.
+	CPUHotplug    bool
+	MemoryHotplug bool
+	// CPUUnplug: a hotplugged vCPU can be taken out again (SetCPUs
+	// below the vCPUs plugged); without it they stay until the VM stops.
+	CPUUnplug bool
 	// SharedFS lists the shared file system kinds the backend supports.
 	SharedFS []FSKind
 	// AgentTransport is the transport this VM uses (or will use).
@@ -149,3 +156,37 @@ const (
 	// AgentVsockPort is the vsock port the agent listens on.
 	AgentVsockPort = 1024
 )
+
+// Resizer is a Hypervisor whose vCPUs and memory change while it runs
+// (Capabilities.CPUHotplug, MemoryHotplug), within Config.MaxCPUs and
+// MaxMemoryMiB and never below Config.FixedCPUs and FixedMemoryMiB.
+// Beyond those bounds, the methods fail with errdefs.ErrResourceExhausted
+// naming the bound, and change nothing. Callers serialise resizes (pkg/vc
+// holds the sandbox lock).
+type Resizer interface {
+	// Size is the VM's vCPUs and memory now (asked of the hypervisor).
+	Size(ctx context.Context) (Size, error)
+
+	// SetCPUs plugs or unplugs vCPUs until the VM has n. The guest
+	// must bring new ones online (the agent's OnlineCPUMem); it takes
+	// removed ones offline itself as it ejects them, and may refuse
+	// (errdefs.ErrFailedPrecondition). Unplugging where
+	// Capabilities.CPUUnplug is false fails with ErrNotImplemented. A
+	// failure puts back the vCPUs it had removed, or removes those it
+	// had added.
+	SetCPUs(ctx context.Context, n int) error
+
+	// SetMemory plugs or unplugs memory until the VM has mib MiB,
+	// which must be FixedMemoryMiB plus whole MemoryStepMiB steps.
+	// Added memory is onlined by the guest kernel (movable, so that
+	// it can go again); removing memory the guest cannot offline
+	// fails with errdefs.ErrFailedPrecondition. A failure undoes what
+	// it did, as SetCPUs does.
+	SetMemory(ctx context.Context, mib int) error
+}
+
+// Size is a VM's vCPUs and memory.
+type Size struct {
+	CPUs      int `json:"cpus"`
+	MemoryMiB int `json:"memory_mib"`
+}

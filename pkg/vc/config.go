@@ -1,6 +1,7 @@
 package vc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -31,6 +32,16 @@ type HypervisorConfig struct {
 	// CheckCPUs and CheckMemoryMiB bound them.
 	CPUs      uint32 `json:"cpus"`
 	MemoryMiB uint32 `json:"memory_mib"`
+	// MaxCPUs and MaxMemoryMiB bound what a running VM may grow to when
+	// its containers' limits grow (Container.Update, a container
+	// joining): vCPUs and memory are hotplugged up to them. Zero means
+	// the host's CPUs and the host's memory (or 32 GiB more than the
+	// VM's own, if that is less); more than the host has is an error.
+	MaxCPUs      uint32 `json:"max_cpus,omitempty"`
+	MaxMemoryMiB uint32 `json:"max_memory_mib,omitempty"`
+	// Workload is what AddWorkload sized the VM for; nil when its whole
+	// size is the guest's own.
+	Workload *Workload `json:"workload,omitempty"`
 	// Debug turns the agent's debug logging on (in the console log).
 	Debug bool `json:"debug,omitempty"`
 	// Factory, when set, is the directory of a factory (InitFactory):
@@ -96,23 +107,61 @@ type ContainerConfig struct {
 	PodInfra bool `json:"pod_infra,omitempty"`
 }
 
+// Workload is what a VM was sized for at boot: the guest's own share
+// (Base*, what HypervisorConfig said before AddWorkload) and the limits
+// of the workload on top (a pod's, or a single container's).
+type Workload struct {
+	BaseCPUs      uint32 `json:"base_cpus"`
+	BaseMemoryMiB uint32 `json:"base_memory_mib"`
+	CPUs          uint32 `json:"cpus"`
+	MemoryMiB     uint32 `json:"memory_mib"`
+}
+
 // AddWorkload grows the VM by what its workload may use, cpus CPUs and
 // memoryMiB MiB (zero: no limit): the configured size (or the default) is
 // the guest's own, for its kernel and agent, and the workload's limits
-// come on top, as a pod's or a container's limits are expected to fit.
-// vCPUs stay within the host's CPUs: more would only time-share them.
+// come on top, as a pod's or a container's limits are expected to fit
+// (workloadSize). It records both in Workload, for resizes.
 func (c *HypervisorConfig) AddWorkload(cpus, memoryMiB uint32) {
-	base := c.CPUs
-	if base == 0 {
-		base = hypervisor.DefaultCPUs
+	if c.Workload == nil {
+		c.Workload = &Workload{BaseCPUs: cmp.Or(c.CPUs, hypervisor.DefaultCPUs), BaseMemoryMiB: cmp.Or(c.MemoryMiB, hypervisor.DefaultMemoryMiB)}
 	}
-	c.CPUs = max(base, min(base+cpus, uint32(runtime.NumCPU())))
-	if memoryMiB > 0 {
-		if c.MemoryMiB == 0 {
-			c.MemoryMiB = hypervisor.DefaultMemoryMiB
+	w := c.Workload
+	w.CPUs += cpus
+	w.MemoryMiB += memoryMiB
+	size := workloadSize(w.BaseCPUs, w.BaseMemoryMiB, w.CPUs, w.MemoryMiB, cmp.Or(c.MaxCPUs, uint32(runtime.NumCPU())))
+	c.CPUs = size.CPUs
+	if w.MemoryMiB > 0 {
+		c.MemoryMiB = size.MemoryMiB
+	}
+}
+
+// SetSize sets the VM's vCPUs or memory (nil: as it is) to a size a
+// person chose: that is then the guest's own share, and the workload's
+// limits in that dimension are no longer held for (containers' limits
+// grow the VM beyond it, as a resize does).
+func (c *HypervisorConfig) SetSize(cpus, memoryMiB *uint32) {
+	w := c.Workload
+	if cpus != nil {
+		c.CPUs = *cpus
+		if w != nil {
+			w.BaseCPUs, w.CPUs = *cpus, 0
 		}
-		c.MemoryMiB += memoryMiB
 	}
+	if memoryMiB != nil {
+		c.MemoryMiB = *memoryMiB
+		if w != nil {
+			w.BaseMemoryMiB, w.MemoryMiB = *memoryMiB, 0
+		}
+	}
+}
+
+// workloadSize is the one sizing rule of a sandbox's VM: the guest's own
+// vCPUs and memory plus a workload's limits, vCPUs within maxCPUs (more
+// would only time-share the host's; a limit above them is a ceiling the
+// workload cannot reach on runc either).
+func workloadSize(baseCPUs, baseMiB, cpus, mib, maxCPUs uint32) struct{ CPUs, MemoryMiB uint32 } {
+	return struct{ CPUs, MemoryMiB uint32 }{max(baseCPUs, min(baseCPUs+cpus, maxCPUs)), baseMiB + mib}
 }
 
 // CheckHostCPUs refuses n vCPUs (0: the default) when the host has fewer
@@ -137,6 +186,9 @@ func (c *HypervisorConfig) validate() error {
 		return err
 	}
 	if c.MemoryMiB, err = hypervisor.CheckMemoryMiB("hypervisor.memory_mib", uint64(c.MemoryMiB)); err != nil {
+		return err
+	}
+	if err := c.validateMax(); err != nil {
 		return err
 	}
 	switch c.Accel {

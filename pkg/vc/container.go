@@ -57,12 +57,39 @@ func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) erro
 		OCI:          oci.ToProto(spec),
 		SandboxPidns: s.status.Config.SharedPidNS && !cfg.PrivatePidNS,
 	}
-	if _, err := s.agent.CreateContainer(ctx, req); err != nil {
-		return fmt.Errorf("container %s: %w", cfg.ID, commandError(err))
+	// The container's limits come out of what the VM holds for the
+	// workload, and the VM grows if they do not fit (resize.go).
+	cpus, mib, err := specLimits(cfg.Spec)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", cfg.ID, err)
 	}
+	s.mu.Lock()
+	reserved := s.status.Reserved
+	s.status.Reserved.CPUs -= min(cpus, reserved.CPUs)
+	s.status.Reserved.MemoryMiB -= min(mib, reserved.MemoryMiB)
+	s.mu.Unlock()
+	cu.Add(func() {
+		s.mu.Lock()
+		s.status.Reserved = reserved
+		s.mu.Unlock()
+	})
 	st := ContainerStatus{ID: cfg.ID, SandboxID: s.id, State: StateCreated, Created: time.Now().UTC(), Config: cfg}
-	if err := s.store.Save(s.id, containerKey(cfg.ID), st); err != nil {
-		s.agent.RemoveContainer(context.WithoutCancel(ctx), &pb.RemoveContainerRequest{ContainerId: cfg.ID})
+	create := func() error {
+		if _, err := s.agent.CreateContainer(ctx, req); err != nil {
+			return fmt.Errorf("container %s: %w", cfg.ID, commandError(err))
+		}
+		if err := s.store.Save(s.id, containerKey(cfg.ID), st); err != nil {
+			s.agent.RemoveContainer(context.WithoutCancel(ctx), &pb.RemoveContainerRequest{ContainerId: cfg.ID})
+			return err
+		}
+		if err := s.save(); err != nil {
+			s.agent.RemoveContainer(context.WithoutCancel(ctx), &pb.RemoveContainerRequest{ContainerId: cfg.ID})
+			s.store.Delete(s.id, containerKey(cfg.ID))
+			return err
+		}
+		return nil
+	}
+	if err := s.resize(ctx, &st, true, create, func() {}); err != nil {
 		return err
 	}
 	cu.Release()
@@ -381,13 +408,55 @@ func (c *Container) Stats(ctx context.Context) (*ContainerStats, error) {
 	return statsFromProto(r), nil
 }
 
-// Update changes the container's cgroup resources.
+// Update changes the container's cgroup resources, and resizes the VM to
+// fit its containers' limits (resize.go): vCPUs and memory are hotplugged
+// before a limit grows and unplugged once it has shrunk. A size the VM
+// cannot take fails naming the limit, with errdefs.ErrResourceExhausted
+// (above hypervisor.max_memory_mib) or ErrFailedPrecondition (the guest
+// could not give back memory or a vCPU), and leaves the VM and the
+// cgroup as they were.
 func (c *Container) Update(ctx context.Context, r *specs.LinuxResources) error {
-	if _, err := c.live("update", StateCreated, StateRunning, StatePaused); err != nil {
-		return err
+	if r == nil {
+		return fmt.Errorf("update container %s: no resources: %w", c.id, errdefs.ErrInvalidArgument)
 	}
-	_, err := c.s.agent.UpdateContainer(ctx, &pb.UpdateContainerRequest{ContainerId: c.id, Resources: oci.ResourcesToProto(r)})
-	return err
+	s := c.s
+	return s.locked(ctx, "update", nil, func() error {
+		st, err := c.live("update", StateCreated, StateRunning, StatePaused)
+		if err != nil {
+			return err
+		}
+		spec := *st.Config.Spec
+		var old *specs.LinuxResources
+		if spec.Linux != nil {
+			l := *spec.Linux
+			old = l.Resources
+			spec.Linux = &l
+		} else {
+			spec.Linux = &specs.Linux{}
+		}
+		if spec.Linux.Resources, err = mergeResources(old, r); err != nil {
+			return fmt.Errorf("update container %s: %w", c.id, err)
+		}
+		next := *st
+		next.Config.Spec = &spec
+		update := func(r *specs.LinuxResources) error {
+			_, err := s.agent.UpdateContainer(ctx, &pb.UpdateContainerRequest{ContainerId: c.id, Resources: oci.ResourcesToProto(r)})
+			if err != nil {
+				return fmt.Errorf("update container %s: %w", c.id, err)
+			}
+			return nil
+		}
+		apply := func() error { return update(r) }
+		undo := func() {
+			if err := update(restoreResources(old, r)); err != nil {
+				s.log.Error("undo of a failed update: the container keeps its new limits", "container", c.id, "err", err)
+			}
+		}
+		if err := s.resize(ctx, &next, false, apply, undo); err != nil {
+			return err
+		}
+		return s.store.Save(s.id, containerKey(c.id), next)
+	})
 }
 
 // GetOOMEvent blocks until a container of the sandbox is OOM-killed and

@@ -44,6 +44,14 @@
 // ErrNotFound, bad configuration with ErrInvalidArgument naming the
 // field. Errors of the agent arrive as the same errdefs sentinels.
 //
+// # Sizing
+//
+// The VM is its configured size (the guest's own) plus what its workload
+// may use: HypervisorConfig.AddWorkload adds a pod's limits at boot, a
+// container joining grows the VM beyond them, and Container.Update
+// grows or shrinks it with the container's limits, hotplugging vCPUs and
+// memory within HypervisorConfig.MaxCPUs and MaxMemoryMiB (resize.go).
+//
 // # Starting from a template
 //
 // InitFactory boots a VM once and saves it, paused, as a template (its

@@ -123,6 +123,9 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		OwnerStart:  mustStart(os.Getpid()),
 		AgentSocket: filepath.Join(s.Dir(), "agent.sock"),
 	}
+	if w := cfg.Hypervisor.Workload; w != nil {
+		s.status.Reserved = Reservation{CPUs: w.CPUs, MemoryMiB: w.MemoryMiB}
+	}
 	// The state is recorded as each host resource appears, so that if
 	// this process dies halfway, the next look (refresh) finds and
 	// releases them.

@@ -84,6 +84,16 @@ type SandboxStatus struct {
 	// Endpoints are the links of Config.NetNS joined to the VM, and what
 	// was made in the namespace for them (removed when the sandbox stops).
 	Endpoints []network.Endpoint `json:"endpoints,omitempty"`
+	// Reserved is what of the workload's limits the VM was sized for
+	// (HypervisorConfig.Workload) no container has taken up yet: a
+	// container joining takes its limits out of it (resize.go).
+	Reserved Reservation `json:"reserved,omitzero"`
+}
+
+// Reservation is CPUs and memory held for containers to come.
+type Reservation struct {
+	CPUs      uint32 `json:"cpus,omitempty"`
+	MemoryMiB uint32 `json:"memory_mib,omitempty"`
 }
 
 // BootTimes are the phases of CreateSandbox.

@@ -77,7 +77,9 @@ func startVM(ctx context.Context, dir string, cfg SandboxConfig, nics []hypervis
 	}
 	hc := vmConfig(cfg.ID, filepath.Join(dir, "vm"), shared, cfg.Hypervisor, nat, log)
 	hc.NICs = nics
-	if f != nil {
+	if f == nil {
+		cfg.Hypervisor.setResizeBounds(&hc)
+	} else {
 		f.restoreConfig(&hc)
 		// The template has no NICs of a namespace: they are hotplugged
 		// into the restored VM.
@@ -135,7 +137,9 @@ func vmConfig(id, stateDir, shared string, h HypervisorConfig, nat *hypervisor.N
 
 // kernelParams are the guest kernel's parameters beyond the backend's.
 func (h HypervisorConfig) kernelParams() []string {
-	params := append([]string(nil), h.KernelParams...)
+	// Hotplugged memory goes to the movable zone, whence the guest can
+	// give it back when the VM shrinks (resize.go).
+	params := append([]string{"memhp_default_state=online_movable"}, h.KernelParams...)
 	if h.Debug {
 		params = append(params, "vc_log=debug")
 	}

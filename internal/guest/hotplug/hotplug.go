@@ -169,6 +169,11 @@ func OnlineMemory(sysfs string) (int, error) {
 			continue
 		}
 		if err := os.WriteFile(f, []byte("online"), 0); err != nil {
+			// The kernel onlining it meanwhile (auto-online of a
+			// hotplugged DIMM) makes the write fail with EINVAL.
+			if b, rerr := os.ReadFile(f); rerr == nil && strings.TrimSpace(string(b)) == "online" {
+				continue
+			}
 			return done, fmt.Errorf("online memory block %s: %w", blk, err)
 		}
 		done++

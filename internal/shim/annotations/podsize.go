@@ -2,11 +2,12 @@ package annotations
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // CRI pod sizing annotations: containerd's CRI plugin copies the kubelet's
@@ -47,50 +48,14 @@ func PodResources(annotations map[string]string) (cpus, memoryMiB uint32, err er
 	if err != nil {
 		return 0, 0, err
 	}
-	return limits(period, quota, mem, "annotation "+CRISandboxCPUQuota, "annotation "+CRISandboxMemory)
+	return vc.Limits(period, quota, mem, "annotation "+CRISandboxCPUQuota, "annotation "+CRISandboxMemory)
 }
 
 // SpecResources reads what a container may use from its OCI spec, as
-// PodResources does for a pod: CPU quota over period rounded up, the memory
-// limit rounded up to a MiB; zero where there is no limit.
+// PodResources does for a pod (vc.ResourceLimits).
 func SpecResources(spec *specs.Spec) (cpus, memoryMiB uint32, err error) {
-	if spec == nil || spec.Linux == nil || spec.Linux.Resources == nil {
+	if spec == nil || spec.Linux == nil {
 		return 0, 0, nil
 	}
-	r := spec.Linux.Resources
-	var period, quota, mem int64
-	if r.CPU != nil && r.CPU.Period != nil && r.CPU.Quota != nil && *r.CPU.Period <= math.MaxInt64 {
-		period, quota = int64(*r.CPU.Period), *r.CPU.Quota
-	}
-	if r.Memory != nil && r.Memory.Limit != nil {
-		mem = *r.Memory.Limit
-	}
-	return limits(period, quota, mem, "linux.resources.cpu.quota", "linux.resources.memory.limit")
-}
-
-// limits turns a CPU quota and period (microseconds) and a memory limit
-// (bytes) into whole CPUs and MiB, rounding up; a limit that is zero or
-// negative (unlimited) gives zero. The fields name the inputs in errors.
-func limits(period, quota, mem int64, cpuField, memField string) (cpus, memoryMiB uint32, err error) {
-	if period > 0 && quota > 0 {
-		n := quota / period
-		if quota%period != 0 {
-			n++
-		}
-		if n > math.MaxUint32 {
-			return 0, 0, fmt.Errorf("%s %d over period %d: too many CPUs: %w", cpuField, quota, period, errdefs.ErrInvalidArgument)
-		}
-		cpus = uint32(n)
-	}
-	if mem > 0 {
-		n := mem >> 20
-		if mem&(1<<20-1) != 0 {
-			n++
-		}
-		if n > math.MaxUint32 {
-			return 0, 0, fmt.Errorf("%s %d: too much memory: %w", memField, mem, errdefs.ErrInvalidArgument)
-		}
-		memoryMiB = uint32(n)
-	}
-	return cpus, memoryMiB, nil
+	return vc.ResourceLimits(spec.Linux.Resources)
 }

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,21 +19,28 @@ import (
 
 // vmRecord is what a running VM leaves in its state directory for Attach.
 type vmRecord struct {
-	ID           string                `json:"id"`
-	Pid          int                   `json:"pid"`
-	StartTime    uint64                `json:"start_time"` // /proc/PID/stat field 22, against pid reuse
-	QEMUPath     string                `json:"qemu_path"`
-	Accel        string                `json:"accel"`
-	Transport    string                `json:"agent_transport"`
-	CID          uint32                `json:"cid,omitempty"`
-	AgentAddress string                `json:"agent_address"`
-	HotplugSlots int                   `json:"hotplug_slots"`
-	Slots        []string              `json:"slots"`
-	CPUs         int                   `json:"cpus"`
-	MemoryMiB    int                   `json:"memory_mib"`
-	Disks        []hypervisor.Disk     `json:"disks,omitempty"`
-	NICs         []nicRecord           `json:"nics,omitempty"`
-	SharedFS     []hypervisor.SharedFS `json:"shared_fs,omitempty"`
+	ID           string   `json:"id"`
+	Pid          int      `json:"pid"`
+	StartTime    uint64   `json:"start_time"` // /proc/PID/stat field 22, against pid reuse
+	QEMUPath     string   `json:"qemu_path"`
+	Accel        string   `json:"accel"`
+	Transport    string   `json:"agent_transport"`
+	CID          uint32   `json:"cid,omitempty"`
+	AgentAddress string   `json:"agent_address"`
+	HotplugSlots int      `json:"hotplug_slots"`
+	Slots        []string `json:"slots"`
+	CPUs         int      `json:"cpus"`
+	MemoryMiB    int      `json:"memory_mib"`
+	// The bounds of a resize; zero in a record of a VM that had none.
+	FixedCPUs      int `json:"fixed_cpus,omitempty"`
+	MaxCPUs        int `json:"max_cpus,omitempty"`
+	FixedMemoryMiB int `json:"fixed_memory_mib,omitempty"`
+	MaxMemoryMiB   int `json:"max_memory_mib,omitempty"`
+	// VCPUThreads counts the vCPUs QEMU started (qemuMaxCPUs).
+	VCPUThreads int                   `json:"vcpu_threads,omitempty"`
+	Disks       []hypervisor.Disk     `json:"disks,omitempty"`
+	NICs        []nicRecord           `json:"nics,omitempty"`
+	SharedFS    []hypervisor.SharedFS `json:"shared_fs,omitempty"`
 }
 
 type nicRecord struct {
@@ -60,8 +68,13 @@ func (v *VM) saveRecord() error {
 		Slots:        append([]string(nil), v.slots...),
 		CPUs:         v.cfg.CPUs,
 		MemoryMiB:    v.cfg.MemoryMiB,
-		Disks:        v.cfg.Disks,
-		SharedFS:     v.cfg.SharedFS,
+
+		FixedCPUs:      v.cfg.FixedCPUs,
+		MaxCPUs:        v.cfg.MaxCPUs,
+		FixedMemoryMiB: v.cfg.FixedMemoryMiB,
+		MaxMemoryMiB:   v.cfg.MaxMemoryMiB,
+		Disks:          v.cfg.Disks,
+		SharedFS:       v.cfg.SharedFS,
 	}
 	for _, n := range v.cfg.NICs {
 		r.NICs = append(r.NICs, nicRecord{ID: n.ID, TapName: n.TapName, MAC: n.MAC.String(), MTU: n.MTU})
@@ -126,6 +139,10 @@ func Attach(ctx context.Context, stateDir string) (*VM, error) {
 		Kernel:         "(attached)",
 		CPUs:           r.CPUs,
 		MemoryMiB:      r.MemoryMiB,
+		FixedCPUs:      cmp.Or(r.FixedCPUs, r.CPUs),
+		MaxCPUs:        cmp.Or(r.MaxCPUs, r.CPUs),
+		FixedMemoryMiB: cmp.Or(r.FixedMemoryMiB, r.MemoryMiB),
+		MaxMemoryMiB:   cmp.Or(r.MaxMemoryMiB, r.MemoryMiB),
 		Accel:          r.Accel,
 		AgentTransport: r.Transport,
 		HotplugSlots:   r.HotplugSlots,

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -75,6 +76,34 @@ func nicDeviceID(id string) string  { return "net-" + id }
 func netdevID(id string) string     { return "netdev-" + id }
 func fsDeviceID(tag string) string  { return "fs-" + tag }
 
+func dimmDeviceID(j int) string  { return "dimm" + strconv.Itoa(j) }
+func dimmBackendID(j int) string { return "mem-dimm" + strconv.Itoa(j) }
+
+// cpuDeviceID names the vCPU device at a place of the topology.
+func cpuDeviceID(t map[string]int) string {
+	return fmt.Sprintf("cpu-%d-%d-%d", t["socket-id"], t["core-id"], t["thread-id"])
+}
+
+// bootTopology is the place of vCPU i in the topology the command line
+// sets (one socket, a core per vCPU).
+func bootTopology(i int) map[string]int {
+	return map[string]int{"socket-id": 0, "core-id": i, "thread-id": 0}
+}
+
+// cpuDriver is the device type of a vCPU of the -cpu model used under
+// accel (as query-hotpluggable-cpus reports it).
+func cpuDriver(accel string) string {
+	if accel == hypervisor.AccelKVM {
+		return "host-x86_64-cpu"
+	}
+	return "max-x86_64-cpu"
+}
+
+// memorySlots is the number of DIMM slots: one per memory step of room.
+func memorySlots(c *hypervisor.Config) int {
+	return (c.MaxMemoryMiB - c.FixedMemoryMiB) / hypervisor.MemoryStepMiB
+}
+
 // memoryBackendID is the id of the guest RAM's memory-backend-file.
 const memoryBackendID = "pc.ram"
 
@@ -136,6 +165,12 @@ func (p *launchPlan) devices() []Device {
 			VirtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String(), Bus: slotOf[nicSlotKey(n.ID)], MTU: n.MTU, Queues: max(1, len(fds))},
 		)
 	}
+	for i := c.FixedCPUs; i < c.CPUs; i++ {
+		devs = append(devs, CPU{ID: cpuDeviceID(bootTopology(i)), Driver: cpuDriver(p.accel), Topology: bootTopology(i)})
+	}
+	for j := 0; j < (c.MemoryMiB-c.FixedMemoryMiB)/hypervisor.MemoryStepMiB; j++ {
+		devs = append(devs, RAMBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}, DIMM{ID: dimmDeviceID(j), Memdev: dimmBackendID(j)})
+	}
 	if n := c.NAT; n != nil {
 		// The stack is passt (passt.go), which forwards the published
 		// ports itself. On pcie.0: a NAT NIC is never unplugged, so it
@@ -169,18 +204,25 @@ func (p *launchPlan) commandLine() []string {
 	} else {
 		args = append(args, "-accel", "tcg,thread=multi", "-cpu", "max")
 	}
-	smp := strconv.Itoa(c.CPUs)
-	if c.MaxCPUs > c.CPUs {
-		smp += ",maxcpus=" + strconv.Itoa(c.MaxCPUs)
+	// The vCPUs beyond FixedCPUs and the memory beyond FixedMemoryMiB
+	// are devices (devices()), as hotplugged ones are. One socket of
+	// MaxCPUs cores: vCPU i is core i.
+	smp := strconv.Itoa(c.FixedCPUs)
+	if c.MaxCPUs > c.FixedCPUs {
+		smp += ",maxcpus=" + strconv.Itoa(c.MaxCPUs) + ",sockets=1,cores=" + strconv.Itoa(c.MaxCPUs) + ",threads=1"
 	}
-	args = append(args, "-smp", smp, "-m", strconv.Itoa(c.MemoryMiB)+"M")
+	mem := strconv.Itoa(c.FixedMemoryMiB) + "M"
+	if c.MaxMemoryMiB > c.FixedMemoryMiB {
+		mem += ",slots=" + strconv.Itoa(memorySlots(c)) + ",maxmem=" + strconv.Itoa(c.MaxMemoryMiB) + "M"
+	}
+	args = append(args, "-smp", smp, "-m", mem)
 	if c.MemoryFile != "" {
 		share := "off"
 		if c.MemoryShared {
 			share = "on"
 		}
 		args = append(args, "-object", "memory-backend-file,id="+memoryBackendID+
-			",size="+strconv.Itoa(c.MemoryMiB)+"M,mem-path="+escape(c.MemoryFile)+",share="+share)
+			",size="+strconv.Itoa(c.FixedMemoryMiB)+"M,mem-path="+escape(c.MemoryFile)+",share="+share)
 	}
 	if c.Firmware != "" {
 		args = append(args, "-bios", c.Firmware)

@@ -104,9 +104,13 @@ func testPlan() *launchPlan {
 		CPUs:         2,
 		MaxCPUs:      4,
 		MemoryMiB:    512,
-		SharedFS:     []hypervisor.SharedFS{{Tag: "rootfs", HostPath: "/srv/rootfs", ReadOnly: true}},
-		Disks:        []hypervisor.Disk{{ID: "vol1", Path: "/img/vol1.raw"}},
-		NICs:         []hypervisor.NIC{{ID: "eth0", TapName: "tap0", MAC: mac}},
+		// One vCPU and two memory steps plugged as devices, removable.
+		FixedCPUs:      1,
+		FixedMemoryMiB: 256,
+		MaxMemoryMiB:   1024,
+		SharedFS:       []hypervisor.SharedFS{{Tag: "rootfs", HostPath: "/srv/rootfs", ReadOnly: true}},
+		Disks:          []hypervisor.Disk{{ID: "vol1", Path: "/img/vol1.raw"}},
+		NICs:           []hypervisor.NIC{{ID: "eth0", TapName: "tap0", MAC: mac}},
 	}
 	if err := cfg.Validate(); err != nil {
 		panic(err)
@@ -130,7 +134,7 @@ func TestCommandLine(t *testing.T) {
 		"-nodefaults -no-user-config -display none -no-reboot",
 		"-machine q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off",
 		"-accel tcg,thread=multi -cpu max",
-		"-smp 2,maxcpus=4 -m 512M",
+		"-smp 1,maxcpus=4,sockets=1,cores=4,threads=1 -m 256M,slots=6,maxmem=1024M",
 		"-kernel /k/vmlinuz -initrd /k/initrd",
 		"-append " + DefaultKernelParams + " vc.log=debug",
 		"-pidfile /run/vc/sb1/qemu.pid",
@@ -151,6 +155,9 @@ func TestCommandLine(t *testing.T) {
 		"-device virtio-blk-pci,id=blk-vol1,drive=drive-vol1,bus=rp0,serial=vol1",
 		"-netdev tap,id=netdev-eth0,ifname=tap0,script=no,downscript=no,vhost=off",
 		"-device virtio-net-pci,id=net-eth0,netdev=netdev-eth0,mac=02:00:00:00:00:01,bus=rp1",
+		"-device max-x86_64-cpu,id=cpu-0-1-0,core-id=1,socket-id=0,thread-id=0",
+		"-object memory-backend-ram,id=mem-dimm0,size=134217728 -device pc-dimm,id=dimm0,memdev=mem-dimm0",
+		"-object memory-backend-ram,id=mem-dimm1,size=134217728 -device pc-dimm,id=dimm1,memdev=mem-dimm1",
 	}, " ")
 	if got != want {
 		t.Errorf("command line:\n got  %s\n want %s", got, want)
@@ -170,6 +177,8 @@ func TestCommandLineKVMVsockFirmware(t *testing.T) {
 	got := " " + strings.Join(args, " ") + " "
 	for _, want := range []string{
 		" -accel kvm -cpu host ",
+		" -smp 1,maxcpus=4,sockets=1,cores=4,threads=1 ",
+		" -device host-x86_64-cpu,id=cpu-0-1-0,core-id=1,socket-id=0,thread-id=0 ",
 		" -bios /usr/share/qemu/qboot.rom ",
 		" -device vhost-vsock-pci,id=vsock0,guest-cid=5,vhostfd=3 ",
 		" -netdev tap,id=netdev-eth0,fd=4,vhost=on ",

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -333,4 +334,68 @@ func (d VirtioNet) DeviceAddArgs() map[string]any {
 
 func (p props) qmpMerge(more props) map[string]any {
 	return append(append(props{}, p...), more...).qmp()
+}
+
+// CPU is a vCPU plugged as a device, beyond -smp's boot vCPUs, so that it
+// can be unplugged: at a place of the topology (socket-id, core-id,
+// thread-id, ... as query-hotpluggable-cpus reports them), of the type
+// QEMU reports for the -cpu model.
+type CPU struct {
+	ID       string
+	Driver   string
+	Topology map[string]int
+}
+
+func (d CPU) props() props {
+	p := props{}.add("id", d.ID)
+	keys := make([]string, 0, len(d.Topology))
+	for k := range d.Topology {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p = p.add(k, d.Topology[k])
+	}
+	return p
+}
+
+func (d CPU) QemuParams() []string { return []string{"-device", d.props().cli(d.Driver)} }
+
+func (d CPU) DeviceAddArgs() map[string]any {
+	return props{}.add("driver", d.Driver).qmpMerge(d.props())
+}
+
+// RAMBackend is anonymous guest memory (a memory-backend-ram object) that
+// a DIMM maps.
+type RAMBackend struct {
+	ID      string
+	SizeMiB int
+}
+
+func (d RAMBackend) props() props {
+	return props{}.add("id", d.ID).add("size", d.SizeMiB<<20)
+}
+
+func (d RAMBackend) QemuParams() []string {
+	return []string{"-object", d.props().cli("memory-backend-ram")}
+}
+
+// ObjectAddArgs renders the backend for QMP object-add.
+func (d RAMBackend) ObjectAddArgs() map[string]any {
+	return props{}.add("qom-type", "memory-backend-ram").qmpMerge(d.props())
+}
+
+// DIMM is a pc-dimm over a RAMBackend: memory the guest finds through
+// ACPI, and gives back when it is ejected.
+type DIMM struct {
+	ID     string
+	Memdev string
+}
+
+func (d DIMM) props() props { return props{}.add("id", d.ID).add("memdev", d.Memdev) }
+
+func (d DIMM) QemuParams() []string { return []string{"-device", d.props().cli("pc-dimm")} }
+
+func (d DIMM) DeviceAddArgs() map[string]any {
+	return props{}.add("driver", "pc-dimm").qmpMerge(d.props())
 }

@@ -189,6 +189,9 @@ func (v *VM) Capabilities() hypervisor.Capabilities {
 		NetHotplug:     hotplug,
 		FSHotplug:      false, // QMP has no fsdev_add
 		Pause:          true,
+		CPUHotplug:     v.cfg.MaxCPUs > v.cfg.FixedCPUs,
+		CPUUnplug:      v.cfg.MaxCPUs > v.cfg.FixedCPUs && accel == hypervisor.AccelKVM,
+		MemoryHotplug:  v.cfg.MaxMemoryMiB > v.cfg.FixedMemoryMiB,
 		SharedFS:       []hypervisor.FSKind{hypervisor.FS9P},
 		AgentTransport: transport,
 		Accel:          accel,

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+
+	"github.com/containerd/errdefs"
 )
 
 // Typed wrappers of the QMP commands the driver uses.
@@ -50,25 +52,82 @@ func (q *QMP) DeviceAdd(ctx context.Context, args map[string]any) error {
 }
 
 // DeviceDel asks for a device's removal and waits until the guest let it
-// go (DEVICE_DELETED for that id).
+// go (DEVICE_DELETED for that id). A guest that reports through ACPI that
+// it cannot eject the device (a vCPU or memory it cannot take offline:
+// ACPI_DEVICE_OST with a failure status) makes it fail at once, with an
+// error wrapping errdefs.ErrFailedPrecondition; QEMU keeps the device.
 func (q *QMP) DeviceDel(ctx context.Context, id string) error {
 	w := q.Subscribe(func(ev Event) bool {
-		if ev.Name != "DEVICE_DELETED" {
-			return false
+		if ev.Name == "DEVICE_DELETED" {
+			var d struct {
+				Device string `json:"device"`
+			}
+			return json.Unmarshal(ev.Data, &d) == nil && d.Device == id
 		}
-		var d struct {
-			Device string `json:"device"`
-		}
-		return json.Unmarshal(ev.Data, &d) == nil && d.Device == id
+		return ejectRefused(ev, id)
 	})
 	defer w.Cancel()
 	if err := q.Execute(ctx, "device_del", map[string]any{"id": id}, nil); err != nil {
 		return err
 	}
-	if _, err := w.Wait(ctx); err != nil {
+	ev, err := w.Wait(ctx)
+	if err != nil {
 		return fmt.Errorf("qmp device_del %s: waiting for DEVICE_DELETED: %w", id, err)
 	}
-	return nil
+	return refusedErr(ev, id)
+}
+
+// ejectRefused tells whether ev is the guest refusing to eject device id.
+func ejectRefused(ev Event, id string) bool {
+	if ev.Name != "ACPI_DEVICE_OST" {
+		return false
+	}
+	ost, ok := parseOST(ev.Data)
+	return ok && ost.Device == id && ost.ejectFailed()
+}
+
+// refusedErr is the error of a device_del the guest refused (ev as
+// ejectRefused matched), nil for any other event.
+func refusedErr(ev Event, id string) error {
+	if ev.Name != "ACPI_DEVICE_OST" {
+		return nil
+	}
+	ost, _ := parseOST(ev.Data)
+	return fmt.Errorf("qmp device_del %s: the guest refused to eject it (ACPI _OST status %#x): %w", id, ost.Status, errdefs.ErrFailedPrecondition)
+}
+
+// acpiOST is the info of an ACPI_DEVICE_OST event: what the guest's ACPI
+// said (_OST) about a device's hotplug or eject.
+type acpiOST struct {
+	Device string `json:"device"`
+	Slot   string `json:"slot"`
+	Source int    `json:"source"`
+	Status int    `json:"status"`
+}
+
+// ACPI _OST source and status codes (ACPI 6.x, 6.3.5): Linux answers an
+// eject request with "in progress", then with success or a failure
+// (0x82, busy, when it cannot take the memory or vCPU offline).
+const (
+	ostEjectRequest    = 3    // the source: an eject request notification
+	ostSuccess         = 0    // success
+	ostEjectInProgress = 0x84 // the eject goes on
+)
+
+// ejectFailed tells whether the guest answered an eject request with a
+// failure.
+func (o acpiOST) ejectFailed() bool {
+	return o.Source == ostEjectRequest && o.Status != ostSuccess && o.Status != ostEjectInProgress
+}
+
+func parseOST(data json.RawMessage) (acpiOST, bool) {
+	var d struct {
+		Info acpiOST `json:"info"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return acpiOST{}, false
+	}
+	return d.Info, true
 }
 
 // NetdevAdd adds a network backend: args has "type" ("tap"), "id" and the
@@ -162,4 +221,37 @@ func (q *QMP) QueryPCI(ctx context.Context) ([]QMPPCIDevice, error) {
 		walk(b.Devices)
 	}
 	return out, nil
+}
+
+// QMPHotpluggableCPU is an entry of query-hotpluggable-cpus: a place of
+// the topology, with the vCPU in it (QOMPath) or free.
+type QMPHotpluggableCPU struct {
+	Type    string         `json:"type"`
+	Props   map[string]int `json:"props"`
+	QOMPath string         `json:"qom-path,omitempty"`
+}
+
+// QueryHotpluggableCPUs lists the places of the topology.
+func (q *QMP) QueryHotpluggableCPUs(ctx context.Context) ([]QMPHotpluggableCPU, error) {
+	var cpus []QMPHotpluggableCPU
+	err := q.Execute(ctx, "query-hotpluggable-cpus", nil, &cpus)
+	return cpus, err
+}
+
+// QMPMemoryDevice is an entry of query-memory-devices (pc-dimm and the
+// like).
+type QMPMemoryDevice struct {
+	Type string `json:"type"`
+	Data struct {
+		ID     string `json:"id"`
+		Size   int64  `json:"size"`
+		Memdev string `json:"memdev"`
+	} `json:"data"`
+}
+
+// QueryMemoryDevices lists the memory devices.
+func (q *QMP) QueryMemoryDevices(ctx context.Context) ([]QMPMemoryDevice, error) {
+	var devs []QMPMemoryDevice
+	err := q.Execute(ctx, "query-memory-devices", nil, &devs)
+	return devs, err
 }
