@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // memTotalMiB is MemTotal of a /proc/meminfo, in MiB.
@@ -92,6 +93,64 @@ func TestOOMKilled(t *testing.T) {
 		term := n.pod("p").ContainerStatuses[0].State.Terminated
 		if term == nil || term.Reason != "OOMKilled" || term.ExitCode != 137 {
 			t.Errorf("terminated state %+v, want reason OOMKilled, exit code 137", term)
+		}
+	})
+}
+
+// TestInPlaceResize: `kubectl patch --subresource resize` of a running
+// pod's CPU and memory (GA since 1.35) changes the container's cgroup
+// limits with no restart, and the pod's status shows the new resources;
+// on vc the VM grows too (memory hotplugged: MemTotal in the guest), and
+// shrinks back.
+func TestInPlaceResize(t *testing.T) {
+	forEachClass(t, "resize", func(t *testing.T, n *ns, rc string) {
+		n.apply(podManifest("p", rc, fmt.Sprintf(`  containers:
+  - name: c
+    image: %s
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    resizePolicy:
+    - {resourceName: cpu, restartPolicy: NotRequired}
+    - {resourceName: memory, restartPolicy: NotRequired}
+    resources:
+      requests: {cpu: 500m, memory: 256Mi}
+      limits: {cpu: 500m, memory: 256Mi}
+`, image)))
+		n.waitReady("p")
+		meminfo := func() int { return memTotalMiB(t, n.exec("p", "", "cat", "/proc/meminfo")) }
+		limits := func() (cpu, mem string) {
+			cpu = strings.TrimSpace(n.exec("p", "", "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
+			mem = strings.TrimSpace(n.exec("p", "", "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"))
+			return cpu, mem
+		}
+		resize := func(cpu, mem string) {
+			t.Helper()
+			n.k("patch", "pod", "p", "--subresource", "resize", "--patch", fmt.Sprintf(
+				`{"spec":{"containers":[{"name":"c","resources":{"requests":{"cpu":%q,"memory":%q},"limits":{"cpu":%q,"memory":%q}}}]}}`, cpu, mem, cpu, mem))
+			n.waitFor("the pod's status showing memory "+mem, 3*time.Minute, func() bool {
+				return n.jsonpath("pod/p", "{.status.containerStatuses[0].resources.limits.memory}") == mem
+			})
+		}
+		before := meminfo()
+		resize("1", "512Mi")
+		cpu, mem := limits()
+		after := meminfo()
+		t.Logf("%s: after the resize up: cpu %q, memory %q, MemTotal %d -> %d MiB", rc, cpu, mem, before, after)
+		if !strings.HasPrefix(cpu, "100000") || mem != strconv.Itoa(512<<20) {
+			t.Errorf("the container's cgroup after the resize: cpu %q, memory %q; want a 100000 µs quota and %d", cpu, mem, 512<<20)
+		}
+		if rc == "vc" && (after-before < 200 || after-before > 300) {
+			t.Errorf("MemTotal in the guest %d -> %d MiB: want about 256 MiB more (the VM grown)", before, after)
+		}
+		resize("500m", "256Mi")
+		if _, mem := limits(); mem != strconv.Itoa(256<<20) {
+			t.Errorf("the container's memory limit after the resize down: %q, want %d", mem, 256<<20)
+		}
+		if down := meminfo(); rc == "vc" && down > before+50 {
+			t.Errorf("MemTotal in the guest after the resize down: %d MiB, want about %d (the VM shrunk)", down, before)
+		}
+		if p := n.pod("p"); len(p.ContainerStatuses) != 1 || p.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("the container restarted: %+v", p.ContainerStatuses)
 		}
 	})
 }
