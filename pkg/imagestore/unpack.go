@@ -136,7 +136,12 @@ func untar(r io.Reader, dir string) error {
 			}
 			continue
 		case strings.HasPrefix(base, whiteoutPrefix):
-			target := filepath.Join(parent, strings.TrimPrefix(base, whiteoutPrefix))
+			gone := strings.TrimPrefix(base, whiteoutPrefix)
+			if gone == "" || gone == "." || gone == ".." {
+				// Joined, it would name the directory or its parent.
+				return fmt.Errorf("tar entry %q: whiteout of %q: not a file name", hdr.Name, gone)
+			}
+			target := filepath.Join(parent, gone)
 			if err := os.RemoveAll(target); err != nil {
 				return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 			}
