@@ -19,7 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// tarOf is a tar of hdrs, each followed by its body (regular files).
+// tarOf is a tar of entries, each followed by its body (regular files);
+// those tar cannot encode (a file name ending in /) are left out.
 func tarOf(t testing.TB, entries ...fuzzEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -36,7 +37,7 @@ func tarOf(t testing.TB, entries ...fuzzEntry) []byte {
 			h.ModTime = time.Unix(15e8, 0)
 		}
 		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
+			continue // a header tar cannot encode: left out
 		}
 		tw.Write([]byte(e.body))
 	}
