@@ -3,6 +3,7 @@ package vc
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -111,7 +112,9 @@ func (c *HypervisorConfig) AddWorkload(cpus, memoryMiB uint32) {
 		if c.MemoryMiB == 0 {
 			c.MemoryMiB = hypervisor.DefaultMemoryMiB
 		}
-		c.MemoryMiB += memoryMiB
+		// Saturated, not wrapped: validation refuses what is too big,
+		// naming it, where a wrapped sum would be a small VM.
+		c.MemoryMiB = uint32(min(uint64(c.MemoryMiB)+uint64(memoryMiB), math.MaxUint32))
 	}
 }
 
