@@ -76,7 +76,7 @@ kube-down:
 # containerd and a real Kubernetes node (test/k8s); needs root.
 test: build containerd kube-bin check-generate lint image
 	VC_AGENT_BIN=$(CURDIR)/$(BIN)/vc-agent $(GO) test -count=1 -timeout 40m $(TESTFLAGS) ./...
-	$(GO) test -run '^$$' -fuzz FuzzDecodeRequests -fuzztime $(FUZZTIME) ./internal/guest/
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
 
 demo: build
 	./hack/demo.sh

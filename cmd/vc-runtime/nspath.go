@@ -37,7 +37,8 @@ func checkNamespacePaths(spec *specs.Spec) error {
 		if !ok {
 			return fmt.Errorf("linux.namespaces[%d].type %q: %w", i, ns.Type, errdefs.ErrInvalidArgument)
 		}
-		f, err := os.Open(ns.Path)
+		// Non-blocking: a fifo's open would wait for a writer.
+		f, err := os.OpenFile(ns.Path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return fmt.Errorf("linux.namespaces[%d].path: %w", i, err)
 		}

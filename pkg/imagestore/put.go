@@ -70,6 +70,16 @@ func (s *Store) put(ctx context.Context, nm string, img v1.Image, progress func(
 	if err != nil {
 		return nil, fmt.Errorf("image %s: manifest: %w", ShortName(nm), err)
 	}
+	// Digests name files of the store: each must be a sha256 (a
+	// descriptor without one parses as the zero hash).
+	if m.Config.Digest.Algorithm != "sha256" {
+		return nil, fmt.Errorf("image %s: manifest config.digest %q: want a sha256 digest: %w", ShortName(nm), m.Config.Digest, errdefs.ErrInvalidArgument)
+	}
+	for i, l := range m.Layers {
+		if l.Digest.Algorithm != "sha256" {
+			return nil, fmt.Errorf("image %s: manifest layers[%d].digest %q: want a sha256 digest: %w", ShortName(nm), i, l.Digest, errdefs.ErrInvalidArgument)
+		}
+	}
 	digest := sha256Hex(rawManifest)
 	rawConfig, err := img.RawConfigFile()
 	if err != nil {

@@ -94,9 +94,11 @@ func readLayer(blob, diffID string, use func(io.Reader) error) error {
 	return nil
 }
 
+// dirTime is a directory an entry made: its name in the tar, where that
+// resolved to, and its time.
 type dirTime struct {
-	path  string
-	mtime time.Time
+	name, path string
+	mtime      time.Time
 }
 
 func untar(r io.Reader, dir string) error {
@@ -136,7 +138,12 @@ func untar(r io.Reader, dir string) error {
 			}
 			continue
 		case strings.HasPrefix(base, whiteoutPrefix):
-			target := filepath.Join(parent, strings.TrimPrefix(base, whiteoutPrefix))
+			gone := strings.TrimPrefix(base, whiteoutPrefix)
+			if gone == "" || gone == "." || gone == ".." {
+				// Joined, it would name the directory or its parent.
+				return fmt.Errorf("tar entry %q: whiteout of %q: not a file name", hdr.Name, gone)
+			}
+			target := filepath.Join(parent, gone)
 			if err := os.RemoveAll(target); err != nil {
 				return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 			}
@@ -157,7 +164,7 @@ func untar(r io.Reader, dir string) error {
 			if err := os.Mkdir(path, 0o755); err != nil && !os.IsExist(err) {
 				return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 			}
-			dirs = append(dirs, dirTime{path, hdr.ModTime})
+			dirs = append(dirs, dirTime{name, path, hdr.ModTime})
 		case tar.TypeReg, tar.TypeRegA:
 			out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 			if err != nil {
@@ -207,10 +214,17 @@ func untar(r io.Reader, dir string) error {
 			return err
 		}
 	}
-	// Directories last: writing into one changed its time.
+	// Directories last: writing into one changed its time. A later entry
+	// may have replaced one of its parents with a symbolic link: its
+	// name is resolved again, and a directory no longer where it was is
+	// left alone (its path would lead elsewhere, outside dir even).
 	for i := len(dirs) - 1; i >= 0; i-- {
-		ts := []unix.Timespec{unix.NsecToTimespec(dirs[i].mtime.UnixNano()), unix.NsecToTimespec(dirs[i].mtime.UnixNano())}
-		unix.UtimesNanoAt(unix.AT_FDCWD, dirs[i].path, ts, unix.AT_SYMLINK_NOFOLLOW)
+		d := dirs[i]
+		if p, err := securejoin.SecureJoin(dir, d.name); err != nil || p != d.path {
+			continue
+		}
+		ts := []unix.Timespec{unix.NsecToTimespec(d.mtime.UnixNano()), unix.NsecToTimespec(d.mtime.UnixNano())}
+		unix.UtimesNanoAt(unix.AT_FDCWD, d.path, ts, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return nil
 }

@@ -147,6 +147,11 @@ func ResourcesToProto(r *specs.LinuxResources) *pb.LinuxResources {
 	}
 	out := &pb.LinuxResources{}
 	for _, d := range r.Devices {
+		if d.Major != nil && d.Minor != nil && *d.Major == 0 && *d.Minor == 0 {
+			// Device 0:0 is no device: the rule matches nothing, and
+			// the agent reads 0:0 as any device (a zero message).
+			continue
+		}
 		pd := &pb.LinuxDeviceCgroup{Allow: d.Allow, Type: d.Type, Access: d.Access, Major: -1, Minor: -1}
 		if d.Major != nil {
 			pd.Major = *d.Major

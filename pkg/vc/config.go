@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -127,8 +128,8 @@ func (c *HypervisorConfig) AddWorkload(cpus, memoryMiB uint32) {
 		c.Workload = &Workload{BaseCPUs: cmp.Or(c.CPUs, hypervisor.DefaultCPUs), BaseMemoryMiB: cmp.Or(c.MemoryMiB, hypervisor.DefaultMemoryMiB)}
 	}
 	w := c.Workload
-	w.CPUs += cpus
-	w.MemoryMiB += memoryMiB
+	w.CPUs = satAdd(w.CPUs, cpus)
+	w.MemoryMiB = satAdd(w.MemoryMiB, memoryMiB)
 	size := workloadSize(w.BaseCPUs, w.BaseMemoryMiB, w.CPUs, w.MemoryMiB, cmp.Or(c.MaxCPUs, uint32(runtime.NumCPU())))
 	c.CPUs = size.CPUs
 	if w.MemoryMiB > 0 {
@@ -161,7 +162,13 @@ func (c *HypervisorConfig) SetSize(cpus, memoryMiB *uint32) {
 // would only time-share the host's; a limit above them is a ceiling the
 // workload cannot reach on runc either).
 func workloadSize(baseCPUs, baseMiB, cpus, mib, maxCPUs uint32) struct{ CPUs, MemoryMiB uint32 } {
-	return struct{ CPUs, MemoryMiB uint32 }{max(baseCPUs, min(baseCPUs+cpus, maxCPUs)), baseMiB + mib}
+	return struct{ CPUs, MemoryMiB uint32 }{max(baseCPUs, min(satAdd(baseCPUs, cpus), maxCPUs)), satAdd(baseMiB, mib)}
+}
+
+// satAdd adds saturating, not wrapping: validation refuses what is too
+// big, naming it, where a wrapped sum would be a small VM.
+func satAdd(a, b uint32) uint32 {
+	return uint32(min(uint64(a)+uint64(b), math.MaxUint32))
 }
 
 // CheckHostCPUs refuses n vCPUs (0: the default) when the host has fewer

@@ -553,6 +553,10 @@ func (s FileStamp) same(path string) error {
 	if err != nil {
 		return err
 	}
+	if !st.Mode().IsRegular() {
+		// A device (/dev/zero) would be hashed for ever.
+		return fmt.Errorf("%s: not a regular file", path)
+	}
 	if path == s.Path && st.Size() == s.Size && st.ModTime().Equal(s.ModTime) && inode(st) == s.Inode {
 		return nil
 	}

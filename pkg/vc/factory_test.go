@@ -16,7 +16,7 @@ import (
 
 // fakeFactory writes a factory directory as InitFactory would, for a VM
 // of h, without booting anything: its files are stand-ins.
-func fakeFactory(t *testing.T) (string, SandboxConfig) {
+func fakeFactory(t testing.TB) (string, SandboxConfig) {
 	t.Helper()
 	base := t.TempDir()
 	write := func(name, content string, mode os.FileMode) string {

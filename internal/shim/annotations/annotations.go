@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/containerd/errdefs"
 
@@ -147,6 +148,12 @@ type SandboxOverrides struct {
 	HostLoopback *bool
 }
 
+// hasControl tells whether s holds a control character other than a tab
+// (a separator, as a space is).
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) >= 0
+}
+
 // CheckAllowlist validates a configuration's list of annotations that may
 // override sandbox settings: each entry is a full key or its short name
 // after the prefix ("cpus"). It returns the full keys.
@@ -210,7 +217,7 @@ func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (S
 			}
 			o.MemoryMiB = &m
 		case AnnotationKernelParams:
-			if strings.ContainsAny(v, "\x00\n") {
+			if hasControl(v) {
 				return o, bad("control characters")
 			}
 			o.KernelParams = strings.Fields(v)
@@ -236,7 +243,7 @@ func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (S
 				o.HostLoopback = &b
 			}
 		case AnnotationPublish:
-			if strings.ContainsAny(v, "\x00\n") {
+			if hasControl(v) {
 				return o, bad("control characters")
 			}
 			p := v
