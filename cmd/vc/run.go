@@ -55,7 +55,7 @@ type runOptions struct {
 	Workdir     string   `json:"workdir"`
 	Volumes     []string `json:"volumes"` // -v, in records vc wrote before Mounts
 	CPUs        uint     `json:"cpus"`
-	CPUQuota    int64    `json:"cpu_quota,omitempty"` // the container's CFS quota per cpuPeriod (--cpus 0.5: 50000); CPUs is the VM's, rounded up
+	CPUQuota    int64    `json:"cpu_quota,omitempty"` // the container's CFS quota per cpuPeriod (--cpus 0.5: 50000); CPUs is the limit rounded up
 	MemoryMiB   uint32   `json:"memory_mib"`
 	Rm          bool     `json:"rm"`
 	Detach      bool     `json:"detach"`
@@ -123,7 +123,7 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.BoolVar(&o.Interactive, "i", false, "keep stdin open and forward it")
 	fs.BoolVar(&o.TTY, "t", false, "allocate a terminal")
 	fs.StringVar(&o.ID, "name", "", "container name (default: a random id)")
-	fs.StringVar(&cpus, "cpus", "", fmt.Sprintf("CPUs, fractions allowed (0.5): the VM gets them rounded up (default %d), the container a CPU quota of the number", hypervisor.DefaultCPUs))
+	fs.StringVar(&cpus, "cpus", "", fmt.Sprintf("the container's CPUs, fractions allowed (0.5): a CPU quota of the number; the VM gets them rounded up beside its own %d (within the host's CPUs)", hypervisor.DefaultCPUs))
 	fs.StringVar(&mem, "memory", "", fmt.Sprintf("memory of the VM, e.g. 512M or 1G (default %dM, at least %dM)", hypervisor.DefaultMemoryMiB, hypervisor.MinMemoryMiB))
 	fs.StringVar(&mem, "m", "", "the same as --memory")
 	fs.Var(&vols, "v", "bind a host directory or file, HOST:CONTAINER[:ro] (a missing HOST is made a directory); mount a volume, NAME:CONTAINER[:ro] (made if missing); or an anonymous volume, CONTAINER (repeatable; vc volume)")
@@ -745,11 +745,14 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 			Kernel:    kernel,
 			Initrd:    initrd,
 			Accel:     o.Accel,
-			CPUs:      uint32(o.CPUs),
 			MemoryMiB: o.MemoryMiB,
 			Debug:     o.Debug,
 		},
 	}
+	// --cpus is the container's limit: the VM is sized by the library's
+	// one rule, the guest's own vCPU plus the limit rounded up (within
+	// the host's CPUs), as the shim and vc-runtime size theirs.
+	scfg.Hypervisor.AddWorkload(uint32(o.CPUs), 0)
 	if err := useFactory(g, o.Factory, &scfg); err != nil {
 		return vc.SandboxConfig{}, err
 	}
