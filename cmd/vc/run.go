@@ -752,7 +752,9 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 	// --cpus is the container's limit: the VM is sized by the library's
 	// one rule, the guest's own vCPU plus the limit rounded up (within
 	// the host's CPUs), as the shim and vc-runtime size theirs.
-	scfg.Hypervisor.AddWorkload(uint32(o.CPUs), 0)
+	if o.CPUs > 0 {
+		scfg.Hypervisor.AddWorkload(uint32(o.CPUs), 0)
+	}
 	if err := useFactory(g, o.Factory, &scfg); err != nil {
 		return vc.SandboxConfig{}, err
 	}
