@@ -833,13 +833,16 @@ func TestVCLogURIAndUpdate(t *testing.T) {
 }
 
 // TestVCExecTTY: `ctr task exec -t` under a pseudo-terminal: the exec'd
-// process has a terminal of ctr's size.
+// process has a terminal that gets ctr's size. ctr sends the size only
+// after Start has returned (HandleConsoleResize), when the process runs
+// already, under runc too: a program that reads it at once may see no
+// size yet and is told by SIGWINCH; the script waits for it (at most 5 s).
 func TestVCExecTTY(t *testing.T) {
 	d := startVC(t, "")
 	d.Ctr(t, "run", "-d", "--runtime", containerd.VCRuntime, images.BusyboxRef, "vc-exectty", "sleep", "1000")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := d.CtrCommand(ctx, "task", "exec", "-t", "--exec-id", "t1", "vc-exectty", "sh", "-c", "stty size; tty; exit 2")
+	cmd := d.CtrCommand(ctx, "task", "exec", "-t", "--exec-id", "t1", "vc-exectty", "sh", "-c", "for i in $(seq 50); do stty size 2>/dev/null | grep -qv '^0 0$' && break; sleep 0.1; done; stty size; tty; exit 2")
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 42, Cols: 121})
 	if err != nil {
 		t.Fatal(err)
