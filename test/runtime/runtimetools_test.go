@@ -44,6 +44,13 @@ const (
 	runtimeToolsTimeout  = 100 * time.Second
 )
 
+// runtimeToolsRacy lists the programs whose outcome is a race the
+// program itself makes, on runc too: they are run and logged, and either
+// outcome is accepted.
+var runtimeToolsRacy = map[string]string{
+	"pidfile": "it kills a container running `true` after polling its state once a second and fails if `true` has already exited (runc fails it so); under vc it passes when the kill comes before the exit, which the machine's load decides",
+}
+
 // runtimeToolsFailing lists the programs that fail against vc-runtime,
 // each with why. Every program not listed must pass (exit 0, a plan, every
 // test "ok"); a listed program that passes fails the test too, so that the
@@ -125,7 +132,10 @@ func TestRuntimeTools(t *testing.T) {
 	for _, n := range names {
 		r := results[n]
 		why, listed := runtimeToolsFailing[n]
+		race, racy := runtimeToolsRacy[n]
 		switch {
+		case racy:
+			t.Logf("%s: %s either way (%s)", n, r, race)
 		case r.pass() && listed:
 			t.Errorf("%s passes now (%s): remove it from runtimeToolsFailing (%q) and from docs/vc-runtime.md", n, r, why)
 		case !r.pass() && !listed:
