@@ -166,21 +166,27 @@ func (v *VM) unplugCPU(ctx context.Context, q *QMP, c CPU) error {
 	}
 }
 
+// undoHotplug puts back in reverse order what a failed resize removed
+// (plug), or removes what it added; what cannot be undone is logged.
+func undoHotplug[T any](ctx context.Context, v *VM, what string, items []T, plug bool, plugF, unplugF func(context.Context, T) error) {
+	ctx = context.WithoutCancel(ctx)
+	for i := len(items) - 1; i >= 0; i-- {
+		f := unplugF
+		if plug {
+			f = plugF
+		}
+		if err := f(ctx, items[i]); err != nil {
+			v.log.Warn("undo "+what+" hotplug", "item", items[i], "plug", plug, "err", err)
+		}
+	}
+}
+
 // undoCPUs puts back vCPUs a failed SetCPUs removed (plug), or removes
 // those it added.
 func (v *VM) undoCPUs(ctx context.Context, q *QMP, cpus []CPU, plug bool) {
-	ctx = context.WithoutCancel(ctx)
-	for i := len(cpus) - 1; i >= 0; i-- {
-		var err error
-		if plug {
-			err = v.plugCPU(ctx, q, cpus[i])
-		} else {
-			err = v.unplugCPU(ctx, q, cpus[i])
-		}
-		if err != nil {
-			v.log.Warn("undo vCPU hotplug", "cpu", cpus[i].ID, "plug", plug, "err", err)
-		}
-	}
+	undoHotplug(ctx, v, "vCPU", cpus, plug,
+		func(ctx context.Context, c CPU) error { return v.plugCPU(ctx, q, c) },
+		func(ctx context.Context, c CPU) error { return v.unplugCPU(ctx, q, c) })
 }
 
 // topologyKey orders places of the topology.
@@ -294,18 +300,9 @@ func (v *VM) unplugDIMM(ctx context.Context, q *QMP, j int) error {
 // undoDIMMs puts back memory steps a failed SetMemory removed (plug), or
 // removes those it added.
 func (v *VM) undoDIMMs(ctx context.Context, q *QMP, js []int, plug bool) {
-	ctx = context.WithoutCancel(ctx)
-	for i := len(js) - 1; i >= 0; i-- {
-		var err error
-		if plug {
-			err = v.plugDIMM(ctx, q, js[i])
-		} else {
-			err = v.unplugDIMM(ctx, q, js[i])
-		}
-		if err != nil {
-			v.log.Warn("undo memory hotplug", "dimm", js[i], "plug", plug, "err", err)
-		}
-	}
+	undoHotplug(ctx, v, "memory", js, plug,
+		func(ctx context.Context, j int) error { return v.plugDIMM(ctx, q, j) },
+		func(ctx context.Context, j int) error { return v.unplugDIMM(ctx, q, j) })
 }
 
 // saveSize records the size QEMU reports, for Attach.
