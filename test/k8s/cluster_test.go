@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/flock"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 )
@@ -48,6 +49,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// One cluster a host: its paths, ports and bridge are fixed. A second
+	// run (another worktree's) waits here instead of tearing this one down.
+	release, err := flock.Lock("/run/vc-kube.lock", true)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lock /run/vc-kube.lock: %v\n", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	if started {
 		out, err := exec.Command(script("kube-down.sh")).CombinedOutput()
@@ -60,6 +68,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	release()
 	os.Exit(code)
 }
 
