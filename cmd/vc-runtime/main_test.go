@@ -5,16 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/virtcontainers/vc/pkg/hypervisor"
-	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // runMain runs the CLI in this process and returns its exit code and
@@ -249,24 +245,6 @@ func TestParsePids(t *testing.T) {
 	}
 	if _, err := parsePids("PID\nx y\n"); err == nil {
 		t.Error("bad pid accepted")
-	}
-}
-
-func TestSizeVM(t *testing.T) {
-	period, quota, mem := uint64(100000), int64(150000), int64(300<<20)
-	spec := &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{
-		CPU: &specs.LinuxCPU{Period: &period, Quota: &quota}, Memory: &specs.LinuxMemory{Limit: &mem}}}}
-	var hc vc.HypervisorConfig
-	if err := sizeVM(&hc, spec); err != nil {
-		t.Fatal(err)
-	}
-	wantCPUs := max(hypervisor.DefaultCPUs, min(hypervisor.DefaultCPUs+2, uint32(runtime.NumCPU())))
-	if hc.CPUs != wantCPUs || hc.MemoryMiB != hypervisor.DefaultMemoryMiB+300 {
-		t.Errorf("sized %d CPUs, %d MiB; want %d, %d", hc.CPUs, hc.MemoryMiB, wantCPUs, hypervisor.DefaultMemoryMiB+300)
-	}
-	hc = vc.HypervisorConfig{}
-	if err := sizeVM(&hc, &specs.Spec{}); err != nil || hc.MemoryMiB != 0 || hc.CPUs != hypervisor.DefaultCPUs {
-		t.Errorf("no limits: %+v, %v", hc, err)
 	}
 }
 

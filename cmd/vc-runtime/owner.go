@@ -20,7 +20,6 @@ import (
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/proc"
-	"github.com/virtcontainers/vc/internal/shim/annotations"
 	vcnet "github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -194,7 +193,7 @@ func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec
 		return err
 	}
 	hc := vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: o.g.accel, Debug: o.g.debug}
-	if err := sizeVM(&hc, spec); err != nil {
+	if err := hc.SizeFor(spec); err != nil {
 		return err
 	}
 	netns, nat := network(spec)
@@ -488,19 +487,6 @@ wait:
 	}
 	o.log.Info("container exited", "status", code)
 	return code
-}
-
-// sizeVM sizes the VM for the container's CPU and memory limits, as the
-// containerd shim sizes a lone container's: its CPUs beyond the default
-// (no more than the host has), its memory limit on top of the default
-// memory (the guest's kernel and agent need theirs).
-func sizeVM(hc *vc.HypervisorConfig, spec *specs.Spec) error {
-	cpus, mib, err := annotations.SpecResources(spec)
-	if err != nil {
-		return err
-	}
-	hc.AddWorkload(cpus, mib)
-	return nil
 }
 
 // network is the VM's network for the spec's network namespace, as runc

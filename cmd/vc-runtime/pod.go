@@ -31,7 +31,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -180,7 +179,7 @@ func (o *owner) createMember(ctx context.Context, id string) error {
 	if err := ccfg.Validate(); err != nil {
 		return err
 	}
-	if cpus, mib, err := annotations.SpecResources(spec); err == nil && (cpus > 0 || mib > 0) {
+	if cpus, mib, err := vc.WorkloadFromSpec(spec); err == nil && (cpus > 0 || mib > 0) {
 		o.log.Info("a container in a running VM is limited in the guest; the VM keeps its size", "member", id, "cpus", cpus, "memory_mib", mib)
 	}
 	if err := o.sb.BindEtcFiles(&ccfg); err != nil {

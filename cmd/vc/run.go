@@ -295,7 +295,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	if err := ccfg.Validate(); err != nil {
 		return startError(err)
 	}
-	scfg, err := sandboxConfig(ctx, g, o)
+	scfg, err := sandboxConfig(ctx, g, o, ccfg.Spec)
 	if err != nil {
 		return err
 	}
@@ -729,8 +729,9 @@ func mountRootfs(dir string, src imageSource) (string, error) {
 	return containerLayer(dir, lowers)
 }
 
-// sandboxConfig builds the sandbox (VM) from the run options.
-func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxConfig, error) {
+// sandboxConfig builds the sandbox (VM) from the run options and the
+// container's spec.
+func sandboxConfig(ctx context.Context, g *globals, o runOptions, spec *specs.Spec) (vc.SandboxConfig, error) {
 	kernel, initrd, err := guestImage(ctx, g, o.Kernel, o.Initrd)
 	if err != nil {
 		return vc.SandboxConfig{}, err
@@ -749,11 +750,10 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions) (vc.SandboxCon
 			Debug:     o.Debug,
 		},
 	}
-	// --cpus is the container's limit: the VM is sized by the library's
-	// one rule, the guest's own vCPU plus the limit rounded up (within
-	// the host's CPUs), as the shim and vc-runtime size theirs.
-	if o.CPUs > 0 {
-		scfg.Hypervisor.AddWorkload(uint32(o.CPUs), 0)
+	// --cpus is the container's limit (its spec's CPU quota): the VM is
+	// sized from the spec as the shim and vc-runtime size theirs.
+	if err := scfg.Hypervisor.SizeFor(spec); err != nil {
+		return vc.SandboxConfig{}, err
 	}
 	if err := useFactory(g, o.Factory, &scfg); err != nil {
 		return vc.SandboxConfig{}, err

@@ -336,27 +336,6 @@ func joinsPidNS(spec *specs.Spec) bool {
 	return false
 }
 
-// sizeVM grows the VM by what its workload may use: a CRI pod's limits
-// (the kubelet's sum, in the sandbox container's annotations), or a single
-// container's own (its spec's resources). The configured size is the
-// guest's own (kernel, agent); the limits come on top, as the kubelet and
-// `ctr run --memory-limit` expect them to fit (HypervisorConfig.AddWorkload).
-func sizeVM(hc *vc.HypervisorConfig, typ annotations.ContainerType, spec *specs.Spec) error {
-	var cpus, mib uint32
-	var err error
-	switch typ {
-	case annotations.PodSandbox:
-		cpus, mib, err = annotations.PodResources(spec.Annotations)
-	case annotations.SingleContainer:
-		cpus, mib, err = annotations.SpecResources(spec)
-	}
-	if err != nil {
-		return err
-	}
-	hc.AddWorkload(cpus, mib)
-	return nil
-}
-
 // sandboxConfig is the VM the container boots: the shim's configuration,
 // with the overrides its annotations asked for (and the configuration
 // allowed).
@@ -383,8 +362,12 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		MaxMemoryMiB: cfg.MaxMemoryMiB,
 		Debug:        cfg.Debug,
 	}
+	// The configured size is the guest's own; a CRI pod's limits (the
+	// kubelet's sum, in the sandbox container's annotations) or a single
+	// container's own come on top, as the kubelet and `ctr run
+	// --memory-limit` expect them to fit.
 	if cfg.PodSizing {
-		if err := sizeVM(&hc, c.typ, c.spec); err != nil {
+		if err := hc.SizeFor(c.spec); err != nil {
 			return vc.SandboxConfig{}, err
 		}
 	}

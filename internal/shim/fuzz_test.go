@@ -98,16 +98,13 @@ func FuzzBundleSpec(f *testing.F) {
 			}
 		}
 		hc := vc.HypervisorConfig{CPUs: 1, MemoryMiB: 2048}
-		if err := sizeVM(&hc, typ, spec); err != nil {
-			refused(err, "annotation io.kubernetes.cri.sandbox-", "linux.resources.")
-			return
-		}
 		var cpus, mib uint32
-		switch typ {
-		case annotations.PodSandbox:
-			cpus, mib, _ = annotations.PodResources(spec.Annotations)
-		case annotations.SingleContainer:
-			cpus, mib, _ = annotations.SpecResources(spec)
+		if typ.BootsVM() {
+			if err := hc.SizeFor(spec); err != nil {
+				refused(err, "annotation io.kubernetes.cri.sandbox-", "linux.resources.")
+				return
+			}
+			cpus, mib, _ = vc.WorkloadFromSpec(spec)
 		}
 		// Too much saturates (and validation refuses it): it never
 		// wraps to a small VM.

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,7 +23,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/virtcontainers/vc/internal/shim/annotations"
-	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -419,39 +417,54 @@ func TestCheckpointUnimplemented(t *testing.T) {
 	}
 }
 
-func TestSizeVM(t *testing.T) {
-	host := uint32(runtime.NumCPU())
-	pod := func(period, quota, mem string) *specs.Spec {
-		return &specs.Spec{Annotations: map[string]string{annotations.CRISandboxCPUPeriod: period, annotations.CRISandboxCPUQuota: quota, annotations.CRISandboxMemory: mem}}
+// The shim sizes a VM it boots with the library's one rule
+// (vc.HypervisorConfig.SizeFor, tested in pkg/vc): a pod sandbox by its
+// CRI annotations, a single container by its spec; pod_sizing off keeps
+// the configured size, and an allowlisted size annotation replaces it.
+func TestSandboxConfigSize(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"k", "i"} {
+		os.WriteFile(filepath.Join(dir, f), nil, 0o644)
 	}
+	base := DefaultConfig()
+	base.Kernel, base.Initrd = filepath.Join(dir, "k"), filepath.Join(dir, "i")
+	base.CPUs, base.MemoryMiB = 1, 256
+	base.MaxCPUs = 1 // the pod's CPUs do not depend on the host's
+	pod := &specs.Spec{Annotations: map[string]string{annotations.CRIContainerType: "sandbox", annotations.CRISandboxID: "p1",
+		annotations.CRISandboxCPUPeriod: "100000", annotations.CRISandboxCPUQuota: "100000", annotations.CRISandboxMemory: "134217728"}}
 	limit := int64(64 << 20)
 	single := &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}}}
+	mib := uint32(512)
 	for _, c := range []struct {
 		name      string
-		base      vc.HypervisorConfig
+		sizing    bool
 		typ       annotations.ContainerType
 		spec      *specs.Spec
+		o         annotations.SandboxOverrides
 		cpus, mib uint32
 	}{
-		{"no limits", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.PodSandbox, &specs.Spec{}, 1, 256},
-		{"pod: one CPU, 128 MiB", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.PodSandbox, pod("100000", "100000", "134217728"), min(2, max(1, host)), 384},
-		{"pod: more CPUs than the host", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.PodSandbox, pod("100000", "6400000", "0"), max(1, host), 256},
-		{"pod: base above the host", vc.HypervisorConfig{CPUs: host + 2, MemoryMiB: 256}, annotations.PodSandbox, pod("100000", "100000", ""), host + 2, 256},
-		{"pod: defaults", vc.HypervisorConfig{}, annotations.PodSandbox, pod("", "", "1048576"), 1, hypervisor.DefaultMemoryMiB + 1},
-		{"single container's own limit", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.SingleContainer, single, 1, 320},
-		{"a pod container boots nothing", vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}, annotations.PodContainer, single, 1, 256},
+		{"pod: 1 CPU, 128 MiB on top", true, annotations.PodSandbox, pod, annotations.SandboxOverrides{}, 1, 384},
+		{"pod, pod_sizing off", false, annotations.PodSandbox, pod, annotations.SandboxOverrides{}, 1, 256},
+		{"single container's own limit", true, annotations.SingleContainer, single, annotations.SandboxOverrides{}, 1, 320},
+		{"memory annotation replaces", true, annotations.PodSandbox, pod, annotations.SandboxOverrides{MemoryMiB: &mib}, 1, 512},
 	} {
-		hc := c.base
-		if err := sizeVM(&hc, c.typ, c.spec); err != nil {
+		cfg := base
+		cfg.PodSizing = c.sizing
+		ctr := &container{id: "p1", sandboxID: "p1", typ: c.typ, spec: c.spec}
+		scfg, err := (&Service{}).sandboxConfig(context.Background(), cfg, ctr, c.o)
+		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
 		}
-		if hc.CPUs != c.cpus || hc.MemoryMiB != c.mib {
-			t.Errorf("%s: %d CPUs, %d MiB; want %d, %d", c.name, hc.CPUs, hc.MemoryMiB, c.cpus, c.mib)
+		if h := scfg.Hypervisor; h.CPUs != c.cpus || h.MemoryMiB != c.mib {
+			t.Errorf("%s: %d CPUs, %d MiB; want %d, %d", c.name, h.CPUs, h.MemoryMiB, c.cpus, c.mib)
 		}
 	}
-	hc := vc.HypervisorConfig{CPUs: 1, MemoryMiB: 256}
-	if err := sizeVM(&hc, annotations.PodSandbox, pod("100000", "x", "")); err == nil || !strings.Contains(err.Error(), annotations.CRISandboxCPUQuota) {
-		t.Errorf("bad quota: %v, want an error naming %s", err, annotations.CRISandboxCPUQuota)
+	bad := &specs.Spec{Annotations: map[string]string{annotations.CRIContainerType: "sandbox", annotations.CRISandboxCPUPeriod: "100000", annotations.CRISandboxCPUQuota: "x"}}
+	cfg := base
+	cfg.PodSizing = true
+	_, err := (&Service{}).sandboxConfig(context.Background(), cfg, &container{id: "p1", sandboxID: "p1", typ: annotations.PodSandbox, spec: bad}, annotations.SandboxOverrides{})
+	if err == nil || !strings.Contains(err.Error(), annotations.CRISandboxCPUQuota) || !errdefs.IsInvalidArgument(err) {
+		t.Errorf("bad quota: %v, want an invalid argument naming %s", err, annotations.CRISandboxCPUQuota)
 	}
 }

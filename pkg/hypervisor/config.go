@@ -123,6 +123,8 @@ const (
 	MinMemoryMiB = 128
 	// MaxVCPUs is the most vCPUs a VM may have.
 	MaxVCPUs = 64
+	// MaxVMMemoryMiB is the most memory a VM may have (1 TiB).
+	MaxVMMemoryMiB = 1 << 20
 	// MemoryStepMiB is the unit of memory hotplug: a guest onlines and
 	// offlines memory in blocks of this size (x86_64's memory block),
 	// so memory beyond FixedMemoryMiB comes in whole steps.
@@ -153,7 +155,7 @@ func CheckMemoryMiB(field string, n uint64) (uint32, error) {
 	if n < MinMemoryMiB {
 		return 0, fmt.Errorf("%s %d: below the minimum of %d MiB: %w", field, n, MinMemoryMiB, errdefs.ErrInvalidArgument)
 	}
-	if n > 1<<20 {
+	if n > MaxVMMemoryMiB {
 		return 0, fmt.Errorf("%s %d: more than 1 TiB: %w", field, n, errdefs.ErrInvalidArgument)
 	}
 	return uint32(n), nil

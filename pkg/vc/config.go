@@ -1,13 +1,10 @@
 package vc
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -116,75 +113,6 @@ type Workload struct {
 	BaseMemoryMiB uint32 `json:"base_memory_mib"`
 	CPUs          uint32 `json:"cpus"`
 	MemoryMiB     uint32 `json:"memory_mib"`
-}
-
-// AddWorkload grows the VM by what its workload may use, cpus CPUs and
-// memoryMiB MiB (zero: no limit): the configured size (or the default) is
-// the guest's own, for its kernel and agent, and the workload's limits
-// come on top, as a pod's or a container's limits are expected to fit
-// (workloadSize). It records both in Workload, for resizes.
-func (c *HypervisorConfig) AddWorkload(cpus, memoryMiB uint32) {
-	if c.Workload == nil {
-		c.Workload = &Workload{BaseCPUs: cmp.Or(c.CPUs, hypervisor.DefaultCPUs), BaseMemoryMiB: cmp.Or(c.MemoryMiB, hypervisor.DefaultMemoryMiB)}
-	}
-	w := c.Workload
-	w.CPUs = satAdd(w.CPUs, cpus)
-	w.MemoryMiB = satAdd(w.MemoryMiB, memoryMiB)
-	size := workloadSize(w.BaseCPUs, w.BaseMemoryMiB, w.CPUs, w.MemoryMiB, cmp.Or(c.MaxCPUs, uint32(runtime.NumCPU())))
-	c.CPUs = size.CPUs
-	if w.MemoryMiB > 0 {
-		c.MemoryMiB = size.MemoryMiB
-	}
-}
-
-// SetSize sets the VM's vCPUs or memory (nil: as it is) to a size a
-// person chose: that is then the guest's own share, and the workload's
-// limits in that dimension are no longer held for (containers' limits
-// grow the VM beyond it, as a resize does).
-func (c *HypervisorConfig) SetSize(cpus, memoryMiB *uint32) {
-	w := c.Workload
-	if cpus != nil {
-		c.CPUs = *cpus
-		if w != nil {
-			w.BaseCPUs, w.CPUs = *cpus, 0
-		}
-	}
-	if memoryMiB != nil {
-		c.MemoryMiB = *memoryMiB
-		if w != nil {
-			w.BaseMemoryMiB, w.MemoryMiB = *memoryMiB, 0
-		}
-	}
-}
-
-// workloadSize is the one sizing rule of a sandbox's VM: the guest's own
-// vCPUs and memory plus a workload's limits, vCPUs within maxCPUs (more
-// would only time-share the host's; a limit above them is a ceiling the
-// workload cannot reach on runc either).
-func workloadSize(baseCPUs, baseMiB, cpus, mib, maxCPUs uint32) struct{ CPUs, MemoryMiB uint32 } {
-	return struct{ CPUs, MemoryMiB uint32 }{max(baseCPUs, min(satAdd(baseCPUs, cpus), maxCPUs)), satAdd(baseMiB, mib)}
-}
-
-// satAdd adds saturating, not wrapping: validation refuses what is too
-// big, naming it, where a wrapped sum would be a small VM.
-func satAdd(a, b uint32) uint32 {
-	return uint32(min(uint64(a)+uint64(b), math.MaxUint32))
-}
-
-// CheckHostCPUs refuses n vCPUs (0: the default) when the host has fewer
-// CPUs to run them on (those this process may use): more would only
-// time-share the host's, and a guest that believes it has them sizes its
-// work for them (AddWorkload stays within the same bound). It returns the
-// vCPU count, or an error naming field.
-func CheckHostCPUs(field string, n uint64) (uint32, error) {
-	cpus, err := hypervisor.CheckCPUs(field, n)
-	if err != nil {
-		return 0, err
-	}
-	if host := runtime.NumCPU(); int(cpus) > host {
-		return 0, fmt.Errorf("%s %d: more than the host's %d CPUs: %w", field, cpus, host, errdefs.ErrInvalidArgument)
-	}
-	return cpus, nil
 }
 
 func (c *HypervisorConfig) validate() error {

@@ -27,57 +27,6 @@ import (
 // (hypervisor.Resizer) between the guest's own share, which is never
 // removed, and MaxCPUs, MaxMemoryMiB.
 
-// Limits turns a CPU quota and period (microseconds) and a memory limit
-// (bytes) into whole CPUs and MiB, rounding up; a limit that is zero or
-// negative (unlimited) gives zero. The fields name the inputs in errors.
-func Limits(period, quota, mem int64, cpuField, memField string) (cpus, memoryMiB uint32, err error) {
-	if period > 0 && quota > 0 {
-		n := quota / period
-		if quota%period != 0 {
-			n++
-		}
-		if n > math.MaxUint32 {
-			return 0, 0, fmt.Errorf("%s %d over period %d: too many CPUs: %w", cpuField, quota, period, errdefs.ErrInvalidArgument)
-		}
-		cpus = uint32(n)
-	}
-	if mem > 0 {
-		n := mem >> 20
-		if mem&(1<<20-1) != 0 {
-			n++
-		}
-		if n > math.MaxUint32 {
-			return 0, 0, fmt.Errorf("%s %d: too much memory: %w", memField, mem, errdefs.ErrInvalidArgument)
-		}
-		memoryMiB = uint32(n)
-	}
-	return cpus, memoryMiB, nil
-}
-
-// ResourceLimits reads what a container may use from its resources, as
-// Limits does: CPU quota over period, the memory limit; zero where there
-// is no limit.
-func ResourceLimits(r *specs.LinuxResources) (cpus, memoryMiB uint32, err error) {
-	if r == nil {
-		return 0, 0, nil
-	}
-	var period, quota, mem int64
-	if r.CPU != nil && r.CPU.Period != nil && r.CPU.Quota != nil && *r.CPU.Period <= math.MaxInt64 {
-		period, quota = int64(*r.CPU.Period), *r.CPU.Quota
-	}
-	if r.Memory != nil && r.Memory.Limit != nil {
-		mem = *r.Memory.Limit
-	}
-	return Limits(period, quota, mem, "linux.resources.cpu.quota", "linux.resources.memory.limit")
-}
-
-func specLimits(spec *specs.Spec) (cpus, memoryMiB uint32, err error) {
-	if spec == nil || spec.Linux == nil {
-		return 0, 0, nil
-	}
-	return ResourceLimits(spec.Linux.Resources)
-}
-
 // hostMemoryMiB is the host's memory.
 func hostMemoryMiB() uint32 {
 	var si unix.Sysinfo_t

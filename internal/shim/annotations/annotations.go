@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // CRI annotations: containerd's CRI plugin (and CRI-O's compatible keys)
@@ -17,7 +18,7 @@ import (
 const (
 	// CRIContainerType is "sandbox" on a pod's sandbox (pause) container
 	// and "container" on the pod's other containers.
-	CRIContainerType = "io.kubernetes.cri.container-type"
+	CRIContainerType = vc.CRIContainerType
 	// CRISandboxID names the pod sandbox a container belongs to (on the
 	// sandbox container itself, its own id).
 	CRISandboxID = "io.kubernetes.cri.sandbox-id"

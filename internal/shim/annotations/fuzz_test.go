@@ -126,47 +126,6 @@ func FuzzParseSandboxAnnotations(f *testing.F) {
 	})
 }
 
-// FuzzPodResources reads the CRI pod sizing annotations: a refused value
-// is an invalid argument naming its annotation; an accepted one is
-// rounded up, never down: cpus*period covers the quota, less a CPU does
-// not, and likewise the MiB of memory.
-func FuzzPodResources(f *testing.F) {
-	f.Add("100000", "150000", "104857601")
-	f.Add("100000", "-1", "0")
-	f.Add("", "200000", "")
-	f.Add("50000", "100000", "268435456")
-	f.Add("100000", "1.5", "1Gi")
-	f.Add("1", "9223372036854775807", "9223372036854775807")
-	f.Fuzz(func(t *testing.T, period, quota, mem string) {
-		ann := map[string]string{CRISandboxCPUPeriod: period, CRISandboxCPUQuota: quota, CRISandboxMemory: mem}
-		cpus, mib, err := PodResources(ann)
-		if err != nil {
-			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "annotation io.kubernetes.cri.sandbox-") {
-				t.Fatalf("%v: error %v: not an invalid argument naming an annotation", ann, err)
-			}
-			return
-		}
-		p, _ := strconv.ParseInt(period, 10, 64)
-		q, _ := strconv.ParseInt(quota, 10, 64)
-		m, _ := strconv.ParseInt(mem, 10, 64)
-		if p > 0 && q > 0 {
-			// In uint64: cpus*p may pass int64's range.
-			if c := uint64(cpus); c*uint64(p) < uint64(q) || (c-1)*uint64(p) >= uint64(q) {
-				t.Errorf("%v: %d CPUs for quota %d over period %d", ann, cpus, q, p)
-			}
-		} else if cpus != 0 {
-			t.Errorf("%v: %d CPUs without a limit", ann, cpus)
-		}
-		if m > 0 {
-			if b := uint64(mib) << 20; b < uint64(m) || b-1<<20 >= uint64(m) {
-				t.Errorf("%v: %d MiB for %d bytes", ann, mib, m)
-			}
-		} else if mib != 0 {
-			t.Errorf("%v: %d MiB without a limit", ann, mib)
-		}
-	})
-}
-
 // FuzzContainerTypeOf reads the CRI annotations of container c1: a
 // refused set is an invalid argument naming one of them; a type that
 // boots its VM runs in a sandbox of its own id, a pod container in
