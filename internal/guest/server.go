@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -85,7 +84,8 @@ func (a *Agent) NewServer() (*ttrpc.Server, error) {
 	return s, nil
 }
 
-// intercept logs each call and converts errors to ttRPC statuses.
+// intercept logs each call and converts errors to ttRPC statuses
+// (pb.ToGRPC: a command that could not run keeps its type).
 func (a *Agent) intercept(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (resp interface{}, err error) {
 	start := time.Now()
 	defer func() {
@@ -96,7 +96,7 @@ func (a *Agent) intercept(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.
 	}()
 	resp, err = m(ctx, u)
 	if err != nil {
-		err = errgrpc.ToGRPC(err)
+		err = pb.ToGRPC(err)
 		a.log.Debug("rpc failed", "method", info.FullMethod, "err", err, "took", time.Since(start))
 		return nil, err
 	}

@@ -1,51 +1,30 @@
 package vc
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	pb "github.com/virtcontainers/vc/api/agent"
 )
 
 // Errors of a process's command that could not run, as docker tells them
 // apart by exit code: CreateContainer, Container.Start and Container.Exec
-// wrap them (errors.Is), with the guest's message kept.
+// return them typed (errors.Is), with the guest's message kept. The agent
+// sends them typed (pb.ErrCommandNotFound, pb.ErrCommandNotRunnable: a
+// status class and a reason, converted at the edge by pkg/agent); these
+// are the same errors.
 var (
 	// ErrCommandNotFound: the command does not exist in the container
-	// (docker's exit code 127).
-	ErrCommandNotFound = errors.New("command not found")
+	// (docker's exit code 127); errdefs.IsNotFound too when the guest
+	// reported it.
+	ErrCommandNotFound = pb.ErrCommandNotFound
 	// ErrCommandNotRunnable: the command exists but cannot be invoked:
-	// a directory, a file without execute permission (docker's 126).
-	ErrCommandNotRunnable = errors.New("command cannot be invoked")
+	// a directory, a file without execute permission, arguments execve
+	// would refuse (docker's 126).
+	ErrCommandNotRunnable = pb.ErrCommandNotRunnable
 )
-
-// notFound and notRunnable are how libcontainer's init reports that its
-// command failed exec.LookPath, before executing it, so that the failure
-// is the create's: os/exec's Error, `exec: "NAME": REASON`, REASON being
-// exec.ErrNotFound's for a name looked up in PATH, the stat error for a
-// path, or what findExecutable refused. The init is another process (in
-// the guest): only its message crosses to the agent, and the agent's to
-// here.
-var (
-	notFound    = regexp.MustCompile(`exec: "(?:[^"\\]|\\.)*": (?:executable file not found in \$PATH|stat .*?: (?:no such file or directory|not a directory))`)
-	notRunnable = regexp.MustCompile(`exec: "(?:[^"\\]|\\.)*": (?:is a directory|permission denied)`)
-)
-
-// commandError wraps err with ErrCommandNotFound or ErrCommandNotRunnable
-// when it is the guest's report that the command could not be looked up.
-func commandError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case notFound.MatchString(err.Error()):
-		return fmt.Errorf("%w: %w", err, ErrCommandNotFound)
-	case notRunnable.MatchString(err.Error()):
-		return fmt.Errorf("%w: %w", err, ErrCommandNotRunnable)
-	}
-	return err
-}
 
 // What execve(2) takes (fs/exec.c): one argument or variable of at most
 // maxArgStrlen bytes with its NUL (MAX_ARG_STRLEN), and all of them with

@@ -76,7 +76,7 @@ func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) erro
 	st := ContainerStatus{ID: cfg.ID, SandboxID: s.id, State: StateCreated, Created: time.Now().UTC(), Config: cfg}
 	create := func() error {
 		if _, err := s.agent.CreateContainer(ctx, req); err != nil {
-			return fmt.Errorf("container %s: %w", cfg.ID, commandError(err))
+			return fmt.Errorf("container %s: %w", cfg.ID, err)
 		}
 		if err := s.store.Save(s.id, containerKey(cfg.ID), st); err != nil {
 			s.agent.RemoveContainer(context.WithoutCancel(ctx), &pb.RemoveContainerRequest{ContainerId: cfg.ID})
@@ -272,7 +272,7 @@ func (c *Container) Start(ctx context.Context) error {
 			return err
 		}
 		if _, err := c.s.agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: c.id}); err != nil {
-			return fmt.Errorf("container %s: %w", c.id, commandError(err))
+			return fmt.Errorf("container %s: %w", c.id, err)
 		}
 		st.State = StateRunning
 		return nil

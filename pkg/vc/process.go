@@ -32,7 +32,7 @@ func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process) e
 		p.Cwd = "/"
 	}
 	_, err := c.s.agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: c.id, ExecId: execID, Process: oci.ProcessToProto(p)})
-	return commandError(err)
+	return err
 }
 
 // WaitProcess waits for a process of the container (the container's id

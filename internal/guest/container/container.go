@@ -188,7 +188,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	p := c.init
 	before, exeErr := exeOf(p.pid)
 	if err := c.lc.Exec(); err != nil {
-		return fmt.Errorf("container_id %q: start: %w", id, lcErr(err))
+		return fmt.Errorf("container_id %q: start: %w", id, commandError(lcErr(err)))
 	}
 	// Exec returns once the init was released, before its execve. Start
 	// does not wait for it: a front end resizes the terminal right after

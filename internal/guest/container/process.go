@@ -69,6 +69,7 @@ func (p *Process) start(lp *libcontainer.Process, terminal bool) (err error) {
 		r.Lock()
 		defer r.Unlock()
 		if err = p.c.lc.Start(lp); err != nil {
+			err = commandError(err)
 			return
 		}
 		p.pid, err = lp.Pid()
