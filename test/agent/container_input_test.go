@@ -2,6 +2,8 @@ package agent_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,7 +163,22 @@ func TestBadInput(t *testing.T) {
 		{"exec/init-exec-id", func() error { return exec(id, id, sh) }, codes.AlreadyExists, "exec_id"},
 		{"exec/empty-args", func() error { return exec(id, "e", &pb.Process{Cwd: "/"}) }, codes.InvalidArgument, "Args"},
 		{"exec/no-process", func() error { return exec(id, "e", nil) }, codes.InvalidArgument, "process"},
-		{"exec/missing-binary", func() error { return exec(id, "e2", &pb.Process{Args: []string{"/no/such"}, Cwd: "/"}) }, codes.Unknown, "exec_id"},
+		// Typed for the host (pb.ToNative: pb.ErrCommandNotFound), of
+		// class NotFound for a client that does not know the reason.
+		{"exec/missing-binary", func() error {
+			err := exec(id, "e2", &pb.Process{Args: []string{"/no/such"}, Cwd: "/"})
+			if err != nil && !errors.Is(pb.ToNative(err), pb.ErrCommandNotFound) {
+				return fmt.Errorf("not typed ErrCommandNotFound: %v", err)
+			}
+			return err
+		}, codes.NotFound, "exec_id"},
+		{"exec/not-runnable", func() error {
+			err := exec(id, "e3", &pb.Process{Args: []string{"/etc"}, Cwd: "/"})
+			if err != nil && !errors.Is(pb.ToNative(err), pb.ErrCommandNotRunnable) {
+				return fmt.Errorf("not typed ErrCommandNotRunnable: %v", err)
+			}
+			return err
+		}, codes.PermissionDenied, "exec_id"},
 		{"wait/unknown-exec", func() error {
 			_, err := svc.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: id, ExecId: "nope"})
 			return err
