@@ -23,6 +23,7 @@ import (
 	"github.com/virtcontainers/vc/internal/guest/network"
 	"github.com/virtcontainers/vc/internal/guest/network/netnstest"
 	"github.com/virtcontainers/vc/internal/guest/reaper"
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // hostEffects lists the handlers that change the machine they run on,
@@ -382,7 +383,7 @@ func TestZeroRequests(t *testing.T) {
 				}
 			}
 			if inNetns[r.name] && env.ns == -1 {
-				t.Skip("not called: needs root for a network namespace")
+				testenv.Skip(t, "not called: needs root for a network namespace")
 			}
 			timeout := callTimeout
 			if _, ok := blocking[r.name]; ok {

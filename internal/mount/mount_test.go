@@ -6,13 +6,15 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // RemoveAll of a tree holding a bind mount of another directory removes
 // the tree and leaves the bound directory's files alone.
 func TestRemoveAllDoesNotFollowMounts(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: bind mounts")
+		testenv.Skip(t, "needs root: bind mounts")
 	}
 	precious := t.TempDir()
 	os.WriteFile(filepath.Join(precious, "keep"), []byte("data"), 0o644)

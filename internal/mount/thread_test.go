@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // Under sees the mounts of the calling thread's mount namespace, the
@@ -15,7 +17,7 @@ import (
 // thread, if it was the one, keeps that namespace for good).
 func TestUnderAfterDiscardedThread(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: unshares a mount namespace and mounts")
+		testenv.Skip(t, "needs root: unshares a mount namespace and mounts")
 	}
 	for range 4 {
 		done := make(chan error)

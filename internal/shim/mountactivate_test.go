@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/internal/mountinfo"
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 func TestFormatMount(t *testing.T) {
@@ -105,11 +106,11 @@ func TestMkdirMount(t *testing.T) {
 // are bind mounts: the shape is the same). Then it unmounts it all.
 func TestPrepareRootfsMountManagerFormat(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: loop devices and mounts")
+		testenv.Skip(t, "needs root: loop devices and mounts")
 	}
 	mkfs, err := exec.LookPath("mkfs.ext4")
 	if err != nil {
-		t.Skip("needs mkfs.ext4 (e2fsprogs) for the scratch image")
+		testenv.Skip(t, "needs mkfs.ext4 (e2fsprogs) for the scratch image")
 	}
 	tmp := t.TempDir()
 	img := filepath.Join(tmp, "scratch.ext4")
@@ -191,7 +192,7 @@ func TestPrepareRootfsMountManagerFormat(t *testing.T) {
 // not exist fails the create with nothing left mounted.
 func TestPrepareRootfsActivationUndone(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts")
+		testenv.Skip(t, "needs root: mounts")
 	}
 	tmp := t.TempDir()
 	lower := filepath.Join(tmp, "l")

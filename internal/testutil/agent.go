@@ -21,6 +21,7 @@ import (
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // RepoRoot is the repository's top directory.
@@ -125,7 +126,7 @@ func (a *Agent) Exited() <-chan struct{} { return a.exited }
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: the agent creates namespaces, mounts and cgroups")
+		testenv.Skip(t, "needs root: the agent creates namespaces, mounts and cgroups")
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/pierrec/lz4/v4"
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 type cpioEntry struct {
@@ -153,7 +155,7 @@ func TestCpioWriter(t *testing.T) {
 
 	// GNU cpio must agree.
 	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skipf("GNU cpio not installed to cross-check the archive: %v", err)
+		testenv.Skipf(t, "GNU cpio not installed to cross-check the archive: %v", err)
 	}
 	dir := t.TempDir()
 	cmd := exec.Command("cpio", "-idm", "--quiet", "--no-absolute-filenames")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil"
 )
 
@@ -212,7 +213,7 @@ func TestBuildUserKernel(t *testing.T) {
 
 func TestBuildBusybox(t *testing.T) {
 	if _, err := os.Stat(DefaultBusybox); err != nil {
-		t.Skipf("no static busybox (busybox-static) at %s: %v", DefaultBusybox, err)
+		testenv.Skipf(t, "no static busybox (busybox-static) at %s: %v", DefaultBusybox, err)
 	}
 	base := t.TempDir()
 	kernel := filepath.Join(base, "vmlinuz")
@@ -303,14 +304,14 @@ func kernelOptions(t *testing.T) Options {
 	t.Helper()
 	for _, tool := range []string{"apt-cache", "apt-get", "dpkg-deb", "depmod"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s to fetch Debian's kernel: %v", tool, err)
+			testenv.Skipf(t, "needs %s to fetch Debian's kernel: %v", tool, err)
 		}
 	}
 	cache := os.Getenv("VC_CACHE_DIR")
 	if cache == "" {
 		cache = DefaultCacheDir
 		if os.Geteuid() != 0 {
-			t.Skipf("needs root to write the kernel cache %s (or set VC_CACHE_DIR)", cache)
+			testenv.Skipf(t, "needs root to write the kernel cache %s (or set VC_CACHE_DIR)", cache)
 		}
 	}
 	return Options{Root: t.TempDir(), CacheDir: cache, Logger: testLogger(t), KernelFlavor: KernelGeneric}

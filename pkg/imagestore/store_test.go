@@ -28,6 +28,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // entry is a file of a test layer: a directory if name ends in /, a
@@ -75,7 +77,7 @@ func imageOf(t *testing.T, layers ...v1.Layer) v1.Image {
 
 func needRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: layers keep their owners, whiteouts are device nodes, opaque directories trusted.* xattrs")
+		testenv.Skip(t, "needs root: layers keep their owners, whiteouts are device nodes, opaque directories trusted.* xattrs")
 	}
 }
 

@@ -11,13 +11,14 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/pkg/network/nstest"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
+		testenv.Skip(t, "needs root (network namespaces)")
 	}
 }
 

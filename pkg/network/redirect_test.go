@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/pkg/network/nstest"
 )
 
@@ -30,7 +31,7 @@ func nftRuleset(t *testing.T, ns nstest.NS) string {
 func TestLoopbackRedirect(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs nft (nftables, hack/install-deps.sh)")
+		testenv.Skip(t, "needs nft (nftables, hack/install-deps.sh)")
 	}
 	ns := nstest.New(t, "redir")
 	if got := nftRuleset(t, ns); got != "" {
@@ -143,7 +144,7 @@ func TestLoopbackRedirectDown(t *testing.T) {
 func TestLoopbackRedirectNoIPv6(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs nft (nftables, hack/install-deps.sh)")
+		testenv.Skip(t, "needs nft (nftables, hack/install-deps.sh)")
 	}
 	ns := nstest.New(t, "redirv4")
 	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=1").CombinedOutput(); err != nil {

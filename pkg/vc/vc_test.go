@@ -20,6 +20,7 @@ import (
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/mount"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/persist"
 )
@@ -145,7 +146,7 @@ func TestGuestSpec(t *testing.T) {
 // nothing of the container stays shared.
 func TestShareContainerMissingSource(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: bind mounts")
+		testenv.Skip(t, "needs root: bind mounts")
 	}
 	shared, rootfs := t.TempDir(), t.TempDir()
 	spec := oci.DefaultSpec([]string{"true"}, nil, "", false)
@@ -164,7 +165,7 @@ func TestShareContainerMissingSource(t *testing.T) {
 // paths, and unshareContainer leaves nothing mounted and the sources whole.
 func TestShareContainer(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: bind mounts")
+		testenv.Skip(t, "needs root: bind mounts")
 	}
 	shared, rootfs, vol := t.TempDir(), t.TempDir(), t.TempDir()
 	os.WriteFile(filepath.Join(rootfs, "hello"), []byte("rootfs"), 0o644)
@@ -255,7 +256,7 @@ func TestCreatorDiedHalfway(t *testing.T) {
 // made that rmdir fail with EBUSY).
 func TestShareSubmounts(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: bind and tmpfs mounts")
+		testenv.Skip(t, "needs root: bind and tmpfs mounts")
 	}
 	shared, rootfs, vol := t.TempDir(), t.TempDir(), t.TempDir()
 	sub := filepath.Join(vol, "sub")
@@ -336,7 +337,7 @@ func TestShareSubmounts(t *testing.T) {
 // mount, as an invalid argument, and leaves nothing mounted.
 func TestShareUnixSocket(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: bind mounts")
+		testenv.Skip(t, "needs root: bind mounts")
 	}
 	shared, rootfs, dir := t.TempDir(), t.TempDir(), t.TempDir()
 	sock := filepath.Join(dir, "app.sock")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/virtcontainers/vc/internal/mountinfo"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
 	"github.com/virtcontainers/vc/internal/testutil/images"
 )
@@ -20,7 +21,7 @@ import (
 // removed, nothing the shim mounted is left.
 func TestVCErofsSnapshotter(t *testing.T) {
 	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
-		t.Skip("needs mkfs.erofs (erofs-utils, hack/install-deps.sh): containerd's erofs snapshotter converts layers with it")
+		testenv.Skip(t, "needs mkfs.erofs (erofs-utils, hack/install-deps.sh): containerd's erofs snapshotter converts layers with it")
 	}
 	d := startVCWith(t, "", []string{"io.containerd.snapshotter.v1.erofs"})
 	const id = "vc-erofs"

@@ -31,6 +31,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
 	"github.com/virtcontainers/vc/internal/testutil/images"
@@ -895,7 +896,7 @@ func TestVCContainerd16(t *testing.T) {
 		bin = filepath.Join(filepath.Dir(containerd.BinDir()), "containerd16", "usr", "bin")
 	}
 	if _, err := os.Stat(filepath.Join(bin, "containerd")); err != nil {
-		t.Skipf("skipped: no containerd 1.6 in %s (run make containerd, or set VC_TEST_CONTAINERD16): %v", bin, err)
+		testenv.Skipf(t, "skipped: no containerd 1.6 in %s (run make containerd, or set VC_TEST_CONTAINERD16): %v", bin, err)
 	}
 	containerd.RequireRoot(t)
 	s := setupVC(t)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/virtcontainers/vc/internal/flock"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 )
@@ -182,7 +183,7 @@ func logTails() string {
 func getCluster(t *testing.T) *cluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root (a kubelet, containerd, mounts, network namespaces); run as root or with `make test`")
+		testenv.Skip(t, "skipped: needs root (a kubelet, containerd, mounts, network namespaces); run as root or with `make test`")
 	}
 	clusterOnce.Do(func() { theCluster, clusterErr = startCluster() })
 	if clusterErr != nil {

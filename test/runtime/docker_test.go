@@ -18,6 +18,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil/images"
 )
 
@@ -74,7 +75,7 @@ func docker(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	for _, p := range []string{dockerCLI, dockerDaemon, "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2"} {
 		if _, err := os.Stat(p); err != nil {
-			t.Skipf("docker.io not installed (hack/install-deps.sh installs it): %v", err)
+			testenv.Skipf(t, "docker.io not installed (hack/install-deps.sh installs it): %v", err)
 		}
 	}
 	dockerOnce.Do(func() { dockerD, dockerErr = startDockerd() })

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil/images"
 )
 
@@ -40,7 +41,7 @@ func podman(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	path, err := exec.LookPath("podman")
 	if err != nil {
-		t.Skip("podman not installed (hack/install-deps.sh installs it)")
+		testenv.Skip(t, "podman not installed (hack/install-deps.sh installs it)")
 	}
 	podmanOnce.Do(func() {
 		tars, err := images.WriteAll(t.TempDir())

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // lines delivers what r reads, line by line, until it ends.
@@ -492,7 +493,7 @@ func TestRunTerminal(t *testing.T) {
 	const id = "runtty"
 	script, err := exec.LookPath("script")
 	if err != nil {
-		t.Skip("script(1) not installed (bsdutils)")
+		testenv.Skip(t, "script(1) not installed (bsdutils)")
 	}
 	b := bundle(t, []string{"sh", "-c", "test -t 0 && test -t 1 && echo isatty; read x; echo got $x; exit 4"}, func(s *specs.Spec) {
 		s.Process.Terminal = true

@@ -50,6 +50,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 func init() {
@@ -171,7 +172,7 @@ func rootfsMounts(t *testing.T, p *profile, layers ...string) []*types.Mount {
 		}}}
 	}
 	if im.mkfsExt4 == "" {
-		t.Skip("formatted rootfs mounts need mkfs.ext4 (e2fsprogs) for the scratch image")
+		testenv.Skip(t, "formatted rootfs mounts need mkfs.ext4 (e2fsprogs) for the scratch image")
 	}
 	scratch := filepath.Join(dir, "scratch.ext4")
 	if err := os.WriteFile(scratch, nil, 0o600); err != nil {

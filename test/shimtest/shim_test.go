@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -54,7 +55,7 @@ func TestMain(m *testing.M) {
 // (the harness's proof) and containerd-shim-vc-v2.
 func TestShim(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: the shims mount root filesystems and make containers")
+		testenv.Skip(t, "needs root: the shims mount root filesystems and make containers")
 	}
 	if testing.Short() {
 		t.Skip("boots a VM per test under TCG (about two minutes): not in -short")
@@ -78,7 +79,7 @@ func TestShim(t *testing.T) {
 // 127.0.0.1 all the same.
 func TestHostLoopbackOff(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: the shim mounts root filesystems and makes containers")
+		testenv.Skip(t, "needs root: the shim mounts root filesystems and makes containers")
 	}
 	if testing.Short() {
 		t.Skip("boots a VM under TCG: not in -short")
@@ -156,10 +157,10 @@ func TestHostLoopbackOff(t *testing.T) {
 func runcProfile(t *testing.T) *profile {
 	bin := filepath.Join(testBinDir(), "containerd-shim-runc-v2")
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no %s (make containerd installs it): %v", bin, err)
+		testenv.Skipf(t, "no %s (make containerd installs it): %v", bin, err)
 	}
 	if _, err := os.Stat(filepath.Join(testBinDir(), "runc")); err != nil {
-		t.Skipf("no runc in %s (make containerd installs it): %v", testBinDir(), err)
+		testenv.Skipf(t, "no runc in %s (make containerd installs it): %v", testBinDir(), err)
 	}
 	return &profile{
 		name: "runc",

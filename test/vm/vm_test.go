@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 )
@@ -36,7 +37,7 @@ func requireVMTools(t testing.TB) {
 	t.Helper()
 	for _, tool := range []string{qemuBin, "apt-cache", "apt-get", "dpkg-deb", "depmod"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s to build and boot a guest image: %v", tool, err)
+			testenv.Skipf(t, "needs %s to build and boot a guest image: %v", tool, err)
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 func TestParse(t *testing.T) {
@@ -83,7 +85,7 @@ func TestDevice(t *testing.T) {
 
 func TestBlockDeviceWaits(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to mknod a block device node")
+		testenv.Skip(t, "needs root to mknod a block device node")
 	}
 	sysfs, dev := fakeSysfs(t)
 	p, _ := Parse("02/00")

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil/mountns"
 )
 
@@ -24,6 +25,6 @@ func TestMain(m *testing.M) {
 func requireMountNS(t *testing.T) {
 	t.Helper()
 	if !privateNS {
-		t.Skip("needs root: mounts for real in a private mount namespace")
+		testenv.Skip(t, "needs root: mounts for real in a private mount namespace")
 	}
 }

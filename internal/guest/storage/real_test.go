@@ -15,6 +15,7 @@ import (
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/mountinfo"
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 func cleanTable(t *testing.T) {
@@ -224,7 +225,7 @@ func loopDevice(t *testing.T) string {
 	t.Helper()
 	for _, tool := range []string{"mkfs.ext4", "losetup"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (e2fsprogs, mount) for a block device", tool)
+			testenv.Skipf(t, "needs %s (e2fsprogs, mount) for a block device", tool)
 		}
 	}
 	img := filepath.Join(t.TempDir(), "disk.img")
@@ -233,7 +234,7 @@ func loopDevice(t *testing.T) string {
 	}
 	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
 	if err != nil {
-		t.Skipf("cannot attach a loop device: %v: %s", err, out)
+		testenv.Skipf(t, "cannot attach a loop device: %v: %s", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 func image(t *testing.T, size int64) string {
@@ -54,7 +56,7 @@ func TestWriteHeader(t *testing.T) {
 		t.Fatal("Signature does not see the header it wrote")
 	}
 	if _, err := exec.LookPath("blkid"); err != nil {
-		t.Skip("blkid (util-linux) is not installed to check the header independently")
+		testenv.Skip(t, "blkid (util-linux) is not installed to check the header independently")
 	}
 	out, err := exec.Command("blkid", "-p", "-o", "export", p).Output()
 	if err != nil {
@@ -81,7 +83,7 @@ func TestSignature(t *testing.T) {
 		t.Fatalf("btrfs: %q", s)
 	}
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 (e2fsprogs) is not installed to make an ext4 image")
+		testenv.Skip(t, "mkfs.ext4 (e2fsprogs) is not installed to make an ext4 image")
 	}
 	p := image(t, 4<<20)
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", p).CombinedOutput(); err != nil {
@@ -131,7 +133,7 @@ func TestEnableGoHeader(t *testing.T) {
 
 func TestEnableMkswap(t *testing.T) {
 	if _, err := exec.LookPath("mkswap"); err != nil {
-		t.Skip("mkswap (util-linux) is not installed")
+		testenv.Skip(t, "mkswap (util-linux) is not installed")
 	}
 	swapons := fakeSystem(t, true)
 	p := image(t, 1<<20)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil/mountns"
 )
 
@@ -94,11 +95,11 @@ func TestResizeRefusals(t *testing.T) {
 
 func TestResizeExt4(t *testing.T) {
 	if !privateNS {
-		t.Skip("needs root: mounts a loop device in a private mount namespace")
+		testenv.Skip(t, "needs root: mounts a loop device in a private mount namespace")
 	}
 	for _, tool := range []string{"mkfs.ext4", "losetup"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
+			testenv.Skipf(t, "needs %s", tool)
 		}
 	}
 	img := filepath.Join(t.TempDir(), "disk.img")
@@ -107,7 +108,7 @@ func TestResizeExt4(t *testing.T) {
 	}
 	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
 	if err != nil {
-		t.Skipf("cannot attach a loop device: %v %s", err, out)
+		testenv.Skipf(t, "cannot attach a loop device: %v %s", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	defer exec.Command("losetup", "-d", dev).Run()

@@ -44,6 +44,7 @@ import (
 	"github.com/virtcontainers/vc/internal/testutil/images"
 
 	"github.com/virtcontainers/vc/internal/mount"
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // BaseDir holds one directory per harness daemon. Short on purpose: unix
@@ -122,7 +123,7 @@ func BinDir() string {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root (containerd, mounts, network namespaces); run as root or with `make test`")
+		testenv.Skip(t, "skipped: needs root (containerd, mounts, network namespaces); run as root or with `make test`")
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // layout is an OCI image layout tarball read back.
@@ -150,7 +152,7 @@ func check(t *testing.T, b []byte, wantName string) (ocispec.Descriptor, ocispec
 
 func TestBusybox(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs Debian's busybox-static (/bin/busybox): run hack/install-deps.sh")
+		testenv.Skip(t, "needs Debian's busybox-static (/bin/busybox): run hack/install-deps.sh")
 	}
 	img, err := Busybox()
 	if err != nil {
@@ -318,7 +320,7 @@ func TestRefName(t *testing.T) {
 
 func TestWriteAll(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs Debian's busybox-static (/bin/busybox): run hack/install-deps.sh")
+		testenv.Skip(t, "needs Debian's busybox-static (/bin/busybox): run hack/install-deps.sh")
 	}
 	dir := t.TempDir()
 	paths, err := WriteAll(dir)

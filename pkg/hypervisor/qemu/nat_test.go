@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
@@ -113,7 +114,7 @@ func TestHasNetdev(t *testing.T) {
 	}
 	p, err := findQEMU("")
 	if err != nil {
-		t.Skipf("no qemu on this host: %v", err)
+		testenv.Skipf(t, "no qemu on this host: %v", err)
 	}
 	if !hasNetdev(p, "stream") {
 		t.Errorf("%s -netdev help lists no stream backend (QEMU older than 7.2?)", p)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // listeningUnix sees the sockets of the calling thread's network
@@ -15,7 +17,7 @@ import (
 // which a caller may have left in another namespace.
 func TestListeningUnixThisThread(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: unshares a network namespace")
+		testenv.Skip(t, "needs root: unshares a network namespace")
 	}
 	path := filepath.Join(t.TempDir(), "s.sock")
 	l, err := net.Listen("unix", path)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // New creates a network namespace that lives until the end of the test
@@ -25,7 +27,7 @@ import (
 func New(t testing.TB) netns.NsHandle {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
+		testenv.Skip(t, "needs root to create a network namespace")
 	}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
