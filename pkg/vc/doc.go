@@ -47,7 +47,9 @@
 // # Sizing
 //
 // The VM is its configured size (the guest's own) plus what its workload
-// may use: HypervisorConfig.AddWorkload adds a pod's limits at boot, a
+// may use: HypervisorConfig.SizeFor adds a pod's limits (or a lone
+// container's) at boot, read from the booting container's spec by
+// WorkloadFromSpec (sizing.go), a
 // container joining grows the VM beyond them, and Container.Update
 // grows or shrinks it with the container's limits, hotplugging vCPUs and
 // memory within HypervisorConfig.MaxCPUs and MaxMemoryMiB (resize.go).
