@@ -1,0 +1,209 @@
+package vc
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/cleanup"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+)
+
+// Device passthrough. A block device of a container's spec
+// (Linux.Devices, type "b": what `docker run --device`, podman and a
+// Kubernetes volumeDevices entry put there) names a HOST device by its
+// major:minor, which means nothing in the guest. The host device is
+// hotplugged into the VM as a virtio-blk disk whose serial names it, and
+// the agent finds the disk by that serial (pb.Device type "blk", id the
+// serial), makes the node at the container path with the guest's
+// major:minor and moves the device cgroup rules naming the host's numbers
+// to the guest's. The disk goes when the container is deleted.
+//
+// Char devices cannot be passed: QEMU has no generic char device
+// passthrough. Those the guest kernel has of its own (null, zero, full,
+// random, urandom, tty, console, ptmx, ptys, fuse, net/tun) are the
+// guest's, as a container on the host gets the host's; any other is
+// refused, naming it.
+
+// BlockDeviceType is the pb.Device type of a hotplugged virtio-blk disk:
+// its id is the disk's serial (or, as Kata sends it, its PCI path).
+const BlockDeviceType = "blk"
+
+// guestCharDevice tells whether the guest kernel has a char device of
+// these numbers of its own, the same as the host's.
+func guestCharDevice(major, minor int64) bool {
+	switch major {
+	case 1: // mem: null, zero, full, random, urandom, kmsg
+		return true
+	case 4, 5, 136, 137, 138, 139, 140, 141, 142, 143: // ttys, console, ptmx, ptys
+		return true
+	case 10:
+		return minor == 200 || minor == 229 || minor == 183 // net/tun, fuse, hwrng
+	}
+	return false
+}
+
+// hostBlockDevice finds the host block device of a spec entry: by its
+// major:minor (/sys/dev/block/MAJ:MIN/uevent's DEVNAME), else by its path
+// when that is a block device on the host.
+func hostBlockDevice(sysfs string, d specs.LinuxDevice) (string, error) {
+	if d.Major != 0 || d.Minor != 0 {
+		name, err := ueventDevName(filepath.Join(sysfs, "dev", "block", fmt.Sprintf("%d:%d", d.Major, d.Minor), "uevent"))
+		if err == nil {
+			return filepath.Join("/dev", name), nil
+		}
+		if !os.IsNotExist(err) {
+			return "", err
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(d.Path, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		if (d.Major == 0 && d.Minor == 0) || (int64(unix.Major(st.Rdev)) == d.Major && int64(unix.Minor(st.Rdev)) == d.Minor) {
+			return d.Path, nil
+		}
+	}
+	return "", fmt.Errorf("block device %s (%d:%d): no such block device on the host: %w", d.Path, d.Major, d.Minor, errdefs.ErrNotFound)
+}
+
+func ueventDevName(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if name, ok := strings.CutPrefix(sc.Text(), "DEVNAME="); ok && name != "" && !strings.Contains(name, "..") {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("%s: no DEVNAME: %w", path, errdefs.ErrNotFound)
+}
+
+// deviceReadOnly tells whether the spec's device cgroup rules allow the
+// device to be read but not written: the last rule naming it (as the
+// kernel applies them in order) decides; without one it is writable (the
+// spec put it there to be used).
+func deviceReadOnly(r *specs.LinuxResources, d specs.LinuxDevice) bool {
+	if r == nil {
+		return false
+	}
+	ro := false
+	for _, rule := range r.Devices {
+		if !rule.Allow || (rule.Type != "" && rule.Type != "a" && rule.Type != "b") {
+			continue
+		}
+		if rule.Major == nil || rule.Minor == nil || *rule.Major != d.Major || *rule.Minor != d.Minor {
+			continue
+		}
+		ro = !strings.Contains(rule.Access, "w")
+	}
+	return ro
+}
+
+// diskID names the disk of a container's i-th block device: unique in the
+// sandbox, short enough to be the serial (20 bytes).
+func diskID(cid string, i int) string {
+	h := sha256.Sum256([]byte(cid))
+	return fmt.Sprintf("blk%s-%d", hex.EncodeToString(h[:5]), i)
+}
+
+// plugDevices hotplugs the block devices of spec into the VM and returns
+// the pb.Devices the agent resolves and the ids of the disks added. It
+// refuses a char device the guest does not have. On error nothing stays
+// plugged.
+func (s *Sandbox) plugDevices(ctx context.Context, cid string, spec *specs.Spec) (_ []*pb.Device, disks []string, err error) {
+	if spec.Linux == nil || len(spec.Linux.Devices) == 0 {
+		return nil, nil, nil
+	}
+	var plug []hypervisor.Disk
+	var devs []*pb.Device
+	for i, d := range spec.Linux.Devices {
+		field := fmt.Sprintf("container %s: Linux.Devices[%d] %s", cid, i, d.Path)
+		switch d.Type {
+		case "b":
+		case "c", "u":
+			if !guestCharDevice(d.Major, d.Minor) {
+				return nil, nil, fmt.Errorf("%s: char device %d:%d cannot be passed into the VM (only block devices are, as virtio-blk disks; the guest has its own null, zero, full, random, urandom, tty, console, ptmx, fuse and net/tun): %w",
+					field, d.Major, d.Minor, errdefs.ErrNotImplemented)
+			}
+			continue
+		case "p":
+			continue // a FIFO is made in the guest
+		default:
+			return nil, nil, fmt.Errorf("%s: device type %q: %w", field, d.Type, errdefs.ErrInvalidArgument)
+		}
+		if !filepath.IsAbs(d.Path) {
+			return nil, nil, fmt.Errorf("%s: path is not absolute: %w", field, errdefs.ErrInvalidArgument)
+		}
+		host, err := hostBlockDevice("/sys", d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", field, err)
+		}
+		id := diskID(cid, i)
+		ro := deviceReadOnly(spec.Linux.Resources, d)
+		plug = append(plug, hypervisor.Disk{ID: id, Path: host, Serial: id, ReadOnly: ro})
+		dev := &pb.Device{Id: id, Type: BlockDeviceType, ContainerPath: d.Path}
+		if ro {
+			dev.Options = []string{"ro"}
+		}
+		devs = append(devs, dev)
+	}
+	if len(plug) == 0 {
+		return nil, nil, nil
+	}
+	vm, release, err := s.liveVM(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	cu := cleanup.Make(func() {})
+	defer cu.Clean()
+	for _, d := range plug {
+		if err := vm.AddDisk(ctx, d); err != nil {
+			return nil, nil, fmt.Errorf("container %s: pass block device %s: %w", cid, d.Path, err)
+		}
+		cu.Add(func() { s.unplugDisk(context.WithoutCancel(ctx), vm, d.ID) })
+		disks = append(disks, d.ID)
+		s.log.Info("block device passed", "container", cid, "host", d.Path, "disk", d.ID, "read_only", d.ReadOnly)
+	}
+	cu.Release()
+	return devs, disks, nil
+}
+
+func (s *Sandbox) unplugDisk(ctx context.Context, vm hypervisor.Hypervisor, id string) error {
+	if err := vm.RemoveDisk(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		s.log.Error("unplug a container's block device", "disk", id, "err", err)
+		return err
+	}
+	return nil
+}
+
+// unplugDevices removes a deleted container's disks from the VM.
+func (s *Sandbox) unplugDevices(ctx context.Context, cid string, disks []string) error {
+	if len(disks) == 0 || s.running() != nil {
+		return nil // a stopped VM took its disks with it
+	}
+	vm, release, err := s.liveVM(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	var first error
+	for _, id := range disks {
+		if err := s.unplugDisk(ctx, vm, id); err != nil && first == nil {
+			first = fmt.Errorf("container %s: unplug block device %s: %w", cid, id, err)
+		}
+	}
+	return first
+}
