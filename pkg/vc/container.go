@@ -482,8 +482,3 @@ func (s *Sandbox) GetOOMEvent(ctx context.Context) (string, error) {
 	}
 	return r.ContainerId, nil
 }
-
-// AddDevice is not implemented yet.
-func (s *Sandbox) AddDevice(ctx context.Context) error {
-	return fmt.Errorf("AddDevice: %w", errdefs.ErrNotImplemented)
-}

@@ -207,3 +207,10 @@ func (s *Sandbox) unplugDevices(ctx context.Context, cid string, disks []string)
 	}
 	return first
 }
+
+// AddDevice, a device for the sandbox outside a container's spec, is not
+// implemented: pass a block device in the container's spec
+// (ContainerConfig.Spec.Linux.Devices), which CreateContainer hotplugs.
+func (s *Sandbox) AddDevice(ctx context.Context) error {
+	return fmt.Errorf("AddDevice: a sandbox-wide device is not supported, pass block devices in the container's spec (Linux.Devices): %w", errdefs.ErrNotImplemented)
+}
