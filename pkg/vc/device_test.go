@@ -1,0 +1,65 @@
+package vc
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestHostBlockDevice(t *testing.T) {
+	sysfs := t.TempDir()
+	dir := filepath.Join(sysfs, "dev", "block", "7:3")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "uevent"), []byte("MAJOR=7\nMINOR=3\nDEVNAME=loop3\nDEVTYPE=disk\n"), 0o644)
+	if got, err := hostBlockDevice(sysfs, specs.LinuxDevice{Path: "/dev/xvda", Type: "b", Major: 7, Minor: 3}); err != nil || got != "/dev/loop3" {
+		t.Fatalf("7:3: %q, %v; want /dev/loop3", got, err)
+	}
+	if _, err := hostBlockDevice(sysfs, specs.LinuxDevice{Path: "/dev/xvda", Type: "b", Major: 7, Minor: 4}); !errdefs.IsNotFound(err) {
+		t.Fatalf("7:4 (no such device): %v, want NotFound", err)
+	}
+}
+
+func TestDeviceReadOnly(t *testing.T) {
+	maj, min, other := int64(7), int64(3), int64(4)
+	d := specs.LinuxDevice{Path: "/dev/xvda", Type: "b", Major: maj, Minor: min}
+	rule := func(access string, minor *int64) specs.LinuxDeviceCgroup {
+		return specs.LinuxDeviceCgroup{Allow: true, Type: "b", Major: &maj, Minor: minor, Access: access}
+	}
+	for name, c := range map[string]struct {
+		r    *specs.LinuxResources
+		want bool
+	}{
+		"no resources":  {nil, false},
+		"no rule":       {&specs.LinuxResources{}, false},
+		"rwm":           {&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{rule("rwm", &min)}}, false},
+		"r":             {&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{rule("r", &min)}}, true},
+		"r then rw":     {&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{rule("r", &min), rule("rw", &min)}}, false},
+		"another's r":   {&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{rule("r", &other)}}, false},
+		"a deny of all": {&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}, rule("rm", &min)}}, true},
+	} {
+		if got := deviceReadOnly(c.r, d); got != c.want {
+			t.Errorf("%s: read-only %v, want %v", name, got, c.want)
+		}
+	}
+}
+
+func TestGuestCharDevice(t *testing.T) {
+	for _, c := range []struct {
+		major, minor int64
+		want         bool
+	}{{1, 3, true}, {1, 9, true}, {5, 2, true}, {136, 0, true}, {10, 229, true}, {10, 232, false}, {189, 0, false}, {226, 0, false}} {
+		if got := guestCharDevice(c.major, c.minor); got != c.want {
+			t.Errorf("%d:%d: %v, want %v", c.major, c.minor, got, c.want)
+		}
+	}
+}
+
+func TestDiskIDIsASerial(t *testing.T) {
+	id := diskID("a-container-id-of-sixty-four-characters-0123456789abcdef01234567", 12)
+	if len(id) > 20 || id == diskID("another", 12) || id == diskID("a-container-id-of-sixty-four-characters-0123456789abcdef01234567", 13) {
+		t.Fatalf("disk id %q: want at most 20 bytes, unique per container and index", id)
+	}
+}
