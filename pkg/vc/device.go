@@ -3,11 +3,10 @@ package vc
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -27,7 +26,8 @@ import (
 // the agent finds the disk by that serial (pb.Device type "blk", id the
 // serial), makes the node at the container path with the guest's
 // major:minor and moves the device cgroup rules naming the host's numbers
-// to the guest's. The disk goes when the container is deleted.
+// to the guest's. The containers of a sandbox passing one device share
+// its disk, which goes when the last of them is deleted.
 //
 // Char devices cannot be passed: QEMU has no generic char device
 // passthrough. Those the guest kernel has of its own (null, zero, full,
@@ -111,17 +111,23 @@ func deviceReadOnly(r *specs.LinuxResources, d specs.LinuxDevice) bool {
 	return ro
 }
 
-// diskID names the disk of a container's i-th block device: unique in the
-// sandbox, short enough to be the serial (20 bytes).
-func diskID(cid string, i int) string {
-	h := sha256.Sum256([]byte(cid))
-	return fmt.Sprintf("blk%s-%d", hex.EncodeToString(h[:5]), i)
+// diskID names the disk of a host block device: the containers of a
+// sandbox passing the same device share one disk (QEMU cannot open a
+// device twice for writing), a read-only one apart. It is short enough to
+// be the serial (20 bytes).
+func diskID(major, minor int64, ro bool) string {
+	id := fmt.Sprintf("blk%d-%d", major, minor)
+	if ro {
+		id += "-ro"
+	}
+	return id
 }
 
 // plugDevices hotplugs the block devices of spec into the VM and returns
-// the pb.Devices the agent resolves and the ids of the disks added. It
-// refuses a char device the guest does not have. On error nothing stays
-// plugged.
+// the pb.Devices the agent resolves and the ids of the container's disks
+// (a disk another container of the sandbox already passes is shared). It
+// refuses a char device the guest does not have. On error nothing it
+// added stays plugged.
 func (s *Sandbox) plugDevices(ctx context.Context, cid string, spec *specs.Spec) (_ []*pb.Device, disks []string, err error) {
 	if spec.Linux == nil || len(spec.Linux.Devices) == 0 {
 		return nil, nil, nil
@@ -150,8 +156,8 @@ func (s *Sandbox) plugDevices(ctx context.Context, cid string, spec *specs.Spec)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", field, err)
 		}
-		id := diskID(cid, i)
 		ro := deviceReadOnly(spec.Linux.Resources, d)
+		id := diskID(d.Major, d.Minor, ro)
 		plug = append(plug, hypervisor.Disk{ID: id, Path: host, Serial: id, ReadOnly: ro})
 		dev := &pb.Device{Id: id, Type: BlockDeviceType, ContainerPath: d.Path}
 		if ro {
@@ -170,12 +176,20 @@ func (s *Sandbox) plugDevices(ctx context.Context, cid string, spec *specs.Spec)
 	cu := cleanup.Make(func() {})
 	defer cu.Clean()
 	for _, d := range plug {
-		if err := vm.AddDisk(ctx, d); err != nil {
-			return nil, nil, fmt.Errorf("container %s: pass block device %s: %w", cid, d.Path, err)
+		if slices.Contains(disks, d.ID) {
+			continue
 		}
-		cu.Add(func() { s.unplugDisk(context.WithoutCancel(ctx), vm, d.ID) })
+		err := vm.AddDisk(ctx, d)
+		switch {
+		case errdefs.IsAlreadyExists(err):
+			s.log.Info("block device shared", "container", cid, "host", d.Path, "disk", d.ID)
+		case err != nil:
+			return nil, nil, fmt.Errorf("container %s: pass block device %s: %w", cid, d.Path, err)
+		default:
+			cu.Add(func() { s.unplugDisk(context.WithoutCancel(ctx), vm, d.ID) })
+			s.log.Info("block device passed", "container", cid, "host", d.Path, "disk", d.ID, "read_only", d.ReadOnly)
+		}
 		disks = append(disks, d.ID)
-		s.log.Info("block device passed", "container", cid, "host", d.Path, "disk", d.ID, "read_only", d.ReadOnly)
 	}
 	cu.Release()
 	return devs, disks, nil
@@ -189,10 +203,16 @@ func (s *Sandbox) unplugDisk(ctx context.Context, vm hypervisor.Hypervisor, id s
 	return nil
 }
 
-// unplugDevices removes a deleted container's disks from the VM.
+// unplugDevices removes from the VM the disks of a deleted container (or
+// one whose create failed) that no other container of the sandbox passes.
+// It runs under the sandbox's lock.
 func (s *Sandbox) unplugDevices(ctx context.Context, cid string, disks []string) error {
 	if len(disks) == 0 || s.running() != nil {
 		return nil // a stopped VM took its disks with it
+	}
+	others, err := s.loadContainers()
+	if err != nil {
+		return fmt.Errorf("container %s: unplug block devices: %w", cid, err)
 	}
 	vm, release, err := s.liveVM(ctx)
 	if err != nil {
@@ -201,6 +221,9 @@ func (s *Sandbox) unplugDevices(ctx context.Context, cid string, disks []string)
 	defer release()
 	var first error
 	for _, id := range disks {
+		if slices.ContainsFunc(others, func(c *ContainerStatus) bool { return c.ID != cid && slices.Contains(c.Disks, id) }) {
+			continue
+		}
 		if err := s.unplugDisk(ctx, vm, id); err != nil && first == nil {
 			first = fmt.Errorf("container %s: unplug block device %s: %w", cid, id, err)
 		}

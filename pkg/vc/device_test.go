@@ -58,8 +58,8 @@ func TestGuestCharDevice(t *testing.T) {
 }
 
 func TestDiskIDIsASerial(t *testing.T) {
-	id := diskID("a-container-id-of-sixty-four-characters-0123456789abcdef01234567", 12)
-	if len(id) > 20 || id == diskID("another", 12) || id == diskID("a-container-id-of-sixty-four-characters-0123456789abcdef01234567", 13) {
-		t.Fatalf("disk id %q: want at most 20 bytes, unique per container and index", id)
+	id := diskID(4095, 1048575, true)
+	if len(id) > 20 || id == diskID(4095, 1048575, false) || diskID(7, 31, false) == diskID(73, 1, false) {
+		t.Fatalf("disk id %q: want at most 20 bytes, one per device and read-only flag", id)
 	}
 }

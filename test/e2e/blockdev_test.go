@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -88,8 +89,9 @@ func qemuDisks(ctx context.Context, t *testing.T, s *vc.Sandbox) string {
 // (Linux.Devices, the host's major:minor) is hotplugged into the VM as a
 // virtio-blk disk; the container reads what the host wrote, writes what
 // the host then reads, sees its size; a read-only rule makes it
-// read-only; the disk leaves QEMU with the container; a char device the
-// guest does not have is refused, one it has works.
+// read-only; the disk leaves QEMU with the container; two containers
+// share it; a char device the guest does not have is refused, one it has
+// works.
 func TestBlockDevicePassthrough(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
@@ -161,6 +163,36 @@ if printf x | dd of=/dev/xvda conv=notrunc,fsync 2>/dev/null; then echo written;
 	})
 	if code != 0 || out != pattern+"\nrefused\n" {
 		t.Fatalf("ro container: exit %d, output %q; want the pattern, then refused", code, out)
+	}
+
+	// Two containers passing the same device at once share one disk (QEMU
+	// cannot open it twice for writing), kept until the last goes.
+	for _, cid := range []string{"s1", "s2"} {
+		sp := oci.DefaultSpec([]string{"sh", "-c", "head -c 21 /dev/xvda; echo; exec sleep 600"}, nil, "/", false)
+		withDevice(sp, "/dev/xvda", "b", major, minor, "rwm")
+		if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: cid, Rootfs: root, Spec: sp}); err != nil {
+			t.Fatalf("create %s beside another passing %s: %v", cid, dev, err)
+		}
+		var out testutil.SyncBuffer
+		s.Container(cid).IOStream(ctx, cid, vc.IO{Stdout: &out, Stderr: &out})
+		if err := s.Container(cid).Start(ctx); err != nil {
+			t.Fatalf("start %s: %v", cid, err)
+		}
+		waitFor(t, func() bool { return strings.Contains(out.String(), "\n") }, cid+"'s first line")
+		if got := out.String(); got != pattern+"\n" {
+			t.Errorf("shared device in %s: %q, want the pattern", cid, got)
+		}
+	}
+	for i, cid := range []string{"s1", "s2"} {
+		if err := s.Container(cid).Stop(ctx, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Container(cid).Delete(ctx); err != nil {
+			t.Fatalf("delete %s: %v", cid, err)
+		}
+		if n := qemuDisks(ctx, t, s); strings.Contains(n, dev) != (i == 0) {
+			t.Errorf("%s deleted (%d of 2): QEMU's nodes:\n%s", cid, i+1, n)
+		}
 	}
 
 	// A host char device the guest lacks (/dev/kvm, 10:232) is refused,
