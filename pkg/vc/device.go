@@ -15,6 +15,7 @@ import (
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/cleanup"
+	"github.com/virtcontainers/vc/internal/mountinfo"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
@@ -90,6 +91,52 @@ func ueventDevName(path string) (string, error) {
 	return "", fmt.Errorf("%s: no DEVNAME: %w", path, errdefs.ErrNotFound)
 }
 
+// allDevicesAllowed tells whether the spec's device cgroup rules allow
+// every device: a privileged container's.
+func allDevicesAllowed(r *specs.LinuxResources) bool {
+	if r == nil {
+		return false
+	}
+	all := false
+	for _, rule := range r.Devices {
+		if (rule.Type == "" || rule.Type == "a") && rule.Major == nil && rule.Minor == nil {
+			all = rule.Allow && strings.Contains(rule.Access, "r") && strings.Contains(rule.Access, "w")
+		}
+	}
+	return all
+}
+
+// hostBlockInUse says why the host's block device major:minor is in use
+// on the host (mounted, a partition of it mounted, or a device such as
+// device-mapper's built on it), or "" when it is not.
+func hostBlockInUse(sysfs string, mounts []mountinfo.Info, major, minor int64) string {
+	dir := filepath.Join(sysfs, "dev", "block", fmt.Sprintf("%d:%d", major, minor))
+	nums := map[string]string{fmt.Sprintf("%d:%d", major, minor): ""}
+	parts, _ := filepath.Glob(filepath.Join(dir, "*", "partition"))
+	for _, p := range parts {
+		if b, err := os.ReadFile(filepath.Join(filepath.Dir(p), "dev")); err == nil {
+			nums[strings.TrimSpace(string(b))] = filepath.Base(filepath.Dir(p))
+		}
+	}
+	for _, m := range mounts {
+		if part, ok := nums[fmt.Sprintf("%d:%d", m.Major, m.Minor)]; ok {
+			if part != "" {
+				return fmt.Sprintf("has partition %s mounted on %s", part, m.MountPoint)
+			}
+			return "is mounted on " + m.MountPoint
+		}
+	}
+	holders, _ := filepath.Glob(filepath.Join(dir, "holders", "*"))
+	for _, p := range parts {
+		h, _ := filepath.Glob(filepath.Join(filepath.Dir(p), "holders", "*"))
+		holders = append(holders, h...)
+	}
+	if len(holders) > 0 {
+		return "is held by " + filepath.Base(holders[0])
+	}
+	return ""
+}
+
 // deviceReadOnly tells whether the spec's device cgroup rules allow the
 // device to be read but not written: the last rule naming it (as the
 // kernel applies them in order) decides; without one it is writable (the
@@ -132,6 +179,19 @@ func (s *Sandbox) plugDevices(ctx context.Context, cid string, spec *specs.Spec)
 	if spec.Linux == nil || len(spec.Linux.Devices) == 0 {
 		return nil, nil, nil
 	}
+	if allDevicesAllowed(spec.Linux.Resources) {
+		// A privileged container (containerd's and podman's put every
+		// host device in its spec) gets the guest's devices, not the
+		// host's: as containerd's privileged_without_host_devices.
+		kept := slices.DeleteFunc(slices.Clone(spec.Linux.Devices), func(d specs.LinuxDevice) bool {
+			return d.Type == "b" || ((d.Type == "c" || d.Type == "u") && !guestCharDevice(d.Major, d.Minor))
+		})
+		if n := len(spec.Linux.Devices) - len(kept); n > 0 {
+			s.log.Info("privileged container: the host's devices are not passed into the VM", "container", cid, "dropped", n)
+		}
+		spec.Linux.Devices = kept
+	}
+	var mounts []mountinfo.Info
 	var plug []hypervisor.Disk
 	var devs []*pb.Device
 	for i, d := range spec.Linux.Devices {
@@ -155,6 +215,14 @@ func (s *Sandbox) plugDevices(ctx context.Context, cid string, spec *specs.Spec)
 		host, err := hostBlockDevice("/sys", d)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", field, err)
+		}
+		if mounts == nil {
+			if mounts, err = mountinfo.Read(mountinfo.Thread); err != nil {
+				return nil, nil, err
+			}
+		}
+		if why := hostBlockInUse("/sys", mounts, d.Major, d.Minor); why != "" {
+			return nil, nil, fmt.Errorf("%s: host device %s %s: a VM must not write it beside the host: %w", field, host, why, errdefs.ErrFailedPrecondition)
 		}
 		ro := deviceReadOnly(spec.Linux.Resources, d)
 		id := diskID(d.Major, d.Minor, ro)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/internal/mountinfo"
 )
 
 func TestHostBlockDevice(t *testing.T) {
@@ -61,5 +63,53 @@ func TestDiskIDIsASerial(t *testing.T) {
 	id := diskID(4095, 1048575, true)
 	if len(id) > 20 || id == diskID(4095, 1048575, false) || diskID(7, 31, false) == diskID(73, 1, false) {
 		t.Fatalf("disk id %q: want at most 20 bytes, one per device and read-only flag", id)
+	}
+}
+
+func TestHostBlockInUse(t *testing.T) {
+	sysfs := t.TempDir()
+	disk := filepath.Join(sysfs, "devices", "sda")
+	os.MkdirAll(filepath.Join(disk, "sda1"), 0o755)
+	os.MkdirAll(filepath.Join(disk, "holders"), 0o755)
+	os.WriteFile(filepath.Join(disk, "sda1", "partition"), []byte("1\n"), 0o644)
+	os.WriteFile(filepath.Join(disk, "sda1", "dev"), []byte("8:1\n"), 0o644)
+	os.MkdirAll(filepath.Join(sysfs, "dev", "block"), 0o755)
+	os.Symlink(disk, filepath.Join(sysfs, "dev", "block", "8:0"))
+	loop := filepath.Join(sysfs, "devices", "loop3")
+	os.MkdirAll(filepath.Join(loop, "holders"), 0o755)
+	os.Symlink(loop, filepath.Join(sysfs, "dev", "block", "7:3"))
+
+	root := []mountinfo.Info{{Major: 8, Minor: 1, MountPoint: "/"}, {Major: 0, Minor: 25, MountPoint: "/run"}}
+	if why := hostBlockInUse(sysfs, root, 8, 0); why != "has partition sda1 mounted on /" {
+		t.Errorf("sda with sda1 on /: %q", why)
+	}
+	if why := hostBlockInUse(sysfs, []mountinfo.Info{{Major: 7, Minor: 3, MountPoint: "/mnt"}}, 7, 3); why != "is mounted on /mnt" {
+		t.Errorf("loop3 on /mnt: %q", why)
+	}
+	if why := hostBlockInUse(sysfs, root, 7, 3); why != "" {
+		t.Errorf("loop3, free: %q", why)
+	}
+	os.MkdirAll(filepath.Join(loop, "holders", "dm-0"), 0o755)
+	if why := hostBlockInUse(sysfs, root, 7, 3); why != "is held by dm-0" {
+		t.Errorf("loop3 under dm-0: %q", why)
+	}
+}
+
+func TestAllDevicesAllowed(t *testing.T) {
+	maj := int64(7)
+	for name, c := range map[string]struct {
+		rules []specs.LinuxDeviceCgroup
+		want  bool
+	}{
+		"none":             {nil, false},
+		"deny all":         {[]specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}, false},
+		"privileged":       {[]specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}, {Allow: true, Access: "rwm"}}, true},
+		"type a":           {[]specs.LinuxDeviceCgroup{{Allow: true, Type: "a", Access: "rwm"}}, true},
+		"one major":        {[]specs.LinuxDeviceCgroup{{Allow: true, Type: "b", Major: &maj, Access: "rwm"}}, false},
+		"all, then denied": {[]specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}, {Allow: false, Access: "rwm"}}, false},
+	} {
+		if got := allDevicesAllowed(&specs.LinuxResources{Devices: c.rules}); got != c.want {
+			t.Errorf("%s: %v, want %v", name, got, c.want)
+		}
 	}
 }

@@ -91,7 +91,8 @@ func qemuDisks(ctx context.Context, t *testing.T, s *vc.Sandbox) string {
 // the host then reads, sees its size; a read-only rule makes it
 // read-only; the disk leaves QEMU with the container; two containers
 // share it; a char device the guest does not have is refused, one it has
-// works.
+// works; a privileged container gets none of the host's devices; a device
+// mounted on the host is refused.
 func TestBlockDevicePassthrough(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
@@ -103,15 +104,15 @@ func TestBlockDevicePassthrough(t *testing.T) {
 	dev, major, minor := loopDevice(t, pattern)
 	s := newSandbox(ctx, t, "e2e-blockdev", "")
 
-	run := func(cid, script string, spec func(*specs.Spec)) (string, int32) {
+	run := func(cid, script string, spec func(*specs.Spec), plugged bool) (string, int32) {
 		t.Helper()
 		sp := oci.DefaultSpec([]string{"sh", "-c", script}, nil, "/", false)
 		spec(sp)
 		if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: cid, Rootfs: root, Spec: sp}); err != nil {
 			t.Fatalf("create %s: %v", cid, err)
 		}
-		if n := qemuDisks(ctx, t, s); !strings.Contains(n, dev) {
-			t.Errorf("container %s created: QEMU has no node on %s:\n%s", cid, dev, n)
+		if n := qemuDisks(ctx, t, s); strings.Contains(n, dev) != plugged {
+			t.Errorf("container %s created: QEMU's nodes (want %s: %v):\n%s", cid, dev, plugged, n)
 		}
 		var out bytes.Buffer
 		streams := s.Container(cid).IOStream(ctx, cid, vc.IO{Stdout: &out, Stderr: &out})
@@ -141,7 +142,7 @@ echo null-ok > /dev/mynull
 echo done`, func(sp *specs.Spec) {
 		withDevice(sp, "/dev/xvda", "b", major, minor, "rwm")
 		withDevice(sp, "/dev/mynull", "c", 1, 3, "rwm") // the guest's own /dev/null
-	})
+	}, true)
 	if code != 0 || out != pattern+"\n8388608\ndone\n" {
 		t.Fatalf("rw container: exit %d, output %q; want %q", code, out, pattern+"\n8388608\ndone\n")
 	}
@@ -160,7 +161,7 @@ echo done`, func(sp *specs.Spec) {
 	out, code = run("ro", `head -c 21 /dev/xvda; echo
 if printf x | dd of=/dev/xvda conv=notrunc,fsync 2>/dev/null; then echo written; else echo refused; fi`, func(sp *specs.Spec) {
 		withDevice(sp, "/dev/xvda", "b", major, minor, "r")
-	})
+	}, true)
 	if code != 0 || out != pattern+"\nrefused\n" {
 		t.Fatalf("ro container: exit %d, output %q; want the pattern, then refused", code, out)
 	}
@@ -207,11 +208,39 @@ if printf x | dd of=/dev/xvda conv=notrunc,fsync 2>/dev/null; then echo written;
 	if n := qemuDisks(ctx, t, s); strings.Contains(n, dev) {
 		t.Errorf("refused container: QEMU has %s:\n%s", dev, n)
 	}
+	// A privileged container (a rule allowing every device; containerd
+	// and podman put the host's devices in its spec) gets the guest's
+	// devices, not the host's: the loop device and /dev/kvm are left out.
+	out, code = run("priv", "test -e /dev/xvda && echo xvda; test -e /dev/kvm && echo kvm; echo ok > /dev/mynull && echo null-ok", func(sp *specs.Spec) {
+		withDevice(sp, "/dev/xvda", "b", major, minor, "rwm")
+		withDevice(sp, "/dev/kvm", "c", 10, 232, "rwm")
+		withDevice(sp, "/dev/mynull", "c", 1, 3, "rwm")
+		sp.Linux.Resources.Devices = append(sp.Linux.Resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Access: "rwm"})
+	}, false)
+	if code != 0 || out != "null-ok\n" {
+		t.Errorf("privileged container: exit %d, %q; want the host's devices left out, the guest's there", code, out)
+	}
+
 	// A device the host does not have is not found.
 	sp = oci.DefaultSpec([]string{"true"}, nil, "/", false)
 	withDevice(sp, "/dev/xvdz", "b", 4095, 1048575, "rwm")
 	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "nodev", Rootfs: root, Spec: sp}); !errdefs.IsNotFound(err) {
 		t.Fatalf("block device 4095:1048575: %v, want NotFound", err)
+	}
+	// A device mounted on the host is refused.
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", dev).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount(dev, mnt, "ext4", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(mnt, 0)
+	sp = oci.DefaultSpec([]string{"true"}, nil, "/", false)
+	withDevice(sp, "/dev/xvda", "b", major, minor, "rwm")
+	err = s.CreateContainer(ctx, vc.ContainerConfig{ID: "mounted", Rootfs: root, Spec: sp})
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "is mounted on "+mnt) {
+		t.Fatalf("a device mounted on the host: %v, want FailedPrecondition saying where", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +48,9 @@ func openers(path string) []string {
 		if l, err := os.Readlink(fd); err == nil && l == path {
 			pid := strings.Split(fd, "/")[2]
 			comm, _ := os.ReadFile("/proc/" + pid + "/comm")
-			out = append(out, pid+"/"+strings.TrimSpace(string(comm)))
+			if p := pid + "/" + strings.TrimSpace(string(comm)); !slices.Contains(out, p) {
+				out = append(out, p)
+			}
 		}
 	}
 	return out
@@ -58,7 +61,8 @@ func openers(path string) []string {
 // The container sees a block device at devicePath, reads the pattern the
 // host wrote, sees its size, and writes what the host then reads. With vc
 // the device is the host's loop device hotplugged into the VM (QEMU holds
-// it open while the pod runs, and lets go when it is deleted).
+// it open while the pod runs, and lets go when it is deleted). A second
+// container of the pod has the same device (on vc the same disk).
 func TestRawBlockVolume(t *testing.T) {
 	forEachClass(t, "block", func(t *testing.T, n *ns, rc string) {
 		pattern := "vc-k8s-block-" + rc
@@ -100,11 +104,17 @@ spec:
 ---
 `, pv, n.name, dev) + podManifest("p", rc, fmt.Sprintf(`  containers:
   - name: c
-    image: %s
+    image: %[1]s
     imagePullPolicy: Never
     command: ["sleep", "3600"]
     volumeDevices:
     - {name: raw, devicePath: /dev/xvda}
+  - name: d
+    image: %[1]s
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeDevices:
+    - {name: raw, devicePath: /dev/xvdb}
   volumes:
   - name: raw
     persistentVolumeClaim: {claimName: c}
@@ -130,6 +140,11 @@ spec:
 		f.Close()
 		if err != nil || string(got) != want {
 			t.Errorf("host reads %q (%v) at 512 of %s, want what the container wrote", got, err, dev)
+		}
+		// The pod's second container has the same device, and sees what
+		// the first wrote.
+		if got := n.exec("p", "d", "sh", "-c", "test -b /dev/xvdb && dd if=/dev/xvdb bs=512 skip=1 count=1 2>/dev/null | head -c "+fmt.Sprint(len(want))); got != want {
+			t.Errorf("the second container reads %q at 512 of /dev/xvdb, want %q", got, want)
 		}
 		if rc == "vc" {
 			if o := openers(dev); len(o) != 1 || !strings.Contains(o[0], "qemu") {
