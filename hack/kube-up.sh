@@ -241,6 +241,9 @@ disabled_plugins = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapsho
         sandboxer = 'podsandbox'
         pod_annotations = ['io.virtcontainers.*']
         container_annotations = ['io.virtcontainers.*']
+        # A privileged pod gets the VM's devices, not the host's (whose
+        # block devices would otherwise be hotplugged into the VM).
+        privileged_without_host_devices = true
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.vc.options]
           ConfigPath = '$shim_cfg'
     [plugins.'io.containerd.cri.v1.runtime'.cni]

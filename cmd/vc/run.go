@@ -37,7 +37,7 @@ import (
 
 func init() {
 	register("run", command{
-		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-v NAME:CTR[:ro]] [-v CTR] [--mount type=bind|volume|tmpfs,...] [--tmpfs CTR[:OPTS]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NAME|NETNS] [--ip IP] [--network-alias A] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
+		usage: "[--rm] [-d] [-i] [-t] [--name N] [--cpus N] [-m SIZE] [-v HOST:CTR[:ro]] [-v NAME:CTR[:ro]] [-v CTR] [--mount type=bind|volume|tmpfs,...] [--tmpfs CTR[:OPTS]] [-e K[=V]] [--env-file F] [-w DIR] [-u USER[:GROUP]] [--entrypoint P] [--hostname H] [--read-only] [--init] [--privileged] [--device HOST[:CTR[:rwm]]] [--cap-add C] [--cap-drop C] [--rootfs DIR] [--network nat|none|NAME|NETNS] [--ip IP] [--network-alias A] [-p [IP:]HOST:CTR[/udp]] [--dns IP] IMAGE [-- CMD ARGS...]",
 		short: "run a command in a new container in its own VM",
 		run:   runCmd,
 	})
@@ -84,6 +84,8 @@ type runOptions struct {
 	Privileged bool     `json:"privileged,omitempty"`
 	CapAdd     []string `json:"cap_add,omitempty"`
 	CapDrop    []string `json:"cap_drop,omitempty"`
+	// Devices are --device's HOSTPATH[:CONTAINERPATH[:PERMS]] (device.go).
+	Devices []string `json:"devices,omitempty"`
 	// Init runs docker's init (tini) as the container's PID 1.
 	Init bool `json:"init,omitempty"`
 	// Create leaves the container created: `vc start` starts it.
@@ -116,7 +118,7 @@ func runCmd(ctx context.Context, g *globals, args []string) error {
 func runOrCreate(ctx context.Context, g *globals, name string, args []string) error {
 	fs := newFlags(name, commands[name].usage)
 	var o runOptions
-	var vols, mounts, tmpfs, envs, envFiles, publish, dns, capAdd, capDrop, aliases listFlag
+	var vols, mounts, tmpfs, envs, envFiles, publish, dns, capAdd, capDrop, aliases, devices listFlag
 	var mem, network, entrypoint, cpus string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
@@ -142,6 +144,7 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.BoolVar(&o.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
 	fs.BoolVar(&o.Privileged, "privileged", false, "all capabilities, no masked /proc paths, writable /sys, in the guest (the VM still isolates the host)")
 	fs.BoolVar(&o.Init, "init", false, "run an init (tini, as docker's --init) as PID 1: it reaps zombies and forwards signals to the command")
+	fs.Var(&devices, "device", "pass a host device, HOSTPATH[:CONTAINERPATH[:PERMS]] (PERMS of r, w, m; default rwm): a block device is hotplugged into the VM as a disk; a char device only if the guest has its own (null, zero, random, tty, fuse...) (repeatable)")
 	fs.Var(&capAdd, "cap-add", "add a capability, e.g. NET_ADMIN or ALL (repeatable)")
 	fs.Var(&capDrop, "cap-drop", "drop a capability, e.g. CHOWN or ALL (repeatable)")
 	fs.StringVar(&o.Rootfs, "rootfs", "", "run this directory as the root filesystem instead of IMAGE")
@@ -177,7 +180,12 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	if o.Env, err = resolveEnv(envs, envFiles); err != nil {
 		return err
 	}
-	o.Debug, o.CapAdd, o.CapDrop = g.debug, capAdd, capDrop
+	o.Debug, o.CapAdd, o.CapDrop, o.Devices = g.debug, capAdd, capDrop, devices
+	for i, d := range devices {
+		if _, _, err := parseDevice(d); err != nil {
+			return fmt.Errorf("--device #%d %q: %w", i+1, d, err)
+		}
+	}
 	if o.Mounts, err = mountOptions(vols, mounts, tmpfs); err != nil {
 		return err
 	}
@@ -663,6 +671,9 @@ func containerConfig(g *globals, po *runOptions) (vc.ContainerConfig, imageSourc
 		}
 	}
 	if err := applyCapabilities(spec.Process, o.CapAdd, o.CapDrop); err != nil {
+		return vc.ContainerConfig{}, src, err
+	}
+	if err := withDevices(spec, o.Devices); err != nil {
 		return vc.ContainerConfig{}, src, err
 	}
 	if user != "" {

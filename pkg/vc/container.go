@@ -51,9 +51,16 @@ func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) erro
 	cu := cleanup.Make(func() { unshareContainer(s.sharedDir(), cfg.ID) })
 	defer cu.Clean()
 
+	// Block devices of the spec are hotplugged as disks (device.go).
+	devs, disks, err := s.plugDevices(ctx, cfg.ID, spec)
+	if err != nil {
+		return err
+	}
+	cu.Add(func() { s.unplugDevices(context.WithoutCancel(ctx), cfg.ID, disks) })
 	req := &pb.CreateContainerRequest{
 		ContainerId:  cfg.ID,
 		ExecId:       cfg.ID,
+		Devices:      devs,
 		OCI:          oci.ToProto(spec),
 		SandboxPidns: s.status.Config.SharedPidNS && !cfg.PrivatePidNS,
 	}
@@ -73,7 +80,7 @@ func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) erro
 		s.status.Reserved = reserved
 		s.mu.Unlock()
 	})
-	st := ContainerStatus{ID: cfg.ID, SandboxID: s.id, State: StateCreated, Created: time.Now().UTC(), Config: cfg}
+	st := ContainerStatus{ID: cfg.ID, SandboxID: s.id, State: StateCreated, Created: time.Now().UTC(), Config: cfg, Disks: disks}
 	create := func() error {
 		if _, err := s.agent.CreateContainer(ctx, req); err != nil {
 			return fmt.Errorf("container %s: %w", cfg.ID, err)
@@ -350,13 +357,17 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 func (c *Container) Delete(ctx context.Context) error {
 	s := c.s
 	return s.locked(ctx, "delete", nil, func() error {
-		if _, err := c.load("delete", StateCreated, StateStopped); err != nil {
+		st, err := c.load("delete", StateCreated, StateStopped)
+		if err != nil {
 			return err
 		}
 		if s.running() == nil {
 			if _, err := s.agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: c.id, Timeout: 10}); err != nil && !errdefs.IsNotFound(err) {
 				return fmt.Errorf("container %s: %w", c.id, err)
 			}
+		}
+		if err := s.unplugDevices(ctx, c.id, st.Disks); err != nil {
+			return err
 		}
 		if err := unshareContainer(s.sharedDir(), c.id); err != nil {
 			return err
@@ -470,9 +481,4 @@ func (s *Sandbox) GetOOMEvent(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return r.ContainerId, nil
-}
-
-// AddDevice is not implemented yet.
-func (s *Sandbox) AddDevice(ctx context.Context) error {
-	return fmt.Errorf("AddDevice: %w", errdefs.ErrNotImplemented)
 }

@@ -124,6 +124,9 @@ type ContainerStatus struct {
 	Config    ContainerConfig `json:"config"`
 	ExitCode  int32           `json:"exit_code"`
 	Exited    time.Time       `json:"exited,omitempty"`
+	// Disks are the VM disks passing the container's block devices
+	// (device.go), removed with the container.
+	Disks []string `json:"disks,omitempty"`
 }
 
 func containerKey(id string) string { return "container-" + id }

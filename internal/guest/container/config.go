@@ -174,6 +174,13 @@ func resolveDevices(ctx context.Context, s *specs.Spec, devs []*pb.Device) error
 			continue
 		}
 		field := fmt.Sprintf("devices[%d]", i)
+		if d.GetType() == deviceBlk && d.GetVmPath() == "" {
+			node, err := blkDevice(ctx, "/sys", "/dev", d.GetId())
+			if err != nil {
+				return fmt.Errorf("%s: %w", field, err)
+			}
+			d = &pb.Device{Id: d.GetId(), Type: d.GetType(), VmPath: node, ContainerPath: d.GetContainerPath(), Options: d.GetOptions()}
+		}
 		if d.GetVmPath() == "" || !filepath.IsAbs(d.GetVmPath()) {
 			return invalid(field+".vm_path", "%q is not an absolute path", d.GetVmPath())
 		}
