@@ -1,4 +1,4 @@
-package vc
+package factory
 
 import (
 	"context"
@@ -46,10 +46,10 @@ func TestCacheNone(t *testing.T) {
 	if _, _, err := takeCachedVM(ctx, dir, "sb", slog.Default()); !errdefs.IsNotFound(err) {
 		t.Errorf("take without a cache: %v, want not found", err)
 	}
-	if _, err := StatusFactoryCache(ctx, dir); !errdefs.IsNotFound(err) {
+	if _, err := QueryCache(ctx, dir); !errdefs.IsNotFound(err) {
 		t.Errorf("status without a cache: %v, want not found", err)
 	}
-	if err := StopFactoryCache(ctx, dir); err != nil {
+	if err := StopCache(ctx, dir); err != nil {
 		t.Errorf("stop without a cache: %v", err)
 	}
 	// A socket nobody serves (a cache killed with SIGKILL) is no cache.
@@ -68,11 +68,11 @@ func TestCacheServeRefuses(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	for _, size := range []int{0, -1, 65} {
-		if err := ServeFactoryCache(ctx, dir, size); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "cache size") {
+		if err := ServeCache(ctx, dir, size); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "cache size") {
 			t.Errorf("size %d: %v", size, err)
 		}
 	}
-	if err := ServeFactoryCache(ctx, dir, 1); !errdefs.IsNotFound(err) {
+	if err := ServeCache(ctx, dir, 1); !errdefs.IsNotFound(err) {
 		t.Errorf("no template: %v, want not found", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, cacheSocketName)); err == nil {
