@@ -147,7 +147,7 @@ func ServeCache(ctx context.Context, dir string, size int) error {
 	if err := os.MkdirAll(vms, 0o700); err != nil {
 		return fmt.Errorf("factory %s: cache: %w", dir, err)
 	}
-	reclaimCache(vms)
+	reclaimCache(f.manifest.backend(), vms)
 	sock := filepath.Join(dir, cacheSocketName)
 	os.Remove(sock)
 	l, err := net.Listen("unix", sock)
@@ -297,7 +297,7 @@ func (c *factoryCache) startVM(ctx context.Context) (_ *cachedVM, err error) {
 		Config: vc.SandboxConfig{
 			ID: v.id,
 			Hypervisor: vc.HypervisorConfig{
-				Path: m.QEMU.Path, Kernel: m.Kernel.Path, Initrd: m.Initrd.Path,
+				Backend: m.Backend, Path: m.QEMU.Path, Kernel: m.Kernel.Path, Initrd: m.Initrd.Path,
 				CPUs: m.CPUs, MemoryMiB: m.MemoryMiB, KernelParams: m.KernelParams, Debug: m.Debug,
 			},
 			NAT: vc.NATConfig{Disabled: !m.NAT},
@@ -508,14 +508,14 @@ func (c *factoryCache) watch(v *cachedVM, pidfd int) {
 
 // reclaimCache kills the VMs a cache killed with SIGKILL left ready in
 // dir, and removes their directories; taken ones are their sandboxes'.
-func reclaimCache(dir string) {
+func reclaimCache(backend, dir string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		d := filepath.Join(dir, e.Name())
 		if _, err := os.Stat(filepath.Join(d, cacheTakenName)); err == nil {
 			continue
 		}
-		killVMIn(filepath.Join(d, "vm"))
+		killVMIn(backend, filepath.Join(d, "vm"))
 		removeVMDir(d)
 	}
 }
@@ -606,7 +606,7 @@ func StopCache(ctx context.Context, dir string) error {
 // it), now the sandbox's. No cache, or none ready, is
 // errdefs.ErrNotFound or errdefs.ErrUnavailable: the caller starts a VM
 // itself.
-func takeCachedVM(ctx context.Context, factory, id string, log *slog.Logger) (hypervisor.Hypervisor, string, error) {
+func takeCachedVM(ctx context.Context, factory, backend, id string, log *slog.Logger) (hypervisor.Hypervisor, string, error) {
 	if _, err := os.Stat(filepath.Join(factory, cacheSocketName)); err != nil {
 		return nil, "", fmt.Errorf("factory %s: no cache: %w", factory, errdefs.ErrNotFound)
 	}
@@ -618,10 +618,10 @@ func takeCachedVM(ctx context.Context, factory, id string, log *slog.Logger) (hy
 	if filepath.Dir(dir) != filepath.Join(factory, cacheDirName) || !strings.HasPrefix(filepath.Base(dir), "cache-") {
 		return nil, "", fmt.Errorf("factory %s: cache handed out %q, not one of its directories", factory, rep.VMDir)
 	}
-	vm, err := hypervisor.Attach(ctx, vc.DefaultBackend, filepath.Join(dir, "vm"))
+	vm, err := hypervisor.Attach(ctx, backend, filepath.Join(dir, "vm"))
 	if err != nil {
 		// Ours now, but out of reach: it goes.
-		killVMIn(filepath.Join(dir, "vm"))
+		killVMIn(backend, filepath.Join(dir, "vm"))
 		removeVMDir(dir)
 		return nil, "", fmt.Errorf("factory %s: attach to the cache's vm: %w", factory, err)
 	}

@@ -43,7 +43,7 @@ func fakeCache(t *testing.T, dir string, rep cacheReply) <-chan cacheRequest {
 func TestCacheNone(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, _, err := takeCachedVM(ctx, dir, "sb", slog.Default()); !errdefs.IsNotFound(err) {
+	if _, _, err := takeCachedVM(ctx, dir, "qemu", "sb", slog.Default()); !errdefs.IsNotFound(err) {
 		t.Errorf("take without a cache: %v, want not found", err)
 	}
 	if _, err := QueryCache(ctx, dir); !errdefs.IsNotFound(err) {
@@ -59,7 +59,7 @@ func TestCacheNone(t *testing.T) {
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
-	if _, _, err := takeCachedVM(ctx, dir, "sb", slog.Default()); !errdefs.IsNotFound(err) {
+	if _, _, err := takeCachedVM(ctx, dir, "qemu", "sb", slog.Default()); !errdefs.IsNotFound(err) {
 		t.Errorf("take from a dead cache's socket: %v, want not found", err)
 	}
 }
@@ -87,7 +87,7 @@ func TestCacheTakeChecksDir(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	reqs := fakeCache(t, dir, cacheReply{VMDir: "/etc"})
-	_, _, err := takeCachedVM(ctx, dir, "sb-1", slog.Default())
+	_, _, err := takeCachedVM(ctx, dir, "qemu", "sb-1", slog.Default())
 	if err == nil || !strings.Contains(err.Error(), `"/etc"`) {
 		t.Errorf("take of /etc: %v", err)
 	}
@@ -105,7 +105,7 @@ func TestCacheTakeError(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	fakeCache(t, dir, cacheReply{Error: "no vm ready"})
-	if _, _, err := takeCachedVM(ctx, dir, "sb", slog.Default()); err == nil || !strings.Contains(err.Error(), "no vm ready") {
+	if _, _, err := takeCachedVM(ctx, dir, "qemu", "sb", slog.Default()); err == nil || !strings.Contains(err.Error(), "no vm ready") {
 		t.Errorf("take: %v", err)
 	}
 }

@@ -47,11 +47,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -60,7 +57,6 @@ import (
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
-	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -93,8 +89,14 @@ type FileStamp struct {
 
 // Manifest is what a template was made of and for.
 type Manifest struct {
-	Version      int       `json:"version"`
-	Created      time.Time `json:"created"`
+	Version int       `json:"version"`
+	Created time.Time `json:"created"`
+	// Backend is the hypervisor driver the template ran on; empty is
+	// vc.DefaultBackend.
+	Backend string `json:"backend,omitempty"`
+	// QEMU is the hypervisor's binary, Firmware its firmware (the
+	// driver's HostFiles; the JSON names are from when QEMU was the
+	// only driver).
 	QEMU         FileStamp `json:"qemu"`
 	Firmware     FileStamp `json:"firmware,omitzero"`
 	Kernel       FileStamp `json:"kernel"`
@@ -232,14 +234,22 @@ func (f *Factory) Fits(cfg vc.SandboxConfig) error {
 	case cfg.NATEnabled() && !m.NAT:
 		return mismatch("network", "the template's VM has no NAT NIC (made for network namespaces and none); this sandbox is on the NAT network")
 	}
-	qemuPath, err := exec.LookPath(cmp.Or(h.Path, "qemu-system-x86_64"))
+	backend := cmp.Or(h.Backend, vc.DefaultBackend)
+	if want := m.backend(); backend != want {
+		return mismatch("hypervisor.backend", "%s, the template ran on %s", backend, want)
+	}
+	td, err := hypervisor.Templates(backend)
 	if err != nil {
-		return fmt.Errorf("hypervisor.path: %w (%w)", err, errdefs.ErrNotFound)
+		return err
+	}
+	binary, _, err := td.HostFiles(hypervisor.Config{HypervisorPath: h.Path})
+	if err != nil {
+		return fmt.Errorf("hypervisor.path: %w", err)
 	}
 	for _, s := range []struct {
 		field, path string
 		stamp       FileStamp
-	}{{"hypervisor.path", qemuPath, m.QEMU}, {"hypervisor.kernel", h.Kernel, m.Kernel}, {"hypervisor.initrd", h.Initrd, m.Initrd}} {
+	}{{"hypervisor.path", binary, m.QEMU}, {"hypervisor.kernel", h.Kernel, m.Kernel}, {"hypervisor.initrd", h.Initrd, m.Initrd}} {
 		if err := s.stamp.same(s.path); err != nil {
 			return mismatch(s.field, "%v", err)
 		}
@@ -288,6 +298,15 @@ func Init(ctx context.Context, dir string, fc Config) (_ *Factory, err error) {
 			os.RemoveAll(staging)
 		}
 	}()
+	backend := cmp.Or(h.Backend, vc.DefaultBackend)
+	td, err := hypervisor.Templates(backend)
+	if err != nil {
+		return nil, fmt.Errorf("factory %s: %w", dir, err)
+	}
+	binary, firmware, err := td.HostFiles(hypervisor.Config{HypervisorPath: h.Path})
+	if err != nil {
+		return nil, fmt.Errorf("factory %s: hypervisor.path: %w", dir, err)
+	}
 	log := slog.Default().With("factory", dir)
 	// The template has the sandboxes' devices: the shared directory's 9p
 	// device (never mounted in the template's guest), the NAT NIC.
@@ -310,7 +329,7 @@ func Init(ctx context.Context, dir string, fc Config) (_ *Factory, err error) {
 	tmpl, ok := vm.(hypervisor.Templater)
 	if !ok {
 		killVM(vm)
-		return nil, fmt.Errorf("factory: hypervisor %s cannot save templates: %w", cmp.Or(h.Backend, vc.DefaultBackend), errdefs.ErrNotImplemented)
+		return nil, fmt.Errorf("factory %s: %w", dir, hypervisor.NotImplemented(backend, "save a template"))
 	}
 	defer killVM(vm) // after the save, and on every failure
 	client, _, err := vc.DialAgent(ctx, vm)
@@ -334,6 +353,7 @@ func Init(ctx context.Context, dir string, fc Config) (_ *Factory, err error) {
 	m := Manifest{
 		Version:      factoryVersion,
 		Created:      time.Now().UTC(),
+		Backend:      h.Backend,
 		AgentVersion: agentVersion,
 		CPUs:         uint32(vmCPUs(h)),
 		MemoryMiB:    uint32(vmMemory(h)),
@@ -357,19 +377,15 @@ func Init(ctx context.Context, dir string, fc Config) (_ *Factory, err error) {
 		return nil, fmt.Errorf("factory %s: %w", dir, err)
 	}
 
-	qemuPath, err := exec.LookPath(cmp.Or(h.Path, "qemu-system-x86_64"))
-	if err != nil {
-		return nil, fmt.Errorf("factory %s: qemu: %w", dir, err)
-	}
 	stamps := []struct {
 		dst  *FileStamp
 		path string
-	}{{&m.QEMU, qemuPath}, {&m.Kernel, h.Kernel}, {&m.Initrd, h.Initrd}, {&m.State, state}}
-	if _, err := os.Stat(qemu.DefaultFirmware); err == nil {
+	}{{&m.QEMU, binary}, {&m.Kernel, h.Kernel}, {&m.Initrd, h.Initrd}, {&m.State, state}}
+	if firmware != "" {
 		stamps = append(stamps, struct {
 			dst  *FileStamp
 			path string
-		}{&m.Firmware, qemu.DefaultFirmware})
+		}{&m.Firmware, firmware})
 	}
 	for _, s := range stamps {
 		if *s.dst, err = stampFile(s.path); err != nil {
@@ -413,10 +429,11 @@ func Destroy(dir string) error {
 	if err := StopCache(ctx, dir); err != nil {
 		errs = append(errs, err)
 	}
+	backend := backendIn(dir)
 	leftovers, _ := filepath.Glob(dir + ".new-*")
 	for _, d := range append(leftovers, dir) {
-		killVMIn(filepath.Join(d, "vm"))
-		inUse, err := destroyCacheVMs(filepath.Join(d, cacheDirName))
+		killVMIn(backend, filepath.Join(d, "vm"))
+		inUse, err := destroyCacheVMs(backend, filepath.Join(d, cacheDirName))
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -444,7 +461,7 @@ func Destroy(dir string) error {
 // destroyCacheVMs kills the VMs of a cache (dir) that nobody took and
 // removes their directories, and those of taken VMs that have ended and
 // hold no mounts; it counts the others, which are sandboxes'.
-func destroyCacheVMs(dir string) (inUse int, err error) {
+func destroyCacheVMs(backend, dir string) (inUse int, err error) {
 	ents, _ := os.ReadDir(dir)
 	var errs []error
 	for _, e := range ents {
@@ -452,9 +469,9 @@ func destroyCacheVMs(dir string) (inUse int, err error) {
 		_, err := os.Stat(filepath.Join(d, cacheTakenName))
 		taken := err == nil
 		if !taken {
-			killVMIn(filepath.Join(d, "vm"))
+			killVMIn(backend, filepath.Join(d, "vm"))
 		}
-		if mps, _ := mount.Under(d); len(mps) > 0 || (taken && vmPidIn(filepath.Join(d, "vm")) > 0) {
+		if mps, _ := mount.Under(d); len(mps) > 0 || (taken && vmPidIn(backend, filepath.Join(d, "vm")) > 0) {
 			inUse++
 			continue
 		}
@@ -465,38 +482,33 @@ func destroyCacheVMs(dir string) (inUse int, err error) {
 	return inUse, errors.Join(errs...)
 }
 
-// vmPidIn is the pid of the QEMU whose state directory is vmDir, if it
-// runs: its pid file names it, and its command line names the directory
-// (against a reused pid); 0 otherwise.
-func vmPidIn(vmDir string) int {
-	b, err := os.ReadFile(filepath.Join(vmDir, "qemu.pid"))
+// backend is the driver the template ran on.
+func (m *Manifest) backend() string { return cmp.Or(m.Backend, vc.DefaultBackend) }
+
+// backendIn is the driver of the template in dir, as far as its manifest
+// can be read (Destroy cleans up damaged ones too).
+func backendIn(dir string) string {
+	var m Manifest
+	b, _ := os.ReadFile(filepath.Join(dir, factoryManifestName))
+	json.Unmarshal(b, &m)
+	return m.backend()
+}
+
+// vmPidIn is the pid of the VM of backend whose state directory is vmDir,
+// if it runs; 0 otherwise (or when the driver cannot tell).
+func vmPidIn(backend, vmDir string) int {
+	td, err := hypervisor.Templates(backend)
 	if err != nil {
 		return 0
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if err != nil || !strings.Contains(string(cmdline), vmDir) {
-		return 0
-	}
-	return pid
+	return td.RunningPid(vmDir)
 }
 
-// killVMIn kills the QEMU whose state directory is vmDir (a template's
-// or a cache's VM), if it runs, and waits for it to go.
-func killVMIn(vmDir string) {
-	pid := vmPidIn(vmDir)
-	if pid == 0 {
-		return
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err != nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+// killVMIn kills the VM of backend whose state directory is vmDir (a
+// template's or a cache's VM), if it runs, and waits for it to go.
+func killVMIn(backend, vmDir string) {
+	if td, err := hypervisor.Templates(backend); err == nil {
+		td.Kill(vmDir)
 	}
 }
 
@@ -660,7 +672,7 @@ func (f *Factory) TakeVM(ctx context.Context, spec vc.VMSpec) (vc.SourcedVM, boo
 	// resolver and does not reach the host's loopback: a sandbox asking
 	// otherwise starts its own.
 	if len(cfg.NAT.Publish) == 0 && len(cfg.NAT.DNS) == 0 && !cfg.NAT.HostLoopback {
-		vm, vmDir, err := takeCachedVM(ctx, f.dir, cfg.ID, log)
+		vm, vmDir, err := takeCachedVM(ctx, f.dir, f.manifest.backend(), cfg.ID, log)
 		if err == nil {
 			if err := hotplugNICs(ctx, vm, spec.NICs); err != nil {
 				killVM(vm)

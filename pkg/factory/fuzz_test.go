@@ -216,7 +216,7 @@ func FuzzCacheReply(f *testing.F) {
 		before := outside()
 		var dir string
 		within(t, 10*time.Second, "takeCachedVM", func() {
-			_, dir, err = takeCachedVM(context.Background(), factory, "sb-1", slog.New(slog.DiscardHandler))
+			_, dir, err = takeCachedVM(context.Background(), factory, "qemu", "sb-1", slog.New(slog.DiscardHandler))
 		})
 		if err == nil {
 			t.Fatalf("took a VM from answer %q: there is none", rep)

@@ -7,29 +7,12 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
-// HostReport is what this host offers the QEMU backend, for `vc check`.
-type HostReport struct {
-	QEMUPath    string `json:"qemu_path"`
-	QEMUVersion string `json:"qemu_version"`
-	QEMUError   string `json:"qemu_error,omitempty"`
-	// KVM tells whether VMs with accel auto run under KVM, and why.
-	KVM       bool   `json:"kvm"`
-	KVMReason string `json:"kvm_reason"`
-	// VhostVsock tells whether the agent can use vsock (else virtio-serial).
-	VhostVsock bool `json:"vhost_vsock"`
-	// Firmware is the BIOS VMs boot with ("" for QEMU's SeaBIOS).
-	Firmware string `json:"firmware,omitempty"`
-	// UserNet tells whether the NAT of sandboxes without a network
-	// namespace can run: passt (the user-mode network stack, passt.go)
-	// in PATH and QEMU's stream netdev backend (QEMU 7.2 or later).
-	UserNet bool `json:"user_net"`
-	// PasstPath is the passt found in PATH; UserNetError says why the
-	// NAT cannot run.
-	PasstPath    string `json:"passt_path,omitempty"`
-	UserNetError string `json:"user_net_error,omitempty"`
-}
+// HostReport is what this host offers the QEMU driver, for `vc check`.
+type HostReport = hypervisor.HostReport
 
 // CheckHost inspects the host: the QEMU binary (qemuPath, or the default),
 // KVM (the same cached verdict VM starts use, probing when there is none),
@@ -38,14 +21,14 @@ func CheckHost(qemuPath string) HostReport {
 	var r HostReport
 	p, err := findQEMU(qemuPath)
 	if err != nil {
-		r.QEMUError = err.Error()
+		r.Error = err.Error()
 	} else {
-		r.QEMUPath = p
+		r.Path = p
 		out, err := exec.Command(p, "--version").Output()
 		if err != nil {
-			r.QEMUError = err.Error()
+			r.Error = err.Error()
 		}
-		r.QEMUVersion = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+		r.Version = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 		checkUserNet(&r, p)
 	}
 	if _, err := os.Stat(DefaultFirmware); err == nil {
@@ -56,7 +39,7 @@ func CheckHost(qemuPath string) HostReport {
 		r.KVMReason = kvmDevice + ": " + err.Error()
 		return r
 	}
-	key := accelCacheKey(r.QEMUPath)
+	key := accelCacheKey(r.Path)
 	dir := probeCacheDir()
 	if dir != "" {
 		if v, ok := readVerdict(filepath.Join(dir, accelCacheName), key); ok {
@@ -79,7 +62,7 @@ func checkUserNet(r *HostReport, qemuPath string) {
 	if p, err := exec.LookPath(PasstBinary); err != nil {
 		why = append(why, "passt, the user-mode network stack, is not installed (apt-get install passt): "+err.Error())
 	} else {
-		r.PasstPath = p
+		r.UserNetPath = p
 	}
 	if !hasNetdev(qemuPath, "stream") {
 		why = append(why, "qemu has no stream netdev backend (QEMU 7.2 or later has)")

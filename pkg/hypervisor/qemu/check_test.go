@@ -22,7 +22,7 @@ func TestCheckUserNet(t *testing.T) {
 	t.Setenv("PATH", bin)
 	var r HostReport
 	checkUserNet(&r, q)
-	if r.UserNet || r.PasstPath != "" || !strings.Contains(r.UserNetError, "passt, the user-mode network stack, is not installed") {
+	if r.UserNet || r.UserNetPath != "" || !strings.Contains(r.UserNetError, "passt, the user-mode network stack, is not installed") {
 		t.Errorf("no passt in PATH: %+v", r)
 	}
 	if err := os.WriteFile(filepath.Join(bin, PasstBinary), passt, 0o755); err != nil {
@@ -30,7 +30,7 @@ func TestCheckUserNet(t *testing.T) {
 	}
 	r = HostReport{}
 	checkUserNet(&r, q)
-	if !r.UserNet || r.PasstPath != filepath.Join(bin, PasstBinary) || r.UserNetError != "" {
+	if !r.UserNet || r.UserNetPath != filepath.Join(bin, PasstBinary) || r.UserNetError != "" {
 		t.Errorf("passt in PATH: %+v", r)
 	}
 }

@@ -30,13 +30,7 @@ import (
 // BackendName is the name the backend registers under.
 const BackendName = "qemu"
 
-func init() {
-	hypervisor.Register(hypervisor.Backend{
-		Name:   BackendName,
-		New:    func(cfg hypervisor.Config) (hypervisor.Hypervisor, error) { return New(cfg) },
-		Attach: func(ctx context.Context, dir string) (hypervisor.Hypervisor, error) { return Attach(ctx, dir) },
-	})
-}
+func init() { hypervisor.Register(driver{}) }
 
 // DefaultFirmware is the BIOS used when Config.Firmware is empty and the
 // file exists (else QEMU's default, SeaBIOS). qboot boots Debian's
