@@ -182,3 +182,40 @@ func TestCheckSize(t *testing.T) {
 		}
 	}
 }
+
+// pausingHV is a VM that can pause.
+type pausingHV struct {
+	fakeHV
+	paused bool
+}
+
+func (h *pausingHV) Pause(context.Context) error  { h.paused = true; return nil }
+func (h *pausingHV) Resume(context.Context) error { h.paused = false; return nil }
+
+// The optional capabilities are found by type assertion: a VM without
+// one fails naming it, with errdefs.ErrNotImplemented; one with it is
+// called.
+func TestOptionalCapabilities(t *testing.T) {
+	ctx := context.Background()
+	var h Hypervisor = &fakeHV{}
+	for name, err := range map[string]error{
+		"pause":         Pause(ctx, h),
+		"resume":        Resume(ctx, h),
+		"remove a nic":  RemoveNIC(ctx, h, "n"),
+		"remove a disk": RemoveDisk(ctx, h, "d"),
+	} {
+		if !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "fakeHV") {
+			t.Errorf("%s on a VM without it: %v", name, err)
+		}
+	}
+	if _, err := VMState(ctx, h); !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), "state") {
+		t.Errorf("state of a VM without it: %v", err)
+	}
+	p := &pausingHV{}
+	if err := Pause(ctx, p); err != nil || !p.paused {
+		t.Errorf("Pause: %v, paused %v", err, p.paused)
+	}
+	if err := Resume(ctx, p); err != nil || p.paused {
+		t.Errorf("Resume: %v, paused %v", err, p.paused)
+	}
+}

@@ -283,7 +283,7 @@ func (s *Sandbox) addInterface(ctx context.Context, linkName string) (_ Interfac
 	}
 	defer func() {
 		if err != nil {
-			if rerr := vm.RemoveNIC(undo, nic.ID); rerr != nil {
+			if rerr := hypervisor.RemoveNIC(undo, vm, nic.ID); rerr != nil {
 				s.log.Warn("undo AddInterface: remove nic", "nic", nic.ID, "err", rerr)
 			}
 		}
@@ -332,7 +332,7 @@ func (s *Sandbox) removeInterface(ctx context.Context, linkName string) error {
 		return err
 	}
 	defer release()
-	if err := vm.RemoveNIC(ctx, ep.GuestName); err != nil && !errdefs.IsNotFound(err) {
+	if err := hypervisor.RemoveNIC(ctx, vm, ep.GuestName); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("sandbox %s: RemoveInterface %s: %w", s.id, linkName, err)
 	}
 	s.status.Endpoints = append(s.status.Endpoints[:idx:idx], s.status.Endpoints[idx+1:]...)

@@ -697,9 +697,9 @@ func (s *Sandbox) setPaused(ctx context.Context, pause bool) error {
 		}
 		var err error
 		if pause {
-			err = vm.Pause(ctx)
+			err = hypervisor.Pause(ctx, vm)
 		} else {
-			err = vm.Resume(ctx)
+			err = hypervisor.Resume(ctx, vm)
 		}
 		if err != nil {
 			return fmt.Errorf("sandbox %s: %w", s.id, err)

@@ -765,9 +765,14 @@ func tailFile(path string, n, max int) string {
 	return strings.Join(lines, "\n")
 }
 
+// The VM does every optional capability of pkg/hypervisor.
 var (
-	_ hypervisor.Hypervisor = (*VM)(nil)
-	_ hypervisor.Templater  = (*VM)(nil)
+	_ hypervisor.Hypervisor    = (*VM)(nil)
+	_ hypervisor.Pauser        = (*VM)(nil)
+	_ hypervisor.Unplugger     = (*VM)(nil)
+	_ hypervisor.StateReporter = (*VM)(nil)
+	_ hypervisor.Templater     = (*VM)(nil)
+	_ hypervisor.Resizer       = (*VM)(nil)
 )
 
 // startCmd starts cmd. With dieWithParent, it starts it from a goroutine
