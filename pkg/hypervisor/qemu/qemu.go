@@ -295,149 +295,203 @@ func (v *VM) Start(ctx context.Context) (err error) {
 // prepare checks the inputs, resolves acceleration and transport, and
 // returns the plan and the files QEMU inherits (ExtraFiles, fd 3 on).
 func (v *VM) prepare() (*launchPlan, []*os.File, error) {
+	cfg := v.configCopy()
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("vm %s: state dir: %w", v.id, err)
+	}
+	if err := checkInputs(&cfg); err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	qemuPath, accel, err := v.resolveHost(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	v.qemuPath = qemuPath
+	transport, err := chooseTransport(cfg.AgentTransport)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	plan := &launchPlan{
+		cfg:       cfg,
+		paths:     v.paths,
+		accel:     accel,
+		transport: transport,
+		vhostFD:   -1,
+		tapFDs:    map[string][]int{},
+		vhostNet:  accel == hypervisor.AccelKVM && haveVhostNet(),
+		slots:     planSlots(cfg),
+	}
+	files, err := plan.passFiles()
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	v.resetFiles()
+	return plan, files, nil
+}
+
+// configCopy is the VM's configuration, its device lists copied.
+func (v *VM) configCopy() hypervisor.Config {
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	cfg := v.cfg
 	cfg.SharedFS = append([]hypervisor.SharedFS(nil), v.cfg.SharedFS...)
 	cfg.Disks = append([]hypervisor.Disk(nil), v.cfg.Disks...)
 	cfg.NICs = append([]hypervisor.NIC(nil), v.cfg.NICs...)
-	v.mu.Unlock()
+	return cfg
+}
 
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("vm %s: state dir: %w", v.id, err)
-	}
-	must := func(what, path string, dir bool) error {
-		st, err := os.Stat(path)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("vm %s: %s %s does not exist: %w", v.id, what, path, errdefs.ErrNotFound)
-			}
-			return fmt.Errorf("vm %s: %s: %w", v.id, what, err)
+// mustExist checks that path exists and is a directory or not, as dir
+// says; what names it in the error.
+func mustExist(what, path string, dir bool) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s %s does not exist: %w", what, path, errdefs.ErrNotFound)
 		}
-		if st.IsDir() != dir {
-			kind := "a file"
-			if dir {
-				kind = "a directory"
-			}
-			return fmt.Errorf("vm %s: %s %s is not %s: %w", v.id, what, path, kind, errdefs.ErrInvalidArgument)
-		}
-		return nil
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if err := must("kernel", cfg.Kernel, false); err != nil {
-		return nil, nil, err
+	if st.IsDir() != dir {
+		kind := "a file"
+		if dir {
+			kind = "a directory"
+		}
+		return fmt.Errorf("%s %s is not %s: %w", what, path, kind, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// checkInputs checks the files cfg names (kernel, initrd, firmware,
+// shared directories, the template to restore, disks) and sets the
+// firmware to DefaultFirmware when none is configured and it exists.
+func checkInputs(cfg *hypervisor.Config) error {
+	if err := mustExist("kernel", cfg.Kernel, false); err != nil {
+		return err
 	}
 	if cfg.Initrd != "" {
-		if err := must("initrd", cfg.Initrd, false); err != nil {
-			return nil, nil, err
+		if err := mustExist("initrd", cfg.Initrd, false); err != nil {
+			return err
 		}
 	}
 	if cfg.Firmware != "" {
-		if err := must("firmware", cfg.Firmware, false); err != nil {
-			return nil, nil, err
+		if err := mustExist("firmware", cfg.Firmware, false); err != nil {
+			return err
 		}
 	} else if _, err := os.Stat(DefaultFirmware); err == nil {
 		cfg.Firmware = DefaultFirmware
 	}
 	for _, fs := range cfg.SharedFS {
-		if err := must("shared directory "+fs.Tag, fs.HostPath, true); err != nil {
-			return nil, nil, err
+		if err := mustExist("shared directory "+fs.Tag, fs.HostPath, true); err != nil {
+			return err
 		}
 		if fs.Kind != hypervisor.FS9P {
-			return nil, nil, fmt.Errorf("vm %s: shared fs %s: %s is not supported by the qemu backend yet: %w", v.id, fs.Tag, fs.Kind, errdefs.ErrNotImplemented)
+			return fmt.Errorf("shared fs %s: %s is not supported by the qemu backend yet: %w", fs.Tag, fs.Kind, errdefs.ErrNotImplemented)
 		}
 	}
 	if cfg.RestoreState != "" {
 		if err := checkRestoreInputs(cfg.MemoryFile, cfg.MemoryMiB, cfg.RestoreState); err != nil {
-			return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+			return err
 		}
 	}
 	for _, d := range cfg.Disks {
 		if _, err := os.Stat(d.Path); err != nil {
-			return nil, nil, fmt.Errorf("vm %s: disk %s: %w (%w)", v.id, d.ID, err, errdefs.ErrNotFound)
+			return fmt.Errorf("disk %s: %w (%w)", d.ID, err, errdefs.ErrNotFound)
 		}
 	}
-	qemuPath, err := findQEMU(cfg.HypervisorPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	return nil
+}
+
+// resolveHost finds the QEMU binary and the acceleration the VM runs
+// under (probing KVM, through the verdict cache, for accel auto).
+func (v *VM) resolveHost(cfg hypervisor.Config) (qemuPath, accel string, err error) {
+	if qemuPath, err = findQEMU(cfg.HypervisorPath); err != nil {
+		return "", "", err
 	}
-	v.qemuPath = qemuPath
 	cacheDir := ""
 	if cfg.Accel == hypervisor.AccelAuto {
 		cacheDir = probeCacheDir()
 	}
-	accel, err := resolveAccel(cfg.Accel, qemuPath, cacheDir, v.log)
-	if err != nil {
-		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	if accel, err = resolveAccel(cfg.Accel, qemuPath, cacheDir, v.log); err != nil {
+		return "", "", err
 	}
-	plan := &launchPlan{
-		cfg:      cfg,
-		paths:    v.paths,
-		accel:    accel,
-		vhostFD:  -1,
-		tapFDs:   map[string][]int{},
-		vhostNet: accel == hypervisor.AccelKVM && haveVhostNet(),
-	}
-	var files []*os.File
-	closeAll := func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}
-	switch cfg.AgentTransport {
+	return qemuPath, accel, nil
+}
+
+// chooseTransport is the agent transport of a VM configured with want.
+func chooseTransport(want string) (string, error) {
+	switch want {
 	case hypervisor.TransportVsock:
 		if !haveVhostVsock() {
-			return nil, nil, fmt.Errorf("vm %s: agent transport vsock: no usable %s: %w", v.id, vhostVsockDevice, errdefs.ErrFailedPrecondition)
+			return "", fmt.Errorf("agent transport vsock: no usable %s: %w", vhostVsockDevice, errdefs.ErrFailedPrecondition)
 		}
-		plan.transport = hypervisor.TransportVsock
+		return hypervisor.TransportVsock, nil
 	case hypervisor.TransportAuto:
-		plan.transport = hypervisor.TransportVirtioSerial
 		if haveVhostVsock() {
-			plan.transport = hypervisor.TransportVsock
+			return hypervisor.TransportVsock, nil
 		}
+		return hypervisor.TransportVirtioSerial, nil
 	case hypervisor.TransportVirtioSerial:
-		plan.transport = hypervisor.TransportVirtioSerial
-	default:
-		return nil, nil, fmt.Errorf("vm %s: agent transport %s is not supported by the qemu backend: %w", v.id, cfg.AgentTransport, errdefs.ErrNotImplemented)
+		return hypervisor.TransportVirtioSerial, nil
 	}
-	if plan.transport == hypervisor.TransportVsock {
+	return "", fmt.Errorf("agent transport %s is not supported by the qemu backend: %w", want, errdefs.ErrNotImplemented)
+}
+
+// passFiles opens the files QEMU inherits (fd 3 on): the vhost-vsock
+// device with the guest's CID, duplicates of the NICs' tap files. It
+// records their fds in the plan; on error it closes those it opened.
+func (p *launchPlan) passFiles() ([]*os.File, error) {
+	var files []*os.File
+	if p.transport == hypervisor.TransportVsock {
 		f, cid, err := allocateCID()
 		if err != nil {
-			return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+			return nil, err
 		}
-		plan.cid = cid
-		plan.vhostFD = 3 + len(files)
+		p.cid = cid
+		p.vhostFD = 3 + len(files)
 		files = append(files, f)
 	}
-	for _, n := range cfg.NICs {
+	for _, n := range p.cfg.NICs {
 		for _, tf := range n.TapFiles {
 			// A duplicate, so that the caller may close its own.
 			fd, err := unix.FcntlInt(tf.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("vm %s: nic %s: dup tap fd: %w", v.id, n.ID, err)
+				for _, f := range files {
+					f.Close()
+				}
+				return nil, fmt.Errorf("nic %s: dup tap fd: %w", n.ID, err)
 			}
-			plan.tapFDs[n.ID] = append(plan.tapFDs[n.ID], 3+len(files))
+			p.tapFDs[n.ID] = append(p.tapFDs[n.ID], 3+len(files))
 			files = append(files, os.NewFile(uintptr(fd), "tap-"+n.ID))
 		}
 	}
-	// Cold-plugged disks and NICs get a root port each, so they can be
-	// removed later; then the spare ports for hotplug.
+	return files, nil
+}
+
+// planSlots lays out the PCIe root ports: cold-plugged disks and NICs
+// get a port each, so they can be removed later; then the spare ports
+// for hotplug.
+func planSlots(cfg hypervisor.Config) []string {
+	var slots []string
 	for _, d := range cfg.Disks {
-		plan.slots = append(plan.slots, diskSlotKey(d.ID))
+		slots = append(slots, diskSlotKey(d.ID))
 	}
 	for _, n := range cfg.NICs {
-		plan.slots = append(plan.slots, nicSlotKey(n.ID))
+		slots = append(slots, nicSlotKey(n.ID))
 	}
 	for i := 0; i < cfg.HotplugSlots; i++ {
-		plan.slots = append(plan.slots, "")
+		slots = append(slots, "")
 	}
+	return slots
+}
+
+// resetFiles removes a previous run's sockets and makes the console log
+// afresh: QEMU creates it with its umask (0644 here); made first, it
+// keeps 0600: the guest's console is nobody else's.
+func (v *VM) resetFiles() {
 	v.removeSockets()
-	// QEMU creates the console log with its umask (0644 here); made
-	// first, it keeps 0600: the guest's console is nobody else's.
 	os.Remove(v.paths.Console)
 	if f, err := os.OpenFile(v.paths.Console, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
 		f.Close()
 	}
-	return plan, files, nil
 }
 
 func agentAddress(p *launchPlan) string {
