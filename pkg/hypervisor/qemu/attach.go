@@ -15,6 +15,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // vmRecord is what a running VM leaves in its state directory for Attach.
@@ -178,7 +179,7 @@ func Attach(ctx context.Context, stateDir string) (*VM, error) {
 
 		releaseWatch: release,
 	}
-	q, err := DialQMP(ctx, paths.AttachQMP, v.log)
+	q, err := qmp.Dial(ctx, paths.AttachQMP, v.log)
 	if err != nil {
 		release()
 		if proc.hasExited() {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // Devices added before Start join the configuration; after Start they are
@@ -207,7 +208,7 @@ func (v *VM) AddFS(ctx context.Context, fs hypervisor.SharedFS) error {
 
 // deviceTarget checks that a device may be added: cold (before Start) or
 // hot (the QMP client to use).
-func (v *VM) deviceTarget(key, what string) (*QMP, bool, error) {
+func (v *VM) deviceTarget(key, what string) (*qmp.Client, bool, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.stopped {
@@ -225,7 +226,7 @@ func (v *VM) deviceTarget(key, what string) (*QMP, bool, error) {
 	return v.qmp, false, nil
 }
 
-func (v *VM) removalTarget(key, what string) (*QMP, bool, error) {
+func (v *VM) removalTarget(key, what string) (*qmp.Client, bool, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.hasDeviceLocked(key) {

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // BackendName is the name the backend registers under.
@@ -82,7 +83,7 @@ type VM struct {
 	proc         *process
 	stopHow      string // how the last Stop ended the VM, for tests
 	releaseWatch func() // ends an attached VM's pid watch
-	qmp          *QMP
+	qmp          *qmp.Client
 	events       chan struct{} // closed when the event loop ends
 	passt        *passtProc    // the NAT NIC's network stack, nil without one
 }
@@ -119,7 +120,7 @@ func (v *VM) ConsoleLog() string { return v.paths.Console }
 func (v *VM) QEMULog() string { return v.paths.Log }
 
 // QMP is the VM's QMP client, nil before Start; for diagnostics and tests.
-func (v *VM) QMP() *QMP {
+func (v *VM) QMP() *qmp.Client {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.qmp
@@ -517,7 +518,7 @@ func findQEMU(configured string) (string, error) {
 
 // waitQMP connects to QEMU's QMP socket as soon as it exists, failing
 // early when QEMU exits.
-func (v *VM) waitQMP(ctx context.Context, proc *process) (*QMP, error) {
+func (v *VM) waitQMP(ctx context.Context, proc *process) (*qmp.Client, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, qmpReadyTimeout)
@@ -530,7 +531,7 @@ func (v *VM) waitQMP(ctx context.Context, proc *process) (*QMP, error) {
 		default:
 		}
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		q, err := DialQMP(dctx, v.paths.QMP, v.log)
+		q, err := qmp.Dial(dctx, v.paths.QMP, v.log)
 		cancel()
 		if err == nil {
 			return q, nil
@@ -558,7 +559,7 @@ func (v *VM) waitQMP(ctx context.Context, proc *process) (*QMP, error) {
 // startEventLoop consumes QMP events: it logs them, and kills a VM that
 // stopped on an internal error (a KVM emulation failure leaves QEMU
 // paused forever, which is worse than dead).
-func (v *VM) startEventLoop(q *QMP, proc *process) {
+func (v *VM) startEventLoop(q *qmp.Client, proc *process) {
 	done := make(chan struct{})
 	v.mu.Lock()
 	v.events = done
@@ -578,7 +579,7 @@ func (v *VM) startEventLoop(q *QMP, proc *process) {
 	}()
 }
 
-func (v *VM) checkStopped(q *QMP, proc *process) {
+func (v *VM) checkStopped(q *qmp.Client, proc *process) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := q.QueryStatus(ctx)
@@ -635,7 +636,7 @@ func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
 	return nil
 }
 
-func (v *VM) shutdown(ctx context.Context, grace time.Duration, proc *process, q *QMP) string {
+func (v *VM) shutdown(ctx context.Context, grace time.Duration, proc *process, q *qmp.Client) string {
 	if q != nil && grace > 0 && ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := q.SystemPowerdown(pctx)
@@ -731,7 +732,7 @@ func (v *VM) State(ctx context.Context) (hypervisor.State, error) {
 	}
 	st, err := q.QueryStatus(ctx)
 	if err != nil {
-		if proc.hasExited() || errors.Is(err, ErrQMPClosed) {
+		if proc.hasExited() || errors.Is(err, qmp.ErrClosed) {
 			return hypervisor.StateStopped, nil
 		}
 		return "", fmt.Errorf("vm %s: %w", v.id, err)
@@ -748,7 +749,7 @@ func (v *VM) State(ctx context.Context) (hypervisor.State, error) {
 }
 
 // running returns the QMP client of a started, live VM.
-func (v *VM) running() (*QMP, error) {
+func (v *VM) running() (*qmp.Client, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.started || v.qmp == nil {

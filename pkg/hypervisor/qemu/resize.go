@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // A VM resizes by ACPI hotplug: vCPUs are device_add'ed into the free
@@ -70,8 +71,8 @@ func (v *VM) SetCPUs(ctx context.Context, n int) error {
 	}
 	// In core order: plugged from the lowest free place, unplugged from
 	// the highest plugged one.
-	slices.SortFunc(places, func(a, b QMPHotpluggableCPU) int { return topologyKey(a.Props) - topologyKey(b.Props) })
-	var present, free []QMPHotpluggableCPU
+	slices.SortFunc(places, func(a, b qmp.HotpluggableCPU) int { return topologyKey(a.Props) - topologyKey(b.Props) })
+	var present, free []qmp.HotpluggableCPU
 	for _, p := range places {
 		if p.QOMPath == "" {
 			free = append(free, p)
@@ -122,7 +123,7 @@ func (v *VM) SetCPUs(ctx context.Context, n int) error {
 	return v.saveSize(ctx)
 }
 
-func (v *VM) plugCPU(ctx context.Context, q *QMP, c CPU) error {
+func (v *VM) plugCPU(ctx context.Context, q *qmp.Client, c CPU) error {
 	if err := q.DeviceAdd(ctx, c.DeviceAddArgs()); err != nil {
 		return fmt.Errorf("vm %s: add vCPU %s: %w", v.id, c.ID, err)
 	}
@@ -132,10 +133,10 @@ func (v *VM) plugCPU(ctx context.Context, q *QMP, c CPU) error {
 // unplugCPU removes a vCPU: the guest takes it offline and ejects it.
 // QEMU 7.2 sends DEVICE_DELETED for its lapic, not for the vCPU, so the
 // place of the topology is watched until it is free.
-func (v *VM) unplugCPU(ctx context.Context, q *QMP, c CPU) error {
+func (v *VM) unplugCPU(ctx context.Context, q *qmp.Client, c CPU) error {
 	ctx, cancel := withDefaultTimeout(ctx, unplugTimeout)
 	defer cancel()
-	w := q.Subscribe(func(ev Event) bool { return ejectRefused(ev, c.ID) })
+	w := q.Subscribe(func(ev qmp.Event) bool { return qmp.EjectRefused(ev, c.ID) })
 	defer w.Cancel()
 	if err := q.Execute(ctx, "device_del", map[string]any{"id": c.ID}, nil); err != nil {
 		return fmt.Errorf("vm %s: remove vCPU %s: %w", v.id, c.ID, err)
@@ -145,7 +146,7 @@ func (v *VM) unplugCPU(ctx context.Context, q *QMP, c CPU) error {
 		ev, err := w.Wait(wctx)
 		wcancel()
 		if err == nil {
-			return fmt.Errorf("vm %s: remove vCPU: %w", v.id, refusedErr(ev, c.ID))
+			return fmt.Errorf("vm %s: remove vCPU: %w", v.id, qmp.RefusedErr(ev, c.ID))
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("vm %s: remove vCPU %s: waiting for the guest to eject it: %w", v.id, c.ID, ctx.Err())
@@ -183,7 +184,7 @@ func undoHotplug[T any](ctx context.Context, v *VM, what string, items []T, plug
 
 // undoCPUs puts back vCPUs a failed SetCPUs removed (plug), or removes
 // those it added.
-func (v *VM) undoCPUs(ctx context.Context, q *QMP, cpus []CPU, plug bool) {
+func (v *VM) undoCPUs(ctx context.Context, q *qmp.Client, cpus []CPU, plug bool) {
 	undoHotplug(ctx, v, "vCPU", cpus, plug,
 		func(ctx context.Context, c CPU) error { return v.plugCPU(ctx, q, c) },
 		func(ctx context.Context, c CPU) error { return v.unplugCPU(ctx, q, c) })
@@ -252,7 +253,7 @@ func (v *VM) SetMemory(ctx context.Context, mib int) error {
 }
 
 // dimms lists the indexes of the VM's memory steps (dimmN), in order.
-func (v *VM) dimms(ctx context.Context, q *QMP) ([]int, error) {
+func (v *VM) dimms(ctx context.Context, q *qmp.Client) ([]int, error) {
 	devs, err := q.QueryMemoryDevices(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %w", v.id, err)
@@ -270,7 +271,7 @@ func (v *VM) dimms(ctx context.Context, q *QMP) ([]int, error) {
 	return out, nil
 }
 
-func (v *VM) plugDIMM(ctx context.Context, q *QMP, j int) error {
+func (v *VM) plugDIMM(ctx context.Context, q *qmp.Client, j int) error {
 	mem := RAMBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}
 	if err := q.ObjectAdd(ctx, mem.ObjectAddArgs()); err != nil {
 		return fmt.Errorf("vm %s: add memory %s: %w", v.id, mem.ID, err)
@@ -285,7 +286,7 @@ func (v *VM) plugDIMM(ctx context.Context, q *QMP, j int) error {
 	return nil
 }
 
-func (v *VM) unplugDIMM(ctx context.Context, q *QMP, j int) error {
+func (v *VM) unplugDIMM(ctx context.Context, q *qmp.Client, j int) error {
 	uctx, cancel := withDefaultTimeout(ctx, unplugTimeout)
 	defer cancel()
 	if err := q.DeviceDel(uctx, dimmDeviceID(j)); err != nil {
@@ -299,7 +300,7 @@ func (v *VM) unplugDIMM(ctx context.Context, q *QMP, j int) error {
 
 // undoDIMMs puts back memory steps a failed SetMemory removed (plug), or
 // removes those it added.
-func (v *VM) undoDIMMs(ctx context.Context, q *QMP, js []int, plug bool) {
+func (v *VM) undoDIMMs(ctx context.Context, q *qmp.Client, js []int, plug bool) {
 	undoHotplug(ctx, v, "memory", js, plug,
 		func(ctx context.Context, j int) error { return v.plugDIMM(ctx, q, j) },
 		func(ctx context.Context, j int) error { return v.unplugDIMM(ctx, q, j) })
