@@ -657,6 +657,7 @@ func Source(dir string) vc.VMSource { return &Factory{dir: filepath.Clean(dir)} 
 func (f *Factory) TakeVM(ctx context.Context, spec vc.VMSpec) (vc.SourcedVM, bool, error) {
 	cfg := spec.Config
 	log := cmp.Or(spec.Log, slog.Default())
+	// The template as it is now: made again or damaged since Use.
 	f, err := Open(f.dir)
 	if err != nil {
 		return vc.SourcedVM{}, false, err

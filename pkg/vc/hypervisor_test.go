@@ -1,8 +1,12 @@
 package vc
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,5 +47,42 @@ func TestFactoryWithoutSource(t *testing.T) {
 	err := c.validate()
 	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "hypervisor.factory") || !strings.Contains(err.Error(), "VMSource") {
 		t.Errorf("factory without a source: %v", err)
+	}
+}
+
+// failingSource is a VMSource that records what it was asked and fails.
+type failingSource struct {
+	got VMSpec
+	err error
+}
+
+func (f *failingSource) TakeVM(ctx context.Context, spec VMSpec) (SourcedVM, bool, error) {
+	f.got = spec
+	return SourcedVM{}, false, f.err
+}
+
+// CreateSandbox asks its VMSource for the VM before booting: the source
+// gets the sandbox's configuration and directory, and its failure fails
+// the sandbox, which leaves nothing behind.
+func TestVMSourceConsulted(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"vmlinuz", "initrd"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := filepath.Join(dir, "state")
+	src := &failingSource{err: fmt.Errorf("template gone: %w", errdefs.ErrDataLoss)}
+	cfg := SandboxConfig{ID: "src-1", StateRoot: root, NAT: NATConfig{Disabled: true}, VMSource: src,
+		Hypervisor: HypervisorConfig{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"), Factory: "/var/lib/vc/factory"}}
+	_, err := CreateSandbox(context.Background(), cfg)
+	if !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "template gone") {
+		t.Fatalf("CreateSandbox with a failing source: %v", err)
+	}
+	if src.got.Config.ID != "src-1" || src.got.Dir != filepath.Join(root, "src-1") || len(src.got.NICs) != 0 {
+		t.Errorf("the source was asked for %+v (dir %s)", src.got.Config, src.got.Dir)
+	}
+	if _, err := os.Stat(filepath.Join(root, "src-1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed sandbox's directory: %v", err)
 	}
 }

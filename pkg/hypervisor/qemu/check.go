@@ -11,14 +11,11 @@ import (
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
-// HostReport is what this host offers the QEMU driver, for `vc check`.
-type HostReport = hypervisor.HostReport
-
-// CheckHost inspects the host: the QEMU binary (qemuPath, or the default),
+// checkHost inspects the host: the QEMU binary (qemuPath, or the default),
 // KVM (the same cached verdict VM starts use, probing when there is none),
 // vhost-vsock and the firmware.
-func CheckHost(qemuPath string) HostReport {
-	var r HostReport
+func checkHost(qemuPath string) hypervisor.HostReport {
+	var r hypervisor.HostReport
 	p, err := findQEMU(qemuPath)
 	if err != nil {
 		r.Error = err.Error()
@@ -31,8 +28,8 @@ func CheckHost(qemuPath string) HostReport {
 		r.Version = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 		checkUserNet(&r, p)
 	}
-	if _, err := os.Stat(DefaultFirmware); err == nil {
-		r.Firmware = DefaultFirmware
+	if _, err := os.Stat(defaultFirmware); err == nil {
+		r.Firmware = defaultFirmware
 	}
 	r.VhostVsock = haveVhostVsock()
 	if err := accessRW(kvmDevice); err != nil {
@@ -57,9 +54,9 @@ func CheckHost(qemuPath string) HostReport {
 }
 
 // checkUserNet fills in the NAT's part of r for the QEMU at qemuPath.
-func checkUserNet(r *HostReport, qemuPath string) {
+func checkUserNet(r *hypervisor.HostReport, qemuPath string) {
 	var why []string
-	if p, err := exec.LookPath(PasstBinary); err != nil {
+	if p, err := exec.LookPath(passtBinary); err != nil {
 		why = append(why, "passt, the user-mode network stack, is not installed (apt-get install passt): "+err.Error())
 	} else {
 		r.UserNetPath = p

@@ -22,26 +22,26 @@ var (
 	_ hypervisor.TemplateDriver = driver{}
 )
 
-func (driver) Name() string { return BackendName }
+func (driver) Name() string { return backendName }
 
-func (driver) New(cfg hypervisor.Config) (hypervisor.Hypervisor, error) { return New(cfg) }
+func (driver) New(cfg hypervisor.Config) (hypervisor.Hypervisor, error) { return newVM(cfg) }
 
 func (driver) Attach(ctx context.Context, dir string) (hypervisor.Hypervisor, error) {
-	return Attach(ctx, dir)
+	return attachVM(ctx, dir)
 }
 
-func (driver) CheckHost(path string) hypervisor.HostReport { return CheckHost(path) }
+func (driver) CheckHost(path string) hypervisor.HostReport { return checkHost(path) }
 
 // HostFiles are the QEMU binary a VM of cfg runs and its firmware (the
-// configured one, or DefaultFirmware when it exists).
+// configured one, or defaultFirmware when it exists).
 func (driver) HostFiles(cfg hypervisor.Config) (binary, firmware string, err error) {
 	if binary, err = findQEMU(cfg.HypervisorPath); err != nil {
 		return "", "", err
 	}
 	firmware = cfg.Firmware
 	if firmware == "" {
-		if _, err := os.Stat(DefaultFirmware); err == nil {
-			firmware = DefaultFirmware
+		if _, err := os.Stat(defaultFirmware); err == nil {
+			firmware = defaultFirmware
 		}
 	}
 	return binary, firmware, nil

@@ -13,7 +13,7 @@ import (
 // The driver finds a VM by its state directory only when the pid file's
 // process names that directory (not a reused pid), and Kill ends it.
 func TestDriverRunningPidKill(t *testing.T) {
-	d, err := hypervisor.Templates(BackendName)
+	d, err := hypervisor.Templates(backendName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func watchedChild(t *testing.T, q *qmp.Client, id string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	v := &VM{id: id, paths: pathsFor(t.TempDir()), log: testLogger(t)}
+	v := &qemuVM{id: id, paths: pathsFor(t.TempDir()), log: testLogger(t)}
 	proc := v.adoptChild(cmd)
 	t.Cleanup(func() { proc.kill(); proc.wait(5 * time.Second) })
 	v.startEventLoop(q, proc)

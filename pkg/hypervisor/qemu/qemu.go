@@ -28,18 +28,18 @@ import (
 	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
-// BackendName is the name the backend registers under.
-const BackendName = "qemu"
+// backendName is the name the backend registers under.
+const backendName = "qemu"
 
 func init() { hypervisor.Register(driver{}) }
 
-// DefaultFirmware is the BIOS used when Config.Firmware is empty and the
+// defaultFirmware is the BIOS used when Config.Firmware is empty and the
 // file exists (else QEMU's default, SeaBIOS). qboot boots Debian's
 // compressed kernel about 0.2 s (4%) faster than SeaBIOS under TCG; with an
 // uncompressed vmlinux (PVH entry) the two are even. Hotplug into the root
 // ports works with both. To force SeaBIOS, set Config.Firmware to
 // /usr/share/seabios/bios-256k.bin.
-var DefaultFirmware = "/usr/share/qemu/qboot.rom"
+var defaultFirmware = "/usr/share/qemu/qboot.rom"
 
 // Timeouts of the driver's own steps.
 var (
@@ -59,8 +59,8 @@ var (
 	unplugTimeout = 30 * time.Second
 )
 
-// VM is a QEMU virtual machine. It implements hypervisor.Hypervisor.
-type VM struct {
+// qemuVM is a QEMU virtual machine. It implements hypervisor.Hypervisor.
+type qemuVM struct {
 	id    string
 	paths statePaths
 	log   *slog.Logger
@@ -88,8 +88,8 @@ type VM struct {
 	passt        *passtProc    // the NAT NIC's network stack, nil without one
 }
 
-// New configures a VM without starting it.
-func New(cfg hypervisor.Config) (*VM, error) {
+// newVM configures a VM without starting it.
+func newVM(cfg hypervisor.Config) (*qemuVM, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -102,32 +102,32 @@ func New(cfg hypervisor.Config) (*VM, error) {
 		return nil, fmt.Errorf("vm %s: state dir %s is too long for unix socket paths in it (%d bytes at most): %w",
 			cfg.ID, cfg.StateDir, maxSocketPath-len(attachQMPName)-1, errdefs.ErrInvalidArgument)
 	}
-	return &VM{
+	return &qemuVM{
 		id:    cfg.ID,
 		paths: paths,
-		log:   cfg.Logger.With("vm", cfg.ID, "hypervisor", BackendName),
+		log:   cfg.Logger.With("vm", cfg.ID, "hypervisor", backendName),
 		cfg:   cfg,
 	}, nil
 }
 
 // ID is the VM's id.
-func (v *VM) ID() string { return v.id }
+func (v *qemuVM) ID() string { return v.id }
 
 // ConsoleLog is the file the guest's serial console is written to.
-func (v *VM) ConsoleLog() string { return v.paths.Console }
+func (v *qemuVM) ConsoleLog() string { return v.paths.Console }
 
 // QEMULog is the file QEMU's own stdout and stderr go to.
-func (v *VM) QEMULog() string { return v.paths.Log }
+func (v *qemuVM) QEMULog() string { return v.paths.Log }
 
 // QMP is the VM's QMP client, nil before Start; for diagnostics and tests.
-func (v *VM) QMP() *qmp.Client {
+func (v *qemuVM) QMP() *qmp.Client {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.qmp
 }
 
 // Pid is QEMU's process id, 0 before Start.
-func (v *VM) Pid() int {
+func (v *qemuVM) Pid() int {
 	v.mu.Lock()
 	p := v.proc
 	v.mu.Unlock()
@@ -139,7 +139,7 @@ func (v *VM) Pid() int {
 
 // Exited is closed when QEMU has gone. Before Start it is a channel that
 // closes only if the VM is started and then exits.
-func (v *VM) Exited() <-chan struct{} {
+func (v *qemuVM) Exited() <-chan struct{} {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.proc == nil {
@@ -150,7 +150,7 @@ func (v *VM) Exited() <-chan struct{} {
 
 // ExitError is nil while QEMU runs (or before Start). Once it has exited
 // it says how, with the tails of the console log and of QEMU's log.
-func (v *VM) ExitError() error {
+func (v *qemuVM) ExitError() error {
 	v.mu.Lock()
 	p := v.proc
 	v.mu.Unlock()
@@ -161,14 +161,14 @@ func (v *VM) ExitError() error {
 }
 
 // AgentAddress is how the host reaches the agent; empty before Start.
-func (v *VM) AgentAddress() string {
+func (v *qemuVM) AgentAddress() string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.agentAddr
 }
 
 // Capabilities says what the VM can do.
-func (v *VM) Capabilities() hypervisor.Capabilities {
+func (v *qemuVM) Capabilities() hypervisor.Capabilities {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	hotplug := v.cfg.HotplugSlots > 0
@@ -194,7 +194,7 @@ func (v *VM) Capabilities() hypervisor.Capabilities {
 }
 
 // Start launches QEMU and returns once QMP answers (the guest then boots).
-func (v *VM) Start(ctx context.Context) (err error) {
+func (v *qemuVM) Start(ctx context.Context) (err error) {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.mu.Lock()
@@ -295,7 +295,7 @@ func (v *VM) Start(ctx context.Context) (err error) {
 
 // prepare checks the inputs, resolves acceleration and transport, and
 // returns the plan and the files QEMU inherits (ExtraFiles, fd 3 on).
-func (v *VM) prepare() (*launchPlan, []*os.File, error) {
+func (v *qemuVM) prepare() (*launchPlan, []*os.File, error) {
 	cfg := v.configCopy()
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("vm %s: state dir: %w", v.id, err)
@@ -331,7 +331,7 @@ func (v *VM) prepare() (*launchPlan, []*os.File, error) {
 }
 
 // configCopy is the VM's configuration, its device lists copied.
-func (v *VM) configCopy() hypervisor.Config {
+func (v *qemuVM) configCopy() hypervisor.Config {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	cfg := v.cfg
@@ -363,7 +363,7 @@ func mustExist(what, path string, dir bool) error {
 
 // checkInputs checks the files cfg names (kernel, initrd, firmware,
 // shared directories, the template to restore, disks) and sets the
-// firmware to DefaultFirmware when none is configured and it exists.
+// firmware to defaultFirmware when none is configured and it exists.
 func checkInputs(cfg *hypervisor.Config) error {
 	if err := mustExist("kernel", cfg.Kernel, false); err != nil {
 		return err
@@ -377,8 +377,8 @@ func checkInputs(cfg *hypervisor.Config) error {
 		if err := mustExist("firmware", cfg.Firmware, false); err != nil {
 			return err
 		}
-	} else if _, err := os.Stat(DefaultFirmware); err == nil {
-		cfg.Firmware = DefaultFirmware
+	} else if _, err := os.Stat(defaultFirmware); err == nil {
+		cfg.Firmware = defaultFirmware
 	}
 	for _, fs := range cfg.SharedFS {
 		if err := mustExist("shared directory "+fs.Tag, fs.HostPath, true); err != nil {
@@ -403,7 +403,7 @@ func checkInputs(cfg *hypervisor.Config) error {
 
 // resolveHost finds the QEMU binary and the acceleration the VM runs
 // under (probing KVM, through the verdict cache, for accel auto).
-func (v *VM) resolveHost(cfg hypervisor.Config) (qemuPath, accel string, err error) {
+func (v *qemuVM) resolveHost(cfg hypervisor.Config) (qemuPath, accel string, err error) {
 	if qemuPath, err = findQEMU(cfg.HypervisorPath); err != nil {
 		return "", "", err
 	}
@@ -487,7 +487,7 @@ func planSlots(cfg hypervisor.Config) []string {
 // resetFiles removes a previous run's sockets and makes the console log
 // afresh: QEMU creates it with its umask (0644 here); made first, it
 // keeps 0600: the guest's console is nobody else's.
-func (v *VM) resetFiles() {
+func (v *qemuVM) resetFiles() {
 	v.removeSockets()
 	os.Remove(v.paths.Console)
 	if f, err := os.OpenFile(v.paths.Console, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
@@ -518,7 +518,7 @@ func findQEMU(configured string) (string, error) {
 
 // waitQMP connects to QEMU's QMP socket as soon as it exists, failing
 // early when QEMU exits.
-func (v *VM) waitQMP(ctx context.Context, proc *process) (*qmp.Client, error) {
+func (v *qemuVM) waitQMP(ctx context.Context, proc *process) (*qmp.Client, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, qmpReadyTimeout)
@@ -559,7 +559,7 @@ func (v *VM) waitQMP(ctx context.Context, proc *process) (*qmp.Client, error) {
 // startEventLoop consumes QMP events: it logs them, and kills a VM that
 // stopped on an internal error (a KVM emulation failure leaves QEMU
 // paused forever, which is worse than dead).
-func (v *VM) startEventLoop(q *qmp.Client, proc *process) {
+func (v *qemuVM) startEventLoop(q *qmp.Client, proc *process) {
 	done := make(chan struct{})
 	v.mu.Lock()
 	v.events = done
@@ -579,7 +579,7 @@ func (v *VM) startEventLoop(q *qmp.Client, proc *process) {
 	}()
 }
 
-func (v *VM) checkStopped(q *qmp.Client, proc *process) {
+func (v *qemuVM) checkStopped(q *qmp.Client, proc *process) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := q.QueryStatus(ctx)
@@ -595,7 +595,7 @@ func (v *VM) checkStopped(q *qmp.Client, proc *process) {
 
 // Stop shuts the VM down: ACPI power button, up to grace for the guest to
 // go, then QMP quit, then SIGKILL.
-func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
+func (v *qemuVM) Stop(ctx context.Context, grace time.Duration) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.mu.Lock()
@@ -636,7 +636,7 @@ func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
 	return nil
 }
 
-func (v *VM) shutdown(ctx context.Context, grace time.Duration, proc *process, q *qmp.Client) string {
+func (v *qemuVM) shutdown(ctx context.Context, grace time.Duration, proc *process, q *qmp.Client) string {
 	if q != nil && grace > 0 && ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := q.SystemPowerdown(pctx)
@@ -680,7 +680,7 @@ func (v *VM) shutdown(ctx context.Context, grace time.Duration, proc *process, q
 // Close releases the QMP connection and, for an attached VM, the pid
 // watch; the VM keeps running. Starting QEMU did not tie it to this
 // process (unless Config.DieWithParent), so a caller may Close and exit.
-func (v *VM) Close() error {
+func (v *qemuVM) Close() error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.closeQMP()
@@ -696,7 +696,7 @@ func (v *VM) Close() error {
 }
 
 // Pause freezes the vCPUs.
-func (v *VM) Pause(ctx context.Context) error {
+func (v *qemuVM) Pause(ctx context.Context) error {
 	q, err := v.running()
 	if err != nil {
 		return err
@@ -708,7 +708,7 @@ func (v *VM) Pause(ctx context.Context) error {
 }
 
 // Resume lets the vCPUs run again.
-func (v *VM) Resume(ctx context.Context) error {
+func (v *qemuVM) Resume(ctx context.Context) error {
 	q, err := v.running()
 	if err != nil {
 		return err
@@ -720,7 +720,7 @@ func (v *VM) Resume(ctx context.Context) error {
 }
 
 // State asks QEMU what the VM is doing.
-func (v *VM) State(ctx context.Context) (hypervisor.State, error) {
+func (v *qemuVM) State(ctx context.Context) (hypervisor.State, error) {
 	v.mu.Lock()
 	started, proc, q := v.started, v.proc, v.qmp
 	v.mu.Unlock()
@@ -749,7 +749,7 @@ func (v *VM) State(ctx context.Context) (hypervisor.State, error) {
 }
 
 // running returns the QMP client of a started, live VM.
-func (v *VM) running() (*qmp.Client, error) {
+func (v *qemuVM) running() (*qmp.Client, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.started || v.qmp == nil {
@@ -761,7 +761,7 @@ func (v *VM) running() (*qmp.Client, error) {
 	return v.qmp, nil
 }
 
-func (v *VM) closeQMP() {
+func (v *qemuVM) closeQMP() {
 	v.mu.Lock()
 	q, events := v.qmp, v.events
 	v.mu.Unlock()
@@ -773,7 +773,7 @@ func (v *VM) closeQMP() {
 	}
 }
 
-func (v *VM) removeSockets() {
+func (v *qemuVM) removeSockets() {
 	os.Remove(v.paths.QMP)
 	os.Remove(v.paths.AttachQMP)
 	os.Remove(v.paths.Agent)
@@ -781,7 +781,7 @@ func (v *VM) removeSockets() {
 }
 
 // logTails renders the ends of the console and QEMU logs for an error.
-func (v *VM) logTails() string {
+func (v *qemuVM) logTails() string {
 	var b strings.Builder
 	if t := tailFile(v.paths.Log, 15, 2048); t != "" {
 		fmt.Fprintf(&b, "\n--- qemu log (%s), last lines:\n%s", v.paths.Log, t)
@@ -822,12 +822,12 @@ func tailFile(path string, n, max int) string {
 
 // The VM does every optional capability of pkg/hypervisor.
 var (
-	_ hypervisor.Hypervisor    = (*VM)(nil)
-	_ hypervisor.Pauser        = (*VM)(nil)
-	_ hypervisor.Unplugger     = (*VM)(nil)
-	_ hypervisor.StateReporter = (*VM)(nil)
-	_ hypervisor.Templater     = (*VM)(nil)
-	_ hypervisor.Resizer       = (*VM)(nil)
+	_ hypervisor.Hypervisor    = (*qemuVM)(nil)
+	_ hypervisor.Pauser        = (*qemuVM)(nil)
+	_ hypervisor.Unplugger     = (*qemuVM)(nil)
+	_ hypervisor.StateReporter = (*qemuVM)(nil)
+	_ hypervisor.Templater     = (*qemuVM)(nil)
+	_ hypervisor.Resizer       = (*qemuVM)(nil)
 )
 
 // startCmd starts cmd. With dieWithParent, it starts it from a goroutine

@@ -34,7 +34,7 @@ type fakeMachine struct {
 
 // fakeResizeVM is a started VM on a fake QEMU with fixed vCPUs of max
 // and fixed MiB of maxMiB, and the fake's model of the machine.
-func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*VM, *fakeMachine, *qmptest.Server) {
+func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*qemuVM, *fakeMachine, *qmptest.Server) {
 	t.Helper()
 	m := &fakeMachine{cpus: make([]string, max), dimms: map[string]string{}, backends: map[string]bool{}}
 	for i := range fixed {
@@ -156,7 +156,7 @@ func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*VM, *fakeMac
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	v := &VM{id: "rs", paths: pathsFor(t.TempDir()), log: testLogger(t), started: true, qmp: q, accel: hypervisor.AccelKVM,
+	v := &qemuVM{id: "rs", paths: pathsFor(t.TempDir()), log: testLogger(t), started: true, qmp: q, accel: hypervisor.AccelKVM,
 		cfg: hypervisor.Config{CPUs: fixed, FixedCPUs: fixed, MaxCPUs: max, MemoryMiB: fixedMiB, FixedMemoryMiB: fixedMiB, MaxMemoryMiB: maxMiB}}
 	v.proc = v.adoptChild(cmd)
 	t.Cleanup(func() { v.proc.kill(); v.proc.wait(5 * time.Second) })
@@ -180,7 +180,7 @@ func (m *fakeMachine) state() string {
 	return fmt.Sprintf("cpus %q dimms %v backends %v", m.cpus, dimms, backends)
 }
 
-func wantSize(t *testing.T, v *VM, cpus, mib int) {
+func wantSize(t *testing.T, v *qemuVM, cpus, mib int) {
 	t.Helper()
 	got, err := v.Size(t.Context())
 	if err != nil {
@@ -316,7 +316,7 @@ func TestSetMemory(t *testing.T) {
 
 // A resize of a VM that is not running says so.
 func TestResizeNotRunning(t *testing.T) {
-	v := &VM{id: "nr", cfg: hypervisor.Config{FixedCPUs: 1, MaxCPUs: 2}}
+	v := &qemuVM{id: "nr", cfg: hypervisor.Config{FixedCPUs: 1, MaxCPUs: 2}}
 	if err := v.SetCPUs(context.Background(), 2); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("err = %v", err)
 	}

@@ -43,7 +43,7 @@ func execURI(format, path string) (string, error) {
 // SaveTemplate pauses the VM and writes its device state to path; the RAM
 // stays in Config.MemoryFile. The VM stays paused. On error path is
 // removed.
-func (v *VM) SaveTemplate(ctx context.Context, path string) (err error) {
+func (v *qemuVM) SaveTemplate(ctx context.Context, path string) (err error) {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.mu.Lock()

@@ -137,7 +137,7 @@ func TestCommandLineTemplate(t *testing.T) {
 	cfg := unitConfig(t)
 	cfg.MemoryFile = "/f/memory"
 	cfg.MemoryShared = true
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestRestoreConfig(t *testing.T) {
 		t.Errorf("shared restore: %v", err)
 	}
 	cfg.MemoryShared = false
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
