@@ -219,7 +219,7 @@ func (c *factoryCache) fill(ctx context.Context) {
 			}
 			continue
 		}
-		v, err := c.startVM(ctx)
+		v, err := c.readyVM(ctx)
 		c.mu.Lock()
 		c.starting--
 		if err == nil {
@@ -272,9 +272,10 @@ func (c *factoryCache) pruneDead() {
 	}
 }
 
-// startVM starts a VM of the template (checked again: it may have been
-// made again or damaged since) and waits for its agent.
-func (c *factoryCache) startVM(ctx context.Context) (_ *cachedVM, err error) {
+// readyVM starts a VM of the template through vc.StartVM (the template
+// checked again: it may have been made again or damaged since), waits for
+// its agent and, under TCG, warms it.
+func (c *factoryCache) readyVM(ctx context.Context) (_ *cachedVM, err error) {
 	f, err := Open(c.dir)
 	if err != nil {
 		return nil, err

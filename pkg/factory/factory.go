@@ -3,8 +3,8 @@
 // started ahead of time (the cache): a factory is a pkg/vc VMSource.
 //
 // A factory is a template VM, booted once and saved, that sandboxes start
-// from instead of booting (Use sets a vc.SandboxConfig's VMSource). Init boots
-// the guest image with its RAM in a file mapped shared (<dir>/memory),
+// from instead of booting (Use sets a vc.SandboxConfig's VMSource). Init
+// boots the guest image with its RAM in a file mapped shared (<dir>/memory),
 // waits for the agent, pauses the VM and saves its device state
 // (<dir>/state), then quits it: no process stays. A sandbox's VM then
 // maps the memory file private (copy-on-write: the VMs of one template
