@@ -1,6 +1,7 @@
 package factory
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -64,7 +65,7 @@ func fakeFactory(t testing.TB) (string, vc.SandboxConfig) {
 	return dir, vc.SandboxConfig{ID: "s", Hypervisor: h}
 }
 
-func TestOpen(t *testing.T) {
+func TestFactoryOpen(t *testing.T) {
 	if _, err := Open(t.TempDir()); !errdefs.IsNotFound(err) {
 		t.Fatalf("empty dir: %v", err)
 	}
@@ -199,7 +200,7 @@ func TestFactoryFits(t *testing.T) {
 	}
 }
 
-func TestDestroy(t *testing.T) {
+func TestFactoryDestroy(t *testing.T) {
 	dir, _ := fakeFactory(t)
 	stale := dir + ".new-123"
 	os.MkdirAll(filepath.Join(stale, "vm"), 0o700)
@@ -214,5 +215,29 @@ func TestDestroy(t *testing.T) {
 	}
 	if _, err := Inspect(dir); !errdefs.IsNotFound(err) {
 		t.Errorf("status after destroy: %v", err)
+	}
+}
+
+// A factory as a sandbox's VM source checks the template when the
+// sandbox starts, before anything runs: damaged since Use, or a sandbox
+// with more NICs than the template has free slots, fails the start.
+func TestTakeVMChecksFirst(t *testing.T) {
+	ctx := context.Background()
+	dir, cfg := fakeFactory(t)
+	src := Source(dir)
+	nics := make([]hypervisor.NIC, HotplugSlots+1)
+	cfg.NAT.Disabled = true
+	f, _ := Open(dir)
+	f.manifest.NAT = false
+	b, _ := json.Marshal(f.manifest)
+	os.WriteFile(filepath.Join(dir, factoryManifestName), b, 0o600)
+	_, ok, err := src.TakeVM(ctx, vc.VMSpec{Config: cfg, Dir: t.TempDir(), NICs: nics})
+	if ok || !errors.Is(err, ErrTemplateMismatch) || !strings.Contains(err.Error(), "free slots") {
+		t.Errorf("%d NICs: ok %v, %v", len(nics), ok, err)
+	}
+	os.WriteFile(filepath.Join(dir, factoryStateName), []byte("QEVM"), 0o600)
+	_, ok, err = src.TakeVM(ctx, vc.VMSpec{Config: cfg, Dir: t.TempDir()})
+	if ok || !errors.Is(err, ErrTemplateInvalid) || !strings.Contains(err.Error(), "state file") {
+		t.Errorf("a template damaged since: ok %v, %v", ok, err)
 	}
 }
