@@ -20,6 +20,7 @@ import (
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/pkg/factory"
 	vcnet "github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -230,10 +231,10 @@ func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec
 		Hypervisor: hc,
 	}
 	if o.g.factory != "" {
-		switch err := scfg.UseFactory(o.g.factory); {
+		switch err := factory.Use(&scfg, o.g.factory); {
 		case errdefs.IsNotFound(err):
 			o.log.Warn("factory without a template: booting", "factory", o.g.factory)
-		case errors.Is(err, vc.ErrTemplateMismatch):
+		case errors.Is(err, factory.ErrTemplateMismatch):
 			o.log.Info("the VM does not fit the factory's template: booting", "why", err)
 		case err != nil:
 			return fmt.Errorf("--factory: %w", err)

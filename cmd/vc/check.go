@@ -9,7 +9,8 @@ import (
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/pkg/guestimage"
-	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 func init() {
@@ -17,9 +18,9 @@ func init() {
 }
 
 // natDetail tells what vc check says of the NAT (--network nat, -p).
-func natDetail(r qemu.HostReport) string {
+func natDetail(r hypervisor.HostReport) string {
 	if r.UserNet {
-		return "passt (" + r.PasstPath + "), a user-mode network stack per VM: --network nat and -p work"
+		return "passt (" + r.UserNetPath + "), a user-mode network stack per VM: --network nat and -p work"
 	}
 	why := r.UserNetError
 	if why == "" {
@@ -30,7 +31,7 @@ func natDetail(r qemu.HostReport) string {
 
 // hostCheck is the report `vc check` prints.
 type hostCheck struct {
-	qemu.HostReport
+	hypervisor.HostReport
 	Tun        bool   `json:"tun"`
 	Agent      string `json:"agent,omitempty"`
 	AgentError string `json:"agent_error,omitempty"`
@@ -44,8 +45,12 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	r := hostCheck{HostReport: qemu.CheckHost("")}
-	_, err := os.Stat("/dev/net/tun")
+	report, err := hypervisor.CheckHost(vc.DefaultBackend, "")
+	if err != nil {
+		return err
+	}
+	r := hostCheck{HostReport: report}
+	_, err = os.Stat("/dev/net/tun")
 	r.Tun = err == nil
 	if a, err := guestconfig.FindAgent(); err == nil {
 		r.Agent = a
@@ -72,7 +77,7 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 		}
 		fmt.Printf("%s %-12s %s\n", mark, what, detail)
 	}
-	line(r.QEMUError == "", "qemu", r.QEMUPath+" "+r.QEMUVersion+r.QEMUError)
+	line(r.Error == "", "qemu", r.Path+" "+r.Version+r.Error)
 	kvm := "VMs run under KVM: " + r.KVMReason
 	if !r.KVM {
 		kvm = "VMs run under TCG (software emulation, slower): " + r.KVMReason

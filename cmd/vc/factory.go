@@ -15,11 +15,12 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
-// The factory: a template VM (pkg/vc's Factory) under
+// The factory: a template VM (pkg/factory) under
 // <data-root>/factory, made by `vc factory init`. `vc run` (and create,
 // restart) starts from it when it is there (--factory auto, the default),
 // the run's VM fits it (size, kernel, initrd, QEMU, network: a template
@@ -108,12 +109,12 @@ the default), always (on: fail when it does not fit) or never (off).
 		}
 		if _, err := os.Stat(dir); err == nil {
 			fmt.Fprintf(os.Stderr, "replacing the template in %s\n", dir)
-			if err := vc.DestroyFactory(dir); err != nil {
+			if err := factory.Destroy(dir); err != nil {
 				return err
 			}
 		}
 		begin := time.Now()
-		f, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{Hypervisor: h, NoNAT: noNAT})
+		f, err := factory.Init(ctx, dir, factory.Config{Hypervisor: h, NoNAT: noNAT})
 		if err != nil {
 			return err
 		}
@@ -136,9 +137,9 @@ the default), always (on: fail when it does not fit) or never (off).
 			// A service: what it hands out and why it fails is logged.
 			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 		}
-		return vc.ServeFactoryCache(ctx, dir, *size)
+		return factory.ServeCache(ctx, dir, *size)
 	case "status":
-		st, err := vc.StatusFactory(dir)
+		st, err := factory.Inspect(dir)
 		if errdefs.IsNotFound(err) {
 			fmt.Printf("no template in %s\n", dir)
 			return nil
@@ -168,7 +169,7 @@ the default), always (on: fail when it does not fit) or never (off).
 		fmt.Fprintf(w, "template boot\t%s\n", m.BootTime.Round(time.Millisecond))
 		fmt.Fprintf(w, "state\t%s\n", human(uint64(st.StateBytes)))
 		fmt.Fprintf(w, "memory file\t%s on disk of %s\n", human(uint64(st.MemoryFileBytes)), human(uint64(m.MemoryMiB)<<20))
-		switch cs, err := vc.StatusFactoryCache(ctx, dir); {
+		switch cs, err := factory.QueryCache(ctx, dir); {
 		case errdefs.IsNotFound(err):
 			fmt.Fprintf(w, "cache\tnot running (vc factory cache starts it)\n")
 		case err != nil:
@@ -181,7 +182,7 @@ the default), always (on: fail when it does not fit) or never (off).
 		}
 		return w.Flush()
 	case "destroy":
-		if err := vc.DestroyFactory(dir); err != nil {
+		if err := factory.Destroy(dir); err != nil {
 			return err
 		}
 		fmt.Printf("removed %s\n", dir)
@@ -191,7 +192,7 @@ the default), always (on: fail when it does not fit) or never (off).
 }
 
 // useFactory decides whether scfg's VM starts from the factory's
-// template (setting scfg.Hypervisor.Factory), for mode auto, on or off.
+// template (factory.Use sets scfg.VMSource), for mode auto, on or off.
 func useFactory(g *globals, mode string, scfg *vc.SandboxConfig) error {
 	switch mode {
 	case "off":
@@ -199,20 +200,20 @@ func useFactory(g *globals, mode string, scfg *vc.SandboxConfig) error {
 	case "":
 		mode = "auto" // options saved before there was a factory
 	}
-	err := scfg.UseFactory(factoryDir(g))
+	err := factory.Use(scfg, factoryDir(g))
 	switch {
 	case err == nil:
 		return nil
-	case mode == "auto" && errors.Is(err, vc.ErrTemplateInvalid):
+	case mode == "auto" && errors.Is(err, factory.ErrTemplateInvalid):
 		// Never booted from, and no reason to fail a run the template
 		// was only to speed up: it boots, saying why.
 		fmt.Fprintf(os.Stderr, "vc: booting, not starting from the template: %v (make it again with `vc factory init`)\n", err)
 		return nil
-	case errors.Is(err, vc.ErrTemplateInvalid):
+	case errors.Is(err, factory.ErrTemplateInvalid):
 		return fmt.Errorf("%w\n(make it again with `vc factory init`, or run with --factory off)", err)
 	case mode == "auto" && errdefs.IsNotFound(err):
 		return nil
-	case mode == "auto" && errors.Is(err, vc.ErrTemplateMismatch):
+	case mode == "auto" && errors.Is(err, factory.ErrTemplateMismatch):
 		fmt.Fprintf(os.Stderr, "vc: booting, not starting from the template: %v\n", err)
 		return nil
 	}

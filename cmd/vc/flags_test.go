@@ -13,7 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -203,11 +203,11 @@ func TestDNSOptions(t *testing.T) {
 // vc check names passt as the NAT (not QEMU's libslirp), and says why the
 // NAT cannot run when it cannot.
 func TestCheckNATDetail(t *testing.T) {
-	ok := natDetail(qemu.HostReport{UserNet: true, PasstPath: "/usr/bin/passt"})
+	ok := natDetail(hypervisor.HostReport{UserNet: true, UserNetPath: "/usr/bin/passt"})
 	if !strings.Contains(ok, "passt (/usr/bin/passt)") || strings.Contains(ok, "slirp") {
 		t.Errorf("ok: %q", ok)
 	}
-	no := natDetail(qemu.HostReport{UserNetError: "passt, the user-mode network stack, is not installed (apt-get install passt)"})
+	no := natDetail(hypervisor.HostReport{UserNetError: "passt, the user-mode network stack, is not installed (apt-get install passt)"})
 	if !strings.Contains(no, "apt-get install passt") || !strings.Contains(no, "--network nat and -p do not work") {
 		t.Errorf("no passt: %q", no)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
+	"github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -418,14 +419,14 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 // useFactory makes scfg's VM start from the template in dir when there is
 // one and the VM fits it; a damaged or stale template is an error.
 func (s *Service) useFactory(dir string, scfg *vc.SandboxConfig) error {
-	err := scfg.UseFactory(dir)
+	err := factory.Use(scfg, dir)
 	switch {
 	case err == nil:
 		return nil
 	case errdefs.IsNotFound(err):
 		s.log.Warn("factory configured without a template: booting", "sandbox", scfg.ID, "factory", dir)
 		return nil
-	case errors.Is(err, vc.ErrTemplateMismatch):
+	case errors.Is(err, factory.ErrTemplateMismatch):
 		s.log.Info("sandbox does not fit the factory's template: booting", "sandbox", scfg.ID, "why", err)
 		return nil
 	}

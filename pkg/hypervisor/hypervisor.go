@@ -8,21 +8,27 @@ package hypervisor
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/containerd/errdefs"
 )
 
-// Hypervisor is one virtual machine.
+// Hypervisor is one virtual machine: what every driver does (the core),
+// as nerdbox's vm.Instance. What only some drivers do are optional
+// interfaces a VM implements or not, found by type assertion: Pauser,
+// Unplugger, StateReporter, Resizer, Templater. The helpers Pause,
+// Resume, RemoveNIC, RemoveDisk and VMState call them, and fail with an
+// error wrapping errdefs.ErrNotImplemented, naming the capability, on a VM
+// without.
 //
 // Devices given in the Config, and those added with AddNIC, AddDisk and
-// AddFS before Start, are present at boot. After Start, adding and removing
-// devices is hotplug, possible only where Capabilities says so; otherwise
-// the methods return an error wrapping errdefs.ErrNotImplemented.
+// AddFS before Start, are present at boot. After Start, adding devices
+// is hotplug, possible only where Capabilities says so; otherwise the
+// methods return an error wrapping errdefs.ErrNotImplemented.
 //
 // All methods are safe for concurrent use.
 type Hypervisor interface {
-	// ID is the VM's identifier (in practice the sandbox id).
-	ID() string
-
 	// Start launches the VM and returns once the hypervisor is running and
 	// its control channel answers; the guest may still be booting. When
 	// the VM dies while starting, the error carries the tail of the
@@ -38,23 +44,19 @@ type Hypervisor interface {
 	// already exited only cleans up.
 	Stop(ctx context.Context, grace time.Duration) error
 
-	// Pause freezes the guest's vCPUs; Resume lets them run again.
-	Pause(ctx context.Context) error
-	Resume(ctx context.Context) error
+	// Close releases this handle (control connection, watchers) and
+	// leaves the VM running: for a process that started or attached to a
+	// VM and is done with it. The handle is unusable afterwards (Exited
+	// may never fire); Attach gives a new one. Stop does not need Close.
+	Close() error
 
-	// State asks the hypervisor what the VM is doing.
-	State(ctx context.Context) (State, error)
-
-	// AddNIC attaches a network interface; RemoveNIC detaches the one
-	// with that id. The guest finds a NIC by its MAC address.
+	// AddNIC attaches a network interface. The guest finds a NIC by its
+	// MAC address.
 	AddNIC(ctx context.Context, nic NIC) error
-	RemoveNIC(ctx context.Context, id string) error
 
-	// AddDisk attaches a block device; RemoveDisk detaches the one with
-	// that id. The guest finds a disk by its serial (Disk.Serial, which
-	// defaults to the id).
+	// AddDisk attaches a block device. The guest finds a disk by its
+	// serial (Disk.Serial, which defaults to the id).
 	AddDisk(ctx context.Context, disk Disk) error
-	RemoveDisk(ctx context.Context, id string) error
 
 	// AddFS shares a host directory with the guest under a tag.
 	AddFS(ctx context.Context, fs SharedFS) error
@@ -66,9 +68,6 @@ type Hypervisor interface {
 	// "CONNECT PORT" line). Known once the VM is configured (after Start).
 	AgentAddress() string
 
-	// Pid is the hypervisor's process id, 0 before Start.
-	Pid() int
-
 	// Exited is closed when the hypervisor process has gone, for whatever
 	// reason. It works for a VM found again with Attach too.
 	Exited() <-chan struct{}
@@ -78,18 +77,36 @@ type Hypervisor interface {
 	// never answered wants to show.
 	ExitError() error
 
+	// Pid is the hypervisor's process id, 0 before Start.
+	Pid() int
+
 	// ConsoleLog is the path of the file that receives the guest's
 	// console (kernel messages and, through them, the agent's logs).
 	ConsoleLog() string
 
 	// Capabilities says what this VM can do.
 	Capabilities() Capabilities
+}
 
-	// Close releases this handle (control connection, watchers) and
-	// leaves the VM running: for a process that started or attached to a
-	// VM and is done with it. The handle is unusable afterwards (Exited
-	// may never fire); Attach gives a new one. Stop does not need Close.
-	Close() error
+// Pauser is a Hypervisor whose guest can be frozen (Capabilities.Pause).
+type Pauser interface {
+	// Pause freezes the guest's vCPUs; Resume lets them run again.
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+}
+
+// Unplugger is a Hypervisor whose devices can be removed while it runs.
+type Unplugger interface {
+	// RemoveNIC detaches the NIC with that id; RemoveDisk the disk.
+	// An unknown id is errdefs.ErrNotFound.
+	RemoveNIC(ctx context.Context, id string) error
+	RemoveDisk(ctx context.Context, id string) error
+}
+
+// StateReporter is a Hypervisor that can say what the VM is doing.
+type StateReporter interface {
+	// State asks the hypervisor what the VM is doing.
+	State(ctx context.Context) (State, error)
 }
 
 // Templater is a Hypervisor that can be saved as a template, for
@@ -99,6 +116,58 @@ type Templater interface {
 	// The guest's RAM is not in it: it stays in Config.MemoryFile, which
 	// must be mapped shared. The VM stays paused; Stop it afterwards.
 	SaveTemplate(ctx context.Context, path string) error
+}
+
+// Lacks is the error of a VM without a capability (an optional
+// interface): it names the VM's type and the capability, and wraps
+// errdefs.ErrNotImplemented.
+func Lacks(h Hypervisor, capability string) error {
+	return fmt.Errorf("hypervisor %T: %s: %w", h, capability, errdefs.ErrNotImplemented)
+}
+
+// Pause freezes h's guest, if h is a Pauser.
+func Pause(ctx context.Context, h Hypervisor) error {
+	p, ok := h.(Pauser)
+	if !ok {
+		return Lacks(h, "pause")
+	}
+	return p.Pause(ctx)
+}
+
+// Resume lets h's guest run again, if h is a Pauser.
+func Resume(ctx context.Context, h Hypervisor) error {
+	p, ok := h.(Pauser)
+	if !ok {
+		return Lacks(h, "resume")
+	}
+	return p.Resume(ctx)
+}
+
+// RemoveNIC detaches a NIC from h, if h is an Unplugger.
+func RemoveNIC(ctx context.Context, h Hypervisor, id string) error {
+	u, ok := h.(Unplugger)
+	if !ok {
+		return Lacks(h, "remove a nic")
+	}
+	return u.RemoveNIC(ctx, id)
+}
+
+// RemoveDisk detaches a disk from h, if h is an Unplugger.
+func RemoveDisk(ctx context.Context, h Hypervisor, id string) error {
+	u, ok := h.(Unplugger)
+	if !ok {
+		return Lacks(h, "remove a disk")
+	}
+	return u.RemoveDisk(ctx, id)
+}
+
+// VMState asks h what the VM is doing, if h is a StateReporter.
+func VMState(ctx context.Context, h Hypervisor) (State, error) {
+	r, ok := h.(StateReporter)
+	if !ok {
+		return "", Lacks(h, "state")
+	}
+	return r.State(ctx)
 }
 
 // State is what the VM is doing.

@@ -107,22 +107,25 @@ type fakeHV struct {
 	cfg Config
 }
 
+// fakeDriver makes fakeHVs.
+type fakeDriver struct{ name string }
+
+func (d fakeDriver) Name() string                       { return d.name }
+func (d fakeDriver) New(cfg Config) (Hypervisor, error) { return &fakeHV{cfg: cfg}, nil }
+func (d fakeDriver) Attach(ctx context.Context, dir string) (Hypervisor, error) {
+	return nil, errdefs.ErrNotFound
+}
+
 func TestRegistry(t *testing.T) {
 	if _, err := Lookup("nope"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("lookup of unknown backend: %v", err)
 	}
 	t.Cleanup(func() { // the registry is global: let -count=N run again
-		backendsMu.Lock()
-		delete(backends, "fake")
-		backendsMu.Unlock()
+		driversMu.Lock()
+		delete(drivers, "fake")
+		driversMu.Unlock()
 	})
-	Register(Backend{
-		Name: "fake",
-		New:  func(cfg Config) (Hypervisor, error) { return &fakeHV{cfg: cfg}, nil },
-		Attach: func(ctx context.Context, dir string) (Hypervisor, error) {
-			return nil, errdefs.ErrNotFound
-		},
-	})
+	Register(fakeDriver{name: "fake"})
 	h, err := New("fake", Config{ID: "x"})
 	if err != nil || h.(*fakeHV).cfg.ID != "x" {
 		t.Fatalf("New: %v %v", h, err)
@@ -130,8 +133,15 @@ func TestRegistry(t *testing.T) {
 	if _, err := Attach(context.Background(), "fake", "/nowhere"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Attach: %v", err)
 	}
-	if got := Backends(); len(got) != 1 || got[0] != "fake" {
-		t.Fatalf("Backends() = %v", got)
+	if got := Drivers(); len(got) != 1 || got[0] != "fake" {
+		t.Fatalf("Drivers() = %v", got)
+	}
+	// The fake driver has no optional capability: each is named.
+	if _, err := CheckHost("fake", ""); !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), "fake: host check") {
+		t.Errorf("CheckHost of a driver without it: %v", err)
+	}
+	if _, err := Templates("fake"); !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), "fake: templates") {
+		t.Errorf("Templates of a driver without them: %v", err)
 	}
 	func() {
 		defer func() {
@@ -139,8 +149,7 @@ func TestRegistry(t *testing.T) {
 				t.Error("duplicate Register did not panic")
 			}
 		}()
-		Register(Backend{Name: "fake", New: func(Config) (Hypervisor, error) { return nil, nil },
-			Attach: func(context.Context, string) (Hypervisor, error) { return nil, nil }})
+		Register(fakeDriver{name: "fake"})
 	}()
 }
 
@@ -171,5 +180,42 @@ func TestCheckSize(t *testing.T) {
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.errHas) {
 			t.Errorf("(%d, %d): %v, want an invalid argument containing %q", tc.cpus, tc.mem, err, tc.errHas)
 		}
+	}
+}
+
+// pausingHV is a VM that can pause.
+type pausingHV struct {
+	fakeHV
+	paused bool
+}
+
+func (h *pausingHV) Pause(context.Context) error  { h.paused = true; return nil }
+func (h *pausingHV) Resume(context.Context) error { h.paused = false; return nil }
+
+// The optional capabilities are found by type assertion: a VM without
+// one fails naming it, with errdefs.ErrNotImplemented; one with it is
+// called.
+func TestOptionalCapabilities(t *testing.T) {
+	ctx := context.Background()
+	var h Hypervisor = &fakeHV{}
+	for name, err := range map[string]error{
+		"pause":         Pause(ctx, h),
+		"resume":        Resume(ctx, h),
+		"remove a nic":  RemoveNIC(ctx, h, "n"),
+		"remove a disk": RemoveDisk(ctx, h, "d"),
+	} {
+		if !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "fakeHV") {
+			t.Errorf("%s on a VM without it: %v", name, err)
+		}
+	}
+	if _, err := VMState(ctx, h); !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), "state") {
+		t.Errorf("state of a VM without it: %v", err)
+	}
+	p := &pausingHV{}
+	if err := Pause(ctx, p); err != nil || !p.paused {
+		t.Errorf("Pause: %v, paused %v", err, p.paused)
+	}
+	if err := Resume(ctx, p); err != nil || p.paused {
+		t.Errorf("Resume: %v, paused %v", err, p.paused)
 	}
 }

@@ -80,7 +80,7 @@ func (s *Sandbox) setupBridges(cfg SandboxConfig) (_ []hypervisor.NIC, _ []*os.F
 		}
 	}()
 	first := 0
-	if cfg.natEnabled() {
+	if cfg.NATEnabled() {
 		first = 1 // eth0 is the NAT's
 	}
 	for i, b := range cfg.Bridges {

@@ -16,7 +16,11 @@ import (
 
 // HypervisorConfig says how to start the VM.
 type HypervisorConfig struct {
-	// Path of the QEMU binary; empty finds qemu-system-x86_64 in PATH.
+	// Backend is the hypervisor backend (pkg/hypervisor's registry):
+	// empty is DefaultBackend (qemu).
+	Backend string `json:"backend,omitempty"`
+	// Path of the hypervisor's binary; empty is the backend's default
+	// (qemu: qemu-system-x86_64 in PATH).
 	Path string `json:"path,omitempty"`
 	// Kernel and Initrd of the guest.
 	Kernel string `json:"kernel"`
@@ -42,11 +46,10 @@ type HypervisorConfig struct {
 	Workload *Workload `json:"workload,omitempty"`
 	// Debug turns the agent's debug logging on (in the console log).
 	Debug bool `json:"debug,omitempty"`
-	// Factory, when set, is the directory of a factory (InitFactory):
-	// the VM resumes its template instead of booting. CreateSandbox
-	// fails, without starting anything, when the template is missing,
-	// damaged or stale (ErrTemplateInvalid) or does not fit this
-	// sandbox (ErrTemplateMismatch: another size, kernel, network, ...).
+	// Factory is the directory of the factory (pkg/factory) whose
+	// template the VM resumes instead of booting: a record, set with
+	// SandboxConfig.VMSource by pkg/factory's Use. Set without a
+	// VMSource, CreateSandbox refuses it.
 	Factory string `json:"factory,omitempty"`
 }
 
@@ -76,6 +79,12 @@ type SandboxConfig struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// StateRoot is where state lives (default persist.DefaultRoot).
 	StateRoot string `json:"-"`
+	// VMSource, when set, hands the sandbox a started VM instead of
+	// booting one (pkg/factory: a factory's template and cache).
+	// CreateSandbox fails, without starting anything, when the source
+	// fails (a template missing, damaged, stale or that does not fit the
+	// sandbox).
+	VMSource VMSource `json:"-"`
 }
 
 // ContainerConfig describes a container to create in a sandbox.
@@ -115,7 +124,9 @@ type Workload struct {
 	MemoryMiB     uint32 `json:"memory_mib"`
 }
 
-func (c *HypervisorConfig) validate() error {
+// Validate checks the hypervisor's configuration and sets the VM's size
+// (zero is the defaults).
+func (c *HypervisorConfig) Validate() error {
 	var err error
 	if c.CPUs, err = CheckHostCPUs("hypervisor.cpus", uint64(c.CPUs)); err != nil {
 		return err
@@ -161,8 +172,11 @@ func (c *SandboxConfig) validate() error {
 	if err := c.validateBridges(); err != nil {
 		return err
 	}
-	if err := c.Hypervisor.validate(); err != nil {
+	if err := c.Hypervisor.Validate(); err != nil {
 		return err
+	}
+	if c.Hypervisor.Factory != "" && c.VMSource == nil {
+		return fmt.Errorf("hypervisor.factory %q: no VMSource (pkg/factory's Use sets both): %w", c.Hypervisor.Factory, errdefs.ErrInvalidArgument)
 	}
 	return c.validateNAT()
 }

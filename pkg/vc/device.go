@@ -264,7 +264,7 @@ func (s *Sandbox) plugDevices(ctx context.Context, cid string, spec *specs.Spec)
 }
 
 func (s *Sandbox) unplugDisk(ctx context.Context, vm hypervisor.Hypervisor, id string) error {
-	if err := vm.RemoveDisk(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+	if err := hypervisor.RemoveDisk(ctx, vm, id); err != nil && !errdefs.IsNotFound(err) {
 		s.log.Error("unplug a container's block device", "disk", id, "err", err)
 		return err
 	}

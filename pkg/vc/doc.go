@@ -56,11 +56,13 @@
 //
 // # Starting from a template
 //
-// InitFactory boots a VM once and saves it, paused, as a template (its
+// pkg/factory boots a VM once and saves it, paused, as a template (its
 // RAM in a file, its device state beside it); a sandbox whose
-// HypervisorConfig.Factory names that directory resumes a copy-on-write
-// copy of it instead of booting (see factory.go: OpenFactory, Fits,
-// DestroyFactory, StatusFactory).
+// SandboxConfig.VMSource is that factory (factory.Use) resumes a
+// copy-on-write copy of it instead of booting, or takes one the factory's
+// cache started ahead of time. CreateSandbox asks the VMSource, when
+// there is one, and boots otherwise; StartVM is the one way a VM starts,
+// the sandbox's or the factory's.
 //
 // # Owners and other processes
 //

@@ -1,6 +1,7 @@
 package vc
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"os"
@@ -54,7 +55,7 @@ func (s *Sandbox) BindEtcFiles(ccfg *ContainerConfig) error {
 		"/etc/hosts":    etcHosts(hostname, guestAddr(st)),
 		"/etc/hostname": hostname + "\n",
 	}
-	if st.Config.natEnabled() {
+	if st.Config.NATEnabled() {
 		files["/etc/resolv.conf"] = "nameserver " + NATDNS.String() + "\n"
 	}
 	for _, m := range ccfg.Spec.Mounts {
@@ -117,7 +118,7 @@ func containerHostname(ccfg *ContainerConfig, st SandboxStatus) string {
 			}
 		}
 	}
-	return cmpOr(st.Config.Hostname, shortID(st.ID))
+	return cmp.Or(st.Config.Hostname, shortID(st.ID))
 }
 
 // etcHosts is docker's /etc/hosts of a container named hostname at addr.
@@ -137,7 +138,7 @@ func etcHosts(hostname string, addr netip.Addr) string {
 // the network namespace or of a bridge (IPv4 first), else the NAT's, else
 // noHostAddr.
 func guestAddr(st SandboxStatus) netip.Addr {
-	if st.Config.natEnabled() && len(st.Endpoints) == 0 {
+	if st.Config.NATEnabled() && len(st.Endpoints) == 0 {
 		return NATGuestAddr
 	}
 	var v6 netip.Addr

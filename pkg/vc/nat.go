@@ -152,12 +152,12 @@ func ParsePortMappings(s string) ([]PortMapping, error) {
 	return out, nil
 }
 
-// natEnabled tells whether the sandbox gets the user-mode NAT.
-func (c *SandboxConfig) natEnabled() bool { return c.NetNS == "" && !c.NAT.Disabled }
+// NATEnabled tells whether the sandbox gets the user-mode NAT.
+func (c *SandboxConfig) NATEnabled() bool { return c.NetNS == "" && !c.NAT.Disabled }
 
 // natNIC is the NAT NIC the hypervisor is asked for, nil for none.
 func (c *SandboxConfig) natNIC() (*hypervisor.NATNIC, error) {
-	if !c.natEnabled() {
+	if !c.NATEnabled() {
 		return nil, nil
 	}
 	mac, _ := net.ParseMAC(natMAC)
@@ -243,16 +243,16 @@ func probePort(f hypervisor.PortForward) error {
 // configureNAT gives the guest's NAT NIC its address, the routes through
 // it (the link's network, the default route via the gateway).
 func (s *Sandbox) configureNAT(ctx context.Context) error {
-	if err := configureGuestNAT(ctx, s.agent); err != nil {
+	if err := ConfigureGuestNAT(ctx, s.agent); err != nil {
 		return err
 	}
 	s.log.Info("nat configured", "guest", natGuestName, "addr", NATGuestAddr, "gateway", NATGateway, "dns", NATDNS, "upstream_dns", fmt.Sprint(s.status.Config.NAT.DNS), "publish", fmt.Sprint(s.status.Config.NAT.Publish))
 	return nil
 }
 
-// configureGuestNAT is configureNAT's agent calls: the same in every
+// ConfigureGuestNAT is configureNAT's agent calls: the same in every
 // sandbox (a factory's template makes them once for all of its VMs).
-func configureGuestNAT(ctx context.Context, a pb.AgentServiceService) error {
+func ConfigureGuestNAT(ctx context.Context, a pb.AgentServiceService) error {
 	prefix := NATNetwork.Bits()
 	iface := &pb.Interface{Device: natGuestName, Name: natGuestName, HwAddr: natMAC, Mtu: 1500,
 		IPAddresses: []*pb.IPAddress{ipAddress(NATGuestAddr, prefix)}}

@@ -36,7 +36,7 @@ func guestName(i int) string { return fmt.Sprintf("eth%d", i) }
 // files (closed by the caller once the VM runs). On error nothing is left.
 func (s *Sandbox) setupNetwork(cfg SandboxConfig) (_ []hypervisor.NIC, _ []*os.File, err error) {
 	if cfg.NetNS == "" {
-		if cfg.natEnabled() {
+		if cfg.NATEnabled() {
 			s.log.Info("no network namespace: the sandbox gets the user-mode NAT", "publish", fmt.Sprint(cfg.NAT.Publish))
 		} else if len(cfg.Bridges) == 0 {
 			s.log.Info("no network namespace and the NAT disabled: the sandbox has loopback only")
@@ -123,7 +123,7 @@ func (s *Sandbox) configureGuestNetwork(ctx context.Context, eps []network.Endpo
 func (s *Sandbox) configureRoutesAndNeighbors(ctx context.Context, eps []network.Endpoint) error {
 	if len(s.status.Endpoints) > 0 {
 		routes := guestRoutes(s.status.Endpoints)
-		if s.status.Config.natEnabled() {
+		if s.status.Config.NATEnabled() {
 			// Beside the NAT (bridges): its routes stay.
 			routes = append(natRoutes(), routes...)
 		}
@@ -283,7 +283,7 @@ func (s *Sandbox) addInterface(ctx context.Context, linkName string) (_ Interfac
 	}
 	defer func() {
 		if err != nil {
-			if rerr := vm.RemoveNIC(undo, nic.ID); rerr != nil {
+			if rerr := hypervisor.RemoveNIC(undo, vm, nic.ID); rerr != nil {
 				s.log.Warn("undo AddInterface: remove nic", "nic", nic.ID, "err", rerr)
 			}
 		}
@@ -332,7 +332,7 @@ func (s *Sandbox) removeInterface(ctx context.Context, linkName string) error {
 		return err
 	}
 	defer release()
-	if err := vm.RemoveNIC(ctx, ep.GuestName); err != nil && !errdefs.IsNotFound(err) {
+	if err := hypervisor.RemoveNIC(ctx, vm, ep.GuestName); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("sandbox %s: RemoveInterface %s: %w", s.id, linkName, err)
 	}
 	s.status.Endpoints = append(s.status.Endpoints[:idx:idx], s.status.Endpoints[idx+1:]...)

@@ -149,7 +149,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if err != nil {
 		return nil, err
 	}
-	vm, fromTemplate := started.vm, started.fromTemplate
+	vm, fromTemplate := started.vm, started.fromSource
 	if started.dir != s.Dir() {
 		s.status.VMDir = started.dir
 		cu.Add(func() { removeVMDir(started.dir) })
@@ -218,7 +218,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if req.Hostname == "" {
 		req.Hostname = shortID(cfg.ID)
 	}
-	if len(req.Dns) == 0 && cfg.natEnabled() {
+	if len(req.Dns) == 0 && cfg.NATEnabled() {
 		req.Dns = []string{"nameserver " + NATDNS.String()}
 	}
 	_, err = s.agent.CreateSandbox(ctx, req)
@@ -236,9 +236,9 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		nicWait = 30 * time.Second
 	}
 	switch {
-	case cfg.natEnabled() && fromTemplate:
+	case cfg.NATEnabled() && fromTemplate:
 		s.log.Info("nat configured by the factory's template", "guest", natGuestName, "addr", NATGuestAddr, "publish", fmt.Sprint(cfg.NAT.Publish))
-	case cfg.natEnabled():
+	case cfg.NATEnabled():
 		if err := s.configureNAT(ctx); err != nil {
 			return nil, err
 		}
@@ -265,7 +265,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 // connectAgent dials the agent until it answers a health check, the VM
 // dies, or BootTimeout passes.
 func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) error {
-	c, h, err := dialAgent(ctx, vm)
+	c, h, err := DialAgent(ctx, vm)
 	if err != nil {
 		return err
 	}
@@ -273,9 +273,9 @@ func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) er
 	return nil
 }
 
-// dialAgent dials vm's agent until it answers a health check, the VM
+// DialAgent dials vm's agent until it answers a health check, the VM
 // dies, or BootTimeout passes.
-func dialAgent(ctx context.Context, vm hypervisor.Hypervisor) (*ttrpc.Client, pb.HealthService, error) {
+func DialAgent(ctx context.Context, vm hypervisor.Hypervisor) (*ttrpc.Client, pb.HealthService, error) {
 	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
 	var last error
@@ -697,9 +697,9 @@ func (s *Sandbox) setPaused(ctx context.Context, pause bool) error {
 		}
 		var err error
 		if pause {
-			err = vm.Pause(ctx)
+			err = hypervisor.Pause(ctx, vm)
 		} else {
-			err = vm.Resume(ctx)
+			err = hypervisor.Resume(ctx, vm)
 		}
 		if err != nil {
 			return fmt.Errorf("sandbox %s: %w", s.id, err)

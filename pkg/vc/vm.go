@@ -2,7 +2,9 @@ package vc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,105 +12,130 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
-	_ "github.com/virtcontainers/vc/pkg/hypervisor/qemu" // the default backend
 )
 
-// hypervisorBackend is the backend sandboxes run on.
-const hypervisorBackend = "qemu"
+// DefaultBackend is the hypervisor backend a HypervisorConfig without
+// Backend runs on. Backends register themselves (pkg/hypervisor's
+// registry): a program links one in by importing its package for its side
+// effect, as the front ends' main packages import pkg/hypervisor/qemu.
+const DefaultBackend = "qemu"
+
+// backend is the name of the hypervisor backend h runs on.
+func (h HypervisorConfig) backend() string { return cmp.Or(h.Backend, DefaultBackend) }
+
+// VMSource hands sandboxes VMs started for them instead of booting: a
+// factory's template and its cache (pkg/factory). CreateSandbox asks the
+// source of its SandboxConfig, when it has one, before it boots.
+//
+// A VM from a source is a copy of a saved one: the sandbox reseeds its
+// random pool and sets its clock, and, on the NAT network, finds the
+// NAT's guest side configured already.
+type VMSource interface {
+	// TakeVM returns a started VM for the sandbox spec describes, its
+	// NICs (spec.NICs) attached; ok false when the source has none for
+	// it (the sandbox then boots its own). An error fails the sandbox's
+	// start; a failed TakeVM leaves no process.
+	TakeVM(ctx context.Context, spec VMSpec) (vm SourcedVM, ok bool, err error)
+}
+
+// SourcedVM is a VM a VMSource handed out.
+type SourcedVM struct {
+	VM hypervisor.Hypervisor
+	// Dir holds the VM's state (vm/) and its shared directory (shared/)
+	// when they are not in VMSpec.Dir: it becomes the sandbox's, removed
+	// with it.
+	Dir string
+	// FromCache: the VM was started ahead of time, in another process.
+	FromCache bool
+}
+
+// VMSpec is a VM to start: a sandbox's, or a factory's (its template,
+// the VMs its cache keeps ready). StartVM is the one way they start.
+type VMSpec struct {
+	// Config is the sandbox the VM is for: its ID names the VM, its
+	// Hypervisor gives the VM's backend, size, kernel and parameters,
+	// and its network (NetNS, NAT) whether the VM has the NAT NIC.
+	Config SandboxConfig
+	// Dir holds the VM's state (Dir/vm) and the directory shared with
+	// the guest over 9p (Dir/shared, made by StartVM).
+	Dir string
+	// NICs are the NICs of the sandbox's network namespace.
+	NICs []hypervisor.NIC
+	// Configure, when set, changes the hypervisor's configuration before
+	// the VM is made (a factory's template: its memory file, the state
+	// it resumes).
+	Configure func(*hypervisor.Config)
+	Log       *slog.Logger
+}
+
+// StartVM makes spec's VM and starts it. It returns once the hypervisor
+// runs; the guest may still be booting (DialAgent waits for its agent).
+// A failed start leaves no process.
+func StartVM(ctx context.Context, spec VMSpec) (hypervisor.Hypervisor, error) {
+	cfg := spec.Config
+	nat, err := cfg.natNIC()
+	if err != nil {
+		return nil, err
+	}
+	shared := filepath.Join(spec.Dir, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil && !os.IsExist(err) {
+		return nil, err
+	}
+	log := spec.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	hc := vmConfig(cfg.ID, filepath.Join(spec.Dir, "vm"), shared, cfg.Hypervisor, nat, log)
+	hc.NICs = spec.NICs
+	if spec.Configure != nil {
+		spec.Configure(&hc)
+	}
+	vm, err := hypervisor.New(cfg.Hypervisor.backend(), hc)
+	if err != nil {
+		return nil, err
+	}
+	if err := vm.Start(ctx); err != nil {
+		return nil, err
+	}
+	return vm, nil
+}
 
 // vmStart is how a sandbox's VM started.
 type vmStart struct {
 	vm hypervisor.Hypervisor
-	// fromTemplate: the VM resumed a factory's template, here or (with
-	// fromCache) in the factory's cache.
-	fromTemplate, fromCache bool
+	// fromSource: the VM came from cfg.VMSource (a factory's template),
+	// started here or (with fromCache) ahead of time.
+	fromSource, fromCache bool
 	// dir holds the VM's state (vm/) and the shared directory (shared/):
-	// the sandbox's own directory, or a cache's VM's.
+	// the sandbox's own directory, or the source's VM's.
 	dir string
 }
 
-// startVM configures and starts the sandbox's VM in dir (the sandbox's
-// directory), with the shared directory exported over 9p and nics
-// attached: it boots, or, with cfg.Hypervisor.Factory, takes a VM from
-// the factory's cache or resumes the factory's template. A failed start
-// leaves no process.
-func startVM(ctx context.Context, dir string, cfg SandboxConfig, nics []hypervisor.NIC, log *slog.Logger) (_ vmStart, err error) {
-	nat, err := cfg.natNIC()
+// startVM starts the sandbox's VM in dir (the sandbox's directory), with
+// the shared directory exported over 9p and nics attached: it takes one
+// from cfg.VMSource, or boots. A failed start leaves no process.
+func startVM(ctx context.Context, dir string, cfg SandboxConfig, nics []hypervisor.NIC, log *slog.Logger) (vmStart, error) {
+	spec := VMSpec{Config: cfg, Dir: dir, NICs: nics, Log: log}
+	if cfg.VMSource != nil {
+		v, ok, err := cfg.VMSource.TakeVM(ctx, spec)
+		if err != nil {
+			return vmStart{}, err
+		}
+		if ok {
+			return vmStart{vm: v.VM, fromSource: true, fromCache: v.FromCache, dir: cmp.Or(v.Dir, dir)}, nil
+		}
+	}
+	spec.Configure = cfg.Hypervisor.setResizeBounds
+	vm, err := StartVM(ctx, spec)
 	if err != nil {
 		return vmStart{}, err
 	}
-	var f *Factory
-	if cfg.Hypervisor.Factory != "" {
-		if f, err = OpenFactory(cfg.Hypervisor.Factory); err != nil {
-			return vmStart{}, err
-		}
-		if err := f.Fits(cfg); err != nil {
-			return vmStart{}, err
-		}
-		if len(nics) > factoryHotplugSlots {
-			return vmStart{}, fmt.Errorf("factory %s: network namespace %s has %d links, more than the template's %d free slots for NICs: %w (%w)",
-				f.dir, cfg.NetNS, len(nics), factoryHotplugSlots, ErrTemplateMismatch, errdefs.ErrFailedPrecondition)
-		}
-		// A cached VM's NAT forwards no ports, sends DNS to the
-		// host's resolver and does not reach the host's loopback: a
-		// sandbox asking otherwise starts its own.
-		if len(cfg.NAT.Publish) == 0 && len(cfg.NAT.DNS) == 0 && !cfg.NAT.HostLoopback {
-			vm, vmDir, err := takeCachedVM(ctx, f.dir, cfg.ID, log)
-			if err == nil {
-				if err := hotplugNICs(ctx, vm, nics); err != nil {
-					killVM(vm)
-					removeVMDir(vmDir)
-					return vmStart{}, err
-				}
-				return vmStart{vm: vm, fromTemplate: true, fromCache: true, dir: vmDir}, nil
-			}
-			if !errdefs.IsNotFound(err) {
-				log.Info("starting from the template, not the factory's cache", "why", err)
-			}
-		}
-	}
-	shared := filepath.Join(dir, "shared")
-	if err := os.Mkdir(shared, 0o700); err != nil {
-		return vmStart{}, err
-	}
-	hc := vmConfig(cfg.ID, filepath.Join(dir, "vm"), shared, cfg.Hypervisor, nat, log)
-	hc.NICs = nics
-	if f == nil {
-		cfg.Hypervisor.setResizeBounds(&hc)
-	} else {
-		f.restoreConfig(&hc)
-		// The template has no NICs of a namespace: they are hotplugged
-		// into the restored VM.
-		hc.NICs = nil
-	}
-	vm, err := hypervisor.New(hypervisorBackend, hc)
-	if err != nil {
-		return vmStart{}, err
-	}
-	if err := vm.Start(ctx); err != nil {
-		return vmStart{}, err
-	}
-	if f != nil {
-		if err := hotplugNICs(ctx, vm, nics); err != nil {
-			killVM(vm)
-			return vmStart{}, err
-		}
-	}
-	return vmStart{vm: vm, fromTemplate: f != nil, dir: dir}, nil
-}
-
-// hotplugNICs adds nics to a VM started from a template.
-func hotplugNICs(ctx context.Context, vm hypervisor.Hypervisor, nics []hypervisor.NIC) error {
-	for _, n := range nics {
-		if err := vm.AddNIC(ctx, n); err != nil {
-			return fmt.Errorf("hotplug nic %s into the vm started from the template: %w", n.ID, err)
-		}
-	}
-	return nil
+	return vmStart{vm: vm, dir: dir}, nil
 }
 
 // vmConfig is the VM of a sandbox (and of a factory's template, which must
@@ -148,7 +175,7 @@ func (h HypervisorConfig) kernelParams() []string {
 
 // attachVM finds the VM of a sandbox started by another process.
 func (s *Sandbox) attachVM(ctx context.Context) (hypervisor.Hypervisor, error) {
-	return hypervisor.Attach(ctx, hypervisorBackend, filepath.Join(s.vmDir(), "vm"))
+	return hypervisor.Attach(ctx, s.status.Config.Hypervisor.backend(), filepath.Join(s.vmDir(), "vm"))
 }
 
 // killVM stops a VM at once.
@@ -156,6 +183,27 @@ func killVM(vm hypervisor.Hypervisor) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	vm.Stop(ctx, 0)
+}
+
+// removeVMDir removes a VM's directory (a sandbox's taken from a
+// factory's cache), refusing to while something is mounted below it.
+func removeVMDir(dir string) error {
+	if err := mount.UnmountUnder(dir); err != nil {
+		return fmt.Errorf("not removing %s: %w", dir, err)
+	}
+	return os.RemoveAll(dir)
+}
+
+// reseedGuest gives the guest's random pool fresh host entropy.
+func reseedGuest(ctx context.Context, a pb.AgentServiceService) error {
+	seed := make([]byte, 512)
+	if _, err := rand.Read(seed); err != nil {
+		return fmt.Errorf("reseed the guest's random pool: %w", err)
+	}
+	if _, err := a.ReseedRandomDev(ctx, &pb.ReseedRandomDevRequest{Data: seed}); err != nil {
+		return fmt.Errorf("agent ReseedRandomDev: %w", err)
+	}
+	return nil
 }
 
 // consoleTail returns the last lines of a console log, for errors.

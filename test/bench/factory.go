@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	vcfactory "github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -44,12 +45,12 @@ func factory() ([]row, error) {
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "factory")
 	begin := time.Now()
-	f, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd}})
+	f, err := vcfactory.Init(ctx, dir, vcfactory.Config{Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd}})
 	if err != nil {
 		return nil, err
 	}
 	initTook := time.Since(begin)
-	defer vc.DestroyFactory(dir)
+	defer vcfactory.Destroy(dir)
 
 	hv := func(fromTemplate bool) vc.HypervisorConfig {
 		h := vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd}
@@ -191,7 +192,7 @@ func factory() ([]row, error) {
 func cacheStarts(ctx context.Context, dir, stateRoot, root string, h vc.HypervisorConfig) (times, withTrue []time.Duration, err error) {
 	cctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- vc.ServeFactoryCache(cctx, dir, 1) }()
+	go func() { served <- vcfactory.ServeCache(cctx, dir, 1) }()
 	defer func() {
 		stop()
 		<-served
@@ -199,7 +200,7 @@ func cacheStarts(ctx context.Context, dir, stateRoot, root string, h vc.Hypervis
 	for i := 0; i < factoryRuns; i++ {
 		deadline := time.Now().Add(time.Minute)
 		for {
-			st, err := vc.StatusFactoryCache(ctx, dir)
+			st, err := vcfactory.QueryCache(ctx, dir)
 			if err == nil && st.Ready > 0 {
 				break
 			}

@@ -18,7 +18,7 @@ import (
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
-	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -327,7 +327,7 @@ func tcgCacheKiB(pid int) (int, error) {
 // jitCodeMiB asks QEMU (HMP "info jit" through its second QMP socket) how
 // much code TCG has translated: memory a KVM guest does not have.
 func jitCodeMiB(ctx context.Context, sock string) string {
-	q, err := qemu.DialQMP(ctx, sock, nil)
+	q, err := qmp.Dial(ctx, sock, nil)
 	if err != nil {
 		return "jit size unknown: " + err.Error()
 	}

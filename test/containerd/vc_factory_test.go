@@ -23,6 +23,7 @@ import (
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/containerd"
 	"github.com/virtcontainers/vc/internal/testutil/images"
+	vcfactory "github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -38,7 +39,7 @@ func newShimFactory(t *testing.T, s vcSetup, noNAT bool) string {
 	defer cancel()
 	dir := filepath.Join(t.TempDir(), "factory")
 	begin := time.Now()
-	if _, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{
+	if _, err := vcfactory.Init(ctx, dir, vcfactory.Config{
 		Hypervisor: vc.HypervisorConfig{Kernel: s.kernel, Initrd: s.initrd, Accel: "tcg"},
 		NoNAT:      noNAT,
 	}); err != nil {
@@ -46,7 +47,7 @@ func newShimFactory(t *testing.T, s vcSetup, noNAT bool) string {
 	}
 	t.Logf("factory init took %s", time.Since(begin).Round(time.Millisecond))
 	t.Cleanup(func() {
-		if err := vc.DestroyFactory(dir); err != nil {
+		if err := vcfactory.Destroy(dir); err != nil {
 			t.Errorf("destroy the factory: %v", err)
 		}
 		if pids := qemuPids(dir); len(pids) > 0 {
@@ -89,7 +90,7 @@ func serveCache(t *testing.T, dir string) *factoryCache {
 	}()
 	var ctx context.Context
 	ctx, c.cancel = context.WithCancel(context.Background())
-	go func() { c.served <- vc.ServeFactoryCache(ctx, dir, 1) }()
+	go func() { c.served <- vcfactory.ServeCache(ctx, dir, 1) }()
 	t.Cleanup(func() {
 		c.stop(t)
 		if t.Failed() {
@@ -101,12 +102,12 @@ func serveCache(t *testing.T, dir string) *factoryCache {
 }
 
 // waitReady waits until the cache has a VM ready.
-func (c *factoryCache) waitReady(t *testing.T) vc.CacheStatus {
+func (c *factoryCache) waitReady(t *testing.T) vcfactory.CacheStatus {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := vc.StatusFactoryCache(ctx, c.dir)
+		st, err := vcfactory.QueryCache(ctx, c.dir)
 		cancel()
 		if err == nil && st.Ready >= 1 {
 			return st
@@ -119,11 +120,11 @@ func (c *factoryCache) waitReady(t *testing.T) vc.CacheStatus {
 }
 
 // status is the cache's status.
-func (c *factoryCache) status(t *testing.T) vc.CacheStatus {
+func (c *factoryCache) status(t *testing.T) vcfactory.CacheStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := vc.StatusFactoryCache(ctx, c.dir)
+	st, err := vcfactory.QueryCache(ctx, c.dir)
 	if err != nil {
 		t.Fatalf("cache status: %v", err)
 	}

@@ -15,15 +15,16 @@ import (
 	"time"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	vcfactory "github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // waitCacheReady waits until the factory's cache in dir has n VMs ready.
-func waitCacheReady(ctx context.Context, t *testing.T, dir string, n int) vc.CacheStatus {
+func waitCacheReady(ctx context.Context, t *testing.T, dir string, n int) vcfactory.CacheStatus {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		st, err := vc.StatusFactoryCache(ctx, dir)
+		st, err := vcfactory.QueryCache(ctx, dir)
 		if err == nil && st.Ready >= n {
 			return st
 		}
@@ -57,10 +58,10 @@ func TestFactoryCache(t *testing.T) {
 	cctx, stopCache := context.WithCancel(ctx)
 	defer stopCache()
 	served := make(chan error, 1)
-	go func() { served <- vc.ServeFactoryCache(cctx, dir, 1) }()
+	go func() { served <- vcfactory.ServeCache(cctx, dir, 1) }()
 	waitCacheReady(ctx, t, dir, 1)
 	// One cache per factory.
-	if err := vc.ServeFactoryCache(ctx, dir, 1); err == nil || !strings.Contains(err.Error(), "already serves") {
+	if err := vcfactory.ServeCache(ctx, dir, 1); err == nil || !strings.Contains(err.Error(), "already serves") {
 		t.Errorf("a second cache of one factory: %v", err)
 	}
 
@@ -71,7 +72,7 @@ func TestFactoryCache(t *testing.T) {
 	for _, id := range []string{"e2e-cache-a", "e2e-cache-b"} {
 		waitCacheReady(ctx, t, dir, 1)
 		begin := time.Now()
-		s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h})
+		s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)})
 		st := s.Status()
 		t.Logf("sandbox %s from the cache in %s", id, time.Since(begin).Round(time.Millisecond))
 		if !st.Boot.FromCache || !st.Boot.FromTemplate {
@@ -125,7 +126,7 @@ func TestFactoryCache(t *testing.T) {
 
 	// -p: the cached VM's NAT forwards no ports; the template serves.
 	hp := freePort(t)
-	p := createSandbox(ctx, t, vc.SandboxConfig{ID: "e2e-cache-p", StateRoot: stateRoot, Hypervisor: h,
+	p := createSandbox(ctx, t, vc.SandboxConfig{ID: "e2e-cache-p", StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir),
 		NAT: vc.NATConfig{Publish: []vc.PortMapping{{HostIP: "127.0.0.1", HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}}})
 	if b := p.Status().Boot; b.FromCache || !b.FromTemplate {
 		t.Errorf("sandbox publishing a port: %+v, want from the template, not the cache", b)
@@ -141,7 +142,7 @@ func TestFactoryCache(t *testing.T) {
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		st, err := vc.StatusFactoryCache(ctx, dir)
+		st, err := vcfactory.QueryCache(ctx, dir)
 		if now := readyCacheVMs(t, dir); err == nil && st.Ready == 1 && len(now) == 1 && now[0] != dead[0] {
 			break
 		}
@@ -156,7 +157,7 @@ func TestFactoryCache(t *testing.T) {
 	if len(ready) != 1 {
 		t.Fatalf("ready vms of the cache: %v", ready)
 	}
-	if err := vc.StopFactoryCache(ctx, dir); err != nil {
+	if err := vcfactory.StopCache(ctx, dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-served; err != nil {
@@ -167,7 +168,7 @@ func TestFactoryCache(t *testing.T) {
 			t.Errorf("ready vm %d of a stopped cache runs", pid)
 		}
 	}
-	if _, err := vc.StatusFactoryCache(ctx, dir); err == nil {
+	if _, err := vcfactory.QueryCache(ctx, dir); err == nil {
 		t.Errorf("a stopped cache answers")
 	}
 	if out := runInSandbox(ctx, t, sandboxes[1], root, "c2", "echo", "after"); strings.TrimSpace(out) != "after" {
@@ -178,7 +179,7 @@ func TestFactoryCache(t *testing.T) {
 	if err := os.Truncate(filepath.Join(dir, "state"), 1000); err != nil {
 		t.Fatal(err)
 	}
-	if err := vc.ServeFactoryCache(ctx, dir, 1); !errors.Is(err, vc.ErrTemplateInvalid) || !strings.Contains(err.Error(), "state file") {
+	if err := vcfactory.ServeCache(ctx, dir, 1); !errors.Is(err, vcfactory.ErrTemplateInvalid) || !strings.Contains(err.Error(), "state file") {
 		t.Errorf("cache of a damaged template: %v, want an error naming the state file", err)
 	}
 	if left := readyCacheVMs(t, dir); len(left) != 0 {
@@ -224,7 +225,7 @@ func TestFactoryCacheCLI(t *testing.T) {
 	if out, errOut, code := vcIn(t, dr, append([]string{"factory", "init"}, img...)...); code != 0 {
 		t.Fatalf("factory init: %d %q %q", code, out, errOut)
 	}
-	t.Cleanup(func() { vc.DestroyFactory(fdir) })
+	t.Cleanup(func() { vcfactory.Destroy(fdir) })
 	var cacheLog syncBuffer
 	cache := exec.Command(vcBin, "--state-root", stateRoot, "--data-root", dr, "factory", "cache", "--size", "1")
 	cache.Stdout, cache.Stderr = &cacheLog, &cacheLog

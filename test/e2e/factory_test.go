@@ -23,6 +23,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	vcfactory "github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/network/nstest"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -45,12 +46,12 @@ func newFactoryNet(ctx context.Context, t *testing.T, noNAT bool) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "factory")
 	begin := time.Now()
-	if _, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{Hypervisor: factoryHypervisor(), NoNAT: noNAT}); err != nil {
+	if _, err := vcfactory.Init(ctx, dir, vcfactory.Config{Hypervisor: factoryHypervisor(), NoNAT: noNAT}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("factory init took %s", time.Since(begin).Round(time.Millisecond))
 	t.Cleanup(func() {
-		if err := vc.DestroyFactory(dir); err != nil {
+		if err := vcfactory.Destroy(dir); err != nil {
 			t.Errorf("destroy: %v", err)
 		}
 		noFactoryLeft(t, dir)
@@ -113,7 +114,7 @@ func TestFactoryTwoSandboxes(t *testing.T) {
 		h := factoryHypervisor()
 		h.Factory = dir
 		begin := time.Now()
-		s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h})
+		s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)})
 		took := time.Since(begin)
 		st := s.Status()
 		if !st.Boot.FromTemplate {
@@ -175,8 +176,8 @@ func TestFactoryCorruptState(t *testing.T) {
 	}
 	h := factoryHypervisor()
 	h.Factory = dir
-	_, err = vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-bad", StateRoot: stateRoot, Hypervisor: h})
-	if !errors.Is(err, vc.ErrTemplateInvalid) || !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "state file") {
+	_, err = vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-bad", StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)})
+	if !errors.Is(err, vcfactory.ErrTemplateInvalid) || !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "state file") {
 		t.Fatalf("truncated state: %v", err)
 	}
 	t.Logf("refused: %v", err)
@@ -216,7 +217,7 @@ func TestFactoryCorruptStateReachesQEMU(t *testing.T) {
 	}
 	h := factoryHypervisor()
 	h.Factory = dir
-	_, err = vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-qemu", StateRoot: stateRoot, Hypervisor: h})
+	_, err = vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-qemu", StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)})
 	if !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "state did not load") || !strings.Contains(err.Error(), "load of migration failed") {
 		t.Fatalf("truncated state past the manifest: %v", err)
 	}
@@ -246,7 +247,7 @@ func TestFactoryCLI(t *testing.T) {
 	if out, errOut, code := vcIn(t, dr, append([]string{"factory", "init"}, img...)...); code != 0 || !strings.Contains(out, "template made") {
 		t.Fatalf("factory init: %d %q %q", code, out, errOut)
 	}
-	t.Cleanup(func() { vc.DestroyFactory(filepath.Join(dr, "factory")) })
+	t.Cleanup(func() { vcfactory.Destroy(filepath.Join(dr, "factory")) })
 	if out, _, code := vcIn(t, dr, "factory", "status"); code != 0 || !regexp.MustCompile(`ready\s+yes`).MatchString(out) {
 		t.Fatalf("status: %d %q", code, out)
 	}
@@ -314,12 +315,12 @@ func TestFactoryNetworkNamespace(t *testing.T) {
 	h := factoryHypervisor()
 	h.Factory = dir
 	// The NAT network does not fit this template.
-	if _, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-nat", StateRoot: stateRoot, Hypervisor: h}); !errors.Is(err, vc.ErrTemplateMismatch) {
+	if _, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "e2e-fac-nat", StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)}); !errors.Is(err, vcfactory.ErrTemplateMismatch) {
 		t.Fatalf("NAT sandbox from a template without NAT: %v", err)
 	}
 	noLeftovers(t, "e2e-fac-nat")
 	const id = "e2e-fac-ns"
-	s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, NetNS: a.Path, Hypervisor: h})
+	s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, NetNS: a.Path, Hypervisor: h, VMSource: vcfactory.Source(dir)})
 	if !s.Status().Boot.FromTemplate {
 		t.Fatal("not started from the template")
 	}
@@ -347,7 +348,7 @@ func TestFactoryNATPublish(t *testing.T) {
 	h := factoryHypervisor()
 	h.Factory = dir
 	const id = "e2e-fac-pub"
-	s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h,
+	s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir),
 		NAT: vc.NATConfig{Publish: []vc.PortMapping{{HostIP: "127.0.0.1", HostPort: port, ContainerPort: 80}}}})
 	if !s.Status().Boot.FromTemplate {
 		t.Fatal("not started from the template")

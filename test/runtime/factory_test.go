@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	vcfactory "github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -28,13 +29,13 @@ func TestFactory(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "factory")
-	if _, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{
+	if _, err := vcfactory.Init(ctx, dir, vcfactory.Config{
 		// --debug below (for the owner's info log) is the agent's debug
 		// log in the guest: the template's too.
 		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", Debug: true}}); err != nil {
 		t.Fatal(err)
 	}
-	defer vc.DestroyFactory(dir)
+	defer vcfactory.Destroy(dir)
 	logPath := filepath.Join(t.TempDir(), "runtime.log")
 	run := func(id string, change func(*specs.Spec)) (string, int) {
 		b := bundle(t, []string{"hostname"}, func(s *specs.Spec) {

@@ -20,6 +20,7 @@ import (
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/internal/testutil/images"
+	vcfactory "github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -42,7 +43,7 @@ func netnsFactory(ctx context.Context, t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	begin := time.Now()
-	if _, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{
+	if _, err := vcfactory.Init(ctx, dir, vcfactory.Config{
 		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg"},
 		NoNAT:      true,
 	}); err != nil {
@@ -50,7 +51,7 @@ func netnsFactory(ctx context.Context, t *testing.T, dir string) {
 	}
 	t.Logf("template made in %s", time.Since(begin).Round(time.Millisecond))
 	t.Cleanup(func() {
-		if err := vc.DestroyFactory(dir); err != nil {
+		if err := vcfactory.Destroy(dir); err != nil {
 			t.Errorf("destroy the factory: %v", err)
 		}
 	})
@@ -235,7 +236,7 @@ func TestPodmanFactoryCache(t *testing.T) {
 	defer slog.SetDefault(prevLog)
 	cctx, stopCache := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- vc.ServeFactoryCache(cctx, dir, 1) }()
+	go func() { served <- vcfactory.ServeCache(cctx, dir, 1) }()
 	defer func() {
 		stopCache()
 		if err := <-served; err != nil {
@@ -299,7 +300,7 @@ func TestPodmanFactoryCache(t *testing.T) {
 			t.Errorf("GET http://%s/: %q, want the container's hostname", ip, body)
 		}
 	}
-	if cs, err := vc.StatusFactoryCache(ctx, dir); err != nil || cs.Taken != 1 || cs.Running != 1 {
+	if cs, err := vcfactory.QueryCache(ctx, dir); err != nil || cs.Taken != 1 || cs.Running != 1 {
 		t.Errorf("cache status %+v, %v; want 1 taken, running", cs, err)
 	}
 
@@ -312,7 +313,7 @@ func TestPodmanFactoryCache(t *testing.T) {
 		t.Errorf("the taken VM's directory %s after rm: %v", st.VMDir, err)
 	}
 	cid = ""
-	waitCache(ctx, t, dir, "1 ready, 1 taken, none running", func(cs vc.CacheStatus) bool {
+	waitCache(ctx, t, dir, "1 ready, 1 taken, none running", func(cs vcfactory.CacheStatus) bool {
 		return cs.Ready == 1 && cs.Taken == 1 && cs.Running == 0
 	})
 
@@ -357,22 +358,22 @@ func TestPodmanFactoryCache(t *testing.T) {
 		t.Errorf("the taken VM's directory %s after its owner was killed and rm: %v", st.VMDir, err)
 	}
 	cid = ""
-	waitCache(ctx, t, dir, "2 taken, none running", func(cs vc.CacheStatus) bool { return cs.Taken == 2 && cs.Running == 0 })
+	waitCache(ctx, t, dir, "2 taken, none running", func(cs vcfactory.CacheStatus) bool { return cs.Taken == 2 && cs.Running == 0 })
 }
 
 // cacheReady waits until the factory's cache in dir has n VMs ready.
-func cacheReady(ctx context.Context, t *testing.T, dir string, n int) vc.CacheStatus {
+func cacheReady(ctx context.Context, t *testing.T, dir string, n int) vcfactory.CacheStatus {
 	t.Helper()
-	return waitCache(ctx, t, dir, fmt.Sprintf("%d ready", n), func(st vc.CacheStatus) bool { return st.Ready >= n })
+	return waitCache(ctx, t, dir, fmt.Sprintf("%d ready", n), func(st vcfactory.CacheStatus) bool { return st.Ready >= n })
 }
 
 // waitCache waits up to a minute until the status of the factory's cache
 // in dir is what ok wants (what describes it).
-func waitCache(ctx context.Context, t *testing.T, dir, what string, ok func(vc.CacheStatus) bool) vc.CacheStatus {
+func waitCache(ctx context.Context, t *testing.T, dir, what string, ok func(vcfactory.CacheStatus) bool) vcfactory.CacheStatus {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		st, err := vc.StatusFactoryCache(ctx, dir)
+		st, err := vcfactory.QueryCache(ctx, dir)
 		if err == nil && ok(st) {
 			return st
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/mount"
+	vcfactory "github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -179,11 +180,11 @@ func runtimeToolsFactory(t *testing.T) string {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "factory")
-	if _, err := vc.InitFactory(ctx, dir, vc.FactoryConfig{
+	if _, err := vcfactory.Init(ctx, dir, vcfactory.Config{
 		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg"}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { vc.DestroyFactory(dir) })
+	t.Cleanup(func() { vcfactory.Destroy(dir) })
 	return dir
 }
 

@@ -16,7 +16,7 @@ import (
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/guestimage"
-	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // TestBootBlockDevices: an ext4 disk mounted in the guest as a blk
@@ -90,7 +90,7 @@ func TestBootBlockDevices(t *testing.T) {
 	if err := os.Truncate(disk, size); err != nil {
 		t.Fatal(err)
 	}
-	q, err := qemu.DialQMP(ctx, qmpSock, nil)
+	q, err := qmp.Dial(ctx, qmpSock, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,19 +20,19 @@ import (
 // kvmDevice is where KVM is; a variable for tests.
 var kvmDevice = "/dev/kvm"
 
-// accelCacheName is the probe verdict's file in ProbeCacheDir.
+// accelCacheName is the probe verdict's file in probeCacheRoot.
 const accelCacheName = "kvm-probe.json"
 
-// ProbeCacheDir is where the KVM probe's verdict is kept for every VM of
+// probeCacheRoot is where the KVM probe's verdict is kept for every VM of
 // the host: the default state root. /run is a tmpfs, and the verdict's key
 // holds the boot id anyway, so it is probed once per boot of the host (and
 // QEMU binary). When it cannot be written, the user's cache directory is
 // used instead, and failing that each start probes again.
-var ProbeCacheDir = "/run/vc"
+var probeCacheRoot = "/run/vc"
 
 // probeCacheDir returns a writable directory for the verdict, or "".
 func probeCacheDir() string {
-	dirs := []string{ProbeCacheDir}
+	dirs := []string{probeCacheRoot}
 	if d, err := os.UserCacheDir(); err == nil {
 		dirs = append(dirs, filepath.Join(d, "vc"))
 	}

@@ -168,14 +168,14 @@ func TestKVMProbeOnThisHost(t *testing.T) {
 }
 
 func TestProbeCacheDir(t *testing.T) {
-	old := ProbeCacheDir
-	t.Cleanup(func() { ProbeCacheDir = old })
-	ProbeCacheDir = filepath.Join(t.TempDir(), "root")
-	if got := probeCacheDir(); got != ProbeCacheDir {
-		t.Errorf("got %q, want %q", got, ProbeCacheDir)
+	old := probeCacheRoot
+	t.Cleanup(func() { probeCacheRoot = old })
+	probeCacheRoot = filepath.Join(t.TempDir(), "root")
+	if got := probeCacheDir(); got != probeCacheRoot {
+		t.Errorf("got %q, want %q", got, probeCacheRoot)
 	}
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
-	ProbeCacheDir = "/proc/vc-cannot-exist"
+	probeCacheRoot = "/proc/vc-cannot-exist"
 	if got := probeCacheDir(); got != filepath.Join(os.Getenv("XDG_CACHE_HOME"), "vc") {
 		t.Errorf("fallback: got %q", got)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/proc"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // vmRecord is what a running VM leaves in its state directory for Attach.
@@ -50,7 +51,7 @@ type nicRecord struct {
 	MTU     int    `json:"mtu,omitempty"`
 }
 
-func (v *VM) saveRecord() error {
+func (v *qemuVM) saveRecord() error {
 	v.mu.Lock()
 	if v.proc == nil {
 		v.mu.Unlock()
@@ -95,15 +96,15 @@ func (v *VM) saveRecord() error {
 	return nil
 }
 
-// Attach finds a running VM again from its state directory, typically in
+// attachVM finds a running VM again from its state directory, typically in
 // another process than the one that started it: it reconnects to QMP and
 // watches the QEMU process through a pidfd. A VM that is no longer running
 // gives an error wrapping errdefs.ErrNotFound.
 //
-// Attach uses the VM's second QMP socket (the first belongs to the process
+// attachVM uses the VM's second QMP socket (the first belongs to the process
 // that started it). QEMU serves one client per socket: while another
-// attached process holds it, Attach waits up to ctx's deadline.
-func Attach(ctx context.Context, stateDir string) (*VM, error) {
+// attached process holds it, attachVM waits up to ctx's deadline.
+func attachVM(ctx context.Context, stateDir string) (*qemuVM, error) {
 	paths := pathsFor(stateDir)
 	b, err := os.ReadFile(paths.Record)
 	if err != nil {
@@ -162,10 +163,10 @@ func Attach(ctx context.Context, stateDir string) (*VM, error) {
 		cfg.CPUs = hypervisor.DefaultCPUs
 	}
 	cfg.Logger = slog.Default()
-	v := &VM{
+	v := &qemuVM{
 		id:        r.ID,
 		paths:     paths,
-		log:       cfg.Logger.With("vm", r.ID, "hypervisor", BackendName),
+		log:       cfg.Logger.With("vm", r.ID, "hypervisor", backendName),
 		cfg:       cfg,
 		started:   true,
 		qemuPath:  r.QEMUPath,
@@ -178,7 +179,7 @@ func Attach(ctx context.Context, stateDir string) (*VM, error) {
 
 		releaseWatch: release,
 	}
-	q, err := DialQMP(ctx, paths.AttachQMP, v.log)
+	q, err := qmp.Dial(ctx, paths.AttachQMP, v.log)
 	if err != nil {
 		release()
 		if proc.hasExited() {

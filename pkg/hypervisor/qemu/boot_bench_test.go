@@ -70,7 +70,7 @@ func bootOnce(b *testing.B, kernel, initrd, fw string) (wall, cpu time.Duration)
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	vm, err := New(hypervisor.Config{
+	vm, err := newVM(hypervisor.Config{
 		ID: "bench", StateDir: dir + "/vm", Kernel: kernel, Initrd: initrd, Firmware: fw,
 		Accel: hypervisor.AccelTCG, AgentTransport: hypervisor.TransportVirtioSerial,
 		Logger: slog.New(slog.DiscardHandler),

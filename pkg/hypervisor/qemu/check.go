@@ -7,56 +7,36 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
-// HostReport is what this host offers the QEMU backend, for `vc check`.
-type HostReport struct {
-	QEMUPath    string `json:"qemu_path"`
-	QEMUVersion string `json:"qemu_version"`
-	QEMUError   string `json:"qemu_error,omitempty"`
-	// KVM tells whether VMs with accel auto run under KVM, and why.
-	KVM       bool   `json:"kvm"`
-	KVMReason string `json:"kvm_reason"`
-	// VhostVsock tells whether the agent can use vsock (else virtio-serial).
-	VhostVsock bool `json:"vhost_vsock"`
-	// Firmware is the BIOS VMs boot with ("" for QEMU's SeaBIOS).
-	Firmware string `json:"firmware,omitempty"`
-	// UserNet tells whether the NAT of sandboxes without a network
-	// namespace can run: passt (the user-mode network stack, passt.go)
-	// in PATH and QEMU's stream netdev backend (QEMU 7.2 or later).
-	UserNet bool `json:"user_net"`
-	// PasstPath is the passt found in PATH; UserNetError says why the
-	// NAT cannot run.
-	PasstPath    string `json:"passt_path,omitempty"`
-	UserNetError string `json:"user_net_error,omitempty"`
-}
-
-// CheckHost inspects the host: the QEMU binary (qemuPath, or the default),
+// checkHost inspects the host: the QEMU binary (qemuPath, or the default),
 // KVM (the same cached verdict VM starts use, probing when there is none),
 // vhost-vsock and the firmware.
-func CheckHost(qemuPath string) HostReport {
-	var r HostReport
+func checkHost(qemuPath string) hypervisor.HostReport {
+	var r hypervisor.HostReport
 	p, err := findQEMU(qemuPath)
 	if err != nil {
-		r.QEMUError = err.Error()
+		r.Error = err.Error()
 	} else {
-		r.QEMUPath = p
+		r.Path = p
 		out, err := exec.Command(p, "--version").Output()
 		if err != nil {
-			r.QEMUError = err.Error()
+			r.Error = err.Error()
 		}
-		r.QEMUVersion = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+		r.Version = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 		checkUserNet(&r, p)
 	}
-	if _, err := os.Stat(DefaultFirmware); err == nil {
-		r.Firmware = DefaultFirmware
+	if _, err := os.Stat(defaultFirmware); err == nil {
+		r.Firmware = defaultFirmware
 	}
 	r.VhostVsock = haveVhostVsock()
 	if err := accessRW(kvmDevice); err != nil {
 		r.KVMReason = kvmDevice + ": " + err.Error()
 		return r
 	}
-	key := accelCacheKey(r.QEMUPath)
+	key := accelCacheKey(r.Path)
 	dir := probeCacheDir()
 	if dir != "" {
 		if v, ok := readVerdict(filepath.Join(dir, accelCacheName), key); ok {
@@ -74,12 +54,12 @@ func CheckHost(qemuPath string) HostReport {
 }
 
 // checkUserNet fills in the NAT's part of r for the QEMU at qemuPath.
-func checkUserNet(r *HostReport, qemuPath string) {
+func checkUserNet(r *hypervisor.HostReport, qemuPath string) {
 	var why []string
-	if p, err := exec.LookPath(PasstBinary); err != nil {
+	if p, err := exec.LookPath(passtBinary); err != nil {
 		why = append(why, "passt, the user-mode network stack, is not installed (apt-get install passt): "+err.Error())
 	} else {
-		r.PasstPath = p
+		r.UserNetPath = p
 	}
 	if !hasNetdev(qemuPath, "stream") {
 		why = append(why, "qemu has no stream netdev backend (QEMU 7.2 or later has)")

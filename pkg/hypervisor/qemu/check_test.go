@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
 // The NAT needs passt and QEMU's stream netdev: with both the report names
@@ -14,23 +16,23 @@ func TestCheckUserNet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the qemu package's tests need QEMU: %v", err)
 	}
-	passt, err := os.ReadFile("/usr/bin/" + PasstBinary)
+	passt, err := os.ReadFile("/usr/bin/" + passtBinary)
 	if err != nil {
 		t.Fatalf("the test needs passt installed: %v", err)
 	}
 	bin := t.TempDir()
 	t.Setenv("PATH", bin)
-	var r HostReport
+	var r hypervisor.HostReport
 	checkUserNet(&r, q)
-	if r.UserNet || r.PasstPath != "" || !strings.Contains(r.UserNetError, "passt, the user-mode network stack, is not installed") {
+	if r.UserNet || r.UserNetPath != "" || !strings.Contains(r.UserNetError, "passt, the user-mode network stack, is not installed") {
 		t.Errorf("no passt in PATH: %+v", r)
 	}
-	if err := os.WriteFile(filepath.Join(bin, PasstBinary), passt, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(bin, passtBinary), passt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r = HostReport{}
+	r = hypervisor.HostReport{}
 	checkUserNet(&r, q)
-	if !r.UserNet || r.PasstPath != filepath.Join(bin, PasstBinary) || r.UserNetError != "" {
+	if !r.UserNet || r.UserNetPath != filepath.Join(bin, passtBinary) || r.UserNetError != "" {
 		t.Errorf("passt in PATH: %+v", r)
 	}
 }

@@ -9,14 +9,14 @@ import (
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
-// DefaultKernelParams come before Config.KernelParams: the console on the
+// defaultKernelParams come before Config.KernelParams: the console on the
 // first serial port (which the driver writes to ConsoleLog), little noise,
 // and a panic that ends the VM (with -no-reboot, a reboot is an exit).
 // no_timer_check: the IO-APIC timer check panics a guest whose vCPU is
 // starved (TCG on a loaded host: "IO-APIC + timer doesn't work!"). The
 // rest skip work a VM does not need: TSC calibration, crypto self-tests,
 // probing a PS/2 keyboard controller, SMP alternatives patching.
-const DefaultKernelParams = "console=ttyS0 quiet panic=1 no_timer_check tsc=reliable cryptomgr.notests i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd noreplace-smp"
+const defaultKernelParams = "console=ttyS0 quiet panic=1 no_timer_check tsc=reliable cryptomgr.notests i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd noreplace-smp"
 
 // Files in a VM's state directory.
 const (
@@ -112,33 +112,33 @@ func diskSlotKey(id string) string { return "disk/" + id }
 func nicSlotKey(id string) string  { return "nic/" + id }
 
 // rootPorts returns the root ports for the plan's slots.
-func (p *launchPlan) rootPorts() []RootPort {
-	ports := make([]RootPort, len(p.slots))
+func (p *launchPlan) rootPorts() []rootPort {
+	ports := make([]rootPort, len(p.slots))
 	for i := range ports {
-		ports[i] = RootPort{ID: rootPortID(i), Chassis: 1, Slot: i + 1}
+		ports[i] = rootPort{ID: rootPortID(i), Chassis: 1, Slot: i + 1}
 	}
 	return ports
 }
 
 // devices lists the VM's devices in command line order.
-func (p *launchPlan) devices() []Device {
+func (p *launchPlan) devices() []device {
 	c := &p.cfg
-	devs := []Device{
-		ConsoleSerial{ID: "console", Path: p.paths.Console},
-		VirtioRNG{ID: "rng0"},
+	devs := []device{
+		consoleSerial{ID: "console", Path: p.paths.Console},
+		virtioRNG{ID: "rng0"},
 	}
 	switch p.transport {
 	case hypervisor.TransportVsock:
-		devs = append(devs, VhostVsock{ID: "vsock0", CID: p.cid, VhostFD: p.vhostFD})
+		devs = append(devs, vhostVsockPCI{ID: "vsock0", CID: p.cid, VhostFD: p.vhostFD})
 	default:
 		devs = append(devs,
-			SocketChardev{ID: "agent", Path: p.paths.Agent},
-			VirtioSerial{ID: "serial0"},
-			VirtioSerialPort{ID: "agent0", Bus: "serial0.0", Chardev: "agent", Name: hypervisor.AgentPortName},
+			socketChardev{ID: "agent", Path: p.paths.Agent},
+			virtioSerial{ID: "serial0"},
+			virtioSerialPort{ID: "agent0", Bus: "serial0.0", Chardev: "agent", Name: hypervisor.AgentPortName},
 		)
 	}
 	for _, fs := range c.SharedFS {
-		devs = append(devs, Virtio9P{ID: fsDeviceID(fs.Tag), Path: fs.HostPath, Tag: fs.Tag, ReadOnly: fs.ReadOnly})
+		devs = append(devs, virtio9P{ID: fsDeviceID(fs.Tag), Path: fs.HostPath, Tag: fs.Tag, ReadOnly: fs.ReadOnly})
 	}
 	for _, rp := range p.rootPorts() {
 		devs = append(devs, rp)
@@ -151,8 +151,8 @@ func (p *launchPlan) devices() []Device {
 	}
 	for _, d := range c.Disks {
 		devs = append(devs,
-			BlockNode{NodeName: diskNodeName(d.ID), Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Direct: d.Direct, Device: isBlockDevice(d.Path)},
-			VirtioBlk{ID: diskDeviceID(d.ID), Drive: diskNodeName(d.ID), Bus: slotOf[diskSlotKey(d.ID)], Serial: d.Serial},
+			blockNode{NodeName: diskNodeName(d.ID), Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Direct: d.Direct, Device: isBlockDevice(d.Path)},
+			virtioBlk{ID: diskDeviceID(d.ID), Drive: diskNodeName(d.ID), Bus: slotOf[diskSlotKey(d.ID)], Serial: d.Serial},
 		)
 	}
 	for _, n := range c.NICs {
@@ -161,23 +161,23 @@ func (p *launchPlan) devices() []Device {
 			fds = append(fds, strconv.Itoa(fd))
 		}
 		devs = append(devs,
-			TapNetdev{ID: netdevID(n.ID), IfName: n.TapName, FDs: fds, Vhost: p.vhostNet},
-			VirtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String(), Bus: slotOf[nicSlotKey(n.ID)], MTU: n.MTU, Queues: max(1, len(fds))},
+			tapNetdev{ID: netdevID(n.ID), IfName: n.TapName, FDs: fds, Vhost: p.vhostNet},
+			virtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String(), Bus: slotOf[nicSlotKey(n.ID)], MTU: n.MTU, Queues: max(1, len(fds))},
 		)
 	}
 	for i := c.FixedCPUs; i < c.CPUs; i++ {
-		devs = append(devs, CPU{ID: cpuDeviceID(bootTopology(i)), Driver: cpuDriver(p.accel), Topology: bootTopology(i)})
+		devs = append(devs, cpuDevice{ID: cpuDeviceID(bootTopology(i)), Driver: cpuDriver(p.accel), Topology: bootTopology(i)})
 	}
 	for j := 0; j < (c.MemoryMiB-c.FixedMemoryMiB)/hypervisor.MemoryStepMiB; j++ {
-		devs = append(devs, RAMBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}, DIMM{ID: dimmDeviceID(j), Memdev: dimmBackendID(j)})
+		devs = append(devs, ramBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}, dimmDevice{ID: dimmDeviceID(j), Memdev: dimmBackendID(j)})
 	}
 	if n := c.NAT; n != nil {
 		// The stack is passt (passt.go), which forwards the published
 		// ports itself. On pcie.0: a NAT NIC is never unplugged, so it
 		// takes no root port.
 		devs = append(devs,
-			StreamNetdev{ID: netdevID(n.ID), Path: p.paths.Passt},
-			VirtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String()},
+			streamNetdev{ID: netdevID(n.ID), Path: p.paths.Passt},
+			virtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String()},
 		)
 	}
 	return devs
@@ -252,7 +252,7 @@ func (p *launchPlan) commandLine() []string {
 func kernelCmdline(extra string) string {
 	extra = strings.TrimSpace(extra)
 	if extra == "" {
-		return DefaultKernelParams
+		return defaultKernelParams
 	}
-	return DefaultKernelParams + " " + extra
+	return defaultKernelParams + " " + extra
 }

@@ -12,46 +12,46 @@ import (
 
 func TestDeviceParams(t *testing.T) {
 	cases := []struct {
-		dev  Device
+		dev  device
 		want []string
 	}{
-		{RootPort{ID: "rp0", Chassis: 1, Slot: 1},
+		{rootPort{ID: "rp0", Chassis: 1, Slot: 1},
 			[]string{"-device", "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1,io-reserve=0"}},
-		{ConsoleSerial{ID: "console", Path: "/run/vc/a,b/console.log"},
+		{consoleSerial{ID: "console", Path: "/run/vc/a,b/console.log"},
 			[]string{"-chardev", "file,id=console,path=/run/vc/a,,b/console.log", "-serial", "chardev:console"}},
-		{SocketChardev{ID: "agent", Path: "/run/vc/x/agent.sock"},
+		{socketChardev{ID: "agent", Path: "/run/vc/x/agent.sock"},
 			[]string{"-chardev", "socket,id=agent,path=/run/vc/x/agent.sock,server=on,wait=off"}},
-		{VirtioSerial{ID: "serial0"}, []string{"-device", "virtio-serial-pci,id=serial0"}},
-		{VirtioSerialPort{ID: "agent0", Bus: "serial0.0", Chardev: "agent", Name: "agent.channel.0"},
+		{virtioSerial{ID: "serial0"}, []string{"-device", "virtio-serial-pci,id=serial0"}},
+		{virtioSerialPort{ID: "agent0", Bus: "serial0.0", Chardev: "agent", Name: "agent.channel.0"},
 			[]string{"-device", "virtserialport,id=agent0,bus=serial0.0,chardev=agent,name=agent.channel.0"}},
-		{VhostVsock{ID: "vsock0", CID: 7, VhostFD: -1},
+		{vhostVsockPCI{ID: "vsock0", CID: 7, VhostFD: -1},
 			[]string{"-device", "vhost-vsock-pci,id=vsock0,guest-cid=7"}},
-		{VhostVsock{ID: "vsock0", CID: 3, VhostFD: 4},
+		{vhostVsockPCI{ID: "vsock0", CID: 3, VhostFD: 4},
 			[]string{"-device", "vhost-vsock-pci,id=vsock0,guest-cid=3,vhostfd=4"}},
-		{VirtioRNG{ID: "rng0"}, []string{"-device", "virtio-rng-pci,id=rng0"}},
-		{Virtio9P{ID: "fs-share", Path: "/srv/share", Tag: "share"},
+		{virtioRNG{ID: "rng0"}, []string{"-device", "virtio-rng-pci,id=rng0"}},
+		{virtio9P{ID: "fs-share", Path: "/srv/share", Tag: "share"},
 			[]string{"-fsdev", "local,id=fs-share-fs,path=/srv/share,security_model=none",
 				"-device", "virtio-9p-pci,id=fs-share,fsdev=fs-share-fs,mount_tag=share"}},
-		{Virtio9P{ID: "fs-ro", Path: "/srv/ro", Tag: "ro", ReadOnly: true},
+		{virtio9P{ID: "fs-ro", Path: "/srv/ro", Tag: "ro", ReadOnly: true},
 			[]string{"-fsdev", "local,id=fs-ro-fs,path=/srv/ro,security_model=none,readonly=on",
 				"-device", "virtio-9p-pci,id=fs-ro,fsdev=fs-ro-fs,mount_tag=ro"}},
-		{BlockNode{NodeName: "drive-d1", Path: "/img/d1.raw", Format: "raw"},
+		{blockNode{NodeName: "drive-d1", Path: "/img/d1.raw", Format: "raw"},
 			[]string{"-blockdev", "driver=raw,node-name=drive-d1,read-only=off,file.driver=file,file.filename=/img/d1.raw,file.read-only=off"}},
-		{BlockNode{NodeName: "drive-d2", Path: "/dev/sdb", Format: "qcow2", ReadOnly: true, Direct: true, Device: true},
+		{blockNode{NodeName: "drive-d2", Path: "/dev/sdb", Format: "qcow2", ReadOnly: true, Direct: true, Device: true},
 			[]string{"-blockdev", "driver=qcow2,node-name=drive-d2,read-only=on,file.driver=host_device,file.filename=/dev/sdb,file.read-only=on,file.cache.direct=on,file.aio=native"}},
-		{VirtioBlk{ID: "blk-d1", Drive: "drive-d1", Bus: "rp0", Serial: "d1"},
+		{virtioBlk{ID: "blk-d1", Drive: "drive-d1", Bus: "rp0", Serial: "d1"},
 			[]string{"-device", "virtio-blk-pci,id=blk-d1,drive=drive-d1,bus=rp0,serial=d1"}},
-		{VirtioBlk{ID: "blk-d1", Drive: "drive-d1"},
+		{virtioBlk{ID: "blk-d1", Drive: "drive-d1"},
 			[]string{"-device", "virtio-blk-pci,id=blk-d1,drive=drive-d1"}},
-		{TapNetdev{ID: "netdev-eth0", IfName: "tap0"},
+		{tapNetdev{ID: "netdev-eth0", IfName: "tap0"},
 			[]string{"-netdev", "tap,id=netdev-eth0,ifname=tap0,script=no,downscript=no,vhost=off"}},
-		{TapNetdev{ID: "netdev-eth0", FDs: []string{"5"}, Vhost: true},
+		{tapNetdev{ID: "netdev-eth0", FDs: []string{"5"}, Vhost: true},
 			[]string{"-netdev", "tap,id=netdev-eth0,fd=5,vhost=on"}},
-		{TapNetdev{ID: "netdev-eth0", FDs: []string{"5", "6"}},
+		{tapNetdev{ID: "netdev-eth0", FDs: []string{"5", "6"}},
 			[]string{"-netdev", "tap,id=netdev-eth0,fds=5:6,vhost=off"}},
-		{VirtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Bus: "rp1", MTU: 1400},
+		{virtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Bus: "rp1", MTU: 1400},
 			[]string{"-device", "virtio-net-pci,id=net-eth0,netdev=netdev-eth0,mac=02:00:00:00:00:01,bus=rp1,host_mtu=1400"}},
-		{VirtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Queues: 2},
+		{virtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Queues: 2},
 			[]string{"-device", "virtio-net-pci,id=net-eth0,netdev=netdev-eth0,mac=02:00:00:00:00:01,mq=on,vectors=6"}},
 	}
 	for _, tc := range cases {
@@ -71,22 +71,22 @@ func asJSON(t *testing.T, v any) string {
 }
 
 func TestHotplugArgs(t *testing.T) {
-	node := BlockNode{NodeName: "drive-d1", Path: "/img/d1.qcow2", Format: "qcow2", ReadOnly: true, Direct: true}
+	node := blockNode{NodeName: "drive-d1", Path: "/img/d1.qcow2", Format: "qcow2", ReadOnly: true, Direct: true}
 	want := `{"driver":"qcow2","file":{"aio":"native","cache":{"direct":true},"driver":"file","filename":"/img/d1.qcow2","read-only":true},"node-name":"drive-d1","read-only":true}`
 	if got := asJSON(t, node.BlockdevAddArgs()); got != want {
 		t.Errorf("blockdev-add:\n got  %s\n want %s", got, want)
 	}
-	blk := VirtioBlk{ID: "blk-d1", Drive: "drive-d1", Bus: "rp2", Serial: "d1"}
+	blk := virtioBlk{ID: "blk-d1", Drive: "drive-d1", Bus: "rp2", Serial: "d1"}
 	want = `{"bus":"rp2","drive":"drive-d1","driver":"virtio-blk-pci","id":"blk-d1","serial":"d1"}`
 	if got := asJSON(t, blk.DeviceAddArgs()); got != want {
 		t.Errorf("device_add blk:\n got  %s\n want %s", got, want)
 	}
-	tap := TapNetdev{ID: "netdev-eth0", FDs: []string{"fd-eth0-0"}}
+	tap := tapNetdev{ID: "netdev-eth0", FDs: []string{"fd-eth0-0"}}
 	want = `{"fd":"fd-eth0-0","id":"netdev-eth0","type":"tap","vhost":false}`
 	if got := asJSON(t, tap.NetdevAddArgs()); got != want {
 		t.Errorf("netdev_add:\n got  %s\n want %s", got, want)
 	}
-	nic := VirtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Bus: "rp0", MTU: 1500}
+	nic := virtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Bus: "rp0", MTU: 1500}
 	want = `{"bus":"rp0","driver":"virtio-net-pci","host_mtu":1500,"id":"net-eth0","mac":"02:00:00:00:00:01","netdev":"netdev-eth0"}`
 	if got := asJSON(t, nic.DeviceAddArgs()); got != want {
 		t.Errorf("device_add nic:\n got  %s\n want %s", got, want)
@@ -136,7 +136,7 @@ func TestCommandLine(t *testing.T) {
 		"-accel tcg,thread=multi -cpu max",
 		"-smp 1,maxcpus=4,sockets=1,cores=4,threads=1 -m 256M,slots=6,maxmem=1024M",
 		"-kernel /k/vmlinuz -initrd /k/initrd",
-		"-append " + DefaultKernelParams + " vc.log=debug",
+		"-append " + defaultKernelParams + " vc.log=debug",
 		"-pidfile /run/vc/sb1/qemu.pid",
 		"-qmp unix:/run/vc/sb1/qmp.sock,server=on,wait=off",
 		"-qmp unix:/run/vc/sb1/qmp-attach.sock,server=on,wait=off",
@@ -202,10 +202,10 @@ func TestCommandLineKVMVsockFirmware(t *testing.T) {
 }
 
 func TestKernelCmdline(t *testing.T) {
-	if got := kernelCmdline("  "); got != DefaultKernelParams {
+	if got := kernelCmdline("  "); got != defaultKernelParams {
 		t.Errorf("got %q", got)
 	}
-	if got := kernelCmdline("loglevel=7"); got != DefaultKernelParams+" loglevel=7" {
+	if got := kernelCmdline("loglevel=7"); got != defaultKernelParams+" loglevel=7" {
 		t.Errorf("got %q", got)
 	}
 }

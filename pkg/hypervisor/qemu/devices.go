@@ -7,16 +7,16 @@ import (
 	"strings"
 )
 
-// Device is a piece of the VM that renders its own QEMU command line
+// device is a piece of the VM that renders its own QEMU command line
 // arguments ("-device", "virtio-rng-pci,id=rng0", ...).
-type Device interface {
+type device interface {
 	QemuParams() []string
 }
 
-// HotplugDevice is a device that can also be added to a running VM: it
+// hotplugDevice is a device that can also be added to a running VM: it
 // renders the arguments of device_add.
-type HotplugDevice interface {
-	Device
+type hotplugDevice interface {
+	device
 	DeviceAddArgs() map[string]any
 }
 
@@ -106,80 +106,80 @@ func (p props) qmp() map[string]any {
 	return out
 }
 
-// RootPort is a PCIe root port on q35's root complex: the slot a device is
+// rootPort is a PCIe root port on q35's root complex: the slot a device is
 // hotplugged into (q35's pcie.0 itself does not take hotplug).
-type RootPort struct {
+type rootPort struct {
 	ID      string
 	Chassis int
 	Slot    int
 }
 
-func (d RootPort) props() props {
+func (d rootPort) props() props {
 	// No I/O window: virtio devices behind it are modern-only and need
 	// none, and the 64 KiB I/O space would run out after a dozen ports.
 	return props{}.add("id", d.ID).add("bus", "pcie.0").add("chassis", d.Chassis).add("slot", d.Slot).add("io-reserve", "0")
 }
 
-func (d RootPort) QemuParams() []string {
+func (d rootPort) QemuParams() []string {
 	return []string{"-device", d.props().cli("pcie-root-port")}
 }
 
-// ConsoleSerial is the guest's first serial port (ttyS0) written to a file.
-type ConsoleSerial struct {
+// consoleSerial is the guest's first serial port (ttyS0) written to a file.
+type consoleSerial struct {
 	ID   string
 	Path string
 }
 
-func (d ConsoleSerial) QemuParams() []string {
+func (d consoleSerial) QemuParams() []string {
 	return []string{
 		"-chardev", props{}.add("id", d.ID).add("path", d.Path).cli("file"),
 		"-serial", "chardev:" + d.ID,
 	}
 }
 
-// SocketChardev is a unix socket QEMU listens on.
-type SocketChardev struct {
+// socketChardev is a unix socket QEMU listens on.
+type socketChardev struct {
 	ID   string
 	Path string
 }
 
-func (d SocketChardev) QemuParams() []string {
+func (d socketChardev) QemuParams() []string {
 	return []string{"-chardev", props{}.add("id", d.ID).add("path", d.Path).add("server", true).add("wait", false).cli("socket")}
 }
 
-// VirtioSerial is a virtio-serial controller; its ports are
+// virtioSerial is a virtio-serial controller; its ports are
 // VirtioSerialPorts on bus ID+".0".
-type VirtioSerial struct {
+type virtioSerial struct {
 	ID string
 }
 
-func (d VirtioSerial) QemuParams() []string {
+func (d virtioSerial) QemuParams() []string {
 	return []string{"-device", props{}.add("id", d.ID).cli("virtio-serial-pci")}
 }
 
-// VirtioSerialPort is a named port bridged to a chardev. The guest sees
+// virtioSerialPort is a named port bridged to a chardev. The guest sees
 // /sys/class/virtio-ports/vportNpM/name = Name.
-type VirtioSerialPort struct {
+type virtioSerialPort struct {
 	ID      string
 	Bus     string // the controller's ID + ".0"
 	Chardev string
 	Name    string
 }
 
-func (d VirtioSerialPort) QemuParams() []string {
+func (d virtioSerialPort) QemuParams() []string {
 	return []string{"-device", props{}.add("id", d.ID).add("bus", d.Bus).add("chardev", d.Chardev).add("name", d.Name).cli("virtserialport")}
 }
 
-// VhostVsock is a vhost-vsock device with the guest's context id. VhostFD,
+// vhostVsockPCI is a vhost-vsock device with the guest's context id. VhostFD,
 // when not negative, is an already opened /dev/vhost-vsock whose CID has
 // been set (the way to hold a CID without racing another VM for it).
-type VhostVsock struct {
+type vhostVsockPCI struct {
 	ID      string
 	CID     uint32
 	VhostFD int
 }
 
-func (d VhostVsock) QemuParams() []string {
+func (d vhostVsockPCI) QemuParams() []string {
 	p := props{}.add("id", d.ID).add("guest-cid", d.CID)
 	if d.VhostFD >= 0 {
 		p = p.add("vhostfd", strconv.Itoa(d.VhostFD))
@@ -187,24 +187,24 @@ func (d VhostVsock) QemuParams() []string {
 	return []string{"-device", p.cli("vhost-vsock-pci")}
 }
 
-// VirtioRNG feeds the guest's entropy pool from the host.
-type VirtioRNG struct {
+// virtioRNG feeds the guest's entropy pool from the host.
+type virtioRNG struct {
 	ID string
 }
 
-func (d VirtioRNG) QemuParams() []string {
+func (d virtioRNG) QemuParams() []string {
 	return []string{"-device", props{}.add("id", d.ID).cli("virtio-rng-pci")}
 }
 
-// Virtio9P shares a host directory over 9p (an fsdev and its device).
-type Virtio9P struct {
+// virtio9P shares a host directory over 9p (an fsdev and its device).
+type virtio9P struct {
 	ID       string // the device; the fsdev is ID+"-fs"
 	Path     string
 	Tag      string
 	ReadOnly bool
 }
 
-func (d Virtio9P) QemuParams() []string {
+func (d virtio9P) QemuParams() []string {
 	// security_model=none: files keep the host's owners; the guest's
 	// root acts as the host user QEMU runs as.
 	fs := props{}.add("id", d.ID+"-fs").add("path", d.Path).add("security_model", "none")
@@ -217,9 +217,9 @@ func (d Virtio9P) QemuParams() []string {
 	}
 }
 
-// BlockNode is a -blockdev graph: a protocol node (file or host_device)
+// blockNode is a -blockdev graph: a protocol node (file or host_device)
 // under a format node (raw or qcow2) named NodeName.
-type BlockNode struct {
+type blockNode struct {
 	NodeName string
 	Path     string
 	Format   string // raw or qcow2
@@ -228,7 +228,7 @@ type BlockNode struct {
 	Device   bool // a host block device rather than a file
 }
 
-func (d BlockNode) props() props {
+func (d blockNode) props() props {
 	proto := "file"
 	if d.Device {
 		proto = "host_device"
@@ -241,40 +241,40 @@ func (d BlockNode) props() props {
 	return p
 }
 
-func (d BlockNode) QemuParams() []string { return []string{"-blockdev", d.props().cli("")} }
+func (d blockNode) QemuParams() []string { return []string{"-blockdev", d.props().cli("")} }
 
 // BlockdevAddArgs renders the same graph for QMP blockdev-add.
-func (d BlockNode) BlockdevAddArgs() map[string]any { return d.props().qmp() }
+func (d blockNode) BlockdevAddArgs() map[string]any { return d.props().qmp() }
 
-// VirtioBlk is a virtio-blk disk over a block node.
-type VirtioBlk struct {
+// virtioBlk is a virtio-blk disk over a block node.
+type virtioBlk struct {
 	ID     string
-	Drive  string // the BlockNode's NodeName
+	Drive  string // the blockNode's NodeName
 	Bus    string // a root port, or "" for pcie.0
 	Serial string
 }
 
-func (d VirtioBlk) props() props {
+func (d virtioBlk) props() props {
 	return props{}.add("id", d.ID).add("drive", d.Drive).addIf("bus", d.Bus).addIf("serial", d.Serial)
 }
 
-func (d VirtioBlk) QemuParams() []string { return []string{"-device", d.props().cli("virtio-blk-pci")} }
+func (d virtioBlk) QemuParams() []string { return []string{"-device", d.props().cli("virtio-blk-pci")} }
 
-func (d VirtioBlk) DeviceAddArgs() map[string]any {
+func (d virtioBlk) DeviceAddArgs() map[string]any {
 	return props{}.add("driver", "virtio-blk-pci").qmpMerge(d.props())
 }
 
-// TapNetdev is a tap network backend: opened by QEMU by name, or given as
+// tapNetdev is a tap network backend: opened by QEMU by name, or given as
 // open descriptors (FDs: numbers on the command line, names passed with
 // getfd for hotplug).
-type TapNetdev struct {
+type tapNetdev struct {
 	ID     string
 	IfName string
 	FDs    []string
 	Vhost  bool
 }
 
-func (d TapNetdev) props() props {
+func (d tapNetdev) props() props {
 	p := props{}.add("id", d.ID)
 	switch {
 	case len(d.FDs) == 1:
@@ -287,29 +287,29 @@ func (d TapNetdev) props() props {
 	return p.add("vhost", d.Vhost)
 }
 
-func (d TapNetdev) QemuParams() []string { return []string{"-netdev", d.props().cli("tap")} }
+func (d tapNetdev) QemuParams() []string { return []string{"-netdev", d.props().cli("tap")} }
 
 // NetdevAddArgs renders the backend for QMP netdev_add.
-func (d TapNetdev) NetdevAddArgs() map[string]any {
+func (d tapNetdev) NetdevAddArgs() map[string]any {
 	return props{}.add("type", "tap").qmpMerge(d.props())
 }
 
-// StreamNetdev is a network backend that exchanges the guest's frames
+// streamNetdev is a network backend that exchanges the guest's frames
 // with a user-mode network stack (passt) over a unix stream socket that
 // the stack listens on.
-type StreamNetdev struct {
+type streamNetdev struct {
 	ID   string
 	Path string
 }
 
-func (d StreamNetdev) props() props {
+func (d streamNetdev) props() props {
 	return props{}.add("id", d.ID).add("server", false).add("addr.type", "unix").add("addr.path", d.Path)
 }
 
-func (d StreamNetdev) QemuParams() []string { return []string{"-netdev", d.props().cli("stream")} }
+func (d streamNetdev) QemuParams() []string { return []string{"-netdev", d.props().cli("stream")} }
 
-// VirtioNet is a virtio-net NIC over a netdev.
-type VirtioNet struct {
+// virtioNet is a virtio-net NIC over a netdev.
+type virtioNet struct {
 	ID     string
 	Netdev string
 	MAC    string
@@ -318,7 +318,7 @@ type VirtioNet struct {
 	Queues int    // >1 turns multiqueue on
 }
 
-func (d VirtioNet) props() props {
+func (d virtioNet) props() props {
 	p := props{}.add("id", d.ID).add("netdev", d.Netdev).add("mac", d.MAC).addIf("bus", d.Bus).addIf("host_mtu", d.MTU)
 	if d.Queues > 1 {
 		p = p.add("mq", true).add("vectors", 2*d.Queues+2)
@@ -326,9 +326,9 @@ func (d VirtioNet) props() props {
 	return p
 }
 
-func (d VirtioNet) QemuParams() []string { return []string{"-device", d.props().cli("virtio-net-pci")} }
+func (d virtioNet) QemuParams() []string { return []string{"-device", d.props().cli("virtio-net-pci")} }
 
-func (d VirtioNet) DeviceAddArgs() map[string]any {
+func (d virtioNet) DeviceAddArgs() map[string]any {
 	return props{}.add("driver", "virtio-net-pci").qmpMerge(d.props())
 }
 
@@ -336,17 +336,17 @@ func (p props) qmpMerge(more props) map[string]any {
 	return append(append(props{}, p...), more...).qmp()
 }
 
-// CPU is a vCPU plugged as a device, beyond -smp's boot vCPUs, so that it
+// cpuDevice is a vCPU plugged as a device, beyond -smp's boot vCPUs, so that it
 // can be unplugged: at a place of the topology (socket-id, core-id,
 // thread-id, ... as query-hotpluggable-cpus reports them), of the type
 // QEMU reports for the -cpu model.
-type CPU struct {
+type cpuDevice struct {
 	ID       string
 	Driver   string
 	Topology map[string]int
 }
 
-func (d CPU) props() props {
+func (d cpuDevice) props() props {
 	p := props{}.add("id", d.ID)
 	keys := make([]string, 0, len(d.Topology))
 	for k := range d.Topology {
@@ -359,43 +359,43 @@ func (d CPU) props() props {
 	return p
 }
 
-func (d CPU) QemuParams() []string { return []string{"-device", d.props().cli(d.Driver)} }
+func (d cpuDevice) QemuParams() []string { return []string{"-device", d.props().cli(d.Driver)} }
 
-func (d CPU) DeviceAddArgs() map[string]any {
+func (d cpuDevice) DeviceAddArgs() map[string]any {
 	return props{}.add("driver", d.Driver).qmpMerge(d.props())
 }
 
-// RAMBackend is anonymous guest memory (a memory-backend-ram object) that
+// ramBackend is anonymous guest memory (a memory-backend-ram object) that
 // a DIMM maps.
-type RAMBackend struct {
+type ramBackend struct {
 	ID      string
 	SizeMiB int
 }
 
-func (d RAMBackend) props() props {
+func (d ramBackend) props() props {
 	return props{}.add("id", d.ID).add("size", d.SizeMiB<<20)
 }
 
-func (d RAMBackend) QemuParams() []string {
+func (d ramBackend) QemuParams() []string {
 	return []string{"-object", d.props().cli("memory-backend-ram")}
 }
 
 // ObjectAddArgs renders the backend for QMP object-add.
-func (d RAMBackend) ObjectAddArgs() map[string]any {
+func (d ramBackend) ObjectAddArgs() map[string]any {
 	return props{}.add("qom-type", "memory-backend-ram").qmpMerge(d.props())
 }
 
-// DIMM is a pc-dimm over a RAMBackend: memory the guest finds through
+// dimmDevice is a pc-dimm over a ramBackend: memory the guest finds through
 // ACPI, and gives back when it is ejected.
-type DIMM struct {
+type dimmDevice struct {
 	ID     string
 	Memdev string
 }
 
-func (d DIMM) props() props { return props{}.add("id", d.ID).add("memdev", d.Memdev) }
+func (d dimmDevice) props() props { return props{}.add("id", d.ID).add("memdev", d.Memdev) }
 
-func (d DIMM) QemuParams() []string { return []string{"-device", d.props().cli("pc-dimm")} }
+func (d dimmDevice) QemuParams() []string { return []string{"-device", d.props().cli("pc-dimm")} }
 
-func (d DIMM) DeviceAddArgs() map[string]any {
+func (d dimmDevice) DeviceAddArgs() map[string]any {
 	return props{}.add("driver", "pc-dimm").qmpMerge(d.props())
 }

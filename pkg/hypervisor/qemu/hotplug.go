@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // Devices added before Start join the configuration; after Start they are
@@ -21,7 +22,7 @@ import (
 // (which waits for the guest to let go) and blockdev-del / netdev_del.
 
 // AddDisk attaches a block device.
-func (v *VM) AddDisk(ctx context.Context, d hypervisor.Disk) error {
+func (v *qemuVM) AddDisk(ctx context.Context, d hypervisor.Disk) error {
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
 	}
@@ -45,11 +46,11 @@ func (v *VM) AddDisk(ctx context.Context, d hypervisor.Disk) error {
 	if err != nil {
 		return err
 	}
-	node := BlockNode{NodeName: diskNodeName(d.ID), Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Direct: d.Direct, Device: isBlockDevice(d.Path)}
+	node := blockNode{NodeName: diskNodeName(d.ID), Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Direct: d.Direct, Device: isBlockDevice(d.Path)}
 	if err := q.BlockdevAdd(ctx, node.BlockdevAddArgs()); err != nil {
 		return fmt.Errorf("vm %s: add disk %s: %w", v.id, d.ID, err)
 	}
-	dev := VirtioBlk{ID: diskDeviceID(d.ID), Drive: node.NodeName, Bus: rootPortID(slot), Serial: d.Serial}
+	dev := virtioBlk{ID: diskDeviceID(d.ID), Drive: node.NodeName, Bus: rootPortID(slot), Serial: d.Serial}
 	if err := q.DeviceAdd(ctx, dev.DeviceAddArgs()); err != nil {
 		if uerr := q.BlockdevDel(context.WithoutCancel(ctx), node.NodeName); uerr != nil {
 			v.log.Warn("undo blockdev-add", "disk", d.ID, "err", uerr)
@@ -65,7 +66,7 @@ func (v *VM) AddDisk(ctx context.Context, d hypervisor.Disk) error {
 }
 
 // RemoveDisk detaches the disk with that id.
-func (v *VM) RemoveDisk(ctx context.Context, id string) error {
+func (v *qemuVM) RemoveDisk(ctx context.Context, id string) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.syncRecord()
@@ -95,7 +96,7 @@ func (v *VM) RemoveDisk(ctx context.Context, id string) error {
 }
 
 // AddNIC attaches a network interface.
-func (v *VM) AddNIC(ctx context.Context, n hypervisor.NIC) error {
+func (v *qemuVM) AddNIC(ctx context.Context, n hypervisor.NIC) error {
 	if err := n.Validate(); err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
 	}
@@ -131,14 +132,14 @@ func (v *VM) AddNIC(ctx context.Context, n hypervisor.NIC) error {
 	v.mu.Lock()
 	vhost := v.accel == hypervisor.AccelKVM && haveVhostNet()
 	v.mu.Unlock()
-	netdev := TapNetdev{ID: netdevID(n.ID), IfName: n.TapName, FDs: fdNames, Vhost: vhost}
+	netdev := tapNetdev{ID: netdevID(n.ID), IfName: n.TapName, FDs: fdNames, Vhost: vhost}
 	if err := q.NetdevAdd(ctx, netdev.NetdevAddArgs()); err != nil {
 		for _, name := range fdNames {
 			q.CloseFD(undo, name)
 		}
 		return fmt.Errorf("vm %s: add nic %s: %w", v.id, n.ID, err)
 	}
-	dev := VirtioNet{ID: nicDeviceID(n.ID), Netdev: netdev.ID, MAC: n.MAC.String(), Bus: rootPortID(slot), MTU: n.MTU, Queues: max(1, len(fdNames))}
+	dev := virtioNet{ID: nicDeviceID(n.ID), Netdev: netdev.ID, MAC: n.MAC.String(), Bus: rootPortID(slot), MTU: n.MTU, Queues: max(1, len(fdNames))}
 	if err := q.DeviceAdd(ctx, dev.DeviceAddArgs()); err != nil {
 		if uerr := q.NetdevDel(undo, netdev.ID); uerr != nil {
 			v.log.Warn("undo netdev_add", "nic", n.ID, "err", uerr)
@@ -154,7 +155,7 @@ func (v *VM) AddNIC(ctx context.Context, n hypervisor.NIC) error {
 }
 
 // RemoveNIC detaches the NIC with that id.
-func (v *VM) RemoveNIC(ctx context.Context, id string) error {
+func (v *qemuVM) RemoveNIC(ctx context.Context, id string) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.syncRecord()
@@ -185,7 +186,7 @@ func (v *VM) RemoveNIC(ctx context.Context, id string) error {
 
 // AddFS shares a directory; before Start only (QEMU cannot hotplug an
 // fsdev).
-func (v *VM) AddFS(ctx context.Context, fs hypervisor.SharedFS) error {
+func (v *qemuVM) AddFS(ctx context.Context, fs hypervisor.SharedFS) error {
 	if err := fs.Validate(); err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
 	}
@@ -207,7 +208,7 @@ func (v *VM) AddFS(ctx context.Context, fs hypervisor.SharedFS) error {
 
 // deviceTarget checks that a device may be added: cold (before Start) or
 // hot (the QMP client to use).
-func (v *VM) deviceTarget(key, what string) (*QMP, bool, error) {
+func (v *qemuVM) deviceTarget(key, what string) (*qmp.Client, bool, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.stopped {
@@ -225,7 +226,7 @@ func (v *VM) deviceTarget(key, what string) (*QMP, bool, error) {
 	return v.qmp, false, nil
 }
 
-func (v *VM) removalTarget(key, what string) (*QMP, bool, error) {
+func (v *qemuVM) removalTarget(key, what string) (*qmp.Client, bool, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.hasDeviceLocked(key) {
@@ -240,7 +241,7 @@ func (v *VM) removalTarget(key, what string) (*QMP, bool, error) {
 	return v.qmp, false, nil
 }
 
-func (v *VM) hasDeviceLocked(key string) bool {
+func (v *qemuVM) hasDeviceLocked(key string) bool {
 	for _, d := range v.cfg.Disks {
 		if diskSlotKey(d.ID) == key {
 			return true
@@ -254,7 +255,7 @@ func (v *VM) hasDeviceLocked(key string) bool {
 	return false
 }
 
-func (v *VM) freeSlot(what string) (int, error) {
+func (v *qemuVM) freeSlot(what string) (int, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for i, s := range v.slots {
@@ -265,7 +266,7 @@ func (v *VM) freeSlot(what string) (int, error) {
 	return 0, fmt.Errorf("vm %s: add %s: all %d hotplug slots are taken (Config.HotplugSlots): %w", v.id, what, len(v.slots), errdefs.ErrResourceExhausted)
 }
 
-func (v *VM) freeSlotLocked(key string) {
+func (v *qemuVM) freeSlotLocked(key string) {
 	for i, s := range v.slots {
 		if s == key {
 			v.slots[i] = ""
@@ -273,7 +274,7 @@ func (v *VM) freeSlotLocked(key string) {
 	}
 }
 
-func (v *VM) saveRecordErr() error {
+func (v *qemuVM) saveRecordErr() error {
 	if err := v.saveRecord(); err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
 	}
@@ -300,7 +301,7 @@ func haveVhostNet() bool {
 // started VM's record on disk is the truth about which hotplug slots,
 // disks and NICs are in use. Callers serialize hotplug across processes
 // (pkg/vc holds the sandbox lock).
-func (v *VM) syncRecord() {
+func (v *qemuVM) syncRecord() {
 	b, err := os.ReadFile(v.paths.Record)
 	if err != nil {
 		return

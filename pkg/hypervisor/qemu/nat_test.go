@@ -22,7 +22,7 @@ import (
 )
 
 func TestStreamNetdevParams(t *testing.T) {
-	d := StreamNetdev{ID: "netdev-nat0", Path: "/run/vc/vm1/passt.sock"}
+	d := streamNetdev{ID: "netdev-nat0", Path: "/run/vc/vm1/passt.sock"}
 	want := []string{"-netdev", "stream,id=netdev-nat0,server=off,addr.type=unix,addr.path=/run/vc/vm1/passt.sock"}
 	if got := d.QemuParams(); !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %q\nwant %q", got, want)
@@ -137,7 +137,7 @@ func TestRealVMNATForwards(t *testing.T) {
 
 	cfg := testConfig(t, "natbusy")
 	cfg.NAT = &hypervisor.NATNIC{ID: "nat0", MAC: mac, Forwards: []hypervisor.PortForward{{HostAddr: lo, HostPort: taken.Addr().(*net.TCPAddr).Port, GuestPort: 80}}}
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestRealVMNATForwards(t *testing.T) {
 	free.Close()
 	cfg = testConfig(t, "natfree")
 	cfg.NAT = &hypervisor.NATNIC{ID: "nat0", MAC: mac, Forwards: []hypervisor.PortForward{{HostAddr: lo, HostPort: port, GuestPort: 80}}}
-	if vm, err = New(cfg); err != nil {
+	if vm, err = newVM(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := vm.Start(context.Background()); err != nil {
@@ -214,7 +214,7 @@ func TestRealVMNATNoPasst(t *testing.T) {
 	cfg.HypervisorPath = qemuPath
 	cfg.NAT = &hypervisor.NATNIC{ID: "nat0", MAC: mac}
 	t.Setenv("PATH", t.TempDir())
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,8 +34,8 @@ const (
 	// passtResolvName is the /etc/resolv.conf passt reads when the NIC
 	// names its resolvers.
 	passtResolvName = "passt-resolv.conf"
-	// PasstBinary is looked up in PATH.
-	PasstBinary = "passt"
+	// passtBinary is looked up in PATH.
+	passtBinary = "passt"
 	// passtReadyTimeout bounds the wait for passt's socket to listen.
 	passtReadyTimeout = 10 * time.Second
 )
@@ -98,7 +98,7 @@ func passtPortSpec(f hypervisor.PortForward) string {
 // returns once the socket listens. A failure (passt missing, a published
 // port in use) leaves no process and no socket.
 func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir string, dieWithParent bool) (_ *passtProc, err error) {
-	bin, err := exec.LookPath(PasstBinary)
+	bin, err := exec.LookPath(passtBinary)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: nat nic %s: %s (the user-mode network stack; apt-get install passt): %w", vmID, n.ID, err, errdefs.ErrNotFound)
 	}

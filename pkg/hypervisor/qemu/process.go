@@ -31,7 +31,7 @@ func newPendingProcess() *process {
 }
 
 // adoptChild records a started QEMU child and reaps it when it exits.
-func (v *VM) adoptChild(cmd *exec.Cmd) *process {
+func (v *qemuVM) adoptChild(cmd *exec.Cmd) *process {
 	v.mu.Lock()
 	if v.proc == nil {
 		v.proc = newPendingProcess()

@@ -25,26 +25,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
-// BackendName is the name the backend registers under.
-const BackendName = "qemu"
+// backendName is the name the backend registers under.
+const backendName = "qemu"
 
-func init() {
-	hypervisor.Register(hypervisor.Backend{
-		Name:   BackendName,
-		New:    func(cfg hypervisor.Config) (hypervisor.Hypervisor, error) { return New(cfg) },
-		Attach: func(ctx context.Context, dir string) (hypervisor.Hypervisor, error) { return Attach(ctx, dir) },
-	})
-}
+func init() { hypervisor.Register(driver{}) }
 
-// DefaultFirmware is the BIOS used when Config.Firmware is empty and the
+// defaultFirmware is the BIOS used when Config.Firmware is empty and the
 // file exists (else QEMU's default, SeaBIOS). qboot boots Debian's
 // compressed kernel about 0.2 s (4%) faster than SeaBIOS under TCG; with an
 // uncompressed vmlinux (PVH entry) the two are even. Hotplug into the root
 // ports works with both. To force SeaBIOS, set Config.Firmware to
 // /usr/share/seabios/bios-256k.bin.
-var DefaultFirmware = "/usr/share/qemu/qboot.rom"
+var defaultFirmware = "/usr/share/qemu/qboot.rom"
 
 // Timeouts of the driver's own steps.
 var (
@@ -64,8 +59,8 @@ var (
 	unplugTimeout = 30 * time.Second
 )
 
-// VM is a QEMU virtual machine. It implements hypervisor.Hypervisor.
-type VM struct {
+// qemuVM is a QEMU virtual machine. It implements hypervisor.Hypervisor.
+type qemuVM struct {
 	id    string
 	paths statePaths
 	log   *slog.Logger
@@ -88,13 +83,13 @@ type VM struct {
 	proc         *process
 	stopHow      string // how the last Stop ended the VM, for tests
 	releaseWatch func() // ends an attached VM's pid watch
-	qmp          *QMP
+	qmp          *qmp.Client
 	events       chan struct{} // closed when the event loop ends
 	passt        *passtProc    // the NAT NIC's network stack, nil without one
 }
 
-// New configures a VM without starting it.
-func New(cfg hypervisor.Config) (*VM, error) {
+// newVM configures a VM without starting it.
+func newVM(cfg hypervisor.Config) (*qemuVM, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -107,32 +102,32 @@ func New(cfg hypervisor.Config) (*VM, error) {
 		return nil, fmt.Errorf("vm %s: state dir %s is too long for unix socket paths in it (%d bytes at most): %w",
 			cfg.ID, cfg.StateDir, maxSocketPath-len(attachQMPName)-1, errdefs.ErrInvalidArgument)
 	}
-	return &VM{
+	return &qemuVM{
 		id:    cfg.ID,
 		paths: paths,
-		log:   cfg.Logger.With("vm", cfg.ID, "hypervisor", BackendName),
+		log:   cfg.Logger.With("vm", cfg.ID, "hypervisor", backendName),
 		cfg:   cfg,
 	}, nil
 }
 
 // ID is the VM's id.
-func (v *VM) ID() string { return v.id }
+func (v *qemuVM) ID() string { return v.id }
 
 // ConsoleLog is the file the guest's serial console is written to.
-func (v *VM) ConsoleLog() string { return v.paths.Console }
+func (v *qemuVM) ConsoleLog() string { return v.paths.Console }
 
 // QEMULog is the file QEMU's own stdout and stderr go to.
-func (v *VM) QEMULog() string { return v.paths.Log }
+func (v *qemuVM) QEMULog() string { return v.paths.Log }
 
 // QMP is the VM's QMP client, nil before Start; for diagnostics and tests.
-func (v *VM) QMP() *QMP {
+func (v *qemuVM) QMP() *qmp.Client {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.qmp
 }
 
 // Pid is QEMU's process id, 0 before Start.
-func (v *VM) Pid() int {
+func (v *qemuVM) Pid() int {
 	v.mu.Lock()
 	p := v.proc
 	v.mu.Unlock()
@@ -144,7 +139,7 @@ func (v *VM) Pid() int {
 
 // Exited is closed when QEMU has gone. Before Start it is a channel that
 // closes only if the VM is started and then exits.
-func (v *VM) Exited() <-chan struct{} {
+func (v *qemuVM) Exited() <-chan struct{} {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.proc == nil {
@@ -155,7 +150,7 @@ func (v *VM) Exited() <-chan struct{} {
 
 // ExitError is nil while QEMU runs (or before Start). Once it has exited
 // it says how, with the tails of the console log and of QEMU's log.
-func (v *VM) ExitError() error {
+func (v *qemuVM) ExitError() error {
 	v.mu.Lock()
 	p := v.proc
 	v.mu.Unlock()
@@ -166,14 +161,14 @@ func (v *VM) ExitError() error {
 }
 
 // AgentAddress is how the host reaches the agent; empty before Start.
-func (v *VM) AgentAddress() string {
+func (v *qemuVM) AgentAddress() string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.agentAddr
 }
 
 // Capabilities says what the VM can do.
-func (v *VM) Capabilities() hypervisor.Capabilities {
+func (v *qemuVM) Capabilities() hypervisor.Capabilities {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	hotplug := v.cfg.HotplugSlots > 0
@@ -199,7 +194,7 @@ func (v *VM) Capabilities() hypervisor.Capabilities {
 }
 
 // Start launches QEMU and returns once QMP answers (the guest then boots).
-func (v *VM) Start(ctx context.Context) (err error) {
+func (v *qemuVM) Start(ctx context.Context) (err error) {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.mu.Lock()
@@ -300,150 +295,204 @@ func (v *VM) Start(ctx context.Context) (err error) {
 
 // prepare checks the inputs, resolves acceleration and transport, and
 // returns the plan and the files QEMU inherits (ExtraFiles, fd 3 on).
-func (v *VM) prepare() (*launchPlan, []*os.File, error) {
-	v.mu.Lock()
-	cfg := v.cfg
-	cfg.SharedFS = append([]hypervisor.SharedFS(nil), v.cfg.SharedFS...)
-	cfg.Disks = append([]hypervisor.Disk(nil), v.cfg.Disks...)
-	cfg.NICs = append([]hypervisor.NIC(nil), v.cfg.NICs...)
-	v.mu.Unlock()
-
+func (v *qemuVM) prepare() (*launchPlan, []*os.File, error) {
+	cfg := v.configCopy()
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("vm %s: state dir: %w", v.id, err)
 	}
-	must := func(what, path string, dir bool) error {
-		st, err := os.Stat(path)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("vm %s: %s %s does not exist: %w", v.id, what, path, errdefs.ErrNotFound)
-			}
-			return fmt.Errorf("vm %s: %s: %w", v.id, what, err)
-		}
-		if st.IsDir() != dir {
-			kind := "a file"
-			if dir {
-				kind = "a directory"
-			}
-			return fmt.Errorf("vm %s: %s %s is not %s: %w", v.id, what, path, kind, errdefs.ErrInvalidArgument)
-		}
-		return nil
+	if err := checkInputs(&cfg); err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
 	}
-	if err := must("kernel", cfg.Kernel, false); err != nil {
-		return nil, nil, err
-	}
-	if cfg.Initrd != "" {
-		if err := must("initrd", cfg.Initrd, false); err != nil {
-			return nil, nil, err
-		}
-	}
-	if cfg.Firmware != "" {
-		if err := must("firmware", cfg.Firmware, false); err != nil {
-			return nil, nil, err
-		}
-	} else if _, err := os.Stat(DefaultFirmware); err == nil {
-		cfg.Firmware = DefaultFirmware
-	}
-	for _, fs := range cfg.SharedFS {
-		if err := must("shared directory "+fs.Tag, fs.HostPath, true); err != nil {
-			return nil, nil, err
-		}
-		if fs.Kind != hypervisor.FS9P {
-			return nil, nil, fmt.Errorf("vm %s: shared fs %s: %s is not supported by the qemu backend yet: %w", v.id, fs.Tag, fs.Kind, errdefs.ErrNotImplemented)
-		}
-	}
-	if cfg.RestoreState != "" {
-		if err := checkRestoreInputs(cfg.MemoryFile, cfg.MemoryMiB, cfg.RestoreState); err != nil {
-			return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
-		}
-	}
-	for _, d := range cfg.Disks {
-		if _, err := os.Stat(d.Path); err != nil {
-			return nil, nil, fmt.Errorf("vm %s: disk %s: %w (%w)", v.id, d.ID, err, errdefs.ErrNotFound)
-		}
-	}
-	qemuPath, err := findQEMU(cfg.HypervisorPath)
+	qemuPath, accel, err := v.resolveHost(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
 	}
 	v.qemuPath = qemuPath
-	cacheDir := ""
-	if cfg.Accel == hypervisor.AccelAuto {
-		cacheDir = probeCacheDir()
-	}
-	accel, err := resolveAccel(cfg.Accel, qemuPath, cacheDir, v.log)
+	transport, err := chooseTransport(cfg.AgentTransport)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
 	}
 	plan := &launchPlan{
-		cfg:      cfg,
-		paths:    v.paths,
-		accel:    accel,
-		vhostFD:  -1,
-		tapFDs:   map[string][]int{},
-		vhostNet: accel == hypervisor.AccelKVM && haveVhostNet(),
+		cfg:       cfg,
+		paths:     v.paths,
+		accel:     accel,
+		transport: transport,
+		vhostFD:   -1,
+		tapFDs:    map[string][]int{},
+		vhostNet:  accel == hypervisor.AccelKVM && haveVhostNet(),
+		slots:     planSlots(cfg),
 	}
-	var files []*os.File
-	closeAll := func() {
-		for _, f := range files {
-			f.Close()
+	files, err := plan.passFiles()
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	}
+	v.resetFiles()
+	return plan, files, nil
+}
+
+// configCopy is the VM's configuration, its device lists copied.
+func (v *qemuVM) configCopy() hypervisor.Config {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	cfg := v.cfg
+	cfg.SharedFS = append([]hypervisor.SharedFS(nil), v.cfg.SharedFS...)
+	cfg.Disks = append([]hypervisor.Disk(nil), v.cfg.Disks...)
+	cfg.NICs = append([]hypervisor.NIC(nil), v.cfg.NICs...)
+	return cfg
+}
+
+// mustExist checks that path exists and is a directory or not, as dir
+// says; what names it in the error.
+func mustExist(what, path string, dir bool) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s %s does not exist: %w", what, path, errdefs.ErrNotFound)
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if st.IsDir() != dir {
+		kind := "a file"
+		if dir {
+			kind = "a directory"
+		}
+		return fmt.Errorf("%s %s is not %s: %w", what, path, kind, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// checkInputs checks the files cfg names (kernel, initrd, firmware,
+// shared directories, the template to restore, disks) and sets the
+// firmware to defaultFirmware when none is configured and it exists.
+func checkInputs(cfg *hypervisor.Config) error {
+	if err := mustExist("kernel", cfg.Kernel, false); err != nil {
+		return err
+	}
+	if cfg.Initrd != "" {
+		if err := mustExist("initrd", cfg.Initrd, false); err != nil {
+			return err
 		}
 	}
-	switch cfg.AgentTransport {
+	if cfg.Firmware != "" {
+		if err := mustExist("firmware", cfg.Firmware, false); err != nil {
+			return err
+		}
+	} else if _, err := os.Stat(defaultFirmware); err == nil {
+		cfg.Firmware = defaultFirmware
+	}
+	for _, fs := range cfg.SharedFS {
+		if err := mustExist("shared directory "+fs.Tag, fs.HostPath, true); err != nil {
+			return err
+		}
+		if fs.Kind != hypervisor.FS9P {
+			return fmt.Errorf("shared fs %s: %s is not supported by the qemu backend yet: %w", fs.Tag, fs.Kind, errdefs.ErrNotImplemented)
+		}
+	}
+	if cfg.RestoreState != "" {
+		if err := checkRestoreInputs(cfg.MemoryFile, cfg.MemoryMiB, cfg.RestoreState); err != nil {
+			return err
+		}
+	}
+	for _, d := range cfg.Disks {
+		if _, err := os.Stat(d.Path); err != nil {
+			return fmt.Errorf("disk %s: %w (%w)", d.ID, err, errdefs.ErrNotFound)
+		}
+	}
+	return nil
+}
+
+// resolveHost finds the QEMU binary and the acceleration the VM runs
+// under (probing KVM, through the verdict cache, for accel auto).
+func (v *qemuVM) resolveHost(cfg hypervisor.Config) (qemuPath, accel string, err error) {
+	if qemuPath, err = findQEMU(cfg.HypervisorPath); err != nil {
+		return "", "", err
+	}
+	cacheDir := ""
+	if cfg.Accel == hypervisor.AccelAuto {
+		cacheDir = probeCacheDir()
+	}
+	if accel, err = resolveAccel(cfg.Accel, qemuPath, cacheDir, v.log); err != nil {
+		return "", "", err
+	}
+	return qemuPath, accel, nil
+}
+
+// chooseTransport is the agent transport of a VM configured with want.
+func chooseTransport(want string) (string, error) {
+	switch want {
 	case hypervisor.TransportVsock:
 		if !haveVhostVsock() {
-			return nil, nil, fmt.Errorf("vm %s: agent transport vsock: no usable %s: %w", v.id, vhostVsockDevice, errdefs.ErrFailedPrecondition)
+			return "", fmt.Errorf("agent transport vsock: no usable %s: %w", vhostVsockDevice, errdefs.ErrFailedPrecondition)
 		}
-		plan.transport = hypervisor.TransportVsock
+		return hypervisor.TransportVsock, nil
 	case hypervisor.TransportAuto:
-		plan.transport = hypervisor.TransportVirtioSerial
 		if haveVhostVsock() {
-			plan.transport = hypervisor.TransportVsock
+			return hypervisor.TransportVsock, nil
 		}
+		return hypervisor.TransportVirtioSerial, nil
 	case hypervisor.TransportVirtioSerial:
-		plan.transport = hypervisor.TransportVirtioSerial
-	default:
-		return nil, nil, fmt.Errorf("vm %s: agent transport %s is not supported by the qemu backend: %w", v.id, cfg.AgentTransport, errdefs.ErrNotImplemented)
+		return hypervisor.TransportVirtioSerial, nil
 	}
-	if plan.transport == hypervisor.TransportVsock {
+	return "", fmt.Errorf("agent transport %s is not supported by the qemu backend: %w", want, errdefs.ErrNotImplemented)
+}
+
+// passFiles opens the files QEMU inherits (fd 3 on): the vhost-vsock
+// device with the guest's CID, duplicates of the NICs' tap files. It
+// records their fds in the plan; on error it closes those it opened.
+func (p *launchPlan) passFiles() ([]*os.File, error) {
+	var files []*os.File
+	if p.transport == hypervisor.TransportVsock {
 		f, cid, err := allocateCID()
 		if err != nil {
-			return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+			return nil, err
 		}
-		plan.cid = cid
-		plan.vhostFD = 3 + len(files)
+		p.cid = cid
+		p.vhostFD = 3 + len(files)
 		files = append(files, f)
 	}
-	for _, n := range cfg.NICs {
+	for _, n := range p.cfg.NICs {
 		for _, tf := range n.TapFiles {
 			// A duplicate, so that the caller may close its own.
 			fd, err := unix.FcntlInt(tf.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("vm %s: nic %s: dup tap fd: %w", v.id, n.ID, err)
+				for _, f := range files {
+					f.Close()
+				}
+				return nil, fmt.Errorf("nic %s: dup tap fd: %w", n.ID, err)
 			}
-			plan.tapFDs[n.ID] = append(plan.tapFDs[n.ID], 3+len(files))
+			p.tapFDs[n.ID] = append(p.tapFDs[n.ID], 3+len(files))
 			files = append(files, os.NewFile(uintptr(fd), "tap-"+n.ID))
 		}
 	}
-	// Cold-plugged disks and NICs get a root port each, so they can be
-	// removed later; then the spare ports for hotplug.
+	return files, nil
+}
+
+// planSlots lays out the PCIe root ports: cold-plugged disks and NICs
+// get a port each, so they can be removed later; then the spare ports
+// for hotplug.
+func planSlots(cfg hypervisor.Config) []string {
+	var slots []string
 	for _, d := range cfg.Disks {
-		plan.slots = append(plan.slots, diskSlotKey(d.ID))
+		slots = append(slots, diskSlotKey(d.ID))
 	}
 	for _, n := range cfg.NICs {
-		plan.slots = append(plan.slots, nicSlotKey(n.ID))
+		slots = append(slots, nicSlotKey(n.ID))
 	}
 	for i := 0; i < cfg.HotplugSlots; i++ {
-		plan.slots = append(plan.slots, "")
+		slots = append(slots, "")
 	}
+	return slots
+}
+
+// resetFiles removes a previous run's sockets and makes the console log
+// afresh: QEMU creates it with its umask (0644 here); made first, it
+// keeps 0600: the guest's console is nobody else's.
+func (v *qemuVM) resetFiles() {
 	v.removeSockets()
-	// QEMU creates the console log with its umask (0644 here); made
-	// first, it keeps 0600: the guest's console is nobody else's.
 	os.Remove(v.paths.Console)
 	if f, err := os.OpenFile(v.paths.Console, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
 		f.Close()
 	}
-	return plan, files, nil
 }
 
 func agentAddress(p *launchPlan) string {
@@ -469,7 +518,7 @@ func findQEMU(configured string) (string, error) {
 
 // waitQMP connects to QEMU's QMP socket as soon as it exists, failing
 // early when QEMU exits.
-func (v *VM) waitQMP(ctx context.Context, proc *process) (*QMP, error) {
+func (v *qemuVM) waitQMP(ctx context.Context, proc *process) (*qmp.Client, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, qmpReadyTimeout)
@@ -482,7 +531,7 @@ func (v *VM) waitQMP(ctx context.Context, proc *process) (*QMP, error) {
 		default:
 		}
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		q, err := DialQMP(dctx, v.paths.QMP, v.log)
+		q, err := qmp.Dial(dctx, v.paths.QMP, v.log)
 		cancel()
 		if err == nil {
 			return q, nil
@@ -510,7 +559,7 @@ func (v *VM) waitQMP(ctx context.Context, proc *process) (*QMP, error) {
 // startEventLoop consumes QMP events: it logs them, and kills a VM that
 // stopped on an internal error (a KVM emulation failure leaves QEMU
 // paused forever, which is worse than dead).
-func (v *VM) startEventLoop(q *QMP, proc *process) {
+func (v *qemuVM) startEventLoop(q *qmp.Client, proc *process) {
 	done := make(chan struct{})
 	v.mu.Lock()
 	v.events = done
@@ -530,7 +579,7 @@ func (v *VM) startEventLoop(q *QMP, proc *process) {
 	}()
 }
 
-func (v *VM) checkStopped(q *QMP, proc *process) {
+func (v *qemuVM) checkStopped(q *qmp.Client, proc *process) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := q.QueryStatus(ctx)
@@ -546,7 +595,7 @@ func (v *VM) checkStopped(q *QMP, proc *process) {
 
 // Stop shuts the VM down: ACPI power button, up to grace for the guest to
 // go, then QMP quit, then SIGKILL.
-func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
+func (v *qemuVM) Stop(ctx context.Context, grace time.Duration) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.mu.Lock()
@@ -587,7 +636,7 @@ func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
 	return nil
 }
 
-func (v *VM) shutdown(ctx context.Context, grace time.Duration, proc *process, q *QMP) string {
+func (v *qemuVM) shutdown(ctx context.Context, grace time.Duration, proc *process, q *qmp.Client) string {
 	if q != nil && grace > 0 && ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := q.SystemPowerdown(pctx)
@@ -631,7 +680,7 @@ func (v *VM) shutdown(ctx context.Context, grace time.Duration, proc *process, q
 // Close releases the QMP connection and, for an attached VM, the pid
 // watch; the VM keeps running. Starting QEMU did not tie it to this
 // process (unless Config.DieWithParent), so a caller may Close and exit.
-func (v *VM) Close() error {
+func (v *qemuVM) Close() error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.closeQMP()
@@ -647,7 +696,7 @@ func (v *VM) Close() error {
 }
 
 // Pause freezes the vCPUs.
-func (v *VM) Pause(ctx context.Context) error {
+func (v *qemuVM) Pause(ctx context.Context) error {
 	q, err := v.running()
 	if err != nil {
 		return err
@@ -659,7 +708,7 @@ func (v *VM) Pause(ctx context.Context) error {
 }
 
 // Resume lets the vCPUs run again.
-func (v *VM) Resume(ctx context.Context) error {
+func (v *qemuVM) Resume(ctx context.Context) error {
 	q, err := v.running()
 	if err != nil {
 		return err
@@ -671,7 +720,7 @@ func (v *VM) Resume(ctx context.Context) error {
 }
 
 // State asks QEMU what the VM is doing.
-func (v *VM) State(ctx context.Context) (hypervisor.State, error) {
+func (v *qemuVM) State(ctx context.Context) (hypervisor.State, error) {
 	v.mu.Lock()
 	started, proc, q := v.started, v.proc, v.qmp
 	v.mu.Unlock()
@@ -683,7 +732,7 @@ func (v *VM) State(ctx context.Context) (hypervisor.State, error) {
 	}
 	st, err := q.QueryStatus(ctx)
 	if err != nil {
-		if proc.hasExited() || errors.Is(err, ErrQMPClosed) {
+		if proc.hasExited() || errors.Is(err, qmp.ErrClosed) {
 			return hypervisor.StateStopped, nil
 		}
 		return "", fmt.Errorf("vm %s: %w", v.id, err)
@@ -700,7 +749,7 @@ func (v *VM) State(ctx context.Context) (hypervisor.State, error) {
 }
 
 // running returns the QMP client of a started, live VM.
-func (v *VM) running() (*QMP, error) {
+func (v *qemuVM) running() (*qmp.Client, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.started || v.qmp == nil {
@@ -712,7 +761,7 @@ func (v *VM) running() (*QMP, error) {
 	return v.qmp, nil
 }
 
-func (v *VM) closeQMP() {
+func (v *qemuVM) closeQMP() {
 	v.mu.Lock()
 	q, events := v.qmp, v.events
 	v.mu.Unlock()
@@ -724,7 +773,7 @@ func (v *VM) closeQMP() {
 	}
 }
 
-func (v *VM) removeSockets() {
+func (v *qemuVM) removeSockets() {
 	os.Remove(v.paths.QMP)
 	os.Remove(v.paths.AttachQMP)
 	os.Remove(v.paths.Agent)
@@ -732,7 +781,7 @@ func (v *VM) removeSockets() {
 }
 
 // logTails renders the ends of the console and QEMU logs for an error.
-func (v *VM) logTails() string {
+func (v *qemuVM) logTails() string {
 	var b strings.Builder
 	if t := tailFile(v.paths.Log, 15, 2048); t != "" {
 		fmt.Fprintf(&b, "\n--- qemu log (%s), last lines:\n%s", v.paths.Log, t)
@@ -771,9 +820,14 @@ func tailFile(path string, n, max int) string {
 	return strings.Join(lines, "\n")
 }
 
+// The VM does every optional capability of pkg/hypervisor.
 var (
-	_ hypervisor.Hypervisor = (*VM)(nil)
-	_ hypervisor.Templater  = (*VM)(nil)
+	_ hypervisor.Hypervisor    = (*qemuVM)(nil)
+	_ hypervisor.Pauser        = (*qemuVM)(nil)
+	_ hypervisor.Unplugger     = (*qemuVM)(nil)
+	_ hypervisor.StateReporter = (*qemuVM)(nil)
+	_ hypervisor.Templater     = (*qemuVM)(nil)
+	_ hypervisor.Resizer       = (*qemuVM)(nil)
 )
 
 // startCmd starts cmd. With dieWithParent, it starts it from a goroutine

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // A VM resizes by ACPI hotplug: vCPUs are device_add'ed into the free
@@ -22,7 +23,7 @@ import (
 // resize from another process (Attach) sees the same VM.
 
 // Size asks QEMU for the vCPUs and memory the VM has now.
-func (v *VM) Size(ctx context.Context) (hypervisor.Size, error) {
+func (v *qemuVM) Size(ctx context.Context) (hypervisor.Size, error) {
 	q, err := v.running()
 	if err != nil {
 		return hypervisor.Size{}, err
@@ -48,7 +49,7 @@ func (v *VM) Size(ctx context.Context) (hypervisor.Size, error) {
 }
 
 // SetCPUs plugs or unplugs vCPUs until the VM has n.
-func (v *VM) SetCPUs(ctx context.Context, n int) error {
+func (v *qemuVM) SetCPUs(ctx context.Context, n int) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	q, err := v.running()
@@ -70,8 +71,8 @@ func (v *VM) SetCPUs(ctx context.Context, n int) error {
 	}
 	// In core order: plugged from the lowest free place, unplugged from
 	// the highest plugged one.
-	slices.SortFunc(places, func(a, b QMPHotpluggableCPU) int { return topologyKey(a.Props) - topologyKey(b.Props) })
-	var present, free []QMPHotpluggableCPU
+	slices.SortFunc(places, func(a, b qmp.HotpluggableCPU) int { return topologyKey(a.Props) - topologyKey(b.Props) })
+	var present, free []qmp.HotpluggableCPU
 	for _, p := range places {
 		if p.QOMPath == "" {
 			free = append(free, p)
@@ -82,9 +83,9 @@ func (v *VM) SetCPUs(ctx context.Context, n int) error {
 	begin := time.Now()
 	switch have := len(present); {
 	case n > have:
-		var added []CPU
+		var added []cpuDevice
 		for _, p := range free[:n-have] {
-			c := CPU{ID: cpuDeviceID(p.Props), Driver: p.Type, Topology: p.Props}
+			c := cpuDevice{ID: cpuDeviceID(p.Props), Driver: p.Type, Topology: p.Props}
 			if err := v.plugCPU(ctx, q, c); err != nil {
 				v.undoCPUs(ctx, q, added, false)
 				return err
@@ -99,16 +100,16 @@ func (v *VM) SetCPUs(ctx context.Context, n int) error {
 		// left); single-threaded TCG aborts on the unplug itself.
 		return fmt.Errorf("vm %s: %d vCPUs: QEMU under TCG cannot unplug a vCPU (it crashes), so the %d plugged stay: %w", v.id, n, have, errdefs.ErrNotImplemented)
 	case n < have:
-		var removable []CPU
+		var removable []cpuDevice
 		for _, p := range present {
 			if dir, id := path.Split(p.QOMPath); dir == "/machine/peripheral/" {
-				removable = append(removable, CPU{ID: id, Driver: p.Type, Topology: p.Props})
+				removable = append(removable, cpuDevice{ID: id, Driver: p.Type, Topology: p.Props})
 			}
 		}
 		if have-len(removable) > n {
 			return fmt.Errorf("vm %s: %d vCPUs: only %d of its %d can be unplugged: %w", v.id, n, len(removable), have, errdefs.ErrResourceExhausted)
 		}
-		var removed []CPU
+		var removed []cpuDevice
 		for i := len(removable) - 1; have-len(removed) > n; i-- {
 			c := removable[i]
 			if err := v.unplugCPU(ctx, q, c); err != nil {
@@ -122,7 +123,7 @@ func (v *VM) SetCPUs(ctx context.Context, n int) error {
 	return v.saveSize(ctx)
 }
 
-func (v *VM) plugCPU(ctx context.Context, q *QMP, c CPU) error {
+func (v *qemuVM) plugCPU(ctx context.Context, q *qmp.Client, c cpuDevice) error {
 	if err := q.DeviceAdd(ctx, c.DeviceAddArgs()); err != nil {
 		return fmt.Errorf("vm %s: add vCPU %s: %w", v.id, c.ID, err)
 	}
@@ -132,10 +133,10 @@ func (v *VM) plugCPU(ctx context.Context, q *QMP, c CPU) error {
 // unplugCPU removes a vCPU: the guest takes it offline and ejects it.
 // QEMU 7.2 sends DEVICE_DELETED for its lapic, not for the vCPU, so the
 // place of the topology is watched until it is free.
-func (v *VM) unplugCPU(ctx context.Context, q *QMP, c CPU) error {
+func (v *qemuVM) unplugCPU(ctx context.Context, q *qmp.Client, c cpuDevice) error {
 	ctx, cancel := withDefaultTimeout(ctx, unplugTimeout)
 	defer cancel()
-	w := q.Subscribe(func(ev Event) bool { return ejectRefused(ev, c.ID) })
+	w := q.Subscribe(func(ev qmp.Event) bool { return qmp.EjectRefused(ev, c.ID) })
 	defer w.Cancel()
 	if err := q.Execute(ctx, "device_del", map[string]any{"id": c.ID}, nil); err != nil {
 		return fmt.Errorf("vm %s: remove vCPU %s: %w", v.id, c.ID, err)
@@ -145,7 +146,7 @@ func (v *VM) unplugCPU(ctx context.Context, q *QMP, c CPU) error {
 		ev, err := w.Wait(wctx)
 		wcancel()
 		if err == nil {
-			return fmt.Errorf("vm %s: remove vCPU: %w", v.id, refusedErr(ev, c.ID))
+			return fmt.Errorf("vm %s: remove vCPU: %w", v.id, qmp.RefusedErr(ev, c.ID))
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("vm %s: remove vCPU %s: waiting for the guest to eject it: %w", v.id, c.ID, ctx.Err())
@@ -168,7 +169,7 @@ func (v *VM) unplugCPU(ctx context.Context, q *QMP, c CPU) error {
 
 // undoHotplug puts back in reverse order what a failed resize removed
 // (plug), or removes what it added; what cannot be undone is logged.
-func undoHotplug[T any](ctx context.Context, v *VM, what string, items []T, plug bool, plugF, unplugF func(context.Context, T) error) {
+func undoHotplug[T any](ctx context.Context, v *qemuVM, what string, items []T, plug bool, plugF, unplugF func(context.Context, T) error) {
 	ctx = context.WithoutCancel(ctx)
 	for i := len(items) - 1; i >= 0; i-- {
 		f := unplugF
@@ -183,10 +184,10 @@ func undoHotplug[T any](ctx context.Context, v *VM, what string, items []T, plug
 
 // undoCPUs puts back vCPUs a failed SetCPUs removed (plug), or removes
 // those it added.
-func (v *VM) undoCPUs(ctx context.Context, q *QMP, cpus []CPU, plug bool) {
+func (v *qemuVM) undoCPUs(ctx context.Context, q *qmp.Client, cpus []cpuDevice, plug bool) {
 	undoHotplug(ctx, v, "vCPU", cpus, plug,
-		func(ctx context.Context, c CPU) error { return v.plugCPU(ctx, q, c) },
-		func(ctx context.Context, c CPU) error { return v.unplugCPU(ctx, q, c) })
+		func(ctx context.Context, c cpuDevice) error { return v.plugCPU(ctx, q, c) },
+		func(ctx context.Context, c cpuDevice) error { return v.unplugCPU(ctx, q, c) })
 }
 
 // topologyKey orders places of the topology.
@@ -195,7 +196,7 @@ func topologyKey(t map[string]int) int {
 }
 
 // SetMemory plugs or unplugs memory steps until the VM has mib MiB.
-func (v *VM) SetMemory(ctx context.Context, mib int) error {
+func (v *qemuVM) SetMemory(ctx context.Context, mib int) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	q, err := v.running()
@@ -252,7 +253,7 @@ func (v *VM) SetMemory(ctx context.Context, mib int) error {
 }
 
 // dimms lists the indexes of the VM's memory steps (dimmN), in order.
-func (v *VM) dimms(ctx context.Context, q *QMP) ([]int, error) {
+func (v *qemuVM) dimms(ctx context.Context, q *qmp.Client) ([]int, error) {
 	devs, err := q.QueryMemoryDevices(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %w", v.id, err)
@@ -270,12 +271,12 @@ func (v *VM) dimms(ctx context.Context, q *QMP) ([]int, error) {
 	return out, nil
 }
 
-func (v *VM) plugDIMM(ctx context.Context, q *QMP, j int) error {
-	mem := RAMBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}
+func (v *qemuVM) plugDIMM(ctx context.Context, q *qmp.Client, j int) error {
+	mem := ramBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}
 	if err := q.ObjectAdd(ctx, mem.ObjectAddArgs()); err != nil {
 		return fmt.Errorf("vm %s: add memory %s: %w", v.id, mem.ID, err)
 	}
-	dimm := DIMM{ID: dimmDeviceID(j), Memdev: mem.ID}
+	dimm := dimmDevice{ID: dimmDeviceID(j), Memdev: mem.ID}
 	if err := q.DeviceAdd(ctx, dimm.DeviceAddArgs()); err != nil {
 		if uerr := q.ObjectDel(context.WithoutCancel(ctx), mem.ID); uerr != nil {
 			v.log.Warn("undo object-add", "object", mem.ID, "err", uerr)
@@ -285,7 +286,7 @@ func (v *VM) plugDIMM(ctx context.Context, q *QMP, j int) error {
 	return nil
 }
 
-func (v *VM) unplugDIMM(ctx context.Context, q *QMP, j int) error {
+func (v *qemuVM) unplugDIMM(ctx context.Context, q *qmp.Client, j int) error {
 	uctx, cancel := withDefaultTimeout(ctx, unplugTimeout)
 	defer cancel()
 	if err := q.DeviceDel(uctx, dimmDeviceID(j)); err != nil {
@@ -299,14 +300,14 @@ func (v *VM) unplugDIMM(ctx context.Context, q *QMP, j int) error {
 
 // undoDIMMs puts back memory steps a failed SetMemory removed (plug), or
 // removes those it added.
-func (v *VM) undoDIMMs(ctx context.Context, q *QMP, js []int, plug bool) {
+func (v *qemuVM) undoDIMMs(ctx context.Context, q *qmp.Client, js []int, plug bool) {
 	undoHotplug(ctx, v, "memory", js, plug,
 		func(ctx context.Context, j int) error { return v.plugDIMM(ctx, q, j) },
 		func(ctx context.Context, j int) error { return v.unplugDIMM(ctx, q, j) })
 }
 
 // saveSize records the size QEMU reports, for Attach.
-func (v *VM) saveSize(ctx context.Context) error {
+func (v *qemuVM) saveSize(ctx context.Context) error {
 	size, err := v.Size(ctx)
 	if err != nil {
 		return err
@@ -317,4 +318,4 @@ func (v *VM) saveSize(ctx context.Context) error {
 	return v.saveRecordErr()
 }
 
-var _ hypervisor.Resizer = (*VM)(nil)
+var _ hypervisor.Resizer = (*qemuVM)(nil)

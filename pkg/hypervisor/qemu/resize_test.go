@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp/qmptest"
 )
 
 // fakeMachine is what a fake QEMU holds for the resize commands: the
@@ -32,15 +34,15 @@ type fakeMachine struct {
 
 // fakeResizeVM is a started VM on a fake QEMU with fixed vCPUs of max
 // and fixed MiB of maxMiB, and the fake's model of the machine.
-func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*VM, *fakeMachine, *fakeQMP) {
+func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*qemuVM, *fakeMachine, *qmptest.Server) {
 	t.Helper()
 	m := &fakeMachine{cpus: make([]string, max), dimms: map[string]string{}, backends: map[string]bool{}}
 	for i := range fixed {
 		m.cpus[i] = "boot"
 	}
-	s := newFakeQMP(t)
-	ok := func(s *fakeQMP, id json.RawMessage) { s.reply(id, struct{}{}) }
-	s.handle("query-hotpluggable-cpus", func(s *fakeQMP, id, _ json.RawMessage, _ []int) {
+	s := qmptest.New(t)
+	ok := func(s *qmptest.Server, id json.RawMessage) { s.Reply(id, struct{}{}) }
+	s.Handle("query-hotpluggable-cpus", func(s *qmptest.Server, id, _ json.RawMessage, _ []int) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		var out []map[string]any
@@ -56,18 +58,18 @@ func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*VM, *fakeMac
 			}
 			out = append(out, e)
 		}
-		s.reply(id, out)
+		s.Reply(id, out)
 	})
-	s.handle("query-memory-devices", func(s *fakeQMP, id, _ json.RawMessage, _ []int) {
+	s.Handle("query-memory-devices", func(s *qmptest.Server, id, _ json.RawMessage, _ []int) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		var out []map[string]any
 		for dev, mem := range m.dimms {
 			out = append(out, map[string]any{"type": "dimm", "data": map[string]any{"id": dev, "size": 128 << 20, "memdev": "/objects/" + mem}})
 		}
-		s.reply(id, out)
+		s.Reply(id, out)
 	})
-	s.handle("object-add", func(s *fakeQMP, id, args json.RawMessage, _ []int) {
+	s.Handle("object-add", func(s *qmptest.Server, id, args json.RawMessage, _ []int) {
 		var a struct {
 			Type string `json:"qom-type"`
 			ID   string `json:"id"`
@@ -77,84 +79,84 @@ func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*VM, *fakeMac
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if a.Type != "memory-backend-ram" || a.Size != 128<<20 || m.backends[a.ID] {
-			s.replyError(id, "GenericError", "bad object-add "+string(args))
+			s.ReplyError(id, "GenericError", "bad object-add "+string(args))
 			return
 		}
 		m.backends[a.ID] = true
 		ok(s, id)
 	})
-	s.handle("object-del", func(s *fakeQMP, id, args json.RawMessage, _ []int) {
+	s.Handle("object-del", func(s *qmptest.Server, id, args json.RawMessage, _ []int) {
 		var a struct{ ID string }
 		json.Unmarshal(args, &a)
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		for _, mem := range m.dimms {
 			if mem == a.ID {
-				s.replyError(id, "GenericError", "object "+a.ID+" is in use")
+				s.ReplyError(id, "GenericError", "object "+a.ID+" is in use")
 				return
 			}
 		}
 		delete(m.backends, a.ID)
 		ok(s, id)
 	})
-	s.handle("device_add", func(s *fakeQMP, id, args json.RawMessage, _ []int) {
+	s.Handle("device_add", func(s *qmptest.Server, id, args json.RawMessage, _ []int) {
 		var a map[string]any
 		json.Unmarshal(args, &a)
 		dev, _ := a["id"].(string)
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if dev == m.failAdd {
-			s.replyError(id, "GenericError", "no room for "+dev)
+			s.ReplyError(id, "GenericError", "no room for "+dev)
 			return
 		}
 		switch a["driver"] {
 		case "max-x86_64-cpu":
 			core := int(a["core-id"].(float64))
 			if m.cpus[core] != "" || dev != fmt.Sprintf("cpu-0-%d-0", core) {
-				s.replyError(id, "GenericError", "bad cpu "+string(args))
+				s.ReplyError(id, "GenericError", "bad cpu "+string(args))
 				return
 			}
 			m.cpus[core] = dev
 		case "pc-dimm":
 			mem, _ := a["memdev"].(string)
 			if !m.backends[mem] {
-				s.replyError(id, "GenericError", "no memdev "+mem)
+				s.ReplyError(id, "GenericError", "no memdev "+mem)
 				return
 			}
 			m.dimms[dev] = mem
 		default:
-			s.replyError(id, "GenericError", "unexpected device_add "+string(args))
+			s.ReplyError(id, "GenericError", "unexpected device_add "+string(args))
 			return
 		}
 		ok(s, id)
 	})
-	s.handle("device_del", func(s *fakeQMP, id, args json.RawMessage, _ []int) {
+	s.Handle("device_del", func(s *qmptest.Server, id, args json.RawMessage, _ []int) {
 		var a struct{ ID string }
 		json.Unmarshal(args, &a)
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		ok(s, id)
 		// As Linux answers: in progress, then busy or done.
-		s.event("ACPI_DEVICE_OST", map[string]any{"info": map[string]any{"device": a.ID, "slot": "1", "slot-type": "DIMM", "source": 3, "status": 0x84}})
+		s.Event("ACPI_DEVICE_OST", map[string]any{"info": map[string]any{"device": a.ID, "slot": "1", "slot-type": "DIMM", "source": 3, "status": 0x84}})
 		if a.ID == m.refuse {
-			s.event("ACPI_DEVICE_OST", map[string]any{"info": map[string]any{"device": a.ID, "slot": "1", "slot-type": "DIMM", "source": 3, "status": 0x82}})
+			s.Event("ACPI_DEVICE_OST", map[string]any{"info": map[string]any{"device": a.ID, "slot": "1", "slot-type": "DIMM", "source": 3, "status": 0x82}})
 			return
 		}
 		if i := slices.Index(m.cpus, a.ID); i >= 0 {
 			// QEMU 7.2 says DEVICE_DELETED of a vCPU's lapic only.
 			m.cpus[i] = ""
-			s.event("DEVICE_DELETED", map[string]any{"path": "/machine/peripheral/" + a.ID + "/lapic"})
+			s.Event("DEVICE_DELETED", map[string]any{"path": "/machine/peripheral/" + a.ID + "/lapic"})
 			return
 		}
 		delete(m.dimms, a.ID)
-		s.event("DEVICE_DELETED", map[string]any{"device": a.ID, "path": "/machine/peripheral/" + a.ID})
+		s.Event("DEVICE_DELETED", map[string]any{"device": a.ID, "path": "/machine/peripheral/" + a.ID})
 	})
 	q := dialFake(t, s)
 	cmd := exec.Command("sleep", "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	v := &VM{id: "rs", paths: pathsFor(t.TempDir()), log: testLogger(t), started: true, qmp: q, accel: hypervisor.AccelKVM,
+	v := &qemuVM{id: "rs", paths: pathsFor(t.TempDir()), log: testLogger(t), started: true, qmp: q, accel: hypervisor.AccelKVM,
 		cfg: hypervisor.Config{CPUs: fixed, FixedCPUs: fixed, MaxCPUs: max, MemoryMiB: fixedMiB, FixedMemoryMiB: fixedMiB, MaxMemoryMiB: maxMiB}}
 	v.proc = v.adoptChild(cmd)
 	t.Cleanup(func() { v.proc.kill(); v.proc.wait(5 * time.Second) })
@@ -178,7 +180,7 @@ func (m *fakeMachine) state() string {
 	return fmt.Sprintf("cpus %q dimms %v backends %v", m.cpus, dimms, backends)
 }
 
-func wantSize(t *testing.T, v *VM, cpus, mib int) {
+func wantSize(t *testing.T, v *qemuVM, cpus, mib int) {
 	t.Helper()
 	got, err := v.Size(t.Context())
 	if err != nil {
@@ -225,11 +227,11 @@ func TestSetCPUs(t *testing.T) {
 	}
 	wantSize(t, v, 1, 256)
 	// Nothing to do: no device command.
-	before := len(s.commands())
+	before := len(s.Commands())
 	if err := v.SetCPUs(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range s.commands()[before:] {
+	for _, c := range s.Commands()[before:] {
 		if c == "device_add" || c == "device_del" {
 			t.Fatalf("a resize to the same size ran %s", c)
 		}
@@ -314,7 +316,7 @@ func TestSetMemory(t *testing.T) {
 
 // A resize of a VM that is not running says so.
 func TestResizeNotRunning(t *testing.T) {
-	v := &VM{id: "nr", cfg: hypervisor.Config{FixedCPUs: 1, MaxCPUs: 2}}
+	v := &qemuVM{id: "nr", cfg: hypervisor.Config{FixedCPUs: 1, MaxCPUs: 2}}
 	if err := v.SetCPUs(context.Background(), 2); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("err = %v", err)
 	}

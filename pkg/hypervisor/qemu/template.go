@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
 // Templates (hypervisor.Templater, Config.RestoreState).
@@ -31,27 +32,6 @@ import (
 // has no deadline. Only device state moves: it takes well under a second.
 var migrateTimeout = 60 * time.Second
 
-// QMPMigrationStatus is the part of query-migrate's reply the driver
-// reads.
-type QMPMigrationStatus struct {
-	Status    string `json:"status"` // none, setup, active, completed, failed, cancelled, ...
-	ErrorDesc string `json:"error-desc"`
-}
-
-// QueryMigrate asks how the (outgoing or incoming) migration is going.
-func (q *QMP) QueryMigrate(ctx context.Context) (QMPMigrationStatus, error) {
-	var s QMPMigrationStatus
-	err := q.Execute(ctx, "query-migrate", nil, &s)
-	return s, err
-}
-
-// SetMigrationCapability turns one migration capability on or off.
-func (q *QMP) SetMigrationCapability(ctx context.Context, name string, on bool) error {
-	return q.Execute(ctx, "migrate-set-capabilities", map[string]any{
-		"capabilities": []map[string]any{{"capability": name, "state": on}},
-	}, nil)
-}
-
 // execURI is a migration URI running sh -c cmd, with path single-quoted.
 func execURI(format, path string) (string, error) {
 	if strings.ContainsAny(path, "'\n") {
@@ -63,7 +43,7 @@ func execURI(format, path string) (string, error) {
 // SaveTemplate pauses the VM and writes its device state to path; the RAM
 // stays in Config.MemoryFile. The VM stays paused. On error path is
 // removed.
-func (v *VM) SaveTemplate(ctx context.Context, path string) (err error) {
+func (v *qemuVM) SaveTemplate(ctx context.Context, path string) (err error) {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	v.mu.Lock()
@@ -104,7 +84,7 @@ func (v *VM) SaveTemplate(ctx context.Context, path string) (err error) {
 
 // saveTemplate is SaveTemplate's QMP exchange: stop, x-ignore-shared on,
 // migrate, wait for "completed".
-func saveTemplate(ctx context.Context, q *QMP, uri string) error {
+func saveTemplate(ctx context.Context, q *qmp.Client, uri string) error {
 	if err := q.Stop(ctx); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
@@ -119,7 +99,7 @@ func saveTemplate(ctx context.Context, q *QMP, uri string) error {
 
 // waitMigration polls query-migrate until the migration completed (nil),
 // failed, or exited is closed (QEMU gone).
-func waitMigration(ctx context.Context, q *QMP, exited <-chan struct{}, what string) error {
+func waitMigration(ctx context.Context, q *qmp.Client, exited <-chan struct{}, what string) error {
 	for delay := 2 * time.Millisecond; ; delay = min(2*delay, 10*time.Millisecond) {
 		st, err := q.QueryMigrate(ctx)
 		if err != nil {
@@ -154,7 +134,7 @@ func waitMigration(ctx context.Context, q *QMP, exited <-chan struct{}, what str
 
 // restoreTemplate is Start's restore of Config.RestoreState: x-ignore-shared
 // on, migrate-incoming from the file, wait for "completed", cont.
-func restoreTemplate(ctx context.Context, q *QMP, path string, exited <-chan struct{}) error {
+func restoreTemplate(ctx context.Context, q *qmp.Client, path string, exited <-chan struct{}) error {
 	uri, err := execURI("cat %s", path)
 	if err != nil {
 		return fmt.Errorf("state file: %w", err)

@@ -15,6 +15,9 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
+
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp/qmptest"
 )
 
 // migrationFake answers the template commands and records their
@@ -22,30 +25,30 @@ import (
 type migrationFake struct {
 	mu       sync.Mutex
 	args     map[string]string
-	statuses []QMPMigrationStatus
+	statuses []qmp.MigrationStatus
 }
 
-func newMigrationFake(s *fakeQMP, statuses ...QMPMigrationStatus) *migrationFake {
+func newMigrationFake(s *qmptest.Server, statuses ...qmp.MigrationStatus) *migrationFake {
 	m := &migrationFake{args: map[string]string{}, statuses: statuses}
-	ok := func(name string) fakeHandler {
-		return func(s *fakeQMP, id, args json.RawMessage, _ []int) {
+	ok := func(name string) qmptest.Handler {
+		return func(s *qmptest.Server, id, args json.RawMessage, _ []int) {
 			m.mu.Lock()
 			m.args[name] = string(args)
 			m.mu.Unlock()
-			s.reply(id, struct{}{})
+			s.Reply(id, struct{}{})
 		}
 	}
 	for _, c := range []string{"stop", "cont", "migrate-set-capabilities", "migrate", "migrate-incoming"} {
-		s.handle(c, ok(c))
+		s.Handle(c, ok(c))
 	}
-	s.handle("query-migrate", func(s *fakeQMP, id, _ json.RawMessage, _ []int) {
+	s.Handle("query-migrate", func(s *qmptest.Server, id, _ json.RawMessage, _ []int) {
 		m.mu.Lock()
 		st := m.statuses[0]
 		if len(m.statuses) > 1 {
 			m.statuses = m.statuses[1:]
 		}
 		m.mu.Unlock()
-		s.reply(id, st)
+		s.Reply(id, st)
 	})
 	return m
 }
@@ -57,8 +60,8 @@ func (m *migrationFake) arg(name string) string {
 }
 
 func TestSaveTemplateSequence(t *testing.T) {
-	s := newFakeQMP(t)
-	m := newMigrationFake(s, QMPMigrationStatus{Status: "setup"}, QMPMigrationStatus{Status: "active"}, QMPMigrationStatus{Status: "completed"})
+	s := qmptest.New(t)
+	m := newMigrationFake(s, qmp.MigrationStatus{Status: "setup"}, qmp.MigrationStatus{Status: "active"}, qmp.MigrationStatus{Status: "completed"})
 	q := dialFake(t, s)
 	uri, err := execURI("cat > %s", "/var/lib/vc/factory/state")
 	if err != nil {
@@ -68,7 +71,7 @@ func TestSaveTemplateSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"qmp_capabilities", "stop", "migrate-set-capabilities", "migrate", "query-migrate", "query-migrate", "query-migrate"}
-	if got := s.commands(); !reflect.DeepEqual(got, want) {
+	if got := s.Commands(); !reflect.DeepEqual(got, want) {
 		t.Errorf("commands %q, want %q", got, want)
 	}
 	if got := m.arg("migrate-set-capabilities"); got != `{"capabilities":[{"capability":"x-ignore-shared","state":true}]}` {
@@ -80,8 +83,8 @@ func TestSaveTemplateSequence(t *testing.T) {
 }
 
 func TestSaveTemplateFailed(t *testing.T) {
-	s := newFakeQMP(t)
-	newMigrationFake(s, QMPMigrationStatus{Status: "failed", ErrorDesc: "Migration is disabled when VirtFS export path '/x' is mounted in the guest using mount_tag 'shared'"})
+	s := qmptest.New(t)
+	newMigrationFake(s, qmp.MigrationStatus{Status: "failed", ErrorDesc: "Migration is disabled when VirtFS export path '/x' is mounted in the guest using mount_tag 'shared'"})
 	q := dialFake(t, s)
 	err := saveTemplate(context.Background(), q, "exec:cat > /dev/null")
 	if !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "VirtFS") {
@@ -90,14 +93,14 @@ func TestSaveTemplateFailed(t *testing.T) {
 }
 
 func TestRestoreTemplateSequence(t *testing.T) {
-	s := newFakeQMP(t)
-	m := newMigrationFake(s, QMPMigrationStatus{Status: "active"}, QMPMigrationStatus{Status: "completed"})
+	s := qmptest.New(t)
+	m := newMigrationFake(s, qmp.MigrationStatus{Status: "active"}, qmp.MigrationStatus{Status: "completed"})
 	q := dialFake(t, s)
 	if err := restoreTemplate(context.Background(), q, "/f/state", nil); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"qmp_capabilities", "migrate-set-capabilities", "migrate-incoming", "query-migrate", "query-migrate", "cont"}
-	if got := s.commands(); !reflect.DeepEqual(got, want) {
+	if got := s.Commands(); !reflect.DeepEqual(got, want) {
 		t.Errorf("commands %q, want %q", got, want)
 	}
 	if got := m.arg("migrate-incoming"); got != `{"uri":"exec:cat '/f/state'"}` {
@@ -108,8 +111,8 @@ func TestRestoreTemplateSequence(t *testing.T) {
 // A restore whose QEMU exits (a truncated state: "load of migration
 // failed") ends at once, without cont.
 func TestRestoreTemplateQEMUExits(t *testing.T) {
-	s := newFakeQMP(t)
-	newMigrationFake(s, QMPMigrationStatus{Status: "active"})
+	s := qmptest.New(t)
+	newMigrationFake(s, qmp.MigrationStatus{Status: "active"})
 	q := dialFake(t, s)
 	exited := make(chan struct{})
 	time.AfterFunc(50*time.Millisecond, func() { close(exited) })
@@ -117,7 +120,7 @@ func TestRestoreTemplateQEMUExits(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "qemu exited") {
 		t.Fatalf("got %v", err)
 	}
-	for _, c := range s.commands() {
+	for _, c := range s.Commands() {
 		if c == "cont" {
 			t.Error("cont after a failed restore")
 		}
@@ -134,7 +137,7 @@ func TestCommandLineTemplate(t *testing.T) {
 	cfg := unitConfig(t)
 	cfg.MemoryFile = "/f/memory"
 	cfg.MemoryShared = true
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +170,7 @@ func TestRestoreConfig(t *testing.T) {
 		t.Errorf("shared restore: %v", err)
 	}
 	cfg.MemoryShared = false
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

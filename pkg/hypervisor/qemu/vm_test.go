@@ -83,7 +83,7 @@ type guestConn struct {
 	r *bufio.Reader
 }
 
-func dialGuest(t testing.TB, vm *VM) *guestConn {
+func dialGuest(t testing.TB, vm *qemuVM) *guestConn {
 	t.Helper()
 	path, ok := strings.CutPrefix(vm.AgentAddress(), "unix://")
 	if !ok {
@@ -129,7 +129,7 @@ func (g *guestConn) until(cmd string, check func(string) bool) string {
 	return ""
 }
 
-func waitBooted(t *testing.T, vm *VM, g *guestConn) time.Duration {
+func waitBooted(t *testing.T, vm *qemuVM, g *guestConn) time.Duration {
 	t.Helper()
 	start := time.Now()
 	line, err := g.readLine(90 * time.Second)
@@ -178,7 +178,7 @@ func TestRealVMLifecycle(t *testing.T) {
 	mac0, _ := net.ParseMAC("02:00:00:00:10:01")
 	mac1, _ := net.ParseMAC("02:00:00:00:10:02")
 	cfg.NICs = []hypervisor.NIC{{ID: "eth0", TapFiles: []*os.File{openTap(t, "vcqt0")}, MAC: mac0}}
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestRealVMLifecycle(t *testing.T) {
 func TestRealVMKilledAndAttach(t *testing.T) {
 	requireQEMU(t)
 	cfg := testConfig(t, "killed")
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestRealVMKilledAndAttach(t *testing.T) {
 	waitBooted(t, vm, g)
 
 	// Another handle on the same VM, as another process would get.
-	att, err := Attach(ctx, cfg.StateDir)
+	att, err := attachVM(ctx, cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +414,7 @@ func TestRealVMKilledAndAttach(t *testing.T) {
 	if err := syscall.Kill(vm.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for name, h := range map[string]*VM{"started": vm, "attached": att} {
+	for name, h := range map[string]*qemuVM{"started": vm, "attached": att} {
 		select {
 		case <-h.Exited():
 		case <-time.After(10 * time.Second):
@@ -439,7 +439,7 @@ func TestRealVMKilledAndAttach(t *testing.T) {
 	if err := att.Close(); err != nil {
 		t.Error(err)
 	}
-	if _, err := Attach(ctx, cfg.StateDir); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := attachVM(ctx, cfg.StateDir); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Attach to a stopped VM: %v", err)
 	}
 }
@@ -457,7 +457,7 @@ func TestRealVMStartFailures(t *testing.T) {
 	t.Run("missing kernel", func(t *testing.T) {
 		cfg := testConfig(t, "nokernel")
 		cfg.Kernel = "/nonexistent/vmlinuz-vc-test"
-		vm, err := New(cfg)
+		vm, err := newVM(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -475,7 +475,7 @@ func TestRealVMStartFailures(t *testing.T) {
 		if err := os.WriteFile(cfg.Kernel, []byte("not a kernel"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		vm, err := New(cfg)
+		vm, err := newVM(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,7 +503,7 @@ func TestRealVMStartFailures(t *testing.T) {
 		// -no-reboot ends QEMU; ExitError shows the panic.
 		cfg := testConfig(t, "panic")
 		cfg.Initrd = ""
-		vm, err := New(cfg)
+		vm, err := newVM(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -534,7 +534,7 @@ func TestRealVMStopEscalation(t *testing.T) {
 
 	t.Run("quit after grace", func(t *testing.T) {
 		cfg := testConfig(t, "ignorer")
-		vm, err := New(cfg)
+		vm, err := newVM(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -556,7 +556,7 @@ func TestRealVMStopEscalation(t *testing.T) {
 	})
 	t.Run("kill a frozen qemu", func(t *testing.T) {
 		cfg := testConfig(t, "frozen")
-		vm, err := New(cfg)
+		vm, err := newVM(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -584,7 +584,7 @@ func TestRealVMStopEscalation(t *testing.T) {
 	})
 	t.Run("cancelled context kills at once", func(t *testing.T) {
 		cfg := testConfig(t, "cancelled")
-		vm, err := New(cfg)
+		vm, err := newVM(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

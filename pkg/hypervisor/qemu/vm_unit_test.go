@@ -36,27 +36,27 @@ func unitConfig(t *testing.T) hypervisor.Config {
 func TestNewRejectsLongStateDir(t *testing.T) {
 	cfg := unitConfig(t)
 	cfg.StateDir = "/run/vc/" + strings.Repeat("x", 100)
-	if _, err := New(cfg); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "too long") {
+	if _, err := newVM(cfg); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "too long") {
 		t.Fatalf("got %v", err)
 	}
 }
 
 func TestRegisteredBackend(t *testing.T) {
-	h, err := hypervisor.New(BackendName, unitConfig(t))
+	h, err := hypervisor.New(backendName, unitConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := h.(*VM); !ok {
-		t.Fatalf("backend %q made a %T", BackendName, h)
+	if _, ok := h.(*qemuVM); !ok {
+		t.Fatalf("backend %q made a %T", backendName, h)
 	}
-	if _, err := hypervisor.Attach(context.Background(), BackendName, t.TempDir()); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := hypervisor.Attach(context.Background(), backendName, t.TempDir()); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("attach to an empty dir: %v", err)
 	}
 }
 
 func TestBeforeStart(t *testing.T) {
 	ctx := context.Background()
-	vm, err := New(unitConfig(t))
+	vm, err := newVM(unitConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestPreparePlan(t *testing.T) {
 	cfg.Disks = []hypervisor.Disk{{ID: "d", Path: img}}
 	cfg.NICs = []hypervisor.NIC{{ID: "n", TapFiles: []*os.File{tap, tap}, MAC: mac}}
 	cfg.HotplugSlots = 3
-	vm, err := New(cfg)
+	vm, err := newVM(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,13 +165,13 @@ func TestPreparePlan(t *testing.T) {
 	// vsock demanded without the device.
 	cfg2 := unitConfig(t)
 	cfg2.AgentTransport = hypervisor.TransportVsock
-	vm2, _ := New(cfg2)
+	vm2, _ := newVM(cfg2)
 	if _, _, err := vm2.prepare(); !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "vsock") {
 		t.Errorf("vsock without the device: %v", err)
 	}
 	// A device that is not vhost-vsock fails the CID allocation.
 	vhostVsockDevice = img
-	vm3, _ := New(unitConfig(t))
+	vm3, _ := newVM(unitConfig(t))
 	if _, _, err := vm3.prepare(); err == nil || !strings.Contains(err.Error(), "set guest cid 3") {
 		t.Errorf("auto transport on a fake vhost-vsock: %v", err)
 	}
@@ -190,7 +190,7 @@ func TestPrepareChecksInputs(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := unitConfig(t)
 			mod(&cfg)
-			vm, err := New(cfg)
+			vm, err := newVM(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,7 +205,7 @@ func TestPrepareChecksInputs(t *testing.T) {
 	}
 	cfg := unitConfig(t)
 	cfg.SharedFS = []hypervisor.SharedFS{{Tag: "t", HostPath: cfg.Kernel}}
-	vm, _ := New(cfg)
+	vm, _ := newVM(cfg)
 	if err := vm.Start(context.Background()); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "not a directory") {
 		t.Fatalf("shared file instead of dir: %v", err)
 	}

@@ -1,4 +1,4 @@
-package qemu
+package qmp
 
 import (
 	"context"
@@ -11,33 +11,33 @@ import (
 
 // Typed wrappers of the QMP commands the driver uses.
 
-// QMPStatus is the reply of query-status.
-type QMPStatus struct {
+// Status is the reply of query-status.
+type Status struct {
 	Running bool   `json:"running"`
 	Status  string `json:"status"` // "running", "paused", "shutdown", "prelaunch", ...
 }
 
 // QueryStatus asks whether the vCPUs run.
-func (q *QMP) QueryStatus(ctx context.Context) (QMPStatus, error) {
-	var s QMPStatus
+func (q *Client) QueryStatus(ctx context.Context) (Status, error) {
+	var s Status
 	err := q.Execute(ctx, "query-status", nil, &s)
 	return s, err
 }
 
 // Stop pauses the vCPUs.
-func (q *QMP) Stop(ctx context.Context) error { return q.Execute(ctx, "stop", nil, nil) }
+func (q *Client) Stop(ctx context.Context) error { return q.Execute(ctx, "stop", nil, nil) }
 
 // Cont resumes the vCPUs.
-func (q *QMP) Cont(ctx context.Context) error { return q.Execute(ctx, "cont", nil, nil) }
+func (q *Client) Cont(ctx context.Context) error { return q.Execute(ctx, "cont", nil, nil) }
 
 // SystemPowerdown presses the ACPI power button.
-func (q *QMP) SystemPowerdown(ctx context.Context) error {
+func (q *Client) SystemPowerdown(ctx context.Context) error {
 	return q.Execute(ctx, "system_powerdown", nil, nil)
 }
 
 // Quit makes QEMU exit (after flushing its block devices). QEMU may close
 // the connection before or after its reply: both count as success.
-func (q *QMP) Quit(ctx context.Context) error {
+func (q *Client) Quit(ctx context.Context) error {
 	err := q.Execute(ctx, "quit", nil, nil)
 	if err != nil && q.Err() != nil {
 		return nil
@@ -47,7 +47,7 @@ func (q *QMP) Quit(ctx context.Context) error {
 
 // DeviceAdd adds a device; args are device_add's: "driver", "id" and the
 // device's properties.
-func (q *QMP) DeviceAdd(ctx context.Context, args map[string]any) error {
+func (q *Client) DeviceAdd(ctx context.Context, args map[string]any) error {
 	return q.Execute(ctx, "device_add", args, nil)
 }
 
@@ -56,7 +56,7 @@ func (q *QMP) DeviceAdd(ctx context.Context, args map[string]any) error {
 // it cannot eject the device (a vCPU or memory it cannot take offline:
 // ACPI_DEVICE_OST with a failure status) makes it fail at once, with an
 // error wrapping errdefs.ErrFailedPrecondition; QEMU keeps the device.
-func (q *QMP) DeviceDel(ctx context.Context, id string) error {
+func (q *Client) DeviceDel(ctx context.Context, id string) error {
 	w := q.Subscribe(func(ev Event) bool {
 		if ev.Name == "DEVICE_DELETED" {
 			var d struct {
@@ -64,7 +64,7 @@ func (q *QMP) DeviceDel(ctx context.Context, id string) error {
 			}
 			return json.Unmarshal(ev.Data, &d) == nil && d.Device == id
 		}
-		return ejectRefused(ev, id)
+		return EjectRefused(ev, id)
 	})
 	defer w.Cancel()
 	if err := q.Execute(ctx, "device_del", map[string]any{"id": id}, nil); err != nil {
@@ -74,11 +74,11 @@ func (q *QMP) DeviceDel(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("qmp device_del %s: waiting for DEVICE_DELETED: %w", id, err)
 	}
-	return refusedErr(ev, id)
+	return RefusedErr(ev, id)
 }
 
-// ejectRefused tells whether ev is the guest refusing to eject device id.
-func ejectRefused(ev Event, id string) bool {
+// EjectRefused tells whether ev is the guest refusing to eject device id.
+func EjectRefused(ev Event, id string) bool {
 	if ev.Name != "ACPI_DEVICE_OST" {
 		return false
 	}
@@ -86,9 +86,9 @@ func ejectRefused(ev Event, id string) bool {
 	return ok && ost.Device == id && ost.ejectFailed()
 }
 
-// refusedErr is the error of a device_del the guest refused (ev as
-// ejectRefused matched), nil for any other event.
-func refusedErr(ev Event, id string) error {
+// RefusedErr is the error of a device_del the guest refused (ev as
+// EjectRefused matched), nil for any other event.
+func RefusedErr(ev Event, id string) error {
 	if ev.Name != "ACPI_DEVICE_OST" {
 		return nil
 	}
@@ -132,48 +132,48 @@ func parseOST(data json.RawMessage) (acpiOST, bool) {
 
 // NetdevAdd adds a network backend: args has "type" ("tap"), "id" and the
 // backend's options.
-func (q *QMP) NetdevAdd(ctx context.Context, args map[string]any) error {
+func (q *Client) NetdevAdd(ctx context.Context, args map[string]any) error {
 	return q.Execute(ctx, "netdev_add", args, nil)
 }
 
 // NetdevDel removes a network backend.
-func (q *QMP) NetdevDel(ctx context.Context, id string) error {
+func (q *Client) NetdevDel(ctx context.Context, id string) error {
 	return q.Execute(ctx, "netdev_del", map[string]any{"id": id}, nil)
 }
 
 // BlockdevAdd adds a block node graph (a BlockdevOptions object).
-func (q *QMP) BlockdevAdd(ctx context.Context, args map[string]any) error {
+func (q *Client) BlockdevAdd(ctx context.Context, args map[string]any) error {
 	return q.Execute(ctx, "blockdev-add", args, nil)
 }
 
 // BlockdevDel removes a block node by node name.
-func (q *QMP) BlockdevDel(ctx context.Context, nodeName string) error {
+func (q *Client) BlockdevDel(ctx context.Context, nodeName string) error {
 	return q.Execute(ctx, "blockdev-del", map[string]any{"node-name": nodeName}, nil)
 }
 
 // ObjectAdd adds a QOM object ("qom-type", "id" and its properties).
-func (q *QMP) ObjectAdd(ctx context.Context, args map[string]any) error {
+func (q *Client) ObjectAdd(ctx context.Context, args map[string]any) error {
 	return q.Execute(ctx, "object-add", args, nil)
 }
 
 // ObjectDel removes a QOM object.
-func (q *QMP) ObjectDel(ctx context.Context, id string) error {
+func (q *Client) ObjectDel(ctx context.Context, id string) error {
 	return q.Execute(ctx, "object-del", map[string]any{"id": id}, nil)
 }
 
 // GetFD passes an open file to QEMU under a name, for commands that take
 // fd=NAME (netdev_add tap).
-func (q *QMP) GetFD(ctx context.Context, name string, f *os.File) error {
+func (q *Client) GetFD(ctx context.Context, name string, f *os.File) error {
 	return q.execute(ctx, "getfd", map[string]any{"fdname": name}, nil, []*os.File{f})
 }
 
 // CloseFD drops a file passed with GetFD and not consumed.
-func (q *QMP) CloseFD(ctx context.Context, name string) error {
+func (q *Client) CloseFD(ctx context.Context, name string) error {
 	return q.Execute(ctx, "closefd", map[string]any{"fdname": name}, nil)
 }
 
-// QMPCPU is one entry of query-cpus-fast.
-type QMPCPU struct {
+// CPU is one entry of query-cpus-fast.
+type CPU struct {
 	Index    int    `json:"cpu-index"`
 	QOMPath  string `json:"qom-path"`
 	ThreadID int    `json:"thread-id"`
@@ -181,35 +181,35 @@ type QMPCPU struct {
 }
 
 // QueryCPUsFast lists the vCPUs and their host threads.
-func (q *QMP) QueryCPUsFast(ctx context.Context) ([]QMPCPU, error) {
-	var cpus []QMPCPU
+func (q *Client) QueryCPUsFast(ctx context.Context) ([]CPU, error) {
+	var cpus []CPU
 	err := q.Execute(ctx, "query-cpus-fast", nil, &cpus)
 	return cpus, err
 }
 
-// QMPPCIDevice is a device of query-pci, bridges flattened.
-type QMPPCIDevice struct {
+// PCIDevice is a device of query-pci, bridges flattened.
+type PCIDevice struct {
 	Bus      int    `json:"bus"`
 	Slot     int    `json:"slot"`
 	Function int    `json:"function"`
 	QDevID   string `json:"qdev_id"`
 	Bridge   *struct {
-		Devices []QMPPCIDevice `json:"devices"`
+		Devices []PCIDevice `json:"devices"`
 	} `json:"pci_bridge,omitempty"`
 }
 
 // QueryPCI lists the PCI devices, those behind bridges included, with
 // their qdev ids.
-func (q *QMP) QueryPCI(ctx context.Context) ([]QMPPCIDevice, error) {
+func (q *Client) QueryPCI(ctx context.Context) ([]PCIDevice, error) {
 	var buses []struct {
-		Devices []QMPPCIDevice `json:"devices"`
+		Devices []PCIDevice `json:"devices"`
 	}
 	if err := q.Execute(ctx, "query-pci", nil, &buses); err != nil {
 		return nil, err
 	}
-	var out []QMPPCIDevice
-	var walk func([]QMPPCIDevice)
-	walk = func(ds []QMPPCIDevice) {
+	var out []PCIDevice
+	var walk func([]PCIDevice)
+	walk = func(ds []PCIDevice) {
 		for _, d := range ds {
 			out = append(out, d)
 			if d.Bridge != nil {
@@ -223,24 +223,24 @@ func (q *QMP) QueryPCI(ctx context.Context) ([]QMPPCIDevice, error) {
 	return out, nil
 }
 
-// QMPHotpluggableCPU is an entry of query-hotpluggable-cpus: a place of
+// HotpluggableCPU is an entry of query-hotpluggable-cpus: a place of
 // the topology, with the vCPU in it (QOMPath) or free.
-type QMPHotpluggableCPU struct {
+type HotpluggableCPU struct {
 	Type    string         `json:"type"`
 	Props   map[string]int `json:"props"`
 	QOMPath string         `json:"qom-path,omitempty"`
 }
 
 // QueryHotpluggableCPUs lists the places of the topology.
-func (q *QMP) QueryHotpluggableCPUs(ctx context.Context) ([]QMPHotpluggableCPU, error) {
-	var cpus []QMPHotpluggableCPU
+func (q *Client) QueryHotpluggableCPUs(ctx context.Context) ([]HotpluggableCPU, error) {
+	var cpus []HotpluggableCPU
 	err := q.Execute(ctx, "query-hotpluggable-cpus", nil, &cpus)
 	return cpus, err
 }
 
-// QMPMemoryDevice is an entry of query-memory-devices (pc-dimm and the
+// MemoryDevice is an entry of query-memory-devices (pc-dimm and the
 // like).
-type QMPMemoryDevice struct {
+type MemoryDevice struct {
 	Type string `json:"type"`
 	Data struct {
 		ID     string `json:"id"`
@@ -250,8 +250,29 @@ type QMPMemoryDevice struct {
 }
 
 // QueryMemoryDevices lists the memory devices.
-func (q *QMP) QueryMemoryDevices(ctx context.Context) ([]QMPMemoryDevice, error) {
-	var devs []QMPMemoryDevice
+func (q *Client) QueryMemoryDevices(ctx context.Context) ([]MemoryDevice, error) {
+	var devs []MemoryDevice
 	err := q.Execute(ctx, "query-memory-devices", nil, &devs)
 	return devs, err
+}
+
+// MigrationStatus is the part of query-migrate's reply the driver
+// reads.
+type MigrationStatus struct {
+	Status    string `json:"status"` // none, setup, active, completed, failed, cancelled, ...
+	ErrorDesc string `json:"error-desc"`
+}
+
+// QueryMigrate asks how the (outgoing or incoming) migration is going.
+func (q *Client) QueryMigrate(ctx context.Context) (MigrationStatus, error) {
+	var s MigrationStatus
+	err := q.Execute(ctx, "query-migrate", nil, &s)
+	return s, err
+}
+
+// SetMigrationCapability turns one migration capability on or off.
+func (q *Client) SetMigrationCapability(ctx context.Context, name string, on bool) error {
+	return q.Execute(ctx, "migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": name, "state": on}},
+	}, nil)
 }

@@ -1,4 +1,4 @@
-package vc
+package factory
 
 import (
 	"bufio"
@@ -28,12 +28,13 @@ import (
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/persist"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
-// A factory's cache is a process (ServeFactoryCache: `vc factory cache`)
+// A factory's cache is a process (ServeCache: `vc factory cache`)
 // that keeps VMs of the factory's template started and their agents
 // answering, and hands one out to each sandbox that fits the template
-// (CreateSandbox with HypervisorConfig.Factory): the sandbox then skips
+// (CreateSandbox with the factory as its VMSource): the sandbox then skips
 // QEMU's start and the restore as well as the boot. It serves on
 // <factory>/cache.sock (root only); a sandbox finding no cache there, or
 // none ready, starts from the template itself.
@@ -51,7 +52,7 @@ import (
 // started itself dies with it; when it was not running, the sandbox's
 // next look finds the owner gone and stops the VM (Sandbox.refresh).
 // Stopping, the cache stops the VMs nobody took; one killed with SIGKILL
-// leaves them, and the next cache (or DestroyFactory) kills them.
+// leaves them, and the next cache (or Destroy) kills them.
 
 // Files of a factory's cache.
 const (
@@ -119,18 +120,18 @@ type factoryCache struct {
 	wake      chan struct{}
 }
 
-// ServeFactoryCache keeps size VMs of the template in dir started, and
+// ServeCache keeps size VMs of the template in dir started, and
 // hands them to sandboxes, until ctx is done or a client asks it to stop
-// (StopFactoryCache); it then stops the VMs nobody took and removes its
+// (StopCache); it then stops the VMs nobody took and removes its
 // socket. One cache serves a factory at a time (errdefs.ErrAlreadyExists
 // otherwise). A VM that fails to start is retried, later and later; the
-// cache reports the failure (StatusFactoryCache) and does not stop.
-func ServeFactoryCache(ctx context.Context, dir string, size int) error {
+// cache reports the failure (QueryCache) and does not stop.
+func ServeCache(ctx context.Context, dir string, size int) error {
 	dir = filepath.Clean(dir)
 	if size < 1 || size > 64 {
 		return fmt.Errorf("cache size %d: want 1 to 64: %w", size, errdefs.ErrInvalidArgument)
 	}
-	f, err := OpenFactory(dir)
+	f, err := Open(dir)
 	if err != nil {
 		return err
 	}
@@ -146,7 +147,7 @@ func ServeFactoryCache(ctx context.Context, dir string, size int) error {
 	if err := os.MkdirAll(vms, 0o700); err != nil {
 		return fmt.Errorf("factory %s: cache: %w", dir, err)
 	}
-	reclaimCache(vms)
+	reclaimCache(f.manifest.backend(), vms)
 	sock := filepath.Join(dir, cacheSocketName)
 	os.Remove(sock)
 	l, err := net.Listen("unix", sock)
@@ -218,7 +219,7 @@ func (c *factoryCache) fill(ctx context.Context) {
 			}
 			continue
 		}
-		v, err := c.startVM(ctx)
+		v, err := c.readyVM(ctx)
 		c.mu.Lock()
 		c.starting--
 		if err == nil {
@@ -271,10 +272,11 @@ func (c *factoryCache) pruneDead() {
 	}
 }
 
-// startVM starts a VM of the template (checked again: it may have been
-// made again or damaged since) and waits for its agent.
-func (c *factoryCache) startVM(ctx context.Context) (_ *cachedVM, err error) {
-	f, err := OpenFactory(c.dir)
+// readyVM starts a VM of the template through vc.StartVM (the template
+// checked again: it may have been made again or damaged since), waits for
+// its agent and, under TCG, warms it.
+func (c *factoryCache) readyVM(ctx context.Context) (_ *cachedVM, err error) {
+	f, err := Open(c.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -283,8 +285,7 @@ func (c *factoryCache) startVM(ctx context.Context) (_ *cachedVM, err error) {
 	rand.Read(b)
 	v := &cachedVM{id: "cache-" + hex.EncodeToString(b)}
 	v.dir = filepath.Join(c.dir, cacheDirName, v.id)
-	shared := filepath.Join(v.dir, "shared")
-	if err := os.MkdirAll(shared, 0o700); err != nil {
+	if err := os.MkdirAll(v.dir, 0o700); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -292,27 +293,28 @@ func (c *factoryCache) startVM(ctx context.Context) (_ *cachedVM, err error) {
 			removeVMDir(v.dir)
 		}
 	}()
-	h := HypervisorConfig{
-		Path: m.QEMU.Path, Kernel: m.Kernel.Path, Initrd: m.Initrd.Path,
-		CPUs: m.CPUs, MemoryMiB: m.MemoryMiB, KernelParams: m.KernelParams, Debug: m.Debug,
-	}
-	nat, err := (&SandboxConfig{NAT: NATConfig{Disabled: !m.NAT}}).natNIC()
-	if err != nil {
-		return nil, err
-	}
 	log := c.log.With("vm", v.id)
-	hc := vmConfig(v.id, filepath.Join(v.dir, "vm"), shared, h, nat, log)
-	f.restoreConfig(&hc)
-	// Not tied to this process: a sandbox takes it over.
-	hc.DieWithParent = false
-	vm, err := hypervisor.New(hypervisorBackend, hc)
+	vm, err := vc.StartVM(ctx, vc.VMSpec{
+		Config: vc.SandboxConfig{
+			ID: v.id,
+			Hypervisor: vc.HypervisorConfig{
+				Backend: m.Backend, Path: m.QEMU.Path, Kernel: m.Kernel.Path, Initrd: m.Initrd.Path,
+				CPUs: m.CPUs, MemoryMiB: m.MemoryMiB, KernelParams: m.KernelParams, Debug: m.Debug,
+			},
+			NAT: vc.NATConfig{Disabled: !m.NAT},
+		},
+		Dir: v.dir,
+		Configure: func(hc *hypervisor.Config) {
+			f.restoreConfig(hc)
+			// Not tied to this process: a sandbox takes it over.
+			hc.DieWithParent = false
+		},
+		Log: log,
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := vm.Start(ctx); err != nil {
-		return nil, err
-	}
-	client, _, err := dialAgent(ctx, vm)
+	client, _, err := vc.DialAgent(ctx, vm)
 	if err != nil {
 		killVM(vm)
 		return nil, err
@@ -507,14 +509,14 @@ func (c *factoryCache) watch(v *cachedVM, pidfd int) {
 
 // reclaimCache kills the VMs a cache killed with SIGKILL left ready in
 // dir, and removes their directories; taken ones are their sandboxes'.
-func reclaimCache(dir string) {
+func reclaimCache(backend, dir string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		d := filepath.Join(dir, e.Name())
 		if _, err := os.Stat(filepath.Join(d, cacheTakenName)); err == nil {
 			continue
 		}
-		killVMIn(filepath.Join(d, "vm"))
+		killVMIn(backend, filepath.Join(d, "vm"))
 		removeVMDir(d)
 	}
 }
@@ -554,9 +556,9 @@ func cacheCall(ctx context.Context, dir string, req cacheRequest) (cacheReply, e
 	return rep, nil
 }
 
-// StatusFactoryCache asks the cache of the factory in dir how it is;
+// QueryCache asks the cache of the factory in dir how it is;
 // errdefs.ErrNotFound when no cache runs.
-func StatusFactoryCache(ctx context.Context, dir string) (CacheStatus, error) {
+func QueryCache(ctx context.Context, dir string) (CacheStatus, error) {
 	rep, err := cacheCall(ctx, filepath.Clean(dir), cacheRequest{Op: "status"})
 	if err != nil {
 		return CacheStatus{}, err
@@ -567,12 +569,12 @@ func StatusFactoryCache(ctx context.Context, dir string) (CacheStatus, error) {
 	return *rep.Status, nil
 }
 
-// StopFactoryCache asks the cache of the factory in dir to stop, and
+// StopCache asks the cache of the factory in dir to stop, and
 // waits (up to ctx) until it has: its ready VMs stopped, its socket gone.
 // No cache running is not an error.
-func StopFactoryCache(ctx context.Context, dir string) error {
+func StopCache(ctx context.Context, dir string) error {
 	dir = filepath.Clean(dir)
-	st, err := StatusFactoryCache(ctx, dir)
+	st, err := QueryCache(ctx, dir)
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
@@ -605,7 +607,7 @@ func StopFactoryCache(ctx context.Context, dir string) error {
 // it), now the sandbox's. No cache, or none ready, is
 // errdefs.ErrNotFound or errdefs.ErrUnavailable: the caller starts a VM
 // itself.
-func takeCachedVM(ctx context.Context, factory, id string, log *slog.Logger) (hypervisor.Hypervisor, string, error) {
+func takeCachedVM(ctx context.Context, factory, backend, id string, log *slog.Logger) (hypervisor.Hypervisor, string, error) {
 	if _, err := os.Stat(filepath.Join(factory, cacheSocketName)); err != nil {
 		return nil, "", fmt.Errorf("factory %s: no cache: %w", factory, errdefs.ErrNotFound)
 	}
@@ -617,10 +619,10 @@ func takeCachedVM(ctx context.Context, factory, id string, log *slog.Logger) (hy
 	if filepath.Dir(dir) != filepath.Join(factory, cacheDirName) || !strings.HasPrefix(filepath.Base(dir), "cache-") {
 		return nil, "", fmt.Errorf("factory %s: cache handed out %q, not one of its directories", factory, rep.VMDir)
 	}
-	vm, err := hypervisor.Attach(ctx, hypervisorBackend, filepath.Join(dir, "vm"))
+	vm, err := hypervisor.Attach(ctx, backend, filepath.Join(dir, "vm"))
 	if err != nil {
 		// Ours now, but out of reach: it goes.
-		killVMIn(filepath.Join(dir, "vm"))
+		killVMIn(backend, filepath.Join(dir, "vm"))
 		removeVMDir(dir)
 		return nil, "", fmt.Errorf("factory %s: attach to the cache's vm: %w", factory, err)
 	}

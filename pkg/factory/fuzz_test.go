@@ -1,4 +1,4 @@
-package vc
+package factory
 
 import (
 	"bytes"
@@ -59,7 +59,7 @@ func FuzzOpenFactory(f *testing.F) {
 		}
 		var fac *Factory
 		var err error
-		within(t, 10*time.Second, "OpenFactory", func() { fac, err = OpenFactory(dir) })
+		within(t, 10*time.Second, "OpenFactory", func() { fac, err = Open(dir) })
 		if err != nil {
 			if !errors.Is(err, ErrTemplateInvalid) || !errors.Is(err, errdefs.ErrDataLoss) {
 				t.Fatalf("a refused template: %v, want ErrTemplateInvalid and ErrDataLoss", err)
@@ -74,7 +74,7 @@ func FuzzOpenFactory(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the accepted manifest does not marshal: %v", err)
 		}
-		var again FactoryManifest
+		var again Manifest
 		if err := json.Unmarshal(j, &again); err != nil || !reflect.DeepEqual(again, m) {
 			t.Fatalf("the accepted manifest reads back as %+v (%v), not %+v", again, err, m)
 		}
@@ -216,7 +216,7 @@ func FuzzCacheReply(f *testing.F) {
 		before := outside()
 		var dir string
 		within(t, 10*time.Second, "takeCachedVM", func() {
-			_, dir, err = takeCachedVM(context.Background(), factory, "sb-1", slog.New(slog.DiscardHandler))
+			_, dir, err = takeCachedVM(context.Background(), factory, "qemu", "sb-1", slog.New(slog.DiscardHandler))
 		})
 		if err == nil {
 			t.Fatalf("took a VM from answer %q: there is none", rep)

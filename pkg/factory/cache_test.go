@@ -1,4 +1,4 @@
-package vc
+package factory
 
 import (
 	"context"
@@ -43,13 +43,13 @@ func fakeCache(t *testing.T, dir string, rep cacheReply) <-chan cacheRequest {
 func TestCacheNone(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, _, err := takeCachedVM(ctx, dir, "sb", slog.Default()); !errdefs.IsNotFound(err) {
+	if _, _, err := takeCachedVM(ctx, dir, "qemu", "sb", slog.Default()); !errdefs.IsNotFound(err) {
 		t.Errorf("take without a cache: %v, want not found", err)
 	}
-	if _, err := StatusFactoryCache(ctx, dir); !errdefs.IsNotFound(err) {
+	if _, err := QueryCache(ctx, dir); !errdefs.IsNotFound(err) {
 		t.Errorf("status without a cache: %v, want not found", err)
 	}
-	if err := StopFactoryCache(ctx, dir); err != nil {
+	if err := StopCache(ctx, dir); err != nil {
 		t.Errorf("stop without a cache: %v", err)
 	}
 	// A socket nobody serves (a cache killed with SIGKILL) is no cache.
@@ -59,7 +59,7 @@ func TestCacheNone(t *testing.T) {
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
-	if _, _, err := takeCachedVM(ctx, dir, "sb", slog.Default()); !errdefs.IsNotFound(err) {
+	if _, _, err := takeCachedVM(ctx, dir, "qemu", "sb", slog.Default()); !errdefs.IsNotFound(err) {
 		t.Errorf("take from a dead cache's socket: %v, want not found", err)
 	}
 }
@@ -68,11 +68,11 @@ func TestCacheServeRefuses(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	for _, size := range []int{0, -1, 65} {
-		if err := ServeFactoryCache(ctx, dir, size); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "cache size") {
+		if err := ServeCache(ctx, dir, size); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "cache size") {
 			t.Errorf("size %d: %v", size, err)
 		}
 	}
-	if err := ServeFactoryCache(ctx, dir, 1); !errdefs.IsNotFound(err) {
+	if err := ServeCache(ctx, dir, 1); !errdefs.IsNotFound(err) {
 		t.Errorf("no template: %v, want not found", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, cacheSocketName)); err == nil {
@@ -87,7 +87,7 @@ func TestCacheTakeChecksDir(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	reqs := fakeCache(t, dir, cacheReply{VMDir: "/etc"})
-	_, _, err := takeCachedVM(ctx, dir, "sb-1", slog.Default())
+	_, _, err := takeCachedVM(ctx, dir, "qemu", "sb-1", slog.Default())
 	if err == nil || !strings.Contains(err.Error(), `"/etc"`) {
 		t.Errorf("take of /etc: %v", err)
 	}
@@ -105,7 +105,7 @@ func TestCacheTakeError(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	fakeCache(t, dir, cacheReply{Error: "no vm ready"})
-	if _, _, err := takeCachedVM(ctx, dir, "sb", slog.Default()); err == nil || !strings.Contains(err.Error(), "no vm ready") {
+	if _, _, err := takeCachedVM(ctx, dir, "qemu", "sb", slog.Default()); err == nil || !strings.Contains(err.Error(), "no vm ready") {
 		t.Errorf("take: %v", err)
 	}
 }

@@ -1,4 +1,6 @@
-package qemu
+// Package qmp is a client of the QEMU Machine Protocol (QMP), shared by the
+// QEMU driver and the tests and benchmarks that talk to a VM's QEMU.
+package qmp
 
 import (
 	"context"
@@ -15,14 +17,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// QMP is a client of the QEMU Machine Protocol over a unix socket.
+// Client is a client of the QEMU Machine Protocol over a unix socket.
 //
 // Commands may be executed from several goroutines at once: each carries an
 // id and its reply is matched by it. Asynchronous events go to Events and to
 // the waiters registered with Subscribe. When QEMU hangs up (it exited),
-// pending and later commands fail with an error wrapping ErrQMPClosed, and
+// pending and later commands fail with an error wrapping ErrClosed, and
 // Done is closed.
-type QMP struct {
+type Client struct {
 	conn *net.UnixConn
 	log  *slog.Logger
 
@@ -38,16 +40,16 @@ type QMP struct {
 	done   chan struct{}
 
 	// Version is QEMU's, from the greeting.
-	Version QMPVersion
+	Version Version
 }
 
-// QMPVersion is QEMU's version as the greeting tells it.
-type QMPVersion struct {
+// Version is QEMU's version as the greeting tells it.
+type Version struct {
 	Major, Minor, Micro int
 	Package             string
 }
 
-func (v QMPVersion) String() string {
+func (v Version) String() string {
 	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Micro)
 }
 
@@ -58,21 +60,21 @@ type Event struct {
 	Timestamp time.Time
 }
 
-// QMPError is an error reply: Class is QEMU's error class (GenericError,
+// Error is an error reply: Class is QEMU's error class (GenericError,
 // CommandNotFound, DeviceNotFound, ...), Desc its human-readable text.
-type QMPError struct {
+type Error struct {
 	Command string
 	Class   string
 	Desc    string
 }
 
-func (e *QMPError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("qmp %s: %s (%s)", e.Command, e.Desc, e.Class)
 }
 
-// ErrQMPClosed is wrapped by errors of commands that cannot complete
+// ErrClosed is wrapped by errors of commands that cannot complete
 // because the connection ended.
-var ErrQMPClosed = errors.New("qmp connection closed")
+var ErrClosed = errors.New("qmp connection closed")
 
 type qmpResponse struct {
 	ret json.RawMessage
@@ -118,10 +120,10 @@ type qmpCommand struct {
 // new events are dropped (and logged) rather than stalling replies.
 const eventBuffer = 64
 
-// DialQMP connects to QEMU's QMP socket, reads the greeting and negotiates
+// Dial connects to QEMU's QMP socket, reads the greeting and negotiates
 // capabilities. ctx bounds the handshake only. A nil logger means
 // slog.Default().
-func DialQMP(ctx context.Context, path string, log *slog.Logger) (*QMP, error) {
+func Dial(ctx context.Context, path string, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -144,14 +146,14 @@ func DialQMP(ctx context.Context, path string, log *slog.Logger) (*QMP, error) {
 		conn.Close()
 		return nil, fmt.Errorf("qmp: %s did not greet with a QMP banner", path)
 	}
-	q := &QMP{
+	q := &Client{
 		conn:    conn,
 		log:     log,
 		pending: map[string]chan qmpResponse{},
 		waiters: map[*EventWaiter]struct{}{},
 		events:  make(chan Event, eventBuffer),
 		done:    make(chan struct{}),
-		Version: QMPVersion{
+		Version: Version{
 			Major:   greeting.QMP.Version.QEMU.Major,
 			Minor:   greeting.QMP.Version.QEMU.Minor,
 			Micro:   greeting.QMP.Version.QEMU.Micro,
@@ -175,7 +177,7 @@ func DialQMP(ctx context.Context, path string, log *slog.Logger) (*QMP, error) {
 		}
 		if m.Error != nil {
 			conn.Close()
-			return nil, &QMPError{Command: "qmp_capabilities", Class: m.Error.Class, Desc: m.Error.Desc}
+			return nil, &Error{Command: "qmp_capabilities", Class: m.Error.Class, Desc: m.Error.Desc}
 		}
 		break
 	}
@@ -199,7 +201,7 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-func (q *QMP) readLoop(dec *json.Decoder) {
+func (q *Client) readLoop(dec *json.Decoder) {
 	var err error
 	for {
 		var m qmpMessage
@@ -223,7 +225,7 @@ func (q *QMP) readLoop(dec *json.Decoder) {
 				continue
 			}
 			if m.Error != nil {
-				ch <- qmpResponse{err: &QMPError{Class: m.Error.Class, Desc: m.Error.Desc}}
+				ch <- qmpResponse{err: &Error{Class: m.Error.Class, Desc: m.Error.Desc}}
 			} else {
 				ch <- qmpResponse{ret: m.Return}
 			}
@@ -231,10 +233,10 @@ func (q *QMP) readLoop(dec *json.Decoder) {
 			q.log.Debug("qmp: message without id or event ignored")
 		}
 	}
-	q.shutdown(fmt.Errorf("%w: %v", ErrQMPClosed, err))
+	q.shutdown(fmt.Errorf("%w: %v", ErrClosed, err))
 }
 
-func (q *QMP) deliver(m qmpMessage) {
+func (q *Client) deliver(m qmpMessage) {
 	ev := Event{Name: m.Event, Data: m.Data}
 	if m.Timestamp != nil {
 		ev.Timestamp = time.Unix(m.Timestamp.Seconds, m.Timestamp.Microseconds*1000)
@@ -256,7 +258,7 @@ func (q *QMP) deliver(m qmpMessage) {
 	}
 }
 
-func (q *QMP) shutdown(err error) {
+func (q *Client) shutdown(err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.err != nil {
@@ -271,7 +273,7 @@ func (q *QMP) shutdown(err error) {
 	close(q.events)
 }
 
-func (q *QMP) write(cmd qmpCommand, files []*os.File) error {
+func (q *Client) write(cmd qmpCommand, files []*os.File) error {
 	b, err := json.Marshal(cmd)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", cmd.Execute, err)
@@ -295,20 +297,20 @@ func (q *QMP) write(cmd qmpCommand, files []*os.File) error {
 // Events delivers asynchronous events (SHUTDOWN, STOP, RESUME,
 // DEVICE_DELETED, ...). It is closed when the connection ends. Events that
 // find it full are dropped: use Subscribe to wait for a particular one.
-func (q *QMP) Events() <-chan Event { return q.events }
+func (q *Client) Events() <-chan Event { return q.events }
 
 // Done is closed when the connection has ended.
-func (q *QMP) Done() <-chan struct{} { return q.done }
+func (q *Client) Done() <-chan struct{} { return q.done }
 
 // Err says why the connection ended, nil while it is up.
-func (q *QMP) Err() error {
+func (q *Client) Err() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.err
 }
 
 // Close ends the connection.
-func (q *QMP) Close() error {
+func (q *Client) Close() error {
 	err := q.conn.Close()
 	<-q.done
 	return err
@@ -316,12 +318,12 @@ func (q *QMP) Close() error {
 
 // Execute runs a command with arguments (nil for none) and decodes its
 // return value into result (nil to discard it). An error reply comes back
-// as a *QMPError.
-func (q *QMP) Execute(ctx context.Context, command string, args, result any) error {
+// as a *Error.
+func (q *Client) Execute(ctx context.Context, command string, args, result any) error {
 	return q.execute(ctx, command, args, result, nil)
 }
 
-func (q *QMP) execute(ctx context.Context, command string, args, result any, files []*os.File) error {
+func (q *Client) execute(ctx context.Context, command string, args, result any, files []*os.File) error {
 	ch := make(chan qmpResponse, 1)
 	q.mu.Lock()
 	if q.err != nil {
@@ -353,7 +355,7 @@ func (q *QMP) execute(ctx context.Context, command string, args, result any, fil
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			var qe *QMPError
+			var qe *Error
 			if errors.As(r.err, &qe) {
 				qe.Command = command
 				return qe
@@ -375,14 +377,14 @@ func (q *QMP) execute(ctx context.Context, command string, args, result any, fil
 // EventWaiter receives the events that match its filter from the moment
 // Subscribe returns: subscribe before the command that causes the event.
 type EventWaiter struct {
-	q     *QMP
+	q     *Client
 	match func(Event) bool
 	ch    chan Event
 }
 
 // Subscribe registers a waiter for events for which match returns true.
 // Cancel it when done.
-func (q *QMP) Subscribe(match func(Event) bool) *EventWaiter {
+func (q *Client) Subscribe(match func(Event) bool) *EventWaiter {
 	w := &EventWaiter{q: q, match: match, ch: make(chan Event, 16)}
 	q.mu.Lock()
 	q.waiters[w] = struct{}{}

@@ -1,6 +1,7 @@
-package vc
+package factory
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -11,12 +12,14 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/virtcontainers/vc/pkg/vc"
+
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
 // fakeFactory writes a factory directory as InitFactory would, for a VM
 // of h, without booting anything: its files are stand-ins.
-func fakeFactory(t testing.TB) (string, SandboxConfig) {
+func fakeFactory(t testing.TB) (string, vc.SandboxConfig) {
 	t.Helper()
 	base := t.TempDir()
 	write := func(name, content string, mode os.FileMode) string {
@@ -26,7 +29,7 @@ func fakeFactory(t testing.TB) (string, SandboxConfig) {
 		}
 		return p
 	}
-	h := HypervisorConfig{
+	h := vc.HypervisorConfig{
 		Path:   write("qemu", "#!/bin/true\n", 0o755),
 		Kernel: write("vmlinuz", "kernel-1", 0o644),
 		Initrd: write("initrd", "initrd-1", 0o644),
@@ -45,7 +48,7 @@ func fakeFactory(t testing.TB) (string, SandboxConfig) {
 	if err := os.WriteFile(state, []byte("QEVM device state"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := FactoryManifest{Version: factoryVersion, Created: time.Now(), CPUs: 1, MemoryMiB: hypervisor.DefaultMemoryMiB, Accel: "tcg", NAT: true}
+	m := Manifest{Version: factoryVersion, Created: time.Now(), CPUs: 1, MemoryMiB: hypervisor.DefaultMemoryMiB, Accel: "tcg", NAT: true}
 	var err error
 	for _, s := range []struct {
 		dst  *FileStamp
@@ -59,22 +62,22 @@ func fakeFactory(t testing.TB) (string, SandboxConfig) {
 	if err := os.WriteFile(filepath.Join(dir, factoryManifestName), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return dir, SandboxConfig{ID: "s", Hypervisor: h}
+	return dir, vc.SandboxConfig{ID: "s", Hypervisor: h}
 }
 
-func TestOpenFactory(t *testing.T) {
-	if _, err := OpenFactory(t.TempDir()); !errdefs.IsNotFound(err) {
+func TestFactoryOpen(t *testing.T) {
+	if _, err := Open(t.TempDir()); !errdefs.IsNotFound(err) {
 		t.Fatalf("empty dir: %v", err)
 	}
 	dir, cfg := fakeFactory(t)
-	f, err := OpenFactory(dir)
+	f, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Fits(cfg); err != nil {
 		t.Fatalf("the template's own config: %v", err)
 	}
-	hc := vmConfig("s", "/run/vc/s/vm", "/run/vc/s/shared", cfg.Hypervisor, nil, nil)
+	hc := hypervisor.Config{ID: "s", StateDir: "/run/vc/s/vm", Accel: "auto"}
 	f.restoreConfig(&hc)
 	if hc.MemoryFile != filepath.Join(dir, "memory") || hc.MemoryShared || hc.RestoreState != filepath.Join(dir, "state") || hc.Accel != "tcg" {
 		t.Errorf("restore config %+v", hc)
@@ -82,7 +85,7 @@ func TestOpenFactory(t *testing.T) {
 
 	invalid := func(what, want string) {
 		t.Helper()
-		_, err := OpenFactory(dir)
+		_, err := Open(dir)
 		if !errors.Is(err, ErrTemplateInvalid) || !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want ErrTemplateInvalid naming %q", what, err, want)
 		}
@@ -90,7 +93,7 @@ func TestOpenFactory(t *testing.T) {
 	// A touched kernel with the same content is still the template's.
 	later := time.Now().Add(time.Hour)
 	os.Chtimes(cfg.Hypervisor.Kernel, later, later)
-	if _, err := OpenFactory(dir); err != nil {
+	if _, err := Open(dir); err != nil {
 		t.Errorf("touched kernel: %v", err)
 	}
 	os.WriteFile(cfg.Hypervisor.Kernel, []byte("kernel-2"), 0o644)
@@ -117,14 +120,14 @@ func TestOpenFactory(t *testing.T) {
 	os.WriteFile(mpath, b[:len(b)/2], 0o600)
 	invalid("truncated manifest", "manifest")
 	os.WriteFile(mpath, b, 0o600)
-	if _, err := OpenFactory(dir); err != nil {
+	if _, err := Open(dir); err != nil {
 		t.Fatalf("restored: %v", err)
 	}
 }
 
 func TestFactoryFits(t *testing.T) {
 	dir, cfg := fakeFactory(t)
-	f, err := OpenFactory(dir)
+	f, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,17 +143,17 @@ func TestFactoryFits(t *testing.T) {
 	os.WriteFile(otherInitrd, []byte("initrd-2"), 0o644)
 	for _, tc := range []struct {
 		name  string
-		edit  func(*SandboxConfig)
+		edit  func(*vc.SandboxConfig)
 		field string
 	}{
-		{"memory", func(c *SandboxConfig) { c.Hypervisor.MemoryMiB = 512 }, "hypervisor.memory_mib"},
-		{"cpus", func(c *SandboxConfig) { c.Hypervisor.CPUs = 2 }, "hypervisor.cpus"},
-		{"debug", func(c *SandboxConfig) { c.Hypervisor.Debug = true }, "hypervisor.kernel_params"},
-		{"params", func(c *SandboxConfig) { c.Hypervisor.KernelParams = []string{"x=1"} }, "hypervisor.kernel_params"},
-		{"accel", func(c *SandboxConfig) { c.Hypervisor.Accel = "kvm" }, "hypervisor.accel"},
-		{"netns", func(c *SandboxConfig) { c.NetNS = "/var/run/netns/x" }, "network"},
-		{"no network", func(c *SandboxConfig) { c.NAT.Disabled = true }, "network"},
-		{"initrd", func(c *SandboxConfig) { c.Hypervisor.Initrd = otherInitrd }, "hypervisor.initrd"},
+		{"memory", func(c *vc.SandboxConfig) { c.Hypervisor.MemoryMiB = 512 }, "hypervisor.memory_mib"},
+		{"cpus", func(c *vc.SandboxConfig) { c.Hypervisor.CPUs = 2 }, "hypervisor.cpus"},
+		{"debug", func(c *vc.SandboxConfig) { c.Hypervisor.Debug = true }, "hypervisor.kernel_params"},
+		{"params", func(c *vc.SandboxConfig) { c.Hypervisor.KernelParams = []string{"x=1"} }, "hypervisor.kernel_params"},
+		{"accel", func(c *vc.SandboxConfig) { c.Hypervisor.Accel = "kvm" }, "hypervisor.accel"},
+		{"netns", func(c *vc.SandboxConfig) { c.NetNS = "/var/run/netns/x" }, "network"},
+		{"no network", func(c *vc.SandboxConfig) { c.NAT.Disabled = true }, "network"},
+		{"initrd", func(c *vc.SandboxConfig) { c.Hypervisor.Initrd = otherInitrd }, "hypervisor.initrd"},
 	} {
 		c := cfg
 		tc.edit(&c)
@@ -166,19 +169,19 @@ func TestFactoryFits(t *testing.T) {
 	}
 	c = cfg
 	c.Hypervisor.Factory = "factory"
-	if err := c.Hypervisor.validate(); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "hypervisor.factory") {
+	if err := c.Hypervisor.Validate(); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "hypervisor.factory") {
 		t.Errorf("relative factory dir: %v", err)
 	}
-	c.Hypervisor.Factory = dir
-	if err := c.UseFactory(dir); err != nil || c.Hypervisor.Factory != dir {
-		t.Errorf("UseFactory: %v, factory %q", err, c.Hypervisor.Factory)
+	c = cfg
+	if err := Use(&c, dir); err != nil || c.Hypervisor.Factory != dir || c.VMSource == nil {
+		t.Errorf("Use: %v, factory %q, source %v", err, c.Hypervisor.Factory, c.VMSource)
 	}
 	c = cfg
 	c.Hypervisor.MemoryMiB = 512
-	if err := c.UseFactory(dir); !errors.Is(err, ErrTemplateMismatch) || c.Hypervisor.Factory != "" {
-		t.Errorf("UseFactory of another size: %v, factory %q", err, c.Hypervisor.Factory)
+	if err := Use(&c, dir); !errors.Is(err, ErrTemplateMismatch) || c.Hypervisor.Factory != "" || c.VMSource != nil {
+		t.Errorf("Use of another size: %v, factory %q", err, c.Hypervisor.Factory)
 	}
-	if err := c.UseFactory(t.TempDir()); !errdefs.IsNotFound(err) {
+	if err := Use(&c, t.TempDir()); !errdefs.IsNotFound(err) {
 		t.Errorf("UseFactory without a template: %v", err)
 	}
 	// A template without the NAT NIC serves namespaces and no network.
@@ -197,12 +200,12 @@ func TestFactoryFits(t *testing.T) {
 	}
 }
 
-func TestDestroyFactory(t *testing.T) {
+func TestFactoryDestroy(t *testing.T) {
 	dir, _ := fakeFactory(t)
 	stale := dir + ".new-123"
 	os.MkdirAll(filepath.Join(stale, "vm"), 0o700)
 	os.WriteFile(filepath.Join(stale, "vm", "qemu.pid"), []byte("1\n"), 0o600) // not a template's qemu: left alone
-	if err := DestroyFactory(dir); err != nil {
+	if err := Destroy(dir); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{dir, stale} {
@@ -210,7 +213,31 @@ func TestDestroyFactory(t *testing.T) {
 			t.Errorf("%s left: %v", p, err)
 		}
 	}
-	if _, err := StatusFactory(dir); !errdefs.IsNotFound(err) {
+	if _, err := Inspect(dir); !errdefs.IsNotFound(err) {
 		t.Errorf("status after destroy: %v", err)
+	}
+}
+
+// A factory as a sandbox's VM source checks the template when the
+// sandbox starts, before anything runs: damaged since Use, or a sandbox
+// with more NICs than the template has free slots, fails the start.
+func TestTakeVMChecksFirst(t *testing.T) {
+	ctx := context.Background()
+	dir, cfg := fakeFactory(t)
+	src := Source(dir)
+	nics := make([]hypervisor.NIC, HotplugSlots+1)
+	cfg.NAT.Disabled = true
+	f, _ := Open(dir)
+	f.manifest.NAT = false
+	b, _ := json.Marshal(f.manifest)
+	os.WriteFile(filepath.Join(dir, factoryManifestName), b, 0o600)
+	_, ok, err := src.TakeVM(ctx, vc.VMSpec{Config: cfg, Dir: t.TempDir(), NICs: nics})
+	if ok || !errors.Is(err, ErrTemplateMismatch) || !strings.Contains(err.Error(), "free slots") {
+		t.Errorf("%d NICs: ok %v, %v", len(nics), ok, err)
+	}
+	os.WriteFile(filepath.Join(dir, factoryStateName), []byte("QEVM"), 0o600)
+	_, ok, err = src.TakeVM(ctx, vc.VMSpec{Config: cfg, Dir: t.TempDir()})
+	if ok || !errors.Is(err, ErrTemplateInvalid) || !strings.Contains(err.Error(), "state file") {
+		t.Errorf("a template damaged since: ok %v, %v", ok, err)
 	}
 }

@@ -1,35 +1,10 @@
-package vc
-
-import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
-	"syscall"
-	"time"
-
-	"github.com/containerd/errdefs"
-
-	pb "github.com/virtcontainers/vc/api/agent"
-	"github.com/virtcontainers/vc/internal/mount"
-	"github.com/virtcontainers/vc/pkg/hypervisor"
-	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
-)
-
+// Package factory makes template VMs, booted once and saved, that
+// sandboxes start from instead of booting, and keeps VMs of a template
+// started ahead of time (the cache): a factory is a pkg/vc VMSource.
+//
 // A factory is a template VM, booted once and saved, that sandboxes start
-// from instead of booting (HypervisorConfig.Factory). InitFactory boots
-// the guest image with its RAM in a file mapped shared (<dir>/memory),
+// from instead of booting (Use sets a vc.SandboxConfig's VMSource). Init
+// boots the guest image with its RAM in a file mapped shared (<dir>/memory),
 // waits for the agent, pauses the VM and saves its device state
 // (<dir>/state), then quits it: no process stays. A sandbox's VM then
 // maps the memory file private (copy-on-write: the VMs of one template
@@ -44,25 +19,50 @@ import (
 //
 // <dir>/manifest.json records what the template was made of (QEMU,
 // firmware, kernel and initrd, which holds the agent: size, time, sha256)
-// and its size and parameters, and the state file's sha256. OpenFactory
+// and its size and parameters, and the state file's sha256. Open
 // refuses a template whose files are missing, truncated or changed
 // (ErrTemplateInvalid), and Fits one made from other binaries or for
 // another size or network than the sandbox's (ErrTemplateMismatch).
 //
 // The memory file must never be written in place while VMs use it: they
 // map it private, and a page they have not written yet is the file's, so
-// they would see the change (or SIGBUS past a truncation). InitFactory
-// and DestroyFactory only create and unlink files; running VMs keep the
+// they would see the change (or SIGBUS past a truncation). Init
+// and Destroy only create and unlink files; running VMs keep the
 // unlinked file's pages.
 //
 // A template's VM has the NAT NIC (the default network), or, made with
-// FactoryConfig.NoNAT, no NIC: then it serves sandboxes without network and
+// Config.NoNAT, no NIC: then it serves sandboxes without network and
 // those joining a network namespace, whose NICs are hotplugged into the
-// restored VM (into its free PCIe root ports: factoryHotplugSlots).
+// restored VM (into its free PCIe root ports: HotplugSlots).
+package factory
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/mount"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
 
 // ErrTemplateInvalid: a factory's template is missing, damaged, or was
 // made from binaries that have changed since; it must be made again
-// (InitFactory). Errors wrapping it also wrap errdefs.ErrDataLoss.
+// (Init). Errors wrapping it also wrap errdefs.ErrDataLoss.
 var ErrTemplateInvalid = errors.New("factory template unusable")
 
 // ErrTemplateMismatch: a sandbox's configuration differs from the one its
@@ -87,10 +87,16 @@ type FileStamp struct {
 	SHA256  string    `json:"sha256"`
 }
 
-// FactoryManifest is what a template was made of and for.
-type FactoryManifest struct {
-	Version      int       `json:"version"`
-	Created      time.Time `json:"created"`
+// Manifest is what a template was made of and for.
+type Manifest struct {
+	Version int       `json:"version"`
+	Created time.Time `json:"created"`
+	// Backend is the hypervisor driver the template ran on; empty is
+	// vc.DefaultBackend.
+	Backend string `json:"backend,omitempty"`
+	// QEMU is the hypervisor's binary, Firmware its firmware (the
+	// driver's HostFiles; the JSON names are from when QEMU was the
+	// only driver).
 	QEMU         FileStamp `json:"qemu"`
 	Firmware     FileStamp `json:"firmware,omitzero"`
 	Kernel       FileStamp `json:"kernel"`
@@ -113,43 +119,43 @@ type FactoryManifest struct {
 	BootTime time.Duration `json:"boot_ns"`
 }
 
-// FactoryConfig is what InitFactory makes a template of.
-type FactoryConfig struct {
+// Config is what Init makes a template of.
+type Config struct {
 	// Hypervisor is the guest image, size and parameters (Factory is
 	// ignored). Sandboxes fit the template when theirs are the same.
-	Hypervisor HypervisorConfig
+	Hypervisor vc.HypervisorConfig
 	// NoNAT makes a template without the NAT NIC, for sandboxes joining
 	// a network namespace (NICs hotplugged) or without network; by
 	// default the template serves sandboxes on the NAT network.
 	NoNAT bool
 }
 
-// factoryHotplugSlots is the number of free PCIe root ports of a
+// HotplugSlots is the number of free PCIe root ports of a
 // template's VM (and so of the VMs restored from it): room for the NICs
 // of a network namespace, hotplugged, and disks later.
-const factoryHotplugSlots = 4
+const HotplugSlots = 4
 
 // Factory is a factory directory whose template was found whole.
 type Factory struct {
 	dir      string
-	manifest FactoryManifest
+	manifest Manifest
 }
 
 // Dir is the factory's directory.
 func (f *Factory) Dir() string { return f.dir }
 
 // Manifest is what the template was made of.
-func (f *Factory) Manifest() FactoryManifest { return f.manifest }
+func (f *Factory) Manifest() Manifest { return f.manifest }
 
 func templateInvalid(dir, format string, args ...any) error {
 	return fmt.Errorf("factory %s: %s: %w (%w)", dir, fmt.Sprintf(format, args...), ErrTemplateInvalid, errdefs.ErrDataLoss)
 }
 
-// OpenFactory reads the factory in dir and checks its template: the
+// Open reads the factory in dir and checks its template: the
 // memory file of the recorded size, the state file with its recorded
 // sha256, and QEMU, firmware, kernel and initrd unchanged. No factory
 // there is errdefs.ErrNotFound; a damaged or stale one ErrTemplateInvalid.
-func OpenFactory(dir string) (*Factory, error) {
+func Open(dir string) (*Factory, error) {
 	dir = filepath.Clean(dir)
 	b, err := os.ReadFile(filepath.Join(dir, factoryManifestName))
 	if errors.Is(err, os.ErrNotExist) {
@@ -158,7 +164,7 @@ func OpenFactory(dir string) (*Factory, error) {
 	if err != nil {
 		return nil, templateInvalid(dir, "manifest: %v", err)
 	}
-	var m FactoryManifest
+	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, templateInvalid(dir, "manifest %s: %v", factoryManifestName, err)
 	}
@@ -200,7 +206,7 @@ func OpenFactory(dir string) (*Factory, error) {
 // kernel and initrd (by content), size, kernel parameters and
 // acceleration, and the NAT network. Errors wrap ErrTemplateMismatch and
 // name the field.
-func (f *Factory) Fits(cfg SandboxConfig) error {
+func (f *Factory) Fits(cfg vc.SandboxConfig) error {
 	m := &f.manifest
 	h := cfg.Hypervisor
 	mismatch := func(field, format string, args ...any) error {
@@ -223,19 +229,27 @@ func (f *Factory) Fits(cfg SandboxConfig) error {
 		return mismatch("hypervisor.kernel_params", "%q (debug %v), the template's are %q (debug %v)", h.KernelParams, h.Debug, m.KernelParams, m.Debug)
 	case h.Accel != "" && h.Accel != hypervisor.AccelAuto && h.Accel != m.Accel:
 		return mismatch("hypervisor.accel", "%s, the template ran under %s", h.Accel, m.Accel)
-	case !cfg.natEnabled() && m.NAT:
+	case !cfg.NATEnabled() && m.NAT:
 		return mismatch("network", "the template's VM has the NAT NIC, for sandboxes on the NAT network (a template for network namespaces and none is made with NoNAT)")
-	case cfg.natEnabled() && !m.NAT:
+	case cfg.NATEnabled() && !m.NAT:
 		return mismatch("network", "the template's VM has no NAT NIC (made for network namespaces and none); this sandbox is on the NAT network")
 	}
-	qemuPath, err := exec.LookPath(cmpOr(h.Path, "qemu-system-x86_64"))
+	backend := cmp.Or(h.Backend, vc.DefaultBackend)
+	if want := m.backend(); backend != want {
+		return mismatch("hypervisor.backend", "%s, the template ran on %s", backend, want)
+	}
+	td, err := hypervisor.Templates(backend)
 	if err != nil {
-		return fmt.Errorf("hypervisor.path: %w (%w)", err, errdefs.ErrNotFound)
+		return err
+	}
+	binary, _, err := td.HostFiles(hypervisor.Config{HypervisorPath: h.Path})
+	if err != nil {
+		return fmt.Errorf("hypervisor.path: %w", err)
 	}
 	for _, s := range []struct {
 		field, path string
 		stamp       FileStamp
-	}{{"hypervisor.path", qemuPath, m.QEMU}, {"hypervisor.kernel", h.Kernel, m.Kernel}, {"hypervisor.initrd", h.Initrd, m.Initrd}} {
+	}{{"hypervisor.path", binary, m.QEMU}, {"hypervisor.kernel", h.Kernel, m.Kernel}, {"hypervisor.initrd", h.Initrd, m.Initrd}} {
 		if err := s.stamp.same(s.path); err != nil {
 			return mismatch(s.field, "%v", err)
 		}
@@ -243,29 +257,29 @@ func (f *Factory) Fits(cfg SandboxConfig) error {
 	return nil
 }
 
-// restoreConfig makes hc (a sandbox's VM, built by vmConfig) resume the
-// template.
+// restoreConfig makes hc (a sandbox's VM, as vc.StartVM configures it)
+// resume the template.
 func (f *Factory) restoreConfig(hc *hypervisor.Config) {
 	hc.MemoryFile = filepath.Join(f.dir, factoryMemoryName)
 	hc.MemoryShared = false
 	hc.RestoreState = filepath.Join(f.dir, factoryStateName)
 	hc.Accel = f.manifest.Accel
-	hc.HotplugSlots = factoryHotplugSlots
+	hc.HotplugSlots = HotplugSlots
 }
 
-// InitFactory makes a template in dir (created; it must not hold one)
+// Init makes a template in dir (created; it must not hold one)
 // of fc. It boots the
 // VM, waits for its agent, saves it and quits it; the template is put in
 // place only once whole, and a failure leaves neither files nor
 // processes.
-func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory, err error) {
+func Init(ctx context.Context, dir string, fc Config) (_ *Factory, err error) {
 	h := fc.Hypervisor
 	dir = filepath.Clean(dir)
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("factory dir %q: not an absolute path: %w", dir, errdefs.ErrInvalidArgument)
 	}
 	h.Factory = ""
-	if err := h.validate(); err != nil {
+	if err := h.Validate(); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(dir, factoryManifestName)); err == nil {
@@ -284,36 +298,41 @@ func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory,
 			os.RemoveAll(staging)
 		}
 	}()
-	log := slog.Default().With("factory", dir)
-	shared := filepath.Join(staging, "shared")
-	if err := os.Mkdir(shared, 0o700); err != nil {
+	backend := cmp.Or(h.Backend, vc.DefaultBackend)
+	td, err := hypervisor.Templates(backend)
+	if err != nil {
 		return nil, fmt.Errorf("factory %s: %w", dir, err)
 	}
+	binary, firmware, err := td.HostFiles(hypervisor.Config{HypervisorPath: h.Path})
+	if err != nil {
+		return nil, fmt.Errorf("factory %s: hypervisor.path: %w", dir, err)
+	}
+	log := slog.Default().With("factory", dir)
 	// The template has the sandboxes' devices: the shared directory's 9p
 	// device (never mounted in the template's guest), the NAT NIC.
-	nat := &SandboxConfig{NAT: NATConfig{Disabled: fc.NoNAT}}
-	natNIC, err := nat.natNIC()
-	if err != nil {
-		return nil, err
+	spec := vc.VMSpec{
+		Config: vc.SandboxConfig{ID: "factory-template", Hypervisor: h, NAT: vc.NATConfig{Disabled: fc.NoNAT}},
+		Dir:    staging,
+		Log:    log,
 	}
-	hc := vmConfig("factory-template", filepath.Join(staging, "vm"), shared, h, natNIC, log)
-	hc.HotplugSlots = factoryHotplugSlots
-	hc.MemoryFile = filepath.Join(staging, factoryMemoryName)
-	hc.MemoryShared = true
-	vm, err := hypervisor.New(hypervisorBackend, hc)
+	memFile := filepath.Join(staging, factoryMemoryName)
+	spec.Configure = func(hc *hypervisor.Config) {
+		hc.HotplugSlots = HotplugSlots
+		hc.MemoryFile = memFile
+		hc.MemoryShared = true
+	}
+	begin := time.Now()
+	vm, err := vc.StartVM(ctx, spec)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("factory %s: template vm: %w", dir, err)
 	}
 	tmpl, ok := vm.(hypervisor.Templater)
 	if !ok {
-		return nil, fmt.Errorf("factory: hypervisor %s cannot save templates: %w", hypervisorBackend, errdefs.ErrNotImplemented)
-	}
-	begin := time.Now()
-	if err := vm.Start(ctx); err != nil {
-		return nil, fmt.Errorf("factory %s: template vm: %w", dir, err)
+		killVM(vm)
+		return nil, fmt.Errorf("factory %s: %w", dir, hypervisor.NotImplemented(backend, "save a template"))
 	}
 	defer killVM(vm) // after the save, and on every failure
-	client, _, err := dialAgent(ctx, vm)
+	client, _, err := vc.DialAgent(ctx, vm)
 	if err != nil {
 		return nil, fmt.Errorf("factory %s: template vm: %w", dir, err)
 	}
@@ -322,18 +341,19 @@ func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory,
 	if d, err := pb.NewAgentServiceClient(client).GetGuestDetails(ctx, &pb.GuestDetailsRequest{}); err == nil && d.AgentDetails != nil {
 		agentVersion = d.AgentDetails.Version
 	}
-	if natNIC != nil {
+	if !fc.NoNAT {
 		// The NAT's guest side is the same in every sandbox: set once
 		// here, it is in every VM of the template.
-		if err := configureGuestNAT(ctx, pb.NewAgentServiceClient(client)); err != nil {
+		if err := vc.ConfigureGuestNAT(ctx, pb.NewAgentServiceClient(client)); err != nil {
 			client.Close()
 			return nil, fmt.Errorf("factory %s: template vm: %w", dir, err)
 		}
 	}
 	client.Close()
-	m := FactoryManifest{
+	m := Manifest{
 		Version:      factoryVersion,
 		Created:      time.Now().UTC(),
+		Backend:      h.Backend,
 		AgentVersion: agentVersion,
 		CPUs:         uint32(vmCPUs(h)),
 		MemoryMiB:    uint32(vmMemory(h)),
@@ -351,25 +371,21 @@ func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory,
 		return nil, fmt.Errorf("factory %s: stop the template vm: %w", dir, err)
 	}
 	os.RemoveAll(filepath.Join(staging, "vm"))
-	os.Remove(shared)
+	os.Remove(filepath.Join(staging, "shared"))
 	// The guest's memory (its random pool among it) is nobody else's.
-	if err := os.Chmod(hc.MemoryFile, 0o600); err != nil {
+	if err := os.Chmod(memFile, 0o600); err != nil {
 		return nil, fmt.Errorf("factory %s: %w", dir, err)
 	}
 
-	qemuPath, err := exec.LookPath(cmpOr(h.Path, "qemu-system-x86_64"))
-	if err != nil {
-		return nil, fmt.Errorf("factory %s: qemu: %w", dir, err)
-	}
 	stamps := []struct {
 		dst  *FileStamp
 		path string
-	}{{&m.QEMU, qemuPath}, {&m.Kernel, h.Kernel}, {&m.Initrd, h.Initrd}, {&m.State, state}}
-	if _, err := os.Stat(qemu.DefaultFirmware); err == nil {
+	}{{&m.QEMU, binary}, {&m.Kernel, h.Kernel}, {&m.Initrd, h.Initrd}, {&m.State, state}}
+	if firmware != "" {
 		stamps = append(stamps, struct {
 			dst  *FileStamp
 			path string
-		}{&m.Firmware, qemu.DefaultFirmware})
+		}{&m.Firmware, firmware})
 	}
 	for _, s := range stamps {
 		if *s.dst, err = stampFile(s.path); err != nil {
@@ -385,7 +401,7 @@ func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory,
 		return nil, fmt.Errorf("factory %s: %w", dir, err)
 	}
 	// A directory left without a manifest (a crash) is replaced; one
-	// another InitFactory completed meanwhile is not.
+	// another Init completed meanwhile is not.
 	if _, err := os.Stat(filepath.Join(dir, factoryManifestName)); err == nil {
 		return nil, fmt.Errorf("factory %s: a template was made meanwhile: %w", dir, errdefs.ErrAlreadyExists)
 	}
@@ -399,24 +415,25 @@ func InitFactory(ctx context.Context, dir string, fc FactoryConfig) (_ *Factory,
 	return &Factory{dir: dir, manifest: m}, nil
 }
 
-// DestroyFactory removes the factory in dir and whatever a failed
-// InitFactory left beside it: it stops the factory's cache (and the VMs
+// Destroy removes the factory in dir and whatever a failed
+// Init left beside it: it stops the factory's cache (and the VMs
 // nobody took) and kills a template VM still running. VMs started from
 // the template keep running: they hold their mapping of the memory file;
 // so do VMs taken from the cache, whose directories (under
 // <dir>/cache) stay until their sandboxes are removed.
-func DestroyFactory(dir string) error {
+func Destroy(dir string) error {
 	dir = filepath.Clean(dir)
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := StopFactoryCache(ctx, dir); err != nil {
+	if err := StopCache(ctx, dir); err != nil {
 		errs = append(errs, err)
 	}
+	backend := backendIn(dir)
 	leftovers, _ := filepath.Glob(dir + ".new-*")
 	for _, d := range append(leftovers, dir) {
-		killVMIn(filepath.Join(d, "vm"))
-		inUse, err := destroyCacheVMs(filepath.Join(d, cacheDirName))
+		killVMIn(backend, filepath.Join(d, "vm"))
+		inUse, err := destroyCacheVMs(backend, filepath.Join(d, cacheDirName))
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -444,7 +461,7 @@ func DestroyFactory(dir string) error {
 // destroyCacheVMs kills the VMs of a cache (dir) that nobody took and
 // removes their directories, and those of taken VMs that have ended and
 // hold no mounts; it counts the others, which are sandboxes'.
-func destroyCacheVMs(dir string) (inUse int, err error) {
+func destroyCacheVMs(backend, dir string) (inUse int, err error) {
 	ents, _ := os.ReadDir(dir)
 	var errs []error
 	for _, e := range ents {
@@ -452,9 +469,9 @@ func destroyCacheVMs(dir string) (inUse int, err error) {
 		_, err := os.Stat(filepath.Join(d, cacheTakenName))
 		taken := err == nil
 		if !taken {
-			killVMIn(filepath.Join(d, "vm"))
+			killVMIn(backend, filepath.Join(d, "vm"))
 		}
-		if mps, _ := mount.Under(d); len(mps) > 0 || (taken && vmPidIn(filepath.Join(d, "vm")) > 0) {
+		if mps, _ := mount.Under(d); len(mps) > 0 || (taken && vmPidIn(backend, filepath.Join(d, "vm")) > 0) {
 			inUse++
 			continue
 		}
@@ -465,68 +482,44 @@ func destroyCacheVMs(dir string) (inUse int, err error) {
 	return inUse, errors.Join(errs...)
 }
 
-// vmPidIn is the pid of the QEMU whose state directory is vmDir, if it
-// runs: its pid file names it, and its command line names the directory
-// (against a reused pid); 0 otherwise.
-func vmPidIn(vmDir string) int {
-	b, err := os.ReadFile(filepath.Join(vmDir, "qemu.pid"))
+// backend is the driver the template ran on.
+func (m *Manifest) backend() string { return cmp.Or(m.Backend, vc.DefaultBackend) }
+
+// backendIn is the driver of the template in dir, as far as its manifest
+// can be read (Destroy cleans up damaged ones too).
+func backendIn(dir string) string {
+	var m Manifest
+	b, _ := os.ReadFile(filepath.Join(dir, factoryManifestName))
+	json.Unmarshal(b, &m)
+	return m.backend()
+}
+
+// vmPidIn is the pid of the VM of backend whose state directory is vmDir,
+// if it runs; 0 otherwise (or when the driver cannot tell).
+func vmPidIn(backend, vmDir string) int {
+	td, err := hypervisor.Templates(backend)
 	if err != nil {
 		return 0
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if err != nil || !strings.Contains(string(cmdline), vmDir) {
-		return 0
-	}
-	return pid
+	return td.RunningPid(vmDir)
 }
 
-// killVMIn kills the QEMU whose state directory is vmDir (a template's
-// or a cache's VM), if it runs, and waits for it to go.
-func killVMIn(vmDir string) {
-	pid := vmPidIn(vmDir)
-	if pid == 0 {
-		return
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err != nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+// killVMIn kills the VM of backend whose state directory is vmDir (a
+// template's or a cache's VM), if it runs, and waits for it to go.
+func killVMIn(backend, vmDir string) {
+	if td, err := hypervisor.Templates(backend); err == nil {
+		td.Kill(vmDir)
 	}
 }
 
-// reseedGuest gives the guest's random pool fresh host entropy.
-func reseedGuest(ctx context.Context, a pb.AgentServiceService) error {
-	seed := make([]byte, 512)
-	if _, err := rand.Read(seed); err != nil {
-		return fmt.Errorf("reseed the guest's random pool: %w", err)
-	}
-	if _, err := a.ReseedRandomDev(ctx, &pb.ReseedRandomDevRequest{Data: seed}); err != nil {
-		return fmt.Errorf("agent ReseedRandomDev: %w", err)
-	}
-	return nil
-}
-
-func vmCPUs(h HypervisorConfig) uint32 {
+func vmCPUs(h vc.HypervisorConfig) uint32 {
 	n, _ := hypervisor.CheckCPUs("", uint64(h.CPUs))
 	return n
 }
 
-func vmMemory(h HypervisorConfig) uint32 {
+func vmMemory(h vc.HypervisorConfig) uint32 {
 	n, _ := hypervisor.CheckMemoryMiB("", uint64(h.MemoryMiB))
 	return n
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // stampFile records path's identity and content hash.
@@ -594,24 +587,24 @@ func hashFile(path string) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// FactoryStatus describes a factory directory.
-type FactoryStatus struct {
+// Status describes a factory directory.
+type Status struct {
 	Dir string `json:"dir"`
 	// Ready: the template is whole and current (Manifest is set).
-	Ready    bool             `json:"ready"`
-	Error    string           `json:"error,omitempty"`
-	Manifest *FactoryManifest `json:"manifest,omitempty"`
+	Ready    bool      `json:"ready"`
+	Error    string    `json:"error,omitempty"`
+	Manifest *Manifest `json:"manifest,omitempty"`
 	// MemoryFileBytes is the template's memory file's size on disk
 	// (allocated, not its apparent size); StateBytes its state file's.
 	MemoryFileBytes int64 `json:"memory_file_bytes,omitempty"`
 	StateBytes      int64 `json:"state_bytes,omitempty"`
 }
 
-// StatusFactory describes the factory in dir; no factory is
+// Inspect describes the factory in dir; no factory is
 // errdefs.ErrNotFound, a damaged one is Ready false with the reason.
-func StatusFactory(dir string) (FactoryStatus, error) {
-	st := FactoryStatus{Dir: filepath.Clean(dir)}
-	f, err := OpenFactory(dir)
+func Inspect(dir string) (Status, error) {
+	st := Status{Dir: filepath.Clean(dir)}
+	f, err := Open(dir)
 	if errdefs.IsNotFound(err) {
 		return st, err
 	}
@@ -630,14 +623,15 @@ func StatusFactory(dir string) (FactoryStatus, error) {
 	return st, nil
 }
 
-// UseFactory makes cfg's VM start from the template of the factory in
-// dir when cfg fits it: it sets cfg.Hypervisor.Factory and returns nil.
-// Otherwise cfg is unchanged and the error says why: it wraps
-// errdefs.ErrNotFound (no template there) or ErrTemplateMismatch (cfg
-// does not fit it), after which a caller may boot instead, or
-// ErrTemplateInvalid (a damaged or stale template: make it again).
-func (cfg *SandboxConfig) UseFactory(dir string) error {
-	f, err := OpenFactory(dir)
+// Use makes cfg's VM start from the template of the factory in dir when
+// cfg fits it: it sets cfg.VMSource (and cfg.Hypervisor.Factory, the
+// record) and returns nil. Otherwise cfg is unchanged and the error says
+// why: it wraps errdefs.ErrNotFound (no template there) or
+// ErrTemplateMismatch (cfg does not fit it), after which a caller may boot
+// instead, or ErrTemplateInvalid (a damaged or stale template: make it
+// again).
+func Use(cfg *vc.SandboxConfig, dir string) error {
+	f, err := Open(dir)
 	if err != nil {
 		return err
 	}
@@ -645,5 +639,82 @@ func (cfg *SandboxConfig) UseFactory(dir string) error {
 		return err
 	}
 	cfg.Hypervisor.Factory = f.dir
+	cfg.VMSource = f
 	return nil
+}
+
+// Source is the factory in dir as a sandbox's vc.VMSource, opened only
+// when the sandbox takes its VM: a missing, damaged or stale template, or
+// one the sandbox does not fit, fails its CreateSandbox then. Set
+// vc.HypervisorConfig.Factory to dir with it. Use checks at once.
+func Source(dir string) vc.VMSource { return &Factory{dir: filepath.Clean(dir)} }
+
+// TakeVM starts the VM of the sandbox spec describes from the template
+// (checked again: it may have been made again or damaged since), or takes
+// one the factory's cache started: the vc.VMSource of a sandbox that Use
+// made start from the factory. It never answers none: a sandbox that
+// does not fit the template fails (ErrTemplateMismatch).
+func (f *Factory) TakeVM(ctx context.Context, spec vc.VMSpec) (vc.SourcedVM, bool, error) {
+	cfg := spec.Config
+	log := cmp.Or(spec.Log, slog.Default())
+	// The template as it is now: made again or damaged since Use.
+	f, err := Open(f.dir)
+	if err != nil {
+		return vc.SourcedVM{}, false, err
+	}
+	if err := f.Fits(cfg); err != nil {
+		return vc.SourcedVM{}, false, err
+	}
+	if len(spec.NICs) > HotplugSlots {
+		return vc.SourcedVM{}, false, fmt.Errorf("factory %s: network namespace %s has %d links, more than the template's %d free slots for NICs: %w (%w)",
+			f.dir, cfg.NetNS, len(spec.NICs), HotplugSlots, ErrTemplateMismatch, errdefs.ErrFailedPrecondition)
+	}
+	// A cached VM's NAT forwards no ports, sends DNS to the host's
+	// resolver and does not reach the host's loopback: a sandbox asking
+	// otherwise starts its own.
+	if len(cfg.NAT.Publish) == 0 && len(cfg.NAT.DNS) == 0 && !cfg.NAT.HostLoopback {
+		vm, vmDir, err := takeCachedVM(ctx, f.dir, f.manifest.backend(), cfg.ID, log)
+		if err == nil {
+			if err := hotplugNICs(ctx, vm, spec.NICs); err != nil {
+				killVM(vm)
+				removeVMDir(vmDir)
+				return vc.SourcedVM{}, false, err
+			}
+			return vc.SourcedVM{VM: vm, Dir: vmDir, FromCache: true}, true, nil
+		}
+		if !errdefs.IsNotFound(err) {
+			log.Info("starting from the template, not the factory's cache", "why", err)
+		}
+	}
+	// The template has no NICs of a namespace: they are hotplugged into
+	// the restored VM.
+	nics := spec.NICs
+	spec.NICs = nil
+	spec.Configure = f.restoreConfig
+	vm, err := vc.StartVM(ctx, spec)
+	if err != nil {
+		return vc.SourcedVM{}, false, err
+	}
+	if err := hotplugNICs(ctx, vm, nics); err != nil {
+		killVM(vm)
+		return vc.SourcedVM{}, false, err
+	}
+	return vc.SourcedVM{VM: vm}, true, nil
+}
+
+// hotplugNICs adds nics to a VM started from a template.
+func hotplugNICs(ctx context.Context, vm hypervisor.Hypervisor, nics []hypervisor.NIC) error {
+	for _, n := range nics {
+		if err := vm.AddNIC(ctx, n); err != nil {
+			return fmt.Errorf("hotplug nic %s into the vm started from the template: %w", n.ID, err)
+		}
+	}
+	return nil
+}
+
+// killVM stops a VM at once.
+func killVM(vm hypervisor.Hypervisor) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	vm.Stop(ctx, 0)
 }

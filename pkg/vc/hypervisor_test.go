@@ -1,0 +1,88 @@
+package vc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+
+	// The QEMU driver, registered for the VMs these tests start (a
+	// program links the drivers it runs: pkg/vc names none).
+	_ "github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+)
+
+// pkg/vc names no hypervisor driver: a second backend registers itself
+// without touching it. Its imports (not its tests') reach none of
+// pkg/hypervisor's sub-packages, and no factory.
+func TestNoDriverImported(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command to list the package's imports: %v", err)
+	}
+	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 10 {
+		t.Fatalf("go list -deps listed %d packages: %q", len(deps), deps)
+	}
+	for _, d := range deps {
+		if strings.HasPrefix(d, "github.com/virtcontainers/vc/pkg/hypervisor/") || d == "github.com/virtcontainers/vc/pkg/factory" {
+			t.Errorf("pkg/vc imports %s", d)
+		}
+	}
+}
+
+// A sandbox naming a factory must say where its VM comes from: a
+// Factory without a VMSource is refused before anything starts.
+func TestFactoryWithoutSource(t *testing.T) {
+	c := SandboxConfig{ID: "s", Hypervisor: HypervisorConfig{Kernel: "/dev/null", Initrd: "/dev/null", Factory: "/var/lib/vc/factory"}}
+	err := c.validate()
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "hypervisor.factory") || !strings.Contains(err.Error(), "VMSource") {
+		t.Errorf("factory without a source: %v", err)
+	}
+}
+
+// failingSource is a VMSource that records what it was asked and fails.
+type failingSource struct {
+	got VMSpec
+	err error
+}
+
+func (f *failingSource) TakeVM(ctx context.Context, spec VMSpec) (SourcedVM, bool, error) {
+	f.got = spec
+	return SourcedVM{}, false, f.err
+}
+
+// CreateSandbox asks its VMSource for the VM before booting: the source
+// gets the sandbox's configuration and directory, and its failure fails
+// the sandbox, which leaves nothing behind.
+func TestVMSourceConsulted(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"vmlinuz", "initrd"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := filepath.Join(dir, "state")
+	src := &failingSource{err: fmt.Errorf("template gone: %w", errdefs.ErrDataLoss)}
+	cfg := SandboxConfig{ID: "src-1", StateRoot: root, NAT: NATConfig{Disabled: true}, VMSource: src,
+		Hypervisor: HypervisorConfig{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"), Factory: "/var/lib/vc/factory"}}
+	_, err := CreateSandbox(context.Background(), cfg)
+	if !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "template gone") {
+		t.Fatalf("CreateSandbox with a failing source: %v", err)
+	}
+	if src.got.Config.ID != "src-1" || src.got.Dir != filepath.Join(root, "src-1") || len(src.got.NICs) != 0 {
+		t.Errorf("the source was asked for %+v (dir %s)", src.got.Config, src.got.Dir)
+	}
+	if _, err := os.Stat(filepath.Join(root, "src-1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed sandbox's directory: %v", err)
+	}
+}
