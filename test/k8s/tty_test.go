@@ -178,8 +178,8 @@ func TestAttach(t *testing.T) {
 		}
 		tm.typeIn("tty; stty size\r")
 		tm.expect("the attached shell's tty", regexp.MustCompile(`/dev/pts/\d+\r\n`), time.Minute)
-		// Detach: kubectl's default detach keys ctrl-p ctrl-q are not
-		// there for attach; ending kubectl leaves the shell running.
+		// kubectl attach has no detach keys: ending kubectl detaches, and
+		// leaves the shell running (asserted below).
 		tm.cmd.Process.Kill()
 		tm.wait(time.Minute)
 
