@@ -20,6 +20,7 @@ import (
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/spawn"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
 	vcnet "github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -35,7 +36,7 @@ func init() {
 // container's exit status.
 func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	var oo ownerOptions
-	ready, err := spawned(&oo)
+	ready, err := spawn.Child(&oo)
 	if len(args) != 0 || err != nil {
 		return errors.New("internal command of vc-runtime create")
 	}
@@ -44,7 +45,7 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	if g.logFile == nil {
 		f, err := os.OpenFile(filepath.Join(containerDir(g.root, oo.ID), ownerLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
-			fmt.Fprintf(ready, "error: owner log: %v\n", err)
+			ready.Report(fmt.Errorf("owner log: %w", err))
 			return exitError{1}
 		}
 		g.logFile = f
@@ -59,7 +60,7 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	logrus.SetOutput(g.logFile)
 	// Hold no directory of the caller's (a mount it may want to remove).
 	if err := os.Chdir("/"); err != nil {
-		fmt.Fprintf(ready, "error: %v\n", err)
+		ready.Report(err)
 		return exitError{1}
 	}
 	o := &owner{g: g, id: oo.ID, dir: containerDir(g.root, oo.ID), log: g.log,
@@ -67,12 +68,10 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	err = o.create(ctx, oo)
 	if err != nil {
 		g.log.Error("create failed", "err", err)
-		fmt.Fprintf(ready, "error: %v\n", err)
-		ready.Close()
+		ready.Report(err)
 		return exitError{1}
 	}
-	fmt.Fprintln(ready, "ok")
-	ready.Close()
+	ready.Report(nil)
 	code := o.run(ctx)
 	return exitError{code}
 }

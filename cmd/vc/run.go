@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +25,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/spawn"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/imagestore"
 	"github.com/virtcontainers/vc/pkg/oci"
@@ -252,22 +250,12 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 // runOwner creates the sandbox and container, runs it, and tears the VM
 // down when it exits. Attached when ready is nil; a detached owner reports
 // readiness (or the error) on ready and its output goes only to the log.
-func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteCloser) (err error) {
+func runOwner(ctx context.Context, g *globals, o runOptions, ready *spawn.Ready) (err error) {
+	detached := ready != nil
+	// The exit code travels with the reason (exitError.ExitCode).
 	report := func(err error) {
-		if ready != nil {
-			var ee exitError
-			switch {
-			case errors.As(err, &ee) && ee.err != nil:
-				// The exit code travels with the reason.
-				fmt.Fprintf(ready, "error %d: %s\n", ee.code, oneLine(ee.err.Error()))
-			case err != nil:
-				fmt.Fprintf(ready, "error: %s\n", oneLine(err.Error()))
-			default:
-				fmt.Fprintf(ready, "ok\n")
-			}
-			ready.Close()
-			ready = nil
-		}
+		ready.Report(err)
+		ready = nil
 	}
 	defer func() { report(err) }()
 	// A first run that fails leaves no anonymous volume behind: no
@@ -377,7 +365,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 
 	var stdin io.WriteCloser
 	pio := vc.IO{Stdout: logOut, Stderr: logErr}
-	if ready != nil && o.Interactive {
+	if detached && o.Interactive {
 		// In the background, stdin is what attached clients send.
 		pio.Stdin, stdin = io.Pipe()
 		defer stdin.Close()
@@ -390,7 +378,7 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 	pio.Stdout = io.MultiWriter(pio.Stdout, att.stream(1))
 	pio.Stderr = io.MultiWriter(pio.Stderr, att.stream(2))
 	var restore func()
-	if ready == nil {
+	if !detached {
 		pio.Stdout = io.MultiWriter(os.Stdout, pio.Stdout)
 		pio.Stderr = io.MultiWriter(os.Stderr, pio.Stderr)
 		if o.Interactive {
@@ -423,10 +411,9 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready io.WriteClose
 		s.Container(o.ID).CloseStdin(ctx, o.ID)
 	}
 	report(nil)
-	if ready == nil {
-		stopSignals := forwardSignals(ctx, s, o.ID, o.TTY, o.TTY && o.Interactive)
-		defer stopSignals()
-	}
+	// A signal to the owner, attached or detached, is the container's.
+	stopSignals := forwardSignals(ctx, s, o.ID, o.TTY, o.TTY && o.Interactive)
+	defer stopSignals()
 
 	code, werr := s.Container(o.ID).Wait(context.WithoutCancel(ctx))
 	select {
@@ -815,19 +802,9 @@ func dnsOptions(network string, dns []string) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// spawnOwner runs the owner in a new session and waits until the
-// container runs, or is created (o.Create), or failed.
+// spawnOwner runs the owner in a new session (internal/spawn) and waits
+// until the container runs, or is created (o.Create), or failed.
 func spawnOwner(ctx context.Context, g *globals, o runOptions) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(o)
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
 	if err := os.MkdirAll(g.stateRoot, 0o700); err != nil {
 		return err
 	}
@@ -839,28 +816,20 @@ func spawnOwner(ctx context.Context, g *globals, o runOptions) error {
 	}
 	defer logf.Close()
 	logPath := logf.Name()
-	// The options go on the owner's stdin: an argument is capped at
-	// 128 KiB (MAX_ARG_STRLEN).
-	cmd := exec.Command(self, "--state-root", g.stateRoot, "--data-root", g.dataRoot, "__run-owner")
-	cmd.Stdin = bytes.NewReader(b)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+	args := []string{"--state-root", g.stateRoot, "--data-root", g.dataRoot}
 	if g.debug {
-		cmd.Args = append(cmd.Args[:1], append([]string{"--debug"}, cmd.Args[1:]...)...)
+		args = append(args, "--debug")
 	}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return err
-	}
-	w.Close()
-	go cmd.Wait()
-	msg, _ := bufio.NewReader(r).ReadString('\n')
-	line := strings.TrimSpace(msg)
-	if line != "ok" {
-		err := readyError(line, logPath)
+	_, err = spawn.Start(spawn.Options{
+		Args:    append(args, "__run-owner"),
+		Payload: o,
+		Stdout:  logf,
+		Stderr:  logf,
+		Died:    func(*exec.Cmd) string { return ownerDied(logPath) },
+	})
+	if err != nil {
 		os.Remove(logPath)
-		return err
+		return ownerError(err)
 	}
 	// The owner keeps writing there: keep its log with the sandbox's
 	// state (removed with it), where it tells why an owner died.
@@ -876,13 +845,10 @@ const ownerLogName = "owner.log"
 
 func runOwnerCmd(ctx context.Context, g *globals, args []string) error {
 	var o runOptions
-	if len(args) != 0 || json.NewDecoder(os.Stdin).Decode(&o) != nil {
+	ready, err := spawn.Child(&o)
+	if len(args) != 0 || err != nil {
 		return errors.New("internal command; use vc run -d")
 	}
-	// The readiness pipe must not leak into the VM process: the parent
-	// reads it until it closes.
-	unix.CloseOnExec(3)
-	ready := os.NewFile(3, "ready")
 	return runOwner(ctx, g, o, ready)
 }
 
@@ -892,24 +858,22 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// readyError is the error a detached owner reported on its readiness
-// pipe: "error: MSG", or "error CODE: MSG" for a container that could not
-// start; an empty line means the owner died first (its log says why).
-func readyError(line, logPath string) error {
-	if line == "" {
-		b, _ := os.ReadFile(logPath)
-		return errors.New("owner process died: " + strings.TrimSpace(string(b)))
+// ownerError is the error `vc run -d` ends with when its owner reported
+// one: with the exit code the owner gave (docker's, for a container that
+// could not start).
+func ownerError(err error) error {
+	var se *spawn.Error
+	if errors.As(err, &se) && se.Code != 0 {
+		return exitError{code: se.Code, err: errors.New(se.Msg)}
 	}
-	var code int
-	if n, err := fmt.Sscanf(line, "error %d:", &code); n == 1 && err == nil {
-		_, msg, _ := strings.Cut(line, ": ")
-		return exitError{code: code, err: errors.New(msg)}
-	}
-	return errors.New(strings.TrimPrefix(line, "error: "))
+	return err
 }
 
-// oneLine keeps a message on the readiness pipe's one line.
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+// ownerDied tells why an owner exited without a report: its log.
+func ownerDied(logPath string) string {
+	b, _ := os.ReadFile(logPath)
+	return "owner process died: " + strings.TrimSpace(string(b))
+}
 
 // startError gives a container that could not start the exit code docker
 // gives it: 127 when the command does not exist, 126 when it cannot be
