@@ -20,8 +20,8 @@ import (
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/proc"
-	"github.com/virtcontainers/vc/internal/spawn"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
+	"github.com/virtcontainers/vc/internal/spawn"
 	vcnet "github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
