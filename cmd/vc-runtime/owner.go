@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"github.com/virtcontainers/vc/internal/spawn"
 	vcnet "github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 func init() {
@@ -88,7 +88,7 @@ type owner struct {
 	streams <-chan error
 	stopIO  func()
 	tty     *os.File
-	l       net.Listener
+	ctl     *vcowner.Server
 
 	// size is the terminal size last given to the container's.
 	sizeMu sync.Mutex
@@ -167,16 +167,18 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	cu.Add(stopIO)
 	o.streams, o.stopIO = o.c.IOStream(streamCtx, o.id, pio), stopIO
 
-	os.Remove(filepath.Join(o.dir, ownerSocket))
-	if o.l, err = net.Listen("unix", filepath.Join(o.dir, ownerSocket)); err != nil {
-		return fmt.Errorf("control socket: %w", err)
+	// Requests wait on o.mu until the container is created.
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	handle := func(_ context.Context, req request) (*vcowner.State, error) { return nil, o.handle(req) }
+	if o.ctl, err = vcowner.Listen(filepath.Join(o.dir, ownerSocket), handle, nil); err != nil {
+		return err
 	}
-	cu.Add(func() { o.l.Close() })
+	cu.Add(o.ctl.Close)
 	st.Status = statusCreated
 	if err := st.save(o.g.root); err != nil {
 		return err
 	}
-	go serveControl(o.l, o.handle)
 	cu.Release()
 	return nil
 }
@@ -479,8 +481,7 @@ wait:
 	o.st.ExitStatus, o.st.Exited = code, time.Now().UTC()
 	o.setStatus(statusStopped)
 	o.mu.Unlock()
-	o.l.Close()
-	os.Remove(filepath.Join(o.dir, ownerSocket))
+	o.ctl.Close()
 	o.leave()
 	if o.tty != nil {
 		o.tty.Close()
