@@ -12,12 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/internal/spawn"
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 // runOwner creates the sandbox and container, runs it, and tears the VM
@@ -69,117 +69,106 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready *spawn.Ready)
 		defer leave()
 		scfg.Bridges = []vc.BridgeNIC{nic}
 	}
-	s, err := vc.CreateSandbox(ctx, scfg)
-	if err != nil {
-		return err
+	if src.image != nil {
+		o.ImageDigest = src.image.Digest
+	}
+
+	// The container's output goes to its log, to attached clients and,
+	// attached, to the terminal; in the background with -i, its stdin is
+	// what attached clients send.
+	var stdinR io.Reader
+	var stdinW io.WriteCloser
+	if detached && o.Interactive {
+		stdinR, stdinW = io.Pipe()
+		defer stdinW.Close()
+	}
+	att := vcowner.NewAttach(nil)
+	if stdinW != nil {
+		att = vcowner.NewAttach(stdinW)
+	}
+	defer att.Close()
+	var clog *containerLog
+	var logOut, logErr *logStream
+	defer func() {
+		if clog != nil {
+			logOut.Flush()
+			logErr.Flush()
+			clog.Close()
+		}
+	}()
+	var restore func()
+	defer func() {
+		if restore != nil {
+			restore()
+		}
+	}()
+	var pio vc.IO
+	connect := func(s *vc.Sandbox) (vc.IO, error) {
+		var err error
+		if clog, err = openContainerLog(filepath.Join(s.Dir(), containerLogName)); err != nil {
+			return vc.IO{}, err
+		}
+		logOut, logErr = clog.stream("stdout"), clog.stream("stderr")
+		pio = vc.IO{Stdin: stdinR,
+			Stdout: io.MultiWriter(logOut, att.Stream(1)),
+			Stderr: io.MultiWriter(logErr, att.Stream(2))}
+		if !detached {
+			pio.Stdout = io.MultiWriter(os.Stdout, pio.Stdout)
+			pio.Stderr = io.MultiWriter(os.Stderr, pio.Stderr)
+			if o.Interactive {
+				pio.Stdin = os.Stdin
+			}
+			// As docker: the local terminal is raw only when it feeds
+			// the container's (-i -t); with -t alone Ctrl-C stays a
+			// signal.
+			if o.TTY && o.Interactive {
+				if restore, err = rawTerminal(); err != nil {
+					return vc.IO{}, err
+				}
+			}
+		}
+		if o.TTY {
+			pio.Stderr = nil
+		}
+		return pio, nil
 	}
 	// Until the container runs, a failure removes everything. A container
 	// run again gives back what it wrote to the carry directory first,
 	// for vc start to put the container back as it was.
-	failed := true
-	defer func() {
-		if failed {
-			s.Stop(context.WithoutCancel(ctx), 5*time.Second)
-			if o.Carry != "" {
-				if err := giveBack(s.Dir(), o.Carry); err != nil {
-					slog.Error("run again failed: the container's files stay in its sandbox", "id", o.ID, "err", err)
-					return
-				}
-			}
-			s.Delete(context.WithoutCancel(ctx))
+	abandon := func(s *vc.Sandbox) bool {
+		if o.Carry == "" {
+			return true
 		}
-	}()
-	if src.image != nil {
-		o.ImageDigest = src.image.Digest
-	}
-	if err := saveOptions(s.Dir(), o); err != nil {
-		return err
-	}
-	releaseVolumes()
-	releaseVolumes = func() {}
-	if o.Carry != "" {
-		if err := carryIn(o.Carry, s.Dir()); err != nil {
-			return err
+		if err := giveBack(s.Dir(), o.Carry); err != nil {
+			slog.Error("run again failed: the container's files stay in its sandbox", "id", o.ID, "err", err)
+			return false
 		}
+		return true
 	}
-	ccfg.LogPath = filepath.Join(s.Dir(), "container.log")
-	if o.Rootfs == "" {
-		// An image: the container writes into a layer of its own. A
-		// --rootfs directory is the user's, written as runc writes a
-		// bundle's.
-		if ccfg.Rootfs, err = mountRootfs(s.Dir(), src); err != nil {
-			return err
-		}
+	prepare := func(ctx context.Context, s *vc.Sandbox, ccfg *vc.ContainerConfig) error {
+		// Its record saved, vc volume rm sees the container's volumes.
+		release := func() { releaseVolumes(); releaseVolumes = func() {} }
+		return prepareContainer(g, s, &o, ccfg, src, release)
 	}
-	if err := copyUpVolumes(g, o, ccfg.Rootfs); err != nil {
-		return err
-	}
-	// As docker: /etc/hosts, /etc/hostname and, behind the NAT, the
-	// NAT's resolver, unless -v binds files of the user's there.
-	if err := s.BindEtcFiles(&ccfg); err != nil {
-		return err
-	}
-	if o.Network != "" {
-		if err := publishNames(g, s, o); err != nil {
-			return err
-		}
-	}
-	if err := s.CreateContainer(ctx, ccfg); err != nil {
-		return startError(err)
-	}
-	clog, err := openContainerLog(ccfg.LogPath)
+	own, err := vcowner.Create(ctx, vcowner.Config{
+		BootConfig: vcowner.BootConfig{Sandbox: scfg, Container: ccfg, Prepare: prepare, Abandon: abandon},
+		IO:         connect,
+		Control:    controlSocket,
+		Attach:     att,
+	})
 	if err != nil {
-		return err
+		return ownerStartError(err)
 	}
-	defer clog.Close()
-	logOut, logErr := clog.stream("stdout"), clog.stream("stderr")
-	defer logOut.Flush()
-	defer logErr.Flush()
-
-	var stdin io.WriteCloser
-	pio := vc.IO{Stdout: logOut, Stderr: logErr}
-	if detached && o.Interactive {
-		// In the background, stdin is what attached clients send.
-		pio.Stdin, stdin = io.Pipe()
-		defer stdin.Close()
-	}
-	att, err := serveAttach(s.Dir(), stdin)
-	if err != nil {
-		return err
-	}
-	defer att.Close()
-	pio.Stdout = io.MultiWriter(pio.Stdout, att.stream(1))
-	pio.Stderr = io.MultiWriter(pio.Stderr, att.stream(2))
-	var restore func()
-	if !detached {
-		pio.Stdout = io.MultiWriter(os.Stdout, pio.Stdout)
-		pio.Stderr = io.MultiWriter(os.Stderr, pio.Stderr)
-		if o.Interactive {
-			pio.Stdin = os.Stdin
-		}
-		// As docker: the local terminal is raw only when it feeds the
-		// container's (-i -t); with -t alone Ctrl-C stays a signal.
-		if o.TTY && o.Interactive {
-			if restore, err = rawTerminal(); err != nil {
-				return err
-			}
-			defer restore()
-		}
-	}
-	if o.TTY {
-		pio.Stderr = nil
-	}
-	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopStreams()
-	streams := s.Container(o.ID).IOStream(streamCtx, o.ID, pio)
 	if !o.Create {
-		if err := s.Container(o.ID).Start(ctx); err != nil {
-			return startError(err)
+		if err := own.Start(ctx); err != nil {
+			own.Abandon(ctx)
+			return ownerStartError(err)
 		}
 	}
 	// Created, the container is vc start's to start; its failure to
 	// start is that command's to report, and its record stays.
-	failed, running = false, true
+	running = true
+	s := own.Sandbox()
 	if pio.Stdin == nil {
 		s.Container(o.ID).CloseStdin(ctx, o.ID)
 	}
@@ -188,18 +177,15 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready *spawn.Ready)
 	stopSignals := forwardSignals(ctx, s, o.ID, o.TTY, o.TTY && o.Interactive)
 	defer stopSignals()
 
-	code, werr := s.Container(o.ID).Wait(context.WithoutCancel(ctx))
-	select {
-	case <-streams:
-	case <-time.After(5 * time.Second):
-	}
+	code, werr := own.Wait(ctx)
 	att.Close()
 	logOut.Flush()
 	logErr.Flush()
 	if restore != nil {
 		restore()
+		restore = nil
 	}
-	s.Stop(context.WithoutCancel(ctx), 10*time.Second)
+	own.Shutdown(ctx, false)
 	if o.Rm {
 		// Gone already if someone removed it meanwhile (vc rm -f).
 		if err := s.Delete(context.WithoutCancel(ctx)); err != nil && !errdefs.IsNotFound(err) {
@@ -211,7 +197,66 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready *spawn.Ready)
 	if werr != nil {
 		return werr
 	}
-	return exitError{code: int(code)}
+	return exitError{code: code}
+}
+
+// containerLogName is the container's log in its sandbox's directory.
+const containerLogName = "container.log"
+
+// controlSocket is the owner's control socket (pkg/vc/owner) in the
+// sandbox's state directory: vc attach attaches there.
+const controlSocket = "control.sock"
+
+// prepareContainer readies, in the booted sandbox s, what the container
+// needs before it is created: its record (the volumes' reservation
+// released once it is saved), what a run again carries in, its log, its
+// writable layer, volumes' first content, /etc files and its names on its
+// user network.
+func prepareContainer(g *globals, s *vc.Sandbox, o *runOptions, ccfg *vc.ContainerConfig, src imageSource, releaseVolumes func()) error {
+	if err := saveOptions(s.Dir(), *o); err != nil {
+		return err
+	}
+	releaseVolumes()
+	if o.Carry != "" {
+		if err := carryIn(o.Carry, s.Dir()); err != nil {
+			return err
+		}
+	}
+	ccfg.LogPath = filepath.Join(s.Dir(), containerLogName)
+	if o.Rootfs == "" {
+		// An image: the container writes into a layer of its own. A
+		// --rootfs directory is the user's, written as runc writes a
+		// bundle's.
+		var err error
+		if ccfg.Rootfs, err = mountRootfs(s.Dir(), src); err != nil {
+			return err
+		}
+	}
+	if err := copyUpVolumes(g, *o, ccfg.Rootfs); err != nil {
+		return err
+	}
+	// As docker: /etc/hosts, /etc/hostname and, behind the NAT, the
+	// NAT's resolver, unless -v binds files of the user's there.
+	if err := s.BindEtcFiles(ccfg); err != nil {
+		return err
+	}
+	if o.Network != "" {
+		if err := publishNames(g, s, *o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ownerStartError is the error of an owner that could not create or
+// start its container: docker's exit code for a failure of the container
+// itself.
+func ownerStartError(err error) error {
+	var ce *vcowner.ContainerError
+	if errors.As(err, &ce) {
+		return startError(ce.Err)
+	}
+	return err
 }
 
 // spawnOwner runs the owner in a new session (internal/spawn) and waits
