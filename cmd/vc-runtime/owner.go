@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"time"
@@ -242,25 +241,23 @@ func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec
 		}
 	}
 	start := time.Now()
-	sb, err := vc.CreateSandbox(ctx, scfg)
+	booted := false
+	// The VM is up: the files docker writes, for a spec whose engine
+	// did not bind its own (podman's and docker's are never overridden).
+	prepare := func(_ context.Context, sb *vc.Sandbox, c *vc.ContainerConfig) error {
+		booted = true
+		o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "from_template", sb.Status().Boot.FromTemplate, "took", time.Since(start).Round(time.Millisecond))
+		return sb.BindEtcFiles(c)
+	}
+	sb, err := vcowner.Boot(ctx, vcowner.BootConfig{Sandbox: scfg, Container: ccfg, Prepare: prepare})
 	if err != nil {
-		return fmt.Errorf("boot the VM: %w", err)
+		var ce *vcowner.ContainerError
+		if !booted && !errors.As(err, &ce) {
+			return fmt.Errorf("boot the VM: %w", err)
+		}
+		return err
 	}
-	cu.Add(func() {
-		cctx := context.WithoutCancel(ctx)
-		sb.Stop(cctx, 5*time.Second)
-		sb.Delete(cctx)
-	})
 	o.sb, o.c = sb, sb.Container(o.id)
-	o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "from_template", sb.Status().Boot.FromTemplate, "took", time.Since(start).Round(time.Millisecond))
-	// The files docker writes, for a spec whose engine did not bind
-	// its own (podman's and docker's are never overridden).
-	if err := sb.BindEtcFiles(&ccfg); err != nil {
-		return err
-	}
-	if err := sb.CreateContainer(ctx, ccfg); err != nil {
-		return err
-	}
 	cu.Release()
 	return nil
 }
@@ -286,208 +283,6 @@ func (o *owner) leave() {
 	if err := vcnet.RemoveNetNS(filepath.Join(o.dir, netnsFile)); err != nil {
 		o.log.Warn("remove the network namespace", "err", err)
 	}
-}
-
-// stdio connects the container's streams: the owner's own (create's), or
-// with a terminal a host pseudoterminal whose master goes to the console
-// socket.
-func (o *owner) stdio(spec *specs.Spec, consoleSocket string) (vc.IO, error) {
-	if !spec.Process.Terminal {
-		return vc.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, nil
-	}
-	if consoleSocket == "" {
-		// run in the foreground: the caller's terminal is the container's.
-		return vc.IO{Stdin: os.Stdin, Stdout: os.Stdout}, nil
-	}
-	tty, err := sendConsole(consoleSocket, spec.Process.ConsoleSize)
-	if err != nil {
-		return vc.IO{}, err
-	}
-	o.tty = tty
-	go o.watchSize(tty)
-	return vc.IO{Stdin: tty, Stdout: hostTTY{tty}}, nil
-}
-
-// watchSize passes the host terminal's size on to the container's, which
-// the console socket's holder sets on the master.
-func (o *owner) watchSize(tty *os.File) {
-	for o.syncSize(tty) == nil {
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// syncSize gives the container's terminal the host terminal's size if it
-// changed. start calls it too: the caller sets the size on the master
-// before start (podman run -it), and a command that asks for it at once
-// (stty size) must not see the 0x0 of before the next poll.
-func (o *owner) syncSize(tty *os.File) error {
-	ws, err := unix.IoctlGetWinsize(int(tty.Fd()), unix.TIOCGWINSZ)
-	if err != nil {
-		return err
-	}
-	o.sizeMu.Lock()
-	defer o.sizeMu.Unlock()
-	if *ws != o.size && ws.Row > 0 && ws.Col > 0 {
-		if err := o.c.ResizeTerminal(context.Background(), o.id, uint32(ws.Row), uint32(ws.Col)); err == nil {
-			o.size = *ws
-		}
-	}
-	return nil
-}
-
-// handle answers a control request.
-func (o *owner) handle(req request) error {
-	ctx := context.Background()
-	if req.Container != "" && req.Container != o.id {
-		return o.memberOp(ctx, req)
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	status := o.st.Status
-	switch req.Op {
-	case "start":
-		switch status {
-		case statusCreated:
-		case statusStopped:
-			return errors.New("cannot start a container that has stopped")
-		default:
-			return errors.New("cannot start an already running container")
-		}
-		if o.tty != nil {
-			o.syncSize(o.tty)
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusRunning)
-		close(o.started)
-		if len(o.poststart) > 0 {
-			state := specs.State{Version: specs.Version, ID: o.id, Status: specs.StateRunning, Pid: o.st.OwnerPid, Bundle: o.st.Bundle, Annotations: o.annotations}
-			runLateHooks(ctx, o.log, "poststart", o.poststart, state)
-		}
-		return nil
-	case "kill":
-		switch status {
-		case statusCreated:
-			// Nothing runs yet: the container is done.
-			o.setStatus(statusStopped)
-			o.killed <- req.Signal
-			return nil
-		case statusRunning, statusPaused:
-			return o.containerOp(ctx, req)
-		}
-		return errNotRunning
-	case "pause":
-		if status != statusRunning {
-			return errNotRunning
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusPaused)
-		return nil
-	case "resume":
-		if status != statusPaused {
-			return errNotPaused
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusRunning)
-		return nil
-	}
-	return fmt.Errorf("unknown request %q", req.Op)
-}
-
-// setStatus records a new status; o.mu is held.
-func (o *owner) setStatus(s string) {
-	o.st.Status = s
-	if err := o.st.save(o.g.root); err != nil {
-		o.log.Error("save state", "err", err)
-	}
-}
-
-// run waits for the container to be started and to exit (or to be killed
-// before it started, or its VM to die), tears the VM down (or leaves the
-// VM it joined) and returns the exit status.
-func (o *owner) run(ctx context.Context) int {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
-	code := -1
-	done := make(chan int32, 1)
-	started := o.started
-	vmGone := o.sb.Exited()
-	if o.host != "" {
-		quit := make(chan struct{})
-		defer close(quit)
-		vmGone = o.hostGone(quit)
-	}
-wait:
-	for {
-		select {
-		case <-started:
-			started = nil
-			go func() {
-				c, err := o.c.Wait(context.WithoutCancel(ctx))
-				if err != nil {
-					o.log.Error("wait", "err", err)
-					c = 255
-					if o.host != "" {
-						// The VM's owner went away: the VM with it.
-						select {
-						case <-vmGone:
-							c = 128 + int32(unix.SIGKILL)
-						case <-time.After(2 * time.Second):
-						}
-					}
-				}
-				done <- c
-			}()
-		case c := <-done:
-			code = int(c)
-			break wait
-		case sig := <-o.killed:
-			code = 128 + sig
-			break wait
-		case <-vmGone:
-			o.log.Error("the VM ended before the container", "vm_container", o.st.vmOwner(), "reason", o.sb.Status().StopReason)
-			code = 128 + int(unix.SIGKILL)
-			break wait
-		case sig := <-sigs:
-			// Signals to the container's pid are the container's.
-			o.mu.Lock()
-			status := o.st.Status
-			o.mu.Unlock()
-			if status == statusCreated {
-				o.handle(request{Op: "kill", Signal: int(sig.(unix.Signal))})
-				continue
-			}
-			o.containerOp(ctx, request{Op: "kill", Signal: int(sig.(unix.Signal))})
-		}
-	}
-	signal.Stop(sigs)
-	// The output's end comes after the exit; do not wait for it forever.
-	// A container killed before start wrote nothing: its streams end only
-	// when stopped, and waiting for them would make every delete of a
-	// created container take the whole 5 s.
-	if started == nil {
-		select {
-		case <-o.streams:
-		case <-time.After(5 * time.Second):
-		}
-	}
-	o.stopIO()
-	o.mu.Lock()
-	o.st.ExitStatus, o.st.Exited = code, time.Now().UTC()
-	o.setStatus(statusStopped)
-	o.mu.Unlock()
-	o.ctl.Close()
-	o.leave()
-	if o.tty != nil {
-		o.tty.Close()
-	}
-	o.log.Info("container exited", "status", code)
-	return code
 }
 
 // sizeVM sizes the VM for the container's CPU and memory limits, as the
