@@ -121,9 +121,8 @@ type Owner struct {
 	stopIO  func()
 	ctl     *Server
 
-	mu      sync.Mutex
-	status  string
-	started chan struct{}
+	mu     sync.Mutex
+	status string
 	// killed receives the signal that killed the container before it
 	// started.
 	killed chan int
@@ -143,7 +142,7 @@ func Create(ctx context.Context, cfg Config) (o *Owner, err error) {
 		return nil, err
 	}
 	o = &Owner{cfg: cfg, id: id, log: cfg.Log, s: s, c: s.Container(id), status: StatusCreated,
-		started: make(chan struct{}), killed: make(chan int, 1), stopIO: func() {}}
+		killed: make(chan int, 1), stopIO: func() {}}
 	defer func() {
 		if err != nil {
 			o.Abandon(ctx)
@@ -206,19 +205,7 @@ func (o *Owner) start(ctx context.Context) error {
 		return &ContainerError{err}
 	}
 	o.status = StatusRunning
-	close(o.started)
 	return nil
-}
-
-// Started tells that the container's command was started (by Start or
-// by the library, vc start).
-func (o *Owner) Started() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.status == StatusCreated {
-		o.status = StatusRunning
-		close(o.started)
-	}
 }
 
 // Kill sends sig to the container's process (all of them with all). A
@@ -226,13 +213,7 @@ func (o *Owner) Started() {
 func (o *Owner) Kill(ctx context.Context, sig int, all bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.status == StatusCreated {
-		// Started by the library meanwhile (vc start)?
-		if st, err := o.c.Status(ctx); err == nil && st.State != vc.StateCreated {
-			o.status = StatusRunning
-			close(o.started)
-		}
-	}
+	o.sync(ctx)
 	switch o.status {
 	case StatusCreated:
 		o.status = StatusStopped
@@ -242,6 +223,17 @@ func (o *Owner) Kill(ctx context.Context, sig int, all bool) error {
 		return o.c.Kill(ctx, uint32(sig), all)
 	}
 	return errors.New("container not running")
+}
+
+// sync notices a container started by the library, not by Start (vc
+// start); o.mu is held.
+func (o *Owner) sync(ctx context.Context) {
+	if o.status != StatusCreated {
+		return
+	}
+	if st, err := o.c.Status(ctx); err == nil && st.State != vc.StateCreated {
+		o.status = StatusRunning
+	}
 }
 
 func (o *Owner) handle(ctx context.Context, req Request) (*State, error) {
@@ -258,6 +250,7 @@ func (o *Owner) handle(ctx context.Context, req Request) (*State, error) {
 	case OpState:
 		o.mu.Lock()
 		defer o.mu.Unlock()
+		o.sync(ctx)
 		return &State{ID: o.id, Status: o.status, ExitStatus: o.code}, nil
 	}
 	return o.other(ctx, req)
