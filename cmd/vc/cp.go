@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/tarcopy"
+
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -115,7 +117,7 @@ func copyIn(ctx context.Context, g *globals, src, id, dst string, keepOwners boo
 		return err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarHost(pw, src, name, keepOwners)) }()
+	go func() { pw.CloseWithError(tarcopy.Pack(pw, src, name, keepOwners)) }()
 	defer pr.Close()
 	return t.unpack(ctx, pr, dir)
 }
@@ -192,7 +194,7 @@ func copyOut(ctx context.Context, g *globals, id, src, dst string) error {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := untarHost(pr, root, name, false)
+		err := tarcopy.Unpack(pr, root, name, false)
 		pr.CloseWithError(err)
 		done <- err
 	}()

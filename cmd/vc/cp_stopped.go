@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/virtcontainers/vc/internal/tarcopy"
+
 	"github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 
@@ -88,7 +90,7 @@ func (t stoppedTarget) unpack(_ context.Context, r io.Reader, dir string) error 
 		return err
 	}
 	defer root.Close()
-	return untarHost(r, root, "", true)
+	return tarcopy.Unpack(r, root, "", true)
 }
 
 func (t stoppedTarget) pack(_ context.Context, w io.Writer, src string) error {
@@ -97,7 +99,7 @@ func (t stoppedTarget) pack(_ context.Context, w io.Writer, src string) error {
 		return err
 	}
 	defer root.Close()
-	return tarRoot(w, root, path.Base(src), path.Base(src), true)
+	return tarcopy.PackRoot(w, root, path.Base(src), path.Base(src), true)
 }
 
 func (t stoppedTarget) close() {}

@@ -1,4 +1,7 @@
-package main
+// Package tarcopy copies file trees as tar streams, as docker cp does:
+// links are copied as links, never followed, and what is unpacked stays
+// under its root (an os.Root) whatever the stream holds.
+package tarcopy
 
 import (
 	"archive/tar"
@@ -14,21 +17,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tarHost writes host path src as a tar stream whose top entry is name.
-func tarHost(w io.Writer, src, name string, keepOwners bool) error {
+// Pack writes host path src as a tar stream whose top entry is name.
+func Pack(w io.Writer, src, name string, keepOwners bool) error {
 	src = filepath.Clean(src)
 	root, err := os.OpenRoot(filepath.Dir(src))
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	return tarRoot(w, root, filepath.Base(src), name, keepOwners)
+	return PackRoot(w, root, filepath.Base(src), name, keepOwners)
 }
 
-// tarRoot writes src, a name in root, as a tar stream whose top entry is
+// PackRoot writes src, a name in root, as a tar stream whose top entry is
 // name. Links are copied as links, never followed (src's own too, as
 // docker cp copies it).
-func tarRoot(w io.Writer, root *os.Root, src, name string, keepOwners bool) error {
+func PackRoot(w io.Writer, root *os.Root, src, name string, keepOwners bool) error {
 	tw := tar.NewWriter(w)
 	add := func(p string) (isDir bool, err error) {
 		fi, err := root.Lstat(p)
@@ -86,12 +89,12 @@ func tarRoot(w io.Writer, root *os.Root, src, name string, keepOwners bool) erro
 	return tw.Close()
 }
 
-// untarHost unpacks a tar stream into root; with rename, the stream's top
+// Unpack unpacks a tar stream into root; with rename, the stream's top
 // entry takes that name; with chown, what it makes gets the stream's
 // owners (into a container; on the host, they are the caller's). Every
 // path stays in root: os.Root refuses one that climbs out, by .. or by a
 // link the stream made.
-func untarHost(r io.Reader, root *os.Root, rename string, chown bool) error {
+func Unpack(r io.Reader, root *os.Root, rename string, chown bool) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
