@@ -27,74 +27,52 @@ func ownerRequest(root, id string, req request) error {
 	return err
 }
 
-// handle answers a control request.
-func (o *owner) handle(req request) error {
-	ctx := context.Background()
-	if req.Container != "" && req.Container != o.id {
-		return o.memberOp(ctx, req)
+// handleMember answers a request for another container, one that joined
+// the VM this owner keeps (a pod's).
+func (o *owner) handleMember(ctx context.Context, req request) (*vcowner.State, error) {
+	if req.Container == "" || req.Container == o.id {
+		return nil, fmt.Errorf("unknown request %q", req.Op)
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	status := o.st.Status
-	switch req.Op {
-	case "start":
-		switch status {
-		case statusCreated:
-		case statusStopped:
-			return errors.New("cannot start a container that has stopped")
-		default:
-			return errors.New("cannot start an already running container")
-		}
-		if o.tty != nil {
-			o.syncSize(o.tty)
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusRunning)
-		close(o.started)
-		if len(o.poststart) > 0 {
-			state := specs.State{Version: specs.Version, ID: o.id, Status: specs.StateRunning, Pid: o.st.OwnerPid, Bundle: o.st.Bundle, Annotations: o.annotations}
-			runLateHooks(ctx, o.log, "poststart", o.poststart, state)
-		}
-		return nil
-	case "kill":
-		switch status {
-		case statusCreated:
-			// Nothing runs yet: the container is done.
-			o.setStatus(statusStopped)
-			o.killed <- req.Signal
-			return nil
-		case statusRunning, statusPaused:
-			return o.containerOp(ctx, req)
-		}
-		return errNotRunning
-	case "pause":
-		if status != statusRunning {
-			return errNotRunning
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusPaused)
-		return nil
-	case "resume":
-		if status != statusPaused {
-			return errNotPaused
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusRunning)
-		return nil
-	}
-	return fmt.Errorf("unknown request %q", req.Op)
+	return nil, o.memberOp(ctx, req)
 }
 
-// setStatus records a new status; o.mu is held.
-func (o *owner) setStatus(s string) {
-	o.st.Status = s
+// saveState records the container's new status (and exit) in its state
+// file; the owner's lock is held.
+func (o *owner) saveState(s vcowner.State) {
+	o.st.Status = s.Status
+	if !s.Exited.IsZero() {
+		o.st.ExitStatus, o.st.Exited = s.ExitStatus, s.Exited
+	}
 	if err := o.st.save(o.g.root); err != nil {
 		o.log.Error("save state", "err", err)
 	}
+}
+
+// poststartHooks runs the spec's poststart hooks once the container
+// started.
+func (o *owner) poststartHooks(ctx context.Context) {
+	if len(o.poststart) > 0 {
+		state := specs.State{Version: specs.Version, ID: o.id, Status: specs.StateRunning, Pid: o.st.OwnerPid, Bundle: o.st.Bundle, Annotations: o.annotations}
+		runLateHooks(ctx, o.log, "poststart", o.poststart, state)
+	}
+}
+
+// containerOps are the owner's container's start, kill, pause and
+// resume: in the VM it keeps, or through the owner of the VM it joined.
+type containerOps struct{ o *owner }
+
+func (c containerOps) Start(ctx context.Context) error {
+	return c.o.containerOp(ctx, request{Op: vcowner.OpStart})
+}
+
+func (c containerOps) Kill(ctx context.Context, sig uint32, all bool) error {
+	return c.o.containerOp(ctx, request{Op: vcowner.OpKill, Signal: int(sig), All: all})
+}
+
+func (c containerOps) Pause(ctx context.Context) error {
+	return c.o.containerOp(ctx, request{Op: vcowner.OpPause})
+}
+
+func (c containerOps) Resume(ctx context.Context) error {
+	return c.o.containerOp(ctx, request{Op: vcowner.OpResume})
 }

@@ -62,8 +62,7 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 		ready.Report(err)
 		return exitError{1}
 	}
-	o := &owner{g: g, id: oo.ID, dir: containerDir(g.root, oo.ID), log: g.log,
-		started: make(chan struct{}), killed: make(chan int, 1)}
+	o := &owner{g: g, id: oo.ID, dir: containerDir(g.root, oo.ID), log: g.log}
 	err = o.create(ctx, oo)
 	if err != nil {
 		g.log.Error("create failed", "err", err)
@@ -82,22 +81,19 @@ type owner struct {
 	dir string
 	log *slog.Logger
 
-	sb      *vc.Sandbox
-	c       *vc.Container
-	streams <-chan error
-	stopIO  func()
-	tty     *os.File
-	ctl     *vcowner.Server
+	sb   *vc.Sandbox
+	c    *vc.Container
+	own  *vcowner.Owner
+	tty  *os.File
+	quit chan struct{} // ends hostGone's watch
 
 	// size is the terminal size last given to the container's.
 	sizeMu sync.Mutex
 	size   unix.Winsize
 
-	mu      sync.Mutex
-	st      *containerState
-	started chan struct{}
-	// killed receives the signal that killed the container before start.
-	killed chan int
+	// st is the state file's; the owner's lock (OnState) guards its
+	// status.
+	st *containerState
 
 	// host is the container whose owner keeps the VM this container
 	// joined (a pod's); empty when this owner keeps the VM.
@@ -153,29 +149,35 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	}
 	cu.Add(o.leave)
 
-	pio, err := o.stdio(spec, oo.ConsoleSocket)
-	if err != nil {
-		return err
-	}
 	cu.Add(func() {
 		if o.tty != nil {
 			o.tty.Close()
 		}
 	})
-	streamCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
-	cu.Add(stopIO)
-	o.streams, o.stopIO = o.c.IOStream(streamCtx, o.id, pio), stopIO
-
-	// Requests wait on o.mu until the container is created.
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	handle := func(_ context.Context, req request) (*vcowner.State, error) { return nil, o.handle(req) }
-	if o.ctl, err = vcowner.Listen(filepath.Join(o.dir, ownerSocket), handle, nil); err != nil {
-		return err
+	// The container's life is pkg/vc/owner's: its status, its control
+	// socket's requests, its wait. This owner's part is the state file,
+	// the console, the hooks and the pod.
+	o.quit = make(chan struct{})
+	cfg := vcowner.Config{
+		IO:      func(*vc.Container) (vc.IO, error) { return o.stdio(spec, oo.ConsoleSocket) },
+		Control: filepath.Join(o.dir, ownerSocket),
+		Handle:  o.handleMember,
+		Ops:     containerOps{o},
+		Signals: true,
+		BeforeStart: func() {
+			if o.tty != nil {
+				o.syncSize(o.tty)
+			}
+		},
+		AfterStart: o.poststartHooks,
+		OnState:    o.saveState,
+		Log:        o.log,
 	}
-	cu.Add(o.ctl.Close)
-	st.Status = statusCreated
-	if err := st.save(o.g.root); err != nil {
+	if o.host != "" {
+		cfg.Gone = o.hostGone(o.quit)
+	}
+	if o.own, err = vcowner.New(ctx, cfg, o.c); err != nil {
+		close(o.quit)
 		return err
 	}
 	cu.Release()

@@ -103,9 +103,9 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready *spawn.Ready)
 		}
 	}()
 	var pio vc.IO
-	connect := func(s *vc.Sandbox) (vc.IO, error) {
+	connect := func(c *vc.Container) (vc.IO, error) {
 		var err error
-		if clog, err = openContainerLog(filepath.Join(s.Dir(), containerLogName)); err != nil {
+		if clog, err = openContainerLog(filepath.Join(c.Sandbox().Dir(), containerLogName)); err != nil {
 			return vc.IO{}, err
 		}
 		logOut, logErr = clog.stream("stdout"), clog.stream("stderr")
@@ -155,6 +155,8 @@ func runOwner(ctx context.Context, g *globals, o runOptions, ready *spawn.Ready)
 		IO:         connect,
 		Control:    controlSocket,
 		Attach:     att,
+		// vc start starts a created container through the library.
+		StartedElsewhere: true,
 	})
 	if err != nil {
 		return ownerStartError(err)

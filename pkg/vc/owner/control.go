@@ -61,8 +61,10 @@ type Reply struct {
 type State struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
-	// ExitStatus is the container's, once it stopped.
-	ExitStatus int `json:"exit_status,omitempty"`
+	// ExitStatus and Exited are the container's exit, once it stopped
+	// after its owner waited for it.
+	ExitStatus int       `json:"exit_status,omitempty"`
+	Exited     time.Time `json:"exited,omitzero"`
 }
 
 // Handler answers a control request. The state it returns is sent with

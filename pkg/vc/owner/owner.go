@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"time"
@@ -14,11 +16,21 @@ import (
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
-// The statuses State reports.
+// The statuses of a container (State.Status), as runc names them.
 const (
 	StatusCreated = "created"
 	StatusRunning = "running"
+	StatusPaused  = "paused"
 	StatusStopped = "stopped"
+)
+
+// The errors of a request the container's status does not allow (runc's
+// messages).
+var (
+	ErrNotRunning = errors.New("container not running")
+	ErrNotPaused  = errors.New("container not paused")
+	ErrStopped    = errors.New("cannot start a container that has stopped")
+	ErrStarted    = errors.New("cannot start an already running container")
 )
 
 // Timeouts of the teardown: the VM's stop after the container exited (or
@@ -93,11 +105,21 @@ func abandon(ctx context.Context, s *vc.Sandbox, fn func(*vc.Sandbox) bool) {
 	s.Delete(ctx)
 }
 
+// Ops are what an owner does to its container: the container itself in
+// the VM the owner keeps (*vc.Container), or through the owner of the VM
+// it joined (vc-runtime's pods).
+type Ops interface {
+	Start(ctx context.Context) error
+	Kill(ctx context.Context, sig uint32, all bool) error
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+}
+
 // Config is a container's whole life for a front end.
 type Config struct {
 	BootConfig
-	// IO, called once the container is created, gives its streams.
-	IO func(s *vc.Sandbox) (vc.IO, error)
+	// IO, called once the container exists, gives its streams.
+	IO func(c *vc.Container) (vc.IO, error)
 	// Control is the control socket's path, relative to the sandbox's
 	// directory unless absolute; empty: none.
 	Control string
@@ -107,7 +129,25 @@ type Config struct {
 	// Handle answers the requests the owner does not know (an op of the
 	// front end's, or another container's); nil: they fail.
 	Handle Handler
-	Log    *slog.Logger
+	// Ops, if set, replace the container's own start, kill, pause and
+	// resume.
+	Ops Ops
+	// Gone, if set, tells the VM ended (default: the sandbox's Exited).
+	Gone <-chan struct{}
+	// StartedElsewhere: the container may be started by the library, not
+	// by the owner (vc start): Wait waits for it from the first.
+	StartedElsewhere bool
+	// Signals: the signals this process gets are the container's (a
+	// created container's kill: it is done).
+	Signals bool
+	// BeforeStart and AfterStart run around the container's start (the
+	// terminal's size, the spec's poststart hooks).
+	BeforeStart func()
+	AfterStart  func(ctx context.Context)
+	// OnState, if set, is told every change of the container's status,
+	// with the owner's lock held (vc-runtime saves its state file).
+	OnState func(State)
+	Log     *slog.Logger
 }
 
 // Owner keeps a container and its VM.
@@ -117,12 +157,14 @@ type Owner struct {
 	log     *slog.Logger
 	s       *vc.Sandbox
 	c       *vc.Container
+	ops     Ops
 	streams <-chan error
 	stopIO  func()
 	ctl     *Server
 
-	mu     sync.Mutex
-	status string
+	mu      sync.Mutex
+	status  string
+	started chan struct{}
 	// killed receives the signal that killed the container before it
 	// started.
 	killed chan int
@@ -132,50 +174,83 @@ type Owner struct {
 // Create boots the VM, creates the container with its streams connected
 // and serves the control socket. The container is created, not started.
 // On error nothing it made is left.
-func Create(ctx context.Context, cfg Config) (o *Owner, err error) {
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
-	id := cfg.Container.ID
+func Create(ctx context.Context, cfg Config) (*Owner, error) {
 	s, err := Boot(ctx, cfg.BootConfig)
 	if err != nil {
 		return nil, err
 	}
-	o = &Owner{cfg: cfg, id: id, log: cfg.Log, s: s, c: s.Container(id), status: StatusCreated,
-		killed: make(chan int, 1), stopIO: func() {}}
+	o, err := New(ctx, cfg, s.Container(cfg.Container.ID))
+	if err != nil {
+		abandon(ctx, s, cfg.Abandon)
+		return nil, err
+	}
+	return o, nil
+}
+
+// New owns container c, created already (in a VM of the front end's):
+// its streams connected, the control socket served. On error what New
+// made is undone; c is the caller's.
+func New(ctx context.Context, cfg Config, c *vc.Container) (o *Owner, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	o = &Owner{cfg: cfg, id: c.ID(), log: cfg.Log, s: c.Sandbox(), c: c, ops: cfg.Ops, status: StatusCreated,
+		started: make(chan struct{}), killed: make(chan int, 1), stopIO: func() {}}
+	if o.ops == nil {
+		o.ops = c
+	}
 	defer func() {
 		if err != nil {
-			o.Abandon(ctx)
-			o = nil
+			o.Close()
 		}
 	}()
 	var pio vc.IO
 	if cfg.IO != nil {
-		if pio, err = cfg.IO(s); err != nil {
-			return o, err
+		if pio, err = cfg.IO(c); err != nil {
+			return nil, err
 		}
 	}
 	streamCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
-	o.streams, o.stopIO = o.c.IOStream(streamCtx, id, pio), stopIO
+	o.streams, o.stopIO = c.IOStream(streamCtx, o.id, pio), stopIO
 	if cfg.Control != "" {
 		path := cfg.Control
 		if !filepath.IsAbs(path) {
-			path = filepath.Join(s.Dir(), path)
+			path = filepath.Join(o.s.Dir(), path)
 		}
+		// Requests wait until the container is created (OnState).
+		o.mu.Lock()
+		defer o.mu.Unlock()
 		if o.ctl, err = Listen(path, o.handle, cfg.Attach); err != nil {
-			return o, err
+			return nil, err
 		}
+	} else {
+		o.mu.Lock()
+		defer o.mu.Unlock()
 	}
+	o.setStatus(StatusCreated)
 	return o, nil
+}
+
+// setStatus records a new status; o.mu is held.
+func (o *Owner) setStatus(s string) {
+	o.status = s
+	if o.cfg.OnState != nil {
+		o.cfg.OnState(State{ID: o.id, Status: s})
+	}
+}
+
+// Close ends the container's streams, attachments and control socket.
+func (o *Owner) Close() {
+	o.stopIO()
+	o.cfg.Attach.Close()
+	o.ctl.Close()
 }
 
 // Abandon undoes Create, for a container that failed to start: its
 // streams, attachments and control socket end, its VM stops and its
 // state goes (see BootConfig.Abandon).
 func (o *Owner) Abandon(ctx context.Context) {
-	o.stopIO()
-	o.cfg.Attach.Close()
-	o.ctl.Close()
+	o.Close()
 	abandon(ctx, o.s, o.cfg.Abandon)
 }
 
@@ -189,23 +264,38 @@ func (o *Owner) Container() *vc.Container { return o.c }
 func (o *Owner) Start(ctx context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.start(ctx)
-}
-
-// start starts the container; o.mu is held.
-func (o *Owner) start(ctx context.Context) error {
+	o.sync(ctx)
 	switch o.status {
 	case StatusCreated:
 	case StatusStopped:
-		return errors.New("cannot start a container that has stopped")
+		return ErrStopped
 	default:
-		return errors.New("cannot start an already running container")
+		return ErrStarted
 	}
-	if err := o.c.Start(ctx); err != nil {
+	if o.cfg.BeforeStart != nil {
+		o.cfg.BeforeStart()
+	}
+	if err := o.ops.Start(ctx); err != nil {
 		return &ContainerError{err}
 	}
-	o.status = StatusRunning
+	o.setStatus(StatusRunning)
+	close(o.started)
+	if o.cfg.AfterStart != nil {
+		o.cfg.AfterStart(ctx)
+	}
 	return nil
+}
+
+// sync notices a container started by the library, not by Start (vc
+// start); o.mu is held.
+func (o *Owner) sync(ctx context.Context) {
+	if !o.cfg.StartedElsewhere || o.status != StatusCreated {
+		return
+	}
+	if st, err := o.c.Status(ctx); err == nil && st.State != vc.StateCreated {
+		o.setStatus(StatusRunning)
+		close(o.started)
+	}
 }
 
 // Kill sends sig to the container's process (all of them with all). A
@@ -216,24 +306,42 @@ func (o *Owner) Kill(ctx context.Context, sig int, all bool) error {
 	o.sync(ctx)
 	switch o.status {
 	case StatusCreated:
-		o.status = StatusStopped
+		// Nothing runs yet: the container is done.
+		o.setStatus(StatusStopped)
 		o.killed <- sig
 		return nil
-	case StatusRunning:
-		return o.c.Kill(ctx, uint32(sig), all)
+	case StatusRunning, StatusPaused:
+		return o.ops.Kill(ctx, uint32(sig), all)
 	}
-	return errors.New("container not running")
+	return ErrNotRunning
 }
 
-// sync notices a container started by the library, not by Start (vc
-// start); o.mu is held.
-func (o *Owner) sync(ctx context.Context) {
-	if o.status != StatusCreated {
-		return
+// Pause freezes the container's processes.
+func (o *Owner) Pause(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.status != StatusRunning {
+		return ErrNotRunning
 	}
-	if st, err := o.c.Status(ctx); err == nil && st.State != vc.StateCreated {
-		o.status = StatusRunning
+	if err := o.ops.Pause(ctx); err != nil {
+		return err
 	}
+	o.setStatus(StatusPaused)
+	return nil
+}
+
+// Resume thaws them.
+func (o *Owner) Resume(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.status != StatusPaused {
+		return ErrNotPaused
+	}
+	if err := o.ops.Resume(ctx); err != nil {
+		return err
+	}
+	o.setStatus(StatusRunning)
+	return nil
 }
 
 func (o *Owner) handle(ctx context.Context, req Request) (*State, error) {
@@ -245,6 +353,10 @@ func (o *Owner) handle(ctx context.Context, req Request) (*State, error) {
 		return nil, o.Start(ctx)
 	case OpKill:
 		return nil, o.Kill(ctx, req.Signal, req.All)
+	case OpPause:
+		return nil, o.Pause(ctx)
+	case OpResume:
+		return nil, o.Resume(ctx)
 	case OpResize:
 		return nil, o.c.ResizeTerminal(ctx, o.id, req.Height, req.Width)
 	case OpState:
@@ -263,48 +375,90 @@ func (o *Owner) other(ctx context.Context, req Request) (*State, error) {
 	return o.cfg.Handle(ctx, req)
 }
 
-// Wait waits for the container to exit (or to be killed before it
-// started, or its VM to end) and for its output to end, and returns its
-// exit status: 128+signal for a container killed before it started or
-// whose VM ended under it. The error is the library's when it could not
-// wait.
+// Wait waits for the container to be started and to exit (or to be
+// killed before it started, or its VM to end) and for its output to end,
+// and returns its exit status: 128+signal for a container killed before
+// it started or whose VM ended under it. The error is the library's when
+// it could not wait.
 func (o *Owner) Wait(ctx context.Context) (int, error) {
 	ctx = context.WithoutCancel(ctx)
+	var sigs chan os.Signal
+	if o.cfg.Signals {
+		sigs = make(chan os.Signal, 8)
+		signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+		defer signal.Stop(sigs)
+	}
+	gone := o.cfg.Gone
+	if gone == nil {
+		gone = o.s.Exited()
+	}
 	type exit struct {
 		code int
 		err  error
 	}
 	done := make(chan exit, 1)
-	go func() {
+	wait := func() {
 		c, err := o.c.Wait(ctx)
+		if err != nil {
+			o.log.Error("wait", "container", o.id, "err", err)
+			// The VM went away: the container with it.
+			select {
+			case <-gone:
+				c, err = 128+int32(unix.SIGKILL), nil
+			case <-time.After(2 * time.Second):
+			}
+		}
 		done <- exit{int(c), err}
-	}()
+	}
+	started := o.started
+	if o.cfg.StartedElsewhere {
+		go wait()
+		started = nil
+	}
+	ran := o.cfg.StartedElsewhere
 	var e exit
-	ran := true
-	select {
-	case e = <-done:
-	case sig := <-o.killed:
-		e, ran = exit{code: 128 + sig}, false
-	case <-o.s.Exited():
-		// A VM stopped once the container exited: that exit first.
+wait:
+	for {
 		select {
+		case <-started:
+			started, ran = nil, true
+			go wait()
 		case e = <-done:
-		case <-time.After(time.Second):
-			o.log.Error("the VM ended before the container", "container", o.id, "reason", o.s.Status().StopReason)
-			e = exit{code: 128 + int(unix.SIGKILL)}
+			break wait
+		case sig := <-o.killed:
+			e, ran = exit{code: 128 + sig}, false
+			break wait
+		case <-gone:
+			// A VM stopped once the container exited: that exit first.
+			select {
+			case e = <-done:
+			case <-time.After(time.Second):
+				o.log.Error("the VM ended before the container", "container", o.id, "reason", o.s.Status().StopReason)
+				e = exit{code: 128 + int(unix.SIGKILL)}
+			}
+			break wait
+		case sig := <-sigs:
+			// Signals to the owner are the container's.
+			o.Kill(ctx, int(sig.(unix.Signal)), false)
 		}
 	}
 	// The output's end comes after the exit; do not wait for it forever.
 	// A container killed before start wrote nothing: its streams end
-	// only when stopped.
+	// only when stopped, and waiting for them would make every delete of
+	// a created container take the whole wait.
 	if ran {
 		select {
 		case <-o.streams:
 		case <-time.After(OutputEndTimeout):
 		}
 	}
+	o.stopIO()
 	o.mu.Lock()
-	o.status, o.code = StatusStopped, e.code
+	o.code = e.code
+	o.status = StatusStopped
+	if o.cfg.OnState != nil {
+		o.cfg.OnState(State{ID: o.id, Status: StatusStopped, ExitStatus: e.code, Exited: time.Now().UTC()})
+	}
 	o.mu.Unlock()
 	return e.code, e.err
 }
@@ -313,9 +467,7 @@ func (o *Owner) Wait(ctx context.Context) (int, error) {
 // socket, and stops the VM; with remove, the VM's state goes too.
 func (o *Owner) Shutdown(ctx context.Context, remove bool) error {
 	ctx = context.WithoutCancel(ctx)
-	o.stopIO()
-	o.cfg.Attach.Close()
-	o.ctl.Close()
+	o.Close()
 	if err := o.s.Stop(ctx, StopTimeout); err != nil {
 		o.log.Warn("stop the VM", "container", o.id, "err", err)
 	}
