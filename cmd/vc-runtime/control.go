@@ -1,72 +1,78 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
-	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
-// The owner's control socket takes one JSON request per connection and
-// answers one JSON reply: start, kill, pause, resume of the owner's
-// container; and, for another container that joined the VM the owner
-// keeps (Container: a pod's), create, start, kill, pause, resume and
-// remove of that container in the VM (see pod.go).
-type request struct {
-	Op     string `json:"op"`
-	Signal int    `json:"signal,omitempty"`
-	All    bool   `json:"all,omitempty"`
-	// Container is the container the request is for when it is not the
-	// owner's own.
-	Container string `json:"container,omitempty"`
-}
-
-type reply struct {
-	Error string `json:"error,omitempty"`
-}
+// The owner's control socket speaks pkg/vc/owner's protocol: start,
+// kill, pause, resume of the owner's container; and, for another
+// container that joined the VM the owner keeps (Container: a pod's),
+// create, start, kill, pause, resume and remove of that container in the
+// VM (see pod.go).
+type request = vcowner.Request
 
 // ownerRequest sends req to container id's owner and returns its error.
 func ownerRequest(root, id string, req request) error {
-	path := filepath.Join(containerDir(root, id), ownerSocket)
-	conn, err := net.DialTimeout("unix", path, 10*time.Second)
-	if err != nil {
-		return fmt.Errorf("container %s: owner process: %w", id, err)
+	_, err := vcowner.Call(filepath.Join(containerDir(root, id), ownerSocket), req)
+	if errors.Is(err, vcowner.ErrNoOwner) {
+		return fmt.Errorf("container %s: %w", id, err)
 	}
-	defer conn.Close()
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return fmt.Errorf("container %s: owner process: %w", id, err)
-	}
-	var rep reply
-	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&rep); err != nil {
-		return fmt.Errorf("container %s: owner process: no answer to %s: %w", id, req.Op, err)
-	}
-	if rep.Error != "" {
-		return errors.New(rep.Error)
-	}
-	return nil
+	return err
 }
 
-// serveControl answers requests on l with handle until l is closed.
-func serveControl(l net.Listener, handle func(request) error) {
-	for {
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer conn.Close()
-			var req request
-			if err := json.NewDecoder(conn).Decode(&req); err != nil {
-				return
-			}
-			var rep reply
-			if err := handle(req); err != nil {
-				rep.Error = err.Error()
-			}
-			json.NewEncoder(conn).Encode(rep)
-		}()
+// handleMember answers a request for another container, one that joined
+// the VM this owner keeps (a pod's).
+func (o *owner) handleMember(ctx context.Context, req request) (*vcowner.State, error) {
+	if req.Container == "" || req.Container == o.id {
+		return nil, fmt.Errorf("unknown request %q", req.Op)
 	}
+	return nil, o.memberOp(ctx, req)
+}
+
+// saveState records the container's new status (and exit) in its state
+// file; the owner's lock is held.
+func (o *owner) saveState(s vcowner.State) {
+	o.st.Status = s.Status
+	if !s.Exited.IsZero() {
+		o.st.ExitStatus, o.st.Exited = s.ExitStatus, s.Exited
+	}
+	if err := o.st.save(o.g.root); err != nil {
+		o.log.Error("save state", "err", err)
+	}
+}
+
+// poststartHooks runs the spec's poststart hooks once the container
+// started.
+func (o *owner) poststartHooks(ctx context.Context) {
+	if len(o.poststart) > 0 {
+		state := specs.State{Version: specs.Version, ID: o.id, Status: specs.StateRunning, Pid: o.st.OwnerPid, Bundle: o.st.Bundle, Annotations: o.annotations}
+		runLateHooks(ctx, o.log, "poststart", o.poststart, state)
+	}
+}
+
+// containerOps are the owner's container's start, kill, pause and
+// resume: in the VM it keeps, or through the owner of the VM it joined.
+type containerOps struct{ o *owner }
+
+func (c containerOps) Start(ctx context.Context) error {
+	return c.o.containerOp(ctx, request{Op: vcowner.OpStart})
+}
+
+func (c containerOps) Kill(ctx context.Context, sig uint32, all bool) error {
+	return c.o.containerOp(ctx, request{Op: vcowner.OpKill, Signal: int(sig), All: all})
+}
+
+func (c containerOps) Pause(ctx context.Context) error {
+	return c.o.containerOp(ctx, request{Op: vcowner.OpPause})
+}
+
+func (c containerOps) Resume(ctx context.Context) error {
+	return c.o.containerOp(ctx, request{Op: vcowner.OpResume})
 }

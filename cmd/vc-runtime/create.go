@@ -172,7 +172,7 @@ func startOwner(g *globals, oo ownerOptions) (*exec.Cmd, error) {
 	// owner keeps; with one they are the terminal's, and the owner keeps
 	// none of create's (a caller reading them to their end would wait
 	// for the container).
-	return spawn(g, "__owner", oo, oo.ConsoleSocket == "", func(cmd *exec.Cmd) string {
+	return startChild(g, "__owner", oo, oo.ConsoleSocket == "", func(cmd *exec.Cmd) string {
 		b, _ := os.ReadFile(filepath.Join(containerDir(g.root, oo.ID), ownerLog))
 		line := "owner process died: " + cmd.ProcessState.String()
 		if s := strings.TrimSpace(string(b)); s != "" {

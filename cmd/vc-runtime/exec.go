@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/spawn"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -186,14 +186,14 @@ func loadProcess(path string) (*specs.Process, error) {
 // startExecOwner starts a detached process that keeps the exec'd process
 // and exits with its status, and waits until the process runs.
 func startExecOwner(g *globals, eo execOptions) (*exec.Cmd, error) {
-	return spawn(g, "__exec", eo, eo.ConsoleSocket == "", func(cmd *exec.Cmd) string {
+	return startChild(g, "__exec", eo, eo.ConsoleSocket == "", func(cmd *exec.Cmd) string {
 		return "exec process died: " + cmd.ProcessState.String()
 	})
 }
 
 func execOwnerCmd(ctx context.Context, g *globals, args []string) error {
 	var eo execOptions
-	ready, err := spawned(&eo)
+	ready, err := spawn.Child(&eo)
 	if len(args) != 0 || err != nil {
 		return errors.New("internal command of vc-runtime exec")
 	}
@@ -201,7 +201,7 @@ func execOwnerCmd(ctx context.Context, g *globals, args []string) error {
 		// Its stderr is the process's: log beside the owner's log.
 		f, err := os.OpenFile(filepath.Join(containerDir(g.root, eo.ID), ownerLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
-			fmt.Fprintf(ready, "error: log: %v\n", err)
+			ready.Report(fmt.Errorf("log: %w", err))
 			return exitError{1}
 		}
 		g.logFile = f
@@ -210,7 +210,7 @@ func execOwnerCmd(ctx context.Context, g *globals, args []string) error {
 	}
 	slog.SetDefault(g.log.With("container", eo.ID, "exec", eo.ExecID))
 	if err := os.Chdir("/"); err != nil {
-		fmt.Fprintf(ready, "error: %v\n", err)
+		ready.Report(err)
 		return exitError{1}
 	}
 	return runExec(ctx, g, eo, ready)
@@ -219,14 +219,13 @@ func execOwnerCmd(ctx context.Context, g *globals, args []string) error {
 // runExec runs the process in the container with this process's streams
 // (or a terminal sent to the console socket), reports on ready (if any)
 // once it runs, and returns its exit status as an exitError.
-func runExec(ctx context.Context, g *globals, eo execOptions, ready io.WriteCloser) (err error) {
+func runExec(ctx context.Context, g *globals, eo execOptions, ready *spawn.Ready) (err error) {
 	defer func() {
 		if ready != nil {
+			ready.Report(err)
 			if err != nil {
-				fmt.Fprintf(ready, "error: %v\n", err)
 				err = exitError{1}
 			}
-			ready.Close()
 		}
 	}()
 	s, err := vc.FetchSandbox(ctx, eo.VMDir, sandboxID)
@@ -253,11 +252,8 @@ func runExec(ctx context.Context, g *globals, eo execOptions, ready io.WriteClos
 	streamCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	streams := c.IOStream(streamCtx, eo.ExecID, pio)
-	if ready != nil {
-		fmt.Fprintln(ready, "ok")
-		ready.Close()
-		ready = nil
-	}
+	ready.Report(nil)
+	ready = nil
 	// Signals to this process are the exec'd process's.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"time"
@@ -20,9 +18,11 @@ import (
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/spawn"
 	"github.com/virtcontainers/vc/pkg/factory"
 	vcnet "github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 func init() {
@@ -35,7 +35,7 @@ func init() {
 // container's exit status.
 func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	var oo ownerOptions
-	ready, err := spawned(&oo)
+	ready, err := spawn.Child(&oo)
 	if len(args) != 0 || err != nil {
 		return errors.New("internal command of vc-runtime create")
 	}
@@ -44,7 +44,7 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	if g.logFile == nil {
 		f, err := os.OpenFile(filepath.Join(containerDir(g.root, oo.ID), ownerLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
-			fmt.Fprintf(ready, "error: owner log: %v\n", err)
+			ready.Report(fmt.Errorf("owner log: %w", err))
 			return exitError{1}
 		}
 		g.logFile = f
@@ -59,20 +59,17 @@ func ownerCmd(ctx context.Context, g *globals, args []string) error {
 	logrus.SetOutput(g.logFile)
 	// Hold no directory of the caller's (a mount it may want to remove).
 	if err := os.Chdir("/"); err != nil {
-		fmt.Fprintf(ready, "error: %v\n", err)
+		ready.Report(err)
 		return exitError{1}
 	}
-	o := &owner{g: g, id: oo.ID, dir: containerDir(g.root, oo.ID), log: g.log,
-		started: make(chan struct{}), killed: make(chan int, 1)}
+	o := &owner{g: g, id: oo.ID, dir: containerDir(g.root, oo.ID), log: g.log}
 	err = o.create(ctx, oo)
 	if err != nil {
 		g.log.Error("create failed", "err", err)
-		fmt.Fprintf(ready, "error: %v\n", err)
-		ready.Close()
+		ready.Report(err)
 		return exitError{1}
 	}
-	fmt.Fprintln(ready, "ok")
-	ready.Close()
+	ready.Report(nil)
 	code := o.run(ctx)
 	return exitError{code}
 }
@@ -84,22 +81,19 @@ type owner struct {
 	dir string
 	log *slog.Logger
 
-	sb      *vc.Sandbox
-	c       *vc.Container
-	streams <-chan error
-	stopIO  func()
-	tty     *os.File
-	l       net.Listener
+	sb   *vc.Sandbox
+	c    *vc.Container
+	own  *vcowner.Owner
+	tty  *os.File
+	quit chan struct{} // ends hostGone's watch
 
 	// size is the terminal size last given to the container's.
 	sizeMu sync.Mutex
 	size   unix.Winsize
 
-	mu      sync.Mutex
-	st      *containerState
-	started chan struct{}
-	// killed receives the signal that killed the container before start.
-	killed chan int
+	// st is the state file's; the owner's lock (OnState) guards its
+	// status.
+	st *containerState
 
 	// host is the container whose owner keeps the VM this container
 	// joined (a pod's); empty when this owner keeps the VM.
@@ -155,29 +149,37 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 	}
 	cu.Add(o.leave)
 
-	pio, err := o.stdio(spec, oo.ConsoleSocket)
-	if err != nil {
-		return err
-	}
 	cu.Add(func() {
 		if o.tty != nil {
 			o.tty.Close()
 		}
 	})
-	streamCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
-	cu.Add(stopIO)
-	o.streams, o.stopIO = o.c.IOStream(streamCtx, o.id, pio), stopIO
-
-	os.Remove(filepath.Join(o.dir, ownerSocket))
-	if o.l, err = net.Listen("unix", filepath.Join(o.dir, ownerSocket)); err != nil {
-		return fmt.Errorf("control socket: %w", err)
+	// The container's life is pkg/vc/owner's: its status, its control
+	// socket's requests, its wait. This owner's part is the state file,
+	// the console, the hooks and the pod.
+	o.quit = make(chan struct{})
+	cfg := vcowner.Config{
+		IO:      func(*vc.Container) (vc.IO, error) { return o.stdio(spec, oo.ConsoleSocket) },
+		Control: filepath.Join(o.dir, ownerSocket),
+		Handle:  o.handleMember,
+		Ops:     containerOps{o},
+		Signals: true,
+		BeforeStart: func() {
+			if o.tty != nil {
+				o.syncSize(o.tty)
+			}
+		},
+		AfterStart: o.poststartHooks,
+		OnState:    o.saveState,
+		Log:        o.log,
 	}
-	cu.Add(func() { o.l.Close() })
-	st.Status = statusCreated
-	if err := st.save(o.g.root); err != nil {
+	if o.host != "" {
+		cfg.Gone = o.hostGone(o.quit)
+	}
+	if o.own, err = vcowner.New(ctx, cfg, o.c); err != nil {
+		close(o.quit)
 		return err
 	}
-	go serveControl(o.l, o.handle)
 	cu.Release()
 	return nil
 }
@@ -241,25 +243,23 @@ func (o *owner) bootVM(ctx context.Context, st *containerState, spec *specs.Spec
 		}
 	}
 	start := time.Now()
-	sb, err := vc.CreateSandbox(ctx, scfg)
+	booted := false
+	// The VM is up: the files docker writes, for a spec whose engine
+	// did not bind its own (podman's and docker's are never overridden).
+	prepare := func(_ context.Context, sb *vc.Sandbox, c *vc.ContainerConfig) error {
+		booted = true
+		o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "from_template", sb.Status().Boot.FromTemplate, "took", time.Since(start).Round(time.Millisecond))
+		return sb.BindEtcFiles(c)
+	}
+	sb, err := vcowner.Boot(ctx, vcowner.BootConfig{Sandbox: scfg, Container: ccfg, Prepare: prepare})
 	if err != nil {
-		return fmt.Errorf("boot the VM: %w", err)
+		var ce *vcowner.ContainerError
+		if !booted && !errors.As(err, &ce) {
+			return fmt.Errorf("boot the VM: %w", err)
+		}
+		return err
 	}
-	cu.Add(func() {
-		cctx := context.WithoutCancel(ctx)
-		sb.Stop(cctx, 5*time.Second)
-		sb.Delete(cctx)
-	})
 	o.sb, o.c = sb, sb.Container(o.id)
-	o.log.Info("VM booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "from_template", sb.Status().Boot.FromTemplate, "took", time.Since(start).Round(time.Millisecond))
-	// The files docker writes, for a spec whose engine did not bind
-	// its own (podman's and docker's are never overridden).
-	if err := sb.BindEtcFiles(&ccfg); err != nil {
-		return err
-	}
-	if err := sb.CreateContainer(ctx, ccfg); err != nil {
-		return err
-	}
 	cu.Release()
 	return nil
 }
@@ -285,209 +285,6 @@ func (o *owner) leave() {
 	if err := vcnet.RemoveNetNS(filepath.Join(o.dir, netnsFile)); err != nil {
 		o.log.Warn("remove the network namespace", "err", err)
 	}
-}
-
-// stdio connects the container's streams: the owner's own (create's), or
-// with a terminal a host pseudoterminal whose master goes to the console
-// socket.
-func (o *owner) stdio(spec *specs.Spec, consoleSocket string) (vc.IO, error) {
-	if !spec.Process.Terminal {
-		return vc.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, nil
-	}
-	if consoleSocket == "" {
-		// run in the foreground: the caller's terminal is the container's.
-		return vc.IO{Stdin: os.Stdin, Stdout: os.Stdout}, nil
-	}
-	tty, err := sendConsole(consoleSocket, spec.Process.ConsoleSize)
-	if err != nil {
-		return vc.IO{}, err
-	}
-	o.tty = tty
-	go o.watchSize(tty)
-	return vc.IO{Stdin: tty, Stdout: hostTTY{tty}}, nil
-}
-
-// watchSize passes the host terminal's size on to the container's, which
-// the console socket's holder sets on the master.
-func (o *owner) watchSize(tty *os.File) {
-	for o.syncSize(tty) == nil {
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// syncSize gives the container's terminal the host terminal's size if it
-// changed. start calls it too: the caller sets the size on the master
-// before start (podman run -it), and a command that asks for it at once
-// (stty size) must not see the 0x0 of before the next poll.
-func (o *owner) syncSize(tty *os.File) error {
-	ws, err := unix.IoctlGetWinsize(int(tty.Fd()), unix.TIOCGWINSZ)
-	if err != nil {
-		return err
-	}
-	o.sizeMu.Lock()
-	defer o.sizeMu.Unlock()
-	if *ws != o.size && ws.Row > 0 && ws.Col > 0 {
-		if err := o.c.ResizeTerminal(context.Background(), o.id, uint32(ws.Row), uint32(ws.Col)); err == nil {
-			o.size = *ws
-		}
-	}
-	return nil
-}
-
-// handle answers a control request.
-func (o *owner) handle(req request) error {
-	ctx := context.Background()
-	if req.Container != "" && req.Container != o.id {
-		return o.memberOp(ctx, req)
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	status := o.st.Status
-	switch req.Op {
-	case "start":
-		switch status {
-		case statusCreated:
-		case statusStopped:
-			return errors.New("cannot start a container that has stopped")
-		default:
-			return errors.New("cannot start an already running container")
-		}
-		if o.tty != nil {
-			o.syncSize(o.tty)
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusRunning)
-		close(o.started)
-		if len(o.poststart) > 0 {
-			state := specs.State{Version: specs.Version, ID: o.id, Status: specs.StateRunning, Pid: o.st.OwnerPid, Bundle: o.st.Bundle, Annotations: o.annotations}
-			runLateHooks(ctx, o.log, "poststart", o.poststart, state)
-		}
-		return nil
-	case "kill":
-		switch status {
-		case statusCreated:
-			// Nothing runs yet: the container is done.
-			o.setStatus(statusStopped)
-			o.killed <- req.Signal
-			return nil
-		case statusRunning, statusPaused:
-			return o.containerOp(ctx, req)
-		}
-		return errNotRunning
-	case "pause":
-		if status != statusRunning {
-			return errNotRunning
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusPaused)
-		return nil
-	case "resume":
-		if status != statusPaused {
-			return errNotPaused
-		}
-		if err := o.containerOp(ctx, req); err != nil {
-			return err
-		}
-		o.setStatus(statusRunning)
-		return nil
-	}
-	return fmt.Errorf("unknown request %q", req.Op)
-}
-
-// setStatus records a new status; o.mu is held.
-func (o *owner) setStatus(s string) {
-	o.st.Status = s
-	if err := o.st.save(o.g.root); err != nil {
-		o.log.Error("save state", "err", err)
-	}
-}
-
-// run waits for the container to be started and to exit (or to be killed
-// before it started, or its VM to die), tears the VM down (or leaves the
-// VM it joined) and returns the exit status.
-func (o *owner) run(ctx context.Context) int {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
-	code := -1
-	done := make(chan int32, 1)
-	started := o.started
-	vmGone := o.sb.Exited()
-	if o.host != "" {
-		quit := make(chan struct{})
-		defer close(quit)
-		vmGone = o.hostGone(quit)
-	}
-wait:
-	for {
-		select {
-		case <-started:
-			started = nil
-			go func() {
-				c, err := o.c.Wait(context.WithoutCancel(ctx))
-				if err != nil {
-					o.log.Error("wait", "err", err)
-					c = 255
-					if o.host != "" {
-						// The VM's owner went away: the VM with it.
-						select {
-						case <-vmGone:
-							c = 128 + int32(unix.SIGKILL)
-						case <-time.After(2 * time.Second):
-						}
-					}
-				}
-				done <- c
-			}()
-		case c := <-done:
-			code = int(c)
-			break wait
-		case sig := <-o.killed:
-			code = 128 + sig
-			break wait
-		case <-vmGone:
-			o.log.Error("the VM ended before the container", "vm_container", o.st.vmOwner(), "reason", o.sb.Status().StopReason)
-			code = 128 + int(unix.SIGKILL)
-			break wait
-		case sig := <-sigs:
-			// Signals to the container's pid are the container's.
-			o.mu.Lock()
-			status := o.st.Status
-			o.mu.Unlock()
-			if status == statusCreated {
-				o.handle(request{Op: "kill", Signal: int(sig.(unix.Signal))})
-				continue
-			}
-			o.containerOp(ctx, request{Op: "kill", Signal: int(sig.(unix.Signal))})
-		}
-	}
-	signal.Stop(sigs)
-	// The output's end comes after the exit; do not wait for it forever.
-	// A container killed before start wrote nothing: its streams end only
-	// when stopped, and waiting for them would make every delete of a
-	// created container take the whole 5 s.
-	if started == nil {
-		select {
-		case <-o.streams:
-		case <-time.After(5 * time.Second):
-		}
-	}
-	o.stopIO()
-	o.mu.Lock()
-	o.st.ExitStatus, o.st.Exited = code, time.Now().UTC()
-	o.setStatus(statusStopped)
-	o.mu.Unlock()
-	o.l.Close()
-	os.Remove(filepath.Join(o.dir, ownerSocket))
-	o.leave()
-	if o.tty != nil {
-		o.tty.Close()
-	}
-	o.log.Info("container exited", "status", code)
-	return code
 }
 
 // network is the VM's network for the spec's network namespace, as runc

@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 // procNSPath matches a namespace of a process: /proc/PID/ns/TYPE or
@@ -216,10 +218,11 @@ func (o *owner) containerOp(ctx context.Context, req request) error {
 	}
 	req.Container = o.id
 	err := ownerRequest(o.g.root, o.host, req)
-	if err != nil && req.Op == "kill" && !o.hostSt.ownerRunning() {
-		// The VM went with its owner, and the container with it: it
-		// is dead, as the signal asked (this owner exits 137 as soon as
-		// it notices).
+	if err != nil && req.Op == "kill" && (errors.Is(err, vcowner.ErrNoOwner) || !o.hostSt.ownerRunning()) {
+		// The VM went with its owner, or goes (its control socket is
+		// closed before the VM stops: podman pod stop races it), and
+		// the container with it: it is dead, as the signal asked (this
+		// owner exits 137 as soon as it notices).
 		return nil
 	}
 	return err

@@ -3,18 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
 
 	"github.com/virtcontainers/vc/pkg/persist"
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 func init() {
@@ -26,112 +25,10 @@ func init() {
 }
 
 // The owner of every container serves its live output, and its input when
-// it was run with -i in the background, on a unix socket in the sandbox's
-// state directory. Output goes out in docker's multiplexed form: a frame
-// of an 8-byte header (stream 1 or 2, three zero bytes, the length as a
-// big-endian uint32) and the bytes; what a client writes is the
-// container's standard input.
+// it was run with -i in the background, on its control socket
+// (pkg/vc/owner's attach). An owner of an older vc served them on
+// attachSocket, in the same multiplexed form.
 const attachSocket = "attach.sock"
-
-// attachServer fans the container's output out to attached clients and
-// feeds what they send to its stdin.
-type attachServer struct {
-	l     net.Listener
-	stdin io.Writer // nil: the container's stdin is not open to clients
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-}
-
-// serveAttach listens on dir's attach socket.
-func serveAttach(dir string, stdin io.Writer) (*attachServer, error) {
-	path := filepath.Join(dir, attachSocket)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("attach socket: %w", err)
-	}
-	// Only root may attach: the socket carries the container's input.
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("attach socket: %w", err)
-	}
-	a := &attachServer{l: l, stdin: stdin, conns: map[net.Conn]bool{}}
-	go a.accept()
-	return a, nil
-}
-
-func (a *attachServer) accept() {
-	for {
-		c, err := a.l.Accept()
-		if err != nil {
-			return
-		}
-		a.mu.Lock()
-		a.conns[c] = true
-		a.mu.Unlock()
-		go func() {
-			// A client's input is the container's; without stdin it is
-			// only read to notice the client leaving.
-			w := a.stdin
-			if w == nil {
-				w = io.Discard
-			}
-			io.Copy(w, c)
-			a.drop(c)
-		}()
-	}
-}
-
-func (a *attachServer) drop(c net.Conn) {
-	a.mu.Lock()
-	delete(a.conns, c)
-	a.mu.Unlock()
-	c.Close()
-}
-
-// stream is the writer of the container's stream 1 (stdout) or 2
-// (stderr). A client that does not take a write within a second is
-// dropped: the container's output waits no longer for it. With no client
-// (the usual case) a write costs a lock and nothing else.
-func (a *attachServer) stream(n byte) io.Writer {
-	return writerFunc(func(p []byte) (int, error) {
-		a.mu.Lock()
-		if len(a.conns) == 0 {
-			a.mu.Unlock()
-			return len(p), nil
-		}
-		frame := make([]byte, 8, 8+len(p))
-		frame[0] = n
-		binary.BigEndian.PutUint32(frame[4:], uint32(len(p)))
-		frame = append(frame, p...)
-		var slow []net.Conn
-		for c := range a.conns {
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			if _, err := c.Write(frame); err != nil {
-				slow = append(slow, c)
-			}
-		}
-		a.mu.Unlock()
-		for _, c := range slow {
-			a.drop(c)
-		}
-		return len(p), nil
-	})
-}
-
-// Close ends every attachment: the container's output has ended.
-func (a *attachServer) Close() {
-	a.l.Close()
-	a.mu.Lock()
-	for c := range a.conns {
-		c.Close()
-	}
-	a.conns = map[net.Conn]bool{}
-	a.mu.Unlock()
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func attachCmd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("attach", commands["attach"].usage)
@@ -167,7 +64,14 @@ func dialAttach(ctx context.Context, g *globals, id string) (net.Conn, error) {
 	if st.State == vc.StateStopped {
 		return nil, fmt.Errorf("container %s is stopped: start it first (vc start -a)", id)
 	}
-	conn, err := net.Dial("unix", filepath.Join(g.stateRoot, id, attachSocket))
+	dir := filepath.Join(g.stateRoot, id)
+	conn, err := vcowner.Dial(filepath.Join(dir, controlSocket))
+	if errors.Is(err, fs.ErrNotExist) {
+		// An older vc's owner.
+		if conn, lerr := net.Dial("unix", filepath.Join(dir, attachSocket)); lerr == nil {
+			return conn, nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("container %s: attach: %w", id, err)
 	}
@@ -210,7 +114,7 @@ func attached(ctx context.Context, g *globals, id string, conn net.Conn, stdin, 
 		stop := forwardSignals(ctx, s, id, o.TTY, tty)
 		defer stop()
 	}
-	rerr := demux(conn, os.Stdout, os.Stderr)
+	rerr := vcowner.Demux(conn, os.Stdout, os.Stderr)
 	select {
 	case <-detached:
 		fmt.Fprintf(os.Stderr, "\r\nvc attach: detached from %s\r\n", id)
@@ -258,26 +162,6 @@ func copyUntilDetach(out io.Writer, in io.Reader, tty bool) bool {
 		}
 		if _, werr := out.Write(p); werr != nil || err != nil {
 			return false
-		}
-	}
-}
-
-// demux writes the frames read from r to stdout and stderr.
-func demux(r io.Reader, stdout, stderr io.Writer) error {
-	var hdr [8]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		w := stdout
-		if hdr[0] == 2 {
-			w = stderr
-		}
-		if _, err := io.CopyN(w, r, int64(binary.BigEndian.Uint32(hdr[4:]))); err != nil {
-			return err
 		}
 	}
 }

@@ -1,24 +1,21 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/containerd/errdefs"
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
-	"golang.org/x/sys/unix"
+	"github.com/virtcontainers/vc/internal/tarcopy"
 
-	"github.com/virtcontainers/vc/internal/mountinfo"
+	"github.com/containerd/errdefs"
+
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -120,7 +117,7 @@ func copyIn(ctx context.Context, g *globals, src, id, dst string, keepOwners boo
 		return err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarHost(pw, src, name, keepOwners)) }()
+	go func() { pw.CloseWithError(tarcopy.Pack(pw, src, name, keepOwners)) }()
 	defer pr.Close()
 	return t.unpack(ctx, pr, dir)
 }
@@ -197,7 +194,7 @@ func copyOut(ctx context.Context, g *globals, id, src, dst string) error {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := untarHost(pr, root, name, false)
+		err := tarcopy.Unpack(pr, root, name, false)
 		pr.CloseWithError(err)
 		done <- err
 	}()
@@ -321,240 +318,4 @@ func inContainerErr(ctx context.Context, c *vc.Container, stdin io.Reader, stdou
 	case <-time.After(5 * time.Second):
 	}
 	return code, nil
-}
-
-// stoppedFiles is the host directory of stopped container id's files: its
-// --rootfs directory, or the overlay of its writable layer over its image
-// (mounted again where it was, should it be gone: rm unmounts it), where
-// what is written lands in the writable layer its next run keeps.
-func stoppedFiles(g *globals, id string) (string, error) {
-	o, err := savedOptions(g, id)
-	if err != nil {
-		return "", err
-	}
-	if o.Rootfs != "" {
-		return o.Rootfs, nil
-	}
-	dir := filepath.Join(g.stateRoot, id)
-	root := filepath.Join(dir, "layer", "rootfs")
-	infos, err := mountinfo.Read("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	if _, ok := mountinfo.Lookup(infos, root); ok {
-		return root, nil
-	}
-	src, err := resolveImage(g, o)
-	if err != nil {
-		return "", fmt.Errorf("container %s: its image: %w", id, err)
-	}
-	return mountRootfs(dir, src)
-}
-
-// stoppedTarget reaches a stopped container's files on the host, in root.
-// Every path resolves as in the container (a link to /x is root's /x,
-// pathrs.OpenInRoot) and what is read or written below it stays in it
-// (os.Root): no link the container made leads out.
-type stoppedTarget struct{ root string }
-
-func (t stoppedTarget) stat(_ context.Context, p string) (exists, isDir bool, err error) {
-	f, err := pathrs.OpenInRoot(t.root, p)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
-		return false, false, nil
-	}
-	if err != nil {
-		return false, false, fmt.Errorf("%s: %w", p, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false, false, fmt.Errorf("%s: %w", p, err)
-	}
-	return true, fi.IsDir(), nil
-}
-
-// openDir opens directory p of the container as an os.Root.
-func (t stoppedTarget) openDir(p string) (*os.Root, error) {
-	f, err := pathrs.OpenInRoot(t.root, p)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	defer f.Close()
-	// The handle's directory, whatever its path: the magic link is the
-	// handle's, not a path resolved again.
-	r, err := os.OpenRoot(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	return r, nil
-}
-
-func (t stoppedTarget) unpack(_ context.Context, r io.Reader, dir string) error {
-	root, err := t.openDir(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	return untarHost(r, root, "", true)
-}
-
-func (t stoppedTarget) pack(_ context.Context, w io.Writer, src string) error {
-	root, err := t.openDir(path.Dir(src))
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	return tarRoot(w, root, path.Base(src), path.Base(src), true)
-}
-
-func (t stoppedTarget) close() {}
-
-// tarHost writes host path src as a tar stream whose top entry is name.
-func tarHost(w io.Writer, src, name string, keepOwners bool) error {
-	src = filepath.Clean(src)
-	root, err := os.OpenRoot(filepath.Dir(src))
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	return tarRoot(w, root, filepath.Base(src), name, keepOwners)
-}
-
-// tarRoot writes src, a name in root, as a tar stream whose top entry is
-// name. Links are copied as links, never followed (src's own too, as
-// docker cp copies it).
-func tarRoot(w io.Writer, root *os.Root, src, name string, keepOwners bool) error {
-	tw := tar.NewWriter(w)
-	add := func(p string) (isDir bool, err error) {
-		fi, err := root.Lstat(p)
-		if err != nil {
-			return false, err
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if link, err = root.Readlink(p); err != nil {
-				return false, err
-			}
-		}
-		h, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return false, fmt.Errorf("%s: %w", p, err)
-		}
-		rel := p
-		if src != "." {
-			rel = strings.TrimPrefix(strings.TrimPrefix(p, src), "/")
-		}
-		h.Name = path.Join(name, rel)
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if !keepOwners {
-			h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return false, err
-		}
-		if !fi.Mode().IsRegular() {
-			return fi.IsDir(), nil
-		}
-		f, err := root.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-		if err != nil {
-			return false, err
-		}
-		defer f.Close()
-		_, err = io.CopyN(tw, f, h.Size)
-		return false, err
-	}
-	isDir, err := add(src)
-	if err == nil && isDir {
-		err = fs.WalkDir(root.FS(), src, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || p == src {
-				return err
-			}
-			_, err = add(p)
-			return err
-		})
-	}
-	if err != nil {
-		return err
-	}
-	return tw.Close()
-}
-
-// untarHost unpacks a tar stream into root; with rename, the stream's top
-// entry takes that name; with chown, what it makes gets the stream's
-// owners (into a container; on the host, they are the caller's). Every
-// path stays in root: os.Root refuses one that climbs out, by .. or by a
-// link the stream made.
-func untarHost(r io.Reader, root *os.Root, rename string, chown bool) error {
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		if rename != "" {
-			_, rest, _ := strings.Cut(name, "/")
-			name = path.Join(rename, rest)
-		}
-		if name == "" || name == "." {
-			continue
-		}
-		mode := fs.FileMode(h.Mode).Perm()
-		if d := path.Dir(name); d != "." {
-			if err := root.MkdirAll(d, 0o755); err != nil {
-				return err
-			}
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, mode); err != nil {
-				return err
-			}
-			root.Chmod(name, mode)
-		case tar.TypeReg:
-			f, err := root.OpenFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-			root.Chmod(name, mode)
-		case tar.TypeSymlink:
-			root.Remove(name)
-			if err := root.Symlink(h.Linkname, name); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			link := strings.TrimPrefix(path.Clean("/"+h.Linkname), "/")
-			if rename != "" {
-				_, rest, _ := strings.Cut(link, "/")
-				link = path.Join(rename, rest)
-			}
-			root.Remove(name)
-			if err := root.Link(link, name); err != nil {
-				return err
-			}
-		default:
-			// Devices and FIFOs are not copied out, as docker cp skips
-			// what it cannot recreate unprivileged.
-		}
-		if chown {
-			if err := root.Lchown(name, h.Uid, h.Gid); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-		if !h.ModTime.IsZero() && h.Typeflag != tar.TypeSymlink {
-			root.Chtimes(name, h.AccessTime, h.ModTime)
-		}
-	}
 }

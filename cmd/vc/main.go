@@ -60,6 +60,15 @@ func (e exitError) Error() string {
 
 func (e exitError) Unwrap() error { return e.err }
 
+// ExitCode is the code a detached owner reports with the reason
+// (internal/spawn): only a reason's, a bare exit status is no report.
+func (e exitError) ExitCode() int {
+	if e.err == nil {
+		return 0
+	}
+	return e.code
+}
+
 func main() {
 	g := &globals{}
 	fs := flag.NewFlagSet("vc", flag.ContinueOnError)

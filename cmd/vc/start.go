@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,9 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/containerd/errdefs"
-
-	"github.com/virtcontainers/vc/internal/atomicfile"
 	"github.com/virtcontainers/vc/pkg/persist"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -176,40 +172,6 @@ func rerun(ctx context.Context, g *globals, id string, create bool) error {
 	return nil
 }
 
-// optionsFile keeps, in the sandbox's state directory, the options a
-// container was run with, for vc start and vc restart to run it again.
-const optionsFile = "run.json"
-
-func saveOptions(dir string, o runOptions) error {
-	o.Carry, o.Create, o.Detach = "", false, false
-	b, err := json.Marshal(o)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, optionsFile), b, 0o600); err != nil {
-		return fmt.Errorf("save run options: %w", err)
-	}
-	return nil
-}
-
-func savedOptions(g *globals, id string) (runOptions, error) {
-	var o runOptions
-	b, err := os.ReadFile(filepath.Join(g.stateRoot, id, optionsFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := vc.StatusSandbox(context.Background(), g.stateRoot, id); serr != nil {
-			return o, serr
-		}
-		return o, fmt.Errorf("container %s: not one vc run or vc create made: %w", id, errdefs.ErrFailedPrecondition)
-	}
-	if err != nil {
-		return o, err
-	}
-	if err := json.Unmarshal(b, &o); err != nil {
-		return o, fmt.Errorf("container %s: %s: %w", id, optionsFile, err)
-	}
-	return o, nil
-}
-
 // carried are what a container's next run keeps: its writable layer's
 // upper directory and its log.
 var carried = []string{"layer/upper", "container.log", "container.log.1"}
@@ -347,10 +309,10 @@ func carriedOptions(g *globals) ([]runOptions, error) {
 	}
 	var out []runOptions
 	for _, p := range paths {
-		var o runOptions
+		var r containerRecord
 		b, err := os.ReadFile(p)
 		if err == nil {
-			err = json.Unmarshal(b, &o)
+			r, err = parseRecord(b)
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // put back or removed meanwhile
@@ -358,7 +320,7 @@ func carriedOptions(g *globals) ([]runOptions, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		out = append(out, o)
+		out = append(out, r.options())
 	}
 	return out, nil
 }

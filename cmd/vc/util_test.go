@@ -11,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/virtcontainers/vc/internal/spawn"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 func TestParseMiB(t *testing.T) {
@@ -39,23 +42,31 @@ func TestParseVolume(t *testing.T) {
 	}
 }
 
-// A detached owner's readiness line becomes the error `vc run -d` ends
-// with: the reason, and docker's exit code for a container that could not
-// start.
-func TestReadyError(t *testing.T) {
+// A detached owner's report becomes the error `vc run -d` ends with: the
+// reason, and docker's exit code for a container that could not start;
+// an owner that died reports its log.
+func TestOwnerError(t *testing.T) {
 	var ee exitError
-	err := readyError(`error 127: container x: exec: "/nope": stat /nope: no such file or directory`, "")
+	err := ownerError(spawn.ParseReport(`error 127: container x: exec: "/nope": stat /nope: no such file or directory`))
 	if !errors.As(err, &ee) || ee.code != 127 || !strings.Contains(err.Error(), `exec: "/nope"`) {
 		t.Errorf("start error: %v (%+v)", err, ee)
 	}
-	err = readyError("error: sandbox x: boot: no kernel", "")
+	err = ownerError(spawn.ParseReport("error: sandbox x: boot: no kernel"))
 	if errors.As(err, &ee) || err.Error() != "sandbox x: boot: no kernel" {
 		t.Errorf("plain error: %v", err)
 	}
 	log := filepath.Join(t.TempDir(), "owner.log")
 	os.WriteFile(log, []byte("panic: boom\n"), 0o600)
-	if err := readyError("", log); err == nil || err.Error() != "owner process died: panic: boom" {
-		t.Errorf("dead owner: %v", err)
+	if msg := ownerDied(log); msg != "owner process died: panic: boom" {
+		t.Errorf("dead owner: %v", msg)
+	}
+	// The owner's side: a start error carries its code, a bare exit
+	// status none.
+	if l := spawn.Line(startError(vc.ErrCommandNotFound)); !strings.HasPrefix(l, "error 127: ") {
+		t.Errorf("start error reported as %q", l)
+	}
+	if l := spawn.Line(exitError{code: 3}); l != "error: exit status 3\n" {
+		t.Errorf("exit status reported as %q", l)
 	}
 }
 
