@@ -16,7 +16,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/rootfs"
 	"github.com/virtcontainers/vc/internal/testutil"
-	"github.com/virtcontainers/vc/pkg/hypervisor/qemu"
+	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -66,7 +66,7 @@ func withDevice(spec *specs.Spec, path, typ string, major, minor int64, access s
 // query-named-block-nodes), through the sandbox's attach socket.
 func qemuDisks(ctx context.Context, t *testing.T, s *vc.Sandbox) string {
 	t.Helper()
-	q, err := qemu.DialQMP(ctx, filepath.Join(s.Dir(), "vm", "qmp-attach.sock"), nil)
+	q, err := qmp.Dial(ctx, filepath.Join(s.Dir(), "vm", "qmp-attach.sock"), nil)
 	if err != nil {
 		t.Fatalf("qmp: %v", err)
 	}
