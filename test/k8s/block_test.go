@@ -64,6 +64,7 @@ func openers(path string) []string {
 // it open while the pod runs, and lets go when it is deleted). A second
 // container of the pod has the same device (on vc the same disk).
 func TestRawBlockVolume(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "block", func(t *testing.T, n *ns, rc string) {
 		pattern := "vc-k8s-block-" + rc
 		dev := hostLoop(t, pattern)

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,6 +57,17 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lock /run/vc-kube.lock: %v\n", err)
 		os.Exit(1)
+	}
+	// The cases spend most of their time waiting on the kubelet (sync
+	// periods, probes, grace periods, a CronJob's minute): two cases (each
+	// with its two runtime classes) run side by side unless -parallel says
+	// otherwise. TestDensity, which counts the node's QEMU processes, is
+	// not parallel: it runs before the others start.
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		flag.Set("test.parallel", "4")
 	}
 	code := m.Run()
 	if started {

@@ -21,6 +21,7 @@ import (
 // as a file that follows a label change; the projected service-account
 // token is there.
 func TestInitSidecarDownwardAPI(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "init", func(t *testing.T, n *ns, rc string) {
 		m := podManifest("p", rc, fmt.Sprintf(`  initContainers:
   - name: init
@@ -88,6 +89,7 @@ func TestInitSidecarDownwardAPI(t *testing.T) {
 // the readiness path; kubectl cp copies a file in and out; kubectl
 // port-forward reaches the pod's server from the node's loopback.
 func TestProbesCopyPortForward(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "probes", func(t *testing.T, n *ns, rc string) {
 		n.apply(podManifest("p", rc, fmt.Sprintf(`  containers:
   - name: web

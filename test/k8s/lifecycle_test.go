@@ -29,6 +29,7 @@ func readHostFile(path string) string {
 // SIGTERM gets it on delete and exits within the grace period; one that
 // ignores it is killed once the grace period is over.
 func TestHooksAndTermination(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "hooks", func(t *testing.T, n *ns, rc string) {
 		dir := hostDir(t)
 		vol := fmt.Sprintf(`  volumes:
@@ -94,6 +95,7 @@ func TestHooksAndTermination(t *testing.T) {
 // container, in the same pod sandbox (on vc: the same VM, its boot id
 // unchanged); kubectl logs --previous shows the run before.
 func TestLivenessRestart(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "liveness", func(t *testing.T, n *ns, rc string) {
 		n.apply(podManifest("p", rc, fmt.Sprintf(`  containers:
   - name: c
@@ -131,6 +133,7 @@ func TestLivenessRestart(t *testing.T) {
 // terminationMessagePath is its terminated state's message; with
 // FallbackToLogsOnError a failing container's last log lines are.
 func TestTerminationMessage(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "termmsg", func(t *testing.T, n *ns, rc string) {
 		n.apply(strings.Replace(podManifest("p", rc, fmt.Sprintf(`  containers:
   - name: file

@@ -12,6 +12,7 @@ import (
 // container in the same sandbox (on vc: the same VM, its boot id
 // unchanged), as the exec kind does in TestLivenessRestart.
 func TestLivenessHTTPTCP(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "liveprobe", func(t *testing.T, n *ns, rc string) {
 		n.apply(podManifest("p", rc, fmt.Sprintf(`  containers:
   - name: http
@@ -66,6 +67,7 @@ func TestLivenessHTTPTCP(t *testing.T) {
 // of the network one) are set for its containers, and the node's are
 // left alone; the lowered port start lets a non-root process bind port 80.
 func TestSysctls(t *testing.T) {
+	t.Parallel()
 	hostShm := readHostFile("/proc/sys/kernel/shm_rmid_forced")
 	hostPort := readHostFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
 	forEachClass(t, "sysctl", func(t *testing.T, n *ns, rc string) {

@@ -14,6 +14,7 @@ import (
 // returns the command's output and exit code and feeds it stdin (-i). On vc
 // the pod's kernel is the guest's, on runc the host's.
 func TestPodExecLogs(t *testing.T) {
+	t.Parallel()
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		t.Fatal(err)

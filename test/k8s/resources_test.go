@@ -31,6 +31,7 @@ func memTotalMiB(t *testing.T, meminfo string) int {
 // a pod without limits; on runc the container sees the host's CPUs and
 // memory. Both give the container the memory limit in its cgroup.
 func TestLimitsSizeVM(t *testing.T) {
+	t.Parallel()
 	hostMem := memTotalMiB(t, readHostFile("/proc/meminfo"))
 	forEachClass(t, "limits", func(t *testing.T, n *ns, rc string) {
 		c := func(res string) string {
@@ -78,6 +79,7 @@ func TestLimitsSizeVM(t *testing.T) {
 // TestOOMKilled: a container past its memory limit is killed and says
 // OOMKilled, exit code 137.
 func TestOOMKilled(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "oom", func(t *testing.T, n *ns, rc string) {
 		n.apply(strings.Replace(podManifest("p", rc, fmt.Sprintf(`  containers:
   - name: c
@@ -103,6 +105,7 @@ func TestOOMKilled(t *testing.T) {
 // on vc the VM grows too (memory hotplugged: MemTotal in the guest), and
 // shrinks back.
 func TestInPlaceResize(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "resize", func(t *testing.T, n *ns, rc string) {
 		n.apply(podManifest("p", rc, fmt.Sprintf(`  containers:
   - name: c

@@ -14,6 +14,7 @@ import (
 // capabilities (drop ALL, add NET_ADMIN), allowPrivilegeEscalation false
 // and seccomp RuntimeDefault are what the process runs with.
 func TestSecurityContext(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "security", func(t *testing.T, n *ns, rc string) {
 		n.apply(podManifest("p", rc, fmt.Sprintf(`  shareProcessNamespace: true
   securityContext: {fsGroup: 4000}
@@ -73,6 +74,7 @@ func TestSecurityContext(t *testing.T) {
 // node's namespaces) with a pod event naming the field, before any VM
 // boots.
 func TestHostNamespaces(t *testing.T) {
+	t.Parallel()
 	fields := []string{"hostNetwork", "hostPID", "hostIPC"}
 	forEachClass(t, "hostns", func(t *testing.T, n *ns, rc string) {
 		for _, f := range fields {

@@ -12,6 +12,7 @@ import (
 // update (as the kubelet documents) while the volume does; an emptyDir of
 // medium Memory with a sizeLimit refuses a write past the limit.
 func TestVolumeItemsSubPathMemory(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "subpath", func(t *testing.T, n *ns, rc string) {
 		n.apply(`apiVersion: v1
 kind: ConfigMap
@@ -75,6 +76,7 @@ data: {a: one, b: two}
 // TestCronJobLogsFollow: a CronJob fires within its minute and its Job
 // completes; kubectl logs -f follows a container's output until it exits.
 func TestCronJobLogsFollow(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "cron", func(t *testing.T, n *ns, rc string) {
 		n.apply(fmt.Sprintf(`apiVersion: batch/v1
 kind: CronJob

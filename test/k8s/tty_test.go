@@ -105,6 +105,7 @@ func (tm *term) wait(d time.Duration) int {
 // and a later resize of it; output comes back with the terminal's CRLF,
 // and the exit code is the process's.
 func TestExecTTY(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "exectty", func(t *testing.T, n *ns, rc string) {
 		n.apply(podManifest("p", rc, `  containers:
   - name: c
@@ -144,6 +145,7 @@ func TestExecTTY(t *testing.T) {
 // kubectl attach -i to a container with stdin and no tty: lines in, its
 // output back. Detaching leaves the container running.
 func TestAttach(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "attach", func(t *testing.T, n *ns, rc string) {
 		n.apply(podManifest("p", rc, `  containers:
   - name: tty

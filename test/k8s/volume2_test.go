@@ -20,6 +20,7 @@ import (
 // service-account token of its own path, audience and expiry; an update of
 // the projected ConfigMap reaches the running pod.
 func TestSecretItemsProjected(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "projected", func(t *testing.T, n *ns, rc string) {
 		n.apply(`apiVersion: v1
 kind: Secret
@@ -116,6 +117,7 @@ func jwtClaims(t *testing.T, tok string) map[string]any {
 // and written from the pod), FileOrCreate and DirectoryOrCreate (the
 // kubelet creates them on the node; the pod's writes land there).
 func TestHostPathFiles(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "hostfile", func(t *testing.T, n *ns, rc string) {
 		dir := hostDir(t)
 		file := filepath.Join(dir, "existing.txt")
@@ -169,6 +171,7 @@ func TestHostPathFiles(t *testing.T) {
 // reach a socket of the host's kernel over 9p) and the pod's event names
 // the socket and the mount path and says why.
 func TestHostPathSocket(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "hostsock", func(t *testing.T, n *ns, rc string) {
 		dir := hostDir(t)
 		sock := filepath.Join(dir, "s.sock")
@@ -222,6 +225,7 @@ func TestHostPathSocket(t *testing.T) {
 // fine). The vc case checks, then skips saying so; docs/kubernetes.md
 // compares it with Kata's.
 func TestHostPathInotify(t *testing.T) {
+	t.Parallel()
 	bin, err := testutil.Build("inotifywatch", "./test/k8s/inotifywatch", []string{"CGO_ENABLED=0"})
 	if err != nil {
 		t.Fatal(err)
@@ -292,6 +296,7 @@ data: {k: one}
 // sizeLimit is evicted by the kubelet (it measures the volume's directory
 // on the node, which on vc is the one shared into the VM).
 func TestEmptyDirSizeLimitEviction(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "evict", func(t *testing.T, n *ns, rc string) {
 		n.apply(podManifest("p", rc, fmt.Sprintf(`  restartPolicy: Never
   containers:

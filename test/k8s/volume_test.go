@@ -12,6 +12,7 @@ import (
 // pod's files within the kubelet's sync period (10 s here) plus its cache;
 // one emptyDir is shared by the pod's two containers, both ways.
 func TestConfigMapSecretEmptyDir(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "volumes", func(t *testing.T, n *ns, rc string) {
 		n.apply(`apiVersion: v1
 kind: ConfigMap

@@ -14,6 +14,7 @@ import (
 // to 3; a ClusterIP Service, through kube-proxy's rules, reaches the pods
 // from the node, before and after the scaling.
 func TestDeploymentService(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "deploy", func(t *testing.T, n *ns, rc string) {
 		n.apply(fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
@@ -101,6 +102,7 @@ func (n *ns) serviceReachesPods(url, selector string) {
 // TestJob: a Job of 3 completions (2 at a time) completes; a Job whose pod
 // fails is retried backoffLimit times, then marked Failed.
 func TestJob(t *testing.T) {
+	t.Parallel()
 	forEachClass(t, "job", func(t *testing.T, n *ns, rc string) {
 		n.apply(fmt.Sprintf(`apiVersion: batch/v1
 kind: Job
