@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/ttrpc"
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/guest"
@@ -88,6 +89,12 @@ func run() error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("component", "vc-agent"))
+	if lv <= slog.LevelDebug {
+		// libcontainer's own debug log (logrus), with its runc init's
+		// and nsexec's stages, timestamped to split an exec's time.
+		logrus.SetLevel(logrus.DebugLevel)
+		logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000000"})
+	}
 
 	initDaemon := os.Getpid() == 1
 	if initDaemon {
