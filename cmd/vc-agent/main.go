@@ -4,20 +4,24 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/containerd/ttrpc"
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/guest"
@@ -88,6 +92,16 @@ func run() error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("component", "vc-agent"))
+	if lv <= slog.LevelDebug {
+		// libcontainer's own debug log (logrus), with its runc init's
+		// and nsexec's stages, timestamped to split an exec's time.
+		logrus.SetLevel(logrus.DebugLevel)
+		logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000000"})
+		// Written behind the exec path's back: a line on the serial
+		// console costs milliseconds under TCG, which would land in
+		// the very times the log is for.
+		logrus.SetOutput(newAsyncWriter(os.Stderr))
+	}
 
 	initDaemon := os.Getpid() == 1
 	if initDaemon {
@@ -202,4 +216,39 @@ func listen(unixPath string, vsockPort uint32, serialName string) ([]net.Listene
 		return nil, errors.New("no transport: no unix socket given, no vsock, no virtio-serial port")
 	}
 	return ls, nil
+}
+
+// asyncWriter queues what is written to it and writes it to w from its
+// own goroutine, so that a slow w (the serial console) does not slow the
+// writers. The queue is unbounded: it is only for debug logs.
+type asyncWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	ready chan struct{}
+}
+
+func newAsyncWriter(w io.Writer) *asyncWriter {
+	a := &asyncWriter{ready: make(chan struct{}, 1)}
+	go func() {
+		var out []byte
+		for range a.ready {
+			a.mu.Lock()
+			out = append(out[:0], a.buf.Bytes()...)
+			a.buf.Reset()
+			a.mu.Unlock()
+			w.Write(out)
+		}
+	}()
+	return a
+}
+
+func (a *asyncWriter) Write(b []byte) (int, error) {
+	a.mu.Lock()
+	a.buf.Write(b)
+	a.mu.Unlock()
+	select {
+	case a.ready <- struct{}{}:
+	default:
+	}
+	return len(b), nil
 }

@@ -100,7 +100,11 @@ func (a *Agent) intercept(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.
 		a.log.Debug("rpc failed", "method", info.FullMethod, "err", err, "took", time.Since(start))
 		return nil, err
 	}
-	a.log.Debug("rpc", "method", info.FullMethod, "took", time.Since(start))
+	// Checked first: the arguments would be boxed on every call even
+	// with debug off.
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		a.log.Debug("rpc", "method", info.FullMethod, "took", time.Since(start))
+	}
 	return resp, nil
 }
 

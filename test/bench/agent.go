@@ -12,7 +12,9 @@ import (
 	"time"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/rootfs"
 	"github.com/virtcontainers/vc/internal/testutil"
+	"github.com/virtcontainers/vc/pkg/oci"
 )
 
 const rttCalls = 10000
@@ -32,8 +34,10 @@ func agentBinary() (string, error) {
 	return p, nil
 }
 
-// agentRTT times Health.Check over a unix socket against a raw echo of a
-// similar frame over a unix socket to another process.
+// agentRTT times Health.Check and StatsContainer (on a running container)
+// over a unix socket, and Health.Check with many calls in flight on the
+// one connection, against a raw echo of a similar frame over a unix
+// socket to another process. The agent runs on the host, as root.
 func agentRTT() ([]row, error) {
 	bin, err := agentBinary()
 	if err != nil {
@@ -52,24 +56,127 @@ func agentRTT() ([]row, error) {
 		return nil, err
 	}
 	ctx := context.Background()
-	lat := make([]time.Duration, rttCalls)
-	for i := range lat {
-		t := time.Now()
-		if _, err := a.Health.Check(ctx, &pb.CheckRequest{}); err != nil {
-			return nil, err
-		}
-		lat[i] = time.Since(t)
+	lat, err := serial(func() error {
+		_, err := a.Health.Check(ctx, &pb.CheckRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A real container, its init sleeping, for StatsContainer and for
+	// a WaitProcess that stays in flight below.
+	root, err := rootfs.Busybox(filepath.Join(dir, "rootfs"))
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("bench-%d", os.Getpid())
+	spec := oci.ToProto(oci.DefaultSpec([]string{"sleep", "1000"}, nil, "/", false))
+	spec.Root.Path = root
+	if _, err := a.Svc.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: spec}); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	defer a.Svc.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id, Timeout: 5})
+	if _, err := a.Svc.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: id}); err != nil {
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	stats, err := serial(func() error {
+		_, err := a.Svc.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: id})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	conc, serialRate, concRate, err := inFlight(ctx, a, id)
+	if err != nil {
+		return nil, err
 	}
 	echo, err := echoRTT(filepath.Join(dir, "echo.sock"))
 	if err != nil {
 		return nil, err
 	}
-	p50, p99 := pct(lat, 50), pct(lat, 99)
-	e50, e99 := pct(echo, 50), pct(echo, 99)
+	e50, e99 := us(pct(echo, 50)), us(pct(echo, 99))
+	const echoName = "raw echo, same socket type"
 	return []row{
-		{figure: "agent RPC Health.Check p50 (unix)", unit: "µs", value: us(p50), floor: us(e50), floorName: "raw echo, same socket type"},
-		{figure: "agent RPC Health.Check p99 (unix)", unit: "µs", value: us(p99), floor: us(e99), floorName: "raw echo, same socket type"},
+		{figure: "agent RPC Health.Check p50 (unix)", unit: "µs", value: us(pct(lat, 50)), floor: e50, floorName: echoName},
+		{figure: "agent RPC Health.Check p99 (unix)", unit: "µs", value: us(pct(lat, 99)), floor: e99, floorName: echoName},
+		{figure: "agent RPC StatsContainer p50 (unix)", unit: "µs", value: us(pct(stats, 50)), floor: e50, floorName: echoName, note: "a running container's cgroup stats"},
+		{figure: "agent RPC StatsContainer p99 (unix)", unit: "µs", value: us(pct(stats, 99)), floor: e99, floorName: echoName},
+		{figure: fmt.Sprintf("agent RPC Health.Check p50 with %d in flight on one connection", inFlightCalls), unit: "µs", value: us(pct(conc, 50)), floor: e50, floorName: echoName,
+			note: fmt.Sprintf("one of them a WaitProcess blocked throughout; %.0f calls/s against %.0f one at a time", concRate, serialRate)},
+		{figure: fmt.Sprintf("agent RPC throughput, %d in flight against one at a time", inFlightCalls), unit: "calls/s", value: concRate, floor: serialRate, floorName: "Health.Check one at a time",
+			note: "higher is better; 2 host cores shared by client, agent and others"},
 	}, nil
+}
+
+// inFlightCalls is how many RPCs the concurrency figure keeps in flight
+// on one connection.
+const inFlightCalls = 32
+
+// serial times rttCalls calls of call, one at a time.
+func serial(call func() error) ([]time.Duration, error) {
+	lat := make([]time.Duration, rttCalls)
+	for i := range lat {
+		t := time.Now()
+		if err := call(); err != nil {
+			return nil, err
+		}
+		lat[i] = time.Since(t)
+	}
+	return lat, nil
+}
+
+// inFlight keeps inFlightCalls RPCs in flight on the agent's one
+// connection: a WaitProcess on container id's init (sleeping, so it does
+// not return: head-of-line blocking would stall the rest) and
+// inFlightCalls-1 loops of Health.Check. It returns the Health calls'
+// latencies, and the call rates one at a time and concurrently.
+func inFlight(ctx context.Context, a *testutil.Agent, id string) ([]time.Duration, float64, float64, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	waited := make(chan error, 1)
+	go func() {
+		_, err := a.Svc.WaitProcess(wctx, &pb.WaitProcessRequest{ContainerId: id, ExecId: id})
+		waited <- err
+	}()
+	check := func() error {
+		_, err := a.Health.Check(ctx, &pb.CheckRequest{})
+		return err
+	}
+	t := time.Now()
+	if _, err := serial(check); err != nil {
+		return nil, 0, 0, err
+	}
+	serialRate := rttCalls / time.Since(t).Seconds()
+	per := rttCalls / (inFlightCalls - 1)
+	lats := make([][]time.Duration, inFlightCalls-1)
+	errs := make(chan error, inFlightCalls-1)
+	t = time.Now()
+	for g := range lats {
+		go func() {
+			lats[g] = make([]time.Duration, per)
+			for i := range per {
+				s := time.Now()
+				if err := check(); err != nil {
+					errs <- err
+					return
+				}
+				lats[g][i] = time.Since(s)
+			}
+			errs <- nil
+		}()
+	}
+	for range lats {
+		if err := <-errs; err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	concRate := float64(per*len(lats)) / time.Since(t).Seconds()
+	select {
+	case err := <-waited:
+		return nil, 0, 0, fmt.Errorf("WaitProcess on a sleeping process returned: %v", err)
+	default:
+	}
+	return slices.Concat(lats...), serialRate, concRate, nil
 }
 
 // echoRTT round-trips a 16-byte frame (a ttRPC header and a tiny body) with

@@ -18,21 +18,14 @@ import (
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
-const (
-	execRuns  = 10
-	trueLoops = 100
-	ioMiB     = 256
-)
+const ioMiB = 256
 
 func init() {
-	register("exec+9p", execAnd9p)
+	register("9p", execAnd9p)
 }
 
-// execAnd9p runs in one sandbox with an idle container:
-//   - exec: `true` through the whole stack (library, ttRPC, the agent,
-//     libcontainer's setns exec), median of execRuns, against the same
-//     `true` forked and executed by a shell in the guest (no RPC, no
-//     container layer), timed over trueLoops runs;
+// execAnd9p runs in one sandbox with an idle container (exec's own
+// latency is the exec bench, exec.go):
 //   - 9p: reading and writing (with fsync) an ioMiB MiB file on a volume
 //     shared over 9p, timed in the guest, against the same busybox dd on
 //     the host on the same directory.
@@ -83,25 +76,6 @@ func execAnd9p() ([]row, error) {
 		return out.String(), err
 	}
 
-	// exec
-	var execs []time.Duration
-	for i := range execRuns {
-		t := time.Now()
-		if _, err := run(fmt.Sprintf("true%d", i), "true"); err != nil {
-			return nil, err
-		}
-		execs = append(execs, time.Since(t))
-	}
-	out, err := run("loop", "sh", "-c", fmt.Sprintf("time -p sh -c 'i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done'", trueLoops))
-	if err != nil {
-		return nil, err
-	}
-	loop, err := timeReal(out)
-	if err != nil {
-		return nil, err
-	}
-	inGuest := loop / trueLoops
-
 	// 9p: write (with fsync), then read, in the guest and on the host.
 	dd := func(dir, op string) []string {
 		if op == "write" {
@@ -127,8 +101,6 @@ func execAnd9p() ([]row, error) {
 	}
 	mbps := func(d time.Duration) float64 { return ioMiB / d.Seconds() }
 	return []row{
-		{figure: "exec `true` in a running container (library -> agent -> libcontainer)", unit: "s", value: median(execs).Seconds(), floor: inGuest.Seconds(),
-			floorName: "`true` forked by a shell in the guest", note: fmt.Sprintf("median of %d; floor over %d runs; TCG", execRuns, trueLoops)},
 		{figure: fmt.Sprintf("9p write %d MiB + fsync from the guest", ioMiB), unit: "MiB/s", value: mbps(guest["write"]), floor: mbps(host["write"]),
 			floorName: "the same dd on the host, same directory", note: "higher is better; busybox dd bs=1M, timed by `time -p` in the guest (10 ms steps)"},
 		{figure: fmt.Sprintf("9p read %d MiB from the guest", ioMiB), unit: "MiB/s", value: mbps(guest["read"]), floor: mbps(host["read"]),

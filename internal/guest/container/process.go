@@ -68,6 +68,8 @@ func (p *Process) start(lp *libcontainer.Process, terminal bool) (err error) {
 	func() {
 		r.Lock()
 		defer r.Unlock()
+		t := time.Now()
+		defer func() { p.c.log.Debug("libcontainer start", "exec_id", p.execID, "took", time.Since(t)) }()
 		if err = p.c.lc.Start(lp); err != nil {
 			err = commandError(err)
 			return

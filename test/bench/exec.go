@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testutil"
+	"github.com/virtcontainers/vc/pkg/oci"
+	"github.com/virtcontainers/vc/pkg/vc"
+)
+
+const (
+	execRuns  = 50
+	trueLoops = 100
+)
+
+func init() {
+	register("exec", execBench)
+}
+
+// execBench runs `true` in an idle container execRuns times through the
+// whole stack (library, ttRPC, the agent, libcontainer's setns exec) and
+// prints its p50 and p99 against the same `true` forked and executed by a
+// shell in the guest (no RPC, no container layer), timed over trueLoops
+// runs. The note splits the p50 into the ExecProcess RPC (the agent
+// starting the process) and the rest (streams and WaitProcess).
+//
+// VC_BENCH_DEBUG=1 turns the agent's debug log on (its per-RPC times, in
+// the console log, whose path is printed); figures from such a run are
+// not comparable.
+func execBench() ([]row, error) {
+	e, err := newVMEnv()
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	root, err := rootfs.Busybox(filepath.Join(e.dataRoot, "rootfs"))
+	if err != nil {
+		return nil, err
+	}
+	debug := os.Getenv("VC_BENCH_DEBUG") != ""
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "exec", StateRoot: e.stateRoot,
+		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd, Debug: debug}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { s.Stop(ctx, 5*time.Second); s.Delete(ctx) }()
+	if debug {
+		fmt.Fprintln(os.Stderr, "exec bench: console log", s.Status().ConsoleLog)
+	}
+	spec := oci.DefaultSpec([]string{"sleep", "1000"}, nil, "/", false)
+	if debug {
+		// The agent's binary, to time its own start in the guest.
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/vc-agent", Type: "bind", Source: filepath.Join(testutil.RepoRoot(), "bin", "vc-agent"), Options: []string{"rbind", "ro"}})
+	}
+	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "c", Rootfs: root, Spec: spec}); err != nil {
+		return nil, err
+	}
+	c := s.Container("c")
+	if err := c.Start(ctx); err != nil {
+		return nil, err
+	}
+	// run execs args in the container and returns its output and the
+	// time ExecProcess took.
+	run := func(id string, args ...string) (string, time.Duration, error) {
+		var out bytes.Buffer
+		t := time.Now()
+		if err := c.Exec(ctx, id, &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin:/sbin:/usr/bin"}}); err != nil {
+			return "", 0, err
+		}
+		started := time.Since(t)
+		streams := c.IOStream(ctx, id, vc.IO{Stdout: &out, Stderr: &out})
+		code, err := c.WaitProcess(ctx, id)
+		<-streams
+		if err == nil && code != 0 {
+			err = fmt.Errorf("%q exited %d: %s", args, code, out.String())
+		}
+		return out.String(), started, err
+	}
+	var execs, starts []time.Duration
+	for i := range execRuns {
+		t := time.Now()
+		_, started, err := run(fmt.Sprintf("true%d", i), "true")
+		if err != nil {
+			return nil, err
+		}
+		execs = append(execs, time.Since(t))
+		starts = append(starts, started)
+	}
+	out, _, err := run("loop", "sh", "-c", fmt.Sprintf("time -p sh -c 'i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done'", trueLoops))
+	if err != nil {
+		return nil, err
+	}
+	loop, err := timeReal(out)
+	if err != nil {
+		return nil, err
+	}
+	floor := (loop / trueLoops).Seconds()
+	if debug {
+		// What runc init's start costs at least: the agent binary's Go
+		// runtime and package inits (it fails on an unknown flag).
+		out, _, err := run("agent-start", "sh", "-c", "cp /vc-agent /dev/shm/a && /dev/shm/a -x 2>/dev/null; time -p sh -c 'i=0; while [ $i -lt 20 ]; do /dev/shm/a -no-such-flag 2>/dev/null; i=$((i+1)); done'; rm /dev/shm/a")
+		if err != nil {
+			return nil, err
+		}
+		d, err := timeReal(out)
+		fmt.Fprintf(os.Stderr, "exec bench: the agent binary's start in the guest: %v (%v)\n", d/20, err)
+		b, _ := os.ReadFile(s.Status().ConsoleLog)
+		os.WriteFile("/tmp/vc-bench-exec-console.log", b, 0o644)
+	}
+	p50, p99 := pct(execs, 50), pct(execs, 99)
+	split := fmt.Sprintf("of %d runs; p50 of ExecProcess %.1f ms, of the rest (streams, WaitProcess) %.1f ms; floor over %d runs; TCG",
+		execRuns, ms(pct(starts, 50)), ms(pct(rest(execs, starts), 50)), trueLoops)
+	return []row{
+		{figure: "exec `true` in a running container, p50 (library -> agent -> libcontainer)", unit: "s", value: p50.Seconds(), floor: floor,
+			floorName: "`true` forked by a shell in the guest", note: split},
+		{figure: "exec `true` in a running container, p99", unit: "s", value: p99.Seconds(), floor: floor,
+			floorName: "`true` forked by a shell in the guest", note: fmt.Sprintf("of %d runs", execRuns)},
+	}, nil
+}
+
+func rest(total, part []time.Duration) []time.Duration {
+	r := make([]time.Duration, len(total))
+	for i := range total {
+		r[i] = total[i] - part[i]
+	}
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
