@@ -39,8 +39,15 @@ func TestBenchK8s(t *testing.T) {
     command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 `, image))
 	}
-	// start times one pod's apply to Ready, then deletes it.
+	median := func(ds []time.Duration) float64 {
+		ds = slices.Clone(ds)
+		slices.Sort(ds)
+		return ds[len(ds)/2].Seconds()
+	}
+	// start times one pod's apply to Ready, then deletes it; on vc it
+	// keeps how the VM started (the only sandbox of the shim's state).
 	seq := 0
+	var boots []vc.BootTimes
 	start := func(rc string) time.Duration {
 		t.Helper()
 		seq++
@@ -49,13 +56,32 @@ func TestBenchK8s(t *testing.T) {
 		n.apply(pod(name, rc))
 		n.waitReady(name)
 		d := time.Since(t0)
+		if rc == "vc" {
+			if sts, err := vc.ListSandbox(context.Background(), c.vmState); err == nil && len(sts) == 1 {
+				boots = append(boots, sts[0].Boot)
+			}
+		}
 		n.k("delete", "pod", name, "--wait", "--timeout=120s")
 		return d
 	}
-	median := func(ds []time.Duration) float64 {
-		ds = slices.Clone(ds)
-		slices.Sort(ds)
-		return ds[len(ds)/2].Seconds()
+	// how says how the last k vc VMs started: from the template or the
+	// cache, and the median of their VM start + agent ready.
+	how := func(k int) string {
+		if len(boots) < k {
+			return "VM start unknown"
+		}
+		var tmpl, cache int
+		var vm []time.Duration
+		for _, b := range boots[len(boots)-k:] {
+			if b.FromTemplate {
+				tmpl++
+			}
+			if b.FromCache {
+				cache++
+			}
+			vm = append(vm, b.VMStart+b.AgentReady)
+		}
+		return fmt.Sprintf("%d of %d VMs from the template, %d from the cache; VM start to agent ready %.2f s", tmpl, k, cache, median(vm))
 	}
 	starts := map[string][]time.Duration{}
 	for range benchRuns {
@@ -65,7 +91,7 @@ func TestBenchK8s(t *testing.T) {
 	}
 	t.Logf("pod starts: vc %v, runc %v", starts["vc"], starts["runc"])
 	vcStart, runcStart := median(starts["vc"]), median(starts["runc"])
-	bench("k8s pod start vc (apply -> Ready, median of 3)", "s", vcStart, runcStart, "runc's pod start", "")
+	bench("k8s pod start vc (apply -> Ready, median of 3)", "s", vcStart, runcStart, "runc's pod start", how(benchRuns))
 
 	burst := map[string]float64{}
 	for _, rc := range runtimeClasses {
@@ -120,7 +146,7 @@ func TestBenchK8s(t *testing.T) {
 	t.Logf("vc pod starts from the template: %v", ds)
 	tmpl := median(ds)
 	bench("k8s pod start vc from the factory's template", "s", tmpl, runcStart, "runc's pod start",
-		fmt.Sprintf("%.2f of vc's cold start", tmpl/vcStart))
+		fmt.Sprintf("%.2f of vc's cold start; %s", tmpl/vcStart, how(benchRuns)))
 
 	cctx, cancel := context.WithCancel(ctx)
 	served := make(chan error, 1)
@@ -164,7 +190,7 @@ func TestBenchK8s(t *testing.T) {
 	st, _ := vc.StatusFactoryCache(ctx, dir)
 	t.Logf("vc pod starts from the cache: %v (cache: %+v)", ds, st)
 	cached := median(ds)
-	note := fmt.Sprintf("%.2f of vc's cold start", cached/vcStart)
+	note := fmt.Sprintf("%.2f of vc's cold start; %s", cached/vcStart, how(benchRuns))
 	if st.Taken < benchRuns {
 		note += fmt.Sprintf("; only %d of %d VMs taken from the cache", st.Taken, benchRuns)
 	}
