@@ -24,8 +24,10 @@
 # Settings (environment): VC_KUBE_SHIM_DIR (where containerd-shim-vc-v2
 # is, default the repository's bin/), VC_DATA_ROOT (the guest image, default
 # /var/lib/vc-test), VC_KUBE_KERNEL and VC_KUBE_INITRD (a guest image's
-# files instead), VC_KUBE_ACCEL (auto, kvm or tcg); hack/kube-env.sh has
-# the directories.
+# files instead), VC_KUBE_ACCEL (auto, kvm or tcg), VC_KUBE_MAX_CPUS and
+# VC_KUBE_MAX_MEMORY_MIB (the shim's max_cpus, default 4, and
+# max_memory_mib, default 2048), VC_KUBE_FACTORY (the shim's factory);
+# hack/kube-env.sh has the directories.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
