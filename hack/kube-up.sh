@@ -24,8 +24,10 @@
 # Settings (environment): VC_KUBE_SHIM_DIR (where containerd-shim-vc-v2
 # is, default the repository's bin/), VC_DATA_ROOT (the guest image, default
 # /var/lib/vc-test), VC_KUBE_KERNEL and VC_KUBE_INITRD (a guest image's
-# files instead), VC_KUBE_ACCEL (auto, kvm or tcg); hack/kube-env.sh has
-# the directories.
+# files instead), VC_KUBE_ACCEL (auto, kvm or tcg), VC_KUBE_MAX_CPUS and
+# VC_KUBE_MAX_MEMORY_MIB (the shim's max_cpus, default 4, and
+# max_memory_mib, default 2048), VC_KUBE_FACTORY (the shim's factory);
+# hack/kube-env.sh has the directories.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -148,7 +150,14 @@ start() {
 	local name=$1
 	shift
 	setsid "$@" >>"$LOG/$name.log" 2>&1 </dev/null &
-	echo $! >"$KUBE_RUN/pids/$name.pid"
+	local pid=$! i=0
+	echo $pid >"$KUBE_RUN/pids/$name.pid"
+	# Until the wrappers (setsid, env, unshare, sh) exec the daemon,
+	# pid_of would take it for exited.
+	while [ $i -lt 100 ] && [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "${name:0:15}" ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
 }
 
 # wait_for NAME SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds;
@@ -178,6 +187,12 @@ shim_cfg=$KUBE_DIR/containerd/vc-shim.toml
 	echo "data_root = \"$DATA_ROOT\""
 	echo "accel = \"$ACCEL\""
 	echo 'stop_timeout = "5s"'
+	# A CPU resize may grow a VM past the host's 2 CPUs (TCG runs the
+	# vCPUs as threads); memory stops at 2 GiB, so a resize past that is
+	# refused (test/k8s TestPodResources).
+	echo "max_cpus = ${VC_KUBE_MAX_CPUS:-4}"
+	echo "max_memory_mib = ${VC_KUBE_MAX_MEMORY_MIB:-2048}"
+	[ -z "${VC_KUBE_FACTORY:-}" ] || echo "factory = \"$VC_KUBE_FACTORY\""
 	if [ -n "${VC_KUBE_KERNEL:-}" ]; then
 		echo "kernel = \"$VC_KUBE_KERNEL\""
 		echo "initrd = \"${VC_KUBE_INITRD:?VC_KUBE_KERNEL needs VC_KUBE_INITRD}\""
@@ -334,6 +349,8 @@ clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 # ConfigMap and Secret updates reach the pods within this (default 1m).
 syncFrequency: 10s
+# Volume usage in the summary API (/stats/summary) within this (default 1m).
+volumeStatsAggPeriod: 10s
 evictionHard:
   memory.available: 100Mi
   nodefs.available: 2%

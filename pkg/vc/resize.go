@@ -37,10 +37,13 @@ func hostMemoryMiB() uint32 {
 }
 
 // validateMax checks MaxCPUs and MaxMemoryMiB against the host and the
-// VM's size (CPUs and MemoryMiB validated).
+// VM's size (CPUs and MemoryMiB validated). MaxCPUs may exceed the host's
+// CPUs when set (up to hypervisor.MaxVCPUs): vCPUs beyond them only
+// time-share the host's, which a person may choose (QEMU under TCG runs
+// them fine); only the default stays at the host's count.
 func (c *HypervisorConfig) validateMax() error {
-	if host := uint32(min(runtime.NumCPU(), hypervisor.MaxVCPUs)); c.MaxCPUs > host {
-		return fmt.Errorf("hypervisor.max_cpus %d: more than the host's %d CPUs: %w", c.MaxCPUs, host, errdefs.ErrInvalidArgument)
+	if c.MaxCPUs > hypervisor.MaxVCPUs {
+		return fmt.Errorf("hypervisor.max_cpus %d: more than the %d vCPUs a VM may have: %w", c.MaxCPUs, hypervisor.MaxVCPUs, errdefs.ErrInvalidArgument)
 	}
 	if c.MaxCPUs != 0 && c.MaxCPUs < c.CPUs {
 		return fmt.Errorf("hypervisor.max_cpus %d: below the VM's %d vCPUs (hypervisor.cpus and the workload's limits): %w", c.MaxCPUs, c.CPUs, errdefs.ErrInvalidArgument)

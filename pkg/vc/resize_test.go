@@ -69,7 +69,7 @@ func TestValidateMax(t *testing.T) {
 		h     HypervisorConfig
 		field string
 	}{
-		"cpus above host":   {HypervisorConfig{CPUs: 1, MaxCPUs: uint32(runtime.NumCPU() + 1)}, "hypervisor.max_cpus"},
+		"cpus above max":    {HypervisorConfig{CPUs: 1, MaxCPUs: hypervisor.MaxVCPUs + 1}, "hypervisor.max_cpus"},
 		"cpus below vm":     {HypervisorConfig{CPUs: 2, MaxCPUs: 1}, "hypervisor.max_cpus 1: below"},
 		"memory above host": {HypervisorConfig{CPUs: 1, MemoryMiB: 256, MaxMemoryMiB: hostMemoryMiB() + 1}, "hypervisor.max_memory_mib"},
 		"memory below vm":   {HypervisorConfig{CPUs: 1, MemoryMiB: 512, MaxMemoryMiB: 256}, "hypervisor.max_memory_mib 256: below"},
@@ -78,6 +78,18 @@ func TestValidateMax(t *testing.T) {
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: err = %v, want one naming %s", name, err, tc.field)
 		}
+	}
+	// Set explicitly, the maximum may exceed the host's CPUs (TCG runs
+	// more vCPUs than CPUs); the default stays at the host's.
+	h := HypervisorConfig{CPUs: 1, MaxCPUs: uint32(runtime.NumCPU() + 2)}
+	if err := h.validateMax(); err != nil {
+		t.Errorf("max_cpus above the host's CPUs: %v", err)
+	}
+	if got := h.maxCPUs(); got != uint32(runtime.NumCPU()+2) {
+		t.Errorf("maxCPUs %d, want the configured %d", got, runtime.NumCPU()+2)
+	}
+	if got := (&HypervisorConfig{CPUs: 1}).maxCPUs(); got != uint32(min(runtime.NumCPU(), hypervisor.MaxVCPUs)) {
+		t.Errorf("default maxCPUs %d, want the host's %d", got, runtime.NumCPU())
 	}
 }
 

@@ -26,7 +26,7 @@ func containerdBench() ([]row, error) {
 // goTestBench runs the go test named test in package pkg with VC_BENCH=1
 // and reads the BENCH lines it prints.
 func goTestBench(test, pkg string) ([]row, error) {
-	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", "^"+test+"$", pkg)
+	cmd := exec.Command("go", "test", "-count=1", "-v", "-timeout", "40m", "-run", "^"+test+"$", pkg)
 	cmd.Dir = testutil.RepoRoot()
 	cmd.Env = append(os.Environ(), "VC_BENCH=1")
 	out, err := cmd.CombinedOutput()

@@ -41,6 +41,9 @@ type cluster struct {
 	kubeconfig string
 	vmState    string // the vc shim's state root
 	ctrdSock   string
+	dir        string // the cluster's directory (hack/kube-env.sh's KUBE_DIR)
+	// The guest image the vc shim boots.
+	kernel, initrd string
 }
 
 var (
@@ -169,6 +172,9 @@ func startCluster() (*cluster, error) {
 		kubeconfig: filepath.Join(dir, "admin.kubeconfig"),
 		vmState:    filepath.Join(run, "vm"),
 		ctrdSock:   filepath.Join(run, "containerd.sock"),
+		dir:        dir,
+		kernel:     img.Kernel,
+		initrd:     img.Initrd,
 	}, nil
 }
 
