@@ -374,7 +374,7 @@ func (s *Sandbox) markStopped(reason string) {
 			c.Exited = time.Now().UTC()
 			s.store.Save(s.id, containerKey(c.ID), c)
 		}
-		s.stopSockProxies(c.ID)
+		go s.stopSockProxies(c.ID) // s.mu is held
 		unshareContainer(s.sharedDir(), c.ID)
 	}
 	s.teardownNetwork()

@@ -129,7 +129,8 @@ func (s *Sandbox) proxySockets(ctx context.Context, cid string, spec *specs.Spec
 }
 
 // stopSockProxies ends a container's proxies, if this process runs them
-// (the agent closes its listeners at RemoveContainer in any case).
+// (the agent closes its listeners at RemoveContainer in any case). s.mu
+// must not be held: the relays' ends call the agent.
 func (s *Sandbox) stopSockProxies(cid string) {
 	s.sockp.mu.Lock()
 	set := s.sockp.by[cid]
@@ -163,13 +164,9 @@ func (s *Sandbox) acceptSockets(ctx context.Context, pf pb.PortForwardService, s
 	for ctx.Err() == nil {
 		resp, err := pf.SocketProxyAccept(ctx, &pb.SocketProxyAcceptRequest{ContainerId: cid, Index: index, WaitMs: uint32(sockProxyWait.Milliseconds())})
 		if err != nil {
-			if ctx.Err() != nil || errdefs.IsNotFound(err) {
-				return
-			}
-			s.mu.Lock()
-			down := s.running() != nil
-			s.mu.Unlock()
-			if down {
+			// Gone: the proxy (the container was removed), the
+			// agent's connection (the VM).
+			if ctx.Err() != nil || errdefs.IsNotFound(err) || connectionLost(err) {
 				return
 			}
 			log.Warn("socket proxy: accept", "err", err)
