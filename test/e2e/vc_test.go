@@ -520,7 +520,8 @@ func TestCPUsFraction(t *testing.T) {
 // destination and each connection is relayed to the host's socket. Two
 // connections at once each get their own echo, a 1 MiB payload and a
 // half-close cross the relay, and rm leaves nothing (the server sees
-// every connection closed).
+// every connection closed); a connection a container process holds open
+// is closed on the host by rm -f.
 func TestUnixSocketVolume(t *testing.T) {
 	client, err := testutil.Build("sockclient", "./test/e2e/sockclient", []string{"CGO_ENABLED=0"})
 	if err != nil {
@@ -575,17 +576,35 @@ func TestUnixSocketVolume(t *testing.T) {
 		t.Fatalf("rm: exit %d, stderr %q", code, errOut)
 	}
 	noLeftovers(t, "e2e-sock")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		a, o := accepted, open
-		mu.Unlock()
-		if a == 4 && o == 0 {
-			break
+	waitConns := func(what string, wantAccepted, wantOpen int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			mu.Lock()
+			a, o := accepted, open
+			mu.Unlock()
+			if a == wantAccepted && o == wantOpen {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("host server %s: %d connections accepted (want %d), %d open (want %d)", what, a, wantAccepted, o, wantOpen)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("host server: %d connections accepted (want 4), %d still open after rm (want 0)", a, o)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	waitConns("after rm", 4, 0)
+
+	// A connection a container process still holds ends with the
+	// container: rm -f closes the host's end.
+	if _, errOut, code := vcRun(t, nil, "run", "-d", "--name", "e2e-sock2", "-v", sock+":/run/echo.sock", "-v", tools+":/tools:ro", "busybox", "--",
+		"/tools/sockclient", "-hold", "/run/echo.sock"); code != 0 {
+		t.Fatalf("run -d: exit %d, stderr %q", code, errOut)
+	}
+	defer vcRun(t, nil, "rm", "-f", "e2e-sock2")
+	waitConns("with a connection held in the container", 5, 1)
+	if _, errOut, code := vcRun(t, nil, "rm", "-f", "e2e-sock2"); code != 0 {
+		t.Fatalf("rm -f: exit %d, stderr %q", code, errOut)
+	}
+	waitConns("after rm -f of the holding container", 5, 0)
+	noLeftovers(t, "e2e-sock2")
 }

@@ -3,6 +3,8 @@
 // opens two connections to an echo server at once, makes interleaved
 // round trips on them, then sends a large payload on one, half-closes it
 // and reads the whole echo back. It prints "ok" and the bytes echoed.
+// With -hold it makes one round trip, prints "held" and keeps the
+// connection open until killed.
 package main
 
 import (
@@ -14,11 +16,20 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: sockclient SOCKET")
+	args := os.Args[1:]
+	hold := len(args) > 0 && args[0] == "-hold"
+	if hold {
+		args = args[1:]
+	}
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: sockclient [-hold] SOCKET")
 		os.Exit(2)
 	}
-	if err := run(os.Args[1]); err != nil {
+	f := run
+	if hold {
+		f = holdOpen
+	}
+	if err := f(args[0]); err != nil {
 		fmt.Fprintln(os.Stderr, "sockclient:", err)
 		os.Exit(1)
 	}
@@ -77,4 +88,21 @@ func run(path string) error {
 	total += len(got)
 	fmt.Println("ok", total)
 	return nil
+}
+
+func holdOpen(path string) error {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return err
+	}
+	msg := []byte("hold\n")
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+		return fmt.Errorf("echo %q, %v; want %q", got, err, msg)
+	}
+	fmt.Println("held")
+	select {}
 }
