@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,13 +9,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
-	"github.com/virtcontainers/vc/internal/testutil"
 )
 
 func TestRunPrintsGuestKernel(t *testing.T) {
@@ -523,47 +519,9 @@ func TestCPUsFraction(t *testing.T) {
 // every connection closed); a connection a container process holds open
 // is closed on the host by rm -f.
 func TestUnixSocketVolume(t *testing.T) {
-	client, err := testutil.Build("sockclient", "./test/e2e/sockclient", []string{"CGO_ENABLED=0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tools := t.TempDir()
-	b, err := os.ReadFile(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(tools, "sockclient"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	tools := sockClientDir(t)
 	sock := filepath.Join(t.TempDir(), "echo.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var mu sync.Mutex
-	accepted, open := 0, 0
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			accepted++
-			open++
-			mu.Unlock()
-			go func() {
-				io.Copy(c, c)
-				c.(*net.UnixConn).CloseWrite()
-				io.Copy(io.Discard, c)
-				c.Close()
-				mu.Lock()
-				open--
-				mu.Unlock()
-			}()
-		}
-	}()
+	counts := echoServer(t, sock)
 	out, errOut, code := vcRun(t, nil, "run", "--name", "e2e-sock", "-v", sock+":/run/echo.sock", "-v", tools+":/tools:ro", "busybox", "--",
 		"sh", "-c", "ls -l /run/echo.sock && /tools/sockclient /run/echo.sock && /tools/sockclient /run/echo.sock")
 	defer vcRun(t, nil, "rm", "-f", "e2e-sock")
@@ -576,23 +534,7 @@ func TestUnixSocketVolume(t *testing.T) {
 		t.Fatalf("rm: exit %d, stderr %q", code, errOut)
 	}
 	noLeftovers(t, "e2e-sock")
-	waitConns := func(what string, wantAccepted, wantOpen int) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			mu.Lock()
-			a, o := accepted, open
-			mu.Unlock()
-			if a == wantAccepted && o == wantOpen {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("host server %s: %d connections accepted (want %d), %d open (want %d)", what, a, wantAccepted, o, wantOpen)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	waitConns("after rm", 4, 0)
+	waitConns(t, counts, "after rm", 4, 0)
 
 	// A connection a container process still holds ends with the
 	// container: rm -f closes the host's end.
@@ -601,10 +543,10 @@ func TestUnixSocketVolume(t *testing.T) {
 		t.Fatalf("run -d: exit %d, stderr %q", code, errOut)
 	}
 	defer vcRun(t, nil, "rm", "-f", "e2e-sock2")
-	waitConns("with a connection held in the container", 5, 1)
+	waitConns(t, counts, "with a connection held in the container", 5, 1)
 	if _, errOut, code := vcRun(t, nil, "rm", "-f", "e2e-sock2"); code != 0 {
 		t.Fatalf("rm -f: exit %d, stderr %q", code, errOut)
 	}
-	waitConns("after rm -f of the holding container", 5, 0)
+	waitConns(t, counts, "after rm -f of the holding container", 5, 0)
 	noLeftovers(t, "e2e-sock2")
 }
