@@ -548,6 +548,279 @@ func (x *ShareLoopbackResponse) GetRefused() []string {
 	return nil
 }
 
+type SocketProxyListenRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Index       uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// mode (permission bits), uid and gid are the host socket's: the
+	// guest's socket gets them.
+	Mode          uint32 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid           uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketProxyListenRequest) Reset() {
+	*x = SocketProxyListenRequest{}
+	mi := &file_portforward_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketProxyListenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketProxyListenRequest) ProtoMessage() {}
+
+func (x *SocketProxyListenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portforward_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketProxyListenRequest.ProtoReflect.Descriptor instead.
+func (*SocketProxyListenRequest) Descriptor() ([]byte, []int) {
+	return file_portforward_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SocketProxyListenRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *SocketProxyListenRequest) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SocketProxyListenRequest) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *SocketProxyListenRequest) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *SocketProxyListenRequest) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+type SocketProxyListenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the guest's listening socket.
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketProxyListenResponse) Reset() {
+	*x = SocketProxyListenResponse{}
+	mi := &file_portforward_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketProxyListenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketProxyListenResponse) ProtoMessage() {}
+
+func (x *SocketProxyListenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portforward_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketProxyListenResponse.ProtoReflect.Descriptor instead.
+func (*SocketProxyListenResponse) Descriptor() ([]byte, []int) {
+	return file_portforward_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SocketProxyListenResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type SocketProxyAcceptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Index         uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	WaitMs        uint32                 `protobuf:"varint,3,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketProxyAcceptRequest) Reset() {
+	*x = SocketProxyAcceptRequest{}
+	mi := &file_portforward_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketProxyAcceptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketProxyAcceptRequest) ProtoMessage() {}
+
+func (x *SocketProxyAcceptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portforward_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketProxyAcceptRequest.ProtoReflect.Descriptor instead.
+func (*SocketProxyAcceptRequest) Descriptor() ([]byte, []int) {
+	return file_portforward_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SocketProxyAcceptRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *SocketProxyAcceptRequest) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SocketProxyAcceptRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type SocketProxyAcceptResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the accepted connection's (a forwarded connection), 0 when
+	// none came within wait_ms.
+	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketProxyAcceptResponse) Reset() {
+	*x = SocketProxyAcceptResponse{}
+	mi := &file_portforward_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketProxyAcceptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketProxyAcceptResponse) ProtoMessage() {}
+
+func (x *SocketProxyAcceptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portforward_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketProxyAcceptResponse.ProtoReflect.Descriptor instead.
+func (*SocketProxyAcceptResponse) Descriptor() ([]byte, []int) {
+	return file_portforward_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SocketProxyAcceptResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type SocketProxyCloseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketProxyCloseRequest) Reset() {
+	*x = SocketProxyCloseRequest{}
+	mi := &file_portforward_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketProxyCloseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketProxyCloseRequest) ProtoMessage() {}
+
+func (x *SocketProxyCloseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portforward_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketProxyCloseRequest.ProtoReflect.Descriptor instead.
+func (*SocketProxyCloseRequest) Descriptor() ([]byte, []int) {
+	return file_portforward_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SocketProxyCloseRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
 var File_portforward_proto protoreflect.FileDescriptor
 
 const file_portforward_proto_rawDesc = "" +
@@ -587,13 +860,32 @@ const file_portforward_proto_rawDesc = "" +
 	"generation\x18\x01 \x01(\x04R\n" +
 	"generation\x12,\n" +
 	"\tlisteners\x18\x02 \x03(\v2\x0e.grpc.ListenerR\tlisteners\x12\x18\n" +
-	"\arefused\x18\x03 \x03(\tR\arefused2\xe5\x02\n" +
+	"\arefused\x18\x03 \x03(\tR\arefused\"\x8b\x01\n" +
+	"\x18SocketProxyListenRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\"/\n" +
+	"\x19SocketProxyListenResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"l\n" +
+	"\x18SocketProxyAcceptRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12\x17\n" +
+	"\await_ms\x18\x03 \x01(\rR\x06waitMs\"+\n" +
+	"\x19SocketProxyAcceptResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"<\n" +
+	"\x17SocketProxyCloseRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId2\xdc\x04\n" +
 	"\vPortForward\x12B\n" +
 	"\vForwardDial\x12\x18.grpc.ForwardDialRequest\x1a\x19.grpc.ForwardDialResponse\x12B\n" +
 	"\vForwardRead\x12\x18.grpc.ForwardReadRequest\x1a\x19.grpc.ForwardReadResponse\x12A\n" +
 	"\fForwardWrite\x12\x19.grpc.ForwardWriteRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
 	"\fForwardClose\x12\x19.grpc.ForwardCloseRequest\x1a\x16.google.protobuf.Empty\x12H\n" +
-	"\rShareLoopback\x12\x1a.grpc.ShareLoopbackRequest\x1a\x1b.grpc.ShareLoopbackResponseB(Z&github.com/virtcontainers/vc/api/agentb\x06proto3"
+	"\rShareLoopback\x12\x1a.grpc.ShareLoopbackRequest\x1a\x1b.grpc.ShareLoopbackResponse\x12T\n" +
+	"\x11SocketProxyListen\x12\x1e.grpc.SocketProxyListenRequest\x1a\x1f.grpc.SocketProxyListenResponse\x12T\n" +
+	"\x11SocketProxyAccept\x12\x1e.grpc.SocketProxyAcceptRequest\x1a\x1f.grpc.SocketProxyAcceptResponse\x12I\n" +
+	"\x10SocketProxyClose\x12\x1d.grpc.SocketProxyCloseRequest\x1a\x16.google.protobuf.EmptyB(Z&github.com/virtcontainers/vc/api/agentb\x06proto3"
 
 var (
 	file_portforward_proto_rawDescOnce sync.Once
@@ -607,36 +899,47 @@ func file_portforward_proto_rawDescGZIP() []byte {
 	return file_portforward_proto_rawDescData
 }
 
-var file_portforward_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_portforward_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_portforward_proto_goTypes = []any{
-	(*ForwardDialRequest)(nil),    // 0: grpc.ForwardDialRequest
-	(*ForwardDialResponse)(nil),   // 1: grpc.ForwardDialResponse
-	(*ForwardReadRequest)(nil),    // 2: grpc.ForwardReadRequest
-	(*ForwardReadResponse)(nil),   // 3: grpc.ForwardReadResponse
-	(*ForwardWriteRequest)(nil),   // 4: grpc.ForwardWriteRequest
-	(*ForwardCloseRequest)(nil),   // 5: grpc.ForwardCloseRequest
-	(*ShareLoopbackRequest)(nil),  // 6: grpc.ShareLoopbackRequest
-	(*Listener)(nil),              // 7: grpc.Listener
-	(*ShareLoopbackResponse)(nil), // 8: grpc.ShareLoopbackResponse
-	(*emptypb.Empty)(nil),         // 9: google.protobuf.Empty
+	(*ForwardDialRequest)(nil),        // 0: grpc.ForwardDialRequest
+	(*ForwardDialResponse)(nil),       // 1: grpc.ForwardDialResponse
+	(*ForwardReadRequest)(nil),        // 2: grpc.ForwardReadRequest
+	(*ForwardReadResponse)(nil),       // 3: grpc.ForwardReadResponse
+	(*ForwardWriteRequest)(nil),       // 4: grpc.ForwardWriteRequest
+	(*ForwardCloseRequest)(nil),       // 5: grpc.ForwardCloseRequest
+	(*ShareLoopbackRequest)(nil),      // 6: grpc.ShareLoopbackRequest
+	(*Listener)(nil),                  // 7: grpc.Listener
+	(*ShareLoopbackResponse)(nil),     // 8: grpc.ShareLoopbackResponse
+	(*SocketProxyListenRequest)(nil),  // 9: grpc.SocketProxyListenRequest
+	(*SocketProxyListenResponse)(nil), // 10: grpc.SocketProxyListenResponse
+	(*SocketProxyAcceptRequest)(nil),  // 11: grpc.SocketProxyAcceptRequest
+	(*SocketProxyAcceptResponse)(nil), // 12: grpc.SocketProxyAcceptResponse
+	(*SocketProxyCloseRequest)(nil),   // 13: grpc.SocketProxyCloseRequest
+	(*emptypb.Empty)(nil),             // 14: google.protobuf.Empty
 }
 var file_portforward_proto_depIdxs = []int32{
-	7, // 0: grpc.ShareLoopbackResponse.listeners:type_name -> grpc.Listener
-	0, // 1: grpc.PortForward.ForwardDial:input_type -> grpc.ForwardDialRequest
-	2, // 2: grpc.PortForward.ForwardRead:input_type -> grpc.ForwardReadRequest
-	4, // 3: grpc.PortForward.ForwardWrite:input_type -> grpc.ForwardWriteRequest
-	5, // 4: grpc.PortForward.ForwardClose:input_type -> grpc.ForwardCloseRequest
-	6, // 5: grpc.PortForward.ShareLoopback:input_type -> grpc.ShareLoopbackRequest
-	1, // 6: grpc.PortForward.ForwardDial:output_type -> grpc.ForwardDialResponse
-	3, // 7: grpc.PortForward.ForwardRead:output_type -> grpc.ForwardReadResponse
-	9, // 8: grpc.PortForward.ForwardWrite:output_type -> google.protobuf.Empty
-	9, // 9: grpc.PortForward.ForwardClose:output_type -> google.protobuf.Empty
-	8, // 10: grpc.PortForward.ShareLoopback:output_type -> grpc.ShareLoopbackResponse
-	6, // [6:11] is the sub-list for method output_type
-	1, // [1:6] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	7,  // 0: grpc.ShareLoopbackResponse.listeners:type_name -> grpc.Listener
+	0,  // 1: grpc.PortForward.ForwardDial:input_type -> grpc.ForwardDialRequest
+	2,  // 2: grpc.PortForward.ForwardRead:input_type -> grpc.ForwardReadRequest
+	4,  // 3: grpc.PortForward.ForwardWrite:input_type -> grpc.ForwardWriteRequest
+	5,  // 4: grpc.PortForward.ForwardClose:input_type -> grpc.ForwardCloseRequest
+	6,  // 5: grpc.PortForward.ShareLoopback:input_type -> grpc.ShareLoopbackRequest
+	9,  // 6: grpc.PortForward.SocketProxyListen:input_type -> grpc.SocketProxyListenRequest
+	11, // 7: grpc.PortForward.SocketProxyAccept:input_type -> grpc.SocketProxyAcceptRequest
+	13, // 8: grpc.PortForward.SocketProxyClose:input_type -> grpc.SocketProxyCloseRequest
+	1,  // 9: grpc.PortForward.ForwardDial:output_type -> grpc.ForwardDialResponse
+	3,  // 10: grpc.PortForward.ForwardRead:output_type -> grpc.ForwardReadResponse
+	14, // 11: grpc.PortForward.ForwardWrite:output_type -> google.protobuf.Empty
+	14, // 12: grpc.PortForward.ForwardClose:output_type -> google.protobuf.Empty
+	8,  // 13: grpc.PortForward.ShareLoopback:output_type -> grpc.ShareLoopbackResponse
+	10, // 14: grpc.PortForward.SocketProxyListen:output_type -> grpc.SocketProxyListenResponse
+	12, // 15: grpc.PortForward.SocketProxyAccept:output_type -> grpc.SocketProxyAcceptResponse
+	14, // 16: grpc.PortForward.SocketProxyClose:output_type -> google.protobuf.Empty
+	9,  // [9:17] is the sub-list for method output_type
+	1,  // [1:9] is the sub-list for method input_type
+	1,  // [1:1] is the sub-list for extension type_name
+	1,  // [1:1] is the sub-list for extension extendee
+	0,  // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_portforward_proto_init() }
@@ -650,7 +953,7 @@ func file_portforward_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portforward_proto_rawDesc), len(file_portforward_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -14,6 +14,9 @@ type PortForwardService interface {
 	ForwardWrite(context.Context, *ForwardWriteRequest) (*emptypb.Empty, error)
 	ForwardClose(context.Context, *ForwardCloseRequest) (*emptypb.Empty, error)
 	ShareLoopback(context.Context, *ShareLoopbackRequest) (*ShareLoopbackResponse, error)
+	SocketProxyListen(context.Context, *SocketProxyListenRequest) (*SocketProxyListenResponse, error)
+	SocketProxyAccept(context.Context, *SocketProxyAcceptRequest) (*SocketProxyAcceptResponse, error)
+	SocketProxyClose(context.Context, *SocketProxyCloseRequest) (*emptypb.Empty, error)
 }
 
 func RegisterPortForwardService(srv *ttrpc.Server, svc PortForwardService) {
@@ -53,6 +56,27 @@ func RegisterPortForwardService(srv *ttrpc.Server, svc PortForwardService) {
 					return nil, err
 				}
 				return svc.ShareLoopback(ctx, &req)
+			},
+			"SocketProxyListen": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SocketProxyListenRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SocketProxyListen(ctx, &req)
+			},
+			"SocketProxyAccept": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SocketProxyAcceptRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SocketProxyAccept(ctx, &req)
+			},
+			"SocketProxyClose": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SocketProxyCloseRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SocketProxyClose(ctx, &req)
 			},
 		},
 	})
@@ -103,6 +127,30 @@ func (c *portforwardClient) ForwardClose(ctx context.Context, req *ForwardCloseR
 func (c *portforwardClient) ShareLoopback(ctx context.Context, req *ShareLoopbackRequest) (*ShareLoopbackResponse, error) {
 	var resp ShareLoopbackResponse
 	if err := c.client.Call(ctx, "grpc.PortForward", "ShareLoopback", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *portforwardClient) SocketProxyListen(ctx context.Context, req *SocketProxyListenRequest) (*SocketProxyListenResponse, error) {
+	var resp SocketProxyListenResponse
+	if err := c.client.Call(ctx, "grpc.PortForward", "SocketProxyListen", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *portforwardClient) SocketProxyAccept(ctx context.Context, req *SocketProxyAcceptRequest) (*SocketProxyAcceptResponse, error) {
+	var resp SocketProxyAcceptResponse
+	if err := c.client.Call(ctx, "grpc.PortForward", "SocketProxyAccept", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *portforwardClient) SocketProxyClose(ctx context.Context, req *SocketProxyCloseRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "grpc.PortForward", "SocketProxyClose", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

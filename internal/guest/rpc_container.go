@@ -106,6 +106,7 @@ func (a *Agent) RemoveContainer(ctx context.Context, req *pb.RemoveContainerRequ
 	if err := a.ctr.m.Remove(ctx, req.GetContainerId(), timeout); err != nil {
 		return nil, err
 	}
+	a.closeSockProxies(req.GetContainerId())
 	return &emptypb.Empty{}, nil
 }
 

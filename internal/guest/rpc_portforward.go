@@ -43,9 +43,31 @@ type forwardState struct {
 // forwardConn is one forwarded connection. Reads, and writes, are
 // serialized: each call takes the next bytes in order.
 type forwardConn struct {
-	conn *net.TCPConn
+	conn streamConn
 	rmu  sync.Mutex
 	wmu  sync.Mutex
+}
+
+// streamConn is a forwarded connection's socket: TCP (ForwardDial) or
+// unix (a socket proxy's).
+type streamConn interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// add registers a connection and returns its id.
+func (f *forwardState) add(c streamConn) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.conns); n >= maxForwards {
+		return 0, fmt.Errorf("%d forwarded connections open already: %w", n, errdefs.ErrResourceExhausted)
+	}
+	if f.conns == nil {
+		f.conns = map[uint64]*forwardConn{}
+	}
+	f.next++
+	f.conns[f.next] = &forwardConn{conn: c}
+	return f.next, nil
 }
 
 func (f *forwardState) get(id uint64) (*forwardConn, error) {

@@ -47,10 +47,11 @@ type Agent struct {
 	reaper *reaper.Reaper
 	log    *slog.Logger
 
-	ctr  containerState // rpc_container.go
-	misc miscState      // rpc_misc.go
-	fwd  forwardState   // rpc_portforward.go
-	loop loopbackState  // loopback.go
+	ctr   containerState // rpc_container.go
+	misc  miscState      // rpc_misc.go
+	fwd   forwardState   // rpc_portforward.go
+	loop  loopbackState  // loopback.go
+	sockp sockProxyState // sockproxy.go
 }
 
 var (
@@ -133,4 +134,5 @@ func (a *Agent) Close() {
 	a.ctr.close()
 	a.fwd.closeAll()
 	a.loop.closeMirrors()
+	a.closeSockProxies("")
 }

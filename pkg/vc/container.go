@@ -50,6 +50,12 @@ func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) erro
 	}
 	cu := cleanup.Make(func() { unshareContainer(s.sharedDir(), cfg.ID) })
 	defer cu.Clean()
+	// Unix sockets bind-mounted from the host are relayed (sockproxy.go).
+	stopProxies, err := s.proxySockets(ctx, cfg.ID, spec)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", cfg.ID, err)
+	}
+	cu.Add(stopProxies)
 
 	// Block devices of the spec are hotplugged as disks (device.go).
 	devs, disks, err := s.plugDevices(ctx, cfg.ID, spec)
@@ -366,6 +372,7 @@ func (c *Container) Delete(ctx context.Context) error {
 				return fmt.Errorf("container %s: %w", c.id, err)
 			}
 		}
+		s.stopSockProxies(c.id)
 		if err := s.unplugDevices(ctx, c.id, st.Disks); err != nil {
 			return err
 		}

@@ -44,6 +44,7 @@ type Sandbox struct {
 	agent  pb.AgentServiceService
 	health pb.HealthService
 	proxy  *ttrpc.Server
+	sockp  sockProxies // sockproxy.go
 
 	// exited is closed once the owner has seen the VM end and cleaned up.
 	exited chan struct{}
@@ -373,6 +374,7 @@ func (s *Sandbox) markStopped(reason string) {
 			c.Exited = time.Now().UTC()
 			s.store.Save(s.id, containerKey(c.ID), c)
 		}
+		go s.stopSockProxies(c.ID) // s.mu is held
 		unshareContainer(s.sharedDir(), c.ID)
 	}
 	s.teardownNetwork()

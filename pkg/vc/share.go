@@ -65,13 +65,10 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 			return fmt.Errorf("mounts[%d].source %q (destination %s): %w: %w", i, m.Source, m.Destination, err, errdefs.ErrInvalidArgument)
 		}
 		if st.Mode().Type() == fs.ModeSocket {
-			// The guest's kernel has no way to the host's socket: 9p
-			// shows it as a file that nothing can connect to (ENXIO,
-			// "no such device"). Said here rather than at the first
-			// connect in the container. InvalidArgument, not
-			// NotImplemented: containerd takes a task Create that
-			// answers Unimplemented for an older shim API and retries.
-			return fmt.Errorf("mounts[%d].source %q (destination %s) is a unix socket: a unix socket cannot be bind-mounted into a VM: %w", i, m.Source, m.Destination, errdefs.ErrInvalidArgument)
+			// 9p cannot carry a host socket (the guest sees a file
+			// nothing can connect to): the source stays a host path,
+			// and Sandbox.proxySockets gives the mount a socket proxy.
+			continue
 		}
 		name := strconv.Itoa(i)
 		mode := bindMode{

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -591,12 +590,6 @@ func mountsUnder(dir string) []string {
 func TestVCBadSpec(t *testing.T) {
 	d := startVC(t, `enable_annotations = ["cpus"]`)
 	rootfs := t.TempDir()
-	sock := filepath.Join(t.TempDir(), "app.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -610,7 +603,6 @@ func TestVCBadSpec(t *testing.T) {
 		{"no process args", []string{"--rootfs", rootfs, "bad6"}, "spec.process.args: empty"},
 		// Found only after the VM booted: the VM goes too.
 		{"missing bind source", []string{"--mount", "type=bind,src=/nonexistent/src,dst=/x,options=rbind", images.BusyboxRef, "bad7", "true"}, `source "/nonexistent/src" (destination /x)`},
-		{"unix socket volume", []string{"--mount", "type=bind,src=" + sock + ",dst=/run/app.sock,options=rbind", images.BusyboxRef, "bad8", "true"}, `source "` + sock + `" (destination /run/app.sock) is a unix socket: a unix socket cannot be bind-mounted into a VM`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

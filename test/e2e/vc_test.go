@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -512,21 +511,42 @@ func TestCPUsFraction(t *testing.T) {
 	noLeftovers(t, "e2e-cpus")
 }
 
-// A unix socket cannot be bound into the VM: vc run refuses it as its own
-// error (125), naming the mount, and leaves no container behind.
+// A unix socket of the host bind-mounted into a container (-v
+// SOCK:/run/echo.sock) works as with runc: the agent listens at the
+// destination and each connection is relayed to the host's socket. Two
+// connections at once each get their own echo, a 1 MiB payload and a
+// half-close cross the relay, and rm leaves nothing (the server sees
+// every connection closed); a connection a container process holds open
+// is closed on the host by rm -f.
 func TestUnixSocketVolume(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "app.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
+	tools := sockClientDir(t)
+	sock := filepath.Join(t.TempDir(), "echo.sock")
+	counts := echoServer(t, sock)
+	out, errOut, code := vcRun(t, nil, "run", "--name", "e2e-sock", "-v", sock+":/run/echo.sock", "-v", tools+":/tools:ro", "busybox", "--",
+		"sh", "-c", "ls -l /run/echo.sock && /tools/sockclient /run/echo.sock && /tools/sockclient /run/echo.sock")
+	defer vcRun(t, nil, "rm", "-f", "e2e-sock")
+	// 5 rounds on 2 connections of 15-byte lines, and 1 MiB.
+	want := "ok 1048726\n"
+	if code != 0 || !strings.HasPrefix(out, "s") || !strings.HasSuffix(out, want+want) {
+		t.Fatalf("run -v SOCKET: exit %d, stdout %q, stderr %q; want 0, a socket listed, and %q twice", code, out, errOut, want)
 	}
-	defer l.Close()
-	_, errOut, code := vcRun(t, nil, "run", "--rm", "--name", "e2e-sock", "-v", sock+":/run/app.sock", "busybox", "--", "true")
-	want := `source "` + sock + `" (destination /run/app.sock) is a unix socket: a unix socket cannot be bind-mounted into a VM`
-	if code != 125 || !strings.Contains(errOut, want) {
-		t.Errorf("run -v SOCKET: exit %d, stderr %q; want 125 and %q", code, errOut, want)
+	if _, errOut, code := vcRun(t, nil, "rm", "e2e-sock"); code != 0 {
+		t.Fatalf("rm: exit %d, stderr %q", code, errOut)
 	}
-	if out, _, _ := vcRun(t, nil, "ps", "-a"); strings.Contains(out, "e2e-sock") {
-		t.Errorf("container left after a refused run:\n%s", out)
+	noLeftovers(t, "e2e-sock")
+	waitConns(t, counts, "after rm", 4, 0)
+
+	// A connection a container process still holds ends with the
+	// container: rm -f closes the host's end.
+	if _, errOut, code := vcRun(t, nil, "run", "-d", "--name", "e2e-sock2", "-v", sock+":/run/echo.sock", "-v", tools+":/tools:ro", "busybox", "--",
+		"/tools/sockclient", "-hold", "/run/echo.sock"); code != 0 {
+		t.Fatalf("run -d: exit %d, stderr %q", code, errOut)
 	}
+	defer vcRun(t, nil, "rm", "-f", "e2e-sock2")
+	waitConns(t, counts, "with a connection held in the container", 5, 1)
+	if _, errOut, code := vcRun(t, nil, "rm", "-f", "e2e-sock2"); code != 0 {
+		t.Fatalf("rm -f: exit %d, stderr %q", code, errOut)
+	}
+	waitConns(t, counts, "after rm -f of the holding container", 5, 0)
+	noLeftovers(t, "e2e-sock2")
 }
