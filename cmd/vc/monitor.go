@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -37,13 +38,18 @@ func monitorCmd(ctx context.Context, g *globals, args []string) error {
 		return fmt.Errorf("monitor: --timeout %s: must be positive", *timeout)
 	}
 	var dirs []string
-	for _, d := range strings.Split(*roots, ",") {
-		if d = strings.TrimSpace(d); d != "" {
+	seen := map[string]bool{}
+	add := func(d string) {
+		if d = filepath.Clean(strings.TrimSpace(d)); d != "." && !seen[d] {
+			seen[d] = true
 			dirs = append(dirs, d)
 		}
 	}
+	for _, d := range strings.Split(*roots, ",") {
+		add(d)
+	}
 	if g.stateRoot != "" && g.stateRoot != persist.DefaultRoot {
-		dirs = append(dirs, g.stateRoot)
+		add(g.stateRoot)
 	}
 	if len(dirs) == 0 {
 		return fmt.Errorf("monitor: --roots %q: no directory", *roots)
