@@ -59,6 +59,15 @@ func (h *Host) Sandboxes(ctx context.Context) ([]Sandbox, error) {
 	for _, root := range h.Roots {
 		out = h.scan(out, root, true)
 	}
+	// The same id under two roots (vc's and the shim's) would make
+	// clashing series: the one found later is labelled root/id.
+	seen := map[string]bool{}
+	for i := range out {
+		if seen[out[i].ID] {
+			out[i].ID = filepath.Base(out[i].Root) + "/" + out[i].ID
+		}
+		seen[out[i].ID] = true
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
@@ -70,6 +79,7 @@ func (h *Host) scan(out []Sandbox, root string, nested bool) []Sandbox {
 	if err != nil {
 		return out // absent: that runtime is not used here
 	}
+	var inner []string
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -78,7 +88,7 @@ func (h *Host) scan(out []Sandbox, root string, nested bool) []Sandbox {
 		b, err := os.ReadFile(filepath.Join(dir, "sandbox.json"))
 		if err != nil {
 			if nested && os.IsNotExist(err) {
-				out = h.scan(out, dir, false)
+				inner = append(inner, dir)
 			}
 			continue
 		}
@@ -95,6 +105,11 @@ func (h *Host) scan(out []Sandbox, root string, nested bool) []Sandbox {
 		}
 		sb.PodName, sb.PodNamespace = podOf(dir, st.Config.Annotations)
 		out = append(out, sb)
+	}
+	// A root's own sandboxes first: they keep their id when a root
+	// below holds the same one.
+	for _, dir := range inner {
+		out = h.scan(out, dir, false)
 	}
 	return out
 }
