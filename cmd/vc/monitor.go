@@ -32,10 +32,10 @@ func monitorCmd(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("monitor: unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *timeout <= 0 {
-		return fmt.Errorf("monitor: --timeout %s: must be positive", *timeout)
+		return fmt.Errorf("--timeout %s: must be positive", *timeout)
 	}
 	var dirs []string
 	seen := map[string]bool{}
@@ -52,11 +52,11 @@ func monitorCmd(ctx context.Context, g *globals, args []string) error {
 		add(g.stateRoot)
 	}
 	if len(dirs) == 0 {
-		return fmt.Errorf("monitor: --roots %q: no directory", *roots)
+		return fmt.Errorf("--roots %q: no directory", *roots)
 	}
 	src, err := monitor.NewHost(dirs)
 	if err != nil {
-		return fmt.Errorf("monitor: %w", err)
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(monitor.NewCollector(src, *timeout),
@@ -74,7 +74,7 @@ func monitorCmd(ctx context.Context, g *globals, args []string) error {
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return fmt.Errorf("monitor: --listen %s: %w", *listen, err)
+		return fmt.Errorf("--listen %s: %w", *listen, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	slog.Info("monitor serving", "addr", ln.Addr().String(), "roots", dirs, "timeout", *timeout)
@@ -82,13 +82,13 @@ func monitorCmd(ctx context.Context, g *globals, args []string) error {
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("monitor: %w", err)
+		return err
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("monitor: shutdown: %w", err)
+		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
 }

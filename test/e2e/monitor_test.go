@@ -217,6 +217,12 @@ func TestMonitor(t *testing.T) {
 			t.Errorf("stopped sandbox's series: %s", l)
 		}
 	}
+	for _, id := range ids {
+		if _, errOut, code := vcRun(t, nil, "rm", "-f", id); code != 0 {
+			t.Errorf("rm -f %s: %s", id, errOut)
+		}
+		noLeftovers(t, id)
+	}
 }
 
 // freeAddr is a free 127.0.0.1 port.
