@@ -19,6 +19,7 @@ pkgs=(
 	gcc make libc6-dev flex bison bc libelf-dev   # building the minimal guest kernel from linux-source
 	e2fsprogs           # mkfs.ext4 for block volumes
 	erofs-utils         # mkfs.erofs: containerd's erofs snapshotter (shim tests)
+	prometheus          # scrapes vc monitor in test/e2e (monitor_test.go)
 	podman              # podman --runtime bin/vc-runtime (test/runtime)
 	docker.io           # docker 20.10 with vc-runtime (test/runtime); brings Debian's
 	                    # containerd 1.6, containerd-shim-runc-v2, runc and tini into
