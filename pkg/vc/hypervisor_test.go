@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 
 	// The QEMU driver, registered for the VMs these tests start (a
 	// program links the drivers it runs: pkg/vc names none).
@@ -21,23 +22,9 @@ import (
 // without touching it. Its imports (not its tests') reach none of
 // pkg/hypervisor's sub-packages, and no factory.
 func TestNoDriverImported(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("no go command to list the package's imports: %v", err)
-	}
-	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) < 10 {
-		t.Fatalf("go list -deps listed %d packages: %q", len(deps), deps)
-	}
-	for _, d := range deps {
-		if strings.HasPrefix(d, "github.com/virtcontainers/vc/pkg/hypervisor/") || d == "github.com/virtcontainers/vc/pkg/factory" {
-			t.Errorf("pkg/vc imports %s", d)
-		}
-	}
+	testenv.NoImports(t, func(d string) bool {
+		return strings.HasPrefix(d, "github.com/virtcontainers/vc/pkg/hypervisor/") || d == "github.com/virtcontainers/vc/pkg/factory"
+	})
 }
 
 // A sandbox naming a factory must say where its VM comes from: a

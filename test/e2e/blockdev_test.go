@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 	"github.com/virtcontainers/vc/pkg/oci"
@@ -25,25 +26,7 @@ import (
 // device; the test's cleanup detaches it and fails if it stays.
 func loopDevice(t *testing.T, pattern string) (dev string, major, minor int64) {
 	t.Helper()
-	img := filepath.Join(t.TempDir(), "disk.img")
-	data := make([]byte, 8<<20)
-	copy(data, pattern)
-	if err := os.WriteFile(img, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev = strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-		if out, _ := exec.Command("losetup", "-j", img).Output(); len(bytes.TrimSpace(out)) != 0 {
-			t.Errorf("loop device left attached: %s", out)
-		}
-	})
+	dev = testenv.LoopDevice(t, 8<<20, pattern)
 	var st unix.Stat_t
 	if err := unix.Stat(dev, &st); err != nil {
 		t.Fatal(err)

@@ -1,16 +1,16 @@
 package k8s
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // hostLoop attaches an 8 MiB file, with pattern at offset 0, to a loop
@@ -18,26 +18,7 @@ import (
 // it and fails if the file is still attached.
 func hostLoop(t *testing.T, pattern string) string {
 	t.Helper()
-	img := filepath.Join(t.TempDir(), "pv.img")
-	data := make([]byte, 8<<20)
-	copy(data, pattern)
-	if err := os.WriteFile(img, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-		if out, _ := exec.Command("losetup", "-j", img).Output(); len(bytes.TrimSpace(out)) != 0 {
-			t.Errorf("loop device left attached: %s", out)
-		}
-	})
-	return dev
+	return testenv.LoopDevice(t, 8<<20, pattern)
 }
 
 // openers lists the processes (pid/comm) holding path open.

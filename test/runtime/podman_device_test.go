@@ -1,12 +1,10 @@
 package runtime
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 // TestPodmanDevice: podman run --device HOSTLOOP:/dev/xvda through
@@ -15,25 +13,7 @@ import (
 // cannot be written; --privileged passes none of the host's devices.
 func TestPodmanDevice(t *testing.T) {
 	const pattern = "vc-podman-device"
-	img := filepath.Join(t.TempDir(), "disk.img")
-	data := make([]byte, 4<<20)
-	copy(data, pattern)
-	if err := os.WriteFile(img, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-		if out, _ := exec.Command("losetup", "-j", img).Output(); len(bytes.TrimSpace(out)) != 0 {
-			t.Errorf("loop device left attached: %s", out)
-		}
-	})
+	dev := testenv.LoopDevice(t, 4<<20, pattern)
 	out2, errOut, code, cid := cidRun(t, "--rm", "--device", dev+":/dev/xvda", "docker.io/library/busybox:vc-test",
 		"sh", "-c", "test -b /dev/xvda && head -c 16 /dev/xvda && echo && blockdev --getsize64 /dev/xvda")
 	if want := pattern + "\n4194304\n"; code != 0 || out2 != want {
