@@ -2,10 +2,13 @@ package testenv
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -57,4 +60,44 @@ func LoopDevice(t *testing.T, size int, pattern string) string {
 		}
 	})
 	return dev
+}
+
+// UnixEchoServer serves a unix socket at sock until the test ends: each
+// connection gets its bytes back and, after the peer's half-close, its
+// own. counts tells the connections accepted and those still open.
+func UnixEchoServer(t *testing.T, sock string) (counts func() (accepted, open int)) {
+	t.Helper()
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var mu sync.Mutex
+	accepted, open := 0, 0
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted++
+			open++
+			mu.Unlock()
+			go func() {
+				io.Copy(c, c)
+				c.(*net.UnixConn).CloseWrite()
+				io.Copy(io.Discard, c)
+				c.Close()
+				mu.Lock()
+				open--
+				mu.Unlock()
+			}()
+		}
+	}()
+	return func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted, open
+	}
 }

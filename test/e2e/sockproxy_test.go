@@ -3,12 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,50 +13,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
-
-// echoServer serves sock (a unix socket it creates): each connection gets
-// its bytes back and its half-close. counts tells the connections
-// accepted and still open.
-func echoServer(t *testing.T, sock string) (counts func() (accepted, open int)) {
-	t.Helper()
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	var mu sync.Mutex
-	accepted, open := 0, 0
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			accepted++
-			open++
-			mu.Unlock()
-			go func() {
-				io.Copy(c, c)
-				c.(*net.UnixConn).CloseWrite()
-				io.Copy(io.Discard, c)
-				c.Close()
-				mu.Lock()
-				open--
-				mu.Unlock()
-			}()
-		}
-	}()
-	return func() (int, int) {
-		mu.Lock()
-		defer mu.Unlock()
-		return accepted, open
-	}
-}
 
 // waitConns waits until counts says wantAccepted and wantOpen.
 func waitConns(t *testing.T, counts func() (int, int), what string, wantAccepted, wantOpen int) {
@@ -105,7 +63,7 @@ func TestSocketProxyContainerDelete(t *testing.T) {
 	defer cancel()
 	tools := sockClientDir(t)
 	sock := filepath.Join(t.TempDir(), "echo.sock")
-	counts := echoServer(t, sock)
+	counts := testenv.UnixEchoServer(t, sock)
 
 	s := newSandbox(ctx, t, "e2e-sockproxy", "")
 	root, err := rootfs.Busybox(dataRoot + "/rootfs")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/internal/testenv"
 )
 
 func TestRunPrintsGuestKernel(t *testing.T) {
@@ -521,7 +522,7 @@ func TestCPUsFraction(t *testing.T) {
 func TestUnixSocketVolume(t *testing.T) {
 	tools := sockClientDir(t)
 	sock := filepath.Join(t.TempDir(), "echo.sock")
-	counts := echoServer(t, sock)
+	counts := testenv.UnixEchoServer(t, sock)
 	out, errOut, code := vcRun(t, nil, "run", "--name", "e2e-sock", "-v", sock+":/run/echo.sock", "-v", tools+":/tools:ro", "busybox", "--",
 		"sh", "-c", "ls -l /run/echo.sock && /tools/sockclient /run/echo.sock && /tools/sockclient /run/echo.sock")
 	defer vcRun(t, nil, "rm", "-f", "e2e-sock")

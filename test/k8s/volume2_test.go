@@ -4,15 +4,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/virtcontainers/vc/internal/testenv"
 	"github.com/virtcontainers/vc/internal/testutil"
 )
 
@@ -190,35 +188,8 @@ func TestHostPathSocket(t *testing.T) {
 			t.Fatal(err)
 		}
 		sock := filepath.Join(dir, "s.sock")
-		l, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
+		counts := testenv.UnixEchoServer(t, sock)
 		os.Chmod(sock, 0o777)
-		var mu sync.Mutex
-		accepted, open := 0, 0
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				accepted++
-				open++
-				mu.Unlock()
-				go func() {
-					io.Copy(c, c)
-					c.(*net.UnixConn).CloseWrite()
-					io.Copy(io.Discard, c)
-					c.Close()
-					mu.Lock()
-					open--
-					mu.Unlock()
-				}()
-			}
-		}()
 		n.apply(podManifest("p", rc, fmt.Sprintf(`  containers:
   - name: c
     image: %s
@@ -240,9 +211,7 @@ func TestHostPathSocket(t *testing.T) {
 		n.k("delete", "pod", "p", "--wait", "--timeout", "3m")
 		var a, o int
 		n.waitFor("the node echo server's connections closed", 10*time.Second, func() bool {
-			mu.Lock()
-			a, o = accepted, open
-			mu.Unlock()
+			a, o = counts()
 			return o == 0
 		})
 		if a != 2 {
