@@ -68,18 +68,7 @@ func TestPodLevelResources(t *testing.T) {
 func TestResizeVCPUs(t *testing.T) {
 	t.Parallel()
 	forEachClass(t, "resizecpu", func(t *testing.T, n *ns, rc string) {
-		n.apply(podManifest("p", rc, fmt.Sprintf(`  containers:
-  - name: c
-    image: %s
-    imagePullPolicy: Never
-    command: ["sleep", "3600"]
-    resizePolicy:
-    - {resourceName: cpu, restartPolicy: NotRequired}
-    - {resourceName: memory, restartPolicy: NotRequired}
-    resources:
-      requests: {cpu: 100m, memory: 128Mi}
-      limits: {cpu: 500m, memory: 256Mi}
-`, image)))
+		n.apply(resizablePod(rc, "100m", "128Mi", "500m", "256Mi"))
 		n.waitReady("p")
 		nproc := func() int {
 			v, err := strconv.Atoi(strings.TrimSpace(n.exec("p", "", "nproc")))
@@ -89,7 +78,7 @@ func TestResizeVCPUs(t *testing.T) {
 			return v
 		}
 		quota := func() string {
-			return strings.Fields(n.exec("p", "", "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us") + " x")[0]
+			return strings.Fields(n.cpuQuota("p") + " x")[0]
 		}
 		resize := func(field, v string) {
 			t.Helper()

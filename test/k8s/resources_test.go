@@ -107,22 +107,11 @@ func TestOOMKilled(t *testing.T) {
 func TestInPlaceResize(t *testing.T) {
 	t.Parallel()
 	forEachClass(t, "resize", func(t *testing.T, n *ns, rc string) {
-		n.apply(podManifest("p", rc, fmt.Sprintf(`  containers:
-  - name: c
-    image: %s
-    imagePullPolicy: Never
-    command: ["sleep", "3600"]
-    resizePolicy:
-    - {resourceName: cpu, restartPolicy: NotRequired}
-    - {resourceName: memory, restartPolicy: NotRequired}
-    resources:
-      requests: {cpu: 500m, memory: 256Mi}
-      limits: {cpu: 500m, memory: 256Mi}
-`, image)))
+		n.apply(resizablePod(rc, "500m", "256Mi", "500m", "256Mi"))
 		n.waitReady("p")
 		meminfo := func() int { return memTotalMiB(t, n.exec("p", "", "cat", "/proc/meminfo")) }
 		limits := func() (cpu, mem string) {
-			cpu = strings.TrimSpace(n.exec("p", "", "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
+			cpu = n.cpuQuota("p")
 			mem = strings.TrimSpace(n.exec("p", "", "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"))
 			return cpu, mem
 		}
@@ -156,4 +145,28 @@ func TestInPlaceResize(t *testing.T) {
 			t.Errorf("the container restarted: %+v", p.ContainerStatuses)
 		}
 	})
+}
+
+// resizablePod is pod p of runtime class rc: one container sleeping, with
+// these requests and limits, that takes an in-place resize of either
+// without a restart.
+func resizablePod(rc, reqCPU, reqMem, limCPU, limMem string) string {
+	return podManifest("p", rc, fmt.Sprintf(`  containers:
+  - name: c
+    image: %s
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    resizePolicy:
+    - {resourceName: cpu, restartPolicy: NotRequired}
+    - {resourceName: memory, restartPolicy: NotRequired}
+    resources:
+      requests: {cpu: %s, memory: %s}
+      limits: {cpu: %s, memory: %s}
+`, image, reqCPU, reqMem, limCPU, limMem))
+}
+
+// cpuQuota is the CFS quota line of pod's container (cgroup v2's cpu.max,
+// or v1's cpu.cfs_quota_us).
+func (n *ns) cpuQuota(pod string) string {
+	return strings.TrimSpace(n.exec(pod, "", "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
 }
