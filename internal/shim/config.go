@@ -9,12 +9,15 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/internal/hostcgroup"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/network"
+	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // ConfigEnv names the shim's configuration file; containerd passes its
@@ -52,6 +55,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	pod_sizing = true               # CPU and memory limits grow the VM
 //	stop_timeout = "10s"            # how long a VM gets to power off
 //	factory = ""                    # a factory's directory (vc factory init): VMs that fit start from its template
+//	vm_cgroup = "account"           # the VM in a host cgroup under the pod's: off, account (cpuacct, memory, pids) or all (+ cpu quota); docs/kubernetes.md
 type Config struct {
 	StateRoot string `toml:"state_root"`
 	DataRoot  string `toml:"data_root"`
@@ -92,6 +96,17 @@ type Config struct {
 	// not fit, or without a template there, boots (logged). A damaged or
 	// stale template fails the sandbox's creation.
 	Factory string `toml:"factory"`
+	// VMCgroup puts a sandbox's VM (QEMU, all its threads) in a host
+	// cgroup of its own, from its start: the sandbox container's
+	// linux.cgroupsPath, under a CRI pod's cgroup, so the kubelet's pod
+	// figures (/stats/summary) and the pod's limits (plus the
+	// RuntimeClass's overhead) cover what the VM costs the host. "account"
+	// (default, cgroup v1): cpuacct, memory and pids; "all": also cpu,
+	// the pod's CPU quota throttling QEMU (under TCG the emulation costs
+	// far more host CPU than the guest uses, so a tight limit slows the
+	// guest); "off": QEMU stays in the shim's cgroups. On cgroup v2
+	// account and all are the same (pkg/vc CgroupConfig).
+	VMCgroup string `toml:"vm_cgroup"`
 }
 
 // duration is a time.Duration written as "10s" in TOML.
@@ -108,6 +123,16 @@ func (d *duration) UnmarshalText(b []byte) error {
 
 func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// vmCgroup is the host cgroup of the VM a container's spec boots: its
+// linux.cgroupsPath (a CRI sandbox's is under its pod's cgroup), in
+// VMCgroup's mode; none without a path.
+func (c Config) vmCgroup(spec *specs.Spec) vc.CgroupConfig {
+	if spec == nil || spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return vc.CgroupConfig{}
+	}
+	return vc.CgroupConfig{Path: spec.Linux.CgroupsPath, Mode: c.VMCgroup}
+}
+
 // DefaultConfig is the configuration without a file.
 func DefaultConfig() Config {
 	return Config{
@@ -116,6 +141,7 @@ func DefaultConfig() Config {
 		Accel:       "auto",
 		PodSizing:   true,
 		StopTimeout: duration{10 * time.Second},
+		VMCgroup:    string(hostcgroup.Account),
 	}
 }
 
@@ -187,6 +213,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := network.ParseModel(c.NetworkModel); err != nil {
 		return fmt.Errorf("network_model: %w", err)
+	}
+	if _, err := hostcgroup.ParseMode("vm_cgroup", c.VMCgroup); err != nil {
+		return err
 	}
 	if c.StopTimeout.Duration <= 0 {
 		return fmt.Errorf("stop_timeout %s: must be positive: %w", c.StopTimeout, errdefs.ErrInvalidArgument)

@@ -407,6 +407,7 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		NetworkModel: cfg.NetworkModel,
 		Annotations:  map[string]string{annNamespace: s.ns, annBundle: c.bundle},
 		StateRoot:    cfg.StateRoot,
+		Cgroup:       cfg.vmCgroup(c.spec),
 	}
 	if cfg.Factory != "" {
 		if err := s.useFactory(cfg.Factory, &scfg); err != nil {

@@ -340,12 +340,16 @@ memory_mib = 512
 enable_annotations = ["cpus", "io.virtcontainers.memory_mib"]
 stop_timeout = "3s"
 factory = "/var/lib/vc/factory"
+vm_cgroup = "all"
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.StateRoot != "/run/x" || cfg.CPUs != 2 || cfg.MemoryMiB != 512 || cfg.StopTimeout.Duration != 3*time.Second || cfg.DataRoot != DefaultConfig().DataRoot || cfg.Accel != "auto" || cfg.Factory != "/var/lib/vc/factory" {
+	if cfg.StateRoot != "/run/x" || cfg.CPUs != 2 || cfg.MemoryMiB != 512 || cfg.StopTimeout.Duration != 3*time.Second || cfg.DataRoot != DefaultConfig().DataRoot || cfg.Accel != "auto" || cfg.Factory != "/var/lib/vc/factory" || cfg.VMCgroup != "all" {
 		t.Fatalf("config = %+v", cfg)
+	}
+	if d := DefaultConfig().VMCgroup; d != "account" {
+		t.Errorf("default vm_cgroup %q; want account", d)
 	}
 	for _, tc := range []struct{ toml, errHas string }{
 		{`cpu = 2`, "cpu"},
@@ -357,6 +361,7 @@ factory = "/var/lib/vc/factory"
 		{`memory_mib = 64`, "memory_mib 64: below the minimum of 128"},
 		{`cpus = 65`, "cpus 65: more than 64"},
 		{`factory = "rel"`, "factory"},
+		{`vm_cgroup = "cpu"`, `vm_cgroup "cpu": want "off", "account" or "all"`},
 	} {
 		_, err := ParseConfig([]byte(tc.toml))
 		if err == nil || !strings.Contains(err.Error(), tc.errHas) {

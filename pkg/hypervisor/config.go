@@ -3,6 +3,7 @@ package hypervisor
 import (
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 
@@ -106,9 +107,24 @@ type Config struct {
 	// exits while locked to.)
 	DieWithParent bool
 
+	// Cgroup, when set, starts the backend's processes (the VMM and its
+	// helpers) in a host cgroup from their first instruction, before
+	// the guest's RAM is touched, so it is charged there (pkg/vc sets it:
+	// internal/hostcgroup).
+	Cgroup CgroupPlacer
+
 	// Logger receives the backend's logs; nil for slog.Default(). The
 	// backend adds "vm" = ID.
 	Logger *slog.Logger
+}
+
+// CgroupPlacer starts processes in a host cgroup.
+type CgroupPlacer interface {
+	// Prepare readies cmd (cgroup v2: its CLONE_INTO_CGROUP) and returns
+	// what the thread that forks it runs, locked to it, before the fork
+	// (cgroup v1: the thread joins the cgroup, which the child inherits)
+	// and after; either may be nil.
+	Prepare(cmd *exec.Cmd) (enter func() error, leave func(), err error)
 }
 
 // Defaults used by Validate, and the bounds of a VM's size. These are the

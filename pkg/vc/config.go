@@ -85,6 +85,9 @@ type SandboxConfig struct {
 	// fails (a template missing, damaged, stale or that does not fit the
 	// sandbox).
 	VMSource VMSource `json:"-"`
+	// Cgroup puts the VM in a host cgroup of the sandbox's own
+	// (cgroup.go); none when its Path is empty.
+	Cgroup CgroupConfig `json:"cgroup,omitzero"`
 }
 
 // ContainerConfig describes a container to create in a sandbox.
@@ -173,6 +176,9 @@ func (c *SandboxConfig) validate() error {
 		return err
 	}
 	if err := c.Hypervisor.Validate(); err != nil {
+		return err
+	}
+	if err := c.Cgroup.validate(); err != nil {
 		return err
 	}
 	if c.Hypervisor.Factory != "" && c.VMSource == nil {

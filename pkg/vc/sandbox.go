@@ -142,8 +142,22 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if err := s.save(); err != nil {
 		return nil, err
 	}
+	cg, err := s.createCgroup(cfg.Cgroup)
+	if err != nil {
+		return nil, err
+	}
+	if cg != nil {
+		cu.Add(func() {
+			if err := cg.Remove(); err != nil {
+				s.log.Warn("remove the vm's cgroup", "err", err)
+			}
+		})
+		if err := s.save(); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
-	started, err := startVM(ctx, s.Dir(), cfg, nics, s.log)
+	started, err := startVM(ctx, s.Dir(), cfg, nics, cg, s.log)
 	for _, f := range tapFiles {
 		f.Close() // the VM holds its own
 	}
@@ -649,6 +663,9 @@ func (s *Sandbox) Delete(ctx context.Context) error {
 			unshareContainer(s.sharedDir(), c.ID)
 		}
 		s.teardownNetwork() // what a failed teardown at stop left
+		if err := s.removeCgroup(); err != nil {
+			return err
+		}
 		if s.status.VMDir != "" {
 			if err := removeVMDir(s.status.VMDir); err != nil {
 				return err

@@ -88,6 +88,9 @@ type SandboxStatus struct {
 	// (HypervisorConfig.Workload) no container has taken up yet: a
 	// container joining takes its limits out of it (resize.go).
 	Reserved Reservation `json:"reserved,omitzero"`
+	// HostCgroup is the VM's host cgroup (Config.Cgroup, resolved),
+	// removed with the sandbox; empty without one.
+	HostCgroup string `json:"host_cgroup,omitempty"`
 }
 
 // Reservation is CPUs and memory held for containers to come.

@@ -46,6 +46,10 @@ func TestSandboxConfigValidate(t *testing.T) {
 		"accel":     func(c *SandboxConfig) { c.Hypervisor.Accel = "xen" },
 		"kernel":    func(c *SandboxConfig) { c.Hypervisor.Kernel = "/nonexistent" },
 		"initrd":    func(c *SandboxConfig) { c.Hypervisor.Initrd = "" },
+		"cgroup mode": func(c *SandboxConfig) {
+			c.Cgroup = CgroupConfig{Path: "/kubepods/pod1/sb", Mode: "cpu"}
+		},
+		"cgroup path": func(c *SandboxConfig) { c.Cgroup = CgroupConfig{Path: "bad--x.slice:p:n"} },
 	} {
 		c := good
 		mut(&c)
@@ -54,6 +58,15 @@ func TestSandboxConfigValidate(t *testing.T) {
 		}
 	}
 	c := good
+	c.Cgroup = CgroupConfig{Path: "/kubepods/pod1/sb", Mode: "cpu"}
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), `cgroup.mode "cpu"`) {
+		t.Errorf("bad cgroup mode: %v, want one naming cgroup.mode", err)
+	}
+	c.Cgroup = CgroupConfig{Path: "/kubepods/pod1/sb"}
+	if err := c.validate(); err != nil || c.Cgroup.Mode != "account" {
+		t.Errorf("cgroup without a mode: %v, mode %q; want account", err, c.Cgroup.Mode)
+	}
+	c = good
 	c.Hypervisor.CPUs = uint32(runtime.NumCPU() + 1)
 	want := fmt.Sprintf("hypervisor.cpus %d: more than the host's %d CPUs", runtime.NumCPU()+1, runtime.NumCPU())
 	if err := c.validate(); err == nil || !strings.Contains(err.Error(), want) {

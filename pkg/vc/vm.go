@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/hostcgroup"
 	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
@@ -70,7 +71,10 @@ type VMSpec struct {
 	// the VM is made (a factory's template: its memory file, the state
 	// it resumes).
 	Configure func(*hypervisor.Config)
-	Log       *slog.Logger
+	// Cgroup, when set, is the host cgroup the VM starts in (the
+	// sandbox's, SandboxConfig.Cgroup).
+	Cgroup hypervisor.CgroupPlacer
+	Log    *slog.Logger
 }
 
 // StartVM makes spec's VM and starts it. It returns once the hypervisor
@@ -92,6 +96,7 @@ func StartVM(ctx context.Context, spec VMSpec) (hypervisor.Hypervisor, error) {
 	}
 	hc := vmConfig(cfg.ID, filepath.Join(spec.Dir, "vm"), shared, cfg.Hypervisor, nat, log)
 	hc.NICs = spec.NICs
+	hc.Cgroup = spec.Cgroup
 	if spec.Configure != nil {
 		spec.Configure(&hc)
 	}
@@ -119,14 +124,27 @@ type vmStart struct {
 // startVM starts the sandbox's VM in dir (the sandbox's directory), with
 // the shared directory exported over 9p and nics attached: it takes one
 // from cfg.VMSource, or boots. A failed start leaves no process.
-func startVM(ctx context.Context, dir string, cfg SandboxConfig, nics []hypervisor.NIC, log *slog.Logger) (vmStart, error) {
-	spec := VMSpec{Config: cfg, Dir: dir, NICs: nics, Log: log}
+// A VM is started in cg when set; one taken from a factory's cache
+// (started ahead, elsewhere) is moved into it.
+func startVM(ctx context.Context, dir string, cfg SandboxConfig, nics []hypervisor.NIC, cg *hostcgroup.Cgroup, log *slog.Logger) (vmStart, error) {
+	spec := VMSpec{Config: cfg, Dir: dir, NICs: nics, Cgroup: placer(cg), Log: log}
 	if cfg.VMSource != nil {
 		v, ok, err := cfg.VMSource.TakeVM(ctx, spec)
 		if err != nil {
 			return vmStart{}, err
 		}
 		if ok {
+			if v.FromCache && cg != nil {
+				// Its memory charged so far stays where the cache
+				// started it on cgroup v1 (hostcgroup's doc).
+				if err := cg.Move(v.VM.Pid()); err != nil {
+					killVM(v.VM)
+					if v.Dir != "" {
+						removeVMDir(v.Dir)
+					}
+					return vmStart{}, err
+				}
+			}
 			return vmStart{vm: v.VM, fromSource: true, fromCache: v.FromCache, dir: cmp.Or(v.Dir, dir)}, nil
 		}
 	}

@@ -97,7 +97,7 @@ func passtPortSpec(f hypervisor.PortForward) string {
 // startPasst starts passt for n with its socket and log in dir and
 // returns once the socket listens. A failure (passt missing, a published
 // port in use) leaves no process and no socket.
-func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir string, dieWithParent bool) (_ *passtProc, err error) {
+func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir string, dieWithParent bool, cgroup hypervisor.CgroupPlacer) (_ *passtProc, err error) {
 	bin, err := exec.LookPath(passtBinary)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: nat nic %s: %s (the user-mode network stack; apt-get install passt): %w", vmID, n.ID, err, errdefs.ErrNotFound)
@@ -139,7 +139,7 @@ func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir stri
 		p.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
 	release := make(chan struct{})
-	if err := startCmdPrepared(p.cmd, dieWithParent, release, prepare); err != nil {
+	if err := startCmdIn(p.cmd, cgroup, dieWithParent, release, prepare); err != nil {
 		if prepareErr != nil {
 			return nil, prepareErr
 		}

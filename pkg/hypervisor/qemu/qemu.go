@@ -220,7 +220,7 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 	// failure until QEMU runs stops it here, later ones with QEMU.
 	var passt *passtProc
 	if n := plan.cfg.NAT; n != nil {
-		if passt, err = startPasst(ctx, v.id, n, v.cfg.StateDir, v.cfg.DieWithParent); err != nil {
+		if passt, err = startPasst(ctx, v.id, n, v.cfg.StateDir, v.cfg.DieWithParent, v.cfg.Cgroup); err != nil {
 			v.removeSockets()
 			return err
 		}
@@ -247,7 +247,7 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 	}
 	v.log.Debug("starting qemu", "path", v.qemuPath, "args", strings.Join(args, " "))
 	release := make(chan struct{})
-	if err := startCmd(cmd, v.cfg.DieWithParent, release); err != nil {
+	if err := startCmdIn(cmd, v.cfg.Cgroup, v.cfg.DieWithParent, release, nil); err != nil {
 		v.removeSockets()
 		return fmt.Errorf("vm %s: start %s: %w", v.id, v.qemuPath, err)
 	}
@@ -843,19 +843,40 @@ func startCmd(cmd *exec.Cmd, dieWithParent bool, release <-chan struct{}) error 
 // thread (a mount namespace); the thread ends with cmd (dieWithParent)
 // or at once, never serving other goroutines.
 func startCmdPrepared(cmd *exec.Cmd, dieWithParent bool, release <-chan struct{}, prepare func() error) error {
-	if !dieWithParent && prepare == nil {
+	return startCmdIn(cmd, nil, dieWithParent, release, prepare)
+}
+
+// startCmdIn is startCmdPrepared starting cmd in cgroup when set
+// (hypervisor.Config.Cgroup): its enter runs on the forking thread after
+// prepare, its leave after the fork.
+func startCmdIn(cmd *exec.Cmd, cgroup hypervisor.CgroupPlacer, dieWithParent bool, release <-chan struct{}, prepare func() error) error {
+	var enter func() error
+	var leave func()
+	if cgroup != nil {
+		var err error
+		if enter, leave, err = cgroup.Prepare(cmd); err != nil {
+			return err
+		}
+	}
+	if !dieWithParent && prepare == nil && enter == nil {
 		return cmd.Start()
 	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if prepare != nil {
-			if err := prepare(); err != nil {
+		for _, f := range []func() error{prepare, enter} {
+			if f == nil {
+				continue
+			}
+			if err := f(); err != nil {
 				errc <- err
 				return
 			}
 		}
 		err := cmd.Start()
+		if leave != nil {
+			leave()
+		}
 		errc <- err
 		if err == nil && dieWithParent {
 			<-release
