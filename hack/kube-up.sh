@@ -26,7 +26,12 @@
 # /var/lib/vc-test), VC_KUBE_KERNEL and VC_KUBE_INITRD (a guest image's
 # files instead), VC_KUBE_ACCEL (auto, kvm or tcg), VC_KUBE_MAX_CPUS and
 # VC_KUBE_MAX_MEMORY_MIB (the shim's max_cpus, default 4, and
-# max_memory_mib, default 2048), VC_KUBE_FACTORY (the shim's factory);
+# max_memory_mib, default 2048), VC_KUBE_FACTORY (the shim's factory),
+# VC_KUBE_MEMORY_MIB (the shim's memory_mib: the guest's own memory beside
+# the pod's limits, default the shim's 256), VC_KUBE_VM_CGROUP (the shim's
+# vm_cgroup: off, account or all, default account), VC_KUBE_QEMU_MIB
+# (QEMU's own memory beside the guest's, for the RuntimeClass's overhead,
+# default 192) and VC_KUBE_OVERHEAD_CPU (its CPU overhead, default 50m);
 # hack/kube-env.sh has the directories.
 set -euo pipefail
 
@@ -193,6 +198,10 @@ shim_cfg=$KUBE_DIR/containerd/vc-shim.toml
 	echo "max_cpus = ${VC_KUBE_MAX_CPUS:-4}"
 	echo "max_memory_mib = ${VC_KUBE_MAX_MEMORY_MIB:-2048}"
 	[ -z "${VC_KUBE_FACTORY:-}" ] || echo "factory = \"$VC_KUBE_FACTORY\""
+	[ -z "${VC_KUBE_MEMORY_MIB:-}" ] || echo "memory_mib = $VC_KUBE_MEMORY_MIB"
+	# QEMU runs in a cgroup of the sandbox's under the pod's, so the
+	# pod's figures and limits cover it (docs/kubernetes.md).
+	echo "vm_cgroup = \"${VC_KUBE_VM_CGROUP:-account}\""
 	if [ -n "${VC_KUBE_KERNEL:-}" ]; then
 		echo "kernel = \"$VC_KUBE_KERNEL\""
 		echo "initrd = \"${VC_KUBE_INITRD:?VC_KUBE_KERNEL needs VC_KUBE_INITRD}\""
@@ -402,11 +411,23 @@ wait_for kubelet 120 "node $KUBE_NODE Ready" kctl wait --for=condition=Ready "no
 wait_for kube-controller-manager 120 "the default service account" kctl get serviceaccount default
 wait_for kube-controller-manager 120 "the cluster's CA config map" kctl get configmap kube-root-ca.crt
 
+# The vc RuntimeClass's overhead: what a pod's VM costs beyond its
+# containers' limits, from the shim's configuration. The VM has the
+# shim's memory_mib (the guest kernel's, the agent's, its page cache)
+# on top of the limits (pod_sizing) and QEMU has its own (device
+# emulation, TCG's translated code: VC_KUBE_QEMU_MIB); QEMU runs in
+# the pod's cgroup (vm_cgroup), whose memory limit the kubelet makes the
+# limits plus this overhead, and the scheduler counts it.
+vm_base_mib=$(sed -n 's/^memory_mib = //p' "$shim_cfg")
+overhead_mem="$(( ${vm_base_mib:-256} + ${VC_KUBE_QEMU_MIB:-192} ))Mi"
+overhead_cpu=${VC_KUBE_OVERHEAD_CPU:-50m}
 kctl apply -f - >/dev/null <<EOF
 apiVersion: node.k8s.io/v1
 kind: RuntimeClass
 metadata: {name: vc}
 handler: vc
+overhead:
+  podFixed: {cpu: "$overhead_cpu", memory: "$overhead_mem"}
 ---
 apiVersion: node.k8s.io/v1
 kind: RuntimeClass
@@ -415,7 +436,7 @@ handler: runc
 EOF
 
 trap - EXIT
-log "up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s: node $KUBE_NODE Ready, RuntimeClasses vc and runc, image docker.io/library/busybox:vc-test"
+log "up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s: node $KUBE_NODE Ready, RuntimeClasses vc (overhead $overhead_cpu, $overhead_mem) and runc, image docker.io/library/busybox:vc-test"
 echo "export KUBECONFIG=$KUBECONFIG_ADMIN"
 echo "kubectl: $KUBE_BIN/kubectl"
 echo "stop: $HERE/kube-down.sh (make kube-down)"

@@ -3,6 +3,8 @@ package k8s
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,12 +157,16 @@ func TestSummaryStats(t *testing.T) {
 			return r
 		}
 		var k reading
-		n.waitFor("the pod's container and emptyDir in the summary", 3*time.Minute, func() bool {
+		n.waitFor("the pod's container, totals and emptyDir in the summary", 3*time.Minute, func() bool {
 			k = read()
-			// runc's pod totals come from cAdvisor, which finds a
-			// new pod's cgroup some seconds after its containers.
-			return k.found && k.ctr.UsageNanoCores > 0 && k.volume > 0 && (rc != "runc" || k.podMem.WorkingSetBytes > 0)
+			// The pod totals come from cAdvisor, which finds a new
+			// pod's cgroup some seconds after its containers.
+			return k.found && k.ctr.UsageNanoCores > 0 && k.volume > 0 && k.podMem.WorkingSetBytes > 0 && k.pod.UsageCoreNanoSeconds > 0
 		})
+		var vmCgroup map[string]string // vc: QEMU's cgroups, by controller
+		if rc == "vc" {
+			vmCgroup = n.qemuInPodCgroup("p")
+		}
 
 		// Memory: the guest's working set around the kubelet's.
 		u1, i1, c1 := n.guestCgroup("p")
@@ -178,26 +184,25 @@ func TestSummaryStats(t *testing.T) {
 		if k.ctr.UsageCoreNanoSeconds+3e9/2 < c1 || k.ctr.UsageCoreNanoSeconds > c2+1e8 {
 			t.Errorf("the kubelet's CPU time %.2f s: want between the guest's %.2f s and %.2f s", float64(k.ctr.UsageCoreNanoSeconds)/1e9, float64(c1)/1e9, float64(c2)/1e9)
 		}
-		t0 := time.Now()
-		time.Sleep(10 * time.Second)
-		_, _, c3 := n.guestCgroup("p")
-		guestRate := float64(c3-c2) / float64(time.Since(t0).Nanoseconds())
+		guestRate := n.guestCPURate("p", 10*time.Second)
 		kRate := float64(read().ctr.UsageNanoCores) / 1e9
-		t.Logf("%s: CPU: kubelet %.3f cores, the guest's counter %.3f cores over 10 s (limit 0.5)", rc, kRate, guestRate)
-		// The rate is logged, not compared: it is the kubelet's over its
-		// own last sampling window (cAdvisor's housekeeping on runc,
-		// containerd's on vc), whose sample times skew under load (runc
-		// once read 0.816 against the guest's 0.489); and one vc run on a
-		// loaded host read 9.8 cores from the kubelet and 5.7 from the
-		// guest's own cgroup counter for a 0.5 limit on 2 vCPUs, a guest
-		// clock or accounting anomaly under TCG not understood yet
-		// (docs/kubernetes.md). The cumulative time above is the exact
-		// check; the rate must only be there.
+		t.Logf("%s: CPU: kubelet %.3f cores, the container's counter %.3f cores over 10 s of its own clock (limit 0.5)", rc, kRate, guestRate)
+		// The guest's rate is the counter's over the guest's own clock,
+		// both read in one exec: the exec's latency (seconds under load)
+		// is in neither. The test once divided by the host's time
+		// between two execs' returns and read 5.7 cores for a 0.5 limit
+		// (docs/kubernetes.md). The kubelet's rate is logged, not
+		// compared: containerd's and cAdvisor's samples are stamped when
+		// a stats call returns, not when the counter was read, so a slow
+		// call skews it the same way (vc read 9.8 cores once, runc 0.816
+		// against 0.489); the cumulative time above is the exact check.
+		// At most the 0.5 limit (CFS's 100 ms periods: within 0.6 over
+		// 10 s); less when the node's 2 cores are loaded (runc).
+		if guestRate <= 0 || guestRate > 0.6 {
+			t.Errorf("the container's CPU rate %.3f cores over its own clock: want above 0 and within its 0.5 limit (0.6)", guestRate)
+		}
 		if kRate <= 0 {
 			t.Errorf("the kubelet's CPU rate %.3f cores: want the spinning container's (the guest's counter: %.3f)", kRate, guestRate)
-		}
-		if rc == "runc" && k.podMem.WorkingSetBytes < k.cMem.WorkingSetBytes {
-			t.Errorf("runc: the pod's working set %d below its container's %d", k.podMem.WorkingSetBytes, k.cMem.WorkingSetBytes)
 		}
 
 		// The emptyDir: the kubelet measures the host directory the
@@ -212,7 +217,133 @@ func TestSummaryStats(t *testing.T) {
 		if d := int64(k.volume>>10) - int64(guestKiB); d < -512 || d > 512 {
 			t.Errorf("the emptyDir's usage: kubelet %d KiB, du in the container %d KiB: want within 512 KiB", k.volume>>10, guestKiB)
 		}
+
+		// The pod's totals: its cgroup on the node, which holds the
+		// containers on runc and the VM's QEMU on vc (the shim's
+		// vm_cgroup): QEMU's RSS has the guest's pages the container
+		// touched, and its CPU time is the vCPUs' and the emulation's.
+		k = read()
+		t.Logf("%s: pod totals: working set %.1f MiB (container %.1f), CPU %.2f s (container %.2f s), %.3f cores", rc,
+			mib(int64(k.podMem.WorkingSetBytes)), mib(int64(k.cMem.WorkingSetBytes)),
+			float64(k.pod.UsageCoreNanoSeconds)/1e9, float64(k.ctr.UsageCoreNanoSeconds)/1e9, float64(k.pod.UsageNanoCores)/1e9)
+		if k.podMem.WorkingSetBytes < k.cMem.WorkingSetBytes {
+			t.Errorf("the pod's working set %.1f MiB below its container's %.1f MiB", mib(int64(k.podMem.WorkingSetBytes)), mib(int64(k.cMem.WorkingSetBytes)))
+		}
+		if k.pod.UsageCoreNanoSeconds < k.ctr.UsageCoreNanoSeconds {
+			t.Errorf("the pod's CPU time %.2f s below its container's %.2f s", float64(k.pod.UsageCoreNanoSeconds)/1e9, float64(k.ctr.UsageCoreNanoSeconds)/1e9)
+		}
+		if rc == "vc" {
+			// At most the VM's memory and QEMU's own: the pod's limit
+			// plus the RuntimeClass's overhead, which is the pod
+			// cgroup's memory limit the kubelet set.
+			over := n.jsonpath("pod/p", "{.spec.overhead.memory}")
+			q, err := binaryQuantity(over)
+			if err != nil {
+				t.Fatalf("the vc pod's spec.overhead.memory %q: %v (the RuntimeClass's overhead)", over, err)
+			}
+			bound := 256<<20 + q
+			if int64(k.podMem.WorkingSetBytes) > bound {
+				t.Errorf("the pod's working set %.1f MiB: more than its 256 MiB limit and the %s overhead", mib(int64(k.podMem.WorkingSetBytes)), over)
+			}
+		}
+
+		if vmCgroup != nil {
+			// After the pod: nothing of the sandbox's cgroup is left.
+			n.k("delete", "pod", "p", "--wait", "--timeout=300s")
+			n.waitFor("the VM's cgroup gone", 2*time.Minute, func() bool {
+				for ctl, path := range vmCgroup {
+					if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", ctl, path)); err == nil {
+						return false
+					}
+				}
+				return true
+			})
+		}
+
 	})
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// binaryQuantity is a Kubernetes memory quantity in bytes: a number with
+// a Ki, Mi or Gi suffix, or none (what kube-up.sh's overhead is).
+func binaryQuantity(q string) (int64, error) {
+	mult := int64(1)
+	for suf, m := range map[string]int64{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30} {
+		if v, ok := strings.CutSuffix(q, suf); ok {
+			q, mult = v, m
+		}
+	}
+	n, err := strconv.ParseInt(q, 10, 64)
+	return n * mult, err
+}
+
+// guestCPURate is the CPU rate of pod's container over d: its cgroup's
+// counter read twice in one exec, divided by the container's own clock
+// between the readings (/proc/uptime, the guest's on vc), so that the
+// exec's latency counts in neither.
+func (n *ns) guestCPURate(pod string, d time.Duration) float64 {
+	n.t.Helper()
+	out := n.exec(pod, "", "sh", "-c", fmt.Sprintf(`cpu() { if [ -f /sys/fs/cgroup/cpu.stat ]; then echo $(( $(grep '^usage_usec ' /sys/fs/cgroup/cpu.stat | cut -d' ' -f2) * 1000 )); else cat /sys/fs/cgroup/cpuacct/cpuacct.usage; fi; }
+a=$(cpu); ua=$(cut -d' ' -f1 /proc/uptime); sleep %d; b=$(cpu); ub=$(cut -d' ' -f1 /proc/uptime); echo $a $ua $b $ub`, int(d.Seconds())))
+	f := strings.Fields(out)
+	if len(f) != 4 {
+		n.t.Fatalf("the container's CPU counter and clock: %q", out)
+	}
+	var v [4]float64
+	for i := range f {
+		x, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			n.t.Fatalf("the container's CPU counter and clock: %q: %v", out, err)
+		}
+		v[i] = x
+	}
+	if v[3] <= v[1] {
+		n.t.Fatalf("the container's clock did not advance: %q", out)
+	}
+	return (v[2] - v[0]) / 1e9 / (v[3] - v[1])
+}
+
+// qemuInPodCgroup finds the QEMU of vc pod pod among the node's and
+// checks that it is in a cgroup of its own under the pod's (the shim's
+// vm_cgroup), in the cpuacct, memory and pids hierarchies; it returns
+// those cgroups by controller.
+func (n *ns) qemuInPodCgroup(pod string) map[string]string {
+	n.t.Helper()
+	uid := n.jsonpath("pod/"+pod, "{.metadata.uid}")
+	var found map[string]string
+	for _, pid := range n.c.qemuPids() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			continue
+		}
+		cg := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			f := strings.SplitN(line, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			for _, c := range strings.Split(f[1], ",") {
+				cg[c] = f[2]
+			}
+		}
+		if !strings.Contains(cg["memory"], "pod"+uid+"/") {
+			continue
+		}
+		if found != nil {
+			n.t.Fatalf("two QEMU processes in pod %s's cgroup", pod)
+		}
+		found = map[string]string{}
+		for _, c := range []string{"cpuacct", "memory", "pids"} {
+			if !strings.Contains(cg[c], "/pod"+uid+"/") {
+				n.t.Errorf("QEMU %d's %s cgroup %q: not under pod %s's (uid %s)", pid, c, cg[c], pod, uid)
+			}
+			found[c] = cg[c]
+		}
+		n.t.Logf("QEMU %d of pod %s: cgroups %v (cpu: %q)", pid, pod, found, cg["cpu"])
+	}
+	if found == nil {
+		n.t.Fatalf("no QEMU in pod %s's cgroup (uid %s): the shim's vm_cgroup", pod, uid)
+	}
+	return found
+}
