@@ -35,6 +35,42 @@ func procCgroup(t *testing.T, pid int, controller string) string {
 	return ""
 }
 
+// checkThreadsInCgroup checks that every thread of pid is in the cpuacct,
+// memory and pids cgroups at path (v1), and registers the removal of
+// path's parent once the test's sandboxes are gone.
+func checkThreadsInCgroup(t *testing.T, pid int, path string) {
+	t.Helper()
+	t.Cleanup(func() {
+		for _, c := range []string{"cpuacct", "memory", "pids"} {
+			unix.Rmdir(filepath.Join(hostcgroup.Root, c, filepath.Dir(path)))
+		}
+	})
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("qemu %d's threads: %d, %v", pid, len(tasks), err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/cgroup", pid, tid))
+		if err != nil {
+			continue // gone
+		}
+		in := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if f := strings.SplitN(line, ":", 3); len(f) == 3 && f[2] == path {
+				for _, c := range strings.Split(f[1], ",") {
+					in[c] = true
+				}
+			}
+		}
+		for _, c := range []string{"cpuacct", "memory", "pids"} {
+			if !in[c] {
+				t.Errorf("qemu %d's thread %d not in the %s cgroup %s:\n%s", pid, tid, c, path, b)
+			}
+		}
+	}
+}
+
 func cgroupInt(t *testing.T, controller, path, file string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(hostcgroup.Root, controller, path, file))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,8 +73,16 @@ func TestFactoryCache(t *testing.T) {
 	for _, id := range []string{"e2e-cache-a", "e2e-cache-b"} {
 		waitCacheReady(ctx, t, dir, 1)
 		begin := time.Now()
-		s := createSandbox(ctx, t, vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)})
+		cfg := vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)}
+		if id == "e2e-cache-b" {
+			// A cached VM is moved into the sandbox's cgroup.
+			cfg.Cgroup = vc.CgroupConfig{Path: fmt.Sprintf("/vc-e2e-cache-%d/%s", os.Getpid(), id)}
+		}
+		s := createSandbox(ctx, t, cfg)
 		st := s.Status()
+		if cfg.Cgroup.Path != "" {
+			checkThreadsInCgroup(t, st.VMPid, cfg.Cgroup.Path)
+		}
 		t.Logf("sandbox %s from the cache in %s", id, time.Since(begin).Round(time.Millisecond))
 		if !st.Boot.FromCache || !st.Boot.FromTemplate {
 			t.Fatalf("sandbox %s: not from the cache: %+v", id, st.Boot)
@@ -126,11 +135,15 @@ func TestFactoryCache(t *testing.T) {
 
 	// -p: the cached VM's NAT forwards no ports; the template serves.
 	hp := freePort(t)
+	pcg := fmt.Sprintf("/vc-e2e-cache-%d/e2e-cache-p", os.Getpid())
 	p := createSandbox(ctx, t, vc.SandboxConfig{ID: "e2e-cache-p", StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir),
-		NAT: vc.NATConfig{Publish: []vc.PortMapping{{HostIP: "127.0.0.1", HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}}})
+		NAT:    vc.NATConfig{Publish: []vc.PortMapping{{HostIP: "127.0.0.1", HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}},
+		Cgroup: vc.CgroupConfig{Path: pcg}})
 	if b := p.Status().Boot; b.FromCache || !b.FromTemplate {
 		t.Errorf("sandbox publishing a port: %+v, want from the template, not the cache", b)
 	}
+	// Started from the template in its cgroup.
+	checkThreadsInCgroup(t, p.Status().VMPid, pcg)
 
 	// A ready VM that dies is replaced.
 	dead := readyCacheVMs(t, dir)
