@@ -35,16 +35,23 @@ func procCgroup(t *testing.T, pid int, controller string) string {
 	return ""
 }
 
-// checkThreadsInCgroup checks that every thread of pid is in the cpuacct,
-// memory and pids cgroups at path (v1), and registers the removal of
-// path's parent once the test's sandboxes are gone.
-func checkThreadsInCgroup(t *testing.T, pid int, path string) {
-	t.Helper()
+// cgroupParent is a parent cgroup for the test's sandboxes (as a pod's
+// is), removed at the test's end: call it before making the sandboxes,
+// whose cleanups (Delete) then run first.
+func cgroupParent(t *testing.T, name string) string {
+	parent := fmt.Sprintf("/vc-e2e-%s-%d", name, os.Getpid())
 	t.Cleanup(func() {
 		for _, c := range []string{"cpuacct", "memory", "pids"} {
-			unix.Rmdir(filepath.Join(hostcgroup.Root, c, filepath.Dir(path)))
+			unix.Rmdir(filepath.Join(hostcgroup.Root, c, parent))
 		}
 	})
+	return parent
+}
+
+// checkThreadsInCgroup checks that every thread of pid is in the cpuacct,
+// memory and pids cgroups at path (v1).
+func checkThreadsInCgroup(t *testing.T, pid int, path string) {
+	t.Helper()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil || len(tasks) < 2 {
 		t.Fatalf("qemu %d's threads: %d, %v", pid, len(tasks), err)
@@ -95,13 +102,8 @@ func TestSandboxHostCgroup(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	parent := fmt.Sprintf("/vc-e2e-pod-%d", os.Getpid())
+	parent := cgroupParent(t, "pod")
 	path := parent + "/e2e-cg"
-	t.Cleanup(func() {
-		for _, c := range []string{"cpuacct", "memory", "pids"} {
-			unix.Rmdir(filepath.Join(hostcgroup.Root, c, parent))
-		}
-	})
 	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{
 		ID: "e2e-cg", StateRoot: stateRoot,
 		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},

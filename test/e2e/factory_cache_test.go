@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +67,7 @@ func TestFactoryCache(t *testing.T) {
 
 	h := factoryHypervisor()
 	h.Factory = dir
+	cgParent := cgroupParent(t, "cache")
 	var rnd []string
 	var sandboxes []*vc.Sandbox
 	for _, id := range []string{"e2e-cache-a", "e2e-cache-b"} {
@@ -76,7 +76,7 @@ func TestFactoryCache(t *testing.T) {
 		cfg := vc.SandboxConfig{ID: id, StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)}
 		if id == "e2e-cache-b" {
 			// A cached VM is moved into the sandbox's cgroup.
-			cfg.Cgroup = vc.CgroupConfig{Path: fmt.Sprintf("/vc-e2e-cache-%d/%s", os.Getpid(), id)}
+			cfg.Cgroup = vc.CgroupConfig{Path: cgParent + "/" + id}
 		}
 		s := createSandbox(ctx, t, cfg)
 		st := s.Status()
@@ -135,7 +135,7 @@ func TestFactoryCache(t *testing.T) {
 
 	// -p: the cached VM's NAT forwards no ports; the template serves.
 	hp := freePort(t)
-	pcg := fmt.Sprintf("/vc-e2e-cache-%d/e2e-cache-p", os.Getpid())
+	pcg := cgParent + "/e2e-cache-p"
 	p := createSandbox(ctx, t, vc.SandboxConfig{ID: "e2e-cache-p", StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir),
 		NAT:    vc.NATConfig{Publish: []vc.PortMapping{{HostIP: "127.0.0.1", HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}},
 		Cgroup: vc.CgroupConfig{Path: pcg}})
