@@ -95,7 +95,8 @@ func cgroupInt(t *testing.T, controller, path, file string) int64 {
 // it from their start, under a parent of the test's (a pod's cgroup); the
 // guest's RAM and QEMU's CPU time are counted there and in the parent;
 // Delete removes the sandbox's cgroup and keeps the parent. A cgroup that
-// exists already fails CreateSandbox and leaves nothing.
+// exists already fails CreateSandbox, and so does an agent that does not
+// answer in time, once QEMU runs in the cgroup: either leaves nothing.
 func TestSandboxHostCgroup(t *testing.T) {
 	if hostcgroup.IsV2() {
 		t.Skip("the figures read are cgroup v1's; this host is v2")
@@ -148,6 +149,28 @@ func TestSandboxHostCgroup(t *testing.T) {
 		t.Errorf("a second sandbox in the same cgroup: %v; want already exists", err)
 	}
 	noLeftovers(t, "e2e-cg2")
+
+	// A create failing once QEMU runs in its cgroup (the agent not
+	// answering in time) leaves neither.
+	failPath := parent + "/e2e-cg3"
+	saved := vc.BootTimeout
+	vc.BootTimeout = time.Second // a TCG boot takes several
+	_, err = vc.CreateSandbox(ctx, vc.SandboxConfig{
+		ID: "e2e-cg3", StateRoot: stateRoot,
+		Hypervisor: vc.HypervisorConfig{Kernel: kernel, Initrd: initrd, Accel: "tcg", MemoryMiB: 256},
+		Cgroup:     vc.CgroupConfig{Path: failPath},
+	})
+	vc.BootTimeout = saved
+	if err == nil {
+		t.Fatal("a sandbox whose agent cannot answer within 1 s: created")
+	}
+	t.Logf("failed create: %v", err)
+	noLeftovers(t, "e2e-cg3")
+	for _, c := range []string{"cpuacct", "memory", "pids"} {
+		if _, err := os.Stat(filepath.Join(hostcgroup.Root, c, failPath)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s cgroup %s of a failed create left: %v", c, failPath, err)
+		}
+	}
 
 	s.Stop(ctx, 5*time.Second)
 	if err := s.Delete(ctx); err != nil {
