@@ -167,6 +167,8 @@ func ApplyWatched(root string, req *pb.SyncWatchedVolumeRequest) error {
 	}
 	if old != ts {
 		if err := writeDataDir(root, req); err != nil {
+			// Not left to fill the tmpfs (a copy past its size).
+			os.RemoveAll(filepath.Join(root, ts))
 			return err
 		}
 		tmp := filepath.Join(root, dataLinkTmp)

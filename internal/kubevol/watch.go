@@ -128,6 +128,16 @@ func (w *Watcher) loop() {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			name := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
 			off += unix.SizeofInotifyEvent + int(ev.Len)
+			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+				// Events were lost: every directory may have
+				// changed (a sync of an unchanged one does nothing).
+				w.mu.Lock()
+				for dir := range w.dirs {
+					changed = append(changed, dir)
+				}
+				w.mu.Unlock()
+				continue
+			}
 			w.mu.Lock()
 			dir, ok := w.wds[ev.Wd]
 			if ev.Mask&unix.IN_IGNORED != 0 && ok {
