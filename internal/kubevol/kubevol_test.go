@@ -20,9 +20,10 @@ import (
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/guest"
 	"github.com/virtcontainers/vc/internal/kubevol"
+	"github.com/virtcontainers/vc/internal/kubevol/kubevoltest"
 )
 
-type File = kubevol.File
+type File = kubevoltest.File
 
 func TestMatch(t *testing.T) {
 	for src, want := range map[string]string{
@@ -136,7 +137,7 @@ func TestCopyLayout(t *testing.T) {
 		t.Skip("needs root: the copy is chowned to the node's owners")
 	}
 	node, cp := newVolume(t)
-	ts1 := kevWrite(t, node, map[string]File{"a": {"one", 0o644}, "dir/b": {"two", 0o600}, "c": {"", 0o644}}, -1)
+	ts1 := kevWrite(t, node, map[string]File{"a": {Data: "one", Mode: 0o644}, "dir/b": {Data: "two", Mode: 0o600}, "c": {Data: "", Mode: 0o644}}, -1)
 	req := sync(t, node, cp)
 	if req.DataDir != ts1 {
 		t.Errorf("data_dir %q, want %q", req.DataDir, ts1)
@@ -144,7 +145,7 @@ func TestCopyLayout(t *testing.T) {
 	diff(t, "first write", tree(t, cp), tree(t, node))
 
 	// A key removed, one added, a mode changed, a content changed.
-	ts2 := kevWrite(t, node, map[string]File{"dir/b": {"two", 0o400}, "c": {"three", 0o644}, "d": {"four", 0o755}}, -1)
+	ts2 := kevWrite(t, node, map[string]File{"dir/b": {Data: "two", Mode: 0o400}, "c": {Data: "three", Mode: 0o644}, "d": {Data: "four", Mode: 0o755}}, -1)
 	sync(t, node, cp)
 	got := tree(t, cp)
 	diff(t, "update", got, tree(t, node))
@@ -160,7 +161,7 @@ func TestCopyLayout(t *testing.T) {
 
 	// fsGroup: group 4321 owns everything, setgid directories.
 	must(t, os.Chmod(node, 0o750))
-	kevWrite(t, node, map[string]File{"c": {"five", 0o600}}, 4321)
+	kevWrite(t, node, map[string]File{"c": {Data: "five", Mode: 0o600}}, 4321)
 	sync(t, node, cp)
 	got = tree(t, cp)
 	diff(t, "fsGroup", got, tree(t, node))
@@ -170,7 +171,7 @@ func TestCopyLayout(t *testing.T) {
 }
 
 func kevWrite(t *testing.T, dir string, p map[string]File, gid int) string {
-	return kubevol.KubeletWrite(t, dir, p, gid)
+	return kubevoltest.KubeletWrite(t, dir, p, gid)
 }
 
 // TestCopyEvents: a watcher of the copy sees an update as a watcher of the
@@ -181,10 +182,10 @@ func TestCopyEvents(t *testing.T) {
 		t.Skip("needs root: the copy is chowned to the node's owners")
 	}
 	node, cp := newVolume(t)
-	kevWrite(t, node, map[string]File{"a": {"one", 0o644}, "b": {"x", 0o644}}, -1)
+	kevWrite(t, node, map[string]File{"a": {Data: "one", Mode: 0o644}, "b": {Data: "x", Mode: 0o644}}, -1)
 	sync(t, node, cp)
 	wn, wc := watch(t, node), watch(t, cp)
-	ts2 := kevWrite(t, node, map[string]File{"b": {"two", 0o644}}, -1)
+	ts2 := kevWrite(t, node, map[string]File{"b": {Data: "two", Mode: 0o644}}, -1)
 	sync(t, node, cp)
 	en, ec := wn(), wc()
 	t.Logf("node: %v", en)
@@ -248,21 +249,21 @@ func watch(t *testing.T, dir string) func() []string {
 // ..data with ErrNotAtomic.
 func TestSnapshotBounds(t *testing.T) {
 	node, _ := newVolume(t)
-	kevWrite(t, node, map[string]File{"big": {strings.Repeat("x", kubevol.MaxBytes+1), 0o644}}, -1)
+	kevWrite(t, node, map[string]File{"big": {Data: strings.Repeat("x", kubevol.MaxBytes+1), Mode: 0o644}}, -1)
 	if _, err := kubevol.Snapshot(node); !errors.Is(err, kubevol.ErrTooBig) {
 		t.Errorf("a file of MaxBytes+1: %v, want ErrTooBig", err)
 	}
 	node, _ = newVolume(t)
 	p := map[string]File{}
 	for i := range kubevol.MaxEntries + 1 {
-		p[fmt.Sprint("k", i)] = File{"v", 0o644}
+		p[fmt.Sprint("k", i)] = File{Data: "v", Mode: 0o644}
 	}
 	kevWrite(t, node, p, -1)
 	if _, err := kubevol.Snapshot(node); !errors.Is(err, kubevol.ErrTooBig) {
 		t.Errorf("MaxEntries+1 keys: %v, want ErrTooBig", err)
 	}
 	node, _ = newVolume(t)
-	kevWrite(t, node, map[string]File{"ok": {strings.Repeat("x", kubevol.MaxBytes-10), 0o644}}, -1)
+	kevWrite(t, node, map[string]File{"ok": {Data: strings.Repeat("x", kubevol.MaxBytes-10), Mode: 0o644}}, -1)
 	if _, err := kubevol.Snapshot(node); err != nil {
 		t.Errorf("a file of MaxBytes-10: %v", err)
 	}
@@ -313,15 +314,15 @@ func TestWatcher(t *testing.T) {
 	fds0, g0 := fds(t), runtime.NumGoroutine()
 	node, _ := newVolume(t)
 	other, _ := newVolume(t)
-	kevWrite(t, node, map[string]File{"a": {"1", 0o644}}, -1)
-	kevWrite(t, other, map[string]File{"a": {"1", 0o644}}, -1)
+	kevWrite(t, node, map[string]File{"a": {Data: "1", Mode: 0o644}}, -1)
+	kevWrite(t, other, map[string]File{"a": {Data: "1", Mode: 0o644}}, -1)
 	got := make(chan string, 10)
 	w, err := kubevol.NewWatcher(func(dir string) { got <- dir })
 	must(t, err)
 	must(t, w.Add(node))
 	must(t, w.Add(other))
 	must(t, os.WriteFile(filepath.Join(node, "not-data"), nil, 0o644))
-	kevWrite(t, node, map[string]File{"a": {"2", 0o644}}, -1)
+	kevWrite(t, node, map[string]File{"a": {Data: "2", Mode: 0o644}}, -1)
 	select {
 	case d := <-got:
 		if d != node {
@@ -331,7 +332,7 @@ func TestWatcher(t *testing.T) {
 		t.Fatal("no call back 10 s after the ..data swap")
 	}
 	w.Remove(node)
-	kevWrite(t, node, map[string]File{"a": {"3", 0o644}}, -1)
+	kevWrite(t, node, map[string]File{"a": {Data: "3", Mode: 0o644}}, -1)
 	must(t, os.RemoveAll(other))
 	deadline := time.Now().Add(5 * time.Second)
 	for w.Len() != 0 && time.Now().Before(deadline) {

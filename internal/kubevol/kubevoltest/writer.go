@@ -1,4 +1,5 @@
-package kubevol
+// Package kubevoltest writes volumes as the kubelet does, for tests.
+package kubevoltest
 
 import (
 	"os"
