@@ -3811,6 +3811,190 @@ func (x *GetDiagnosticDataResponse) GetData() []byte {
 	return nil
 }
 
+// WatchedEntry is one file, directory or symlink of a watched volume.
+type WatchedEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path: relative, clean ("a/b"), no "..".
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// mode: st_mode, the type (S_IFREG, S_IFDIR, S_IFLNK) and permission bits
+	// (setgid and sticky included).
+	Mode uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid  uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid  uint32 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	// data: a file's content, or a symlink's target.
+	Data          []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchedEntry) Reset() {
+	*x = WatchedEntry{}
+	mi := &file_agent_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchedEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchedEntry) ProtoMessage() {}
+
+func (x *WatchedEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchedEntry.ProtoReflect.Descriptor instead.
+func (*WatchedEntry) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *WatchedEntry) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WatchedEntry) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *WatchedEntry) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *WatchedEntry) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *WatchedEntry) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// SyncWatchedVolumeRequest makes /run/vc/watched/<id> in the guest (a tmpfs
+// of size_limit bytes, mounted on the first call) hold the volume's layout
+// as the kubelet writes it: root's mode and owner, the timestamped
+// directory data_dir holding data, ..data pointing at it, and links.
+type SyncWatchedVolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id: [a-z0-9], 1 to 64 characters.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// remove unmounts and removes the copy; the other fields are ignored.
+	Remove    bool   `protobuf:"varint,2,opt,name=remove,proto3" json:"remove,omitempty"`
+	SizeLimit uint64 `protobuf:"varint,3,opt,name=size_limit,json=sizeLimit,proto3" json:"size_limit,omitempty"`
+	// root: the volume's top directory (path empty).
+	Root *WatchedEntry `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"`
+	// data_dir: the name ..data points at ("..2026_12_07_05_00_00.123").
+	DataDir string `protobuf:"bytes,5,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	// data: data_dir's entries, relative to it, parents before children.
+	Data []*WatchedEntry `protobuf:"bytes,6,rep,name=data,proto3" json:"data,omitempty"`
+	// links: the top directory's symlinks: ..data (target data_dir) and one
+	// per top-level name of the payload (target ..data/<name>).
+	Links         []*WatchedEntry `protobuf:"bytes,7,rep,name=links,proto3" json:"links,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncWatchedVolumeRequest) Reset() {
+	*x = SyncWatchedVolumeRequest{}
+	mi := &file_agent_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncWatchedVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncWatchedVolumeRequest) ProtoMessage() {}
+
+func (x *SyncWatchedVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncWatchedVolumeRequest.ProtoReflect.Descriptor instead.
+func (*SyncWatchedVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *SyncWatchedVolumeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SyncWatchedVolumeRequest) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+func (x *SyncWatchedVolumeRequest) GetSizeLimit() uint64 {
+	if x != nil {
+		return x.SizeLimit
+	}
+	return 0
+}
+
+func (x *SyncWatchedVolumeRequest) GetRoot() *WatchedEntry {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *SyncWatchedVolumeRequest) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
+func (x *SyncWatchedVolumeRequest) GetData() []*WatchedEntry {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SyncWatchedVolumeRequest) GetLinks() []*WatchedEntry {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -4076,7 +4260,22 @@ const file_agent_proto_rawDesc = "" +
 	"\blog_type\x18\x01 \x01(\tR\alogType\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\"/\n" +
 	"\x19GetDiagnosticDataResponse\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2\x97\x15\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"n\n" +
+	"\fWatchedEntry\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\xf6\x01\n" +
+	"\x18SyncWatchedVolumeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06remove\x18\x02 \x01(\bR\x06remove\x12\x1d\n" +
+	"\n" +
+	"size_limit\x18\x03 \x01(\x04R\tsizeLimit\x12&\n" +
+	"\x04root\x18\x04 \x01(\v2\x12.grpc.WatchedEntryR\x04root\x12\x19\n" +
+	"\bdata_dir\x18\x05 \x01(\tR\adataDir\x12&\n" +
+	"\x04data\x18\x06 \x03(\v2\x12.grpc.WatchedEntryR\x04data\x12(\n" +
+	"\x05links\x18\a \x03(\v2\x12.grpc.WatchedEntryR\x05links2\xe4\x15\n" +
 	"\fAgentService\x12G\n" +
 	"\x0fCreateContainer\x12\x1c.grpc.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12E\n" +
 	"\x0eStartContainer\x12\x1b.grpc.StartContainerRequest\x1a\x16.google.protobuf.Empty\x12G\n" +
@@ -4122,7 +4321,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eGetVolumeStats\x12\x18.grpc.VolumeStatsRequest\x1a\x19.grpc.VolumeStatsResponse\x12A\n" +
 	"\fResizeVolume\x12\x19.grpc.ResizeVolumeRequest\x1a\x16.google.protobuf.Empty\x12;\n" +
 	"\tSetPolicy\x12\x16.grpc.SetPolicyRequest\x1a\x16.google.protobuf.Empty\x12T\n" +
-	"\x11GetDiagnosticData\x12\x1e.grpc.GetDiagnosticDataRequest\x1a\x1f.grpc.GetDiagnosticDataResponseB(Z&github.com/virtcontainers/vc/api/agentb\x06proto3"
+	"\x11GetDiagnosticData\x12\x1e.grpc.GetDiagnosticDataRequest\x1a\x1f.grpc.GetDiagnosticDataResponse\x12K\n" +
+	"\x11SyncWatchedVolume\x12\x1e.grpc.SyncWatchedVolumeRequest\x1a\x16.google.protobuf.EmptyB(Z&github.com/virtcontainers/vc/api/agentb\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -4136,7 +4336,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_agent_proto_goTypes = []any{
 	(*CreateContainerRequest)(nil),                // 0: grpc.CreateContainerRequest
 	(*StartContainerRequest)(nil),                 // 1: grpc.StartContainerRequest
@@ -4206,32 +4406,34 @@ var file_agent_proto_goTypes = []any{
 	(*SetPolicyRequest)(nil),                      // 65: grpc.SetPolicyRequest
 	(*GetDiagnosticDataRequest)(nil),              // 66: grpc.GetDiagnosticDataRequest
 	(*GetDiagnosticDataResponse)(nil),             // 67: grpc.GetDiagnosticDataResponse
-	nil,                                           // 68: grpc.MemoryStats.StatsEntry
-	nil,                                           // 69: grpc.CgroupStats.HugetlbStatsEntry
-	(*Spec)(nil),                                  // 70: grpc.Spec
-	(*Process)(nil),                               // 71: grpc.Process
-	(*LinuxResources)(nil),                        // 72: grpc.LinuxResources
-	(*Interface)(nil),                             // 73: types.Interface
-	(*Route)(nil),                                 // 74: types.Route
-	(*ARPNeighbor)(nil),                           // 75: types.ARPNeighbor
-	(FSGroupChangePolicy)(0),                      // 76: types.FSGroupChangePolicy
-	(*emptypb.Empty)(nil),                         // 77: google.protobuf.Empty
-	(*VolumeStatsResponse)(nil),                   // 78: grpc.VolumeStatsResponse
+	(*WatchedEntry)(nil),                          // 68: grpc.WatchedEntry
+	(*SyncWatchedVolumeRequest)(nil),              // 69: grpc.SyncWatchedVolumeRequest
+	nil,                                           // 70: grpc.MemoryStats.StatsEntry
+	nil,                                           // 71: grpc.CgroupStats.HugetlbStatsEntry
+	(*Spec)(nil),                                  // 72: grpc.Spec
+	(*Process)(nil),                               // 73: grpc.Process
+	(*LinuxResources)(nil),                        // 74: grpc.LinuxResources
+	(*Interface)(nil),                             // 75: types.Interface
+	(*Route)(nil),                                 // 76: types.Route
+	(*ARPNeighbor)(nil),                           // 77: types.ARPNeighbor
+	(FSGroupChangePolicy)(0),                      // 78: types.FSGroupChangePolicy
+	(*emptypb.Empty)(nil),                         // 79: google.protobuf.Empty
+	(*VolumeStatsResponse)(nil),                   // 80: grpc.VolumeStatsResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	56, // 0: grpc.CreateContainerRequest.string_user:type_name -> grpc.StringUser
 	55, // 1: grpc.CreateContainerRequest.devices:type_name -> grpc.Device
 	54, // 2: grpc.CreateContainerRequest.storages:type_name -> grpc.Storage
-	70, // 3: grpc.CreateContainerRequest.OCI:type_name -> grpc.Spec
+	72, // 3: grpc.CreateContainerRequest.OCI:type_name -> grpc.Spec
 	56, // 4: grpc.ExecProcessRequest.string_user:type_name -> grpc.StringUser
-	71, // 5: grpc.ExecProcessRequest.process:type_name -> grpc.Process
-	72, // 6: grpc.UpdateContainerRequest.resources:type_name -> grpc.LinuxResources
+	73, // 5: grpc.ExecProcessRequest.process:type_name -> grpc.Process
+	74, // 6: grpc.UpdateContainerRequest.resources:type_name -> grpc.LinuxResources
 	11, // 7: grpc.CpuStats.cpu_usage:type_name -> grpc.CpuUsage
 	12, // 8: grpc.CpuStats.throttling_data:type_name -> grpc.ThrottlingData
 	15, // 9: grpc.MemoryStats.usage:type_name -> grpc.MemoryData
 	15, // 10: grpc.MemoryStats.swap_usage:type_name -> grpc.MemoryData
 	15, // 11: grpc.MemoryStats.kernel_usage:type_name -> grpc.MemoryData
-	68, // 12: grpc.MemoryStats.stats:type_name -> grpc.MemoryStats.StatsEntry
+	70, // 12: grpc.MemoryStats.stats:type_name -> grpc.MemoryStats.StatsEntry
 	17, // 13: grpc.BlkioStats.io_service_bytes_recursive:type_name -> grpc.BlkioStatsEntry
 	17, // 14: grpc.BlkioStats.io_serviced_recursive:type_name -> grpc.BlkioStatsEntry
 	17, // 15: grpc.BlkioStats.io_queued_recursive:type_name -> grpc.BlkioStatsEntry
@@ -4244,105 +4446,110 @@ var file_agent_proto_depIdxs = []int32{
 	16, // 22: grpc.CgroupStats.memory_stats:type_name -> grpc.MemoryStats
 	14, // 23: grpc.CgroupStats.pids_stats:type_name -> grpc.PidsStats
 	18, // 24: grpc.CgroupStats.blkio_stats:type_name -> grpc.BlkioStats
-	69, // 25: grpc.CgroupStats.hugetlb_stats:type_name -> grpc.CgroupStats.HugetlbStatsEntry
+	71, // 25: grpc.CgroupStats.hugetlb_stats:type_name -> grpc.CgroupStats.HugetlbStatsEntry
 	20, // 26: grpc.StatsContainerResponse.cgroup_stats:type_name -> grpc.CgroupStats
 	21, // 27: grpc.StatsContainerResponse.network_stats:type_name -> grpc.NetworkStats
 	54, // 28: grpc.CreateSandboxRequest.storages:type_name -> grpc.Storage
 	29, // 29: grpc.CreateSandboxRequest.kernel_modules:type_name -> grpc.KernelModule
-	73, // 30: grpc.Interfaces.Interfaces:type_name -> types.Interface
-	74, // 31: grpc.Routes.Routes:type_name -> types.Route
-	73, // 32: grpc.UpdateInterfaceRequest.interface:type_name -> types.Interface
+	75, // 30: grpc.Interfaces.Interfaces:type_name -> types.Interface
+	76, // 31: grpc.Routes.Routes:type_name -> types.Route
+	75, // 32: grpc.UpdateInterfaceRequest.interface:type_name -> types.Interface
 	34, // 33: grpc.UpdateRoutesRequest.routes:type_name -> grpc.Routes
 	54, // 34: grpc.UpdateEphemeralMountsRequest.storages:type_name -> grpc.Storage
-	75, // 35: grpc.ARPNeighbors.ARPNeighbors:type_name -> types.ARPNeighbor
+	77, // 35: grpc.ARPNeighbors.ARPNeighbors:type_name -> types.ARPNeighbor
 	40, // 36: grpc.AddARPNeighborsRequest.neighbors:type_name -> grpc.ARPNeighbors
 	48, // 37: grpc.GuestDetailsResponse.agent_details:type_name -> grpc.AgentDetails
-	76, // 38: grpc.FSGroup.group_change_policy:type_name -> types.FSGroupChangePolicy
+	78, // 38: grpc.FSGroup.group_change_policy:type_name -> types.FSGroupChangePolicy
 	53, // 39: grpc.Storage.fs_group:type_name -> grpc.FSGroup
-	19, // 40: grpc.CgroupStats.HugetlbStatsEntry.value:type_name -> grpc.HugetlbStats
-	0,  // 41: grpc.AgentService.CreateContainer:input_type -> grpc.CreateContainerRequest
-	1,  // 42: grpc.AgentService.StartContainer:input_type -> grpc.StartContainerRequest
-	2,  // 43: grpc.AgentService.RemoveContainer:input_type -> grpc.RemoveContainerRequest
-	3,  // 44: grpc.AgentService.ExecProcess:input_type -> grpc.ExecProcessRequest
-	4,  // 45: grpc.AgentService.SignalProcess:input_type -> grpc.SignalProcessRequest
-	5,  // 46: grpc.AgentService.WaitProcess:input_type -> grpc.WaitProcessRequest
-	7,  // 47: grpc.AgentService.UpdateContainer:input_type -> grpc.UpdateContainerRequest
-	37, // 48: grpc.AgentService.UpdateEphemeralMounts:input_type -> grpc.UpdateEphemeralMountsRequest
-	8,  // 49: grpc.AgentService.StatsContainer:input_type -> grpc.StatsContainerRequest
-	9,  // 50: grpc.AgentService.PauseContainer:input_type -> grpc.PauseContainerRequest
-	10, // 51: grpc.AgentService.ResumeContainer:input_type -> grpc.ResumeContainerRequest
-	32, // 52: grpc.AgentService.RemoveStaleVirtiofsShareMounts:input_type -> grpc.RemoveStaleVirtiofsShareMountsRequest
-	23, // 53: grpc.AgentService.WriteStdin:input_type -> grpc.WriteStreamRequest
-	25, // 54: grpc.AgentService.ReadStdout:input_type -> grpc.ReadStreamRequest
-	25, // 55: grpc.AgentService.ReadStderr:input_type -> grpc.ReadStreamRequest
-	27, // 56: grpc.AgentService.CloseStdin:input_type -> grpc.CloseStdinRequest
-	28, // 57: grpc.AgentService.TtyWinResize:input_type -> grpc.TtyWinResizeRequest
-	35, // 58: grpc.AgentService.UpdateInterface:input_type -> grpc.UpdateInterfaceRequest
-	36, // 59: grpc.AgentService.UpdateRoutes:input_type -> grpc.UpdateRoutesRequest
-	38, // 60: grpc.AgentService.ListInterfaces:input_type -> grpc.ListInterfacesRequest
-	39, // 61: grpc.AgentService.ListRoutes:input_type -> grpc.ListRoutesRequest
-	41, // 62: grpc.AgentService.AddARPNeighbors:input_type -> grpc.AddARPNeighborsRequest
-	42, // 63: grpc.AgentService.GetIPTables:input_type -> grpc.GetIPTablesRequest
-	44, // 64: grpc.AgentService.SetIPTables:input_type -> grpc.SetIPTablesRequest
-	61, // 65: grpc.AgentService.GetMetrics:input_type -> grpc.GetMetricsRequest
-	30, // 66: grpc.AgentService.CreateSandbox:input_type -> grpc.CreateSandboxRequest
-	31, // 67: grpc.AgentService.DestroySandbox:input_type -> grpc.DestroySandboxRequest
-	46, // 68: grpc.AgentService.OnlineCPUMem:input_type -> grpc.OnlineCPUMemRequest
-	47, // 69: grpc.AgentService.ReseedRandomDev:input_type -> grpc.ReseedRandomDevRequest
-	49, // 70: grpc.AgentService.GetGuestDetails:input_type -> grpc.GuestDetailsRequest
-	51, // 71: grpc.AgentService.MemHotplugByProbe:input_type -> grpc.MemHotplugByProbeRequest
-	52, // 72: grpc.AgentService.SetGuestDateTime:input_type -> grpc.SetGuestDateTimeRequest
-	57, // 73: grpc.AgentService.CopyFile:input_type -> grpc.CopyFileRequest
-	58, // 74: grpc.AgentService.GetOOMEvent:input_type -> grpc.GetOOMEventRequest
-	60, // 75: grpc.AgentService.AddSwap:input_type -> grpc.AddSwapRequest
-	63, // 76: grpc.AgentService.GetVolumeStats:input_type -> grpc.VolumeStatsRequest
-	64, // 77: grpc.AgentService.ResizeVolume:input_type -> grpc.ResizeVolumeRequest
-	65, // 78: grpc.AgentService.SetPolicy:input_type -> grpc.SetPolicyRequest
-	66, // 79: grpc.AgentService.GetDiagnosticData:input_type -> grpc.GetDiagnosticDataRequest
-	77, // 80: grpc.AgentService.CreateContainer:output_type -> google.protobuf.Empty
-	77, // 81: grpc.AgentService.StartContainer:output_type -> google.protobuf.Empty
-	77, // 82: grpc.AgentService.RemoveContainer:output_type -> google.protobuf.Empty
-	77, // 83: grpc.AgentService.ExecProcess:output_type -> google.protobuf.Empty
-	77, // 84: grpc.AgentService.SignalProcess:output_type -> google.protobuf.Empty
-	6,  // 85: grpc.AgentService.WaitProcess:output_type -> grpc.WaitProcessResponse
-	77, // 86: grpc.AgentService.UpdateContainer:output_type -> google.protobuf.Empty
-	77, // 87: grpc.AgentService.UpdateEphemeralMounts:output_type -> google.protobuf.Empty
-	22, // 88: grpc.AgentService.StatsContainer:output_type -> grpc.StatsContainerResponse
-	77, // 89: grpc.AgentService.PauseContainer:output_type -> google.protobuf.Empty
-	77, // 90: grpc.AgentService.ResumeContainer:output_type -> google.protobuf.Empty
-	77, // 91: grpc.AgentService.RemoveStaleVirtiofsShareMounts:output_type -> google.protobuf.Empty
-	24, // 92: grpc.AgentService.WriteStdin:output_type -> grpc.WriteStreamResponse
-	26, // 93: grpc.AgentService.ReadStdout:output_type -> grpc.ReadStreamResponse
-	26, // 94: grpc.AgentService.ReadStderr:output_type -> grpc.ReadStreamResponse
-	77, // 95: grpc.AgentService.CloseStdin:output_type -> google.protobuf.Empty
-	77, // 96: grpc.AgentService.TtyWinResize:output_type -> google.protobuf.Empty
-	73, // 97: grpc.AgentService.UpdateInterface:output_type -> types.Interface
-	34, // 98: grpc.AgentService.UpdateRoutes:output_type -> grpc.Routes
-	33, // 99: grpc.AgentService.ListInterfaces:output_type -> grpc.Interfaces
-	34, // 100: grpc.AgentService.ListRoutes:output_type -> grpc.Routes
-	77, // 101: grpc.AgentService.AddARPNeighbors:output_type -> google.protobuf.Empty
-	43, // 102: grpc.AgentService.GetIPTables:output_type -> grpc.GetIPTablesResponse
-	45, // 103: grpc.AgentService.SetIPTables:output_type -> grpc.SetIPTablesResponse
-	62, // 104: grpc.AgentService.GetMetrics:output_type -> grpc.Metrics
-	77, // 105: grpc.AgentService.CreateSandbox:output_type -> google.protobuf.Empty
-	77, // 106: grpc.AgentService.DestroySandbox:output_type -> google.protobuf.Empty
-	77, // 107: grpc.AgentService.OnlineCPUMem:output_type -> google.protobuf.Empty
-	77, // 108: grpc.AgentService.ReseedRandomDev:output_type -> google.protobuf.Empty
-	50, // 109: grpc.AgentService.GetGuestDetails:output_type -> grpc.GuestDetailsResponse
-	77, // 110: grpc.AgentService.MemHotplugByProbe:output_type -> google.protobuf.Empty
-	77, // 111: grpc.AgentService.SetGuestDateTime:output_type -> google.protobuf.Empty
-	77, // 112: grpc.AgentService.CopyFile:output_type -> google.protobuf.Empty
-	59, // 113: grpc.AgentService.GetOOMEvent:output_type -> grpc.OOMEvent
-	77, // 114: grpc.AgentService.AddSwap:output_type -> google.protobuf.Empty
-	78, // 115: grpc.AgentService.GetVolumeStats:output_type -> grpc.VolumeStatsResponse
-	77, // 116: grpc.AgentService.ResizeVolume:output_type -> google.protobuf.Empty
-	77, // 117: grpc.AgentService.SetPolicy:output_type -> google.protobuf.Empty
-	67, // 118: grpc.AgentService.GetDiagnosticData:output_type -> grpc.GetDiagnosticDataResponse
-	80, // [80:119] is the sub-list for method output_type
-	41, // [41:80] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	68, // 40: grpc.SyncWatchedVolumeRequest.root:type_name -> grpc.WatchedEntry
+	68, // 41: grpc.SyncWatchedVolumeRequest.data:type_name -> grpc.WatchedEntry
+	68, // 42: grpc.SyncWatchedVolumeRequest.links:type_name -> grpc.WatchedEntry
+	19, // 43: grpc.CgroupStats.HugetlbStatsEntry.value:type_name -> grpc.HugetlbStats
+	0,  // 44: grpc.AgentService.CreateContainer:input_type -> grpc.CreateContainerRequest
+	1,  // 45: grpc.AgentService.StartContainer:input_type -> grpc.StartContainerRequest
+	2,  // 46: grpc.AgentService.RemoveContainer:input_type -> grpc.RemoveContainerRequest
+	3,  // 47: grpc.AgentService.ExecProcess:input_type -> grpc.ExecProcessRequest
+	4,  // 48: grpc.AgentService.SignalProcess:input_type -> grpc.SignalProcessRequest
+	5,  // 49: grpc.AgentService.WaitProcess:input_type -> grpc.WaitProcessRequest
+	7,  // 50: grpc.AgentService.UpdateContainer:input_type -> grpc.UpdateContainerRequest
+	37, // 51: grpc.AgentService.UpdateEphemeralMounts:input_type -> grpc.UpdateEphemeralMountsRequest
+	8,  // 52: grpc.AgentService.StatsContainer:input_type -> grpc.StatsContainerRequest
+	9,  // 53: grpc.AgentService.PauseContainer:input_type -> grpc.PauseContainerRequest
+	10, // 54: grpc.AgentService.ResumeContainer:input_type -> grpc.ResumeContainerRequest
+	32, // 55: grpc.AgentService.RemoveStaleVirtiofsShareMounts:input_type -> grpc.RemoveStaleVirtiofsShareMountsRequest
+	23, // 56: grpc.AgentService.WriteStdin:input_type -> grpc.WriteStreamRequest
+	25, // 57: grpc.AgentService.ReadStdout:input_type -> grpc.ReadStreamRequest
+	25, // 58: grpc.AgentService.ReadStderr:input_type -> grpc.ReadStreamRequest
+	27, // 59: grpc.AgentService.CloseStdin:input_type -> grpc.CloseStdinRequest
+	28, // 60: grpc.AgentService.TtyWinResize:input_type -> grpc.TtyWinResizeRequest
+	35, // 61: grpc.AgentService.UpdateInterface:input_type -> grpc.UpdateInterfaceRequest
+	36, // 62: grpc.AgentService.UpdateRoutes:input_type -> grpc.UpdateRoutesRequest
+	38, // 63: grpc.AgentService.ListInterfaces:input_type -> grpc.ListInterfacesRequest
+	39, // 64: grpc.AgentService.ListRoutes:input_type -> grpc.ListRoutesRequest
+	41, // 65: grpc.AgentService.AddARPNeighbors:input_type -> grpc.AddARPNeighborsRequest
+	42, // 66: grpc.AgentService.GetIPTables:input_type -> grpc.GetIPTablesRequest
+	44, // 67: grpc.AgentService.SetIPTables:input_type -> grpc.SetIPTablesRequest
+	61, // 68: grpc.AgentService.GetMetrics:input_type -> grpc.GetMetricsRequest
+	30, // 69: grpc.AgentService.CreateSandbox:input_type -> grpc.CreateSandboxRequest
+	31, // 70: grpc.AgentService.DestroySandbox:input_type -> grpc.DestroySandboxRequest
+	46, // 71: grpc.AgentService.OnlineCPUMem:input_type -> grpc.OnlineCPUMemRequest
+	47, // 72: grpc.AgentService.ReseedRandomDev:input_type -> grpc.ReseedRandomDevRequest
+	49, // 73: grpc.AgentService.GetGuestDetails:input_type -> grpc.GuestDetailsRequest
+	51, // 74: grpc.AgentService.MemHotplugByProbe:input_type -> grpc.MemHotplugByProbeRequest
+	52, // 75: grpc.AgentService.SetGuestDateTime:input_type -> grpc.SetGuestDateTimeRequest
+	57, // 76: grpc.AgentService.CopyFile:input_type -> grpc.CopyFileRequest
+	58, // 77: grpc.AgentService.GetOOMEvent:input_type -> grpc.GetOOMEventRequest
+	60, // 78: grpc.AgentService.AddSwap:input_type -> grpc.AddSwapRequest
+	63, // 79: grpc.AgentService.GetVolumeStats:input_type -> grpc.VolumeStatsRequest
+	64, // 80: grpc.AgentService.ResizeVolume:input_type -> grpc.ResizeVolumeRequest
+	65, // 81: grpc.AgentService.SetPolicy:input_type -> grpc.SetPolicyRequest
+	66, // 82: grpc.AgentService.GetDiagnosticData:input_type -> grpc.GetDiagnosticDataRequest
+	69, // 83: grpc.AgentService.SyncWatchedVolume:input_type -> grpc.SyncWatchedVolumeRequest
+	79, // 84: grpc.AgentService.CreateContainer:output_type -> google.protobuf.Empty
+	79, // 85: grpc.AgentService.StartContainer:output_type -> google.protobuf.Empty
+	79, // 86: grpc.AgentService.RemoveContainer:output_type -> google.protobuf.Empty
+	79, // 87: grpc.AgentService.ExecProcess:output_type -> google.protobuf.Empty
+	79, // 88: grpc.AgentService.SignalProcess:output_type -> google.protobuf.Empty
+	6,  // 89: grpc.AgentService.WaitProcess:output_type -> grpc.WaitProcessResponse
+	79, // 90: grpc.AgentService.UpdateContainer:output_type -> google.protobuf.Empty
+	79, // 91: grpc.AgentService.UpdateEphemeralMounts:output_type -> google.protobuf.Empty
+	22, // 92: grpc.AgentService.StatsContainer:output_type -> grpc.StatsContainerResponse
+	79, // 93: grpc.AgentService.PauseContainer:output_type -> google.protobuf.Empty
+	79, // 94: grpc.AgentService.ResumeContainer:output_type -> google.protobuf.Empty
+	79, // 95: grpc.AgentService.RemoveStaleVirtiofsShareMounts:output_type -> google.protobuf.Empty
+	24, // 96: grpc.AgentService.WriteStdin:output_type -> grpc.WriteStreamResponse
+	26, // 97: grpc.AgentService.ReadStdout:output_type -> grpc.ReadStreamResponse
+	26, // 98: grpc.AgentService.ReadStderr:output_type -> grpc.ReadStreamResponse
+	79, // 99: grpc.AgentService.CloseStdin:output_type -> google.protobuf.Empty
+	79, // 100: grpc.AgentService.TtyWinResize:output_type -> google.protobuf.Empty
+	75, // 101: grpc.AgentService.UpdateInterface:output_type -> types.Interface
+	34, // 102: grpc.AgentService.UpdateRoutes:output_type -> grpc.Routes
+	33, // 103: grpc.AgentService.ListInterfaces:output_type -> grpc.Interfaces
+	34, // 104: grpc.AgentService.ListRoutes:output_type -> grpc.Routes
+	79, // 105: grpc.AgentService.AddARPNeighbors:output_type -> google.protobuf.Empty
+	43, // 106: grpc.AgentService.GetIPTables:output_type -> grpc.GetIPTablesResponse
+	45, // 107: grpc.AgentService.SetIPTables:output_type -> grpc.SetIPTablesResponse
+	62, // 108: grpc.AgentService.GetMetrics:output_type -> grpc.Metrics
+	79, // 109: grpc.AgentService.CreateSandbox:output_type -> google.protobuf.Empty
+	79, // 110: grpc.AgentService.DestroySandbox:output_type -> google.protobuf.Empty
+	79, // 111: grpc.AgentService.OnlineCPUMem:output_type -> google.protobuf.Empty
+	79, // 112: grpc.AgentService.ReseedRandomDev:output_type -> google.protobuf.Empty
+	50, // 113: grpc.AgentService.GetGuestDetails:output_type -> grpc.GuestDetailsResponse
+	79, // 114: grpc.AgentService.MemHotplugByProbe:output_type -> google.protobuf.Empty
+	79, // 115: grpc.AgentService.SetGuestDateTime:output_type -> google.protobuf.Empty
+	79, // 116: grpc.AgentService.CopyFile:output_type -> google.protobuf.Empty
+	59, // 117: grpc.AgentService.GetOOMEvent:output_type -> grpc.OOMEvent
+	79, // 118: grpc.AgentService.AddSwap:output_type -> google.protobuf.Empty
+	80, // 119: grpc.AgentService.GetVolumeStats:output_type -> grpc.VolumeStatsResponse
+	79, // 120: grpc.AgentService.ResizeVolume:output_type -> google.protobuf.Empty
+	79, // 121: grpc.AgentService.SetPolicy:output_type -> google.protobuf.Empty
+	67, // 122: grpc.AgentService.GetDiagnosticData:output_type -> grpc.GetDiagnosticDataResponse
+	79, // 123: grpc.AgentService.SyncWatchedVolume:output_type -> google.protobuf.Empty
+	84, // [84:124] is the sub-list for method output_type
+	44, // [44:84] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -4359,7 +4566,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   70,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,7 @@ type AgentServiceService interface {
 	ResizeVolume(context.Context, *ResizeVolumeRequest) (*emptypb.Empty, error)
 	SetPolicy(context.Context, *SetPolicyRequest) (*emptypb.Empty, error)
 	GetDiagnosticData(context.Context, *GetDiagnosticDataRequest) (*GetDiagnosticDataResponse, error)
+	SyncWatchedVolume(context.Context, *SyncWatchedVolumeRequest) (*emptypb.Empty, error)
 }
 
 func RegisterAgentServiceService(srv *ttrpc.Server, svc AgentServiceService) {
@@ -325,6 +326,13 @@ func RegisterAgentServiceService(srv *ttrpc.Server, svc AgentServiceService) {
 					return nil, err
 				}
 				return svc.GetDiagnosticData(ctx, &req)
+			},
+			"SyncWatchedVolume": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SyncWatchedVolumeRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SyncWatchedVolume(ctx, &req)
 			},
 		},
 	})
@@ -647,6 +655,14 @@ func (c *agentserviceClient) SetPolicy(ctx context.Context, req *SetPolicyReques
 func (c *agentserviceClient) GetDiagnosticData(ctx context.Context, req *GetDiagnosticDataRequest) (*GetDiagnosticDataResponse, error) {
 	var resp GetDiagnosticDataResponse
 	if err := c.client.Call(ctx, "grpc.AgentService", "GetDiagnosticData", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentserviceClient) SyncWatchedVolume(ctx context.Context, req *SyncWatchedVolumeRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "grpc.AgentService", "SyncWatchedVolume", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

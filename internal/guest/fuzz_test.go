@@ -45,6 +45,7 @@ var hostEffects = map[string]string{
 	"ResizeVolume":                   "resizes filesystems",
 	"SetIPTables":                    "runs iptables-restore, whose rules can make the host kernel load modules",
 	"SetPolicy":                      "changes what the agent accepts, so later inputs would not reproduce",
+	"SyncWatchedVolume":              "mounts a tmpfs under /run/vc/watched",
 }
 
 // zeroSafe are the hostEffects handlers whose zero-value request must be
@@ -58,6 +59,7 @@ var zeroSafe = map[string]string{
 	"ResizeVolume":          "no volume path",
 	"SetPolicy":             "a fresh agent per test",
 	"SetIPTables":           "no rules, in a network namespace of the test's own",
+	"SyncWatchedVolume":     "no id",
 }
 
 // inNetns are the handlers that act on the network namespace: they run

@@ -52,6 +52,7 @@ type Agent struct {
 	fwd   forwardState   // rpc_portforward.go
 	loop  loopbackState  // loopback.go
 	sockp sockProxyState // sockproxy.go
+	watch watchedState   // watched.go
 }
 
 var (

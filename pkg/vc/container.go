@@ -45,11 +45,14 @@ func (s *Sandbox) createContainer(ctx context.Context, cfg ContainerConfig) erro
 	if err != nil {
 		return err
 	}
+	// Kubelet volumes rewritten in place become copies in the guest
+	// (watchvol.go).
+	cu := cleanup.Make(s.watchVolumes(ctx, cfg.ID, spec))
+	defer cu.Clean()
 	if err := shareContainer(s.sharedDir(), cfg.ID, cfg.Rootfs, spec); err != nil {
 		return err
 	}
-	cu := cleanup.Make(func() { unshareContainer(s.sharedDir(), cfg.ID) })
-	defer cu.Clean()
+	cu.Add(func() { unshareContainer(s.sharedDir(), cfg.ID) })
 	// Unix sockets bind-mounted from the host are relayed (sockproxy.go).
 	stopProxies, err := s.proxySockets(ctx, cfg.ID, spec)
 	if err != nil {
@@ -373,6 +376,7 @@ func (c *Container) Delete(ctx context.Context) error {
 			}
 		}
 		s.stopSockProxies(c.id)
+		s.unwatchVolumes(ctx, c.id)
 		if err := s.unplugDevices(ctx, c.id, st.Disks); err != nil {
 			return err
 		}

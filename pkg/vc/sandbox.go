@@ -45,6 +45,7 @@ type Sandbox struct {
 	health pb.HealthService
 	proxy  *ttrpc.Server
 	sockp  sockProxies // sockproxy.go
+	vols   volWatches  // watchvol.go
 
 	// exited is closed once the owner has seen the VM end and cleaned up.
 	exited chan struct{}
@@ -348,6 +349,7 @@ func (s *Sandbox) serveProxy() error {
 func (s *Sandbox) monitor() {
 	<-s.vm.Exited()
 	s.log.Info("vm exited")
+	s.stopWatches()
 	s.proxy.Close()
 	s.client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -391,6 +393,7 @@ func (s *Sandbox) markStopped(reason string) {
 		go s.stopSockProxies(c.ID) // s.mu is held
 		unshareContainer(s.sharedDir(), c.ID)
 	}
+	go s.stopWatches() // s.mu is held
 	s.teardownNetwork()
 	os.Remove(s.status.AgentSocket)
 	s.store.Save(s.id, sandboxKey, s.status)

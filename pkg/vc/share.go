@@ -55,8 +55,8 @@ func shareContainer(sharedDir, cid, rootfs string, spec *specs.Spec) (err error)
 	mounts := make([]specs.Mount, 0, len(spec.Mounts))
 	for i, m := range spec.Mounts {
 		mounts = append(mounts, m)
-		if !isBind(m) {
-			continue
+		if !isBind(m) || strings.HasPrefix(m.Source, guestWatchedDir+"/") {
+			continue // a copy in the guest (watchvol.go)
 		}
 		st, err := os.Stat(m.Source)
 		if err != nil {

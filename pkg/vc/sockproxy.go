@@ -57,7 +57,7 @@ type sockProxySet struct {
 func (s *Sandbox) proxySockets(ctx context.Context, cid string, spec *specs.Spec) (stop func(), err error) {
 	var idx []int
 	for i, m := range spec.Mounts {
-		if isBind(m) && !strings.HasPrefix(m.Source, guestSharedDir+"/") {
+		if isBind(m) && !strings.HasPrefix(m.Source, guestSharedDir+"/") && !strings.HasPrefix(m.Source, guestWatchedDir+"/") {
 			idx = append(idx, i)
 		}
 	}
