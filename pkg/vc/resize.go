@@ -267,7 +267,7 @@ func (s *Sandbox) liveVM(ctx context.Context) (hypervisor.Hypervisor, func(), er
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox %s: %w", s.id, err)
 	}
-	return vm, func() { vm.Close() }, nil
+	return vm, func() { hypervisor.Detach(vm) }, nil
 }
 
 // mergeResources is r over old: the fields r sets replace old's (as an
