@@ -263,7 +263,7 @@ type Resizer interface {
 	// Capabilities.CPUUnplug is false fails with ErrNotImplemented. A
 	// failure puts back the vCPUs it had removed, or removes those it
 	// had added.
-	SetCPUs(ctx context.Context, n int) error
+	SetCPUs(ctx context.Context, n uint32) error
 
 	// SetMemory plugs or unplugs memory until the VM has mib MiB,
 	// which must be FixedMemoryMiB plus whole MemoryStepMiB steps.
@@ -271,11 +271,11 @@ type Resizer interface {
 	// it can go again); removing memory the guest cannot offline
 	// fails with errdefs.ErrFailedPrecondition. A failure undoes what
 	// it did, as SetCPUs does.
-	SetMemory(ctx context.Context, mib int) error
+	SetMemory(ctx context.Context, mib uint32) error
 }
 
 // Size is a VM's vCPUs and memory.
 type Size struct {
-	CPUs      int `json:"cpus"`
-	MemoryMiB int `json:"memory_mib"`
+	CPUs      uint32 `json:"cpus"`
+	MemoryMiB uint32 `json:"memory_mib"`
 }

@@ -67,7 +67,7 @@ func TestConfigInvalid(t *testing.T) {
 		"nic mtu":         {func(c *Config) { c.NICs = []NIC{{ID: "n", TapName: "tap0", MAC: mac, MTU: 20}} }, "MTU 20", errdefs.ErrInvalidArgument},
 		"nic nil file":    {func(c *Config) { c.NICs = []NIC{{ID: "n", TapFiles: []*os.File{nil}, MAC: mac}} }, "is nil", errdefs.ErrInvalidArgument},
 		"disk dup by id":  {func(c *Config) { c.Disks = []Disk{{ID: "d", Path: "/a"}, {ID: "d", Path: "/b"}} }, `two disk devices named "d"`, errdefs.ErrAlreadyExists},
-		"negative cpus":   {func(c *Config) { c.CPUs = -1 }, "-1 cpus", errdefs.ErrInvalidArgument},
+		"too many cpus":   {func(c *Config) { c.CPUs = MaxVCPUs + 1 }, "more than 64 vCPUs", errdefs.ErrInvalidArgument},
 		"long id":         {func(c *Config) { c.ID = strings.Repeat("x", 129) }, "vm id", errdefs.ErrInvalidArgument},
 		"fs tag too long": {func(c *Config) { c.SharedFS = []SharedFS{{Tag: strings.Repeat("t", 32), HostPath: "/x"}} }, "tag", errdefs.ErrInvalidArgument},
 	}
