@@ -152,11 +152,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 			}
 			return 0, fmt.Errorf("container %s: boot the sandbox: %w", r.ID, err)
 		}
-		cu.Add(func() {
-			cctx := context.WithoutCancel(ctx)
-			sb.Stop(cctx, cfg.StopTimeout.Duration)
-			sb.Delete(cctx)
-		})
+		cu.Add(func() { vcowner.Teardown(ctx, sb, cfg.StopTimeout.Duration, true, log) })
 	} else if err := sb.CreateContainer(ctx, ccfg); err != nil {
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)
 	}

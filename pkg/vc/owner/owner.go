@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -459,13 +460,26 @@ wait:
 // Shutdown ends the container's streams, attachments and control
 // socket, and stops the VM; with remove, the VM's state goes too.
 func (o *Owner) Shutdown(ctx context.Context, remove bool) error {
-	ctx = context.WithoutCancel(ctx)
 	o.Close()
-	if err := o.s.Stop(ctx, StopTimeout); err != nil {
-		o.log.Warn("stop the VM", "container", o.id, "err", err)
+	return Teardown(ctx, o.s, StopTimeout, remove, o.log)
+}
+
+// Teardown ends a VM a front end keeps: it stops it (the guest given
+// grace to power off, then killed) and, with remove, removes its state.
+// A failed stop is logged (Stop kills what does not stop); the error is
+// the removal's, and a sandbox removed already is none.
+func Teardown(ctx context.Context, s *vc.Sandbox, grace time.Duration, remove bool, log *slog.Logger) error {
+	ctx = context.WithoutCancel(ctx)
+	log = log.With("sandbox", s.ID())
+	if err := s.Stop(ctx, grace); err != nil {
+		log.Warn("stop the VM", "err", err)
 	}
 	if !remove {
 		return nil
 	}
-	return o.s.Delete(ctx)
+	if err := s.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		log.Warn("remove the VM's state", "err", err)
+		return err
+	}
+	return nil
 }
