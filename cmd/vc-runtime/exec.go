@@ -14,13 +14,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/internal/spawn"
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 func init() {
@@ -249,9 +249,8 @@ func runExec(ctx context.Context, g *globals, eo execOptions, ready *spawn.Ready
 	if err := c.Exec(ctx, eo.ExecID, eo.Process); err != nil {
 		return err
 	}
-	streamCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	streams := c.IOStream(streamCtx, eo.ExecID, pio)
+	proc := vcowner.StartProcess(ctx, c, eo.ExecID, pio, nil)
+	defer proc.Close()
 	ready.Report(nil)
 	ready = nil
 	// Signals to this process are the exec'd process's.
@@ -263,14 +262,11 @@ func runExec(ctx context.Context, g *globals, eo execOptions, ready *spawn.Ready
 			c.SignalProcess(context.WithoutCancel(ctx), eo.ExecID, uint32(sig.(unix.Signal)))
 		}
 	}()
-	code, err := c.WaitProcess(context.WithoutCancel(ctx), eo.ExecID)
+	code, err := proc.Wait(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return err
 	}
-	select {
-	case <-streams:
-	case <-time.After(5 * time.Second):
-	}
+	proc.Drain(vcowner.OutputEndTimeout)
 	return exitError{int(code)}
 }
 

@@ -275,13 +275,7 @@ func (o *owner) leave() {
 	o.vmMu.Lock()
 	o.vmDown = true
 	o.vmMu.Unlock()
-	cctx := context.Background()
-	if err := o.sb.Stop(cctx, 10*time.Second); err != nil {
-		o.log.Warn("stop the VM", "err", err)
-	}
-	if err := o.sb.Delete(cctx); err != nil {
-		o.log.Warn("remove the VM's state", "err", err)
-	}
+	vcowner.Teardown(context.Background(), o.sb, vcowner.StopTimeout, true, o.log)
 	if err := vcnet.RemoveNetNS(filepath.Join(o.dir, netnsFile)); err != nil {
 		o.log.Warn("remove the network namespace", "err", err)
 	}

@@ -10,13 +10,13 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/virtcontainers/vc/internal/tarcopy"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 func init() {
@@ -303,19 +303,15 @@ func inContainerErr(ctx context.Context, c *vc.Container, stdin io.Reader, stdou
 	if stdout == nil {
 		stdout = io.Discard
 	}
-	streamCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	streams := c.IOStream(streamCtx, execID, vc.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	proc := vcowner.StartProcess(ctx, c, execID, vc.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr}, nil)
+	defer proc.Close()
 	if stdin == nil {
-		c.CloseStdin(ctx, execID)
+		proc.CloseStdin(ctx)
 	}
-	code, err := c.WaitProcess(ctx, execID)
+	code, err := proc.Wait(ctx, nil)
 	if err != nil {
 		return code, err
 	}
-	select {
-	case <-streams:
-	case <-time.After(5 * time.Second):
-	}
+	proc.Drain(vcowner.OutputEndTimeout)
 	return code, nil
 }

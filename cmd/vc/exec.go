@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 func init() {
@@ -79,22 +79,18 @@ func execCmd(ctx context.Context, g *globals, args []string) error {
 	if err := s.Container(id).Exec(ctx, execID, p); err != nil {
 		return startError(err)
 	}
-	streamCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	streams := s.Container(id).IOStream(streamCtx, execID, pio)
+	proc := vcowner.StartProcess(ctx, s.Container(id), execID, pio, nil)
+	defer proc.Close()
 	if !*interactive {
-		s.Container(id).CloseStdin(ctx, execID)
+		proc.CloseStdin(ctx)
 	}
 	stopSignals := forwardExecSignals(ctx, s, id, execID, *tty, *tty && *interactive)
 	defer stopSignals()
-	code, err := s.Container(id).WaitProcess(context.WithoutCancel(ctx), execID)
+	code, err := proc.Wait(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return err
 	}
-	select {
-	case <-streams:
-	case <-time.After(5 * time.Second):
-	}
+	proc.Drain(vcowner.OutputEndTimeout)
 	return exitError{code: int(code)}
 }
 

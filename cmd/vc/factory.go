@@ -95,7 +95,13 @@ the default), always (on: fail when it does not fit) or never (off).
 		default:
 			return fmt.Errorf("--network %q: want nat or none: %w", *network, errdefs.ErrInvalidArgument)
 		}
-		h := vc.HypervisorConfig{CPUs: uint32(*cpus), Accel: *accel, Debug: g.debug}
+		h := vc.HypervisorConfig{Accel: *accel, Debug: g.debug}
+		if *cpus != 0 {
+			var err error
+			if h.CPUs, err = vc.CheckHostCPUs("--cpus", uint64(*cpus)); err != nil {
+				return err
+			}
+		}
 		if *mem != "" {
 			n, err := parseMiB(*mem)
 			if err != nil {

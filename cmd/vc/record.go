@@ -50,7 +50,7 @@ type containerRecord struct {
 	Env         []string         `json:"env"`
 	Workdir     string           `json:"workdir"`
 	Volumes     []string         `json:"volumes"`
-	CPUs        uint             `json:"cpus"`
+	CPUs        uint32           `json:"cpus"`
 	CPUQuota    int64            `json:"cpu_quota,omitempty"`
 	MemoryMiB   uint32           `json:"memory_mib"`
 	Rm          bool             `json:"rm"`

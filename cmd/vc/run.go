@@ -34,7 +34,7 @@ type runOptions struct {
 	Env         []string `json:"env"`
 	Workdir     string   `json:"workdir"`
 	Volumes     []string `json:"volumes"` // -v, in records vc wrote before Mounts
-	CPUs        uint     `json:"cpus"`
+	CPUs        uint32   `json:"cpus"`
 	CPUQuota    int64    `json:"cpu_quota,omitempty"` // the container's CFS quota per cpuPeriod (--cpus 0.5: 50000); CPUs is the limit rounded up
 	MemoryMiB   uint32   `json:"memory_mib"`
 	Rm          bool     `json:"rm"`
@@ -207,11 +207,9 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 			return err
 		}
 	}
-	var vcpus uint32
-	if vcpus, o.CPUQuota, err = parseCPUs(cpus); err != nil {
+	if o.CPUs, o.CPUQuota, err = parseCPUs(cpus); err != nil {
 		return err
 	}
-	o.CPUs = uint(vcpus)
 	switch o.Factory {
 	case "auto", "on", "off":
 	default:

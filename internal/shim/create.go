@@ -24,6 +24,7 @@ import (
 	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/factory"
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 // Sandbox annotations the shim records in pkg/vc's state, so that `shim
@@ -118,25 +119,6 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 	}
 	cu.Add(c.init.io.closeAll)
 
-	shareLoopback := false
-	if typ.BootsVM() {
-		scfg, err := s.sandboxConfig(ctx, cfg, c, overrides)
-		if err != nil {
-			return 0, fmt.Errorf("container %s: %w", r.ID, err)
-		}
-		shareLoopback = sharesLoopback(c, scfg)
-		start := time.Now()
-		if sb, err = vc.CreateSandbox(ctx, scfg); err != nil {
-			return 0, fmt.Errorf("container %s: boot the sandbox: %w", r.ID, err)
-		}
-		cu.Add(func() {
-			cctx := context.WithoutCancel(ctx)
-			sb.Stop(cctx, cfg.StopTimeout.Duration)
-			sb.Delete(cctx)
-		})
-		log.Info("sandbox booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "cpus", scfg.Hypervisor.CPUs, "memory_mib", scfg.Hypervisor.MemoryMiB, "took", time.Since(start).Round(time.Millisecond))
-	}
-
 	ccfg := vc.ContainerConfig{
 		ID:          r.ID,
 		Rootfs:      c.rootfs,
@@ -149,7 +131,29 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 		// which the other containers name by path (runc's semantics).
 		PodInfra: typ == annotations.PodSandbox,
 	}
-	if err := sb.CreateContainer(ctx, ccfg); err != nil {
+	shareLoopback := false
+	if typ.BootsVM() {
+		scfg, err := s.sandboxConfig(ctx, cfg, c, overrides)
+		if err != nil {
+			return 0, fmt.Errorf("container %s: %w", r.ID, err)
+		}
+		shareLoopback = sharesLoopback(c, scfg)
+		// The VM boots with its first container as every front end's
+		// (pkg/vc/owner.Boot); the shim keeps the VM for the pod's others.
+		start := time.Now()
+		booted := func(_ context.Context, sb *vc.Sandbox, _ *vc.ContainerConfig) error {
+			log.Info("sandbox booted", "vm_pid", sb.Status().VMPid, "accel", sb.Status().Accel, "cpus", scfg.Hypervisor.CPUs, "memory_mib", scfg.Hypervisor.MemoryMiB, "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if sb, err = vcowner.Boot(ctx, vcowner.BootConfig{Sandbox: scfg, Container: ccfg, Prepare: booted}); err != nil {
+			var ce *vcowner.ContainerError
+			if errors.As(err, &ce) {
+				return 0, fmt.Errorf("container %s: %w", r.ID, ce.Err)
+			}
+			return 0, fmt.Errorf("container %s: boot the sandbox: %w", r.ID, err)
+		}
+		cu.Add(func() { vcowner.Teardown(ctx, sb, cfg.StopTimeout.Duration, true, log) })
+	} else if err := sb.CreateContainer(ctx, ccfg); err != nil {
 		return 0, fmt.Errorf("container %s: %w", r.ID, err)
 	}
 	cu.Add(func() {
@@ -166,7 +170,7 @@ func (s *Service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ u
 
 	// Output is copied from now on, so none is lost however soon the
 	// process exits after Start.
-	c.init.io.start(context.WithoutCancel(ctx), sb, r.ID, r.ID)
+	c.init.run = vcowner.StartProcess(ctx, sb.Container(r.ID), r.ID, c.init.io.vcIO(), c.init.io.outputEnded)
 	cu.Release()
 
 	s.mu.Lock()

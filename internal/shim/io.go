@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,7 +85,9 @@ func binaryArgs(u *url.URL) []string {
 	return args
 }
 
-// processIO connects a process's streams in the guest with containerd's.
+// processIO is containerd's side of a process's streams (FIFOs, a
+// logging program, a log file); pkg/vc/owner's Process copies them to and
+// from the guest, and closes the output here once it is over.
 type processIO struct {
 	log    *slog.Logger
 	kind   outputKind
@@ -102,14 +103,6 @@ type processIO struct {
 	// that writes never fail while containerd reopens its side).
 	closers []io.Closer
 	logger  *exec.Cmd // the binary:// logging program
-
-	// copied counts output bytes, so that a wait for the output to drain
-	// can tell progress from a stream some stray process holds open.
-	copied atomic.Int64
-	// done is closed once the output is over and closed; err says why
-	// the copy ended if it failed.
-	done chan struct{}
-	err  error
 }
 
 // openIO opens containerd's side of a process's streams. Nothing is read
@@ -254,32 +247,28 @@ func (p *processIO) startLogger(ns, id string, u *url.URL) (err error) {
 	return nil
 }
 
-// vcIO is what pkg/vc's IOStream copies to and from.
+// vcIO is what the process's streams are copied to and from.
 func (p *processIO) vcIO() vc.IO {
 	var io vc.IO
 	if p.stdin != nil {
 		io.Stdin = p.stdin
 	}
 	if p.stdout != nil {
-		io.Stdout = &countingWriter{w: p.stdout, n: &p.copied}
+		io.Stdout = p.stdout
 	}
 	if p.stderr != nil {
-		io.Stderr = &countingWriter{w: p.stderr, n: &p.copied}
+		io.Stderr = p.stderr
 	}
 	return io
 }
 
-// start begins copying the process's streams through the sandbox. Once
-// the output is over, the output FIFOs are closed: containerd reads them
-// to EOF before it considers a process's output complete.
-func (p *processIO) start(ctx context.Context, sb *vc.Sandbox, cid, execID string) {
-	copied := sb.Container(cid).IOStream(ctx, execID, p.vcIO())
-	p.done = make(chan struct{})
-	go func() {
-		p.err = <-copied
-		p.closeOutput()
-		close(p.done)
-	}()
+// outputEnded closes the output once it has all been copied: containerd
+// reads the FIFOs to EOF before it considers a process's output complete.
+func (p *processIO) outputEnded(err error) {
+	if err != nil {
+		p.log.Debug("output copy ended", "err", err)
+	}
+	p.closeOutput()
 }
 
 // closeStdin closes our write end of the stdin FIFO: once containerd has
@@ -287,34 +276,6 @@ func (p *processIO) start(ctx context.Context, sb *vc.Sandbox, cid, execID strin
 func (p *processIO) closeStdin() {
 	if p.keep != nil {
 		p.keep.Close()
-	}
-}
-
-// drained waits until the output has been copied to the end. A stream
-// that makes no progress for idle (held open by a stray process that
-// outlived the one that exited, or a reader that went away) is given up
-// on: the copy goes on in the background.
-func (p *processIO) drained(idle time.Duration) bool {
-	if p.done == nil {
-		return true
-	}
-	last := p.copied.Load()
-	t := time.NewTicker(idle)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.done:
-			if p.err != nil {
-				p.log.Debug("output copy ended", "err", p.err)
-			}
-			return true
-		case <-t.C:
-			n := p.copied.Load()
-			if n == last {
-				return false
-			}
-			last = n
-		}
 	}
 }
 
@@ -369,18 +330,6 @@ func stopLogger(log *slog.Logger, cmd *exec.Cmd) {
 			}
 		}
 	}
-}
-
-// countingWriter counts what it writes.
-type countingWriter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // sharedWriter is one file written by both output streams; it is closed

@@ -15,6 +15,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/shim/annotations"
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 // drainIdle is how long the output of an exited process may make no
@@ -65,7 +66,11 @@ type process struct {
 	spec   *specs.Process // exec'd processes only
 	stdio  stdio
 	io     *processIO
-	log    *slog.Logger
+	// run copies the streams and waits for the exit: set when the
+	// process exists in the guest (Create for an init, Start for an
+	// exec).
+	run *vcowner.Process
+	log *slog.Logger
 
 	// lifecycle is held while the process starts and while its exit is
 	// reported, so TaskExit never goes out before TaskStart or
@@ -174,14 +179,11 @@ func (c *container) process(execID string) (*process, error) {
 // so a process killed before it started is reported too. When the VM
 // dies, the wait fails and the process is reported exited with 255.
 func (s *Service) watch(sb *vc.Sandbox, p *process) {
-	ctx := context.Background()
-	var code int32
-	var err error
-	if p.isInit() {
-		code, err = sb.Container(p.c.id).Wait(ctx)
-	} else {
-		code, err = sb.Container(p.c.id).WaitProcess(ctx, p.execID)
-	}
+	// Any failed wait (the VM ended, the process was removed) is an
+	// unknown exit: 255, as runc's shim reports it. The shim needs not
+	// tell a VM's end (the owner's 137, docker's) from the rest, so it
+	// waits for no VM's end (gone nil).
+	code, err := p.run.Wait(context.Background(), nil)
 	if err != nil {
 		p.log.Warn("wait failed; the process is reported exited", "err", err, "status", code)
 		if code == 0 {
@@ -189,7 +191,7 @@ func (s *Service) watch(sb *vc.Sandbox, p *process) {
 		}
 	}
 	// containerd expects a process's output complete before its exit.
-	if p.io != nil && !p.io.drained(drainIdle) {
+	if !p.run.Drain(drainIdle) {
 		p.log.Warn("output still open after exit; reporting the exit anyway", "idle", drainIdle)
 	}
 	if p.isInit() {

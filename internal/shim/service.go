@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 // Register adds the task service to the shim library's plugins; call it
@@ -255,12 +256,6 @@ func (s *Service) destroySandbox(ctx context.Context) {
 	if sb == nil {
 		return
 	}
-	log := s.log.With("sandbox", sb.ID())
-	if err := sb.Stop(ctx, s.config().StopTimeout.Duration); err != nil {
-		log.Warn("stop sandbox", "err", err)
-	}
-	if err := sb.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-		log.Warn("delete sandbox", "err", err)
-	}
-	log.Info("sandbox removed")
+	vcowner.Teardown(ctx, sb, s.config().StopTimeout.Duration, true, s.log)
+	s.log.Info("sandbox removed", "sandbox", sb.ID())
 }

@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/virtcontainers/vc/pkg/vc"
+	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
 
 var empty = &ptypes.Empty{}
@@ -93,14 +94,14 @@ func (s *Service) start(ctx context.Context, r *taskAPI.StartRequest) (uint32, e
 			return 0, err
 		}
 		// The agent keeps the output until it is read.
-		p.io.start(context.WithoutCancel(ctx), sb, c.id, p.execID)
+		p.run = vcowner.StartProcess(ctx, sb.Container(c.id), p.execID, p.io.vcIO(), p.io.outputEnded)
 	}
 	p.mu.Lock()
 	p.state = stateRunning
 	p.mu.Unlock()
 	if p.stdio.Stdin == "" && !p.stdio.Terminal {
 		// No stdin: the process reads EOF, as from /dev/null.
-		if err := sb.Container(c.id).CloseStdin(ctx, p.agentID()); err != nil {
+		if err := p.run.CloseStdin(ctx); err != nil {
 			p.log.Debug("close stdin", "err", err)
 		}
 	}
@@ -140,6 +141,7 @@ func (s *Service) delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		delete(c.execs, p.execID)
 		c.mu.Unlock()
 		// Its output is closed already (once copied); stdin goes now.
+		p.run.Close()
 		p.io.closeAll()
 		status, at := p.exitInfo()
 		return &taskAPI.DeleteResponse{Pid: s.pid(), ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at)}, nil
@@ -160,6 +162,7 @@ func (s *Service) delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 			p.log.Warn("the removed process's wait did not end")
 		}
 	}
+	p.run.Close()
 	p.io.closeAll()
 	if c.mounted {
 		if err := unmountRootfs(c.rootfs); err != nil {

@@ -266,7 +266,7 @@ func (c *factoryCache) pruneDead() {
 	c.ready = alive
 	c.mu.Unlock()
 	for _, v := range dead {
-		c.log.Warn("cache: a ready vm died", "vm", v.id, "err", v.vm.ExitError())
+		c.log.Warn("cache: a ready vm died", "vm", v.id, "err", v.vm.Info().ExitError)
 		killVM(v.vm) // its sockets and files
 		removeVMDir(v.dir)
 	}
@@ -333,7 +333,7 @@ func (c *factoryCache) readyVM(ctx context.Context) (_ *cachedVM, err error) {
 	}
 	client.Close()
 	v.vm = vm
-	log.Info("cache: vm ready", "pid", vm.Pid())
+	log.Info("cache: vm ready", "pid", vm.Info().Pid)
 	return v, nil
 }
 
@@ -472,7 +472,7 @@ func (c *factoryCache) take(conn *net.UnixConn, sandbox string) (*cachedVM, erro
 	os.WriteFile(filepath.Join(v.dir, cacheTakenName), b, 0o600)
 	// The sandbox's owner attaches through the VM's other QMP socket;
 	// this process only reaps QEMU, and kills it with its owner.
-	v.vm.Close()
+	hypervisor.Detach(v.vm)
 	c.log.Info("cache: vm taken", "vm", v.id, "sandbox", sandbox, "owner", cred.Pid)
 	go c.watch(v, owner)
 	return v, nil
@@ -626,6 +626,6 @@ func takeCachedVM(ctx context.Context, factory, backend, id string, log *slog.Lo
 		removeVMDir(dir)
 		return nil, "", fmt.Errorf("factory %s: attach to the cache's vm: %w", factory, err)
 	}
-	log.Info("vm taken from the factory's cache", "dir", dir, "pid", vm.Pid())
+	log.Info("vm taken from the factory's cache", "dir", dir, "pid", vm.Info().Pid)
 	return vm, dir, nil
 }

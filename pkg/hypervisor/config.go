@@ -34,22 +34,22 @@ type Config struct {
 
 	// CPUs is the number of vCPUs at boot (default 1). MaxCPUs, when
 	// larger, reserves room for CPU hotplug (Resizer.SetCPUs).
-	CPUs    int
-	MaxCPUs int
+	CPUs    uint32
+	MaxCPUs uint32
 
 	// MemoryMiB is the guest memory at boot (default 256).
 	// MaxMemoryMiB, when larger, reserves room for memory hotplug
 	// (Resizer.SetMemory), in steps of MemoryStepMiB: at most
 	// MaxMemorySteps of them.
-	MemoryMiB    int
-	MaxMemoryMiB int
+	MemoryMiB    uint32
+	MaxMemoryMiB uint32
 
 	// FixedCPUs and FixedMemoryMiB are the part of CPUs and MemoryMiB a
 	// resize can never take away (0: all of it). The rest is plugged at
 	// boot as the devices a hotplug adds, so that a resize can remove it
 	// as it removes hotplugged ones.
-	FixedCPUs      int
-	FixedMemoryMiB int
+	FixedCPUs      uint32
+	FixedMemoryMiB uint32
 
 	// Kernel is the guest kernel image (required). Initrd is the initial
 	// ram disk; without one, the root file system must come from a disk
@@ -216,14 +216,11 @@ func (c *Config) Validate() error {
 	if c.Kernel == "" {
 		return fmt.Errorf("vm %s: no kernel: %w", c.ID, errdefs.ErrInvalidArgument)
 	}
-	if c.CPUs < 0 {
-		return fmt.Errorf("vm %s: %d cpus: %w", c.ID, c.CPUs, errdefs.ErrInvalidArgument)
-	}
 	cpus, err := CheckCPUs("vm "+c.ID+": cpus", uint64(c.CPUs))
 	if err != nil {
 		return err
 	}
-	c.CPUs = int(cpus)
+	c.CPUs = cpus
 	if c.MaxCPUs == 0 {
 		c.MaxCPUs = c.CPUs
 	}
@@ -236,17 +233,14 @@ func (c *Config) Validate() error {
 	if c.FixedCPUs == 0 {
 		c.FixedCPUs = c.CPUs
 	}
-	if c.FixedCPUs < 0 || c.FixedCPUs > c.CPUs {
+	if c.FixedCPUs > c.CPUs {
 		return fmt.Errorf("vm %s: fixed cpus %d: want 1 to cpus %d: %w", c.ID, c.FixedCPUs, c.CPUs, errdefs.ErrInvalidArgument)
-	}
-	if c.MemoryMiB < 0 {
-		return fmt.Errorf("vm %s: %d MiB of memory: %w", c.ID, c.MemoryMiB, errdefs.ErrInvalidArgument)
 	}
 	mem, err := CheckMemoryMiB("vm "+c.ID+": memory_mib", uint64(c.MemoryMiB))
 	if err != nil {
 		return err
 	}
-	c.MemoryMiB = int(mem)
+	c.MemoryMiB = mem
 	if err := c.validateMemoryHotplug(); err != nil {
 		return err
 	}

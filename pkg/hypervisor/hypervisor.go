@@ -14,13 +14,14 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// Hypervisor is one virtual machine: what every driver does (the core),
-// as nerdbox's vm.Instance. What only some drivers do are optional
-// interfaces a VM implements or not, found by type assertion: Pauser,
-// Unplugger, StateReporter, Resizer, Templater. The helpers Pause,
-// Resume, RemoveNIC, RemoveDisk and VMState call them, and fail with an
-// error wrapping errdefs.ErrNotImplemented, naming the capability, on a VM
-// without.
+// Hypervisor is one virtual machine: what every driver does (the core,
+// eight methods, as nerdbox's vm.Instance has seven). What only some
+// drivers do are optional interfaces a VM implements or not, found by
+// type assertion: Detacher, Pauser, Unplugger, StateReporter, Resizer,
+// Templater. The helpers Detach, Pause, Resume, RemoveNIC, RemoveDisk and
+// VMState call them, and (but Detach, which has nothing to do) fail with
+// an error wrapping errdefs.ErrNotImplemented, naming the capability, on
+// a VM without.
 //
 // Devices given in the Config, and those added with AddNIC, AddDisk and
 // AddFS before Start, are present at boot. After Start, adding devices
@@ -44,12 +45,6 @@ type Hypervisor interface {
 	// already exited only cleans up.
 	Stop(ctx context.Context, grace time.Duration) error
 
-	// Close releases this handle (control connection, watchers) and
-	// leaves the VM running: for a process that started or attached to a
-	// VM and is done with it. The handle is unusable afterwards (Exited
-	// may never fire); Attach gives a new one. Stop does not need Close.
-	Close() error
-
 	// AddNIC attaches a network interface. The guest finds a NIC by its
 	// MAC address.
 	AddNIC(ctx context.Context, nic NIC) error
@@ -61,31 +56,56 @@ type Hypervisor interface {
 	// AddFS shares a host directory with the guest under a tag.
 	AddFS(ctx context.Context, fs SharedFS) error
 
+	// Exited is closed when the hypervisor process has gone, for whatever
+	// reason (Info().ExitError then says how). It works for a VM found
+	// again with Attach too.
+	Exited() <-chan struct{}
+
+	// Info is what the VM is now: its process, where its agent and its
+	// console are, how it exited.
+	Info() Info
+
+	// Capabilities says what this VM can do.
+	Capabilities() Capabilities
+}
+
+// Info is what a VM is now (Hypervisor.Info).
+type Info struct {
+	// Pid is the hypervisor's process id, 0 before Start.
+	Pid int
 	// AgentAddress tells how the host reaches the guest agent:
 	// "unix:///path/agent.sock" for a virtio-serial port bridged to a
 	// unix socket, "vsock://CID:PORT" for vhost-vsock,
 	// "hvsock:///path.sock:PORT" for hybrid vsock (unix socket plus a
-	// "CONNECT PORT" line). Known once the VM is configured (after Start).
-	AgentAddress() string
-
-	// Exited is closed when the hypervisor process has gone, for whatever
-	// reason. It works for a VM found again with Attach too.
-	Exited() <-chan struct{}
-
+	// "CONNECT PORT" line). Known once the VM is configured (after
+	// Start); empty before.
+	AgentAddress string
+	// ConsoleLog is the path of the file that receives the guest's
+	// console (kernel messages and, through them, the agent's logs).
+	ConsoleLog string
 	// ExitError is nil while the VM runs. Once it has exited, it says
 	// how, with the tail of the console log: what a caller whose agent
 	// never answered wants to show.
-	ExitError() error
+	ExitError error
+}
 
-	// Pid is the hypervisor's process id, 0 before Start.
-	Pid() int
+// Detacher is a Hypervisor whose handle holds something of its own
+// (a control connection, watchers) to release when a process is done
+// with a VM it leaves running.
+type Detacher interface {
+	// Close releases this handle and leaves the VM running. The handle
+	// is unusable afterwards (Exited may never fire); Attach gives a new
+	// one. Stop does not need Close.
+	Close() error
+}
 
-	// ConsoleLog is the path of the file that receives the guest's
-	// console (kernel messages and, through them, the agent's logs).
-	ConsoleLog() string
-
-	// Capabilities says what this VM can do.
-	Capabilities() Capabilities
+// Detach releases h's handle and leaves its VM running (Detacher); a
+// handle that holds nothing has nothing to release.
+func Detach(h Hypervisor) error {
+	if d, ok := h.(Detacher); ok {
+		return d.Close()
+	}
+	return nil
 }
 
 // Pauser is a Hypervisor whose guest can be frozen (Capabilities.Pause).
@@ -243,7 +263,7 @@ type Resizer interface {
 	// Capabilities.CPUUnplug is false fails with ErrNotImplemented. A
 	// failure puts back the vCPUs it had removed, or removes those it
 	// had added.
-	SetCPUs(ctx context.Context, n int) error
+	SetCPUs(ctx context.Context, n uint32) error
 
 	// SetMemory plugs or unplugs memory until the VM has mib MiB,
 	// which must be FixedMemoryMiB plus whole MemoryStepMiB steps.
@@ -251,11 +271,11 @@ type Resizer interface {
 	// it can go again); removing memory the guest cannot offline
 	// fails with errdefs.ErrFailedPrecondition. A failure undoes what
 	// it did, as SetCPUs does.
-	SetMemory(ctx context.Context, mib int) error
+	SetMemory(ctx context.Context, mib uint32) error
 }
 
 // Size is a VM's vCPUs and memory.
 type Size struct {
-	CPUs      int `json:"cpus"`
-	MemoryMiB int `json:"memory_mib"`
+	CPUs      uint32 `json:"cpus"`
+	MemoryMiB uint32 `json:"memory_mib"`
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -66,7 +67,7 @@ func TestConfigInvalid(t *testing.T) {
 		"nic mtu":         {func(c *Config) { c.NICs = []NIC{{ID: "n", TapName: "tap0", MAC: mac, MTU: 20}} }, "MTU 20", errdefs.ErrInvalidArgument},
 		"nic nil file":    {func(c *Config) { c.NICs = []NIC{{ID: "n", TapFiles: []*os.File{nil}, MAC: mac}} }, "is nil", errdefs.ErrInvalidArgument},
 		"disk dup by id":  {func(c *Config) { c.Disks = []Disk{{ID: "d", Path: "/a"}, {ID: "d", Path: "/b"}} }, `two disk devices named "d"`, errdefs.ErrAlreadyExists},
-		"negative cpus":   {func(c *Config) { c.CPUs = -1 }, "-1 cpus", errdefs.ErrInvalidArgument},
+		"too many cpus":   {func(c *Config) { c.CPUs = MaxVCPUs + 1 }, "more than 64 vCPUs", errdefs.ErrInvalidArgument},
 		"long id":         {func(c *Config) { c.ID = strings.Repeat("x", 129) }, "vm id", errdefs.ErrInvalidArgument},
 		"fs tag too long": {func(c *Config) { c.SharedFS = []SharedFS{{Tag: strings.Repeat("t", 32), HostPath: "/x"}} }, "tag", errdefs.ErrInvalidArgument},
 	}
@@ -217,5 +218,33 @@ func TestOptionalCapabilities(t *testing.T) {
 	}
 	if err := Resume(ctx, p); err != nil || p.paused {
 		t.Errorf("Resume: %v, paused %v", err, p.paused)
+	}
+}
+
+// detachingHV is a VM whose handle holds something to release.
+type detachingHV struct {
+	fakeHV
+	closed int
+}
+
+func (h *detachingHV) Close() error { h.closed++; return nil }
+
+// Detach closes a Detacher's handle and is a no-op on a VM whose handle
+// holds nothing (it is not an error: there is nothing to release).
+func TestDetach(t *testing.T) {
+	if err := Detach(&fakeHV{}); err != nil {
+		t.Errorf("Detach of a VM that is no Detacher: %v", err)
+	}
+	d := &detachingHV{}
+	if err := Detach(d); err != nil || d.closed != 1 {
+		t.Errorf("Detach: %v, Close called %d times", err, d.closed)
+	}
+}
+
+// The core stays small: what only some drivers do is an optional
+// interface (issue 17: about eight methods).
+func TestCoreSize(t *testing.T) {
+	if n := reflect.TypeFor[Hypervisor]().NumMethod(); n > 8 {
+		t.Errorf("Hypervisor has %d methods; at most 8 are core, make the rest optional interfaces", n)
 	}
 }

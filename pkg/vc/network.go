@@ -213,7 +213,7 @@ func (s *Sandbox) hypervisorHandle(ctx context.Context) (hypervisor.Hypervisor, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox %s: attach to the vm for hotplug: %w", s.id, err)
 	}
-	return vm, func() { vm.Close() }, nil
+	return vm, func() { hypervisor.Detach(vm) }, nil
 }
 
 // AddInterface joins link linkName of the sandbox's network namespace to

@@ -90,10 +90,10 @@ func (c *HypervisorConfig) maxMemoryMiB() uint32 {
 // share removable.
 func (c *HypervisorConfig) setResizeBounds(hc *hypervisor.Config) {
 	cpus, _ := c.base()
-	hc.FixedCPUs = int(cpus)
-	hc.MaxCPUs = int(c.maxCPUs())
-	hc.FixedMemoryMiB = int(c.fixedMemoryMiB())
-	hc.MaxMemoryMiB = int(c.maxMemoryMiB())
+	hc.FixedCPUs = cpus
+	hc.MaxCPUs = c.maxCPUs()
+	hc.FixedMemoryMiB = c.fixedMemoryMiB()
+	hc.MaxMemoryMiB = c.maxMemoryMiB()
 }
 
 // resizeTarget is the size the sandbox's VM needs for its containers
@@ -130,7 +130,7 @@ func (s *Sandbox) resizeTarget(next *ContainerStatus) (hypervisor.Size, error) {
 	// Memory beyond the fixed part comes in whole steps.
 	fixed := h.fixedMemoryMiB()
 	steps := (max(size.MemoryMiB, fixed) - fixed + hypervisor.MemoryStepMiB - 1) / hypervisor.MemoryStepMiB
-	return hypervisor.Size{CPUs: int(size.CPUs), MemoryMiB: int(fixed + steps*hypervisor.MemoryStepMiB)}, nil
+	return hypervisor.Size{CPUs: size.CPUs, MemoryMiB: fixed + steps*hypervisor.MemoryStepMiB}, nil
 }
 
 // resize makes the VM the size its containers need with next (a container
@@ -155,7 +155,7 @@ func (s *Sandbox) resize(ctx context.Context, next *ContainerStatus, growOnly bo
 		// A VM of a factory's template (its size is the template's),
 		// or one started before VMs had room to grow.
 		h := &s.status.Config.Hypervisor
-		if int(h.CPUs) >= want.CPUs && int(h.MemoryMiB) >= want.MemoryMiB {
+		if h.CPUs >= want.CPUs && h.MemoryMiB >= want.MemoryMiB {
 			return apply()
 		}
 		err := fmt.Errorf("container %s: the sandbox's VM (%d vCPUs, %d MiB) would need %d vCPUs and %d MiB, and cannot be resized (a VM of a factory's template, or one started without room for hotplug): %w",
@@ -177,7 +177,7 @@ func (s *Sandbox) resize(ctx context.Context, next *ContainerStatus, growOnly bo
 		s.log.Info("the VM keeps its vCPUs: they cannot be unplugged here (QEMU under TCG)", "container", next.ID, "cpus", have.CPUs, "needed", want.CPUs)
 		want.CPUs = have.CPUs
 	}
-	if max := s.status.Config.Hypervisor.maxMemoryMiB(); want.MemoryMiB > int(max) {
+	if max := s.status.Config.Hypervisor.maxMemoryMiB(); want.MemoryMiB > max {
 		return fmt.Errorf("container %s: linux.resources.memory.limit: the sandbox's VM would need %d MiB, more than its hypervisor.max_memory_mib %d: %w",
 			next.ID, want.MemoryMiB, max, errdefs.ErrResourceExhausted)
 	}
@@ -223,12 +223,12 @@ func (s *Sandbox) resize(ctx context.Context, next *ContainerStatus, growOnly bo
 
 // setCPUs plugs or unplugs vCPUs; plugged ones are brought online by the
 // agent.
-func (s *Sandbox) setCPUs(ctx context.Context, rz hypervisor.Resizer, have, want int) error {
+func (s *Sandbox) setCPUs(ctx context.Context, rz hypervisor.Resizer, have, want uint32) error {
 	if err := rz.SetCPUs(ctx, want); err != nil {
 		return fmt.Errorf("sandbox %s: resize to %d vCPUs: %w", s.id, want, err)
 	}
 	if want > have {
-		if _, err := s.agent.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{Wait: true, NbCpus: uint32(want - have), CpuOnly: true}); err != nil {
+		if _, err := s.agent.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{Wait: true, NbCpus: want - have, CpuOnly: true}); err != nil {
 			s.undoResize("vCPUs", rz.SetCPUs(context.WithoutCancel(ctx), have))
 			return fmt.Errorf("sandbox %s: bring %d hotplugged vCPUs online: %w", s.id, want-have, err)
 		}
@@ -238,7 +238,7 @@ func (s *Sandbox) setCPUs(ctx context.Context, rz hypervisor.Resizer, have, want
 
 // setMemory plugs or unplugs memory; the guest kernel onlines plugged
 // memory itself, and the agent onlines any block it left offline.
-func (s *Sandbox) setMemory(ctx context.Context, rz hypervisor.Resizer, have, want int) error {
+func (s *Sandbox) setMemory(ctx context.Context, rz hypervisor.Resizer, have, want uint32) error {
 	if err := rz.SetMemory(ctx, want); err != nil {
 		return fmt.Errorf("sandbox %s: resize to %d MiB of memory: %w", s.id, want, err)
 	}
@@ -267,7 +267,7 @@ func (s *Sandbox) liveVM(ctx context.Context) (hypervisor.Hypervisor, func(), er
 	if err != nil {
 		return nil, nil, fmt.Errorf("sandbox %s: %w", s.id, err)
 	}
-	return vm, func() { vm.Close() }, nil
+	return vm, func() { hypervisor.Detach(vm) }, nil
 }
 
 // mergeResources is r over old: the fields r sets replace old's (as an

@@ -37,7 +37,7 @@ func TestAddWorkloadBounds(t *testing.T) {
 	}
 	var hc hypervisor.Config
 	h.setResizeBounds(&hc)
-	if hc.FixedCPUs != 1 || hc.FixedMemoryMiB != 320 || hc.MaxCPUs != min(runtime.NumCPU(), hypervisor.MaxVCPUs) {
+	if hc.FixedCPUs != 1 || hc.FixedMemoryMiB != 320 || hc.MaxCPUs != uint32(min(runtime.NumCPU(), hypervisor.MaxVCPUs)) {
 		t.Fatalf("bounds %+v", hc)
 	}
 	if host := hostMemoryMiB(); hc.MaxMemoryMiB < 448 || uint32(hc.MaxMemoryMiB) > host {
@@ -116,7 +116,7 @@ func TestResizeTarget(t *testing.T) {
 		}
 		return c
 	}
-	want := func(next *ContainerStatus, cpus, mib int) {
+	want := func(next *ContainerStatus, cpus, mib uint32) {
 		t.Helper()
 		got, err := s.resizeTarget(next)
 		if err != nil {
@@ -126,7 +126,7 @@ func TestResizeTarget(t *testing.T) {
 			t.Fatalf("target %+v, want %d vCPUs %d MiB", got, cpus, mib)
 		}
 	}
-	maxCPUs := int(h.maxCPUs())
+	maxCPUs := h.maxCPUs()
 	// The pause container has no limits: the VM is its boot size.
 	pause := save("pause", StateRunning, &specs.Spec{})
 	want(pause, min(2, maxCPUs), 356)

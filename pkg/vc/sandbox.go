@@ -172,14 +172,15 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	}
 	cu.Add(func() { killVM(vm) })
 	s.vm = vm
-	s.status.VMPid = vm.Pid()
-	s.status.VMStart = mustStart(vm.Pid())
-	s.status.ConsoleLog = vm.ConsoleLog()
+	info := vm.Info()
+	s.status.VMPid = info.Pid
+	s.status.VMStart = mustStart(info.Pid)
+	s.status.ConsoleLog = info.ConsoleLog
 	s.status.Accel = vm.Capabilities().Accel
 	s.status.Boot.VMStart = time.Since(start)
 	s.status.Boot.FromTemplate = fromTemplate
 	s.status.Boot.FromCache = started.fromCache
-	s.log.Info("vm started", "pid", vm.Pid(), "accel", s.status.Accel, "took", s.status.Boot.VMStart)
+	s.log.Info("vm started", "pid", info.Pid, "accel", s.status.Accel, "took", s.status.Boot.VMStart)
 	if err := s.save(); err != nil {
 		return nil, err
 	}
@@ -296,7 +297,7 @@ func DialAgent(ctx context.Context, vm hypervisor.Hypervisor) (*ttrpc.Client, pb
 	defer cancel()
 	var last error
 	for {
-		conn, err := agent.Dial(ctx, vm.AgentAddress())
+		conn, err := agent.Dial(ctx, vm.Info().AgentAddress)
 		if err == nil {
 			c := agent.NewClient(conn)
 			h := pb.NewHealthClient(c)
@@ -311,9 +312,9 @@ func DialAgent(ctx context.Context, vm hypervisor.Hypervisor) (*ttrpc.Client, pb
 		last = err
 		select {
 		case <-vm.Exited():
-			return nil, nil, fmt.Errorf("vm exited during boot: %w: %w", errdefs.ErrUnavailable, vm.ExitError())
+			return nil, nil, fmt.Errorf("vm exited during boot: %w: %w", errdefs.ErrUnavailable, vm.Info().ExitError)
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("agent did not answer within %s (last error: %v): %w\nconsole:\n%s", BootTimeout, last, context.DeadlineExceeded, consoleTail(vm.ConsoleLog(), 30))
+			return nil, nil, fmt.Errorf("agent did not answer within %s (last error: %v): %w\nconsole:\n%s", BootTimeout, last, context.DeadlineExceeded, consoleTail(vm.Info().ConsoleLog, 30))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

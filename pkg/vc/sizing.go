@@ -21,7 +21,8 @@ import (
 // checked where it is parsed, naming the field (hypervisor.CheckCPUs,
 // hypervisor.CheckMemoryMiB, CheckHostCPUs), and the VM's whole size once
 // more by CreateSandbox (SandboxConfig validation). Sizes are uint32 vCPUs
-// and MiB throughout; pkg/hypervisor's Config takes them as int.
+// and MiB end to end: flags, configuration files, annotations (*uint32:
+// set or not), SandboxConfig, hypervisor.Config and its Resizer.
 
 // The CRI annotations that size a pod's VM: containerd's CRI plugin marks
 // a pod's sandbox (pause) container with CRIContainerType "sandbox" and

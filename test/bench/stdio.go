@@ -244,9 +244,9 @@ func startRawSerial(ctx context.Context, e *vmEnv) (_ *rawPort, err error) {
 		return nil, err
 	}
 	r.vm = vm
-	addr, ok := strings.CutPrefix(vm.AgentAddress(), "unix://")
+	addr, ok := strings.CutPrefix(vm.Info().AgentAddress, "unix://")
 	if !ok {
-		return nil, fmt.Errorf("agent address %q: not a unix socket (virtio-serial)", vm.AgentAddress())
+		return nil, fmt.Errorf("agent address %q: not a unix socket (virtio-serial)", vm.Info().AgentAddress)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if r.conn, err = net.Dial("unix", addr); err == nil {
@@ -267,25 +267,25 @@ func (r *rawPort) round() (out, in, cpuOut, cpuIn float64, err error) {
 	r.conn.SetDeadline(time.Now().Add(5 * time.Minute))
 	first := make([]byte, 1)
 	if _, err := io.ReadFull(r.conn, first); err != nil {
-		return 0, 0, 0, 0, fmt.Errorf("first byte: %w (console: %s)", err, r.vm.ConsoleLog())
+		return 0, 0, 0, 0, fmt.Errorf("first byte: %w (console: %s)", err, r.vm.Info().ConsoleLog)
 	}
-	cpu := cpuTime(r.vm.Pid())
+	cpu := cpuTime(r.vm.Info().Pid)
 	start := time.Now()
 	if n, err := io.CopyN(io.Discard, r.conn, stdioMiB<<20-1); err != nil {
 		return 0, 0, 0, 0, fmt.Errorf("read %d of %d bytes: %w", n+1, stdioMiB<<20, err)
 	}
 	out = stdioMiB / time.Since(start).Seconds()
-	cpuOut = (cpuTime(r.vm.Pid()) - cpu).Seconds() * 1000 / stdioMiB
-	cpu = cpuTime(r.vm.Pid())
+	cpuOut = (cpuTime(r.vm.Info().Pid) - cpu).Seconds() * 1000 / stdioMiB
+	cpu = cpuTime(r.vm.Info().Pid)
 	start = time.Now()
 	if _, err := io.Copy(r.conn, io.LimitReader(zeros{}, stdioMiB<<20)); err != nil {
 		return 0, 0, 0, 0, fmt.Errorf("write: %w", err)
 	}
 	if _, err := io.ReadFull(r.conn, first); err != nil {
-		return 0, 0, 0, 0, fmt.Errorf("the guest's answer: %w (console: %s)", err, r.vm.ConsoleLog())
+		return 0, 0, 0, 0, fmt.Errorf("the guest's answer: %w (console: %s)", err, r.vm.Info().ConsoleLog)
 	}
 	in = stdioMiB / time.Since(start).Seconds()
-	cpuIn = (cpuTime(r.vm.Pid()) - cpu).Seconds() * 1000 / stdioMiB
+	cpuIn = (cpuTime(r.vm.Info().Pid) - cpu).Seconds() * 1000 / stdioMiB
 	return out, in, cpuOut, cpuIn, nil
 }
 

@@ -30,13 +30,13 @@ type vmRecord struct {
 	AgentAddress string   `json:"agent_address"`
 	HotplugSlots int      `json:"hotplug_slots"`
 	Slots        []string `json:"slots"`
-	CPUs         int      `json:"cpus"`
-	MemoryMiB    int      `json:"memory_mib"`
+	CPUs         uint32   `json:"cpus"`
+	MemoryMiB    uint32   `json:"memory_mib"`
 	// The bounds of a resize; zero in a record of a VM that had none.
-	FixedCPUs      int `json:"fixed_cpus,omitempty"`
-	MaxCPUs        int `json:"max_cpus,omitempty"`
-	FixedMemoryMiB int `json:"fixed_memory_mib,omitempty"`
-	MaxMemoryMiB   int `json:"max_memory_mib,omitempty"`
+	FixedCPUs      uint32 `json:"fixed_cpus,omitempty"`
+	MaxCPUs        uint32 `json:"max_cpus,omitempty"`
+	FixedMemoryMiB uint32 `json:"fixed_memory_mib,omitempty"`
+	MaxMemoryMiB   uint32 `json:"max_memory_mib,omitempty"`
 	// VCPUThreads counts the vCPUs QEMU started (qemuMaxCPUs).
 	VCPUThreads int                   `json:"vcpu_threads,omitempty"`
 	Disks       []hypervisor.Disk     `json:"disks,omitempty"`

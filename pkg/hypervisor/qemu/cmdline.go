@@ -101,7 +101,7 @@ func cpuDriver(accel string) string {
 
 // memorySlots is the number of DIMM slots: one per memory step of room.
 func memorySlots(c *hypervisor.Config) int {
-	return (c.MaxMemoryMiB - c.FixedMemoryMiB) / hypervisor.MemoryStepMiB
+	return int((c.MaxMemoryMiB - c.FixedMemoryMiB) / hypervisor.MemoryStepMiB)
 }
 
 // memoryBackendID is the id of the guest RAM's memory-backend-file.
@@ -165,10 +165,10 @@ func (p *launchPlan) devices() []device {
 			virtioNet{ID: nicDeviceID(n.ID), Netdev: netdevID(n.ID), MAC: n.MAC.String(), Bus: slotOf[nicSlotKey(n.ID)], MTU: n.MTU, Queues: max(1, len(fds))},
 		)
 	}
-	for i := c.FixedCPUs; i < c.CPUs; i++ {
+	for i := int(c.FixedCPUs); i < int(c.CPUs); i++ {
 		devs = append(devs, cpuDevice{ID: cpuDeviceID(bootTopology(i)), Driver: cpuDriver(p.accel), Topology: bootTopology(i)})
 	}
-	for j := 0; j < (c.MemoryMiB-c.FixedMemoryMiB)/hypervisor.MemoryStepMiB; j++ {
+	for j := 0; j < int((c.MemoryMiB-c.FixedMemoryMiB)/hypervisor.MemoryStepMiB); j++ {
 		devs = append(devs, ramBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}, dimmDevice{ID: dimmDeviceID(j), Memdev: dimmBackendID(j)})
 	}
 	if n := c.NAT; n != nil {
@@ -207,13 +207,13 @@ func (p *launchPlan) commandLine() []string {
 	// The vCPUs beyond FixedCPUs and the memory beyond FixedMemoryMiB
 	// are devices (devices()), as hotplugged ones are. One socket of
 	// MaxCPUs cores: vCPU i is core i.
-	smp := strconv.Itoa(c.FixedCPUs)
+	smp := fmt.Sprint(c.FixedCPUs)
 	if c.MaxCPUs > c.FixedCPUs {
-		smp += ",maxcpus=" + strconv.Itoa(c.MaxCPUs) + ",sockets=1,cores=" + strconv.Itoa(c.MaxCPUs) + ",threads=1"
+		smp += fmt.Sprintf(",maxcpus=%d,sockets=1,cores=%d,threads=1", c.MaxCPUs, c.MaxCPUs)
 	}
-	mem := strconv.Itoa(c.FixedMemoryMiB) + "M"
+	mem := fmt.Sprintf("%dM", c.FixedMemoryMiB)
 	if c.MaxMemoryMiB > c.FixedMemoryMiB {
-		mem += ",slots=" + strconv.Itoa(memorySlots(c)) + ",maxmem=" + strconv.Itoa(c.MaxMemoryMiB) + "M"
+		mem += fmt.Sprintf(",slots=%d,maxmem=%dM", memorySlots(c), c.MaxMemoryMiB)
 	}
 	args = append(args, "-smp", smp, "-m", mem)
 	if c.MemoryFile != "" {
@@ -222,7 +222,7 @@ func (p *launchPlan) commandLine() []string {
 			share = "on"
 		}
 		args = append(args, "-object", "memory-backend-file,id="+memoryBackendID+
-			",size="+strconv.Itoa(c.FixedMemoryMiB)+"M,mem-path="+escape(c.MemoryFile)+",share="+share)
+			",size="+fmt.Sprint(c.FixedMemoryMiB)+"M,mem-path="+escape(c.MemoryFile)+",share="+share)
 	}
 	if c.Firmware != "" {
 		args = append(args, "-bios", c.Firmware)

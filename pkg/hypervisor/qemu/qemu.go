@@ -160,6 +160,11 @@ func (v *qemuVM) ExitError() error {
 	return fmt.Errorf("vm %s: qemu %s%s", v.id, p.status(), v.logTails())
 }
 
+// Info is what the VM is now.
+func (v *qemuVM) Info() hypervisor.Info {
+	return hypervisor.Info{Pid: v.Pid(), AgentAddress: v.AgentAddress(), ConsoleLog: v.ConsoleLog(), ExitError: v.ExitError()}
+}
+
 // AgentAddress is how the host reaches the agent; empty before Start.
 func (v *qemuVM) AgentAddress() string {
 	v.mu.Lock()
@@ -823,6 +828,7 @@ func tailFile(path string, n, max int) string {
 // The VM does every optional capability of pkg/hypervisor.
 var (
 	_ hypervisor.Hypervisor    = (*qemuVM)(nil)
+	_ hypervisor.Detacher      = (*qemuVM)(nil)
 	_ hypervisor.Pauser        = (*qemuVM)(nil)
 	_ hypervisor.Unplugger     = (*qemuVM)(nil)
 	_ hypervisor.StateReporter = (*qemuVM)(nil)

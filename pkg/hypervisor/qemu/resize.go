@@ -45,11 +45,11 @@ func (v *qemuVM) Size(ctx context.Context) (hypervisor.Size, error) {
 	v.mu.Lock()
 	mem := v.cfg.FixedMemoryMiB
 	v.mu.Unlock()
-	return hypervisor.Size{CPUs: n, MemoryMiB: mem + len(dimms)*hypervisor.MemoryStepMiB}, nil
+	return hypervisor.Size{CPUs: uint32(n), MemoryMiB: mem + uint32(len(dimms))*hypervisor.MemoryStepMiB}, nil
 }
 
 // SetCPUs plugs or unplugs vCPUs until the VM has n.
-func (v *qemuVM) SetCPUs(ctx context.Context, n int) error {
+func (v *qemuVM) SetCPUs(ctx context.Context, want uint32) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	q, err := v.running()
@@ -60,11 +60,12 @@ func (v *qemuVM) SetCPUs(ctx context.Context, n int) error {
 	fixed, maxCPUs, accel := v.cfg.FixedCPUs, v.cfg.MaxCPUs, v.accel
 	v.mu.Unlock()
 	switch {
-	case n > maxCPUs:
-		return fmt.Errorf("vm %s: %d vCPUs: more than its max_cpus %d: %w", v.id, n, maxCPUs, errdefs.ErrResourceExhausted)
-	case n < fixed:
-		return fmt.Errorf("vm %s: %d vCPUs: fewer than the %d it booted with and cannot unplug: %w", v.id, n, fixed, errdefs.ErrResourceExhausted)
+	case want > maxCPUs:
+		return fmt.Errorf("vm %s: %d vCPUs: more than its max_cpus %d: %w", v.id, want, maxCPUs, errdefs.ErrResourceExhausted)
+	case want < fixed:
+		return fmt.Errorf("vm %s: %d vCPUs: fewer than the %d it booted with and cannot unplug: %w", v.id, want, fixed, errdefs.ErrResourceExhausted)
 	}
+	n := int(want) // at most max_cpus: a count of places
 	places, err := q.QueryHotpluggableCPUs(ctx)
 	if err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
@@ -196,7 +197,7 @@ func topologyKey(t map[string]int) int {
 }
 
 // SetMemory plugs or unplugs memory steps until the VM has mib MiB.
-func (v *qemuVM) SetMemory(ctx context.Context, mib int) error {
+func (v *qemuVM) SetMemory(ctx context.Context, mib uint32) error {
 	v.opMu.Lock()
 	defer v.opMu.Unlock()
 	q, err := v.running()
@@ -218,7 +219,7 @@ func (v *qemuVM) SetMemory(ctx context.Context, mib int) error {
 	if err != nil {
 		return err
 	}
-	want := (mib - fixed) / hypervisor.MemoryStepMiB
+	want := int((mib - fixed) / hypervisor.MemoryStepMiB) // at most MaxMemorySteps
 	begin := time.Now()
 	switch have := len(dimms); {
 	case want > have:
@@ -237,7 +238,7 @@ func (v *qemuVM) SetMemory(ctx context.Context, mib int) error {
 			}
 			added = append(added, j)
 		}
-		v.log.Info("memory hotplugged", "from_mib", fixed+have*hypervisor.MemoryStepMiB, "to_mib", mib, "took", time.Since(begin).Round(time.Millisecond))
+		v.log.Info("memory hotplugged", "from_mib", fixed+uint32(have)*hypervisor.MemoryStepMiB, "to_mib", mib, "took", time.Since(begin).Round(time.Millisecond))
 	case want < have:
 		var removed []int
 		for i := len(dimms) - 1; i >= want; i-- {
@@ -247,7 +248,7 @@ func (v *qemuVM) SetMemory(ctx context.Context, mib int) error {
 			}
 			removed = append(removed, dimms[i])
 		}
-		v.log.Info("memory unplugged", "from_mib", fixed+have*hypervisor.MemoryStepMiB, "to_mib", mib, "took", time.Since(begin).Round(time.Millisecond))
+		v.log.Info("memory unplugged", "from_mib", fixed+uint32(have)*hypervisor.MemoryStepMiB, "to_mib", mib, "took", time.Since(begin).Round(time.Millisecond))
 	}
 	return v.saveSize(ctx)
 }

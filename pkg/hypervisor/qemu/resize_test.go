@@ -157,7 +157,7 @@ func fakeResizeVM(t *testing.T, fixed, max, fixedMiB, maxMiB int) (*qemuVM, *fak
 		t.Fatal(err)
 	}
 	v := &qemuVM{id: "rs", paths: pathsFor(t.TempDir()), log: testLogger(t), started: true, qmp: q, accel: hypervisor.AccelKVM,
-		cfg: hypervisor.Config{CPUs: fixed, FixedCPUs: fixed, MaxCPUs: max, MemoryMiB: fixedMiB, FixedMemoryMiB: fixedMiB, MaxMemoryMiB: maxMiB}}
+		cfg: hypervisor.Config{CPUs: uint32(fixed), FixedCPUs: uint32(fixed), MaxCPUs: uint32(max), MemoryMiB: uint32(fixedMiB), FixedMemoryMiB: uint32(fixedMiB), MaxMemoryMiB: uint32(maxMiB)}}
 	v.proc = v.adoptChild(cmd)
 	t.Cleanup(func() { v.proc.kill(); v.proc.wait(5 * time.Second) })
 	v.startEventLoop(q, v.proc)
@@ -180,7 +180,7 @@ func (m *fakeMachine) state() string {
 	return fmt.Sprintf("cpus %q dimms %v backends %v", m.cpus, dimms, backends)
 }
 
-func wantSize(t *testing.T, v *qemuVM, cpus, mib int) {
+func wantSize(t *testing.T, v *qemuVM, cpus, mib uint32) {
 	t.Helper()
 	got, err := v.Size(t.Context())
 	if err != nil {

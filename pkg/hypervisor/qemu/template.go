@@ -158,7 +158,7 @@ func restoreTemplate(ctx context.Context, q *qmp.Client, path string, exited <-c
 
 // checkRestoreInputs checks, before QEMU starts, that a restore has its
 // files: the memory file of the VM's size and a non-empty state file.
-func checkRestoreInputs(memFile string, memMiB int, state string) error {
+func checkRestoreInputs(memFile string, memMiB uint32, state string) error {
 	st, err := os.Stat(memFile)
 	if err != nil {
 		return fmt.Errorf("template memory file: %w (%w)", err, errdefs.ErrNotFound)

@@ -2,6 +2,20 @@
 // the process that owns a container keeps its VM, serves a control
 // socket, and tears the VM down when the container is done.
 //
+// Two layers. Boot and Process are what every front end shares: Boot
+// boots a VM with its first container (undone on error), Process runs one
+// process of a container in the guest (its streams copied from the start,
+// its exit waited for, its output drained bounded by progress). Owner
+// builds on them for one container in a VM of its own: runc's statuses
+// (created, running, paused, stopped), a kill before start, the signals
+// of the owner process, the control socket. The containerd shim
+// (internal/shim) uses Boot and Process but not Owner: its task service
+// keeps many containers and their exec'd processes in one VM, has
+// containerd's statuses and events (TaskExit after TaskStart, a
+// container's exec'd processes' exits before its init's, TaskOOM before
+// the exit), containerd's FIFOs and logging binaries for IO and no
+// control socket, so it maps each task request onto Process itself.
+//
 // The control protocol is one JSON Request per connection, answered by
 // one JSON Reply. Ops every owner knows: start, kill, pause, resume,
 // resize, state and attach; a front end may add its own (vc-runtime's

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -34,8 +35,8 @@ var (
 )
 
 // Timeouts of the teardown: the VM's stop after the container exited (or
-// a failed boot's), and the wait for the container's output to end after
-// its exit.
+// a failed boot's), and how long the container's output may make no
+// progress after its exit before it is given up on (Process.Drain).
 const (
 	StopTimeout      = 10 * time.Second
 	AbandonTimeout   = 5 * time.Second
@@ -152,15 +153,14 @@ type Config struct {
 
 // Owner keeps a container and its VM.
 type Owner struct {
-	cfg     Config
-	id      string
-	log     *slog.Logger
-	s       *vc.Sandbox
-	c       *vc.Container
-	ops     Ops
-	streams <-chan error
-	stopIO  func()
-	ctl     *Server
+	cfg  Config
+	id   string
+	log  *slog.Logger
+	s    *vc.Sandbox
+	c    *vc.Container
+	ops  Ops
+	proc *Process
+	ctl  *Server
 
 	mu      sync.Mutex
 	status  string
@@ -195,7 +195,7 @@ func New(ctx context.Context, cfg Config, c *vc.Container) (o *Owner, err error)
 		cfg.Log = slog.Default()
 	}
 	o = &Owner{cfg: cfg, id: c.ID(), log: cfg.Log, s: c.Sandbox(), c: c, ops: cfg.Ops, status: StatusCreated,
-		started: make(chan struct{}), killed: make(chan int, 1), stopIO: func() {}}
+		started: make(chan struct{}), killed: make(chan int, 1)}
 	if o.ops == nil {
 		o.ops = c
 	}
@@ -210,8 +210,7 @@ func New(ctx context.Context, cfg Config, c *vc.Container) (o *Owner, err error)
 			return nil, err
 		}
 	}
-	streamCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
-	o.streams, o.stopIO = c.IOStream(streamCtx, o.id, pio), stopIO
+	o.proc = StartProcess(ctx, c, o.id, pio, nil)
 	if cfg.Control != "" {
 		path := cfg.Control
 		if !filepath.IsAbs(path) {
@@ -241,7 +240,7 @@ func (o *Owner) setStatus(s string) {
 
 // Close ends the container's streams, attachments and control socket.
 func (o *Owner) Close() {
-	o.stopIO()
+	o.proc.Close()
 	o.cfg.Attach.Close()
 	o.ctl.Close()
 }
@@ -398,15 +397,13 @@ func (o *Owner) Wait(ctx context.Context) (int, error) {
 	}
 	done := make(chan exit, 1)
 	wait := func() {
-		c, err := o.c.Wait(ctx)
+		c, err := o.proc.Wait(ctx, gone)
 		if err != nil {
 			o.log.Error("wait", "container", o.id, "err", err)
-			// The VM went away: the container with it.
-			select {
-			case <-gone:
-				c, err = 128+int32(unix.SIGKILL), nil
-			case <-time.After(2 * time.Second):
-			}
+		}
+		if errors.Is(err, ErrVMEnded) {
+			// The container ended with its VM.
+			c, err = 128+int32(unix.SIGKILL), nil
 		}
 		done <- exit{int(c), err}
 	}
@@ -446,13 +443,10 @@ wait:
 	// A container killed before start wrote nothing: its streams end
 	// only when stopped, and waiting for them would make every delete of
 	// a created container take the whole wait.
-	if ran {
-		select {
-		case <-o.streams:
-		case <-time.After(OutputEndTimeout):
-		}
+	if ran && !o.proc.Drain(OutputEndTimeout) {
+		o.log.Warn("output still open after the exit; given up", "container", o.id, "idle", OutputEndTimeout)
 	}
-	o.stopIO()
+	o.proc.Close()
 	o.mu.Lock()
 	o.code = e.code
 	o.status = StatusStopped
@@ -466,13 +460,26 @@ wait:
 // Shutdown ends the container's streams, attachments and control
 // socket, and stops the VM; with remove, the VM's state goes too.
 func (o *Owner) Shutdown(ctx context.Context, remove bool) error {
-	ctx = context.WithoutCancel(ctx)
 	o.Close()
-	if err := o.s.Stop(ctx, StopTimeout); err != nil {
-		o.log.Warn("stop the VM", "container", o.id, "err", err)
+	return Teardown(ctx, o.s, StopTimeout, remove, o.log)
+}
+
+// Teardown ends a VM a front end keeps: it stops it (the guest given
+// grace to power off, then killed) and, with remove, removes its state.
+// A failed stop is logged (Stop kills what does not stop); the error is
+// the removal's, and a sandbox removed already is none.
+func Teardown(ctx context.Context, s *vc.Sandbox, grace time.Duration, remove bool, log *slog.Logger) error {
+	ctx = context.WithoutCancel(ctx)
+	log = log.With("sandbox", s.ID())
+	if err := s.Stop(ctx, grace); err != nil {
+		log.Warn("stop the VM", "err", err)
 	}
 	if !remove {
 		return nil
 	}
-	return o.s.Delete(ctx)
+	if err := s.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		log.Warn("remove the VM's state", "err", err)
+		return err
+	}
+	return nil
 }
