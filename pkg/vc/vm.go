@@ -137,7 +137,7 @@ func startVM(ctx context.Context, dir string, cfg SandboxConfig, nics []hypervis
 			if v.FromCache && cg != nil {
 				// Its memory charged so far stays where the cache
 				// started it on cgroup v1 (hostcgroup's doc).
-				if err := cg.Move(v.VM.Pid()); err != nil {
+				if err := cg.Move(v.VM.Info().Pid); err != nil {
 					killVM(v.VM)
 					if v.Dir != "" {
 						removeVMDir(v.Dir)
