@@ -137,7 +137,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(out, "\n"); n != len(ms) || n != 49 {
-		t.Errorf("list printed %d lines for %d methods (agent.proto has 39, health.proto 2, portforward.proto 8)", n, len(ms))
+	if n := strings.Count(out, "\n"); n != len(ms) || n != 50 {
+		t.Errorf("list printed %d lines for %d methods (agent.proto has 40, health.proto 2, portforward.proto 8)", n, len(ms))
 	}
 }
