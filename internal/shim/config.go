@@ -13,6 +13,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
+	"github.com/virtcontainers/vc/internal/tracing"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/network"
 )
@@ -92,6 +93,10 @@ type Config struct {
 	// not fit, or without a template there, boots (logged). A damaged or
 	// stale template fails the sandbox's creation.
 	Factory string `toml:"factory"`
+	// Tracing exports OpenTelemetry spans over OTLP/gRPC (off by
+	// default; the OTEL_* environment wins): [tracing] enabled, endpoint,
+	// insecure, service_name (docs/observability.md).
+	Tracing tracing.Config `toml:"tracing"`
 }
 
 // duration is a time.Duration written as "10s" in TOML.

@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/plugin/registry"
 	"github.com/containerd/ttrpc"
 
+	"github.com/virtcontainers/vc/internal/tracing"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
 
@@ -85,6 +86,10 @@ func NewService(ctx context.Context, publisher cdshim.Publisher, sd shutdown.Ser
 	if err != nil {
 		return nil, err
 	}
+	shutdownTracing, err := tracing.Setup(ctx, cfg.Tracing, "containerd-shim-vc-v2")
+	if err != nil {
+		return nil, fmt.Errorf("shim config: tracing: %w", err)
+	}
 	s := &Service{
 		ctx:        ctx,
 		ns:         ns,
@@ -102,6 +107,7 @@ func NewService(ctx context.Context, publisher cdshim.Publisher, sd shutdown.Ser
 		s.destroySandbox(ctx)
 		return nil
 	})
+	sd.RegisterCallback(shutdownTracing) // after the sandbox's last spans
 	if address, err := cdshim.ReadAddress("address"); err == nil {
 		sd.RegisterCallback(func(context.Context) error { return cdshim.RemoveSocket(address) })
 	}
