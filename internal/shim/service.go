@@ -105,9 +105,9 @@ func NewService(ctx context.Context, publisher cdshim.Publisher, sd shutdown.Ser
 	// gone, so it goes with the shim.
 	sd.RegisterCallback(func(ctx context.Context) error {
 		s.destroySandbox(ctx)
+		shutdownTracing(ctx) // after the sandbox's last spans
 		return nil
 	})
-	sd.RegisterCallback(shutdownTracing) // after the sandbox's last spans
 	if address, err := cdshim.ReadAddress("address"); err == nil {
 		sd.RegisterCallback(func(context.Context) error { return cdshim.RemoveSocket(address) })
 	}

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/ttrpc"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -157,9 +158,15 @@ func shutdownAll(ctx context.Context) error {
 // tracerName is the instrumentation scope of the host's spans.
 const tracerName = "github.com/virtcontainers/vc"
 
-// Start starts a span named name, child of ctx's. Off, it costs a call
-// to the no-op tracer.
+// Start starts a span named name, child of ctx's, or else of the trace
+// context of the ttRPC call ctx serves (containerd's, when it traces its
+// calls to the shim). Off, it costs a call to the no-op tracer.
 func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if Enabled() && !trace.SpanContextFromContext(ctx).IsValid() {
+		if md, ok := ttrpc.GetMetadata(ctx); ok {
+			ctx = propagation.TraceContext{}.Extract(ctx, mdCarrier(md))
+		}
+	}
 	return otel.Tracer(tracerName).Start(ctx, name, trace.WithAttributes(attrs...))
 }
 
