@@ -53,6 +53,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	pod_sizing = true               # CPU and memory limits grow the VM
 //	stop_timeout = "10s"            # how long a VM gets to power off
 //	factory = ""                    # a factory's directory (vc factory init): VMs that fit start from its template
+//	[tracing]                       # OpenTelemetry (off): enabled, endpoint, insecure, service_name (docs/observability.md)
 type Config struct {
 	StateRoot string `toml:"state_root"`
 	DataRoot  string `toml:"data_root"`
