@@ -58,6 +58,13 @@ func TestTraceRun(t *testing.T) {
 	if len(spans) == 0 {
 		t.Fatalf("the receiver got no span; vc's stderr:\n%s", errOut)
 	}
+	defer func() {
+		if t.Failed() {
+			for _, s := range spans {
+				t.Logf("%-8s %-8s %s <- %-16s %s %.1fms %s", s.Service, strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_"), s.SpanID, s.ParentID, s.Name, float64(s.End-s.Start)/1e6, s.Resource[tracing.ClockErrorAttr])
+			}
+		}
+	}()
 	byID := map[string]otlptest.Span{}
 	traces := map[string]bool{}
 	for _, s := range spans {
@@ -65,9 +72,6 @@ func TestTraceRun(t *testing.T) {
 		traces[s.TraceID] = true
 	}
 	if len(traces) != 1 {
-		for _, s := range spans {
-			t.Logf("%s %s %s parent %s %s", s.Service, s.TraceID, s.SpanID, s.ParentID, s.Name)
-		}
 		t.Fatalf("%d traces, want 1", len(traces))
 	}
 	find := func(service, name string, kind tracepb.Span_SpanKind) otlptest.Span {
@@ -76,9 +80,6 @@ func TestTraceRun(t *testing.T) {
 			if s.Service == service && s.Name == name && (kind == tracepb.Span_SPAN_KIND_UNSPECIFIED || s.Kind == kind) {
 				return s
 			}
-		}
-		for _, s := range spans {
-			t.Logf("%s %s (%s) parent %s %s", s.Service, s.SpanID, s.Kind, s.ParentID, s.Name)
 		}
 		t.Fatalf("no %s span %q (kind %s)", service, name, kind)
 		return otlptest.Span{}
@@ -140,9 +141,6 @@ func TestTraceRun(t *testing.T) {
 	if guestRPCs < 4 {
 		t.Errorf("%d guest RPC spans, want at least CreateSandbox, CreateContainer, StartContainer, WaitProcess", guestRPCs)
 	}
-	for _, s := range spans {
-		t.Logf("%-8s %-8s %s <- %-16s %s %.1fms %s", s.Service, strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_"), s.SpanID, s.ParentID, s.Name, float64(s.End-s.Start)/1e6, s.Resource[tracing.ClockErrorAttr])
-	}
 	t.Logf("%d spans (%d guest RPC spans) in trace %s", len(spans), guestRPCs, root.TraceID)
 }
 
@@ -166,5 +164,68 @@ func TestTraceOff(t *testing.T) {
 	noLeftovers(t, "e2e-notrace")
 	if n := recv.Requests(); n != 0 {
 		t.Fatalf("the receiver got %d export requests (%d spans) with tracing off", n, len(recv.Spans()))
+	}
+}
+
+// TestTraceDetached: `vc run -d` hands its span to the detached owner
+// (TRACEPARENT), whose spans are its children; `vc exec` beside it goes
+// through the owner's agent socket with its own trace, whose agent spans
+// are children of the owner's forwarding client spans, themselves
+// children of vc exec's; the owner's last spans leave as it exits.
+func TestTraceDetached(t *testing.T) {
+	recv, err := otlptest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Stop()
+	env := []string{
+		"OTEL_TRACES_EXPORTER=otlp",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + recv.Addr,
+		"OTEL_SERVICE_NAME=vc-e2e",
+	}
+	const id = "e2e-trace-d"
+	if out, errOut, code := vcEnv(t, env, "run", "-d", "--name", id, "busybox", "--", "sleep", "300"); code != 0 {
+		t.Fatalf("run -d: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	defer vcEnv(t, nil, "rm", "-f", id)
+	if out, errOut, code := vcEnv(t, env, "exec", id, "echo", "hi"); code != 0 || strings.TrimSpace(out) != "hi" {
+		t.Fatalf("exec: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if out, errOut, code := vcEnv(t, env, "rm", "-f", id); code != 0 {
+		t.Fatalf("rm -f: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	noLeftovers(t, id)
+	named := func(spans []otlptest.Span, service, name string, kind tracepb.Span_SpanKind) []otlptest.Span {
+		var out []otlptest.Span
+		for _, s := range spans {
+			if s.Service == service && s.Name == name && (kind == 0 || s.Kind == kind) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	var spans []otlptest.Span
+	waitFor(t, func() bool {
+		spans = recv.Spans()
+		return len(named(spans, "vc-e2e", "vc run-owner", 0)) == 1 && len(named(spans, "vc-agent", "grpc.AgentService/ExecProcess", 0)) == 1
+	}, "the owner's spans and the agent's ExecProcess span")
+	byID := map[string]otlptest.Span{}
+	for _, s := range spans {
+		byID[s.SpanID] = s
+	}
+	run, owner := named(spans, "vc-e2e", "vc run", 0), named(spans, "vc-e2e", "vc run-owner", 0)
+	if len(run) != 1 || owner[0].ParentID != run[0].SpanID {
+		t.Fatalf("vc run spans %v; the owner's parent %s", run, owner[0].ParentID)
+	}
+	create := named(spans, "vc-e2e", "sandbox.create", 0)
+	if len(create) != 1 || create[0].ParentID != owner[0].SpanID {
+		t.Errorf("sandbox.create %v: want one, child of the owner's span", create)
+	}
+	exec := named(spans, "vc-e2e", "vc exec", 0)
+	guest := named(spans, "vc-agent", "grpc.AgentService/ExecProcess", 0)[0]
+	fwd := byID[guest.ParentID] // the owner's client span, forwarding
+	caller := byID[fwd.ParentID]
+	if len(exec) != 1 || fwd.Kind != tracepb.Span_SPAN_KIND_CLIENT || caller.Kind != tracepb.Span_SPAN_KIND_CLIENT || caller.ParentID != exec[0].SpanID || guest.TraceID != exec[0].TraceID {
+		t.Errorf("the agent's ExecProcess span: parent %+v, its parent %+v; want the owner's client span under vc exec's client span under vc exec %v", fwd, caller, exec)
 	}
 }
