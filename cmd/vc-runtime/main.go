@@ -113,6 +113,11 @@ func Main(args []string, stderr io.Writer) int {
 		return g.fail(stderr, err)
 	}
 	ctx, span := tracing.Start(tracing.FromEnv(context.Background()), "vc-runtime "+rest[0])
+	// The owner it spawns (create, run, exec) is a child of this span.
+	for _, kv := range tracing.Environ(ctx) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
 	err = c.run(ctx, g, rest[1:])
 	tracing.End(span, err)
 	shutdownTracing(context.Background())
