@@ -222,10 +222,14 @@ func TestTraceDetached(t *testing.T) {
 		t.Errorf("sandbox.create %v: want one, child of the owner's span", create)
 	}
 	exec := named(spans, "vc-e2e", "vc exec", 0)
+	cexec := named(spans, "vc-e2e", "container.exec", 0)
+	if len(exec) != 1 || len(cexec) != 1 || cexec[0].ParentID != exec[0].SpanID {
+		t.Fatalf("vc exec %v, container.exec %v: want one each, the second under the first", exec, cexec)
+	}
 	guest := named(spans, "vc-agent", "grpc.AgentService/ExecProcess", 0)[0]
 	fwd := byID[guest.ParentID] // the owner's client span, forwarding
 	caller := byID[fwd.ParentID]
-	if len(exec) != 1 || fwd.Kind != tracepb.Span_SPAN_KIND_CLIENT || caller.Kind != tracepb.Span_SPAN_KIND_CLIENT || caller.ParentID != exec[0].SpanID || guest.TraceID != exec[0].TraceID {
-		t.Errorf("the agent's ExecProcess span: parent %+v, its parent %+v; want the owner's client span under vc exec's client span under vc exec %v", fwd, caller, exec)
+	if fwd.Kind != tracepb.Span_SPAN_KIND_CLIENT || caller.Kind != tracepb.Span_SPAN_KIND_CLIENT || caller.ParentID != cexec[0].SpanID || guest.TraceID != exec[0].TraceID {
+		t.Errorf("the agent's ExecProcess span: parent %+v, its parent %+v; want the owner's client span under vc exec's client span under container.exec %v", fwd, caller, cexec)
 	}
 }
