@@ -150,3 +150,35 @@ func TestPropagation(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkClientInterceptor is the host's cost per agent call: off (an
+// atomic load), and on (a client span, its trace context in the call's
+// metadata, the batch exporter sending to a receiver).
+func BenchmarkClientInterceptor(b *testing.B) {
+	info := &ttrpc.UnaryClientInfo{FullMethod: "/grpc.Health/Check"}
+	invoke := func(ctx context.Context, req *ttrpc.Request, resp *ttrpc.Response) error { return nil }
+	run := func(b *testing.B, ctx context.Context) {
+		for b.Loop() {
+			req := &ttrpc.Request{Service: "grpc.Health", Method: "Check"}
+			if err := tracing.ClientInterceptor(ctx, req, &ttrpc.Response{}, info, invoke); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("off", func(b *testing.B) { run(b, context.Background()) })
+	recv, err := otlptest.Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer recv.Stop()
+	b.Setenv("OTEL_TRACES_EXPORTER", "")
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	shutdown, err := tracing.Setup(context.Background(), tracing.Config{Endpoint: "http://" + recv.Addr}, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	ctx, span := tracing.Start(context.Background(), "parent")
+	defer span.End()
+	b.Run("on", func(b *testing.B) { run(b, ctx) })
+}
