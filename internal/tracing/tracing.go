@@ -85,7 +85,13 @@ var state struct {
 // Enabled tells whether Setup turned tracing on in this process.
 func Enabled() bool { return state.on.Load() }
 
-// Setup turns tracing on when c and the environment want it (Wanted):
+// shutdownTimeout bounds the flush at exit when the caller's context has
+// no deadline: a collector that does not answer delays the process's end
+// by that much at most.
+const shutdownTimeout = 5 * time.Second
+
+// Setup turns tracing on when c and the environment want it (Wanted; an
+// unsupported setting is logged and leaves it off):
 // the global tracer provider exports to the OTLP/gRPC collector in
 // batches and the W3C trace context is the global propagator. service
 // is the default service.name. shutdown flushes what is left (guest spans
@@ -94,8 +100,14 @@ func Enabled() bool { return state.on.Load() }
 func Setup(ctx context.Context, c Config, service string) (shutdown func(context.Context) error, err error) {
 	none := func(context.Context) error { return nil }
 	on, err := c.Wanted()
-	if err != nil || !on {
-		return none, err
+	if err != nil {
+		// Another program's exporter setting in the environment is no
+		// reason to refuse to run.
+		slog.Warn("tracing stays off", "err", err)
+		return none, nil
+	}
+	if !on {
+		return none, nil
 	}
 	var opts []otlptracegrpc.Option
 	if c.Endpoint != "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
@@ -148,7 +160,7 @@ func shutdownAll(ctx context.Context) error {
 	state.mu.Unlock()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		ctx, cancel = context.WithTimeout(ctx, shutdownTimeout)
 		defer cancel()
 	}
 	gerr := g.close(ctx)

@@ -27,8 +27,11 @@ import (
 // TraceparentKey is the ttRPC metadata key of the W3C trace context.
 const TraceparentKey = "traceparent"
 
-// DefaultMax is how many ended spans a recorder keeps until collected.
-const DefaultMax = 4096
+// DefaultMax is how many ended spans a recorder keeps until collected
+// (a span takes about 0.5 KiB: the buffer stays near 1 MiB of the guest's
+// memory when no host collects). The host collects after each operation,
+// a few dozen spans at a time.
+const DefaultMax = 2048
 
 // Recorder keeps ended spans, at most max; those beyond are dropped and
 // counted.
