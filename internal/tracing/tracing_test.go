@@ -1,8 +1,12 @@
 package tracing_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,4 +185,65 @@ func BenchmarkClientInterceptor(b *testing.B) {
 	ctx, span := tracing.Start(context.Background(), "parent")
 	defer span.End()
 	b.Run("on", func(b *testing.B) { run(b, ctx) })
+}
+
+type healthOnly struct{}
+
+func (healthOnly) Check(context.Context, *pb.CheckRequest) (*pb.HealthCheckResponse, error) {
+	return &pb.HealthCheckResponse{Status: pb.HealthCheckResponse_SERVING}, nil
+}
+
+func (healthOnly) Version(context.Context, *pb.CheckRequest) (*pb.VersionCheckResponse, error) {
+	return &pb.VersionCheckResponse{AgentVersion: "old"}, nil
+}
+
+// TestCollectOldAgent: an agent without the Tracing service (an older
+// one) is logged once and the calls go on.
+func TestCollectOldAgent(t *testing.T) {
+	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		t.Setenv(k, "")
+	}
+	recv, err := otlptest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Stop()
+	shutdown, err := tracing.Setup(context.Background(), tracing.Config{Endpoint: "http://" + recv.Addr}, "old-agent-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb.RegisterHealthService(srv, healthOnly{})
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "old.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background(), l)
+	defer srv.Close()
+	conn, err := net.Dial("unix", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := agent.NewClient(conn)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 2 {
+		tracing.CollectGuest(ctx, pb.NewTracingClient(c))
+		if _, err := pb.NewHealthClient(c).Check(ctx, &pb.CheckRequest{}); err != nil {
+			t.Fatalf("a call after the collection: %v", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "does not hand out its trace spans"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, logs.String())
+	}
 }
