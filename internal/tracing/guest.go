@@ -20,7 +20,7 @@ import (
 )
 
 // collectTimeout bounds one collection of the agent's spans.
-const collectTimeout = 5 * time.Second
+const collectTimeout = 2 * time.Second
 
 // CollectGuest fetches the spans the agent recorded since the last call
 // and queues them for export beside the host's, with attrs added to
