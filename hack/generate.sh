@@ -9,4 +9,4 @@ cd api/agent
 PATH="$bin:$PATH" protoc -I. -I/usr/include \
 	--go_out=. --go_opt=paths=source_relative \
 	--go-ttrpc_out=. --go-ttrpc_opt=paths=source_relative \
-	agent.proto health.proto oci.proto csi.proto types.proto portforward.proto
+	agent.proto health.proto oci.proto csi.proto types.proto portforward.proto trace.proto

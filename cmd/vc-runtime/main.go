@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
+	"github.com/virtcontainers/vc/internal/tracing"
 )
 
 // version is the runtime's version; specVersion the OCI runtime spec it
@@ -106,7 +107,20 @@ func Main(args []string, stderr io.Writer) int {
 	g.log = g.log.With("cmd", rest[0])
 	slog.SetDefault(g.log)
 	g.log.Debug("invoked", "args", args)
-	err = c.run(context.Background(), g, rest[1:])
+	// Tracing: the OTEL_* environment turns it on (docs/observability.md).
+	shutdownTracing, err := tracing.Setup(context.Background(), tracing.Config{}, "vc-runtime")
+	if err != nil {
+		return g.fail(stderr, err)
+	}
+	ctx, span := tracing.Start(tracing.FromEnv(context.Background()), "vc-runtime "+rest[0])
+	// The owner it spawns (create, run, exec) is a child of this span.
+	for _, kv := range tracing.Environ(ctx) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	err = c.run(ctx, g, rest[1:])
+	tracing.End(span, err)
+	shutdownTracing(context.Background())
 	var ee exitError
 	switch {
 	case err == nil:

@@ -21,6 +21,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/virtcontainers/vc/internal/tracing"
 	"github.com/virtcontainers/vc/pkg/persist"
 )
 
@@ -111,7 +112,14 @@ func main() {
 	helpArgs = args[1:]
 	ctx, cancel := signal.NotifyContext(context.Background(), unix.SIGTERM)
 	defer cancel()
-	err := c.run(ctx, g, args[1:])
+	// Tracing: the OTEL_* environment turns it on (docs/observability.md).
+	shutdownTracing, err := tracing.Setup(ctx, tracing.Config{}, "vc")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vc: %v\n", err)
+		os.Exit(125)
+	}
+	err = runTraced(ctx, c, g, args)
+	shutdownTracing(context.WithoutCancel(ctx))
 	var ee exitError
 	switch {
 	case err == nil:
@@ -242,4 +250,22 @@ func parseContainers(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		return nil, fmt.Errorf("CONTAINER: missing")
 	}
 	return resolveContainers(ctx, g, fs.Args())
+}
+
+// runTraced runs command c in a span of its own ("vc run"), child of the
+// TRACEPARENT of the environment when set (a detached owner's is the vc
+// run that spawned it).
+func runTraced(ctx context.Context, c command, g *globals, args []string) error {
+	if !tracing.Enabled() {
+		return c.run(ctx, g, args[1:])
+	}
+	ctx, span := tracing.Start(tracing.FromEnv(ctx), "vc "+strings.TrimPrefix(args[0], "__"))
+	err := c.run(ctx, g, args[1:])
+	spanErr := err
+	var ee exitError
+	if errors.As(err, &ee) && ee.err == nil {
+		spanErr = nil // the container's exit status, not a failure of vc's
+	}
+	tracing.End(span, spanErr)
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/virtcontainers/vc/internal/spawn"
+	"github.com/virtcontainers/vc/internal/tracing"
 	"github.com/virtcontainers/vc/pkg/vc"
 	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
@@ -276,6 +277,11 @@ func spawnOwner(ctx context.Context, g *globals, o runOptions) error {
 	defer logf.Close()
 	logPath := logf.Name()
 	args := []string{"--state-root", g.stateRoot, "--data-root", g.dataRoot}
+	// The owner's spans are children of this vc run's.
+	for _, kv := range tracing.Environ(ctx) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
 	if g.debug {
 		args = append(args, "--debug")
 	}

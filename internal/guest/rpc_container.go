@@ -38,7 +38,7 @@ func (s *containerState) init(a *Agent) {
 		Root:    a.cfg.ContainerRoot,
 		Reaper:  a.reaper,
 		Log:     a.log,
-		Mount:   storage.Mount,
+		Mount:   tracedMount, // trace.go
 		Unmount: storage.Unmount,
 		// Below the sandbox root, where nothing but the agent mounts.
 		NamespaceDir: filepath.Join(a.cfg.SandboxRoot, "ns"),

@@ -19,6 +19,7 @@ import (
 
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/guest/reaper"
+	"github.com/virtcontainers/vc/internal/guest/spans"
 )
 
 // Version is the agent's version, reported by Health.Version and
@@ -46,6 +47,7 @@ type Agent struct {
 	cfg    Config
 	reaper *reaper.Reaper
 	log    *slog.Logger
+	spans  *spans.Recorder // trace.go
 
 	ctr   containerState // rpc_container.go
 	misc  miscState      // rpc_misc.go
@@ -68,7 +70,7 @@ func New(cfg Config, r *reaper.Reaper) *Agent {
 	if cfg.SandboxRoot == "" {
 		cfg.SandboxRoot = "/run/vc-agent/sandbox"
 	}
-	a := &Agent{cfg: cfg, reaper: r, log: slog.Default()}
+	a := &Agent{cfg: cfg, reaper: r, log: slog.Default(), spans: spans.NewRecorder(spans.DefaultMax, "vc-agent", Version)}
 	a.ctr.init(a)
 	a.misc.init(a)
 	return a
@@ -76,13 +78,14 @@ func New(cfg Config, r *reaper.Reaper) *Agent {
 
 // NewServer returns a ttRPC server carrying the agent's services.
 func (a *Agent) NewServer() (*ttrpc.Server, error) {
-	s, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(a.intercept))
+	s, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(a.intercept, a.traceIntercept))
 	if err != nil {
 		return nil, err
 	}
 	pb.RegisterAgentServiceService(s, a)
 	pb.RegisterHealthService(s, a)
 	pb.RegisterPortForwardService(s, a)
+	pb.RegisterTracingService(s, a)
 	return s, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/hostcgroup"
 	"github.com/virtcontainers/vc/internal/shim/annotations"
+	"github.com/virtcontainers/vc/internal/tracing"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/network"
 	"github.com/virtcontainers/vc/pkg/vc"
@@ -56,6 +57,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	stop_timeout = "10s"            # how long a VM gets to power off
 //	factory = ""                    # a factory's directory (vc factory init): VMs that fit start from its template
 //	vm_cgroup = "account"           # the VM in a host cgroup under the pod's: off, account (cpuacct, memory, pids) or all (+ cpu quota); docs/kubernetes.md
+//	[tracing]                       # OpenTelemetry (off): enabled, endpoint, insecure, service_name (docs/observability.md)
 type Config struct {
 	StateRoot string `toml:"state_root"`
 	DataRoot  string `toml:"data_root"`
@@ -107,6 +109,11 @@ type Config struct {
 	// guest); "off": QEMU stays in the shim's cgroups. On cgroup v2
 	// account and all are the same (pkg/vc CgroupConfig).
 	VMCgroup string `toml:"vm_cgroup"`
+
+	// Tracing exports OpenTelemetry spans over OTLP/gRPC (off by
+	// default; the OTEL_* environment wins): [tracing] enabled, endpoint,
+	// insecure, service_name (docs/observability.md).
+	Tracing tracing.Config `toml:"tracing"`
 }
 
 // duration is a time.Duration written as "10s" in TOML.

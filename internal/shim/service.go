@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/plugin/registry"
 	"github.com/containerd/ttrpc"
 
+	"github.com/virtcontainers/vc/internal/tracing"
 	"github.com/virtcontainers/vc/pkg/vc"
 	vcowner "github.com/virtcontainers/vc/pkg/vc/owner"
 )
@@ -86,6 +87,10 @@ func NewService(ctx context.Context, publisher cdshim.Publisher, sd shutdown.Ser
 	if err != nil {
 		return nil, err
 	}
+	shutdownTracing, err := tracing.Setup(ctx, cfg.Tracing, "containerd-shim-vc-v2")
+	if err != nil {
+		return nil, fmt.Errorf("shim config: tracing: %w", err)
+	}
 	s := &Service{
 		ctx:        ctx,
 		ns:         ns,
@@ -101,6 +106,7 @@ func NewService(ctx context.Context, publisher cdshim.Publisher, sd shutdown.Ser
 	// gone, so it goes with the shim.
 	sd.RegisterCallback(func(ctx context.Context) error {
 		s.destroySandbox(ctx)
+		shutdownTracing(ctx) // after the sandbox's last spans
 		return nil
 	})
 	if address, err := cdshim.ReadAddress("address"); err == nil {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/tracing"
 )
 
 // NewClient returns a ttRPC client on conn whose calls fail with errdefs
@@ -17,9 +18,10 @@ import (
 // command that could not run comes back as pb.ErrCommandNotFound or
 // pb.ErrCommandNotRunnable (pb.ToNative). Errors that
 // are not statuses (a closed connection, a cancelled context) are left as
-// they are.
+// they are. With tracing on (internal/tracing), each call is a client
+// span whose trace context the agent receives in the call's metadata.
 func NewClient(conn net.Conn) *ttrpc.Client {
-	return ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(nativeErrors))
+	return ttrpc.NewClient(conn, ttrpc.WithChainUnaryClientInterceptor(tracing.ClientInterceptor, nativeErrors))
 }
 
 func nativeErrors(ctx context.Context, req *ttrpc.Request, resp *ttrpc.Response, info *ttrpc.UnaryClientInfo, invoke ttrpc.Invoker) error {

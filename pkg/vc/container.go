@@ -25,7 +25,9 @@ func (s *Sandbox) running() error {
 // CreateContainer creates a container in the sandbox: its rootfs and bind
 // volumes are shared into the guest and the agent prepares it; its process
 // starts with Container(id).Start. On error nothing is left behind.
-func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) error {
+func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (err error) {
+	ctx, endSpan := s.traceOpCollect(ctx, "container.create", cfg.ID)
+	defer func() { endSpan(err) }()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -282,7 +284,9 @@ func (c *Container) Status(ctx context.Context) (ContainerStatus, error) {
 }
 
 // Start starts a created container's process.
-func (c *Container) Start(ctx context.Context) error {
+func (c *Container) Start(ctx context.Context) (err error) {
+	ctx, endSpan := c.s.traceOpCollect(ctx, "container.start", c.id)
+	defer func() { endSpan(err) }()
 	return c.update(ctx, "start", []State{StateCreated}, func(st *ContainerStatus) error {
 		if err := c.s.running(); err != nil {
 			return err
@@ -333,7 +337,9 @@ func (c *Container) Kill(ctx context.Context, sig uint32, all bool) error {
 // Stop signals the container's init with SIGTERM, as docker does (its
 // other processes are its to stop), then, after timeout, kills all the
 // container's processes with SIGKILL, and records it stopped.
-func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
+func (c *Container) Stop(ctx context.Context, timeout time.Duration) (err error) {
+	ctx, endSpan := c.s.traceOpCollect(ctx, "container.stop", c.id)
+	defer func() { endSpan(err) }()
 	st, err := c.load("stop")
 	if err != nil {
 		return err
@@ -363,7 +369,9 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 
 // Delete removes a stopped (or never started) container from the guest
 // and the host.
-func (c *Container) Delete(ctx context.Context) error {
+func (c *Container) Delete(ctx context.Context) (err error) {
+	ctx, endSpan := c.s.traceOpCollect(ctx, "container.delete", c.id)
+	defer func() { endSpan(err) }()
 	s := c.s
 	return s.locked(ctx, "delete", nil, func() error {
 		st, err := c.load("delete", StateCreated, StateStopped)

@@ -18,7 +18,9 @@ import (
 )
 
 // Exec starts another process, execID, in the running container.
-func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process) error {
+func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process) (err error) {
+	ctx, endSpan := traceOp(ctx, "container.exec", c.s.id, c.id)
+	defer func() { endSpan(err) }()
 	if p == nil || len(p.Args) == 0 {
 		return fmt.Errorf("exec %s: process.args: empty: %w", execID, errdefs.ErrInvalidArgument)
 	}
@@ -31,7 +33,7 @@ func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process) e
 	if p.Cwd == "" {
 		p.Cwd = "/"
 	}
-	_, err := c.s.agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: c.id, ExecId: execID, Process: oci.ProcessToProto(p)})
+	_, err = c.s.agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: c.id, ExecId: execID, Process: oci.ProcessToProto(p)})
 	return err
 }
 
@@ -46,6 +48,7 @@ func (c *Container) WaitProcess(ctx context.Context, execID string) (int32, erro
 	if err != nil {
 		return 255, fmt.Errorf("wait %s/%s: %w", c.id, execID, err)
 	}
+	c.s.collectSpans(ctx) // the process is over: its spans are in the guest
 	return r.Status, nil
 }
 

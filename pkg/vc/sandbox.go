@@ -20,6 +20,7 @@ import (
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/cleanup"
 	"github.com/virtcontainers/vc/internal/proc"
+	"github.com/virtcontainers/vc/internal/tracing"
 	"github.com/virtcontainers/vc/pkg/agent"
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 	"github.com/virtcontainers/vc/pkg/persist"
@@ -88,6 +89,8 @@ func (s *Sandbox) Metrics(ctx context.Context) (string, error) {
 // (see the package doc). Only the owner notices the VM's death at once;
 // others see it on their next look. On error nothing is left behind.
 func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err error) {
+	ctx, endSpan := traceOp(ctx, "sandbox.create", cfg.ID, "")
+	defer func() { endSpan(err) }()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -158,7 +161,9 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		}
 	}
 	start := time.Now()
-	started, err := startVM(ctx, s.Dir(), cfg, nics, cg, s.log)
+	vmCtx, endVM := traceOp(ctx, "vm.start", cfg.ID, "")
+	started, err := startVM(vmCtx, s.Dir(), cfg, nics, cg, s.log)
+	endVM(err)
 	for _, f := range tapFiles {
 		f.Close() // the VM holds its own
 	}
@@ -276,12 +281,15 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	}
 	go s.monitor()
 	cu.Release()
+	s.collectSpans(ctx)
 	return s, nil
 }
 
 // connectAgent dials the agent until it answers a health check, the VM
 // dies, or BootTimeout passes.
-func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) error {
+func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) (err error) {
+	ctx, endSpan := traceOp(ctx, "agent.connect", s.id, "")
+	defer func() { endSpan(err) }()
 	c, h, err := DialAgent(ctx, vm)
 	if err != nil {
 		return err
@@ -301,7 +309,7 @@ func DialAgent(ctx context.Context, vm hypervisor.Hypervisor) (*ttrpc.Client, pb
 		if err == nil {
 			c := agent.NewClient(conn)
 			h := pb.NewHealthClient(c)
-			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+			cctx, ccancel := context.WithTimeout(tracing.Quiet(ctx), 2*time.Second)
 			_, err = h.Check(cctx, &pb.CheckRequest{})
 			ccancel()
 			if err == nil {
@@ -340,6 +348,7 @@ func (s *Sandbox) serveProxy() error {
 	pb.RegisterAgentServiceService(srv, s.agent)
 	pb.RegisterHealthService(srv, s.health)
 	pb.RegisterPortForwardService(srv, pb.NewPortForwardClient(s.client))
+	pb.RegisterTracingService(srv, pb.NewTracingClient(s.client))
 	s.proxy = srv
 	go srv.Serve(context.Background(), l)
 	return nil
@@ -596,7 +605,9 @@ func connectionLost(err error) bool {
 
 // Stop stops the sandbox: the agent powers the VM off; after timeout the
 // VM process is killed. Containers are recorded as stopped.
-func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
+func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) (err error) {
+	ctx, endSpan := traceOp(ctx, "sandbox.stop", s.id, "")
+	defer func() { endSpan(err) }()
 	return s.locked(ctx, "stop", nil, func() error { return s.stopLocked(ctx, timeout) })
 }
 
@@ -606,6 +617,7 @@ func (s *Sandbox) stopLocked(ctx context.Context, timeout time.Duration) error {
 	}
 	destroyed := false
 	if s.agent != nil {
+		s.collectSpans(ctx) // the last chance: the guest goes
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := s.agent.DestroySandbox(dctx, &pb.DestroySandboxRequest{})
 		cancel()
@@ -655,7 +667,9 @@ func (s *Sandbox) stopLocked(ctx context.Context, timeout time.Duration) error {
 }
 
 // Delete removes a stopped sandbox's state.
-func (s *Sandbox) Delete(ctx context.Context) error {
+func (s *Sandbox) Delete(ctx context.Context) (err error) {
+	ctx, endSpan := traceOp(ctx, "sandbox.delete", s.id, "")
+	defer func() { endSpan(err) }()
 	// Removed under the lock: whoever waits for it finds no sandbox.
 	return s.locked(ctx, "delete", nil, func() error {
 		s.refreshLocked()

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/containerd/ttrpc"
+
 	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/rootfs"
 	"github.com/virtcontainers/vc/internal/testutil"
@@ -63,6 +65,12 @@ func agentRTT() ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The same calls carrying a sampled trace context (tracing on): the
+	// agent records a span of each, collected as the host would.
+	traced, err := tracedChecks(ctx, a)
+	if err != nil {
+		return nil, err
+	}
 	// A real container, its init sleeping, for StatsContainer and for
 	// a WaitProcess that stays in flight below.
 	root, err := rootfs.Busybox(filepath.Join(dir, "rootfs"))
@@ -99,6 +107,8 @@ func agentRTT() ([]row, error) {
 	return []row{
 		{figure: "agent RPC Health.Check p50 (unix)", unit: "µs", value: us(pct(lat, 50)), floor: e50, floorName: echoName},
 		{figure: "agent RPC Health.Check p99 (unix)", unit: "µs", value: us(pct(lat, 99)), floor: e99, floorName: echoName},
+		{figure: "agent RPC Health.Check p50 traced (unix)", unit: "µs", value: us(pct(traced, 50)), floor: us(pct(lat, 50)), floorName: "Health.Check untraced",
+			note: "a sampled traceparent in the metadata: the agent records a span per call (docs/observability.md)"},
 		{figure: "agent RPC StatsContainer p50 (unix)", unit: "µs", value: us(pct(stats, 50)), floor: e50, floorName: echoName, note: "a running container's cgroup stats"},
 		{figure: "agent RPC StatsContainer p99 (unix)", unit: "µs", value: us(pct(stats, 99)), floor: e99, floorName: echoName},
 		{figure: fmt.Sprintf("agent RPC Health.Check p50 with %d in flight on one connection", inFlightCalls), unit: "µs", value: us(pct(conc, 50)), floor: e50, floorName: echoName,
@@ -236,3 +246,27 @@ func pct(d []time.Duration, p int) time.Duration {
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// tracedChecks times Health.Check calls carrying a sampled W3C trace
+// context, the agent's spans collected (GetTraceSpans) every 1000 calls,
+// outside the timing, as the host collects after each operation.
+func tracedChecks(ctx context.Context, a *testutil.Agent) ([]time.Duration, error) {
+	md := ttrpc.MD{}
+	md.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	tctx := ttrpc.WithMetadata(ctx, md)
+	tr := pb.NewTracingClient(a.Client)
+	lat := make([]time.Duration, rttCalls)
+	for i := range lat {
+		if i%1000 == 0 {
+			if _, err := tr.GetTraceSpans(ctx, &pb.GetTraceSpansRequest{}); err != nil {
+				return nil, fmt.Errorf("GetTraceSpans: %w", err)
+			}
+		}
+		t := time.Now()
+		if _, err := a.Health.Check(tctx, &pb.CheckRequest{}); err != nil {
+			return nil, err
+		}
+		lat[i] = time.Since(t)
+	}
+	return lat, nil
+}

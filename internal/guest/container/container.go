@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/virtcontainers/vc/api/agent"
+	"github.com/virtcontainers/vc/internal/guest/spans"
 	"github.com/virtcontainers/vc/pkg/oci"
 )
 
@@ -138,7 +139,9 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 	if err := applyNetSysctls(prep.netSysctls); err != nil {
 		return err
 	}
+	_, sp := spans.Start(ctx, "libcontainer.Create")
 	lc, err := libcontainer.Create(m.cfg.Root, id, cfg)
+	sp.End(err)
 	if err != nil {
 		if errors.Is(err, libcontainer.ErrExist) {
 			return fmt.Errorf("container_id %q: %w", id, errdefs.ErrAlreadyExists)
@@ -154,7 +157,10 @@ func (m *Manager) Create(ctx context.Context, req *pb.CreateContainerRequest) (r
 	}
 	p := newProc(c, c.initExecID, true)
 	t0 := time.Now()
-	if err := p.start(lp, spec.Process.Terminal); err != nil {
+	_, sp = spans.Start(ctx, "libcontainer.Start")
+	err = p.start(lp, spec.Process.Terminal)
+	sp.End(err)
+	if err != nil {
 		if derr := lc.Destroy(); derr != nil {
 			log.Warn("destroy after failed start", "err", derr)
 		}
