@@ -1,0 +1,263 @@
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"github.com/moby/sys/user"
+	"golang.org/x/sys/unix"
+)
+
+// RunExecHelper is the exec helper's main (exechelper.go): it runs in the
+// container, serves the agent's requests on its socket one at a time and
+// exits when the agent closes it.
+func RunExecHelper() {
+	unix.Close(helperExeFd)
+	// ps shows its name; it cannot be ptraced or have its memory read
+	// by the container's processes without CAP_SYS_PTRACE (execve makes
+	// the processes it starts dumpable again).
+	if name, err := unix.BytePtrFromString(ExecHelperArg); err == nil {
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+	}
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// Signals sent to every process of the container (a kill of the
+	// container with a signal other than SIGKILL) do not end it: they
+	// are caught and dropped. Caught, not ignored: an ignored signal
+	// would stay ignored in the processes it starts.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs)
+	go func() {
+		for range sigs {
+		}
+	}()
+	if _, err := unix.FcntlInt(helperSockFd, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		os.Exit(2)
+	}
+	// Like libcontainer's init, which starts the process with an
+	// environment of its own and looks the command up in its PATH.
+	os.Clearenv()
+	buf := make([]byte, helperMsgMax)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	for {
+		n, oobn, flags, _, err := unix.Recvmsg(helperSockFd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			os.Exit(0)
+		}
+		fds, ferr := parseRights(oob[:oobn])
+		var resp helperResponse
+		var out []int
+		var req helperRequest
+		switch {
+		case ferr != nil:
+			resp.Err = "control message: " + ferr.Error()
+		case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0:
+			resp.Err = "request truncated"
+		default:
+			if err := json.Unmarshal(buf[:n], &req); err != nil {
+				resp.Err = "request: " + err.Error()
+			} else if len(req.Args) > 0 {
+				out = helperExec(&req, fds, &resp)
+			}
+		}
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		b, _ := json.Marshal(&resp)
+		var rights []byte
+		if len(out) > 0 {
+			rights = unix.UnixRights(out...)
+		}
+		err = unix.Sendmsg(helperSockFd, b, rights, nil, 0)
+		for _, fd := range out {
+			unix.Close(fd)
+		}
+		if err != nil {
+			os.Exit(0)
+		}
+	}
+}
+
+// helperExec starts req's process as libcontainer's setns init would
+// have executed it (setns_init_linux.go, finalizeNamespace): environment
+// (prepareEnv), cwd, PATH lookup, a new session, the terminal as its
+// controlling terminal. It returns the descriptors for the agent: a pidfd
+// of the process, then the terminal's master.
+func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
+	var stdio []uintptr
+	var master, peer int = -1, -1
+	defer func() {
+		if peer >= 0 {
+			unix.Close(peer)
+		}
+	}()
+	if req.Terminal {
+		if len(fds) != 0 {
+			resp.Err = "a terminal process comes without descriptors"
+			return nil
+		}
+		var err error
+		master, peer, err = openPty(req.Rows, req.Cols)
+		if err != nil {
+			resp.Err = "terminal: " + err.Error()
+			return nil
+		}
+		stdio = []uintptr{uintptr(peer), uintptr(peer), uintptr(peer)}
+	} else {
+		if len(fds) != 3 {
+			resp.Err = fmt.Sprintf("got %d descriptors, want stdin, stdout and stderr", len(fds))
+			return nil
+		}
+		stdio = []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])}
+	}
+	closeMaster := func() {
+		if master >= 0 {
+			unix.Close(master)
+		}
+	}
+	if err := unix.Chdir(req.Cwd); err != nil {
+		closeMaster()
+		resp.ExecErr = fmt.Sprintf("chdir to cwd (%q) set in config.json failed: %v", req.Cwd, err)
+		return nil
+	}
+	env, err := prepareEnv(req.Env, os.Getuid())
+	if err != nil {
+		closeMaster()
+		resp.ExecErr = err.Error()
+		return nil
+	}
+	name, err := exec.LookPath(req.Args[0])
+	os.Unsetenv("PATH")
+	if err != nil {
+		closeMaster()
+		resp.ExecErr = err.Error()
+		return nil
+	}
+	attr := &syscall.ProcAttr{
+		Env:   env,
+		Files: stdio,
+		Sys: &syscall.SysProcAttr{
+			// The agent's child, reaped by it: the exit status comes
+			// from the kernel, not from the helper.
+			Cloneflags: unix.CLONE_PARENT,
+			Setsid:     true,
+			Setctty:    req.Terminal,
+			Ctty:       0,
+		},
+	}
+	pid, err := syscall.ForkExec(name, req.Args, attr)
+	if err != nil {
+		closeMaster()
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) {
+			// Most likely the container's seccomp filter refusing the
+			// clone, which libcontainer's path does not need (it
+			// forks outside and applies the filter last): the
+			// agent falls back to it, which gives the real answer.
+			resp.Err = fmt.Sprintf("fork+exec %s: %v", name, err)
+			return nil
+		}
+		resp.ExecErr = (&os.PathError{Op: "exec", Path: name, Err: err}).Error()
+		return nil
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		closeMaster()
+		resp.Err = fmt.Sprintf("pidfd_open %d: %v", pid, err)
+		_ = unix.Kill(pid, unix.SIGKILL)
+		return nil
+	}
+	if master >= 0 {
+		return []int{pidfd, master}
+	}
+	return []int{pidfd}
+}
+
+// openPty opens a new terminal in the container's /dev/pts, as
+// libcontainer's safeAllocPty does, and returns its master and peer.
+func openPty(rows, cols uint16) (master, peer int, err error) {
+	master, err = unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, -1, err
+	}
+	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(master)
+		return -1, -1, fmt.Errorf("unlockpt: %w", err)
+	}
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, uintptr(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC))
+	if errno != 0 {
+		unix.Close(master)
+		return -1, -1, fmt.Errorf("TIOCGPTPEER: %w", errno)
+	}
+	peer = int(r)
+	if rows != 0 && cols != 0 {
+		if err := unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+			unix.Close(master)
+			unix.Close(peer)
+			return -1, -1, fmt.Errorf("resize: %w", err)
+		}
+	}
+	return master, peer, nil
+}
+
+// prepareEnv is libcontainer's (env.go), which the helper must follow to
+// the letter: it validates the variables, drops duplicates (the last
+// wins), sets PATH for the lookup, and adds HOME from the container's
+// /etc/passwd when the environment has none.
+func prepareEnv(env []string, uid int) ([]string, error) {
+	if env == nil {
+		return nil, nil
+	}
+	var homeIsSet bool
+	out := make([]string, 0, len(env))
+	saw := make(map[string]bool, len(env))
+	for n := len(env); n > 0; n-- {
+		kv := env[n-1]
+		i := strings.IndexByte(kv, '=')
+		if i == -1 {
+			return nil, errors.New("invalid environment variable: missing '='")
+		}
+		if i == 0 {
+			return nil, errors.New("invalid environment variable: name cannot be empty")
+		}
+		key, val := kv[:i], kv[i+1:]
+		if saw[key] {
+			continue
+		}
+		saw[key] = true
+		if strings.IndexByte(kv, 0) >= 0 {
+			return nil, fmt.Errorf("invalid environment variable %q: contains nul byte (\\x00)", key)
+		}
+		if key == "PATH" {
+			if err := os.Setenv("PATH", val); err != nil {
+				return nil, err
+			}
+		}
+		if key == "HOME" {
+			if val != "" {
+				homeIsSet = true
+			} else {
+				continue
+			}
+		}
+		out = append(out, kv)
+	}
+	slices.Reverse(out)
+	if !homeIsSet {
+		home := "/"
+		if u, err := user.LookupUid(uid); err == nil {
+			home = u.Home
+		}
+		out = append(out, "HOME="+home)
+	}
+	return out, nil
+}
