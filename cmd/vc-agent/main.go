@@ -58,7 +58,7 @@ func main() {
 	}
 	// A container's exec helper: the agent's binary run in the container
 	// by libcontainer, forking the container's execs.
-	if len(os.Args) > 1 && os.Args[1] == container.ExecHelperArg {
+	if os.Args[0] == container.ExecHelperArg || len(os.Args) > 1 && os.Args[1] == container.ExecHelperArg {
 		container.RunExecHelper()
 		return
 	}

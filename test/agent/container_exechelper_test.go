@@ -102,6 +102,9 @@ func TestExecHelper(t *testing.T) {
 		t.Fatalf("no vc-exec-helper process in the container")
 	}
 	helperPid := strings.Fields(o)[0]
+	if o, _, _ := out("args", helperProc(false, "cat", "/proc/"+helperPid+"/cmdline")); o != "vc-exec-helper\x00" {
+		t.Errorf("the helper's command line is %q, want vc-exec-helper", o)
+	}
 
 	o, _, st = out("terminal", helperProc(true, "sh", "-c", "echo to-out; echo to-err >&2; tty"))
 	fast("terminal")

@@ -45,8 +45,9 @@ import (
 // container's exec helper (RunExecHelper).
 const ExecHelperArg = "vc-exec-helper"
 
-// The helper's descriptors: the sealed binary it was executed from
-// (closed at once) and its end of the socketpair.
+// The helper's descriptors: the sealed binary libcontainer executes (it
+// stays open in the helper only until it re-executes itself, as
+// /proc/self/exe, under its name) and its end of the socketpair.
 const (
 	helperExeFd  = 3
 	helperSockFd = 4
@@ -220,7 +221,7 @@ func (c *Container) startHelper() (_ *execHelper, retErr error) {
 	}
 
 	sp := *c.spec.Process
-	sp.Args = []string{"/proc/self/fd/" + strconv.Itoa(helperExeFd), ExecHelperArg, c.id}
+	sp.Args = []string{"/proc/self/fd/" + strconv.Itoa(helperExeFd), ExecHelperArg}
 	sp.Env = []string{}
 	sp.Cwd = "/"
 	sp.Terminal = false

@@ -20,7 +20,14 @@ import (
 // container, serves the agent's requests on its socket one at a time and
 // exits when the agent closes it.
 func RunExecHelper() {
-	unix.Close(helperExeFd)
+	if os.Args[0] != ExecHelperArg {
+		// libcontainer executed it as /proc/self/fd/3: once more under
+		// its own name, which ps shows (its arguments).
+		unix.Close(helperExeFd)
+		err := syscall.Exec("/proc/self/exe", []string{ExecHelperArg}, nil)
+		fmt.Fprintln(os.Stderr, "vc-exec-helper: re-execute:", err)
+		os.Exit(2)
+	}
 	// ps shows its name; it cannot be ptraced or have its memory read
 	// by the container's processes without CAP_SYS_PTRACE (execve makes
 	// the processes it starts dumpable again).
