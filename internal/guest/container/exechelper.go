@@ -76,6 +76,8 @@ type helperResponse struct {
 	// exec.LookPath); Err: the helper itself failed.
 	ExecErr string `json:"exec_err,omitempty"`
 	Err     string `json:"err,omitempty"`
+	// Steps is how long the helper's steps took, for the debug log.
+	Steps string `json:"steps,omitempty"`
 }
 
 // errHelper marks a failure of the helper rather than of the exec.
@@ -391,8 +393,14 @@ func (p *Process) startWithHelper(h *execHelper, sp *specs.Process) (err error) 
 		r.Lock()
 		defer r.Unlock()
 		t := time.Now()
-		defer func() { p.c.log.Debug("exec helper start", "exec_id", p.execID, "took", time.Since(t)) }()
 		var resp *helperResponse
+		defer func() {
+			steps := ""
+			if resp != nil {
+				steps = resp.Steps
+			}
+			p.c.log.Debug("exec helper start", "exec_id", p.execID, "took", time.Since(t), "steps", steps)
+		}()
 		var fds []int
 		resp, fds, err = h.call(req, files)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/moby/sys/user"
@@ -132,17 +133,20 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 			unix.Close(master)
 		}
 	}
+	t0 := time.Now()
 	if err := unix.Chdir(req.Cwd); err != nil {
 		closeMaster()
 		resp.ExecErr = fmt.Sprintf("chdir to cwd (%q) set in config.json failed: %v", req.Cwd, err)
 		return nil
 	}
+	tc := time.Now()
 	env, err := prepareEnv(req.Env, os.Getuid())
 	if err != nil {
 		closeMaster()
 		resp.ExecErr = err.Error()
 		return nil
 	}
+	t1 := time.Now()
 	name, err := exec.LookPath(req.Args[0])
 	os.Unsetenv("PATH")
 	if err != nil {
@@ -162,7 +166,9 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 			Ctty:       0,
 		},
 	}
+	t2 := time.Now()
 	pid, err := syscall.ForkExec(name, req.Args, attr)
+	t3 := time.Now()
 	if err != nil {
 		closeMaster()
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) {
@@ -183,6 +189,7 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return nil
 	}
+	resp.Steps = fmt.Sprintf("chdir %v, env %v, lookup %v, fork+exec %v, pidfd %v", tc.Sub(t0), t1.Sub(tc), t2.Sub(t1), t3.Sub(t2), time.Since(t3))
 	if master >= 0 {
 		return []int{pidfd, master}
 	}
@@ -260,11 +267,38 @@ func prepareEnv(env []string, uid int) ([]string, error) {
 	}
 	slices.Reverse(out)
 	if !homeIsSet {
-		home := "/"
-		if u, err := user.LookupUid(uid); err == nil {
-			home = u.Home
-		}
-		out = append(out, "HOME="+home)
+		out = append(out, "HOME="+userHome(uid))
 	}
 	return out, nil
+}
+
+// home caches the helper's user's home directory (the helper serves one
+// user) with the /etc/passwd it was read from: a stat tells whether the
+// file changed, cheaper than reading it again (on 9p each is a round
+// trip to the host, a read several).
+var home struct {
+	uid  int
+	st   unix.Stat_t
+	dir  string
+	good bool
+}
+
+// userHome is libcontainer's getUserHome: uid's home directory in
+// /etc/passwd, "/" when it has none.
+func userHome(uid int) string {
+	var st unix.Stat_t
+	statErr := unix.Stat("/etc/passwd", &st)
+	if statErr == nil && home.good && home.uid == uid && sameFile(&st, &home.st) {
+		return home.dir
+	}
+	dir := "/"
+	if u, err := user.LookupUid(uid); err == nil {
+		dir = u.Home
+	}
+	home.uid, home.st, home.dir, home.good = uid, st, dir, statErr == nil
+	return dir
+}
+
+func sameFile(a, b *unix.Stat_t) bool {
+	return a.Dev == b.Dev && a.Ino == b.Ino && a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim
 }
