@@ -91,6 +91,21 @@ func TestExecHelper(t *testing.T) {
 		}
 	}
 
+	// The first exec starts the helper in the background and takes
+	// libcontainer's path itself.
+	if _, _, st := out("first", helperProc(false, "true")); st != 0 {
+		t.Fatalf("first exec: status %d", st)
+	}
+	if e.loggedByHelper("first") {
+		t.Errorf("the first exec was started by a helper that was not started yet")
+	}
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(e.a.Logs(), "exec helper started"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the exec helper did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	o, se, st := out("plain", helperProc(false, "sh", "-c", "echo to-out; echo to-err >&2; tty || true; exit 7"))
 	fast("plain")
 	if o != "to-out\nnot a tty\n" || se != "to-err\n" || st != 7 {

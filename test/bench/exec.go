@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -95,6 +96,28 @@ func execBench() ([]row, error) {
 		}
 		return out.String(), started, err
 	}
+	// The first exec in the container takes libcontainer's path and
+	// starts the container's exec helper in the background; the figures
+	// are the execs once it is up, which a process of the container sees.
+	t := time.Now()
+	if _, _, err := run("first", false, "true"); err != nil {
+		return nil, err
+	}
+	first := time.Since(t)
+	for i := 0; ; i++ {
+		out, _, err := run(fmt.Sprintf("helper%d", i), false, "sh", "-c", "cat /proc/[0-9]*/comm")
+		if err != nil {
+			return nil, err
+		}
+		if strings.Contains(out, "vc-exec-helper") {
+			break
+		}
+		if time.Since(t) > time.Minute {
+			return nil, fmt.Errorf("the container's exec helper did not start in a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	helperUp := time.Since(t)
 	var execs, starts []time.Duration
 	for i := range execRuns {
 		t := time.Now()
@@ -135,14 +158,16 @@ func execBench() ([]row, error) {
 		os.WriteFile("/tmp/vc-bench-exec-console.log", b, 0o644)
 	}
 	p50, p99 := pct(execs, 50), pct(execs, 99)
-	split := fmt.Sprintf("of %d runs, the first starting the container's exec helper (%.1f ms); p50 of ExecProcess %.1f ms, of the rest (streams, WaitProcess) %.1f ms; floor over %d runs; TCG",
-		execRuns, ms(execs[0]), ms(pct(starts, 50)), ms(pct(rest(execs, starts), 50)), trueLoops)
+	split := fmt.Sprintf("of %d runs; p50 of ExecProcess %.1f ms, of the rest (streams, WaitProcess) %.1f ms; floor over %d runs; TCG",
+		execRuns, ms(pct(starts, 50)), ms(pct(rest(execs, starts), 50)), trueLoops)
 	floorName := "`true` forked by a shell in the guest"
 	return []row{
 		{figure: "exec `true` in a running container, p50 (library -> agent -> exec helper)", unit: "s", value: p50.Seconds(), floor: floor,
 			floorName: floorName, note: split},
 		{figure: "exec `true` in a running container, p99", unit: "s", value: p99.Seconds(), floor: floor,
 			floorName: floorName, note: fmt.Sprintf("of %d runs", execRuns)},
+		{figure: "exec `true`, the container's first (libcontainer's exec; starts the helper)", unit: "s", value: first.Seconds(), floor: floor,
+			floorName: floorName, note: fmt.Sprintf("the helper was up %.2f s after it began", helperUp.Seconds())},
 		{figure: "exec `true`, libcontainer's exec (the fallback), p50", unit: "s", value: pct(slow, 50).Seconds(), floor: floor,
 			floorName: floorName, note: fmt.Sprintf("of %d runs asking for no_new_privs off, which the helper cannot give; p99 %.3f s", slowRuns, pct(slow, 99).Seconds())},
 	}, nil

@@ -95,8 +95,11 @@ type execHelper struct {
 type helperState struct {
 	mu sync.Mutex
 	h  *execHelper
+	// starting: the helper is being started (in the background).
+	starting bool
 	// off: the helper is not used any more (it failed to start, exited,
-	// misbehaved); the reason was logged.
+	// misbehaved, the container is being removed); the reason was
+	// logged.
 	off string
 	// refused are the reasons an exec took libcontainer's path that
 	// were logged already (once each).
@@ -135,36 +138,55 @@ func (c *Container) processEligible(sp *specs.Process) string {
 	return ""
 }
 
-// helperFor returns the container's running helper, starting it at the
-// first exec; nil when the fast path is off for the container.
+// helperFor returns the container's running helper; nil when it has
+// none ready. The first call starts it in the background: the exec that
+// asked, and those that come before it is ready, take libcontainer's
+// path, so no exec waits for the helper's start (hundreds of
+// milliseconds under TCG: libcontainer's exec, then the agent binary's
+// Go runtime twice).
 func (c *Container) helperFor() *execHelper {
 	hs := &c.helper
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if hs.off != "" {
+	switch {
+	case hs.off != "", hs.starting:
 		return nil
-	}
-	if hs.h != nil {
+	case hs.h != nil:
 		select {
 		case <-hs.h.done:
 			hs.off = "the exec helper exited"
 			c.log.Info("exec helper: using libcontainer's exec from now on", "reason", hs.off, "pid", hs.h.pid)
+			hs.h.close()
 			hs.h = nil
 			return nil
 		default:
 			return hs.h
 		}
 	}
+	hs.starting = true
+	go c.startHelperAsync()
+	return nil
+}
+
+func (c *Container) startHelperAsync() {
 	t := time.Now()
 	h, err := c.startHelper()
-	if err != nil {
+	hs := &c.helper
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.starting = false
+	switch {
+	case err != nil:
 		hs.off = "the exec helper did not start: " + err.Error()
 		c.log.Warn("exec helper: using libcontainer's exec", "reason", hs.off)
-		return nil
+	case hs.off != "":
+		// The container is being removed.
+		h.kill()
+		h.close()
+	default:
+		c.log.Info("exec helper started", "pid", h.pid, "took", time.Since(t))
+		hs.h = h
 	}
-	c.log.Info("exec helper started", "pid", h.pid, "took", time.Since(t))
-	hs.h = h
-	return h
 }
 
 // retireHelper stops using h (it failed or misbehaved) and kills it.
@@ -179,6 +201,7 @@ func (c *Container) retireHelper(h *execHelper, reason error) {
 	hs.off = reason.Error()
 	c.log.Warn("exec helper: using libcontainer's exec from now on", "reason", hs.off, "pid", h.pid)
 	h.kill()
+	h.close()
 }
 
 // noteRefused logs once per reason that an exec took libcontainer's path.
@@ -199,6 +222,19 @@ func (c *Container) noteRefused(reason string) {
 // startHelper starts the helper through libcontainer, as an exec of the
 // container's own process settings.
 func (c *Container) startHelper() (_ *execHelper, retErr error) {
+	// Not while the container is being removed (Remove holds lifecycle
+	// exclusively to mark it so).
+	c.lifecycle.RLock()
+	defer c.lifecycle.RUnlock()
+	c.mu.Lock()
+	removing := c.removing
+	c.mu.Unlock()
+	if removing {
+		return nil, errors.New("the container is being removed")
+	}
+	if st, err := c.lc.Status(); err != nil || st != libcontainer.Running {
+		return nil, fmt.Errorf("the container is not running (%v, %v)", st, err)
+	}
 	exe, err := exeseal.CloneSelfExe(filepath.Join(c.m.cfg.Root, c.id))
 	if err != nil {
 		return nil, fmt.Errorf("seal the agent binary: %w", err)
@@ -503,22 +539,29 @@ func childOfPidfd(pidfd int) (int, error) {
 	return pid, nil
 }
 
-// closeHelper releases the agent's end of the helper's socket once the
-// container is gone.
+// close releases the agent's end of the helper's socket.
+func (h *execHelper) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fd >= 0 {
+		unix.Close(h.fd)
+		h.fd = -1
+	}
+}
+
+// closeHelper stops the container's helper for good: the container is
+// being removed.
 func (c *Container) closeHelper() {
 	hs := &c.helper
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.h != nil {
 		hs.h.kill()
-		hs.h.mu.Lock()
-		unix.Close(hs.h.fd)
-		hs.h.fd = -1
-		hs.h.mu.Unlock()
+		hs.h.close()
 		hs.h = nil
 	}
 	if hs.off == "" {
-		hs.off = "the container was removed"
+		hs.off = "the container is being removed"
 	}
 }
 
