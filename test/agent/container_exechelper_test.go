@@ -203,6 +203,7 @@ func TestExecHelper(t *testing.T) {
 			{[]string{"/no/such"}, codes.NotFound, pb.ErrCommandNotFound},
 			{[]string{"nosuchcommand"}, codes.NotFound, pb.ErrCommandNotFound},
 			{[]string{"/etc"}, codes.PermissionDenied, pb.ErrCommandNotRunnable},
+			{[]string{"/dev/shm/bb"}, codes.PermissionDenied, pb.ErrCommandNotRunnable},
 		} {
 			err := e.execProc(id, fmt.Sprintf("%s-missing%d", prefix, i), helperProc(false, c.args...))
 			wantCode(t, fmt.Sprintf("%s exec %q", prefix, c.args), err, c.code, "exec_id")
@@ -214,6 +215,11 @@ func TestExecHelper(t *testing.T) {
 			}
 		}
 		return texts
+	}
+	// A file executable by its mode on a noexec mount: the access check
+	// refuses it.
+	if _, se, st := out("noexec", helperProc(false, "sh", "-c", "cp /bin/busybox /dev/shm/bb && chmod 755 /dev/shm/bb")); st != 0 {
+		t.Fatalf("copy to /dev/shm: %d %s", st, se)
 	}
 	fastErrs := missing("fast")
 
@@ -232,10 +238,35 @@ func TestExecHelper(t *testing.T) {
 		t.Errorf("fast path's process: stdout\n%s\nstderr %q", fastOut, fastErr)
 	}
 
+	// HOME comes from /etc/passwd when the process has none; the helper
+	// sees the file change.
+	home := func(execID string) string {
+		p := helperProc(false, "sh", "-c", `echo "$HOME"`)
+		p.Env = []string{pathEnv}
+		o, _, _ := out(execID, p)
+		fast(execID)
+		return strings.TrimSpace(o)
+	}
+	for i, h := range []string{"/newhome", "/root"} {
+		other := map[string]string{"/newhome": "/root", "/root": "/newhome"}[h]
+		out(fmt.Sprintf("edit%d", i), helperProc(false, "sed", "-i", "s#:"+other+":#:"+h+":#", "/etc/passwd"))
+		if got := home(fmt.Sprintf("home%d", i)); got != h {
+			t.Errorf("after /etc/passwd's change, HOME is %q, want %q", got, h)
+		}
+	}
+
 	// Kill the helper from inside the container: the next execs take
 	// libcontainer's path, and the helper is not started again.
-	if _, _, st := out("kill-helper", helperProc(false, "kill", "-9", helperPid)); st != 0 {
-		t.Fatalf("kill -9 %s: status %d", helperPid, st)
+	// The helper may die before it answers: the exec then fails (the
+	// process may have run: it is not started again).
+	if err := e.execProc(id, "kill-helper", helperProc(false, "kill", "-9", helperPid)); err == nil {
+		e.readAll(id, "kill-helper", false)
+		e.readAll(id, "kill-helper", true)
+		if st := e.wait(id, "kill-helper"); st != 0 {
+			t.Fatalf("kill -9 %s: status %d", helperPid, st)
+		}
+	} else if !strings.Contains(err.Error(), "may have run") {
+		t.Fatalf("kill -9 %s: %v", helperPid, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(e.a.Logs(), "exec helper exited") {

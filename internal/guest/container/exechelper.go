@@ -76,12 +76,22 @@ type helperResponse struct {
 	// exec.LookPath); Err: the helper itself failed.
 	ExecErr string `json:"exec_err,omitempty"`
 	Err     string `json:"err,omitempty"`
+	// Started: with Err, the process had been started (and was
+	// killed).
+	Started bool `json:"started,omitempty"`
 	// Steps is how long the helper's steps took, for the debug log.
 	Steps string `json:"steps,omitempty"`
 }
 
-// errHelper marks a failure of the helper rather than of the exec.
-var errHelper = errors.New("exec helper")
+// errHelper marks a failure of the helper rather than of the exec, with
+// nothing started: the exec may take libcontainer's path instead.
+// errHelperLost is a failure after the helper may have started the
+// process (it died or misbehaved before answering): the exec fails
+// rather than risk running the command twice.
+var (
+	errHelper     = errors.New("exec helper")
+	errHelperLost = errors.New("exec helper failed while starting the process, which may have run")
+)
 
 // execHelper is the agent's side of a running helper.
 type execHelper struct {
@@ -309,7 +319,9 @@ func (h *execHelper) kill() {
 }
 
 // call sends one request with files and returns the response and the
-// descriptors that came with it. An error is the helper's (errHelper).
+// descriptors that came with it. An error is the helper's: errHelper
+// when the request was not sent or the helper says it started nothing,
+// else errHelperLost.
 func (h *execHelper) call(req *helperRequest, files []*os.File) (*helperResponse, []int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -338,14 +350,14 @@ func (h *execHelper) call(req *helperRequest, files []*os.File) (*helperResponse
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: receive: %w", errHelper, err)
+		return nil, nil, fmt.Errorf("%w: receive: %w", errHelperLost, err)
 	}
 	fds, ferr := parseRights(oobBuf[:oobn])
 	bad := func(format string, args ...any) (*helperResponse, []int, error) {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
-		return nil, nil, fmt.Errorf("%w: %s", errHelper, fmt.Sprintf(format, args...))
+		return nil, nil, fmt.Errorf("%w: %s", errHelperLost, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case n == 0:
@@ -360,7 +372,13 @@ func (h *execHelper) call(req *helperRequest, files []*os.File) (*helperResponse
 		return bad("bad response: %v", err)
 	}
 	if resp.Err != "" {
-		return bad("%s", resp.Err)
+		if resp.Started {
+			return bad("%s", resp.Err)
+		}
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, nil, fmt.Errorf("%w: %s", errHelper, resp.Err)
 	}
 	return &resp, fds, nil
 }
@@ -385,8 +403,9 @@ func parseRights(oob []byte) ([]int, error) {
 }
 
 // startWithHelper starts sp as p through the helper. An error wrapping
-// errHelper means the helper failed and nothing was started; any other
-// is the exec's own (a missing command).
+// errHelper means the helper failed and nothing was started,
+// errHelperLost that it failed after it may have started the process;
+// any other is the exec's own (a missing command).
 func (p *Process) startWithHelper(h *execHelper, sp *specs.Process) (err error) {
 	req := &helperRequest{Args: sp.Args, Env: sp.Env, Cwd: sp.Cwd, Terminal: sp.Terminal}
 	if req.Cwd == "" {
@@ -457,7 +476,7 @@ func (p *Process) startWithHelper(h *execHelper, sp *specs.Process) (err error) 
 			for _, fd := range fds {
 				unix.Close(fd)
 			}
-			err = fmt.Errorf("%w: sent %d descriptors, want %d", errHelper, len(fds), want)
+			err = fmt.Errorf("%w: sent %d descriptors, want %d", errHelperLost, len(fds), want)
 			return
 		}
 		pidfd := fds[0]
@@ -474,7 +493,7 @@ func (p *Process) startWithHelper(h *execHelper, sp *specs.Process) (err error) 
 				master.Close()
 				master = nil
 			}
-			err = fmt.Errorf("%w: %w", errHelper, err)
+			err = fmt.Errorf("%w: %w", errHelperLost, err)
 			return
 		}
 		p.pid, p.pidfd = pid, pidfd
@@ -577,6 +596,10 @@ func (c *Container) startExec(execID string, sp *specs.Process, lp *libcontainer
 		if err == nil {
 			c.log.Debug("process started by the exec helper", "exec_id", execID)
 			return p, nil
+		}
+		if errors.Is(err, errHelperLost) {
+			c.retireHelper(h, err)
+			return nil, err
 		}
 		if !errors.Is(err, errHelper) {
 			return nil, err

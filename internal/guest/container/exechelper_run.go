@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -147,12 +148,14 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 		return nil
 	}
 	t1 := time.Now()
-	name, err := exec.LookPath(req.Args[0])
-	os.Unsetenv("PATH")
-	if err != nil {
-		closeMaster()
-		resp.ExecErr = err.Error()
-		return nil
+	name, quick := quickLook(req.Args[0])
+	if !quick {
+		if name, err = exec.LookPath(req.Args[0]); err != nil {
+			os.Unsetenv("PATH")
+			closeMaster()
+			resp.ExecErr = err.Error()
+			return nil
+		}
 	}
 	attr := &syscall.ProcAttr{
 		Env:   env,
@@ -168,6 +171,22 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 	}
 	t2 := time.Now()
 	pid, err := syscall.ForkExec(name, req.Args, attr)
+	if quick && errors.Is(err, unix.EACCES) {
+		// What the stat let through, execve refused: exec.LookPath
+		// (the access check, the next PATH entry) has the answer.
+		again, lerr := exec.LookPath(req.Args[0])
+		if lerr != nil {
+			os.Unsetenv("PATH")
+			closeMaster()
+			resp.ExecErr = lerr.Error()
+			return nil
+		}
+		if again != name {
+			name = again
+			pid, err = syscall.ForkExec(name, req.Args, attr)
+		}
+	}
+	os.Unsetenv("PATH")
 	t3 := time.Now()
 	if err != nil {
 		closeMaster()
@@ -186,6 +205,7 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 	if err != nil {
 		closeMaster()
 		resp.Err = fmt.Sprintf("pidfd_open %d: %v", pid, err)
+		resp.Started = true
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return nil
 	}
@@ -194,6 +214,41 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 		return []int{pidfd, master}
 	}
 	return []int{pidfd}
+}
+
+// quickLook is exec.LookPath, which libcontainer's init runs, for the
+// common case in one stat per PATH entry tried instead of a stat and an
+// access check of the one found: on 9p each is a round trip to the host.
+// The access check is left to execve; when it refuses (EACCES), the
+// caller asks exec.LookPath. It returns false when exec.LookPath must
+// decide (not found, not executable by its mode, a relative result).
+func quickLook(file string) (string, bool) {
+	if strings.Contains(file, "/") {
+		return file, executableByMode(file)
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			return "", false
+		}
+		path := filepath.Join(dir, file)
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return "", false
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Mode&0o111 == 0 {
+			return "", false
+		}
+		return path, true
+	}
+	return "", false
+}
+
+func executableByMode(path string) bool {
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Mode&0o111 != 0
 }
 
 // openPty opens a new terminal in the container's /dev/pts, as
@@ -273,23 +328,47 @@ func prepareEnv(env []string, uid int) ([]string, error) {
 }
 
 // home caches the helper's user's home directory (the helper serves one
-// user) with the /etc/passwd it was read from: a stat tells whether the
-// file changed, cheaper than reading it again (on 9p each is a round
-// trip to the host, a read several).
+// user), read from /etc/passwd again only after an inotify event in /etc
+// (on 9p a stat, let alone a read, is a round trip to the host; a read
+// of the inotify descriptor is not). Without inotify, a stat of the file
+// tells whether it changed. A change made from the host to a running
+// container's /etc on a shared file system raises no event: such a
+// change is seen at the next event in /etc.
 var home struct {
-	uid  int
-	st   unix.Stat_t
-	dir  string
-	good bool
+	uid    int
+	dir    string
+	good   bool
+	st     unix.Stat_t
+	notify int // inotify descriptor watching /etc, -1 when none
+	tried  bool
 }
 
 // userHome is libcontainer's getUserHome: uid's home directory in
 // /etc/passwd, "/" when it has none.
 func userHome(uid int) string {
+	if !home.tried {
+		home.tried, home.notify = true, -1
+		if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
+			const mask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_CREATE | unix.IN_DELETE |
+				unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+			if _, err := unix.InotifyAddWatch(fd, "/etc", mask); err == nil {
+				home.notify = fd
+			} else {
+				unix.Close(fd)
+			}
+		}
+	}
 	var st unix.Stat_t
-	statErr := unix.Stat("/etc/passwd", &st)
-	if statErr == nil && home.good && home.uid == uid && sameFile(&st, &home.st) {
-		return home.dir
+	var statErr error
+	if home.notify >= 0 {
+		if home.good && home.uid == uid && !drainEvents(home.notify) {
+			return home.dir
+		}
+	} else {
+		statErr = unix.Stat("/etc/passwd", &st)
+		if statErr == nil && home.good && home.uid == uid && sameFile(&st, &home.st) {
+			return home.dir
+		}
 	}
 	dir := "/"
 	if u, err := user.LookupUid(uid); err == nil {
@@ -297,6 +376,26 @@ func userHome(uid int) string {
 	}
 	home.uid, home.st, home.dir, home.good = uid, st, dir, statErr == nil
 	return dir
+}
+
+// drainEvents reads every queued inotify event and tells whether there
+// was any (or the queue overflowed, or the read failed).
+func drainEvents(fd int) bool {
+	var buf [4096]byte
+	seen := false
+	for {
+		n, err := unix.Read(fd, buf[:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return seen
+		}
+		if err != nil || n <= 0 {
+			return true
+		}
+		seen = true
+	}
 }
 
 func sameFile(a, b *unix.Stat_t) bool {
