@@ -157,6 +157,9 @@ func execBench() ([]row, error) {
 		b, _ := os.ReadFile(s.Status().ConsoleLog)
 		os.WriteFile("/tmp/vc-bench-exec-console.log", b, 0o644)
 	}
+	if os.Getenv("VC_BENCH_EXEC_ALL") != "" {
+		fmt.Fprintln(os.Stderr, "exec bench: execs", execs, "starts", starts)
+	}
 	p50, p99 := pct(execs, 50), pct(execs, 99)
 	split := fmt.Sprintf("of %d runs; p50 of ExecProcess %.1f ms, of the rest (streams, WaitProcess) %.1f ms; floor over %d runs; TCG",
 		execRuns, ms(pct(starts, 50)), ms(pct(rest(execs, starts), 50)), trueLoops)
