@@ -407,6 +407,7 @@ func parseRights(oob []byte) ([]int, error) {
 // errHelperLost that it failed after it may have started the process;
 // any other is the exec's own (a missing command).
 func (p *Process) startWithHelper(h *execHelper, sp *specs.Process) (err error) {
+	t0 := time.Now()
 	req := &helperRequest{Args: sp.Args, Env: sp.Env, Cwd: sp.Cwd, Terminal: sp.Terminal}
 	if req.Cwd == "" {
 		req.Cwd = "/"
@@ -449,15 +450,18 @@ func (p *Process) startWithHelper(h *execHelper, sp *specs.Process) (err error) 
 		defer r.Unlock()
 		t := time.Now()
 		var resp *helperResponse
+		var tAfter time.Time
 		defer func() {
 			steps := ""
 			if resp != nil {
 				steps = resp.Steps
 			}
-			p.c.log.Debug("exec helper start", "exec_id", p.execID, "took", time.Since(t), "steps", steps)
+			p.c.log.Debug("exec helper start", "exec_id", p.execID, "took", tAfter.Sub(t), "steps", steps,
+				"pipes", t.Sub(t0), "after", time.Since(tAfter))
 		}()
 		var fds []int
 		resp, fds, err = h.call(req, files)
+		tAfter = time.Now()
 		if err != nil {
 			return
 		}
