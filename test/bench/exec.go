@@ -21,6 +21,7 @@ const (
 	execRuns  = 50
 	slowRuns  = 20
 	trueLoops = 100
+	rounds    = 5
 )
 
 func init() {
@@ -34,7 +35,7 @@ func init() {
 // trueLoops runs. The note splits the p50 into the ExecProcess RPC (the
 // agent starting the process) and the rest (streams and WaitProcess).
 // A third row times slowRuns execs through libcontainer's exec, the
-// fallback.
+// fallback. The three are measured in rounds, interleaved.
 //
 // VC_BENCH_DEBUG=1 turns the agent's debug log on (its per-RPC times, in
 // the console log, whose path is printed); figures from such a run are
@@ -118,31 +119,37 @@ func execBench() ([]row, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	helperUp := time.Since(t)
-	var execs, starts []time.Duration
-	for i := range execRuns {
-		t := time.Now()
-		_, started, err := run(fmt.Sprintf("true%d", i), false, "true")
+	// The execs and the floor's loop in rounds, one after the other, so
+	// that the load of the shared machine, which changes within seconds,
+	// weighs on both alike.
+	var execs, starts, slow []time.Duration
+	var loop time.Duration
+	for r := range rounds {
+		for i := range execRuns / rounds {
+			t := time.Now()
+			_, started, err := run(fmt.Sprintf("true%d-%d", r, i), false, "true")
+			if err != nil {
+				return nil, err
+			}
+			execs = append(execs, time.Since(t))
+			starts = append(starts, started)
+		}
+		for i := range slowRuns / rounds {
+			t := time.Now()
+			if _, _, err := run(fmt.Sprintf("slow%d-%d", r, i), true, "true"); err != nil {
+				return nil, err
+			}
+			slow = append(slow, time.Since(t))
+		}
+		out, _, err := run(fmt.Sprintf("loop%d", r), false, "sh", "-c", fmt.Sprintf("time -p sh -c 'i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done'", trueLoops/rounds))
 		if err != nil {
 			return nil, err
 		}
-		execs = append(execs, time.Since(t))
-		starts = append(starts, started)
-	}
-	var slow []time.Duration
-	for i := range slowRuns {
-		t := time.Now()
-		if _, _, err := run(fmt.Sprintf("slow%d", i), true, "true"); err != nil {
+		d, err := timeReal(out)
+		if err != nil {
 			return nil, err
 		}
-		slow = append(slow, time.Since(t))
-	}
-	out, _, err := run("loop", false, "sh", "-c", fmt.Sprintf("time -p sh -c 'i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done'", trueLoops))
-	if err != nil {
-		return nil, err
-	}
-	loop, err := timeReal(out)
-	if err != nil {
-		return nil, err
+		loop += d
 	}
 	floor := (loop / trueLoops).Seconds()
 	if debug {
