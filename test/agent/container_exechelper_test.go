@@ -341,3 +341,78 @@ func TestExecHelperRefused(t *testing.T) {
 		t.Errorf("a helper was started for processes it cannot serve")
 	}
 }
+
+// waitHelper makes the first exec in container id, which starts its exec
+// helper, and waits until the helper is up.
+func (e *env) waitHelper(id string, p *pb.Process) {
+	e.t.Helper()
+	if err := e.execProc(id, "first", p); err != nil {
+		e.t.Fatalf("first exec: %v", err)
+	}
+	e.readAll(id, "first", false)
+	e.readAll(id, "first", true)
+	e.wait(id, "first")
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		for line := range strings.Lines(e.a.Logs()) {
+			if strings.Contains(line, "exec helper started") && strings.Contains(line, "container_id="+id+" ") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the exec helper of %s did not start", id)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestExecHelperConfinement: the helper runs with the container's
+// seccomp filter and user, and so do the processes it starts: a denied
+// syscall stays denied; a user other than root can reopen its stdio
+// (the agent gives it the pipes, as libcontainer's init does).
+func TestExecHelperConfinement(t *testing.T) {
+	e := newEnv(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	for _, c := range []struct {
+		name   string
+		edit   func(s *pb.Spec, p *pb.Process)
+		script string
+		want   []string
+	}{
+		{"seccomp", func(s *pb.Spec, p *pb.Process) {
+			s.Linux.Seccomp = &pb.LinuxSeccomp{
+				DefaultAction: "SCMP_ACT_ALLOW",
+				Architectures: []string{"SCMP_ARCH_X86_64"},
+				Syscalls: []*pb.LinuxSyscall{{
+					Names: []string{"mkdir", "mkdirat"}, Action: "SCMP_ACT_ERRNO",
+					ErrnoRet: &pb.LinuxSyscall_Errnoret{Errnoret: 13},
+				}},
+			}
+		}, "mkdir /tmp/denied 2>&1; echo rc=$?; grep ^Seccomp: /proc/self/status", []string{"Permission denied", "rc=1", "Seccomp:\t2"}},
+		{"user", func(s *pb.Spec, p *pb.Process) {
+			s.Process.User = &pb.User{UID: 1000, GID: 1000}
+			p.User = &pb.User{UID: 1000, GID: 1000}
+		}, "id -u; echo via-reopen >/dev/stdout; echo err-reopen >/dev/stderr; grep ^CapEff /proc/self/status", []string{"1000\n", "via-reopen\n", "err-reopen\n", "CapEff:\t0000000000000000"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := newID("confine")
+			s := spec(rootfs, "sleep", "1000")
+			p := helperProc(false, "sh", "-c", c.script)
+			c.edit(s, p)
+			e.run(id, s)
+			e.waitHelper(id, p)
+			if err := e.execProc(id, "check-"+c.name, p); err != nil {
+				t.Fatal(err)
+			}
+			out := e.readAll(id, "check-"+c.name, false) + e.readAll(id, "check-"+c.name, true)
+			e.wait(id, "check-"+c.name)
+			if !e.byHelper("check-" + c.name) {
+				t.Errorf("not started by the exec helper")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output %q lacks %q", out, w)
+				}
+			}
+		})
+	}
+}
