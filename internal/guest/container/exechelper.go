@@ -489,6 +489,18 @@ func (p *Process) startWithHelper(h *execHelper, sp *specs.Process) (err error) 
 		}
 		var pid int
 		pid, err = childOfPidfd(pidfd)
+		if err == nil && r.Watching(pid) {
+			// Another process of the agent's (a container's init,
+			// another exec): a helper that names one is not trusted,
+			// and the process is left alone.
+			unix.Close(pidfd)
+			if master != nil {
+				master.Close()
+				master = nil
+			}
+			err = fmt.Errorf("%w: it named process %d, which the agent watches already", errHelperLost, pid)
+			return
+		}
 		if err != nil {
 			// Whatever it is, it is not ours to watch.
 			_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
@@ -522,8 +534,10 @@ func (p *Process) startWithHelper(h *execHelper, sp *specs.Process) (err error) 
 
 // childOfPidfd returns the pid (in the agent's PID namespace) of the
 // process pidfd refers to, checking that it is the agent's child, so
-// that the reaper collects it: the helper cannot make the agent watch or
-// signal a process of its choosing outside its own exec.
+// that the reaper collects it; the caller checks that no one watches it
+// yet. A helper taken over from inside the container (ptrace needs
+// CAP_SYS_PTRACE there) cannot make the agent watch or signal a process
+// of its choosing that the agent tracks or that is not the agent's own.
 func childOfPidfd(pidfd int) (int, error) {
 	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(pidfd))
 	if err != nil {
