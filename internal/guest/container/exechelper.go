@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,7 +129,7 @@ func (c *Container) processEligible(sp *specs.Process) string {
 		return "the seccomp profile has a listener"
 	case sp.User.UID != ip.User.UID || sp.User.GID != ip.User.GID || !slices.Equal(sp.User.AdditionalGids, ip.User.AdditionalGids):
 		return "the user differs from the container's"
-	case sp.Capabilities != nil && !reflect.DeepEqual(sp.Capabilities, ip.Capabilities):
+	case sp.Capabilities != nil && !capsEqual(sp.Capabilities, ip.Capabilities):
 		return "the capabilities differ from the container's"
 	case sp.NoNewPrivileges != ip.NoNewPrivileges:
 		return "no_new_privileges differs from the container's"
@@ -138,7 +137,7 @@ func (c *Container) processEligible(sp *specs.Process) string {
 		return "the AppArmor profile differs from the container's"
 	case sp.SelinuxLabel != "" && sp.SelinuxLabel != ip.SelinuxLabel:
 		return "the SELinux label differs from the container's"
-	case sp.Rlimits != nil && !reflect.DeepEqual(sp.Rlimits, ip.Rlimits):
+	case sp.Rlimits != nil && !slices.Equal(sp.Rlimits, ip.Rlimits):
 		return "the rlimits differ from the container's"
 	case sp.OOMScoreAdj != nil && (ip.OOMScoreAdj == nil || *sp.OOMScoreAdj != *ip.OOMScoreAdj):
 		return "oom_score_adj differs from the container's"
@@ -146,6 +145,16 @@ func (c *Container) processEligible(sp *specs.Process) string {
 		return "a scheduler, I/O priority or exec CPU affinity is set"
 	}
 	return ""
+}
+
+// capsEqual compares capability sets, an empty set and none alike.
+func capsEqual(a, b *specs.LinuxCapabilities) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return slices.Equal(a.Bounding, b.Bounding) && slices.Equal(a.Effective, b.Effective) &&
+		slices.Equal(a.Inheritable, b.Inheritable) && slices.Equal(a.Permitted, b.Permitted) &&
+		slices.Equal(a.Ambient, b.Ambient)
 }
 
 // helperFor returns the container's running helper; nil when it has
