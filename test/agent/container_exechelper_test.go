@@ -416,3 +416,35 @@ func TestExecHelperConfinement(t *testing.T) {
 		})
 	}
 }
+
+// TestExecHelperStopped: a helper stopped from inside the container
+// (SIGSTOP) makes the next exec fail after the helper's timeout, not
+// hang; it is retired and later execs take libcontainer's path.
+func TestExecHelperStopped(t *testing.T) {
+	e := newEnv(t)
+	id := newID("helperstop")
+	e.run(id, spec(testutil.BusyboxRootfs(t), "sleep", "1000"))
+	e.waitHelper(id, helperProc(false, "true"))
+	if err := e.execProc(id, "stop", helperProc(false, "sh", "-c", "("+helperPids+") | xargs kill -STOP")); err != nil {
+		t.Fatal(err)
+	}
+	e.readAll(id, "stop", false)
+	e.wait(id, "stop")
+	start := time.Now()
+	err := e.execProc(id, "stuck", helperProc(false, "true"))
+	if err == nil || !strings.Contains(err.Error(), "may have run") {
+		t.Fatalf("exec with the helper stopped: %v, want the helper's failure", err)
+	}
+	if d := time.Since(start); d > 25*time.Second {
+		t.Errorf("the failure took %v", d)
+	}
+	if err := e.execProc(id, "after", helperProc(false, "echo", "after")); err != nil {
+		t.Fatal(err)
+	}
+	if o := e.readAll(id, "after", false); o != "after\n" {
+		t.Errorf("exec after: %q", o)
+	}
+	if st := e.wait(id, "after"); st != 0 || e.loggedByHelper("after") {
+		t.Errorf("exec after: status %d, by the helper %v", st, e.loggedByHelper("after"))
+	}
+}
