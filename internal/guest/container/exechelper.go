@@ -182,6 +182,11 @@ func (c *Container) helperFor() *execHelper {
 			return hs.h
 		}
 	}
+	// Not before the container runs (an exec into a created container,
+	// whose init waits for Start): a later exec starts it.
+	if st, err := c.lc.Status(); err != nil || st != libcontainer.Running {
+		return nil
+	}
 	hs.starting = true
 	go c.startHelperAsync()
 	return nil
