@@ -255,6 +255,38 @@ func TestExecHelper(t *testing.T) {
 		}
 	}
 
+	// The helper's PATH lookups are cached until a PATH directory
+	// changes: a program put earlier in PATH, then removed, is seen.
+	hello := func(execID string) string {
+		p := helperProc(false, "hello")
+		p.Env = []string{"PATH=/tmp/a:/tmp/b"}
+		o, se, st := out(execID, p)
+		fast(execID)
+		if st != 0 {
+			t.Errorf("%s: status %d, stderr %q", execID, st, se)
+		}
+		return o
+	}
+	sh := func(execID, script string) {
+		if _, se, st := out(execID, helperProc(false, "sh", "-c", script)); st != 0 {
+			t.Fatalf("%s: status %d: %s", execID, st, se)
+		}
+	}
+	sh("mk-b", "mkdir -p /tmp/b && printf '#!/bin/sh\\necho B\\n' >/tmp/b/hello && chmod 755 /tmp/b/hello")
+	for i, c := range []struct{ script, want string }{
+		{"", "B\n"},
+		{"", "B\n"},
+		{"mkdir -p /tmp/a && printf '#!/bin/sh\\necho A\\n' >/tmp/a/hello && chmod 755 /tmp/a/hello", "A\n"},
+		{"rm /tmp/a/hello", "B\n"},
+	} {
+		if c.script != "" {
+			sh(fmt.Sprintf("change%d", i), c.script)
+		}
+		if got := hello(fmt.Sprintf("hello%d", i)); got != c.want {
+			t.Errorf("hello %d printed %q, want %q", i, got, c.want)
+		}
+	}
+
 	// Kill the helper from inside the container: the next execs take
 	// libcontainer's path, and the helper is not started again.
 	// The helper may die before it answers: the exec then fails (the
