@@ -148,14 +148,7 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 		return nil
 	}
 	t1 := time.Now()
-	name, cached := lookups.get(req.Args[0])
-	quick := cached
-	var gen uint64
-	var watched bool
-	if !cached {
-		gen, watched = lookups.watchPath()
-		name, quick = quickLook(req.Args[0])
-	}
+	name, quick := quickLook(req.Args[0])
 	if !quick {
 		if name, err = exec.LookPath(req.Args[0]); err != nil {
 			os.Unsetenv("PATH")
@@ -178,22 +171,6 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 	}
 	t2 := time.Now()
 	pid, err := syscall.ForkExec(name, req.Args, attr)
-	if cached && err != nil {
-		// The cache may be behind a change the helper was not told of
-		// (made from the host): the lookup again, from the start.
-		lookups.forget(req.Args[0])
-		cached = false
-		if name, quick = quickLook(req.Args[0]); quick {
-			pid, err = syscall.ForkExec(name, req.Args, attr)
-		} else if name, err = exec.LookPath(req.Args[0]); err == nil {
-			pid, err = syscall.ForkExec(name, req.Args, attr)
-		} else {
-			os.Unsetenv("PATH")
-			closeMaster()
-			resp.ExecErr = err.Error()
-			return nil
-		}
-	}
 	if quick && errors.Is(err, unix.EACCES) {
 		// What the stat let through, execve refused: exec.LookPath
 		// (the access check, the next PATH entry) has the answer.
@@ -208,9 +185,6 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 			name = again
 			pid, err = syscall.ForkExec(name, req.Args, attr)
 		}
-	}
-	if err == nil && quick && watched {
-		lookups.put(req.Args[0], name, gen)
 	}
 	os.Unsetenv("PATH")
 	t3 := time.Now()
@@ -240,124 +214,6 @@ func helperExec(req *helperRequest, fds []int, resp *helperResponse) []int {
 		return []int{pidfd, master}
 	}
 	return []int{pidfd}
-}
-
-// lookups caches the PATH lookups of names without a slash, per PATH,
-// until an inotify event in one of the PATH's directories tried (or, for
-// one that does not exist, in its nearest existing parent): a lookup is a
-// stat per directory tried, each a 9p round trip to the host. Changes
-// made from the host to a running container's files raise no event: an
-// execve that fails on a cached path forgets it and looks again; a
-// program added from the host earlier in PATH than the cached one is seen
-// at the next event.
-var lookups lookupCache
-
-type lookupCache struct {
-	gen   uint64
-	paths map[string]string // PATH + "\x00" + name -> path
-}
-
-func (c *lookupCache) key(file string) string { return os.Getenv("PATH") + "\x00" + file }
-
-func (c *lookupCache) get(file string) (string, bool) {
-	if strings.Contains(file, "/") || c.paths == nil {
-		return "", false
-	}
-	if gen, ok := notify.generation(); !ok || gen != c.gen {
-		clear(c.paths)
-		c.gen = gen
-		return "", false
-	}
-	p, ok := c.paths[c.key(file)]
-	return p, ok
-}
-
-func (c *lookupCache) forget(file string) { delete(c.paths, c.key(file)) }
-
-// watchPath watches the PATH's directories (for one that does not exist,
-// its nearest existing parent: its creation is an event there) before a
-// lookup, and returns the generation the lookup's result belongs to.
-func (c *lookupCache) watchPath() (uint64, bool) {
-	gen, ok := notify.generation()
-	if !ok {
-		return 0, false
-	}
-	const mask = unix.IN_ATTRIB | unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
-		unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
-	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		if !filepath.IsAbs(dir) {
-			return 0, false
-		}
-		for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-			err := notify.watch(d, mask)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) || d == "/" {
-				return 0, false
-			}
-		}
-	}
-	return gen, true
-}
-
-// put caches path for file, looked up in generation gen, unless an
-// event came since.
-func (c *lookupCache) put(file, path string, gen uint64) {
-	if strings.Contains(file, "/") {
-		return
-	}
-	if now, ok := notify.generation(); !ok || now != gen {
-		return
-	}
-	if c.paths == nil || c.gen != gen {
-		c.paths, c.gen = map[string]string{}, gen
-	}
-	c.paths[c.key(file)] = path
-}
-
-// notify is the helper's one inotify instance (instances are few: 128
-// per user by default), for its caches: any event makes a new
-// generation, which empties them.
-var notify = inotifier{fd: -1}
-
-type inotifier struct {
-	tried   bool
-	fd      int
-	gen     uint64
-	watched map[string]bool
-}
-
-// generation returns the current generation, after the events queued;
-// false without inotify.
-func (n *inotifier) generation() (uint64, bool) {
-	if !n.tried {
-		n.tried = true
-		if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
-			n.fd, n.watched = fd, map[string]bool{}
-		}
-	}
-	if n.fd < 0 {
-		return 0, false
-	}
-	if drainEvents(n.fd) {
-		n.gen++
-	}
-	return n.gen, true
-}
-
-func (n *inotifier) watch(dir string, mask uint32) error {
-	if n.fd < 0 {
-		return unix.ENOSYS
-	}
-	if n.watched[dir] {
-		return nil
-	}
-	if _, err := unix.InotifyAddWatch(n.fd, dir, mask); err != nil {
-		return err
-	}
-	n.watched[dir] = true
-	return nil
 }
 
 // quickLook is exec.LookPath, which libcontainer's init runs, for the
@@ -477,30 +333,38 @@ func prepareEnv(env []string, uid int) ([]string, error) {
 // of the inotify descriptor is not). Without inotify, a stat of the file
 // tells whether it changed. A change made from the host to a running
 // container's /etc on a shared file system raises no event: such a
-// change is seen at the next event.
+// change is seen at the next event in /etc.
 var home struct {
-	uid  int
-	dir  string
-	good bool
-	gen  uint64
-	st   unix.Stat_t
+	uid    int
+	dir    string
+	good   bool
+	st     unix.Stat_t
+	notify int // inotify descriptor watching /etc, -1 when none
+	tried  bool
 }
 
 // userHome is libcontainer's getUserHome: uid's home directory in
 // /etc/passwd, "/" when it has none.
 func userHome(uid int) string {
-	const mask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_CREATE | unix.IN_DELETE |
-		unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+	if !home.tried {
+		home.tried, home.notify = true, -1
+		if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
+			const mask = unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE | unix.IN_CREATE | unix.IN_DELETE |
+				unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+			if _, err := unix.InotifyAddWatch(fd, "/etc", mask); err == nil {
+				home.notify = fd
+			} else {
+				unix.Close(fd)
+			}
+		}
+	}
 	var st unix.Stat_t
 	var statErr error
-	gen, ok := notify.generation()
-	if ok && notify.watch("/etc", mask) == nil {
-		// Watched before the read below: a change after it is an event.
-		if home.good && home.uid == uid && home.gen == gen {
+	if home.notify >= 0 {
+		if home.good && home.uid == uid && !drainEvents(home.notify) {
 			return home.dir
 		}
 	} else {
-		ok = false
 		statErr = unix.Stat("/etc/passwd", &st)
 		if statErr == nil && home.good && home.uid == uid && sameFile(&st, &home.st) {
 			return home.dir
@@ -510,8 +374,7 @@ func userHome(uid int) string {
 	if u, err := user.LookupUid(uid); err == nil {
 		dir = u.Home
 	}
-	home.uid, home.st, home.dir, home.gen = uid, st, dir, gen
-	home.good = ok || statErr == nil
+	home.uid, home.st, home.dir, home.good = uid, st, dir, statErr == nil
 	return dir
 }
 
