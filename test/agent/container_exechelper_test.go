@@ -255,8 +255,8 @@ func TestExecHelper(t *testing.T) {
 		}
 	}
 
-	// The helper's PATH lookups are cached until a PATH directory
-	// changes: a program put earlier in PATH, then removed, is seen.
+	// The helper's PATH lookup sees a program put earlier in PATH, then
+	// its removal.
 	hello := func(execID string) string {
 		p := helperProc(false, "hello")
 		p.Env = []string{"PATH=/tmp/a:/tmp/b"}
