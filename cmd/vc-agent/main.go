@@ -56,6 +56,12 @@ func main() {
 		container.RunPause()
 		return
 	}
+	// A container's exec helper: the agent's binary run in the container
+	// by libcontainer, forking the container's execs.
+	if os.Args[0] == container.ExecHelperArg || len(os.Args) > 1 && os.Args[1] == container.ExecHelperArg {
+		container.RunExecHelper()
+		return
+	}
 	if err := run(); err != nil {
 		slog.Error("vc-agent failed", "err", err)
 		if os.Getpid() == 1 {

@@ -42,6 +42,8 @@ type Container struct {
 	removed   bool
 	// oom follows the cgroup's OOM kill count (oom.go).
 	oom oomCounter
+	// helper forks the container's execs (exechelper.go).
+	helper helperState
 }
 
 // lcErr maps libcontainer's state errors to errdefs sentinels.
@@ -223,6 +225,11 @@ func (m *Manager) Exec(ctx context.Context, req *pb.ExecProcessRequest) (retErr 
 	if err := resolveUser(c.spec.Root.Path, req.GetStringUser(), &sp.User); err != nil {
 		return err
 	}
+	if sp.Rlimits == nil {
+		// As runc exec does: a process that sets no limits gets the
+		// container's (libcontainer alone would give it the agent's).
+		sp.Rlimits = c.spec.Process.Rlimits
+	}
 	lp, err := newProcess("process", sp, false)
 	if err != nil {
 		return err
@@ -259,8 +266,8 @@ func (m *Manager) Exec(ctx context.Context, req *pb.ExecProcessRequest) (retErr 
 	case libcontainer.Stopped:
 		return fmt.Errorf("container_id %q: container is not running: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
-	p := newProc(c, execID, false)
-	if err := p.start(lp, sp.Terminal); err != nil {
+	p, err := c.startExec(execID, sp, lp)
+	if err != nil {
 		return fmt.Errorf("exec_id %q: start: %w", execID, err)
 	}
 	c.mu.Lock()
@@ -484,6 +491,7 @@ func (m *Manager) destroy(c *Container) error {
 	for _, p := range ps {
 		p.io.close()
 	}
+	c.closeHelper()
 	if err := unbindUsernsRoot(c.usernsRoot); err != nil {
 		errs = append(errs, err)
 	}

@@ -70,6 +70,13 @@ func (r *Reaper) Watch(pid int) <-chan int {
 	return ch
 }
 
+// Watching tells whether pid is watched already. The caller holds the
+// lock.
+func (r *Reaper) Watching(pid int) bool {
+	_, ok := r.watches[pid]
+	return ok
+}
+
 // Run runs cmd to completion with reaping held off, so os/exec can wait
 // for its own child.
 func (r *Reaper) Run(cmd *exec.Cmd) error {
