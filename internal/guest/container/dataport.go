@@ -1,0 +1,472 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/virtcontainers/vc/internal/dataport"
+)
+
+// The data port (internal/dataport): the standard streams of processes
+// as raw frames on a virtio-serial port of their own. An output pipe is
+// spliced into the port (virtio_console takes splice_write, so its bytes
+// do not cross user space), a frame header written before each chunk
+// under the port's write lock; a terminal or a stream whose buffer a
+// ReadStdout already fills is copied from the buffer instead. Stdin
+// frames are queued per stream and written into the process's stdin by
+// a goroutine of the stream, so a process that does not read blocks only
+// its own stream.
+
+// portChunk bounds one output frame: the most one splice moves (the
+// pipe holds pipeSize).
+const portChunk = pipeSize
+
+// stdinWindow is how much stdin the guest lets the host send ahead of
+// what the process read.
+const stdinWindow = 1 << 20
+
+// dataPort serves the data port on a virtio-serial device.
+type dataPort struct {
+	m   *Manager
+	fd  int // the port, blocking
+	log *slog.Logger
+
+	wmu sync.Mutex // one frame at a time
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc // ends the session's streams
+	ctx     context.Context
+	streams map[uint32]*portStream
+}
+
+// portStream is one attached stream.
+type portStream struct {
+	id     uint32
+	kind   byte
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	credit int      // output: what the host lets us send
+	queue  [][]byte // stdin: what the process has yet to read
+	eof    bool     // stdin: the host closed it
+	wake   chan struct{}
+}
+
+func (ps *portStream) notify() {
+	select {
+	case ps.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ServeDataPort serves the data port on the virtio-serial device dev
+// until ctx ends.
+func (m *Manager) ServeDataPort(ctx context.Context, dev string) error {
+	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("data port %s: %w", dev, err)
+	}
+	d := &dataPort{m: m, fd: fd, log: m.log.With("data_port", dev)}
+	go func() {
+		<-ctx.Done()
+		unix.Close(fd)
+	}()
+	d.log.Info("data port open")
+	return d.readLoop(ctx)
+}
+
+// portReader reads the port, waiting while the host is away (a read
+// then returns 0 at once).
+type portReader struct {
+	d   *dataPort
+	ctx context.Context
+}
+
+func (r portReader) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Read(r.d.fd, b)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+		// The host closed its end: the session is over.
+		r.d.endSession()
+		select {
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (d *dataPort) readLoop(ctx context.Context) error {
+	r := bufio.NewReaderSize(portReader{d: d, ctx: ctx}, 256<<10)
+	hdr := make([]byte, dataport.HeaderLen)
+	for {
+		h, err := dataport.ReadHeader(r, hdr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("data port: %w", err)
+		}
+		var payload []byte
+		if dataport.HasPayload(h.Type) {
+			payload = make([]byte, h.Len)
+			if _, err := io.ReadFull(r, payload); err != nil {
+				return fmt.Errorf("data port: %w", err)
+			}
+		}
+		switch h.Type {
+		case dataport.Hello:
+			d.endSession()
+			d.mu.Lock()
+			d.ctx, d.cancel = context.WithCancel(ctx)
+			d.streams = map[uint32]*portStream{}
+			d.mu.Unlock()
+			d.send(dataport.Header{Type: dataport.Hello, Len: dataport.Version}, nil)
+			d.log.Debug("data port session", "host_version", h.Len)
+		case dataport.Attach:
+			d.attach(h, string(payload))
+		case dataport.Credit:
+			if ps := d.stream(h.ID); ps != nil {
+				ps.mu.Lock()
+				ps.credit += int(h.Len)
+				ps.mu.Unlock()
+				ps.notify()
+			}
+		case dataport.Data, dataport.EOF:
+			if ps := d.stream(h.ID); ps != nil {
+				ps.mu.Lock()
+				if h.Type == dataport.EOF {
+					ps.eof = true
+				} else if len(payload) > 0 {
+					ps.queue = append(ps.queue, payload)
+				}
+				ps.mu.Unlock()
+				ps.notify()
+			}
+		case dataport.Detach:
+			if ps := d.stream(h.ID); ps != nil {
+				ps.cancel()
+				d.drop(ps.id)
+			}
+		default:
+			d.log.Warn("data port: unknown frame", "type", h.Type)
+		}
+	}
+}
+
+// endSession ends the current session's streams: the host is gone, or
+// starts over.
+func (d *dataPort) endSession() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.cancel, d.ctx, d.streams = nil, nil, nil
+}
+
+func (d *dataPort) stream(id uint32) *portStream {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.streams[id]
+}
+
+func (d *dataPort) drop(id uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.streams, id)
+}
+
+// send writes one frame: h, then payload.
+func (d *dataPort) send(h dataport.Header, payload []byte) error {
+	var hb [dataport.HeaderLen]byte
+	h.Put(hb[:])
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if err := d.writeAll(hb[:]); err != nil {
+		return err
+	}
+	return d.writeAll(payload)
+}
+
+// writeAll writes b to the port; virtio_console takes at most 32 KiB a
+// write.
+func (d *dataPort) writeAll(b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(d.fd, b)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("data port write: %w", err)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func (d *dataPort) end(id uint32, err error) {
+	var msg []byte
+	if err != nil {
+		msg = []byte(err.Error())
+	}
+	d.send(dataport.Header{Type: dataport.End, ID: id, Len: uint32(len(msg))}, msg)
+}
+
+func (d *dataPort) attach(h dataport.Header, target string) {
+	d.mu.Lock()
+	if d.ctx == nil {
+		d.mu.Unlock()
+		return // no session: the host did not say Hello
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	ps := &portStream{id: h.ID, kind: h.Kind, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1)}
+	d.streams[h.ID] = ps
+	d.mu.Unlock()
+	id, execID, _ := strings.Cut(target, "\x00")
+	p, err := d.m.process(id, execID)
+	if err == nil && (p == nil || p.io == nil) {
+		err = fmt.Errorf("exec_id %q: no process yet: %w", execID, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		d.drop(h.ID)
+		cancel()
+		if errdefs.IsNotFound(err) {
+			err = nil // as ReadStdout's NotFound: nothing to read
+		}
+		d.end(h.ID, err)
+		return
+	}
+	switch h.Kind {
+	case dataport.Stdout, dataport.Stderr:
+		go d.sendOutput(ps, p, h.Kind == dataport.Stderr)
+	case dataport.Stdin:
+		go d.recvInput(ps, p)
+		d.send(dataport.Header{Type: dataport.Credit, ID: h.ID, Len: stdinWindow}, nil)
+	default:
+		d.drop(h.ID)
+		cancel()
+		d.end(h.ID, fmt.Errorf("attach: unknown stream kind %d", h.Kind))
+	}
+}
+
+// waitCredit waits until the host lets the stream send, and returns how
+// much.
+func (ps *portStream) waitCredit() (int, error) {
+	for {
+		ps.mu.Lock()
+		c := ps.credit
+		ps.mu.Unlock()
+		if c > 0 {
+			return c, nil
+		}
+		select {
+		case <-ps.wake:
+		case <-ps.ctx.Done():
+			return 0, ps.ctx.Err()
+		}
+	}
+}
+
+func (ps *portStream) use(n int) {
+	ps.mu.Lock()
+	ps.credit -= n
+	ps.mu.Unlock()
+}
+
+// sendOutput sends a process's stdout or stderr until its end.
+func (d *dataPort) sendOutput(ps *portStream, p *Process, stderr bool) {
+	defer d.drop(ps.id)
+	defer ps.cancel()
+	s := p.io.stdout
+	if stderr {
+		s = p.io.stderr
+	}
+	var err error
+	if f := s.take(); f != nil {
+		var eof bool
+		eof, err = d.splicePipe(ps, f)
+		if !eof {
+			if ps.ctx.Err() != nil {
+				// Detached, or the host went: the rest stays in
+				// the pipe for the next reader.
+				f.SetReadDeadline(time.Time{})
+				s.giveBack()
+				return
+			}
+			d.log.Warn("data port: output", "exec_id", p.execID, "err", err)
+		}
+		s.finish()
+	} else {
+		err = d.copyStream(ps, s)
+		if ps.ctx.Err() != nil {
+			return
+		}
+	}
+	p.c.maybeForget(p)
+	d.end(ps.id, err)
+}
+
+// splicePipe moves what the pipe f holds into the port, a chunk at a
+// time within the host's credit, until the pipe's writers are all gone
+// and it is empty (eof) or something fails.
+func (d *dataPort) splicePipe(ps *portStream, f *os.File) (eof bool, err error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	stop := context.AfterFunc(ps.ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
+	for {
+		credit, err := ps.waitCredit()
+		if err != nil {
+			return false, err
+		}
+		var n int
+		var serr error
+		rerr := rc.Read(func(fd uintptr) bool {
+			// POLLHUP before FIONREAD: once the writers are gone,
+			// what FIONREAD counts is all there will be.
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			unix.Poll(pfd, 0)
+			hup := pfd[0].Revents&unix.POLLHUP != 0
+			avail, ierr := unix.IoctlGetInt(int(fd), unix.TIOCINQ)
+			if ierr != nil {
+				serr = ierr
+				return true
+			}
+			if avail == 0 {
+				if hup {
+					eof = true
+					return true
+				}
+				return false
+			}
+			n = min(avail, credit, portChunk)
+			serr = d.spliceChunk(ps.id, int(fd), n)
+			return true
+		})
+		if eof {
+			return true, nil
+		}
+		if serr != nil {
+			return false, serr
+		}
+		if rerr != nil {
+			return false, rerr
+		}
+		ps.use(n)
+	}
+}
+
+// spliceChunk writes a Data header for n bytes, then splices n bytes of
+// the pipe pfd into the port, under the write lock so that the pair is
+// one frame.
+func (d *dataPort) spliceChunk(id uint32, pfd, n int) error {
+	var hb [dataport.HeaderLen]byte
+	dataport.Header{Type: dataport.Data, ID: id, Len: uint32(n)}.Put(hb[:])
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if err := d.writeAll(hb[:]); err != nil {
+		return err
+	}
+	for n > 0 {
+		k, err := unix.Splice(pfd, nil, d.fd, nil, n, unix.SPLICE_F_MOVE)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			// The pipe is nonblocking and holds the bytes: the port
+			// has no room yet.
+			pfds := []unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLOUT}}
+			unix.Poll(pfds, 100)
+			continue
+		case err != nil:
+			// The frame is cut short: the port's framing is lost.
+			return fmt.Errorf("data port splice: %w", err)
+		case k == 0:
+			return fmt.Errorf("data port splice: the pipe ended with %d bytes of the frame to go", n)
+		}
+		n -= int(k)
+	}
+	return nil
+}
+
+// copyStream sends what a stream's buffer holds (a terminal, or a pipe
+// that a ReadStdout began to read) until its end.
+func (d *dataPort) copyStream(ps *portStream, s *stream) error {
+	for {
+		credit, err := ps.waitCredit()
+		if err != nil {
+			return err
+		}
+		b, err := s.read(ps.ctx, min(credit, portChunk))
+		if err == ErrEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := d.send(dataport.Header{Type: dataport.Data, ID: ps.id, Len: uint32(len(b))}, b); err != nil {
+			return err
+		}
+		ps.use(len(b))
+	}
+}
+
+// recvInput writes what the host sends into the process's stdin, and
+// closes it at the host's EOF.
+func (d *dataPort) recvInput(ps *portStream, p *Process) {
+	defer d.drop(ps.id)
+	defer ps.cancel()
+	for {
+		ps.mu.Lock()
+		var b []byte
+		if len(ps.queue) > 0 {
+			b = ps.queue[0]
+			ps.queue = ps.queue[1:]
+		}
+		eof := ps.eof
+		ps.mu.Unlock()
+		if b == nil {
+			if eof {
+				err := p.io.closeStdin()
+				d.end(ps.id, err)
+				return
+			}
+			select {
+			case <-ps.wake:
+				continue
+			case <-ps.ctx.Done():
+				return
+			}
+		}
+		if _, err := p.io.write(ps.ctx, b); err != nil {
+			if ps.ctx.Err() == nil {
+				d.end(ps.id, err)
+			}
+			return
+		}
+		d.send(dataport.Header{Type: dataport.Credit, ID: ps.id, Len: uint32(len(b))}, nil)
+	}
+}
