@@ -43,6 +43,7 @@ type Sandbox struct {
 	client *ttrpc.Client
 	agent  pb.AgentServiceService
 	health pb.HealthService
+	data   *dataClient // owner only: the stdio data port (dataport.go), guarded by mu
 	proxy  *ttrpc.Server
 	sockp  sockProxies // sockproxy.go
 
@@ -172,7 +173,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if err := s.connectAgent(ctx, vm); err != nil {
 		return nil, err
 	}
-	cu.Add(func() { s.client.Close() })
+	cu.Add(func() { s.client.Close(); s.data.close() })
 	s.status.Boot.AgentReady = time.Since(start) - s.status.Boot.VMStart
 	s.log.Info("agent ready", "took", time.Since(start))
 	setup := time.Now()
@@ -271,6 +272,7 @@ func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) er
 		return err
 	}
 	s.client, s.health, s.agent = c, h, pb.NewAgentServiceClient(c)
+	s.connectDataPort(vm)
 	return nil
 }
 
@@ -336,6 +338,7 @@ func (s *Sandbox) monitor() {
 	s.log.Info("vm exited")
 	s.proxy.Close()
 	s.client.Close()
+	s.data.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if unlock, err := s.store.Lock(ctx, s.id); err == nil {
@@ -632,6 +635,7 @@ func (s *Sandbox) stopLocked(ctx context.Context, timeout time.Duration) error {
 	if s.client != nil {
 		s.client.Close()
 	}
+	s.data.close()
 	s.markStopped("stopped")
 	return nil
 }
