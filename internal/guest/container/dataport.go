@@ -20,17 +20,16 @@ import (
 
 // The data port (internal/dataport): the standard streams of processes
 // as raw frames on a virtio-serial port of their own. An output pipe is
-// spliced into the port (virtio_console takes splice_write, so its bytes
-// do not cross user space), a frame header written before each chunk
-// under the port's write lock; a terminal or a stream whose buffer a
-// ReadStdout already fills is copied from the buffer instead. Stdin
+// read into a buffer behind room for a frame header and written to the
+// port as one frame under the port's write lock (no stream buffer, no
+// ttRPC, no marshalling); a terminal or a stream whose buffer a
+// ReadStdout already fills is sent from that buffer instead. Stdin
 // frames are queued per stream and written into the process's stdin by
 // a goroutine of the stream, so a process that does not read blocks only
 // its own stream.
 
-// portChunk bounds one output frame: the most one splice moves (the
-// pipe holds pipeSize).
-const portChunk = pipeSize
+// portChunk bounds one output frame.
+const portChunk = 256 << 10
 
 // stdinWindow is how much stdin the guest lets the host send ahead of
 // what the process read.
@@ -305,7 +304,7 @@ func (d *dataPort) sendOutput(ps *portStream, p *Process, stderr bool) {
 	var err error
 	if f := s.take(); f != nil {
 		var eof bool
-		eof, err = d.splicePipe(ps, f)
+		eof, err = d.copyPipe(ps, f)
 		if !eof {
 			if ps.ctx.Err() != nil {
 				// Detached, or the host went: the rest stays in
@@ -327,90 +326,47 @@ func (d *dataPort) sendOutput(ps *portStream, p *Process, stderr bool) {
 	d.end(ps.id, err)
 }
 
-// splicePipe moves what the pipe f holds into the port, a chunk at a
-// time within the host's credit, until the pipe's writers are all gone
-// and it is empty (eof) or something fails.
-func (d *dataPort) splicePipe(ps *portStream, f *os.File) (eof bool, err error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false, err
-	}
+// copyPipe sends what the pipe f holds, a chunk at a time within the
+// host's credit, until the pipe's writers are all gone and it is empty
+// (eof) or something fails. Each chunk is read into a buffer behind room
+// for its header and written as one frame.
+//
+// Not splice(2), though virtio_console has splice_write: splicing a
+// pipe into the port crashed the 6.1 guest kernel (a NULL dereference
+// with interrupts off in the agent, after 4-13 MiB of 64, each time).
+func (d *dataPort) copyPipe(ps *portStream, f *os.File) (eof bool, err error) {
 	stop := context.AfterFunc(ps.ctx, func() { f.SetReadDeadline(time.Now()) })
 	defer stop()
+	buf := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(buf)
+	b := *buf
 	for {
 		credit, err := ps.waitCredit()
 		if err != nil {
 			return false, err
 		}
-		var n int
-		var serr error
-		rerr := rc.Read(func(fd uintptr) bool {
-			// POLLHUP before FIONREAD: once the writers are gone,
-			// what FIONREAD counts is all there will be.
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			unix.Poll(pfd, 0)
-			hup := pfd[0].Revents&unix.POLLHUP != 0
-			avail, ierr := unix.IoctlGetInt(int(fd), unix.TIOCINQ)
-			if ierr != nil {
-				serr = ierr
-				return true
+		n, rerr := f.Read(b[dataport.HeaderLen : dataport.HeaderLen+min(credit, len(b)-dataport.HeaderLen)])
+		if n > 0 {
+			dataport.Header{Type: dataport.Data, ID: ps.id, Len: uint32(n)}.Put(b)
+			d.wmu.Lock()
+			err := d.writeAll(b[:dataport.HeaderLen+n])
+			d.wmu.Unlock()
+			if err != nil {
+				return false, err
 			}
-			if avail == 0 {
-				if hup {
-					eof = true
-					return true
-				}
-				return false
-			}
-			n = min(avail, credit, portChunk)
-			serr = d.spliceChunk(ps.id, int(fd), n)
-			return true
-		})
-		if eof {
-			return true, nil
+			ps.use(n)
 		}
-		if serr != nil {
-			return false, serr
+		if errors.Is(rerr, io.EOF) {
+			return true, nil
 		}
 		if rerr != nil {
 			return false, rerr
 		}
-		ps.use(n)
 	}
 }
 
-// spliceChunk writes a Data header for n bytes, then splices n bytes of
-// the pipe pfd into the port, under the write lock so that the pair is
-// one frame.
-func (d *dataPort) spliceChunk(id uint32, pfd, n int) error {
-	var hb [dataport.HeaderLen]byte
-	dataport.Header{Type: dataport.Data, ID: id, Len: uint32(n)}.Put(hb[:])
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	if err := d.writeAll(hb[:]); err != nil {
-		return err
-	}
-	for n > 0 {
-		k, err := unix.Splice(pfd, nil, d.fd, nil, n, unix.SPLICE_F_MOVE)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EAGAIN):
-			// The pipe is nonblocking and holds the bytes: the port
-			// has no room yet.
-			pfds := []unix.PollFd{{Fd: int32(d.fd), Events: unix.POLLOUT}}
-			unix.Poll(pfds, 100)
-			continue
-		case err != nil:
-			// The frame is cut short: the port's framing is lost.
-			return fmt.Errorf("data port splice: %w", err)
-		case k == 0:
-			return fmt.Errorf("data port splice: the pipe ended with %d bytes of the frame to go", n)
-		}
-		n -= int(k)
-	}
-	return nil
-}
+// chunkPool holds the buffers of copyPipe.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, dataport.HeaderLen+portChunk); return &b }}
 
 // copyStream sends what a stream's buffer holds (a terminal, or a pipe
 // that a ReadStdout began to read) until its end.
