@@ -131,7 +131,9 @@ func pipeRound(port *os.File, mib int) error {
 	}
 	defer p.Wait()
 	buf := make([]byte, 256<<10)
-	n, err := io.CopyBuffer(port, struct{ io.Reader }{r}, buf)
+	// Both wrapped: os.File's ReadFrom would splice the pipe into the
+	// port, which the agent does not (see its data port).
+	n, err := io.CopyBuffer(struct{ io.Writer }{port}, struct{ io.Reader }{r}, buf)
 	if err != nil {
 		return fmt.Errorf("copy the pipe to the port: %w", err)
 	}
