@@ -394,3 +394,11 @@ func (s *Sandbox) connectDataPort(vm hypervisor.Hypervisor) {
 	s.data = d
 	s.mu.Unlock()
 }
+
+// StdioOverDataPort tells whether this process moves the sandbox's
+// process stdio over the data port (the owner of a VM that has one,
+// with an agent that serves it), rather than the agent's stdio RPCs. It
+// waits for the agent's answer, bounded by ctx.
+func (s *Sandbox) StdioOverDataPort(ctx context.Context) bool {
+	return s.dataPort(ctx) != nil
+}
