@@ -150,7 +150,7 @@ func stdio() ([]row, error) {
 		{figure: fmt.Sprintf("stdout of a process in the VM, %d MiB read by the library", stdioMiB), unit: "MiB/s", value: medianF(libOut), floor: medianF(rawOut),
 			floorName: "raw bytes guest -> host over the same virtio-serial port", note: note + "; dd bs=64k; the floor's guest writes 1 MiB at a time as PID 1, no ttRPC, no agent"},
 		{figure: fmt.Sprintf("stdout of a process in the VM, %d MiB read by the library (the same runs)", stdioMiB), unit: "MiB/s", value: medianF(libOut), floor: medianF(rawPipe),
-			floorName: "a child writes into a pipe that PID 1 copies to the same kind of port", note: "the floor that pays the guest's pipe and second process, as a container's stdout does; 64 KiB writes, 256 KiB reads"},
+			floorName: "a child dd's /dev/zero into a pipe that PID 1 copies to the same kind of port", note: "the floor that pays the guest's pipe, /dev/zero and second process, as a container's dd does; 64 KiB reads and writes, 256 KiB copies"},
 		{figure: fmt.Sprintf("stdin of a process in the VM, %d MiB written by the library", stdioMiB), unit: "MiB/s", value: medianF(libIn), floor: medianF(rawIn),
 			floorName: "raw bytes host -> guest over the same virtio-serial port", note: note + "; cat reads them; the floor's guest reads as PID 1"},
 		{figure: "QEMU CPU per MiB of stdout through the library", unit: "ms", value: medianF(cpuLibOut), floor: medianF(cpuRawOut),

@@ -3,7 +3,8 @@
 // agent.channel.0 and writes vc_mib MiB of zeros to it (1 MiB writes),
 // then reads vc_mib MiB from it and answers one byte, again and again
 // until the host stops the VM. Each round then writes vc_mib MiB more
-// that a child process writes into a pipe (64 KiB writes, as dd bs=64k)
+// that a child process reads from /dev/zero and writes into a pipe (64 KiB
+// at a time, as dd bs=64k)
 // and PID 1 copies from the pipe to the port (256 KiB reads, as the
 // agent's data port): the floor that pays the guest's pipe and a second
 // process, as a container's stdout does.
@@ -26,10 +27,18 @@ import (
 
 func main() {
 	if os.Getenv("vc_pipe_writer") != "" {
-		// The child of the pipe floor: zeros to stdout.
+		// The child of the pipe floor: dd if=/dev/zero bs=64k, read
+		// and written 64 KiB at a time as dd does.
 		mib, _ := strconv.Atoi(os.Getenv("vc_mib"))
+		zero, err := os.Open("/dev/zero")
+		if err != nil {
+			os.Exit(1)
+		}
 		buf := make([]byte, 64<<10)
 		for range mib * 16 {
+			if _, err := io.ReadFull(zero, buf); err != nil {
+				os.Exit(1)
+			}
 			if _, err := os.Stdout.Write(buf); err != nil {
 				os.Exit(1)
 			}
