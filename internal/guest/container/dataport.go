@@ -33,7 +33,7 @@ const portChunk = 1 << 20
 
 // stdinWindow is how much stdin the guest lets the host send ahead of
 // what the process read.
-const stdinWindow = 4 << 20
+const stdinWindow = 1 << 20
 
 // dataPort serves the data port on a virtio-serial device.
 type dataPort struct {
