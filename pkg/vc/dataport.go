@@ -87,9 +87,10 @@ func dialDataPort(addr string, log *slog.Logger) (*dataClient, error) {
 			close(d.ready)
 		})
 	}
-	t := time.AfterFunc(dataHelloTimeout, func() {
+	wait := dataHelloTimeout
+	t := time.AfterFunc(wait, func() {
 		settle(false)
-		log.Info("data port: no answer from the agent, stdio over RPCs", "waited", dataHelloTimeout)
+		log.Info("data port: no answer from the agent, stdio over RPCs", "waited", wait)
 	})
 	go func() {
 		err := d.readLoop(func() { t.Stop(); settle(true) })

@@ -105,12 +105,14 @@ func (r portReader) Read(b []byte) (int, error) {
 		if n > 0 {
 			return n, nil
 		}
-		// The host closed its end: the session is over.
+		// The host closed its end: the session is over. The port
+		// reads 0 at once until the host is back: look again in a
+		// while (a new host says Hello first).
 		r.d.endSession()
 		select {
 		case <-r.ctx.Done():
 			return 0, r.ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
