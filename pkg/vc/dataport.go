@@ -23,8 +23,11 @@ import (
 
 // dataHelloTimeout bounds how long the host waits for the agent's Hello:
 // an agent without the data port never answers, and the host then uses
-// the RPCs.
-var dataHelloTimeout = 10 * time.Second
+// the RPCs. The agent opens the port before it serves the RPCs, and the
+// host says Hello once the agent answered a health check, so a new
+// agent answers well within it even on a loaded host; an older agent
+// costs the first IOStream of a sandbox this wait.
+var dataHelloTimeout = 3 * time.Second
 
 // outWindow is how much of an output stream the host lets the agent send
 // ahead of what it wrote on: its most memory per stream.
