@@ -398,8 +398,11 @@ func (d *dataPort) splicePipe(ps *portStream, f *os.File) (eof bool, err error) 
 	}
 	defer unix.Close(mid[0])
 	defer unix.Close(mid[1])
-	room := portChunk
-	if n, err := unix.FcntlInt(uintptr(mid[1]), unix.F_SETPIPE_SZ, portChunk); err != nil {
+	// At most 128 pages: a virtio-serial queue's size in QEMU, so a
+	// frame's scatterlist fits the ring even without indirect
+	// descriptors.
+	room := 512 << 10
+	if n, err := unix.FcntlInt(uintptr(mid[1]), unix.F_SETPIPE_SZ, room); err != nil {
 		room = 64 << 10 // the default
 	} else {
 		room = n
@@ -453,14 +456,19 @@ func (d *dataPort) spliceFrame(id uint32, pfd, n int) error {
 	}
 	for n > 0 {
 		k, err := unix.Splice(pfd, nil, d.fd, nil, n, unix.SPLICE_F_MOVE)
-		switch {
-		case errors.Is(err, unix.EINTR):
+		if errors.Is(err, unix.EINTR) {
 			continue
-		case err != nil:
-			// The frame is cut short: the port's framing is lost.
-			return fmt.Errorf("data port: splice into the port: %w", err)
-		case k == 0:
-			return fmt.Errorf("data port: splice into the port moved nothing, %d bytes of the frame to go", n)
+		}
+		if err != nil || k == 0 {
+			// The device refused the buffer (the kernel then drops
+			// what it took from the pipe): fill the frame with
+			// zeros so the port's framing holds for the other
+			// streams, and end this one with the error.
+			if err == nil {
+				err = errors.New("moved nothing")
+			}
+			d.writeAll(make([]byte, n))
+			return fmt.Errorf("data port: splice into the port, %d bytes of a frame lost: %w", n, err)
 		}
 		n -= int(k)
 	}
