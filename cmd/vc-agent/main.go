@@ -159,6 +159,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// After listen, which waits for the virtio-serial ports to appear.
+	a.ServeDataPort(ctx, "/sys")
 	for _, l := range listeners {
 		slog.Info("listening", "addr", l.Addr().String(), "network", l.Addr().Network())
 		go func(l net.Listener) {

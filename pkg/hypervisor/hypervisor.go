@@ -242,9 +242,20 @@ const (
 	// AgentPortName is the name of the virtio-serial port the agent
 	// listens on.
 	AgentPortName = "agent.channel.0"
+	// DataPortName is the name of the virtio-serial port that carries
+	// process stdio beside the agent's port (raw framed bytes, no
+	// ttRPC); a backend that has one tells where with DataAddresser.
+	DataPortName = "vc.data.0"
 	// AgentVsockPort is the vsock port the agent listens on.
 	AgentVsockPort = 1024
 )
+
+// DataAddresser is a Hypervisor with a data port (DataPortName) bridged
+// to a host unix socket; DataAddress is its path, empty when the VM has
+// none (another transport, or a VM restored from a template without one).
+type DataAddresser interface {
+	DataAddress() string
+}
 
 // Resizer is a Hypervisor whose vCPUs and memory change while it runs
 // (Capabilities.CPUHotplug, MemoryHotplug), within Config.MaxCPUs and

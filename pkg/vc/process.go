@@ -107,6 +107,9 @@ func (c *Container) IOStream(ctx context.Context, execID string, pio IO) <-chan 
 		return done
 	}
 	s, cid := c.s, c.id
+	if d := s.dataPort(ctx); d != nil {
+		return d.ioStream(ctx, cid, execID, pio)
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error

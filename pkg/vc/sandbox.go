@@ -44,6 +44,7 @@ type Sandbox struct {
 	client *ttrpc.Client
 	agent  pb.AgentServiceService
 	health pb.HealthService
+	data   *dataClient // owner only: the stdio data port (dataport.go), guarded by mu
 	proxy  *ttrpc.Server
 	sockp  sockProxies // sockproxy.go
 	vols   volWatches  // watchvol.go
@@ -193,7 +194,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	if err := s.connectAgent(ctx, vm); err != nil {
 		return nil, err
 	}
-	cu.Add(func() { s.client.Close() })
+	cu.Add(func() { s.client.Close(); s.data.close() })
 	s.status.Boot.AgentReady = time.Since(start) - s.status.Boot.VMStart
 	s.log.Info("agent ready", "took", time.Since(start))
 	setup := time.Now()
@@ -295,6 +296,7 @@ func (s *Sandbox) connectAgent(ctx context.Context, vm hypervisor.Hypervisor) (e
 		return err
 	}
 	s.client, s.health, s.agent = c, h, pb.NewAgentServiceClient(c)
+	s.connectDataPort(vm)
 	return nil
 }
 
@@ -362,6 +364,7 @@ func (s *Sandbox) monitor() {
 	s.stopWatches()
 	s.proxy.Close()
 	s.client.Close()
+	s.data.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if unlock, err := s.store.Lock(ctx, s.id); err == nil {
@@ -662,6 +665,7 @@ func (s *Sandbox) stopLocked(ctx context.Context, timeout time.Duration) error {
 	if s.client != nil {
 		s.client.Close()
 	}
+	s.data.close()
 	s.markStopped("stopped")
 	return nil
 }

@@ -59,11 +59,71 @@ type stream struct {
 	err     error         // why the source ended, if not by EOF
 	changed chan struct{} // closed and replaced whenever the state changes
 	drained bool          // a reader has been told EOF
-	src     *os.File      // what fill reads, closed by close
+	src     *os.File      // what fill or the data port reads, closed by close
+	// pending is the source before anyone read it: output stays in the
+	// process's pipe until a reader comes, the first ReadStdout (fill
+	// starts) or the data port (take), which moves the pipe to the port
+	// without the buffer.
+	pending *os.File
+	filling bool // fill runs
+	taken   bool // the data port has the source
 }
 
 func newStream() *stream {
 	return &stream{changed: make(chan struct{})}
+}
+
+// setSource makes src the stream's source, read once a reader comes.
+func (s *stream) setSource(src *os.File) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.eof {
+		src.Close()
+		return
+	}
+	s.pending, s.src = src, src
+}
+
+// startLocked starts fill on the pending source, unless the data port
+// has it or fill runs already.
+func (s *stream) startLocked() {
+	if s.pending == nil || s.filling || s.taken {
+		return
+	}
+	s.filling = true
+	go s.fill(s.pending)
+}
+
+// take hands the source to the data port, which sends it without the
+// buffer; nil when fill has begun (or the stream is over): then the
+// port reads the buffer.
+func (s *stream) take() *os.File {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil || s.filling || s.taken || s.eof {
+		return nil
+	}
+	s.taken = true
+	return s.pending
+}
+
+// giveBack returns a source the data port took and did not finish.
+func (s *stream) giveBack() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.taken = false
+	s.notifyLocked()
+}
+
+// finish ends a stream whose source the data port read to its end.
+func (s *stream) finish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.src != nil {
+		s.src.Close()
+	}
+	s.eof, s.drained = true, true
+	s.notifyLocked()
 }
 
 // newClosedStream is a stream that is over already (a terminal process
@@ -140,6 +200,7 @@ func (s *stream) read(ctx context.Context, n int) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
+		s.startLocked()
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -256,8 +317,8 @@ func newPipes() (st *stdio, stdin, stdout, stderr *os.File, err error) {
 		stderr:          newStream(),
 		closeAfterStart: []*os.File{inR, outW, errW},
 	}
-	go st.stdout.fill(outR)
-	go st.stderr.fill(errR)
+	st.stdout.setSource(outR)
+	st.stderr.setSource(errR)
 	return st, inR, outW, errW, nil
 }
 
@@ -284,7 +345,12 @@ func newTerminal(master *os.File) (*stdio, error) {
 	}
 	r := os.NewFile(uintptr(rfd), "pty-master-read")
 	st := &stdio{stdin: m, tty: m, stdout: newStream(), stderr: newClosedStream()}
-	go st.stdout.fill(r)
+	// A terminal is read at once, as before: a pty holds little, and
+	// the data port copies it through the buffer anyway.
+	st.stdout.setSource(r)
+	st.stdout.mu.Lock()
+	st.stdout.startLocked()
+	st.stdout.mu.Unlock()
 	return st, nil
 }
 

@@ -20,14 +20,17 @@ import (
 
 // vmRecord is what a running VM leaves in its state directory for Attach.
 type vmRecord struct {
-	ID           string   `json:"id"`
-	Pid          int      `json:"pid"`
-	StartTime    uint64   `json:"start_time"` // /proc/PID/stat field 22, against pid reuse
-	QEMUPath     string   `json:"qemu_path"`
-	Accel        string   `json:"accel"`
-	Transport    string   `json:"agent_transport"`
-	CID          uint32   `json:"cid,omitempty"`
-	AgentAddress string   `json:"agent_address"`
+	ID           string `json:"id"`
+	Pid          int    `json:"pid"`
+	StartTime    uint64 `json:"start_time"` // /proc/PID/stat field 22, against pid reuse
+	QEMUPath     string `json:"qemu_path"`
+	Accel        string `json:"accel"`
+	Transport    string `json:"agent_transport"`
+	CID          uint32 `json:"cid,omitempty"`
+	AgentAddress string `json:"agent_address"`
+	// HasDataPort: the VM has the stdio data port (a record written
+	// before there was one has none).
+	HasDataPort  bool     `json:"data_port,omitempty"`
 	HotplugSlots int      `json:"hotplug_slots"`
 	Slots        []string `json:"slots"`
 	CPUs         uint32   `json:"cpus"`
@@ -65,6 +68,7 @@ func (v *qemuVM) saveRecord() error {
 		Transport:    v.transport,
 		CID:          v.cid,
 		AgentAddress: v.agentAddr,
+		HasDataPort:  !v.noDataPort && v.transport != hypervisor.TransportVsock,
 		HotplugSlots: v.cfg.HotplugSlots,
 		Slots:        append([]string(nil), v.slots...),
 		CPUs:         v.cfg.CPUs,
@@ -164,18 +168,19 @@ func attachVM(ctx context.Context, stateDir string) (*qemuVM, error) {
 	}
 	cfg.Logger = slog.Default()
 	v := &qemuVM{
-		id:        r.ID,
-		paths:     paths,
-		log:       cfg.Logger.With("vm", r.ID, "hypervisor", backendName),
-		cfg:       cfg,
-		started:   true,
-		qemuPath:  r.QEMUPath,
-		accel:     r.Accel,
-		transport: r.Transport,
-		cid:       r.CID,
-		agentAddr: r.AgentAddress,
-		slots:     r.Slots,
-		proc:      proc,
+		id:         r.ID,
+		paths:      paths,
+		log:        cfg.Logger.With("vm", r.ID, "hypervisor", backendName),
+		cfg:        cfg,
+		started:    true,
+		qemuPath:   r.QEMUPath,
+		accel:      r.Accel,
+		transport:  r.Transport,
+		cid:        r.CID,
+		agentAddr:  r.AgentAddress,
+		noDataPort: !r.HasDataPort,
+		slots:      r.Slots,
+		proc:       proc,
 
 		releaseWatch: release,
 	}

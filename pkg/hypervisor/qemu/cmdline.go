@@ -23,6 +23,7 @@ const (
 	qmpSocketName   = "qmp.sock"
 	attachQMPName   = "qmp-attach.sock"
 	agentSocketName = "agent.sock"
+	dataSocketName  = "data.sock"
 	consoleLogName  = "console.log"
 	qemuLogName     = "qemu.log"
 	pidFileName     = "qemu.pid"
@@ -36,6 +37,8 @@ type statePaths struct {
 	// QMP is the starter's monitor; AttachQMP a second one for Attach,
 	// since a QMP socket serves one client at a time.
 	QMP, AttachQMP, Agent, Console, Log, Pid, Record string
+	// Data is the stdio data port's socket (hypervisor.DataPortName).
+	Data string
 	// Passt is the NAT NIC's network stack's socket (passt.go).
 	Passt string
 }
@@ -45,6 +48,7 @@ func pathsFor(dir string) statePaths {
 		QMP:       filepath.Join(dir, qmpSocketName),
 		AttachQMP: filepath.Join(dir, attachQMPName),
 		Agent:     filepath.Join(dir, agentSocketName),
+		Data:      filepath.Join(dir, dataSocketName),
 		Console:   filepath.Join(dir, consoleLogName),
 		Log:       filepath.Join(dir, qemuLogName),
 		Pid:       filepath.Join(dir, pidFileName),
@@ -135,6 +139,8 @@ func (p *launchPlan) devices() []device {
 			socketChardev{ID: "agent", Path: p.paths.Agent},
 			virtioSerial{ID: "serial0"},
 			virtioSerialPort{ID: "agent0", Bus: "serial0.0", Chardev: "agent", Name: hypervisor.AgentPortName},
+			socketChardev{ID: "data", Path: p.paths.Data},
+			virtioSerialPort{ID: "data0", Bus: "serial0.0", Chardev: "data", Name: hypervisor.DataPortName},
 		)
 	}
 	for _, fs := range c.SharedFS {

@@ -145,6 +145,8 @@ func TestCommandLine(t *testing.T) {
 		"-chardev socket,id=agent,path=/run/vc/sb1/agent.sock,server=on,wait=off",
 		"-device virtio-serial-pci,id=serial0",
 		"-device virtserialport,id=agent0,bus=serial0.0,chardev=agent,name=agent.channel.0",
+		"-chardev socket,id=data,path=/run/vc/sb1/data.sock,server=on,wait=off",
+		"-device virtserialport,id=data0,bus=serial0.0,chardev=data,name=vc.data.0",
 		"-fsdev local,id=fs-rootfs-fs,path=/srv/rootfs,security_model=none,readonly=on",
 		"-device virtio-9p-pci,id=fs-rootfs,fsdev=fs-rootfs-fs,mount_tag=rootfs",
 		"-device pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1,io-reserve=0",

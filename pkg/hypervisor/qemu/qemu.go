@@ -78,7 +78,9 @@ type qemuVM struct {
 	transport string
 	cid       uint32
 	agentAddr string
-	slots     []string // root port i -> slot key of its device, "" free
+	// noDataPort: an attached VM whose record names no data port.
+	noDataPort bool
+	slots      []string // root port i -> slot key of its device, "" free
 
 	proc         *process
 	stopHow      string // how the last Stop ended the VM, for tests
@@ -170,6 +172,18 @@ func (v *qemuVM) AgentAddress() string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.agentAddr
+}
+
+// DataAddress is the stdio data port's unix socket
+// (hypervisor.DataAddresser); empty before Start and with vsock, whose
+// VMs have no virtio-serial controller.
+func (v *qemuVM) DataAddress() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.transport == hypervisor.TransportVsock || v.agentAddr == "" || v.noDataPort {
+		return ""
+	}
+	return v.paths.Data
 }
 
 // Capabilities says what the VM can do.
@@ -782,6 +796,7 @@ func (v *qemuVM) removeSockets() {
 	os.Remove(v.paths.QMP)
 	os.Remove(v.paths.AttachQMP)
 	os.Remove(v.paths.Agent)
+	os.Remove(v.paths.Data)
 	os.Remove(v.paths.Passt)
 }
 

@@ -404,6 +404,12 @@ func TestRealVMKilledAndAttach(t *testing.T) {
 	if att.Pid() != vm.Pid() || att.AgentAddress() != vm.AgentAddress() {
 		t.Errorf("attached: pid %d agent %s; started: pid %d agent %s", att.Pid(), att.AgentAddress(), vm.Pid(), vm.AgentAddress())
 	}
+	if d := vm.DataAddress(); d != filepath.Join(cfg.StateDir, dataSocketName) || att.DataAddress() != d {
+		t.Errorf("data port: started %q, attached %q, want %s in the state dir", d, att.DataAddress(), dataSocketName)
+	}
+	if _, err := os.Stat(vm.DataAddress()); err != nil {
+		t.Errorf("data port socket: %v", err)
+	}
 	if st, err := att.State(ctx); err != nil || st != hypervisor.StateRunning {
 		t.Errorf("attached state: %s %v", st, err)
 	}
@@ -435,6 +441,9 @@ func TestRealVMKilledAndAttach(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.StateDir, agentSocketName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("agent socket left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, dataSocketName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data port socket left: %v", err)
 	}
 	if err := att.Close(); err != nil {
 		t.Error(err)

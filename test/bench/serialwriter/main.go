@@ -2,7 +2,12 @@
 // it loads the image's kernel modules (if any), finds the virtio-serial port named
 // agent.channel.0 and writes vc_mib MiB of zeros to it (1 MiB writes),
 // then reads vc_mib MiB from it and answers one byte, again and again
-// until the host stops the VM.
+// until the host stops the VM. Each round then writes vc_mib MiB more
+// that a child process reads from /dev/zero and writes into a pipe (64 KiB
+// at a time, as dd bs=64k)
+// and PID 1 copies from the pipe to the port (256 KiB reads, as the
+// agent's data port): the floor that pays the guest's pipe and a second
+// process, as a container's stdout does.
 // The host reads and writes them raw on the port's socket: the channel's
 // own throughput each way, without ttRPC or the agent. Build it static
 // (CGO_ENABLED=0); guestimage.Build takes it as the agent.
@@ -21,6 +26,25 @@ import (
 )
 
 func main() {
+	if os.Getenv("vc_pipe_writer") != "" {
+		// The child of the pipe floor: dd if=/dev/zero bs=64k, read
+		// and written 64 KiB at a time as dd does.
+		mib, _ := strconv.Atoi(os.Getenv("vc_mib"))
+		zero, err := os.Open("/dev/zero")
+		if err != nil {
+			os.Exit(1)
+		}
+		buf := make([]byte, 64<<10)
+		for range mib * 16 {
+			if _, err := io.ReadFull(zero, buf); err != nil {
+				os.Exit(1)
+			}
+			if _, err := os.Stdout.Write(buf); err != nil {
+				os.Exit(1)
+			}
+		}
+		os.Exit(0)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "serialwriter:", err)
 	}
@@ -91,5 +115,39 @@ func run() error {
 		if _, err := f.Write([]byte{1}); err != nil {
 			return fmt.Errorf("write %s: %w", dev, err)
 		}
+		if err := pipeRound(f, mib); err != nil {
+			return err
+		}
 	}
+}
+
+// pipeRound has a child write mib MiB into a pipe and copies the pipe to
+// the port.
+func pipeRound(port *os.File, mib int) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	p, err := os.StartProcess(os.Args[0], []string{os.Args[0]}, &os.ProcAttr{
+		Env:   []string{"vc_pipe_writer=1", "vc_mib=" + strconv.Itoa(mib)},
+		Files: []*os.File{nil, w, os.Stderr},
+	})
+	w.Close()
+	if err != nil {
+		return fmt.Errorf("pipe writer: %w", err)
+	}
+	defer p.Wait()
+	buf := make([]byte, 256<<10)
+	// Both wrapped: os.File's ReadFrom would splice the pipe into the
+	// port, which the agent does not (see its data port).
+	n, err := io.CopyBuffer(struct{ io.Writer }{port}, struct{ io.Reader }{r}, buf)
+	if err != nil {
+		return fmt.Errorf("copy the pipe to the port: %w", err)
+	}
+	if n != int64(mib)<<20 {
+		return fmt.Errorf("pipe writer wrote %d bytes, want %d", n, mib<<20)
+	}
+	return nil
 }
