@@ -86,11 +86,12 @@ func TestSocketProxyContainerDelete(t *testing.T) {
 		}
 		return &out
 	}
-	run("holder", "/tools/sockclient", "-hold", "/run/echo.sock")
+	holderOut := run("holder", "/tools/sockclient", "-hold", "/run/echo.sock")
 	waitConns(t, counts, "with a connection held in the container", 1, 1)
 	c := s.Container("holder")
 	if err := c.Kill(ctx, uint32(syscall.SIGKILL), true); err != nil {
-		t.Fatal(err)
+		code, werr := c.Wait(ctx)
+		t.Fatalf("kill the holder: %v (it exited by itself? wait: %d, %v; its output %q)", err, code, werr, holderOut.String())
 	}
 	if _, err := c.Wait(ctx); err != nil {
 		t.Fatal(err)
