@@ -166,7 +166,7 @@ func (o *owner) create(ctx context.Context, oo ownerOptions) (err error) {
 		Signals: true,
 		BeforeStart: func() {
 			if o.tty != nil {
-				o.syncSize(o.tty)
+				o.startSize(o.tty)
 			}
 		},
 		AfterStart: o.poststartHooks,

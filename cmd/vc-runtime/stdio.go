@@ -51,9 +51,33 @@ func (o *owner) syncSize(tty *os.File) error {
 	o.sizeMu.Lock()
 	defer o.sizeMu.Unlock()
 	if *ws != o.size && ws.Row > 0 && ws.Col > 0 {
-		if err := o.c.ResizeTerminal(context.Background(), o.id, uint32(ws.Row), uint32(ws.Col)); err == nil {
+		if err := o.c.ResizeTerminal(context.Background(), o.id, uint32(ws.Row), uint32(ws.Col)); err != nil {
+			o.log.Warn("terminal size", "rows", ws.Row, "cols", ws.Col, "err", err)
+		} else {
 			o.size = *ws
 		}
 	}
 	return nil
 }
+
+// startSize gives the container's terminal its size before start. The
+// console socket's holder (conmon) may set the master's size a moment
+// after it asked for start, on a busy host: a 0x0 master is waited for
+// (at most startSizeWait) rather than passed on, so that a command that
+// asks at once (stty size) sees the size, as with runc.
+func (o *owner) startSize(tty *os.File) {
+	deadline := time.Now().Add(startSizeWait)
+	for {
+		o.syncSize(tty)
+		o.sizeMu.Lock()
+		set := o.size.Row > 0 && o.size.Col > 0
+		o.sizeMu.Unlock()
+		if set || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startSizeWait bounds startSize's wait for a size.
+const startSizeWait = 500 * time.Millisecond
