@@ -42,6 +42,7 @@ func (s *containerState) init(a *Agent) {
 		Unmount: storage.Unmount,
 		// Below the sandbox root, where nothing but the agent mounts.
 		NamespaceDir: filepath.Join(a.cfg.SandboxRoot, "ns"),
+		BeforeOutput: a.holdForListeners,
 	})
 }
 

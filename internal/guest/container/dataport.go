@@ -352,6 +352,7 @@ func (d *dataPort) copyPipe(ps *portStream, f *os.File) (eof bool, err error) {
 		}
 		n, rerr := f.Read(b[dataport.HeaderLen : dataport.HeaderLen+min(credit, len(b)-dataport.HeaderLen)])
 		if n > 0 {
+			d.m.cfg.BeforeOutput(ps.ctx)
 			dataport.Header{Type: dataport.Data, ID: ps.id, Len: uint32(n)}.Put(b)
 			d.wmu.Lock()
 			err := d.writeAll(b[:dataport.HeaderLen+n])
@@ -435,6 +436,7 @@ func (d *dataPort) splicePipe(ps *portStream, f *os.File) (eof bool, err error) 
 		if n == 0 {
 			return true, nil // no writer left, and empty
 		}
+		d.m.cfg.BeforeOutput(ps.ctx)
 		if err := d.spliceFrame(ps.id, mid[0], int(n)); err != nil {
 			return false, err
 		}
@@ -492,6 +494,7 @@ func (d *dataPort) copyStream(ps *portStream, s *stream) error {
 		if err != nil {
 			return err
 		}
+		d.m.cfg.BeforeOutput(ps.ctx)
 		if err := d.send(dataport.Header{Type: dataport.Data, ID: ps.id, Len: uint32(len(b))}, b); err != nil {
 			return err
 		}

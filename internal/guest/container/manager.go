@@ -46,6 +46,11 @@ type Config struct {
 	// UsernsRootDir is where the root filesystems of containers with a
 	// user namespace are bind-mounted (default DefaultUsernsRootDir).
 	UsernsRootDir string
+	// BeforeOutput, if set, runs before each chunk of a process's
+	// output leaves on the data port, as the agent's stdio RPCs run it
+	// before they return output (the shared loopback holds output until
+	// the host serves a new listener).
+	BeforeOutput func(ctx context.Context)
 }
 
 // Manager holds the sandbox and its containers.
@@ -83,6 +88,9 @@ func New(cfg Config) *Manager {
 	}
 	if cfg.Unmount == nil {
 		cfg.Unmount = func(string) error { return nil }
+	}
+	if cfg.BeforeOutput == nil {
+		cfg.BeforeOutput = func(context.Context) {}
 	}
 	if cfg.UsernsRootDir == "" {
 		cfg.UsernsRootDir = DefaultUsernsRootDir
