@@ -51,51 +51,34 @@ type netFigures struct {
 	rrP50, rrP99               time.Duration
 }
 
-// netBench measures the network path of a sandbox joined to namespace A
-// (the tcfilter model: a tap and tc mirred redirects beside A's veth) to
-// a peer in namespace B at the other end of the veth, with the same
+// netBench measures the network path of a sandbox joined to a namespace
+// A (the tcfilter model: a tap and tc mirred redirects beside A's veth)
+// to a peer in namespace B at the other end of the veth, with the same
 // server (test/bench/netperf) at the far end of every case, driven from
 // B by the bench:
 //
 //   - the floor: the server as the /init of a bare guest (no agent, no
-//     container) on the same NIC, tap and redirects, the same kernel and
-//     QEMU; the container's figures are divided by these.
+//     container) on the same kind of NIC, tap and redirects, the same
+//     kernel and QEMU; the container's figures are divided by these.
 //   - a container in a VM (the sandbox's, sharing the guest's network
 //     namespace, as every container of a sandbox does).
 //   - the server in A itself (the host, no VM): what TCG, virtio-net and
-//     the tap cost in all, printed beside the bare guest.
+//     the tap cost in all, in the notes.
 //
 // Then the same two VM cases with 2 vCPUs, whose NIC is multiqueue (a
 // tap queue per vCPU), and the bare guest with 2 vCPUs and a single
 // queue, which is what multiqueue is measured against.
+//
+// The cases compared run side by side, each in a pair of namespaces of
+// its own (the same addresses in each), and are measured in turns,
+// netRuns rounds, so that the machine's load (shared, noisy) falls on
+// all alike: throughput is the best round, round trips pool every round.
 func netBench() ([]row, error) {
 	e, err := newVMEnv()
 	if err != nil {
 		return nil, err
 	}
 	defer e.close()
-	suffix := fmt.Sprint(os.Getpid())
-	a, b := nstest.NS{Name: "vcb-a-" + suffix}, nstest.NS{Name: "vcb-b-" + suffix}
-	for _, ns := range []*nstest.NS{&a, &b} {
-		ns.Path = "/var/run/netns/" + ns.Name
-		if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("ip netns add: %v: %s", err, out)
-		}
-		defer exec.Command("ip", "netns", "del", ns.Name).Run()
-	}
-	for _, c := range [][]string{
-		{"-n", a.Name, "link", "add", "veth0", "type", "veth", "peer", "name", "peer0", "netns", b.Name},
-		{"-n", a.Name, "addr", "add", guestAddr + "/24", "dev", "veth0"},
-		{"-n", b.Name, "addr", "add", peerAddr + "/24", "dev", "peer0"},
-		{"-n", a.Name, "link", "set", "veth0", "up"},
-		{"-n", b.Name, "link", "set", "peer0", "up"},
-		{"-n", a.Name, "link", "set", "lo", "up"},
-		{"-n", b.Name, "link", "set", "lo", "up"},
-	} {
-		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("ip %v: %v: %s", c, err, out)
-		}
-	}
 	tmp, err := os.MkdirTemp("", "vc-bench-net-")
 	if err != nil {
 		return nil, err
@@ -116,42 +99,81 @@ func netBench() ([]row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bare guest image: %w", err)
 	}
-	if floorImg.Kernel != e.img.Kernel {
+	if same, err := sameFile(floorImg.Kernel, e.img.Kernel); err != nil || !same {
 		// Not fatal, but the floor would not be the same guest.
 		fmt.Fprintf(os.Stderr, "net bench: the bare guest's kernel %s is not the sandbox's %s\n", floorImg.Kernel, e.img.Kernel)
 	}
+	var pairs []func()
+	defer func() {
+		for _, del := range pairs {
+			del()
+		}
+	}()
+	pair := func() (a, b nstest.NS, err error) {
+		a, b, del, err := netPair(len(pairs))
+		if err == nil {
+			pairs = append(pairs, del)
+		}
+		return a, b, err
+	}
 
 	// The host: the server in A.
+	a, b, err := pair()
+	if err != nil {
+		return nil, err
+	}
 	srv := exec.Command("ip", "netns", "exec", a.Name, server, "serve", serverAddr)
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}
-	host, err := measureNet(b, "host")
-	srv.Wait()
-	if err != nil {
+	host := &netTarget{name: "host", b: b, stop: func() error { return srv.Wait() }}
+	if err := measureTurns(host); err != nil {
 		return nil, err
 	}
 
-	bare, err := bareGuest(e, a, b, floorImg, 1, 1)
-	if err != nil {
-		return nil, fmt.Errorf("bare guest: %w", err)
+	// start starts a case in a pair of its own.
+	start := func(name string, f func(a, b nstest.NS) (*netTarget, error)) (*netTarget, error) {
+		a, b, err := pair()
+		if err != nil {
+			return nil, err
+		}
+		t, err := f(a, b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		t.name = name
+		return t, nil
 	}
-	ctr, err := containerGuest(e, a, b, root, 1)
+	bare, err := start("bare guest", func(a, b nstest.NS) (*netTarget, error) { return bareGuest(e, a, b, floorImg, 1, 1) })
 	if err != nil {
-		return nil, fmt.Errorf("container: %w", err)
+		return nil, err
 	}
-	bare2q1, err := bareGuest(e, a, b, floorImg, 2, 1)
+	ctr, err := start("container", func(a, b nstest.NS) (*netTarget, error) { return containerGuest(e, a, b, root, 1) })
 	if err != nil {
-		return nil, fmt.Errorf("bare guest, 2 vCPUs, 1 queue: %w", err)
+		bare.stop()
+		return nil, err
 	}
-	bare2, err := bareGuest(e, a, b, floorImg, 2, 2)
-	if err != nil {
-		return nil, fmt.Errorf("bare guest, 2 vCPUs, 2 queues: %w", err)
+	if err := measureTurns(bare, ctr); err != nil {
+		return nil, err
 	}
-	ctr2, err := containerGuest(e, a, b, root, 2)
+	bare2q1, err := start("bare guest, 2 vCPUs, 1 queue", func(a, b nstest.NS) (*netTarget, error) { return bareGuest(e, a, b, floorImg, 2, 1) })
 	if err != nil {
-		return nil, fmt.Errorf("container, 2 vCPUs: %w", err)
+		return nil, err
+	}
+	bare2, err := start("bare guest, 2 vCPUs, 2 queues", func(a, b nstest.NS) (*netTarget, error) { return bareGuest(e, a, b, floorImg, 2, 2) })
+	if err != nil {
+		bare2q1.stop()
+		return nil, err
+	}
+	ctr2, err := start("container, 2 vCPUs", func(a, b nstest.NS) (*netTarget, error) { return containerGuest(e, a, b, root, 2) })
+	if err != nil {
+		bare2q1.stop()
+		bare2.stop()
+		return nil, err
+	}
+	if err := measureTurns(bare2q1, bare2, ctr2); err != nil {
+		return nil, err
 	}
 
 	const floorName = "the same from a bare guest process (the server as /init: no agent, no container) on the same NIC, tap and redirects"
@@ -189,13 +211,63 @@ func netBench() ([]row, error) {
 		}
 		return ""
 	}
-	add("container in a VM", ctr, bare, "1 vCPU", func(v, f netFigures, fig string) string {
-		return join(udpNote(v, f, fig), "the host itself (the server in A, no VM): "+hostFig(host, fig))
+	add("container in a VM", ctr.fig, bare.fig, "1 vCPU", func(v, f netFigures, fig string) string {
+		return join(udpNote(v, f, fig), "the host itself (the server in A, no VM): "+hostFig(host.fig, fig))
 	})
-	add("container in a VM, multiqueue", ctr2, bare2, "2 vCPUs, 2 queues", func(v, f netFigures, fig string) string {
-		return join(udpNote(v, f, fig), "the bare guest with 2 vCPUs and 1 queue: "+hostFig(bare2q1, fig))
+	add("container in a VM, multiqueue", ctr2.fig, bare2.fig, "2 vCPUs, 2 queues", func(v, f netFigures, fig string) string {
+		return join(udpNote(v, f, fig), "the bare guest with 2 vCPUs and 1 queue: "+hostFig(bare2q1.fig, fig))
 	})
 	return rows, nil
+}
+
+// netPair makes namespaces vcb-aI-PID and vcb-bI-PID joined by a veth
+// (veth0 in A with guestAddr, peer0 in B with peerAddr), and returns a
+// function that deletes them.
+func netPair(i int) (a, b nstest.NS, del func(), err error) {
+	a = nstest.NS{Name: fmt.Sprintf("vcb-a%d-%d", i, os.Getpid())}
+	b = nstest.NS{Name: fmt.Sprintf("vcb-b%d-%d", i, os.Getpid())}
+	var made []string
+	del = func() {
+		for _, n := range made {
+			exec.Command("ip", "netns", "del", n).Run()
+		}
+	}
+	for _, ns := range []*nstest.NS{&a, &b} {
+		ns.Path = "/var/run/netns/" + ns.Name
+		if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
+			del()
+			return a, b, nil, fmt.Errorf("ip netns add: %v: %s", err, out)
+		}
+		made = append(made, ns.Name)
+	}
+	for _, c := range [][]string{
+		{"-n", a.Name, "link", "add", "veth0", "type", "veth", "peer", "name", "peer0", "netns", b.Name},
+		{"-n", a.Name, "addr", "add", guestAddr + "/24", "dev", "veth0"},
+		{"-n", b.Name, "addr", "add", peerAddr + "/24", "dev", "peer0"},
+		{"-n", a.Name, "link", "set", "veth0", "up"},
+		{"-n", b.Name, "link", "set", "peer0", "up"},
+		{"-n", a.Name, "link", "set", "lo", "up"},
+		{"-n", b.Name, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			del()
+			return a, b, nil, fmt.Errorf("ip %v: %v: %s", c, err, out)
+		}
+	}
+	return a, b, del, nil
+}
+
+// sameFile says whether files a and b have the same bytes.
+func sameFile(a, b string) (bool, error) {
+	x, err := os.ReadFile(a)
+	if err != nil {
+		return false, err
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(x, y), nil
 }
 
 func join(a, b string) string {
@@ -221,58 +293,70 @@ func hostFig(n netFigures, fig string) string {
 	return num(float64(n.rrP99.Nanoseconds())/1e3) + " µs"
 }
 
+// netTarget is a server being measured from its namespace b.
+type netTarget struct {
+	name  string
+	b     nstest.NS
+	stop  func() error // after quit: wait for the server, remove what was made
+	fig   netFigures
+	trips []time.Duration
+}
+
 // bareGuest boots the bare guest (the server as /init) with vcpus vCPUs
 // joined to A as a sandbox would be (network.SetupQueues, tcfilter, a tap
-// of queues queues), measures it from B and tears it down.
-func bareGuest(e *vmEnv, a, b nstest.NS, img *guestimage.Image, vcpus, queues int) (_ netFigures, err error) {
+// of queues queues).
+func bareGuest(e *vmEnv, a, b nstest.NS, img *guestimage.Image, vcpus, queues int) (_ *netTarget, err error) {
 	eps, err := network.Discover(a.Path)
 	if err != nil {
-		return netFigures{}, err
+		return nil, err
 	}
 	if len(eps) != 1 {
-		return netFigures{}, fmt.Errorf("namespace A has links %v, want veth0", eps)
+		return nil, fmt.Errorf("namespace A has links %v, want veth0", eps)
 	}
 	ep := eps[0]
 	fs, err := network.SetupQueues(a.Path, &ep, network.TCFilter, "tapnp0", queues)
 	if err != nil {
-		return netFigures{}, err
+		return nil, err
 	}
-	defer func() {
+	release := func() error {
 		for _, f := range fs {
 			f.Close()
 		}
-		if terr := network.Teardown(a.Path, ep); terr != nil && err == nil {
-			err = terr
+		return network.Teardown(a.Path, ep)
+	}
+	defer func() {
+		if err != nil {
+			release()
 		}
 	}()
 	nic, err := vcNIC(ep, fs)
 	if err != nil {
-		return netFigures{}, err
+		return nil, err
 	}
-	id := fmt.Sprintf("netfloor-%d-%d", vcpus, queues)
+	id := fmt.Sprintf("netfloor-%s", a.Name)
 	vm, err := hypervisor.New("qemu", hypervisor.Config{
 		ID: id, StateDir: filepath.Join(e.stateRoot, id), Kernel: img.Kernel, Initrd: img.Initrd,
 		KernelParams: "netperf.addr=" + guestAddr + "/24", CPUs: uint32(vcpus), NICs: []hypervisor.NIC{nic},
 	})
 	if err != nil {
-		return netFigures{}, err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := vm.Start(ctx); err != nil {
-		return netFigures{}, err
+		return nil, err
 	}
-	defer vm.Stop(context.Background(), 0)
-	n, err := measureNet(b, id)
-	if err != nil {
-		return n, err
-	}
-	select {
-	case <-vm.Exited():
-	case <-time.After(time.Minute):
-		return n, fmt.Errorf("the bare guest did not power off after quit")
-	}
-	return n, nil
+	return &netTarget{b: b, stop: func() error {
+		select {
+		case <-vm.Exited():
+		case <-time.After(20 * time.Second):
+			// Not a figure: say so, with the console's tail.
+			con, _ := os.ReadFile(vm.Info().ConsoleLog)
+			fmt.Fprintf(os.Stderr, "net bench: the bare guest %s did not power off after quit; console:\n%s\n", id, con[max(0, len(con)-2000):])
+		}
+		vm.Stop(context.Background(), 0)
+		return release()
+	}}, nil
 }
 
 func vcNIC(ep network.Endpoint, fs []*os.File) (hypervisor.NIC, error) {
@@ -284,156 +368,194 @@ func vcNIC(ep network.Endpoint, fs []*os.File) (hypervisor.NIC, error) {
 }
 
 // containerGuest runs the server in a container of a sandbox with vcpus
-// vCPUs joined to A, measures it from B and removes the sandbox.
-func containerGuest(e *vmEnv, a, b nstest.NS, root string, vcpus int) (netFigures, error) {
+// vCPUs joined to A.
+func containerGuest(e *vmEnv, a, b nstest.NS, root string, vcpus int) (_ *netTarget, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	id := fmt.Sprintf("net%d", vcpus)
+	id := fmt.Sprintf("net-%s", a.Name)
 	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: e.stateRoot, NetNS: a.Path,
-		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd, CPUs: uint32(vcpus)}})
+		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd, CPUs: uint32(vcpus),
+			KernelParams: strings.Fields(os.Getenv("VC_BENCH_NET_KERNEL_PARAMS"))}})
 	if err != nil {
-		return netFigures{}, err
+		return nil, err
 	}
-	defer func() { s.Stop(ctx, 5*time.Second); s.Delete(ctx) }()
+	remove := func() {
+		ctx := context.Background()
+		s.Stop(ctx, 5*time.Second)
+		s.Delete(ctx)
+	}
+	defer func() {
+		if err != nil {
+			remove()
+		}
+	}()
 	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "srv", Rootfs: root, Spec: oci.DefaultSpec([]string{"/netperf", "serve", serverAddr}, nil, "/", false)}); err != nil {
-		return netFigures{}, err
+		return nil, err
 	}
 	c := s.Container("srv")
 	var out bytes.Buffer
-	streams := c.IOStream(ctx, "srv", vc.IO{Stdout: &out, Stderr: &out})
+	streams := c.IOStream(context.Background(), "srv", vc.IO{Stdout: &out, Stderr: &out})
 	if err := c.Start(ctx); err != nil {
-		return netFigures{}, err
+		return nil, err
 	}
-	n, err := measureNet(b, "container")
-	if err != nil {
-		c.Kill(ctx, 9, true)
-	}
-	c.Wait(ctx)
-	<-streams
-	c.Delete(ctx)
-	if err != nil {
-		return n, fmt.Errorf("%w (server said %q)", err, out.String())
-	}
-	return n, nil
+	return &netTarget{b: b, stop: func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		defer remove()
+		code, err := c.Wait(ctx)
+		if err != nil || code != 0 {
+			c.Kill(ctx, 9, true)
+			return fmt.Errorf("the server's container: exit %d, %v: %q", code, err, out.String())
+		}
+		<-streams
+		return c.Delete(ctx)
+	}}, nil
 }
 
-// measureNet waits for the server at serverAddr to answer from B, takes
-// every figure, and tells the server to quit.
-func measureNet(b nstest.NS, what string) (n netFigures, err error) {
-	dial := func() (c net.Conn, err error) {
-		err = b.Do(func() error {
-			c, err = net.DialTimeout("tcp", serverAddr, 5*time.Second)
+// measureTurns waits for each target's server to answer, measures them
+// in turns, netRuns rounds, then tells every server to quit and stops
+// every target, whatever failed.
+func measureTurns(ts ...*netTarget) (err error) {
+	defer func() {
+		for _, t := range ts {
+			if c, qerr := t.cmd("quit"); qerr == nil {
+				c.Close()
+			} else {
+				err = errors.Join(err, fmt.Errorf("%s: quit: %w", t.name, qerr))
+			}
+			err = errors.Join(err, t.stop())
+		}
+	}()
+	for _, t := range ts {
+		if err := t.ready(); err != nil {
 			return err
-		})
-		return c, err
-	}
-	cmd := func(line string) (net.Conn, error) {
-		c, err := dial()
-		if err != nil {
-			return nil, err
 		}
-		c.SetDeadline(time.Now().Add(2 * time.Minute))
-		if _, err := io.WriteString(c, line+"\n"); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
 	}
+	for range netRuns {
+		for _, t := range ts {
+			if err := t.round(); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+	}
+	for _, t := range ts {
+		slices.Sort(t.trips)
+		t.fig.rrP50, t.fig.rrP99 = t.trips[len(t.trips)/2], t.trips[len(t.trips)*99/100]
+	}
+	return nil
+}
+
+func (t *netTarget) dial() (c net.Conn, err error) {
+	err = t.b.Do(func() error {
+		c, err = net.DialTimeout("tcp", serverAddr, 5*time.Second)
+		return err
+	})
+	return c, err
+}
+
+// cmd connects to the server and sends it a command line.
+func (t *netTarget) cmd(line string) (net.Conn, error) {
+	c, err := t.dial()
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ready waits for the server to answer.
+func (t *netTarget) ready() error {
 	for deadline := time.Now().Add(3 * time.Minute); ; {
-		c, err := dial()
+		c, err := t.dial()
 		if err == nil {
 			c.Close()
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return n, fmt.Errorf("%s: the server never answered: %w", what, err)
+			return fmt.Errorf("%s: the server never answered: %w", t.name, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	defer func() {
-		if c, qerr := cmd("quit"); qerr == nil {
+}
+
+// round takes one of each figure: throughput kept if the best so far,
+// round trips added to the pool.
+func (t *netTarget) round() error {
+	n := &t.fig
+	// VM -> peer: the server writes netMiB.
+	c, err := t.cmd(fmt.Sprintf("source %d", netMiB<<20))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	got, err := io.Copy(io.Discard, c)
+	d := time.Since(start)
+	c.Close()
+	if err != nil || got != netMiB<<20 {
+		return fmt.Errorf("tcp from the server: %d of %d bytes: %v", got, netMiB<<20, err)
+	}
+	n.tcpTx = max(n.tcpTx, netMiB/d.Seconds())
+
+	// Peer -> VM: the server reads to EOF and says how much.
+	if c, err = t.cmd("sink"); err != nil {
+		return err
+	}
+	start = time.Now()
+	buf := make([]byte, 256<<10)
+	for left := netMiB << 20; left > 0; {
+		w, err := c.Write(buf[:min(left, len(buf))])
+		if err != nil {
 			c.Close()
-		} else if err == nil {
-			err = fmt.Errorf("%s: quit: %w", what, qerr)
+			return fmt.Errorf("tcp to the server: %w", err)
 		}
-	}()
+		left -= w
+	}
+	c.(*net.TCPConn).CloseWrite()
+	line, err := bufio.NewReader(c).ReadString('\n')
+	d = time.Since(start)
+	c.Close()
+	if strings.TrimSpace(line) != strconv.Itoa(netMiB<<20) {
+		return fmt.Errorf("tcp to the server: it read %q of %d bytes: %v", line, netMiB<<20, err)
+	}
+	n.tcpRx = max(n.tcpRx, netMiB/d.Seconds())
 
-	for range netRuns {
-		// VM -> peer: the server writes netMiB.
-		c, err := cmd(fmt.Sprintf("source %d", netMiB<<20))
-		if err != nil {
-			return n, err
-		}
-		start := time.Now()
-		got, err := io.Copy(io.Discard, c)
-		d := time.Since(start)
-		c.Close()
-		if err != nil || got != netMiB<<20 {
-			return n, fmt.Errorf("%s: tcp from the server: %d of %d bytes: %v", what, got, netMiB<<20, err)
-		}
-		n.tcpTx = max(n.tcpTx, netMiB/d.Seconds())
-
-		// Peer -> VM: the server reads to EOF and says how much.
-		if c, err = cmd("sink"); err != nil {
-			return n, err
-		}
-		start = time.Now()
-		buf := make([]byte, 256<<10)
-		for left := netMiB << 20; left > 0; {
-			w, err := c.Write(buf[:min(left, len(buf))])
-			if err != nil {
-				c.Close()
-				return n, fmt.Errorf("%s: tcp to the server: %w", what, err)
-			}
-			left -= w
-		}
-		c.(*net.TCPConn).CloseWrite()
-		line, err := bufio.NewReader(c).ReadString('\n')
-		d = time.Since(start)
-		c.Close()
-		if strings.TrimSpace(line) != strconv.Itoa(netMiB<<20) {
-			return n, fmt.Errorf("%s: tcp to the server: it read %q of %d bytes: %v", what, line, netMiB<<20, err)
-		}
-		n.tcpRx = max(n.tcpRx, netMiB/d.Seconds())
-
-		tx, txGot, err := udpFromServer(b, cmd)
-		if err != nil {
-			return n, fmt.Errorf("%s: %w", what, err)
-		}
-		if tx > n.udpTx {
-			n.udpTx, n.udpTxGot = tx, txGot
-		}
-		rx, rxGot, err := udpToServer(b, cmd)
-		if err != nil {
-			return n, fmt.Errorf("%s: %w", what, err)
-		}
-		if rx > n.udpRx {
-			n.udpRx, n.udpRxGot = rx, rxGot
-		}
+	tx, txGot, err := udpFromServer(t.b, t.cmd)
+	if err != nil {
+		return err
+	}
+	if tx > n.udpTx {
+		n.udpTx, n.udpTxGot = tx, txGot
+	}
+	rx, rxGot, err := udpToServer(t.b, t.cmd)
+	if err != nil {
+		return err
+	}
+	if rx > n.udpRx {
+		n.udpRx, n.udpRxGot = rx, rxGot
 	}
 
-	c, err := cmd("echo")
-	if err != nil {
-		return n, err
+	if c, err = t.cmd("echo"); err != nil {
+		return err
 	}
 	defer c.Close()
-	trips := make([]time.Duration, 0, rrTrips)
 	one := []byte{'x'}
-	for i := range rrWarm + rrTrips {
+	for i := range rrWarm + rrTrips/netRuns {
 		start := time.Now()
 		if _, err := c.Write(one); err != nil {
-			return n, fmt.Errorf("%s: round trip: %w", what, err)
+			return fmt.Errorf("round trip: %w", err)
 		}
 		if _, err := io.ReadFull(c, one); err != nil {
-			return n, fmt.Errorf("%s: round trip: %w", what, err)
+			return fmt.Errorf("round trip: %w", err)
 		}
 		if i >= rrWarm {
-			trips = append(trips, time.Since(start))
+			t.trips = append(t.trips, time.Since(start))
 		}
 	}
-	slices.Sort(trips)
-	n.rrP50, n.rrP99 = trips[len(trips)/2], trips[len(trips)*99/100]
-	return n, nil
+	return nil
 }
 
 // udpFromServer has the server send udpCount datagrams to a socket in B
