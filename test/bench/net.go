@@ -149,12 +149,33 @@ func netBench() ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctr, err := start("container", func(a, b nstest.NS) (*netTarget, error) { return containerGuest(e, a, b, root, 1) })
+	ctr, err := start("container", func(a, b nstest.NS) (*netTarget, error) { return containerGuest(e, a, b, root, 1, nil) })
 	if err != nil {
 		bare.stop()
 		return nil, err
 	}
-	if err := measureTurns(bare, ctr); err != nil {
+	one := []*netTarget{bare, ctr}
+	// An experiment: VC_BENCH_NET_KERNEL_PARAMS (sets of guest kernel
+	// parameters, ";" between sets) adds a case per set: a container in
+	// a sandbox booted with them.
+	var extra []*netTarget
+	var extraParams [][]string
+	for _, set := range strings.Split(os.Getenv("VC_BENCH_NET_KERNEL_PARAMS"), ";") {
+		params := strings.Fields(set)
+		if len(params) == 0 {
+			continue
+		}
+		t, err := start("container, "+strings.Join(params, " "), func(a, b nstest.NS) (*netTarget, error) { return containerGuest(e, a, b, root, 1, params) })
+		if err != nil {
+			for _, t := range one {
+				t.stop()
+			}
+			return nil, err
+		}
+		one = append(one, t)
+		extra, extraParams = append(extra, t), append(extraParams, params)
+	}
+	if err := measureTurns(one...); err != nil {
 		return nil, err
 	}
 	bare2q1, err := start("bare guest, 2 vCPUs, 1 queue", func(a, b nstest.NS) (*netTarget, error) { return bareGuest(e, a, b, floorImg, 2, 1) })
@@ -166,7 +187,7 @@ func netBench() ([]row, error) {
 		bare2q1.stop()
 		return nil, err
 	}
-	ctr2, err := start("container, 2 vCPUs", func(a, b nstest.NS) (*netTarget, error) { return containerGuest(e, a, b, root, 2) })
+	ctr2, err := start("container, 2 vCPUs", func(a, b nstest.NS) (*netTarget, error) { return containerGuest(e, a, b, root, 2, nil) })
 	if err != nil {
 		bare2q1.stop()
 		bare2.stop()
@@ -214,6 +235,11 @@ func netBench() ([]row, error) {
 	add("container in a VM", ctr.fig, bare.fig, "1 vCPU", func(v, f netFigures, fig string) string {
 		return join(udpNote(v, f, fig), "the host itself (the server in A, no VM): "+hostFig(host.fig, fig))
 	})
+	for i, t := range extra {
+		add("container in a VM, "+strings.Join(extraParams[i], " "), t.fig, bare.fig, "1 vCPU", func(v, f netFigures, fig string) string {
+			return "the container without them: " + hostFig(ctr.fig, fig)
+		})
+	}
 	add("container in a VM, multiqueue", ctr2.fig, bare2.fig, "2 vCPUs, 2 queues", func(v, f netFigures, fig string) string {
 		return join(udpNote(v, f, fig), "the bare guest with 2 vCPUs and 1 queue: "+hostFig(bare2q1.fig, fig))
 	})
@@ -369,13 +395,13 @@ func vcNIC(ep network.Endpoint, fs []*os.File) (hypervisor.NIC, error) {
 
 // containerGuest runs the server in a container of a sandbox with vcpus
 // vCPUs joined to A.
-func containerGuest(e *vmEnv, a, b nstest.NS, root string, vcpus int) (_ *netTarget, err error) {
+func containerGuest(e *vmEnv, a, b nstest.NS, root string, vcpus int, params []string) (_ *netTarget, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	id := fmt.Sprintf("net-%s", a.Name)
 	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: e.stateRoot, NetNS: a.Path,
 		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd, CPUs: uint32(vcpus),
-			KernelParams: strings.Fields(os.Getenv("VC_BENCH_NET_KERNEL_PARAMS"))}})
+			KernelParams: params}})
 	if err != nil {
 		return nil, err
 	}
@@ -467,6 +493,18 @@ func (t *netTarget) cmd(line string) (net.Conn, error) {
 	return c, nil
 }
 
+// procstat is the server's procstat reply (VC_BENCH_NET_PROCSTAT=1: a
+// diagnosis, where a guest's CPU goes during a transfer).
+func (t *netTarget) procstat() string {
+	c, err := t.cmd("procstat")
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
 // ready waits for the server to answer.
 func (t *netTarget) ready() error {
 	for deadline := time.Now().Add(3 * time.Minute); ; {
@@ -487,6 +525,10 @@ func (t *netTarget) ready() error {
 func (t *netTarget) round() error {
 	n := &t.fig
 	// VM -> peer: the server writes netMiB.
+	var before string
+	if os.Getenv("VC_BENCH_NET_PROCSTAT") != "" {
+		before = t.procstat()
+	}
 	c, err := t.cmd(fmt.Sprintf("source %d", netMiB<<20))
 	if err != nil {
 		return err
@@ -499,6 +541,9 @@ func (t *netTarget) round() error {
 		return fmt.Errorf("tcp from the server: %d of %d bytes: %v", got, netMiB<<20, err)
 	}
 	n.tcpTx = max(n.tcpTx, netMiB/d.Seconds())
+	if os.Getenv("VC_BENCH_NET_PROCSTAT") != "" {
+		fmt.Fprintf(os.Stderr, "net bench: %s: tcp from the server %.0f MiB/s; guest cpu and tcp between:\n%s\n%s\n", t.name, netMiB/d.Seconds(), before, t.procstat())
+	}
 
 	// Peer -> VM: the server reads to EOF and says how much.
 	if c, err = t.cmd("sink"); err != nil {

@@ -18,6 +18,8 @@
 //	udpsend A N S  send N datagrams of S bytes to A from the UDP socket, reply "ok\n"
 //	udpstat        reply "BYTES FIRST_NS LAST_NS\n" of the datagrams received
 //	               on the UDP socket since the last udpstat, then reset
+//	procstat       reply the guest's /proc/stat cpu line and /proc/net/snmp Tcp
+//	               lines, then close (where the guest's CPU went)
 //	quit           stop serving
 package main
 
@@ -176,6 +178,16 @@ func handle(c net.Conn, uc *net.UDPConn, cnt *udpCounter) bool {
 		fmt.Fprintf(c, "%d %d %d\n", cnt.bytes, cnt.first.UnixNano(), cnt.last.UnixNano())
 		cnt.bytes = 0
 		cnt.mu.Unlock()
+	case "procstat":
+		st, _ := os.ReadFile("/proc/stat")
+		line, _, _ := strings.Cut(string(st), "\n")
+		fmt.Fprintln(c, line)
+		snmp, _ := os.ReadFile("/proc/net/snmp")
+		for _, l := range strings.Split(string(snmp), "\n") {
+			if strings.HasPrefix(l, "Tcp:") {
+				fmt.Fprintln(c, l)
+			}
+		}
 	case "quit":
 		return true
 	}
