@@ -140,7 +140,7 @@ func setupBridgeTap(bridge string, ep *Endpoint, tapName string) (_ *os.File, er
 	if br.Type() != "bridge" {
 		return nil, fmt.Errorf("link %s is a %s, not a bridge", bridge, br.Type())
 	}
-	f, err := openTun(tapName)
+	f, err := openTun(tapName, false)
 	if err != nil {
 		return nil, err
 	}

@@ -54,28 +54,47 @@ func hook(step string) {
 // ep.Tap and ep.LinkQdisc record what was made, for Teardown. On error
 // nothing made is left.
 func Setup(path string, ep *Endpoint, model Model, tapName string) (*os.File, error) {
+	fs, err := SetupQueues(path, ep, model, tapName, 1)
+	if err != nil {
+		return nil, err
+	}
+	return fs[0], nil
+}
+
+// MaxQueues bounds the queues of a multiqueue tap (QEMU's virtio-net
+// takes up to 1024 queue pairs; a guest gains nothing past one per vCPU).
+const MaxQueues = 64
+
+// SetupQueues is Setup with queues queue files: a tcfilter tap made with
+// IFF_MULTI_QUEUE when queues > 1, one open file per queue, for a
+// multiqueue virtio-net NIC (one queue pair per vCPU). A macvtap has one
+// queue whatever is asked (multiqueue macvtap is not done yet).
+func SetupQueues(path string, ep *Endpoint, model Model, tapName string, queues int) ([]*os.File, error) {
 	if len(tapName) == 0 || len(tapName) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("tap name %q: want 1-15 bytes", tapName)
 	}
+	if queues < 1 || queues > MaxQueues {
+		return nil, fmt.Errorf("tap %s: queues %d: want 1-%d", tapName, queues, MaxQueues)
+	}
 	switch model {
 	case TCFilter:
-		var f *os.File
+		var fs []*os.File
 		err := inNS(path, func() (err error) {
-			f, err = setupTCFilter(ep, tapName)
+			fs, err = setupTCFilter(ep, tapName, queues)
 			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("netns %q: link %s: %w", path, ep.Name, err)
 		}
 		ep.Model, ep.Tap, ep.LinkQdisc = TCFilter, tapName, true
-		return f, nil
+		return fs, nil
 	case Macvtap:
 		f, err := setupMacvtap(path, ep, tapName)
 		if err != nil {
 			return nil, fmt.Errorf("netns %q: link %s: %w", path, ep.Name, err)
 		}
 		ep.Model, ep.Tap, ep.LinkQdisc = Macvtap, tapName, false
-		return f, nil
+		return []*os.File{f}, nil
 	}
 	return nil, fmt.Errorf("network model %q: want tcfilter or macvtap", model)
 }
@@ -92,7 +111,7 @@ func linkByName(name, what string) (netlink.Link, error) {
 	return l, nil
 }
 
-func setupTCFilter(ep *Endpoint, tapName string) (_ *os.File, err error) {
+func setupTCFilter(ep *Endpoint, tapName string, queues int) (_ []*os.File, err error) {
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -107,17 +126,23 @@ func setupTCFilter(ep *Endpoint, tapName string) (_ *os.File, err error) {
 		return nil, err
 	}
 	hook("tap")
-	f, err := openTun(tapName)
-	if err != nil {
-		return nil, err
-	}
+	var fs []*os.File
 	undo = append(undo, func() {
-		f.Close()
+		for _, f := range fs {
+			f.Close()
+		}
 		// Not persistent, the tap goes with its file; make sure.
 		if l, err := netlink.LinkByName(tapName); err == nil && l.Type() == "tuntap" {
 			netlink.LinkDel(l)
 		}
 	})
+	for range queues {
+		f, err := openTun(tapName, queues > 1)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
 	tap, err := linkByName(tapName, "tap")
 	if err != nil {
 		return nil, err
@@ -151,7 +176,7 @@ func setupTCFilter(ep *Endpoint, tapName string) (_ *os.File, err error) {
 	if _, err := linkByName(ep.Name, "link"); err != nil {
 		return nil, err
 	}
-	return f, nil
+	return fs, nil
 }
 
 // vanished tells a step's failure caused by the link going away.
@@ -188,15 +213,21 @@ func redirect(from, to int) *netlink.U32 {
 	}
 }
 
-// openTun creates (or opens) tap name in the calling thread's namespace.
-func openTun(name string) (*os.File, error) {
+// openTun creates (or opens) tap name in the calling thread's namespace;
+// multi makes (or attaches another queue to) a multiqueue tap, each open
+// file one queue.
+func openTun(name string, multi bool) (*os.File, error) {
 	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
 	}
 	var req [unix.IFNAMSIZ + 64]byte
 	copy(req[:], name)
-	*(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ])) = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	*(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ])) = flags
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.TUNSETIFF, uintptr(unsafe.Pointer(&req[0]))); errno != 0 {
 		f.Close()
 		return nil, fmt.Errorf("create tap %s (TUNSETIFF): %w", name, errno)

@@ -156,6 +156,65 @@ func TestSetupTeardownTCFilter(t *testing.T) {
 	}
 }
 
+// TestSetupQueues: a tcfilter tap asked for 4 queues is a multiqueue tap
+// with 4 attached queues, one per file, still joined by the redirects;
+// one queue makes a plain tap; a bad count is refused with nothing made.
+func TestSetupQueues(t *testing.T) {
+	needRoot(t)
+	a, _ := pair(t, "mq")
+	before := a.Links(t)
+	eps, err := Discover(a.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []int{0, MaxQueues + 1} {
+		ep := eps[0]
+		if _, err := SetupQueues(a.Path, &ep, TCFilter, "tap0_vc", bad); err == nil || !strings.Contains(err.Error(), "queues") {
+			t.Errorf("%d queues: %v, want an error naming the queues", bad, err)
+		}
+		if got := a.Links(t); !slices.Equal(got, before) {
+			t.Errorf("%d queues: links %v left, want %v", bad, got, before)
+		}
+	}
+	for _, n := range []int{1, 4} {
+		ep := eps[0]
+		fs, err := SetupQueues(a.Path, &ep, TCFilter, "tap0_vc", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) != n {
+			t.Errorf("%d queues: %d files", n, len(fs))
+		}
+		l, err := a.Handle(t).LinkByName("tap0_vc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tap, ok := l.(*netlink.Tuntap)
+		if !ok {
+			t.Fatalf("tap0_vc is a %T", l)
+		}
+		multi := tap.Flags&netlink.TUNTAP_MULTI_QUEUE != 0
+		if multi != (n > 1) || (n > 1 && tap.Queues != n) {
+			t.Errorf("%d queues asked: multi_queue %v, %d queues (flags %#x)", n, multi, tap.Queues, tap.Flags)
+		}
+		if tap.Flags&netlink.TUNTAP_VNET_HDR == 0 {
+			t.Errorf("%d queues: no vnet_hdr (flags %#x): the hypervisor could not offload", n, tap.Flags)
+		}
+		if q := a.Qdiscs(t); len(q) != 2 {
+			t.Errorf("%d queues: ingress qdiscs %v, want on veth0 and tap0_vc", n, q)
+		}
+		if err := Teardown(a.Path, ep); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			f.Close()
+		}
+		if got := a.Links(t); !slices.Equal(got, before) {
+			t.Errorf("%d queues: links after teardown %v, want %v", n, got, before)
+		}
+	}
+}
+
 func TestSetupLinkVanishes(t *testing.T) {
 	needRoot(t)
 	for _, step := range []string{"tap", "link-qdisc", "link-filter", "tap-qdisc", "done"} {

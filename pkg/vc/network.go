@@ -1,6 +1,7 @@
 package vc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,13 +65,13 @@ func (s *Sandbox) setupNetwork(cfg SandboxConfig) (_ []hypervisor.NIC, _ []*os.F
 	for i := range eps {
 		ep := &eps[i]
 		ep.GuestName = guestName(i)
-		f, err := network.Setup(cfg.NetNS, ep, model, tapName(i))
+		fs, err := network.SetupQueues(cfg.NetNS, ep, model, tapName(i), nicQueues(cfg))
 		if err != nil {
 			return nil, nil, err
 		}
-		files = append(files, f)
+		files = append(files, fs...)
 		s.status.Endpoints = append(s.status.Endpoints, *ep)
-		nic, err := nicFor(*ep, f)
+		nic, err := nicFor(*ep, fs...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -83,12 +84,20 @@ func (s *Sandbox) setupNetwork(cfg SandboxConfig) (_ []hypervisor.NIC, _ []*os.F
 	return nics, files, nil
 }
 
-func nicFor(ep network.Endpoint, f *os.File) (hypervisor.NIC, error) {
+// nicQueues is the queue pairs of a sandbox's NICs: one per boot vCPU, so
+// that each vCPU sends and receives on a queue of its own (the guest's
+// virtio-net turns them all on when it has as many CPUs online).
+func nicQueues(cfg SandboxConfig) int {
+	return min(int(cmp.Or(cfg.Hypervisor.CPUs, hypervisor.DefaultCPUs)), network.MaxQueues)
+}
+
+// nicFor is ep's NIC over the tap files fs, one per queue.
+func nicFor(ep network.Endpoint, fs ...*os.File) (hypervisor.NIC, error) {
 	mac, err := net.ParseMAC(ep.MAC)
 	if err != nil {
 		return hypervisor.NIC{}, fmt.Errorf("link %s: mac %q: %w", ep.Name, ep.MAC, err)
 	}
-	return hypervisor.NIC{ID: ep.GuestName, TapFiles: []*os.File{f}, MAC: mac, MTU: ep.MTU}, nil
+	return hypervisor.NIC{ID: ep.GuestName, TapFiles: fs, MAC: mac, MTU: ep.MTU}, nil
 }
 
 // teardownNetwork removes the recorded endpoints from the namespace. It is
@@ -256,11 +265,15 @@ func (s *Sandbox) addInterface(ctx context.Context, linkName string) (_ Interfac
 	if err != nil {
 		return Interface{}, err
 	}
-	f, err := network.Setup(cfg.NetNS, &ep, model, tapName(i))
+	fs, err := network.SetupQueues(cfg.NetNS, &ep, model, tapName(i), nicQueues(cfg))
 	if err != nil {
 		return Interface{}, fmt.Errorf("sandbox %s: AddInterface: %w", s.id, err)
 	}
-	defer f.Close()
+	defer func() {
+		for _, f := range fs {
+			f.Close()
+		}
+	}()
 	undo := context.WithoutCancel(ctx)
 	defer func() {
 		if err != nil {
@@ -269,7 +282,7 @@ func (s *Sandbox) addInterface(ctx context.Context, linkName string) (_ Interfac
 			}
 		}
 	}()
-	nic, err := nicFor(ep, f)
+	nic, err := nicFor(ep, fs...)
 	if err != nil {
 		return Interface{}, err
 	}
