@@ -108,6 +108,7 @@ func (a *Agent) RemoveContainer(ctx context.Context, req *pb.RemoveContainerRequ
 		return nil, err
 	}
 	a.closeSockProxies(req.GetContainerId())
+	a.dropCachesSoon() // dropcaches.go
 	return &emptypb.Empty{}, nil
 }
 

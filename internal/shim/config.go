@@ -78,6 +78,9 @@ type Config struct {
 	// without CNI) with loopback only, instead of the user-mode NAT that
 	// gives it outbound network and published ports.
 	DisableNAT bool `toml:"disable_nat"`
+	// NoBalloon leaves out the VM's memory balloon (free page
+	// reporting: the memory the guest frees goes back to the host).
+	NoBalloon bool `toml:"no_balloon"`
 	// HostLoopback lets a sandbox's NAT reach the host's loopback (pkg/vc
 	// NATConfig.HostLoopback): off, as it opens every service of the
 	// host's 127.0.0.1 to the guest.

@@ -366,6 +366,7 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		MaxCPUs:      cfg.MaxCPUs,
 		MaxMemoryMiB: cfg.MaxMemoryMiB,
 		Debug:        cfg.Debug,
+		NoBalloon:    cfg.NoBalloon,
 	}
 	// The configured size is the guest's own; a CRI pod's limits (the
 	// kubelet's sum, in the sandbox container's annotations) or a single

@@ -13,8 +13,9 @@ import (
 
 // DefaultModules are the kernel modules the agent needs from Debian's
 // generic kernel: virtio transport and console (the agent's virtio-serial
-// channel), block, net, rng, 9p and virtio-fs (shared directories), vsock,
-// overlay and ext4 (container root filesystems). Their dependencies are
+// channel), block, net, rng, the balloon (free page reporting), 9p and
+// virtio-fs (shared directories), vsock, overlay and ext4 (container root
+// filesystems). Their dependencies are
 // added by Build.
 var DefaultModules = []string{
 	"virtio_pci",
@@ -22,6 +23,7 @@ var DefaultModules = []string{
 	"virtio_blk",
 	"virtio_net",
 	"virtio_rng",
+	"virtio_balloon",
 	"9pnet_virtio",
 	"9p",
 	"virtiofs",

@@ -92,6 +92,12 @@ type Config struct {
 	MemoryFile   string
 	MemoryShared bool
 
+	// NoBalloon leaves out the memory balloon, whose free page reporting
+	// hands the host back the memory the guest frees (on by default; a
+	// backend may leave it out where it cannot report safely: qemu does
+	// with a MemoryFile).
+	NoBalloon bool
+
 	// RestoreState, when set, makes Start restore the device state saved
 	// in this file by Templater.SaveTemplate instead of booting: the VM
 	// resumes where the template was paused, with MemoryFile (mapped

@@ -46,6 +46,10 @@ type HypervisorConfig struct {
 	Workload *Workload `json:"workload,omitempty"`
 	// Debug turns the agent's debug logging on (in the console log).
 	Debug bool `json:"debug,omitempty"`
+	// NoBalloon leaves out the VM's memory balloon, whose free page
+	// reporting gives the host back the memory the guest frees (on by
+	// default; never in a factory's template: hypervisor.Config).
+	NoBalloon bool `json:"no_balloon,omitempty"`
 	// Factory is the directory of the factory (pkg/factory) whose
 	// template the VM resumes instead of booting: a record, set with
 	// SandboxConfig.VMSource by pkg/factory's Use. Set without a

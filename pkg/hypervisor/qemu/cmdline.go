@@ -131,6 +131,9 @@ func (p *launchPlan) devices() []device {
 		consoleSerial{ID: "console", Path: p.paths.Console},
 		virtioRNG{ID: "rng0"},
 	}
+	if balloonOn(c) {
+		devs = append(devs, virtioBalloon{ID: "balloon0", FreePageReporting: true})
+	}
 	switch p.transport {
 	case hypervisor.TransportVsock:
 		devs = append(devs, vhostVsockPCI{ID: "vsock0", CID: p.cid, VhostFD: p.vhostFD})
@@ -187,6 +190,17 @@ func (p *launchPlan) devices() []device {
 		)
 	}
 	return devs
+}
+
+// balloonOn says whether the VM gets the balloon (its free page
+// reporting). Not with a MemoryFile: QEMU 7.2 discards a reported block
+// of a file-backed RAM by punching it out of the file even when the file
+// is mapped private, and the VMs restored from one template all map its
+// file: one guest's free page would read as zeros in the others (QEMU 8.2
+// fixed that; see docs/performance.md). A template and the VMs restored
+// from it have the same devices, so neither has it.
+func balloonOn(c *hypervisor.Config) bool {
+	return !c.NoBalloon && c.MemoryFile == ""
 }
 
 // commandLine renders the plan as QEMU's arguments (without argv[0]).

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,6 +30,10 @@ func TestDeviceParams(t *testing.T) {
 		{vhostVsockPCI{ID: "vsock0", CID: 3, VhostFD: 4},
 			[]string{"-device", "vhost-vsock-pci,id=vsock0,guest-cid=3,vhostfd=4"}},
 		{virtioRNG{ID: "rng0"}, []string{"-device", "virtio-rng-pci,id=rng0"}},
+		{virtioBalloon{ID: "balloon0", FreePageReporting: true},
+			[]string{"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"}},
+		{virtioBalloon{ID: "balloon0"},
+			[]string{"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=off"}},
 		{virtio9P{ID: "fs-share", Path: "/srv/share", Tag: "share"},
 			[]string{"-fsdev", "local,id=fs-share-fs,path=/srv/share,security_model=none",
 				"-device", "virtio-9p-pci,id=fs-share,fsdev=fs-share-fs,mount_tag=share"}},
@@ -86,6 +91,11 @@ func TestHotplugArgs(t *testing.T) {
 	if got := asJSON(t, tap.NetdevAddArgs()); got != want {
 		t.Errorf("netdev_add:\n got  %s\n want %s", got, want)
 	}
+	balloon := virtioBalloon{ID: "balloon0", FreePageReporting: true}
+	want = `{"driver":"virtio-balloon-pci","free-page-reporting":true,"id":"balloon0"}`
+	if got := asJSON(t, balloon.DeviceAddArgs()); got != want {
+		t.Errorf("device_add balloon:\n got  %s\n want %s", got, want)
+	}
 	nic := virtioNet{ID: "net-eth0", Netdev: "netdev-eth0", MAC: "02:00:00:00:00:01", Bus: "rp0", MTU: 1500}
 	want = `{"bus":"rp0","driver":"virtio-net-pci","host_mtu":1500,"id":"net-eth0","mac":"02:00:00:00:00:01","netdev":"netdev-eth0"}`
 	if got := asJSON(t, nic.DeviceAddArgs()); got != want {
@@ -142,6 +152,7 @@ func TestCommandLine(t *testing.T) {
 		"-qmp unix:/run/vc/sb1/qmp-attach.sock,server=on,wait=off",
 		"-chardev file,id=console,path=/run/vc/sb1/console.log -serial chardev:console",
 		"-device virtio-rng-pci,id=rng0",
+		"-device virtio-balloon-pci,id=balloon0,free-page-reporting=on",
 		"-chardev socket,id=agent,path=/run/vc/sb1/agent.sock,server=on,wait=off",
 		"-device virtio-serial-pci,id=serial0",
 		"-device virtserialport,id=agent0,bus=serial0.0,chardev=agent,name=agent.channel.0",
@@ -200,6 +211,29 @@ func TestCommandLineKVMVsockFirmware(t *testing.T) {
 	p.transport = hypervisor.TransportVirtioSerial
 	if a := agentAddress(p); a != "unix:///run/vc/sb1/agent.sock" {
 		t.Errorf("agent address %s", a)
+	}
+}
+
+// The balloon is on by default, off on request, and never with a memory
+// file: QEMU 7.2 would punch the blocks a VM restored from a template
+// reports free out of the file its siblings map (balloonOn).
+func TestCommandLineBalloon(t *testing.T) {
+	const dev = "virtio-balloon-pci,id=balloon0,free-page-reporting=on"
+	for _, tc := range []struct {
+		name string
+		set  func(*hypervisor.Config)
+		want bool
+	}{
+		{"default", func(*hypervisor.Config) {}, true},
+		{"NoBalloon", func(c *hypervisor.Config) { c.NoBalloon = true }, false},
+		{"template", func(c *hypervisor.Config) { c.MemoryFile, c.MemoryShared = "/f/memory", true }, false},
+		{"restored", func(c *hypervisor.Config) { c.MemoryFile, c.RestoreState = "/f/memory", "/f/state" }, false},
+	} {
+		p := testPlan()
+		tc.set(&p.cfg)
+		if got := slices.Contains(p.commandLine(), dev); got != tc.want {
+			t.Errorf("%s: balloon on the command line %v, want %v:\n%s", tc.name, got, tc.want, strings.Join(p.commandLine(), " "))
+		}
 	}
 }
 

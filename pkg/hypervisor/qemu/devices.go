@@ -196,6 +196,28 @@ func (d virtioRNG) QemuParams() []string {
 	return []string{"-device", props{}.add("id", d.ID).cli("virtio-rng-pci")}
 }
 
+// virtioBalloon is a memory balloon the host never inflates: it is there
+// for free page reporting, by which the guest tells QEMU which blocks of
+// its free memory (2 MiB and up, some seconds after they were freed) it
+// may take back, and QEMU discards them from the VM's RSS. A guest that
+// touches such a block again gets fresh zeroed pages.
+type virtioBalloon struct {
+	ID                string
+	FreePageReporting bool
+}
+
+func (d virtioBalloon) props() props {
+	return props{}.add("id", d.ID).add("free-page-reporting", d.FreePageReporting)
+}
+
+func (d virtioBalloon) QemuParams() []string {
+	return []string{"-device", d.props().cli("virtio-balloon-pci")}
+}
+
+func (d virtioBalloon) DeviceAddArgs() map[string]any {
+	return props{}.add("driver", "virtio-balloon-pci").qmpMerge(d.props())
+}
+
 // virtio9P shares a host directory over 9p (an fsdev and its device).
 type virtio9P struct {
 	ID       string // the device; the fsdev is ID+"-fs"
