@@ -19,11 +19,45 @@ package ttrpc
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 type serverConfig struct {
 	handshaker  Handshaker
 	interceptor UnaryServerInterceptor
+
+	// inline says which unary methods run on the connection's reader
+	// goroutine (nil: none); handoff is how long one may run there
+	// before a fresh goroutine takes over reading the connection.
+	inline  func(service, method string) bool
+	handoff time.Duration
+}
+
+// WithInlineUnary makes the server run the unary methods for which
+// inline(service, method) is true on the goroutine that read the request,
+// and write the response from there, instead of starting a goroutine per
+// request: a call costs no goroutine handoff. Requests behind it on the
+// same connection wait while it runs, for handoff at most: if it has not
+// returned by then, a new goroutine takes over reading the connection
+// and the call finishes where it is. Methods that can block for long
+// (long polls) should answer false, so that they start on their own
+// goroutine at once, as every call does without this option. handoff
+// must be positive.
+//
+// This option is not in upstream containerd/ttrpc; it changes nothing on
+// the wire.
+func WithInlineUnary(handoff time.Duration, inline func(service, method string) bool) ServerOpt {
+	return func(c *serverConfig) error {
+		if handoff <= 0 {
+			return errors.New("ttrpc: WithInlineUnary: handoff must be positive")
+		}
+		if inline == nil {
+			return errors.New("ttrpc: WithInlineUnary: inline is nil")
+		}
+		c.inline = inline
+		c.handoff = handoff
+		return nil
+	}
 }
 
 // ServerOpt for configuring a ttrpc server

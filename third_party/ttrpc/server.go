@@ -306,6 +306,31 @@ type serverConn struct {
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{} // forced shutdown, used by close
+
+	// Set by run. Requests are read by one goroutine at a time (the
+	// reader: run's, or a handoff's, see runInline); responses are
+	// written by the goroutine that made them, under wmu: no writer
+	// goroutine, no channel between a handler and the connection.
+	ch         *channel
+	wmu        sync.Mutex
+	ctx        context.Context
+	cancel     context.CancelFunc
+	done       chan struct{} // closed by finish
+	doneOnce   sync.Once
+	readFailed chan struct{} // closed when reading stopped on an error that is not the peer going away
+	streams    sync.Map
+
+	smu    sync.Mutex // orders changes of active with the state they set
+	active int
+	idle   chan struct{} // cap 1: active fell to 0
+
+	lastStreamID uint32 // the reader's
+
+	// WithInlineUnary: the generation of the inline call that holds the
+	// reader role (0: none), and the timer that hands the role on.
+	inlineGen uint64 // the reader's
+	inlineTok atomic.Uint64
+	handoff   *time.Timer
 }
 
 func (c *serverConn) getState() (connState, bool) {
@@ -326,245 +351,305 @@ func (c *serverConn) close() error {
 }
 
 func (c *serverConn) run(sctx context.Context) {
-	type (
-		response struct {
-			id          uint32
-			status      *status.Status
-			data        []byte
-			closeStream bool
-			streaming   bool
-		}
-	)
-
-	var (
-		ch                     = newChannel(c.conn)
-		ctx, cancel            = context.WithCancel(sctx)
-		state        connState = connStateIdle
-		responses              = make(chan response)
-		recvErr                = make(chan error, 1)
-		done                   = make(chan struct{})
-		streams                = sync.Map{}
-		active       int32
-		lastStreamID uint32
-	)
-
-	defer c.conn.Close()
-	defer cancel()
-	defer close(done)
-	defer c.server.delConnection(c)
-
-	sendStatus := func(id uint32, st *status.Status) bool {
-		select {
-		case responses <- response{
-			// even though we've had an invalid stream id, we send it
-			// back on the same stream id so the client knows which
-			// stream id was bad.
-			id:          id,
-			status:      st,
-			closeStream: true,
-		}:
-			return true
-		case <-c.shutdown:
-			return false
-		case <-done:
-			return false
-		}
+	c.ch = newChannel(c.conn)
+	c.ctx, c.cancel = context.WithCancel(sctx)
+	c.done = make(chan struct{})
+	c.readFailed = make(chan struct{})
+	c.idle = make(chan struct{}, 1)
+	if c.server.config.inline != nil {
+		c.handoff = time.AfterFunc(time.Hour, c.handOff)
+		c.handoff.Stop()
 	}
+	go c.watch()
+	c.read()
+}
 
-	go func(recvErr chan error) {
-		defer close(recvErr)
-		for {
-			select {
-			case <-c.shutdown:
-				return
-			case <-done:
-				return
-			default: // proceed
-			}
-
-			mh, p, err := ch.recv()
-			if err != nil {
-				status, ok := status.FromError(err)
-				if !ok {
-					recvErr <- err
-					return
-				}
-
-				// in this case, we send an error for that particular message
-				// when the status is defined.
-				if !sendStatus(mh.StreamID, status) {
-					return
-				}
-
-				continue
-			}
-
-			if mh.StreamID%2 != 1 {
-				// enforce odd client initiated identifiers.
-				if !sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "StreamID must be odd for client initiated streams")) {
-					return
-				}
-				continue
-			}
-
-			if mh.Type == messageTypeData {
-				i, ok := streams.Load(mh.StreamID)
-				if !ok {
-					if !sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "StreamID is no longer active")) {
-						return
-					}
-					continue
-				}
-				sh := i.(*streamHandler)
-				if mh.Flags&flagNoData != flagNoData {
-					unmarshal := func(obj interface{}) error {
-						err := protoUnmarshal(p, obj)
-						ch.putmbuf(p)
-						return err
-					}
-
-					if err := sh.data(unmarshal); err != nil {
-						if !sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "data handling error: %v", err)) {
-							return
-						}
-						continue
-					}
-				}
-
-				if mh.Flags&flagRemoteClosed == flagRemoteClosed {
-					sh.closeSend()
-					if len(p) > 0 {
-						if !sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "data close message cannot include data")) {
-							return
-						}
-						continue
-					}
-				}
-			} else if mh.Type == messageTypeRequest {
-				if mh.StreamID <= lastStreamID {
-					// enforce odd client initiated identifiers.
-					if !sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "StreamID cannot be re-used and must increment")) {
-						return
-					}
-					continue
-
-				}
-				lastStreamID = mh.StreamID
-
-				// TODO: Make request type configurable
-				// Unmarshaller which takes in a byte array and returns an interface?
-				var req Request
-				if err := c.server.codec.Unmarshal(p, &req); err != nil {
-					ch.putmbuf(p)
-					if !sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "unmarshal request error: %v", err)) {
-						return
-					}
-					continue
-				}
-				ch.putmbuf(p)
-
-				id := mh.StreamID
-				respond := func(status *status.Status, data []byte, streaming, closeStream bool) error {
-					select {
-					case responses <- response{
-						id:          id,
-						status:      status,
-						data:        data,
-						closeStream: closeStream,
-						streaming:   streaming,
-					}:
-					case <-done:
-						return ErrClosed
-					}
-					return nil
-				}
-				sh, err := c.server.services.handle(ctx, &req, respond)
-				if err != nil {
-					status, _ := status.FromError(err)
-					if !sendStatus(mh.StreamID, status) {
-						return
-					}
-					continue
-				}
-
-				streams.Store(id, sh)
-				atomic.AddInt32(&active, 1)
-			}
-			// TODO: else we must ignore this for future compat. log this?
+// finish ends the connection: handlers still running see their context
+// cancelled, as upstream.
+func (c *serverConn) finish() {
+	c.doneOnce.Do(func() {
+		c.server.delConnection(c)
+		close(c.done)
+		c.cancel()
+		c.conn.Close()
+		if c.handoff != nil {
+			c.handoff.Stop()
 		}
-	}(recvErr)
+	})
+}
 
+// watch finishes the connection once it is idle after a shutdown (or
+// after reading failed), as upstream's writer loop did.
+func (c *serverConn) watch() {
+	select {
+	case <-c.done:
+		return
+	case <-c.shutdown:
+	case <-c.readFailed:
+	}
 	for {
-		var (
-			newstate connState
-			shutdown chan struct{}
-		)
-
-		activeN := atomic.LoadInt32(&active)
-		if activeN > 0 {
-			newstate = connStateActive
-			shutdown = nil
-		} else {
-			newstate = connStateIdle
-			shutdown = c.shutdown // only enable this branch in idle mode
-		}
-		if newstate != state {
-			c.setState(newstate)
-			state = newstate
-		}
-
-		select {
-		case response := <-responses:
-			if !response.streaming || response.status.Code() != codes.OK {
-				p, err := c.server.codec.Marshal(&Response{
-					Status:  response.status.Proto(),
-					Payload: response.data,
-				})
-				if err != nil {
-					log.G(ctx).WithError(err).Error("failed marshaling response")
-					return
-				}
-
-				if err := ch.send(response.id, messageTypeResponse, 0, p); err != nil {
-					log.G(ctx).WithError(err).Error("failed sending message on channel")
-					return
-				}
-			} else {
-				var flags uint8
-				if response.closeStream {
-					flags = flagRemoteClosed
-				}
-				if response.data == nil {
-					flags = flags | flagNoData
-				}
-				if err := ch.send(response.id, messageTypeData, flags, response.data); err != nil {
-					log.G(ctx).WithError(err).Error("failed sending message on channel")
-					return
-				}
-			}
-
-			if response.closeStream {
-				// The ttrpc protocol currently does not support the case where
-				// the server is localClosed but not remoteClosed. Once the server
-				// is closing, the whole stream may be considered finished
-				streams.Delete(response.id)
-				atomic.AddInt32(&active, -1)
-			}
-		case err := <-recvErr:
-			// TODO(stevvooe): Not wildly clear what we should do in this
-			// branch. Basically, it means that we are no longer receiving
-			// requests due to a terminal error.
-			recvErr = nil // connection is now "closing"
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-				// The client went away and we should stop processing
-				// requests, so that the client connection is closed
-				return
-			}
-			log.G(ctx).WithError(err).Error("error receiving message")
-			// else, initiate shutdown
-		case <-shutdown:
+		c.smu.Lock()
+		n := c.active
+		c.smu.Unlock()
+		if n <= 0 {
+			c.finish()
 			return
 		}
+		select {
+		case <-c.idle:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *serverConn) addActive() {
+	c.smu.Lock()
+	c.active++
+	if c.active == 1 {
+		c.setState(connStateActive)
+	}
+	c.smu.Unlock()
+}
+
+func (c *serverConn) doneActive() {
+	c.smu.Lock()
+	c.active--
+	if c.active == 0 {
+		c.setState(connStateIdle)
+		select {
+		case c.idle <- struct{}{}:
+		default:
+		}
+	}
+	c.smu.Unlock()
+}
+
+func (c *serverConn) send(id uint32, t messageType, flags uint8, p []byte) error {
+	c.wmu.Lock()
+	err := c.ch.send(id, t, flags, p)
+	c.wmu.Unlock()
+	if err != nil {
+		log.G(c.ctx).WithError(err).Error("failed sending message on channel")
+		c.finish()
+	}
+	return err
+}
+
+// respond writes the response (or stream data) of stream id from the
+// calling goroutine.
+func (c *serverConn) respond(id uint32, st *status.Status, data []byte, streaming, closeStream bool) error {
+	select {
+	case <-c.done:
+		return ErrClosed
+	default:
+	}
+	var err error
+	if !streaming || st.Code() != codes.OK {
+		var p []byte
+		p, err = c.server.codec.Marshal(&Response{
+			Status:  st.Proto(),
+			Payload: data,
+		})
+		if err != nil {
+			log.G(c.ctx).WithError(err).Error("failed marshaling response")
+			c.finish()
+		} else {
+			err = c.send(id, messageTypeResponse, 0, p)
+		}
+	} else {
+		var flags uint8
+		if closeStream {
+			flags = flagRemoteClosed
+		}
+		if data == nil {
+			flags = flags | flagNoData
+		}
+		err = c.send(id, messageTypeData, flags, data)
+	}
+	if closeStream {
+		// The ttrpc protocol currently does not support the case where
+		// the server is localClosed but not remoteClosed. Once the server
+		// is closing, the whole stream may be considered finished
+		c.streams.Delete(id)
+		c.doneActive()
+	}
+	return err
+}
+
+// sendStatus answers stream id with an error status. Even though the
+// stream id may be invalid, it is sent back on the same stream id so the
+// client knows which stream id was bad. It returns false once the
+// connection is finished.
+func (c *serverConn) sendStatus(id uint32, st *status.Status) bool {
+	c.streams.Delete(id)
+	p, err := c.server.codec.Marshal(&Response{Status: st.Proto()})
+	if err != nil {
+		log.G(c.ctx).WithError(err).Error("failed marshaling response")
+		c.finish()
+		return false
+	}
+	return c.send(id, messageTypeResponse, 0, p) == nil
+}
+
+// read reads requests until the connection ends, or until it hands the
+// reader role on (runInline).
+func (c *serverConn) read() {
+	for {
+		select {
+		case <-c.shutdown:
+			return
+		case <-c.done:
+			return
+		default: // proceed
+		}
+
+		mh, p, err := c.ch.recv()
+		if err != nil {
+			status, ok := status.FromError(err)
+			if !ok {
+				select {
+				case <-c.done:
+					return
+				default:
+				}
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+					// The client went away and we should stop processing
+					// requests, so that the client connection is closed
+					c.finish()
+					return
+				}
+				log.G(c.ctx).WithError(err).Error("error receiving message")
+				close(c.readFailed)
+				return
+			}
+
+			// in this case, we send an error for that particular message
+			// when the status is defined.
+			if !c.sendStatus(mh.StreamID, status) {
+				return
+			}
+
+			continue
+		}
+
+		if mh.StreamID%2 != 1 {
+			// enforce odd client initiated identifiers.
+			if !c.sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "StreamID must be odd for client initiated streams")) {
+				return
+			}
+			continue
+		}
+
+		if mh.Type == messageTypeData {
+			i, ok := c.streams.Load(mh.StreamID)
+			if !ok {
+				if !c.sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "StreamID is no longer active")) {
+					return
+				}
+				continue
+			}
+			sh := i.(*streamHandler)
+			if mh.Flags&flagNoData != flagNoData {
+				unmarshal := func(obj interface{}) error {
+					err := protoUnmarshal(p, obj)
+					c.ch.putmbuf(p)
+					return err
+				}
+
+				if err := sh.data(unmarshal); err != nil {
+					if !c.sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "data handling error: %v", err)) {
+						return
+					}
+					continue
+				}
+			}
+
+			if mh.Flags&flagRemoteClosed == flagRemoteClosed {
+				sh.closeSend()
+				if len(p) > 0 {
+					if !c.sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "data close message cannot include data")) {
+						return
+					}
+					continue
+				}
+			}
+		} else if mh.Type == messageTypeRequest {
+			if mh.StreamID <= c.lastStreamID {
+				// enforce odd client initiated identifiers.
+				if !c.sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "StreamID cannot be re-used and must increment")) {
+					return
+				}
+				continue
+
+			}
+			c.lastStreamID = mh.StreamID
+
+			// TODO: Make request type configurable
+			// Unmarshaller which takes in a byte array and returns an interface?
+			var req Request
+			if err := c.server.codec.Unmarshal(p, &req); err != nil {
+				c.ch.putmbuf(p)
+				if !c.sendStatus(mh.StreamID, status.Newf(codes.InvalidArgument, "unmarshal request error: %v", err)) {
+					return
+				}
+				continue
+			}
+			c.ch.putmbuf(p)
+
+			id := mh.StreamID
+			respond := func(status *status.Status, data []byte, streaming, closeStream bool) error {
+				return c.respond(id, status, data, streaming, closeStream)
+			}
+			c.addActive()
+			sh, unary, err := c.server.services.handle(c.ctx, &req, respond)
+			if err != nil {
+				c.doneActive()
+				status, _ := status.FromError(err)
+				if !c.sendStatus(mh.StreamID, status) {
+					return
+				}
+				continue
+			}
+			if sh != nil {
+				c.streams.Store(id, sh)
+			}
+			if unary != nil {
+				if c.handoff != nil && c.server.config.inline(req.Service, req.Method) {
+					if !c.runInline(unary) {
+						return
+					}
+				} else {
+					go unary()
+				}
+			}
+		}
+		// TODO: else we must ignore this for future compat. log this?
+	}
+}
+
+// runInline runs call on the reader goroutine. It returns false if the
+// call took longer than the handoff and another goroutine is the reader
+// now.
+func (c *serverConn) runInline(call func()) bool {
+	c.inlineGen++
+	g := c.inlineGen
+	c.inlineTok.Store(g)
+	c.handoff.Reset(c.server.config.handoff)
+	call()
+	if c.inlineTok.CompareAndSwap(g, 0) {
+		c.handoff.Stop()
+		return true
+	}
+	return false
+}
+
+// handOff runs on the handoff timer's goroutine: if an inline call still
+// holds the reader role, this goroutine takes it over.
+func (c *serverConn) handOff() {
+	g := c.inlineTok.Load()
+	if g != 0 && c.inlineTok.CompareAndSwap(g, 0) {
+		c.read()
 	}
 }
 

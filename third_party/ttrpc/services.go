@@ -101,14 +101,18 @@ func (s *serviceSet) streamCall(ctx context.Context, stream StreamHandler, info 
 	return
 }
 
-func (s *serviceSet) handle(ctx context.Context, req *Request, respond func(*status.Status, []byte, bool, bool) error) (*streamHandler, error) {
+// handle starts the call req names. A unary call is returned as unary,
+// for the caller to run (on its own goroutine or another); a streaming
+// call is started on a goroutine of its own and returned as a
+// streamHandler.
+func (s *serviceSet) handle(ctx context.Context, req *Request, respond func(*status.Status, []byte, bool, bool) error) (*streamHandler, func(), error) {
 	srv, ok := s.services[req.Service]
 	if !ok {
-		return nil, status.Errorf(codes.Unimplemented, "service %v", req.Service)
+		return nil, nil, status.Errorf(codes.Unimplemented, "service %v", req.Service)
 	}
 
 	if method, ok := srv.Methods[req.Method]; ok {
-		go func() {
+		return nil, func() {
 			ctx, cancel := getRequestContext(ctx, req)
 			defer cancel()
 
@@ -118,8 +122,7 @@ func (s *serviceSet) handle(ctx context.Context, req *Request, respond func(*sta
 			p, st := s.unaryCall(ctx, method, info, req.Payload)
 
 			respond(st, p, false, true)
-		}()
-		return nil, nil
+		}, nil
 	}
 	if stream, ok := srv.Streams[req.Method]; ok {
 		ctx, cancel := getRequestContext(ctx, req)
@@ -149,13 +152,13 @@ func (s *serviceSet) handle(ctx context.Context, req *Request, respond func(*sta
 				return protoUnmarshal(req.Payload, obj)
 			}
 			if err := sh.data(unmarshal); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 
-		return sh, nil
+		return sh, nil, nil
 	}
-	return nil, status.Errorf(codes.Unimplemented, "method %v", req.Method)
+	return nil, nil, status.Errorf(codes.Unimplemented, "method %v", req.Method)
 }
 
 type streamHandler struct {
