@@ -19,6 +19,7 @@ package ttrpc
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -101,6 +102,15 @@ type channel struct {
 	br    *bufio.Reader
 	hrbuf [messageHeaderLength]byte // avoid alloc when reading header
 	hwbuf [messageHeaderLength]byte
+
+	// A message being read: recv resumes it after an error such as a
+	// read deadline (the client's reader interrupted for its caller's
+	// context) instead of losing the bytes read so far.
+	hn      int           // header bytes read
+	mh      messageHeader // valid once hn == messageHeaderLength
+	p       []byte        // the payload
+	pn      int           // payload bytes read
+	discard int           // bytes of an oversized payload left to discard
 }
 
 func newChannel(conn net.Conn) *channel {
@@ -117,27 +127,57 @@ func newChannel(conn net.Conn) *channel {
 // returned will be valid and caller should send that along to
 // the correct consumer. The bytes on the underlying channel
 // will be discarded.
+//
+// After any other error the message is resumed by the next recv.
 func (ch *channel) recv() (messageHeader, []byte, error) {
-	mh, err := readMessageHeader(ch.hrbuf[:], ch.br)
-	if err != nil {
-		return messageHeader{}, nil, err
+	if ch.hn < messageHeaderLength {
+		n, err := io.ReadFull(ch.br, ch.hrbuf[ch.hn:])
+		ch.hn += n
+		if err != nil {
+			if ch.hn > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return messageHeader{}, nil, err
+		}
+		p := ch.hrbuf[:]
+		ch.mh = messageHeader{
+			Length:   binary.BigEndian.Uint32(p[:4]),
+			StreamID: binary.BigEndian.Uint32(p[4:8]),
+			Type:     messageType(p[8]),
+			Flags:    p[9],
+		}
+		ch.pn = 0
+		if ch.mh.Length > uint32(messageLengthMax) {
+			ch.discard = int(ch.mh.Length)
+		} else if ch.mh.Length > 0 {
+			ch.p = ch.getmbuf(int(ch.mh.Length))
+		}
 	}
+	mh := ch.mh
 
 	if mh.Length > uint32(messageLengthMax) {
-		if _, err := ch.br.Discard(int(mh.Length)); err != nil {
-			return mh, nil, fmt.Errorf("failed to discard after receiving oversized message: %w", err)
+		for ch.discard > 0 {
+			n, err := ch.br.Discard(ch.discard)
+			ch.discard -= n
+			if err != nil {
+				return mh, nil, fmt.Errorf("failed to discard after receiving oversized message: %w", err)
+			}
 		}
-
+		ch.hn = 0
 		return mh, nil, status.Errorf(codes.ResourceExhausted, "message length %v exceed maximum message size of %v", mh.Length, messageLengthMax)
 	}
 
 	var p []byte
 	if mh.Length > 0 {
-		p = ch.getmbuf(int(mh.Length))
-		if _, err := io.ReadFull(ch.br, p); err != nil {
+		n, err := io.ReadFull(ch.br, ch.p[ch.pn:])
+		ch.pn += n
+		if err != nil {
 			return messageHeader{}, nil, fmt.Errorf("failed reading message: %w", err)
 		}
+		p = ch.p
+		ch.p = nil
 	}
+	ch.hn = 0
 
 	return mh, p, nil
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,6 +53,19 @@ type Client struct {
 	userCloseWaitCh chan struct{}
 
 	interceptor UnaryClientInterceptor
+
+	// callerReads: no reader goroutine; a goroutine waiting for its
+	// response reads the connection itself (receive). Off when
+	// WithOnClose is given (the callback must run when the connection
+	// dies, even with no call in flight) or when the connection has no
+	// read deadlines (they interrupt a reader whose context ends).
+	callerReads bool
+	onCloseSet  bool
+	failOnce    sync.Once
+	rmu         sync.Mutex
+	reading     bool          // a caller holds the reader role
+	waiters     int           // callers waiting for a response or the role
+	rfree       chan struct{} // cap 1: the role was released with waiters
 }
 
 // ClientOpts configures a client
@@ -61,6 +75,7 @@ type ClientOpts func(c *Client)
 func WithOnClose(onClose func()) ClientOpts {
 	return func(c *Client) {
 		c.userCloseFunc = onClose
+		c.onCloseSet = true
 	}
 }
 
@@ -131,6 +146,11 @@ func NewClient(conn net.Conn, opts ...ClientOpts) *Client {
 		c.interceptor = defaultClientInterceptor
 	}
 
+	if !c.onCloseSet && conn.SetReadDeadline(time.Time{}) == nil {
+		c.callerReads = true
+		c.rfree = make(chan struct{}, 1)
+		return c
+	}
 	go c.run()
 	return c
 }
@@ -254,18 +274,9 @@ func (cs *clientStream) RecvMsg(m interface{}) error {
 		return io.EOF
 	}
 
-	var msg *streamMessage
-	select {
-	case <-cs.ctx.Done():
-		return cs.ctx.Err()
-	case <-cs.s.recvClose:
-		// If recv has a pending message, process that first
-		select {
-		case msg = <-cs.s.recv:
-		default:
-			return cs.s.recvErr
-		}
-	case msg = <-cs.s.recv:
+	msg, err := cs.c.receive(cs.ctx, cs.s)
+	if err != nil {
+		return err
 	}
 
 	switch msg.header.Type {
@@ -323,12 +334,46 @@ func (c *Client) Close() error {
 
 		c.conn.Close()
 	})
+	if c.callerReads {
+		c.fail(ErrClosed)
+	}
 	return nil
+}
+
+// fail ends a callerReads client: what run does after its loop.
+func (c *Client) fail(err error) {
+	c.failOnce.Do(func() {
+		c.closeOnce.Do(func() {
+			c.closed()
+			c.conn.Close()
+		})
+		c.cleanupStreams(err)
+		c.userCloseFunc()
+		close(c.userCloseWaitCh)
+	})
 }
 
 // UserOnCloseWait is used to block until the user's on-close callback
 // finishes.
+//
+// A client without a reader goroutine (no WithOnClose) reads the
+// connection while it waits, delivering what arrives to the calls in
+// flight, to see it close.
 func (c *Client) UserOnCloseWait(ctx context.Context) error {
+	if c.callerReads {
+		s := newStream(0, c) // not registered: only the end wakes it
+		for {
+			select {
+			case <-c.userCloseWaitCh:
+				return nil
+			default:
+			}
+			c.receive(ctx, s)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
 	select {
 	case <-c.userCloseWaitCh:
 		return nil
@@ -542,20 +587,9 @@ func (c *Client) dispatch(ctx context.Context, req *Request, resp *Response) err
 	}
 	defer c.deleteStream(s)
 
-	var msg *streamMessage
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.ctx.Done():
-		return ErrClosed
-	case <-s.recvClose:
-		// If recv has a pending message, process that first
-		select {
-		case msg = <-s.recv:
-		default:
-			return s.recvErr
-		}
-	case msg = <-s.recv:
+	msg, err := c.receive(ctx, s)
+	if err != nil {
+		return err
 	}
 
 	if msg.header.Type == messageTypeResponse {
@@ -568,4 +602,154 @@ func (c *Client) dispatch(ctx context.Context, req *Request, resp *Response) err
 	c.channel.putmbuf(msg.payload)
 
 	return err
+}
+
+// aLongTimeAgo is a read deadline that interrupts a read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// receive returns the next message of stream s. Without callerReads the
+// client's reader goroutine delivers it. With callerReads, if no other
+// caller is reading the connection, this one does: a response read by
+// its own caller costs no goroutine handoff. Messages of other streams
+// it reads on the way are delivered to them, and when it has its own it
+// passes the reader role to a waiting caller, if any.
+func (c *Client) receive(ctx context.Context, s *stream) (*streamMessage, error) {
+	if !c.callerReads {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		case <-s.recvClose:
+			// If recv has a pending message, process that first
+			select {
+			case msg := <-s.recv:
+				return msg, nil
+			default:
+				return nil, s.recvErr
+			}
+		case msg := <-s.recv:
+			return msg, nil
+		}
+	}
+	for {
+		if msg, err, ok := s.pending(); ok {
+			return msg, err
+		}
+		c.rmu.Lock()
+		if !c.reading {
+			c.reading = true
+			c.rmu.Unlock()
+			msg, err := c.readFor(ctx, s)
+			c.rmu.Lock()
+			c.reading = false
+			if c.waiters > 0 {
+				select {
+				case c.rfree <- struct{}{}:
+				default:
+				}
+			}
+			c.rmu.Unlock()
+			return msg, err
+		}
+		c.waiters++
+		c.rmu.Unlock()
+		var (
+			msg  *streamMessage
+			err  error
+			done = true
+		)
+		select {
+		case msg = <-s.recv:
+		case <-s.recvClose:
+			msg, err, _ = s.pending()
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-c.ctx.Done():
+			err = ErrClosed
+		case <-c.rfree:
+			// The role is free: take it (or wait behind whoever did).
+			done = false
+		}
+		c.rmu.Lock()
+		c.waiters--
+		c.rmu.Unlock()
+		if done {
+			return msg, err
+		}
+	}
+}
+
+// pending returns a message delivered to s, or the error s was closed
+// with; ok is false if there is neither.
+func (s *stream) pending() (*streamMessage, error, bool) {
+	select {
+	case msg := <-s.recv:
+		return msg, nil, true
+	default:
+	}
+	select {
+	case <-s.recvClose:
+		// If recv has a pending message, process that first
+		select {
+		case msg := <-s.recv:
+			return msg, nil, true
+		default:
+			return nil, s.recvErr, true
+		}
+	default:
+		return nil, nil, false
+	}
+}
+
+// readFor reads the connection, holding the reader role, until a message
+// of s arrives, s is closed, or ctx ends (a read deadline interrupts the
+// read; the message being read is resumed by the next reader).
+func (c *Client) readFor(ctx context.Context, s *stream) (*streamMessage, error) {
+	stop := context.AfterFunc(ctx, func() { c.conn.SetReadDeadline(aLongTimeAgo) })
+	defer stop()
+	for {
+		if msg, err, ok := s.pending(); ok {
+			return msg, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var (
+			msg = &streamMessage{}
+			err error
+		)
+		msg.header, msg.payload, err = c.channel.recv()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				// Set for a reader that has left since.
+				c.conn.SetReadDeadline(time.Time{})
+				continue
+			}
+			if _, ok := status.FromError(err); !ok {
+				// treat all errors that are not an rpc status as terminal.
+				// all others poison the connection.
+				err = filterCloseErr(err)
+				c.fail(err)
+				return nil, err
+			}
+		}
+		sid := streamID(msg.header.StreamID)
+		if sid == s.id && err == nil {
+			return msg, nil
+		}
+		t := c.getStream(sid)
+		if t == nil {
+			log.G(c.ctx).WithField("stream", sid).Error("ttrpc: received message on inactive stream")
+			continue
+		}
+		if err != nil {
+			t.closeWithError(err)
+		} else if err := t.receive(c.ctx, msg); err != nil {
+			log.G(c.ctx).WithFields(log.Fields{"error": err, "stream": sid}).Error("ttrpc: failed to handle message")
+		}
+	}
 }
