@@ -106,3 +106,5 @@ require (
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/utils v0.0.0-20260319190234-28399d86e0b5 // indirect
 )
+
+replace github.com/containerd/ttrpc => ./third_party/ttrpc
