@@ -480,3 +480,49 @@ func TestExecHelperStopped(t *testing.T) {
 		t.Errorf("exec after: status %d, by the helper %v", st, e.loggedByHelper("after"))
 	}
 }
+
+// TestExecHelperDiesStarting: a helper that dies before its first answer
+// (here the container's seccomp filter kills it at its first recvmsg; in
+// life, the container's init killed while the helper starts) is noticed
+// at once, not after the helper's 10 s timeout, during which the
+// container's removal would wait; later execs take libcontainer's path.
+func TestExecHelperDiesStarting(t *testing.T) {
+	e := newEnv(t)
+	id := newID("helperdies")
+	s := spec(testutil.BusyboxRootfs(t), "sleep", "1000")
+	s.Linux.Seccomp = &pb.LinuxSeccomp{
+		DefaultAction: "SCMP_ACT_ALLOW",
+		Architectures: []string{"SCMP_ARCH_X86_64"},
+		Syscalls:      []*pb.LinuxSyscall{{Names: []string{"recvmsg"}, Action: "SCMP_ACT_KILL_PROCESS"}},
+	}
+	e.run(id, s)
+	if err := e.execProc(id, "first", helperProc(false, "true")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.wait(id, "first")
+	for {
+		if strings.Contains(e.a.Logs(), "the exec helper did not start") {
+			break
+		}
+		if strings.Contains(e.a.Logs(), "exec helper started") {
+			t.Fatal("the helper started, and answered, under a filter that kills it at its first recvmsg")
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no word of the helper after 30 s; agent log:\n%s", e.a.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the helper's death was noticed after %v, want well under its 10 s timeout", d.Round(time.Millisecond))
+	}
+	if err := e.execProc(id, "after", helperProc(false, "echo", "after")); err != nil {
+		t.Fatal(err)
+	}
+	if o := e.readAll(id, "after", false); o != "after\n" {
+		t.Errorf("exec after: %q", o)
+	}
+	if st := e.wait(id, "after"); st != 0 || e.loggedByHelper("after") {
+		t.Errorf("exec after: status %d, by the helper %v", st, e.loggedByHelper("after"))
+	}
+}

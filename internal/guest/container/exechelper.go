@@ -306,6 +306,14 @@ func (c *Container) startHelper() (_ *execHelper, retErr error) {
 		}
 	}
 	r.Unlock()
+	// The helper has its own copies now. The agent's copy of the
+	// helper's end must go before the first round trip: held open, a
+	// helper that dies (its container's init killed meanwhile, which
+	// kills its PID namespace) would not end the read, and the round
+	// trip would wait out helperTimeout with the container's lifecycle
+	// held (its removal, and so its exit as podman sees it, 10 s late).
+	child.Close()
+	exe.Close()
 	if err != nil {
 		return nil, err
 	}
