@@ -142,6 +142,10 @@ func returnFigures(e *vmEnv, root string, noBalloon bool) (returned, error) {
 		return r, err
 	}
 	r.anonAfter, r.anonTook = settle(time.Minute)
+	// Stop records the exit (WaitProcess does not), which Delete needs.
+	if err := s.Container("anon").Stop(ctx, 0); err != nil {
+		return r, err
+	}
 	if err := s.Container("anon").Delete(ctx); err != nil {
 		return r, err
 	}
@@ -156,6 +160,10 @@ func returnFigures(e *vmEnv, root string, noBalloon bool) (returned, error) {
 		return r, err
 	}
 	r.fileHeld, _ = settle(30 * time.Second)
+	// Stop records the exit (WaitProcess does not), which Delete needs.
+	if err := s.Container("file").Stop(ctx, 0); err != nil {
+		return r, err
+	}
 	if err := s.Container("file").Delete(ctx); err != nil {
 		return r, err
 	}
