@@ -470,15 +470,7 @@ func TestExecHelperStopped(t *testing.T) {
 	if d := time.Since(start); d > 25*time.Second {
 		t.Errorf("the failure took %v", d)
 	}
-	if err := e.execProc(id, "after", helperProc(false, "echo", "after")); err != nil {
-		t.Fatal(err)
-	}
-	if o := e.readAll(id, "after", false); o != "after\n" {
-		t.Errorf("exec after: %q", o)
-	}
-	if st := e.wait(id, "after"); st != 0 || e.loggedByHelper("after") {
-		t.Errorf("exec after: status %d, by the helper %v", st, e.loggedByHelper("after"))
-	}
+	e.execWithoutHelper(id)
 }
 
 // TestExecHelperDiesStarting: a helper that dies before its first answer
@@ -516,13 +508,20 @@ func TestExecHelperDiesStarting(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the helper's death was noticed after %v, want well under its 10 s timeout", d.Round(time.Millisecond))
 	}
+	e.execWithoutHelper(id)
+}
+
+// execWithoutHelper runs an exec in container id, whose helper was
+// retired, and checks it ran by libcontainer's path.
+func (e *env) execWithoutHelper(id string) {
+	e.t.Helper()
 	if err := e.execProc(id, "after", helperProc(false, "echo", "after")); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	if o := e.readAll(id, "after", false); o != "after\n" {
-		t.Errorf("exec after: %q", o)
+		e.t.Errorf("exec after: %q", o)
 	}
 	if st := e.wait(id, "after"); st != 0 || e.loggedByHelper("after") {
-		t.Errorf("exec after: status %d, by the helper %v", st, e.loggedByHelper("after"))
+		e.t.Errorf("exec after: status %d, by the helper %v", st, e.loggedByHelper("after"))
 	}
 }
