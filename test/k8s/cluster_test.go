@@ -323,6 +323,19 @@ func (n *ns) waitFor(what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// logsOnce waits at most a minute for a container's log to hold want
+// (Ready means the container started, not that it wrote: in a VM under
+// TCG its first line may come a second or more later) and returns it.
+func (n *ns) logsOnce(want string, args ...string) string {
+	n.t.Helper()
+	var logs string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		if logs = n.k(append([]string{"logs"}, args...)...); strings.Contains(logs, want) || time.Now().After(deadline) {
+			return logs
+		}
+	}
+}
+
 // podTimeout bounds a pod's start: a VM boots in 2-5 s under TCG, slower
 // when the machine is busy.
 const podTimeout = "180s"

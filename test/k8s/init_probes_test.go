@@ -54,7 +54,7 @@ func TestInitSidecarDownwardAPI(t *testing.T) {
 `, image))
 		n.apply(strings.Replace(m, "metadata:\n  name: p\n", "metadata:\n  name: p\n  labels: {tier: one}\n", 1))
 		n.waitReady("p")
-		if logs := strings.TrimSpace(n.k("logs", "p", "-c", "main")); logs != "from-init" {
+		if logs := strings.TrimSpace(n.logsOnce("from-init", "p", "-c", "main")); logs != "from-init" {
 			t.Errorf("main's log %q, want from-init (the init container's file)", logs)
 		}
 		if st := n.jsonpath("pod/p", `{.status.initContainerStatuses[?(@.name=="sidecar")].started}`); st != "true" {

@@ -28,7 +28,7 @@ func TestPodExecLogs(t *testing.T) {
     command: ["sh", "-c", "echo hello from `+rc+`; exec sleep 3600"]
 `))
 		n.waitReady("p")
-		if logs := n.k("logs", "p"); !strings.Contains(logs, "hello from "+rc) {
+		if logs := n.logsOnce("hello from "+rc, "p"); !strings.Contains(logs, "hello from "+rc) {
 			t.Errorf("kubectl logs: %q, want %q", logs, "hello from "+rc)
 		}
 		if out := strings.TrimSpace(n.exec("p", "", "echo", "out")); out != "out" {
