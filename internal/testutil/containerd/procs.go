@@ -3,6 +3,7 @@ package containerd
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,8 +79,15 @@ func killShims(address string) int {
 			}
 		}
 	}
+	// The shims first, then what they started: a shim whose child died
+	// first could act on it (a shell's wait returns and it exits cleanly).
+	for _, s := range shims {
+		syscall.Kill(s, syscall.SIGKILL)
+	}
 	for pid := range victims {
-		syscall.Kill(pid, syscall.SIGKILL)
+		if !slices.Contains(shims, pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 	return len(victims)
 }
