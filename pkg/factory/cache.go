@@ -1,13 +1,13 @@
 package factory
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -382,11 +382,16 @@ func warmVM(ctx context.Context, a pb.AgentServiceService) (err error) {
 }
 
 // serve answers one request of a connection.
+// maxCacheRequest bounds what the cache reads of a request: a peer
+// cannot make it buffer more. A request is one JSON value; what follows
+// it is not read.
+const maxCacheRequest = 4096
+
 func (c *factoryCache) serve(conn *net.UnixConn) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(cacheTakeTimeout))
 	var req cacheRequest
-	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(conn, maxCacheRequest)).Decode(&req); err != nil {
 		return
 	}
 	var rep cacheReply

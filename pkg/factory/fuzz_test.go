@@ -113,15 +113,18 @@ func serveOne(t *testing.T, c *factoryCache, req []byte) []byte {
 		c.serve(server)
 	})
 	client.SetDeadline(time.Now().Add(time.Second))
+	// The server does not read past the request's first value: closing
+	// with bytes unread, it resets the connection, which the client sees
+	// after the answer (as cacheCall, which reads one value, never does).
 	rep, err := io.ReadAll(client)
-	if err != nil {
+	if err != nil && !errors.Is(err, unix.ECONNRESET) {
 		t.Fatalf("reading the answer: %v", err)
 	}
 	return rep
 }
 
 // FuzzCacheServe sends a fuzzed request to a cache with no VM ready. A
-// request that decodes gets one answer that decodes: a status for
+// request that decodes within its first maxCacheRequest bytes gets one answer that decodes: a status for
 // "status", the stop for "stop", an error for a take (none ready, or a bad
 // sandbox id, named) and for an unknown op (named); one that does not
 // decode gets none. Either way the server returns.
@@ -135,7 +138,7 @@ func FuzzCacheServe(f *testing.F) {
 			running: map[*cachedVM]bool{}, wake: make(chan struct{}, 1)}
 		rep := serveOne(t, c, req)
 		var want cacheRequest
-		if err := json.NewDecoder(bytes.NewReader(req)).Decode(&want); err != nil {
+		if err := json.NewDecoder(io.LimitReader(bytes.NewReader(req), maxCacheRequest)).Decode(&want); err != nil {
 			if len(rep) != 0 {
 				t.Fatalf("a request that does not decode (%v) got an answer: %q", err, rep)
 			}
