@@ -34,7 +34,7 @@ func (a *Agent) metrics() (string, error) {
 	if c, err := a.misc.copyFiles(); err == nil {
 		fams = append(fams, metrics.One(metrics.AgentPrefix+"copy_file_pending", "Files CopyFile is still receiving.", metrics.Gauge, float64(c.Pending())))
 	}
-	pol := metrics.Family{Name: metrics.AgentPrefix + "policy_info", Help: "The policy set with SetPolicy (stored, not enforced yet), by SHA-256; no sample when none is set.", Type: metrics.Gauge}
+	pol := metrics.Family{Name: metrics.AgentPrefix + "policy_info", Help: "The policy set with SetPolicy and enforced on each request, by SHA-256; no sample when none is set.", Type: metrics.Gauge}
 	sum, size, ok := a.misc.currentPolicy()
 	if ok {
 		pol.Samples = []metrics.Sample{{Labels: []metrics.Label{{Name: "sha256", Value: sum}}, Value: 1}}

@@ -123,7 +123,7 @@ func (a *Agent) ResizeVolume(ctx context.Context, req *pb.ResizeVolumeRequest) (
 
 // SetPolicy implements AgentService.SetPolicy.
 func (a *Agent) SetPolicy(ctx context.Context, req *pb.SetPolicyRequest) (*emptypb.Empty, error) {
-	if err := a.misc.setPolicy(a, req.GetPolicy()); err != nil {
+	if err := a.misc.setPolicy(ctx, a, req.GetPolicy()); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil

@@ -125,7 +125,7 @@ func (a *Agent) intercept(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.
 			err = status.Errorf(codes.Internal, "%s: internal error: %v", info.FullMethod, p)
 		}
 	}()
-	resp, err = m(ctx, u)
+	resp, err = m(ctx, a.policyUnmarshaler(ctx, u, info))
 	if err != nil {
 		err = pb.ToGRPC(err)
 		a.log.Debug("rpc failed", "method", info.FullMethod, "err", err, "took", time.Since(start))

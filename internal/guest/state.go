@@ -24,8 +24,7 @@ type miscState struct {
 	// hotplugMu serializes CPU and memory hotplug work.
 	hotplugMu sync.Mutex
 
-	policyMu sync.Mutex
-	policy   policyState
+	policy policyState // policy.go
 }
 
 // DefaultCopyFileRoot is where CopyFile writes unless Config says otherwise.

@@ -55,6 +55,40 @@ func AgentBinary(t testing.TB) string {
 	return agentBin
 }
 
+var (
+	policyOnce sync.Once
+	policyBin  string
+	policyErr  error
+)
+
+// PolicyAgentBinary is AgentBinary's vc-agent-policy (the agent built
+// with the policy engine, -tags policy): beside VC_AGENT_BIN when that is
+// set (make builds both), built once otherwise.
+func PolicyAgentBinary(t testing.TB) string {
+	t.Helper()
+	policyOnce.Do(func() {
+		if p := os.Getenv("VC_AGENT_BIN"); p != "" {
+			policyBin = filepath.Join(filepath.Dir(p), "vc-agent-policy")
+			if _, policyErr = os.Stat(policyBin); policyErr != nil {
+				policyErr = fmt.Errorf("VC_AGENT_BIN is set and vc-agent-policy is not beside it (make agent builds both): %w", policyErr)
+			}
+			return
+		}
+		policyBin, policyErr = Build("vc-agent-policy", "./cmd/vc-agent", []string{"CGO_ENABLED=1"},
+			"-tags", "seccomp netgo osusergo policy", "-ldflags", `-extldflags "-static"`)
+	})
+	if policyErr != nil {
+		t.Fatalf("vc-agent-policy: %v", policyErr)
+	}
+	return policyBin
+}
+
+// StartPolicyAgent is StartAgent with vc-agent-policy.
+func StartPolicyAgent(t testing.TB, extra ...string) *Agent {
+	t.Helper()
+	return startAgent(t, PolicyAgentBinary(t), extra...)
+}
+
 // Build builds the repository's package pkg (go build with args, env added
 // to the environment) into bin/test/name and returns its path. Every test
 // binary that builds it replaces that one file atomically, and a path being
@@ -135,8 +169,13 @@ func RequireRoot(t testing.TB) {
 // is killed and its log printed (on failure) at the end of the test.
 func StartAgent(t testing.TB, extra ...string) *Agent {
 	t.Helper()
+	return startAgent(t, AgentBinary(t), extra...)
+}
+
+func startAgent(t testing.TB, bin string, extra ...string) *Agent {
+	t.Helper()
 	RequireRoot(t)
-	a, err := Launch(AgentBinary(t), t.TempDir(), extra...)
+	a, err := Launch(bin, t.TempDir(), extra...)
 	if a != nil {
 		t.Cleanup(func() {
 			a.Stop()
