@@ -83,3 +83,9 @@ func buildImage(ctx context.Context, g *globals, o guestimage.Options) (*guestim
 func guestImage(ctx context.Context, g *globals, kernel, initrd string) (string, string, error) {
 	return guestconfig.Resolve(ctx, g.dataRoot, kernel, initrd, true)
 }
+
+// policyImage is guestImage's policy image (vc-agent-policy), for a
+// sandbox given --policy.
+func policyImage(ctx context.Context, g *globals, kernel, initrd string) (string, string, error) {
+	return guestconfig.ResolvePolicy(ctx, g.dataRoot, kernel, initrd, true)
+}

@@ -79,6 +79,7 @@ type containerRecord struct {
 	Init        bool             `json:"init,omitempty"`
 	Factory     string           `json:"factory,omitempty"`
 	Mounts      []recordMount    `json:"mounts,omitempty"`
+	Policy      string           `json:"policy,omitempty"`
 }
 
 // recordMount is a mount of the record (mountOpt's fields).
@@ -108,7 +109,7 @@ func recordOf(o runOptions) containerRecord {
 		NoNAT: o.NoNAT, Publish: o.Publish, DNS: o.DNS,
 		User: o.User, Entrypoint: o.Entrypoint, Hostname: o.Hostname, ReadOnly: o.ReadOnly,
 		Privileged: o.Privileged, CapAdd: o.CapAdd, CapDrop: o.CapDrop, Devices: o.Devices, Init: o.Init,
-		Factory: o.Factory,
+		Factory: o.Factory, Policy: o.Policy,
 	}
 	for _, m := range o.Mounts {
 		r.Mounts = append(r.Mounts, recordMount(m))
@@ -128,7 +129,7 @@ func (r containerRecord) options() runOptions {
 		NoNAT: r.NoNAT, Publish: r.Publish, DNS: r.DNS,
 		User: r.User, Entrypoint: r.Entrypoint, Hostname: r.Hostname, ReadOnly: r.ReadOnly,
 		Privileged: r.Privileged, CapAdd: r.CapAdd, CapDrop: r.CapDrop, Devices: r.Devices, Init: r.Init,
-		Factory: r.Factory,
+		Factory: r.Factory, Policy: r.Policy,
 	}
 	for _, m := range r.Mounts {
 		o.Mounts = append(o.Mounts, mountOpt(m))

@@ -78,6 +78,9 @@ type runOptions struct {
 	// does, whatever the name points at now or if it points at nothing
 	// (rmi -f keeps a container's image until the container goes).
 	ImageDigest string `json:"image_digest,omitempty"`
+	// Policy is the agent policy (--policy FILE's content, read once):
+	// the VM boots the policy image and its agent enforces it.
+	Policy string `json:"policy,omitempty"`
 	// Carry is what a restart keeps of the container's previous run (its
 	// writable layer and its log), to move into the new sandbox.
 	Carry string `json:"carry,omitempty"`
@@ -99,7 +102,7 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs := newFlags(name, commands[name].usage)
 	var o runOptions
 	var vols, mounts, tmpfs, envs, envFiles, publish, dns, capAdd, capDrop, aliases, devices listFlag
-	var mem, network, entrypoint, cpus string
+	var mem, network, entrypoint, cpus, policyFile string
 	fs.BoolVar(&o.Rm, "rm", false, "remove the container and its VM when it exits")
 	fs.BoolVar(&o.Detach, "d", false, "run in the background and print the container id")
 	fs.BoolVar(&o.Interactive, "i", false, "keep stdin open and forward it")
@@ -131,6 +134,7 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.StringVar(&o.Kernel, "kernel", "", "guest kernel (default: the built guest image)")
 	fs.StringVar(&o.Initrd, "initrd", "", "guest initrd (default: the built guest image)")
 	fs.StringVar(&o.Accel, "accel", "auto", "acceleration: auto, kvm or tcg")
+	fs.StringVar(&policyFile, "policy", "", "an agent policy (a Rego document, package agent_policy, Kata's rule names: docs/security.md) the VM's agent enforces on every request; the VM boots the policy image")
 	fs.StringVar(&network, "network", "nat", "nat (outbound NAT through the host, ports published with -p), none (loopback only), a user network (vc network create NAME: the NAT and the network's bridge, where containers reach each other by name), or a network namespace the VM joins (/var/run/netns/X, /proc/PID/ns/net)")
 	fs.StringVar(&o.IP, "ip", "", "the container's IPv4 address on its user network (default: the first free)")
 	fs.Var(&aliases, "network-alias", "another name of the container on its user network (repeatable)")
@@ -161,6 +165,16 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 		return err
 	}
 	o.Debug, o.CapAdd, o.CapDrop, o.Devices = g.debug, capAdd, capDrop, devices
+	if policyFile != "" {
+		b, err := os.ReadFile(policyFile)
+		if err != nil {
+			return fmt.Errorf("--policy: %w", err)
+		}
+		if len(b) == 0 {
+			return fmt.Errorf("--policy %s: empty", policyFile)
+		}
+		o.Policy = string(b)
+	}
 	for i, d := range devices {
 		if _, _, err := parseDevice(d); err != nil {
 			return fmt.Errorf("--device #%d %q: %w", i+1, d, err)

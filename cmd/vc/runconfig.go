@@ -226,12 +226,17 @@ func mountRootfs(dir string, src imageSource) (string, error) {
 // sandboxConfig builds the sandbox (VM) from the run options and the
 // container's spec.
 func sandboxConfig(ctx context.Context, g *globals, o runOptions, spec *specs.Spec) (vc.SandboxConfig, error) {
-	kernel, initrd, err := guestImage(ctx, g, o.Kernel, o.Initrd)
+	resolve := guestImage
+	if o.Policy != "" {
+		resolve = policyImage
+	}
+	kernel, initrd, err := resolve(ctx, g, o.Kernel, o.Initrd)
 	if err != nil {
 		return vc.SandboxConfig{}, err
 	}
 	scfg := vc.SandboxConfig{
 		ID:        o.ID,
+		Policy:    o.Policy,
 		Hostname:  o.Hostname,
 		StateRoot: g.stateRoot,
 		NetNS:     o.NetNS,

@@ -112,6 +112,12 @@ type Config struct {
 	// guest); "off": QEMU stays in the shim's cgroups. On cgroup v2
 	// account and all are the same (pkg/vc CgroupConfig).
 	VMCgroup string `toml:"vm_cgroup"`
+	// PolicyFile is an agent policy (a Rego document, docs/security.md)
+	// every sandbox's agent enforces; read when a sandbox is created. Its
+	// sandboxes boot the policy image (vc-agent-policy). The annotation
+	// io.virtcontainers.policy replaces it where enable_annotations
+	// allows.
+	PolicyFile string `toml:"policy_file"`
 
 	// Tracing exports OpenTelemetry spans over OTLP/gRPC (off by
 	// default; the OTEL_* environment wins): [tracing] enabled, endpoint,
@@ -202,6 +208,9 @@ func (c *Config) validate() error {
 		if !filepath.IsAbs(f.path) {
 			return fmt.Errorf("%s %q: not an absolute path: %w", f.name, f.path, errdefs.ErrInvalidArgument)
 		}
+	}
+	if c.PolicyFile != "" && !filepath.IsAbs(c.PolicyFile) {
+		return fmt.Errorf("policy_file %q: not an absolute path: %w", c.PolicyFile, errdefs.ErrInvalidArgument)
 	}
 	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
 		return fmt.Errorf("factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)

@@ -295,18 +295,43 @@ func unmountRootfs(target string) error {
 // neither), or the current image under dataRoot if it was built from the
 // installed agent. The shim never builds one (that takes minutes, longer
 // than containerd waits): `vc image build` does.
-func guestImage(dataRoot, kernel, initrd string) (string, string, error) {
+//
+// A sandbox with an agent policy boots the policy image (vc-agent-policy).
+func guestImage(dataRoot, kernel, initrd string, policy bool) (string, string, error) {
 	if kernel != "" || initrd != "" {
 		if kernel == "" || initrd == "" {
 			return "", "", fmt.Errorf("kernel %q and initrd %q: set both or neither: %w", kernel, initrd, errdefs.ErrInvalidArgument)
 		}
 		return kernel, initrd, nil
 	}
-	img, err := guestconfig.Current(dataRoot)
+	current := guestconfig.Current
+	if policy {
+		current = guestconfig.CurrentPolicy
+	}
+	img, err := current(dataRoot)
 	if err != nil {
 		return "", "", fmt.Errorf("%w (build one with `vc --data-root %s image build`, or set kernel and initrd in the shim's configuration)", err, dataRoot)
 	}
 	return img.Kernel, img.Initrd, nil
+}
+
+// sandboxPolicy is the agent policy of a sandbox: the annotation's (when
+// allowed), else the configuration's policy_file, else none.
+func sandboxPolicy(cfg Config, o annotations.SandboxOverrides) (string, error) {
+	if o.Policy != nil {
+		return *o.Policy, nil
+	}
+	if cfg.PolicyFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(cfg.PolicyFile)
+	if err != nil {
+		return "", fmt.Errorf("policy_file: %w", err)
+	}
+	if len(b) == 0 {
+		return "", fmt.Errorf("policy_file %s: empty: %w", cfg.PolicyFile, errdefs.ErrInvalidArgument)
+	}
+	return string(b), nil
 }
 
 // netnsPath is the network namespace the VM joins: the one the spec
@@ -352,7 +377,11 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 	if o.Initrd != nil {
 		initrd = *o.Initrd
 	}
-	kernel, initrd, err := guestImage(cfg.DataRoot, kernel, initrd)
+	policy, err := sandboxPolicy(cfg, o)
+	if err != nil {
+		return vc.SandboxConfig{}, err
+	}
+	kernel, initrd, err = guestImage(cfg.DataRoot, kernel, initrd, policy != "")
 	if err != nil {
 		return vc.SandboxConfig{}, err
 	}
@@ -413,6 +442,7 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		Annotations:  map[string]string{annNamespace: s.ns, annBundle: c.bundle},
 		StateRoot:    cfg.StateRoot,
 		Cgroup:       cfg.vmCgroup(c.spec),
+		Policy:       policy,
 	}
 	if cfg.Factory != "" {
 		if err := s.useFactory(cfg.Factory, &scfg); err != nil {

@@ -50,7 +50,7 @@ func TestGuestImageByDigest(t *testing.T) {
 	}
 
 	install(agentBytes, time.Now().Add(time.Hour))
-	k, i, err := guestImage(data, "", "")
+	k, i, err := guestImage(data, "", "", false)
 	if err == nil {
 		// Through the current link: the same files as the image built.
 		k, _ = filepath.EvalSymlinks(k)
@@ -63,7 +63,7 @@ func TestGuestImageByDigest(t *testing.T) {
 	changed := append([]byte(nil), agentBytes...)
 	changed[len(changed)/2] ^= 0xff
 	install(changed, img.Created.Add(-time.Hour))
-	if _, _, err := guestImage(data, "", ""); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, _, err := guestImage(data, "", "", false); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("changed agent (same size, older mtime): %v, want ErrNotFound", err)
 	}
 }

@@ -92,6 +92,12 @@ type SandboxConfig struct {
 	// Cgroup puts the VM in a host cgroup of the sandbox's own
 	// (cgroup.go); none when its Path is empty.
 	Cgroup CgroupConfig `json:"cgroup,omitzero"`
+	// Policy is the agent policy (a Rego document, docs/security.md)
+	// the agent enforces from its first request after boot: given to it
+	// before anything else. It needs the policy image's agent
+	// (Hypervisor.Initrd of guestconfig's policy image); the default
+	// agent refuses it, and CreateSandbox fails.
+	Policy string `json:"-"`
 }
 
 // ContainerConfig describes a container to create in a sandbox.
@@ -183,6 +189,9 @@ func (c *SandboxConfig) validate() error {
 		return err
 	}
 	if err := c.Cgroup.validate(); err != nil {
+		return err
+	}
+	if err := validatePolicy(c.Policy); err != nil {
 		return err
 	}
 	if c.Hypervisor.Factory != "" && c.VMSource == nil {

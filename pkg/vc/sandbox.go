@@ -198,6 +198,12 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 	s.status.Boot.AgentReady = time.Since(start) - s.status.Boot.VMStart
 	s.log.Info("agent ready", "took", time.Since(start))
 	setup := time.Now()
+	// The policy holds before the agent does anything for the sandbox.
+	if cfg.Policy != "" {
+		if err := setPolicy(ctx, s.agent, cfg.Policy); err != nil {
+			return nil, err
+		}
+	}
 	// The random pool and the clock are set beside CreateSandbox (the
 	// agent serves calls concurrently): they do not depend on each other.
 	reseeded := make(chan error, 1)

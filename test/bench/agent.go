@@ -123,8 +123,11 @@ func agentRTT() ([]row, error) {
 const inFlightCalls = 32
 
 // serial times rttCalls calls of call, one at a time.
-func serial(call func() error) ([]time.Duration, error) {
-	lat := make([]time.Duration, rttCalls)
+func serial(call func() error) ([]time.Duration, error) { return serialN(rttCalls, call) }
+
+// serialN times n calls of call, one at a time.
+func serialN(n int, call func() error) ([]time.Duration, error) {
+	lat := make([]time.Duration, n)
 	for i := range lat {
 		t := time.Now()
 		if err := call(); err != nil {

@@ -1,6 +1,7 @@
 package annotations
 
 import (
+	"encoding/base64"
 	"fmt"
 	"sort"
 	"strconv"
@@ -112,6 +113,12 @@ const (
 	// only by the allowlist, as it opens every service of the host's
 	// 127.0.0.1 to the guest.
 	AnnotationHostLoopback = AnnotationPrefix + "host_loopback"
+	// AnnotationPolicy is an agent policy (a Rego document,
+	// docs/security.md), base64-encoded as Kata's
+	// io.katacontainers.config.agent.policy: it replaces the
+	// configuration's policy_file, so only an allowlist that names it
+	// lets a pod's author choose what the agent refuses.
+	AnnotationPolicy = AnnotationPrefix + "policy"
 )
 
 // knownAnnotations are the keys under AnnotationPrefix.
@@ -119,7 +126,7 @@ var knownAnnotations = map[string]bool{
 	AnnotationCPUs: true, AnnotationMemoryMiB: true, AnnotationKernelParams: true,
 	AnnotationAccel: true, AnnotationDebug: true, AnnotationKernel: true,
 	AnnotationInitrd: true, AnnotationSharedPidNS: true, AnnotationPublish: true,
-	AnnotationHostLoopback: true,
+	AnnotationHostLoopback: true, AnnotationPolicy: true,
 }
 
 // KnownAnnotations lists the sandbox annotations, sorted.
@@ -147,6 +154,8 @@ type SandboxOverrides struct {
 	// characters here: pkg/vc parses it (pkg/vc imports this package).
 	Publish      *string
 	HostLoopback *bool
+	// Policy is the decoded policy document.
+	Policy *string
 }
 
 // hasControl tells whether s holds a control character other than a tab
@@ -198,6 +207,16 @@ func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (S
 		}
 		if !allow[k] {
 			return o, fmt.Errorf("annotation %s: not allowed by the configuration (add it to enable_annotations): %w", k, errdefs.ErrInvalidArgument)
+		}
+		if k == AnnotationPolicy {
+			// Not quoted in errors: up to a megabyte.
+			b, err := base64.StdEncoding.DecodeString(v)
+			if err != nil || len(b) == 0 || len(b) > vc.MaxPolicySize {
+				return o, fmt.Errorf("annotation %s (%d bytes): want a policy document of 1 to %d bytes, base64-encoded: %w", k, len(v), vc.MaxPolicySize, errdefs.ErrInvalidArgument)
+			}
+			doc := string(b)
+			o.Policy = &doc
+			continue
 		}
 		bad := func(format string, args ...any) error {
 			return fmt.Errorf("annotation %s %q: %s: %w", k, v, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)

@@ -1,6 +1,8 @@
 package annotations
 
 import (
+	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 
@@ -101,6 +103,24 @@ func TestParseSandboxAnnotationsErrors(t *testing.T) {
 		_, err := ParseSandboxAnnotations(tc.ann, tc.allowed)
 		if err == nil || !strings.Contains(err.Error(), tc.errHas) || !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%v (allowed %v): err = %v, want an invalid-argument error containing %q", tc.ann, tc.allowed, err, tc.errHas)
+		}
+	}
+}
+
+func TestPolicyAnnotation(t *testing.T) {
+	doc := "package agent_policy\ndefault ExecProcessRequest := false\n"
+	enc := base64.StdEncoding.EncodeToString([]byte(doc))
+	o, err := ParseSandboxAnnotations(map[string]string{AnnotationPolicy: enc}, []string{"policy"})
+	if err != nil || o.Policy == nil || *o.Policy != doc {
+		t.Fatalf("policy annotation: %+v, %v", o.Policy, err)
+	}
+	if _, err := ParseSandboxAnnotations(map[string]string{AnnotationPolicy: enc}, nil); err == nil || !strings.Contains(err.Error(), "not allowed by the configuration") {
+		t.Errorf("policy annotation without the allowlist: %v", err)
+	}
+	for _, bad := range []string{"not base64!", "", base64.StdEncoding.EncodeToString(make([]byte, 1<<20+1))} {
+		_, err := ParseSandboxAnnotations(map[string]string{AnnotationPolicy: bad}, []string{"policy"})
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), AnnotationPolicy) || len(err.Error()) > 300 {
+			t.Errorf("policy annotation of %d bytes: %v, want a short error naming the annotation", len(bad), err)
 		}
 	}
 }
