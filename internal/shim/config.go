@@ -118,6 +118,10 @@ type Config struct {
 	// io.virtcontainers.policy replaces it where enable_annotations
 	// allows.
 	PolicyFile string `toml:"policy_file"`
+	// PolicyInitrd is the initrd a sandbox with a policy boots when
+	// initrd is set (its agent must be vc-agent-policy); without initrd,
+	// the policy image under data_root is.
+	PolicyInitrd string `toml:"policy_initrd"`
 
 	// Tracing exports OpenTelemetry spans over OTLP/gRPC (off by
 	// default; the OTEL_* environment wins): [tracing] enabled, endpoint,
@@ -209,8 +213,13 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%s %q: not an absolute path: %w", f.name, f.path, errdefs.ErrInvalidArgument)
 		}
 	}
-	if c.PolicyFile != "" && !filepath.IsAbs(c.PolicyFile) {
-		return fmt.Errorf("policy_file %q: not an absolute path: %w", c.PolicyFile, errdefs.ErrInvalidArgument)
+	for _, f := range []struct{ name, path string }{{"policy_file", c.PolicyFile}, {"policy_initrd", c.PolicyInitrd}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			return fmt.Errorf("%s %q: not an absolute path: %w", f.name, f.path, errdefs.ErrInvalidArgument)
+		}
+	}
+	if c.PolicyFile != "" && c.Initrd != "" && c.PolicyInitrd == "" {
+		return fmt.Errorf("policy_file with initrd set: policy_initrd missing (an initrd whose agent is vc-agent-policy): %w", errdefs.ErrInvalidArgument)
 	}
 	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
 		return fmt.Errorf("factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)

@@ -381,6 +381,13 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 	if err != nil {
 		return vc.SandboxConfig{}, err
 	}
+	// A policy needs vc-agent-policy: the configured initrd's variant.
+	if policy != "" && o.Initrd == nil && cfg.Initrd != "" {
+		if cfg.PolicyInitrd == "" {
+			return vc.SandboxConfig{}, fmt.Errorf("annotation %s: the configuration sets initrd and no policy_initrd (an initrd whose agent is vc-agent-policy): %w", annotations.AnnotationPolicy, errdefs.ErrFailedPrecondition)
+		}
+		initrd = cfg.PolicyInitrd
+	}
 	kernel, initrd, err = guestImage(cfg.DataRoot, kernel, initrd, policy != "")
 	if err != nil {
 		return vc.SandboxConfig{}, err
