@@ -37,6 +37,9 @@ type hostCheck struct {
 	AgentError string `json:"agent_error,omitempty"`
 	Image      string `json:"image,omitempty"`
 	ImageError string `json:"image_error,omitempty"`
+	// PolicyImage is the policy image (vc-agent-policy's) for --policy.
+	PolicyImage      string `json:"policy_image,omitempty"`
+	PolicyImageError string `json:"policy_image_error,omitempty"`
 }
 
 func checkCmd(ctx context.Context, g *globals, args []string) error {
@@ -64,6 +67,11 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 		}
 	} else {
 		r.ImageError = "no current guest image (vc image build makes one): " + err.Error()
+	}
+	if img, err := guestconfig.CurrentPolicy(g.dataRoot); err == nil {
+		r.PolicyImage = fmt.Sprintf("%s (initrd %s): vc run --policy boots it", img.Dir, human(uint64(img.InitrdSize)))
+	} else {
+		r.PolicyImageError = "no current policy image (vc run --policy, or vc image build with vc-agent-policy installed, builds it): " + err.Error()
 	}
 	if *asJSON {
 		e := json.NewEncoder(os.Stdout)
@@ -101,5 +109,6 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 		img = r.Image + "; " + r.ImageError
 	}
 	line(r.ImageError == "", "guest image", img)
+	line(r.PolicyImageError == "", "policy image", r.PolicyImage+r.PolicyImageError)
 	return nil
 }

@@ -61,7 +61,11 @@ func (v variant) find() (string, error) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("%s not found (looked beside $VC_AGENT, %s): %w", v.agent, strings.Join(cands[1:], ", "), errdefs.ErrNotFound)
+	env := "at $VC_AGENT"
+	if v != defaultVariant {
+		env = "beside $VC_AGENT"
+	}
+	return "", fmt.Errorf("%s not found (looked %s, %s): %w", v.agent, env, strings.Join(cands[1:], ", "), errdefs.ErrNotFound)
 }
 
 // Build builds (or finds) the image for the installed agent under
