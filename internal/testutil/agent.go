@@ -30,57 +30,55 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-var (
-	buildOnce sync.Once
-	agentBin  string
-	buildErr  error
-)
+// agentBuild is an agent binary built once per test binary.
+type agentBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var agentBuilds = map[string]*agentBuild{"vc-agent": {}, "vc-agent-policy": {}}
+
+// agentTags are the build tags of each agent binary.
+var agentTags = map[string]string{"vc-agent": "seccomp netgo osusergo", "vc-agent-policy": "seccomp netgo osusergo policy"}
 
 // AgentBinary builds the static vc-agent once per test binary and returns
 // its path (bin/test/vc-agent, see Build). VC_AGENT_BIN points at a
 // prebuilt one instead (make test sets it).
 func AgentBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("VC_AGENT_BIN"); p != "" {
-			agentBin = p
-			return
-		}
-		agentBin, buildErr = Build("vc-agent", "./cmd/vc-agent", []string{"CGO_ENABLED=1"},
-			"-tags", "seccomp netgo osusergo", "-ldflags", `-extldflags "-static"`)
-	})
-	if buildErr != nil {
-		t.Fatalf("build vc-agent: %v", buildErr)
-	}
-	return agentBin
+	return agentBinary(t, "vc-agent")
 }
-
-var (
-	policyOnce sync.Once
-	policyBin  string
-	policyErr  error
-)
 
 // PolicyAgentBinary is AgentBinary's vc-agent-policy (the agent built
 // with the policy engine, -tags policy): beside VC_AGENT_BIN when that is
 // set (make builds both), built once otherwise.
 func PolicyAgentBinary(t testing.TB) string {
 	t.Helper()
-	policyOnce.Do(func() {
+	return agentBinary(t, "vc-agent-policy")
+}
+
+func agentBinary(t testing.TB, name string) string {
+	t.Helper()
+	b := agentBuilds[name]
+	b.once.Do(func() {
 		if p := os.Getenv("VC_AGENT_BIN"); p != "" {
-			policyBin = filepath.Join(filepath.Dir(p), "vc-agent-policy")
-			if _, policyErr = os.Stat(policyBin); policyErr != nil {
-				policyErr = fmt.Errorf("VC_AGENT_BIN is set and vc-agent-policy is not beside it (make agent builds both): %w", policyErr)
+			b.path = filepath.Join(filepath.Dir(p), name)
+			if name == "vc-agent" {
+				b.path = p
+			}
+			if _, err := os.Stat(b.path); err != nil {
+				b.err = fmt.Errorf("VC_AGENT_BIN is set and %s is not there (make agent builds both agents): %w", name, err)
 			}
 			return
 		}
-		policyBin, policyErr = Build("vc-agent-policy", "./cmd/vc-agent", []string{"CGO_ENABLED=1"},
-			"-tags", "seccomp netgo osusergo policy", "-ldflags", `-extldflags "-static"`)
+		b.path, b.err = Build(name, "./cmd/vc-agent", []string{"CGO_ENABLED=1"},
+			"-tags", agentTags[name], "-ldflags", `-extldflags "-static"`)
 	})
-	if policyErr != nil {
-		t.Fatalf("vc-agent-policy: %v", policyErr)
+	if b.err != nil {
+		t.Fatalf("build %s: %v", name, b.err)
 	}
-	return policyBin
+	return b.path
 }
 
 // StartPolicyAgent is StartAgent with vc-agent-policy.

@@ -45,18 +45,11 @@ func agentRTT() ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "vc-bench-")
+	a, dir, stop, err := launchAgent(bin)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	a, err := testutil.Launch(bin, dir, "-log-level", "warn")
-	if a != nil {
-		defer a.Stop()
-	}
-	if err != nil {
-		return nil, err
-	}
+	defer stop()
 	ctx := context.Background()
 	lat, err := serial(func() error {
 		_, err := a.Health.Check(ctx, &pb.CheckRequest{})
@@ -73,20 +66,11 @@ func agentRTT() ([]row, error) {
 	}
 	// A real container, its init sleeping, for StatsContainer and for
 	// a WaitProcess that stays in flight below.
-	root, err := rootfs.Busybox(filepath.Join(dir, "rootfs"))
+	id, remove, err := sleepingContainer(ctx, a, dir)
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("bench-%d", os.Getpid())
-	spec := oci.ToProto(oci.DefaultSpec([]string{"sleep", "1000"}, nil, "/", false))
-	spec.Root.Path = root
-	if _, err := a.Svc.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: spec}); err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
-	}
-	defer a.Svc.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id, Timeout: 5})
-	if _, err := a.Svc.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: id}); err != nil {
-		return nil, fmt.Errorf("start container: %w", err)
-	}
+	defer remove()
 	stats, err := serial(func() error {
 		_, err := a.Svc.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: id})
 		return err
@@ -116,6 +100,48 @@ func agentRTT() ([]row, error) {
 		{figure: fmt.Sprintf("agent RPC throughput, %d in flight against one at a time", inFlightCalls), unit: "calls/s", value: concRate, floor: serialRate, floorName: "Health.Check one at a time",
 			note: "higher is better; 2 host cores shared by client, agent and others"},
 	}, nil
+}
+
+// launchAgent starts the agent binary bin on the host, its files in a
+// temporary directory, which stop removes.
+func launchAgent(bin string) (*testutil.Agent, string, func(), error) {
+	dir, err := os.MkdirTemp("", "vc-bench-")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	a, err := testutil.Launch(bin, dir, "-log-level", "warn")
+	stop := func() {
+		if a != nil {
+			a.Stop()
+		}
+		os.RemoveAll(dir)
+	}
+	if err != nil {
+		stop()
+		return nil, "", nil, err
+	}
+	return a, dir, stop, nil
+}
+
+// sleepingContainer creates and starts a busybox container in agent a
+// (its rootfs under dir), its init sleeping; remove removes it.
+func sleepingContainer(ctx context.Context, a *testutil.Agent, dir string) (string, func(), error) {
+	root, err := rootfs.Busybox(filepath.Join(dir, "rootfs"))
+	if err != nil {
+		return "", nil, err
+	}
+	id := fmt.Sprintf("bench-%d", os.Getpid())
+	spec := oci.ToProto(oci.DefaultSpec([]string{"sleep", "1000"}, nil, "/", false))
+	spec.Root.Path = root
+	if _, err := a.Svc.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: spec}); err != nil {
+		return "", nil, fmt.Errorf("create container: %w", err)
+	}
+	remove := func() { a.Svc.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id, Timeout: 5}) }
+	if _, err := a.Svc.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: id}); err != nil {
+		remove()
+		return "", nil, fmt.Errorf("start container: %w", err)
+	}
+	return id, remove, nil
 }
 
 // inFlightCalls is how many RPCs the concurrency figure keeps in flight

@@ -7,9 +7,6 @@ import (
 	"path/filepath"
 
 	pb "github.com/virtcontainers/vc/api/agent"
-	"github.com/virtcontainers/vc/internal/rootfs"
-	"github.com/virtcontainers/vc/internal/testutil"
-	"github.com/virtcontainers/vc/pkg/oci"
 )
 
 func init() {
@@ -53,33 +50,17 @@ func agentPolicy() ([]row, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("no vc-agent-policy beside vc-agent (make build): %w", err)
 	}
-	dir, err := os.MkdirTemp("", "vc-bench-")
+	a, dir, stop, err := launchAgent(bin)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	a, err := testutil.Launch(bin, dir, "-log-level", "warn")
-	if a != nil {
-		defer a.Stop()
-	}
-	if err != nil {
-		return nil, err
-	}
+	defer stop()
 	ctx := context.Background()
-	root, err := rootfs.Busybox(filepath.Join(dir, "rootfs"))
+	id, remove, err := sleepingContainer(ctx, a, dir)
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("bench-%d", os.Getpid())
-	spec := oci.ToProto(oci.DefaultSpec([]string{"sleep", "1000"}, nil, "/", false))
-	spec.Root.Path = root
-	if _, err := a.Svc.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: spec}); err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
-	}
-	defer a.Svc.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id, Timeout: 5})
-	if _, err := a.Svc.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: id}); err != nil {
-		return nil, fmt.Errorf("start container: %w", err)
-	}
+	defer remove()
 	stats := func() error {
 		_, err := a.Svc.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: id})
 		return err
