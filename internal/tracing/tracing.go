@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -38,10 +40,14 @@ import (
 type Config struct {
 	// Enabled turns tracing on even without OTEL_TRACES_EXPORTER.
 	Enabled bool `toml:"enabled"`
-	// Endpoint is the OTLP/gRPC collector: host:port (TLS unless
-	// Insecure) or a URL, http://host:port for plain text. The default
-	// is OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT's, then localhost:4317.
+	// Endpoint is the OTLP collector: host:port (TLS unless Insecure)
+	// or a URL, http://host:port for plain text. The default is
+	// OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT's, then localhost:4317
+	// (gRPC) or localhost:4318 (HTTP).
 	Endpoint string `toml:"endpoint"`
+	// Protocol is OTLP's transport: grpc (the default) or
+	// http/protobuf; OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL wins.
+	Protocol string `toml:"protocol"`
 	// Insecure: plain text to a host:port Endpoint.
 	Insecure bool `toml:"insecure"`
 	// ServiceName is the resource's service.name when OTEL_SERVICE_NAME
@@ -57,19 +63,38 @@ func (c Config) Wanted() (bool, error) {
 	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
 		return false, nil
 	}
-	switch e := strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER")); e {
+	e := strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER"))
+	switch e {
 	case "none":
 		return false, nil
-	case "otlp":
-		return true, nil
-	case "":
+	case "otlp", "":
 	default:
 		return false, fmt.Errorf("OTEL_TRACES_EXPORTER %q: only otlp (or none) is supported", e)
 	}
-	if p := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"); p != "" && p != "grpc" {
-		return false, fmt.Errorf("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL %q: only grpc is supported", p)
+	if _, err := c.protocol(); err != nil {
+		return false, err
+	}
+	if e == "otlp" {
+		return true, nil
 	}
 	return c.Enabled || c.Endpoint != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "", nil
+}
+
+// protocol is the OTLP transport: the environment's, else c's, else grpc.
+func (c Config) protocol() (string, error) {
+	p, from := c.Protocol, "tracing protocol"
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		if v := os.Getenv(k); v != "" {
+			p, from = v, k
+		}
+	}
+	switch p {
+	case "", "grpc":
+		return "grpc", nil
+	case "http/protobuf":
+		return p, nil
+	}
+	return "", fmt.Errorf("%s %q: want grpc or http/protobuf (http/json is not supported)", from, p)
 }
 
 // state is the process's tracing once Setup turned it on.
@@ -92,7 +117,7 @@ const shutdownTimeout = 5 * time.Second
 
 // Setup turns tracing on when c and the environment want it (Wanted; an
 // unsupported setting is logged and leaves it off):
-// the global tracer provider exports to the OTLP/gRPC collector in
+// the global tracer provider exports to the OTLP collector (gRPC or HTTP) in
 // batches and the W3C trace context is the global propagator. service
 // is the default service.name. shutdown flushes what is left (guest spans
 // first) and must be called before the process ends; it is a no-op when
@@ -109,18 +134,8 @@ func Setup(ctx context.Context, c Config, service string) (shutdown func(context
 	if !on {
 		return none, nil
 	}
-	var opts []otlptracegrpc.Option
-	if c.Endpoint != "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
-		if strings.Contains(c.Endpoint, "://") {
-			opts = append(opts, otlptracegrpc.WithEndpointURL(c.Endpoint))
-		} else {
-			opts = append(opts, otlptracegrpc.WithEndpoint(c.Endpoint))
-			if c.Insecure {
-				opts = append(opts, otlptracegrpc.WithInsecure())
-			}
-		}
-	}
-	client := otlptracegrpc.NewClient(opts...)
+	proto, _ := c.protocol() // checked by Wanted
+	client := newClient(c, proto)
 	exp, err := otlptrace.New(ctx, client)
 	if err != nil {
 		return none, fmt.Errorf("tracing: OTLP exporter: %w", err)
@@ -147,6 +162,44 @@ func Setup(ctx context.Context, c Config, service string) (shutdown func(context
 	state.mu.Unlock()
 	state.on.Store(true)
 	return shutdownAll, nil
+}
+
+// newClient is the OTLP client of c over proto (the OTEL_* environment
+// wins over c's endpoint, and the exporters read it themselves).
+func newClient(c Config, proto string) otlptrace.Client {
+	fromConfig := c.Endpoint != "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == ""
+	url := strings.Contains(c.Endpoint, "://")
+	if proto == "http/protobuf" {
+		var opts []otlptracehttp.Option
+		switch {
+		case fromConfig && url:
+			// A URL is used as it is, path included: OTLP/HTTP's
+			// traces path when it has none.
+			u := c.Endpoint
+			if p, err := neturl.Parse(u); err == nil && (p.Path == "" || p.Path == "/") {
+				p.Path = "/v1/traces"
+				u = p.String()
+			}
+			opts = append(opts, otlptracehttp.WithEndpointURL(u))
+		case fromConfig:
+			opts = append(opts, otlptracehttp.WithEndpoint(c.Endpoint))
+			if c.Insecure {
+				opts = append(opts, otlptracehttp.WithInsecure())
+			}
+		}
+		return otlptracehttp.NewClient(opts...)
+	}
+	var opts []otlptracegrpc.Option
+	switch {
+	case fromConfig && url:
+		opts = append(opts, otlptracegrpc.WithEndpointURL(c.Endpoint))
+	case fromConfig:
+		opts = append(opts, otlptracegrpc.WithEndpoint(c.Endpoint))
+		if c.Insecure {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+	}
+	return otlptracegrpc.NewClient(opts...)
 }
 
 // shutdownAll sends the guest spans still queued, then the host's, and

@@ -22,7 +22,7 @@ import (
 )
 
 func TestWanted(t *testing.T) {
-	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
 		t.Setenv(k, "")
 	}
 	check := func(what string, c tracing.Config, want bool) {
@@ -44,9 +44,61 @@ func TestWanted(t *testing.T) {
 	t.Setenv("OTEL_SDK_DISABLED", "true")
 	check("sdk disabled", tracing.Config{Enabled: true}, false)
 	t.Setenv("OTEL_SDK_DISABLED", "")
+	check("config http/protobuf", tracing.Config{Enabled: true, Protocol: "http/protobuf"}, true)
+	if _, err := (tracing.Config{Enabled: true, Protocol: "udp"}).Wanted(); err == nil || !strings.Contains(err.Error(), "tracing protocol") {
+		t.Errorf("protocol udp: %v, want an error naming the setting", err)
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+	if _, err := (tracing.Config{Enabled: true, Protocol: "grpc"}).Wanted(); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+		t.Errorf("http/json: %v, want an error naming the variable", err)
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "")
 	t.Setenv("OTEL_TRACES_EXPORTER", "zipkin")
 	if _, err := (tracing.Config{}).Wanted(); err == nil {
 		t.Error("OTEL_TRACES_EXPORTER=zipkin: no error")
+	}
+}
+
+// TestSetupHTTP: with http/protobuf (the configuration's, or
+// OTEL_EXPORTER_OTLP_PROTOCOL's) spans reach an OTLP/HTTP receiver, with
+// their parent.
+func TestSetupHTTP(t *testing.T) {
+	for _, how := range []string{"config", "env"} {
+		t.Run(how, func(t *testing.T) {
+			for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+				t.Setenv(k, "")
+			}
+			recv, err := otlptest.StartHTTP()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer recv.Stop()
+			c := tracing.Config{Endpoint: "http://" + recv.Addr, Protocol: "http/protobuf"}
+			if how == "env" {
+				c = tracing.Config{}
+				t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+				t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+recv.Addr)
+			}
+			shutdown, err := tracing.Setup(context.Background(), c, "http-test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, parent := tracing.Start(context.Background(), "parent")
+			_, child := tracing.Start(ctx, "child")
+			child.End()
+			parent.End()
+			if err := shutdown(context.Background()); err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+			byName := map[string]otlptest.Span{}
+			for _, s := range recv.Spans() {
+				byName[s.Name] = s
+			}
+			p, ch := byName["parent"], byName["child"]
+			if p.SpanID == "" || ch.ParentID != p.SpanID || ch.TraceID != p.TraceID || p.Service != "http-test" {
+				t.Fatalf("spans over OTLP/HTTP: %+v", recv.Spans())
+			}
+		})
 	}
 }
 

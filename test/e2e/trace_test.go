@@ -36,14 +36,25 @@ func vcEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, c
 // receiver sends one trace with the host's spans and the agent's, the
 // agent's RPC spans children of the host's client spans of the same
 // calls.
+// Over OTLP/gRPC and over OTLP/HTTP (OTEL_EXPORTER_OTLP_PROTOCOL).
 func TestTraceRun(t *testing.T) {
-	recv, err := otlptest.Start()
+	t.Run("grpc", func(t *testing.T) { traceRun(t, "grpc") })
+	t.Run("http", func(t *testing.T) { traceRun(t, "http/protobuf") })
+}
+
+func traceRun(t *testing.T, protocol string) {
+	start := otlptest.Start
+	if protocol == "http/protobuf" {
+		start = otlptest.StartHTTP
+	}
+	recv, err := start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer recv.Stop()
 	env := []string{
 		"OTEL_TRACES_EXPORTER=otlp",
+		"OTEL_EXPORTER_OTLP_PROTOCOL=" + protocol,
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + recv.Addr,
 		"OTEL_EXPORTER_OTLP_INSECURE=true",
 		"OTEL_SERVICE_NAME=vc-e2e",

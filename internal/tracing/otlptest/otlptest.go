@@ -1,17 +1,23 @@
-// Package otlptest is an OTLP/gRPC trace receiver for tests: a gRPC
-// server implementing the collector's TraceService that keeps what it
-// receives.
+// Package otlptest is an OTLP trace receiver for tests: a gRPC server
+// implementing the collector's TraceService (Start), or an HTTP server
+// taking OTLP/HTTP's binary protobuf at /v1/traces (StartHTTP), that
+// keeps what it receives.
 package otlptest
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
 // Span is a received span with its resource's service.name.
@@ -34,7 +40,8 @@ type Receiver struct {
 	collectorpb.UnimplementedTraceServiceServer
 	Addr string
 
-	srv *grpc.Server
+	srv  *grpc.Server
+	hsrv *http.Server
 
 	mu       sync.Mutex
 	spans    []Span
@@ -53,8 +60,52 @@ func Start() (*Receiver, error) {
 	return r, nil
 }
 
+// StartHTTP serves OTLP/HTTP (binary protobuf, POST /v1/traces) on
+// 127.0.0.1 at a free port.
+func StartHTTP() (*Receiver, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &Receiver{Addr: l.Addr().String()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, hr *http.Request) {
+		var body io.Reader = hr.Body
+		if hr.Header.Get("Content-Encoding") == "gzip" {
+			z, err := gzip.NewReader(hr.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			body = z
+		}
+		b, err := io.ReadAll(body)
+		var req collectorpb.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(b, &req)
+		}
+		if err != nil || hr.Header.Get("Content-Type") != "application/x-protobuf" {
+			http.Error(w, fmt.Sprintf("want binary OTLP (application/x-protobuf, got %q): %v", hr.Header.Get("Content-Type"), err), http.StatusBadRequest)
+			return
+		}
+		resp, _ := r.Export(hr.Context(), &req)
+		out, _ := proto.Marshal(resp)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(out)
+	})
+	r.hsrv = &http.Server{Handler: mux}
+	go r.hsrv.Serve(l)
+	return r, nil
+}
+
 // Stop stops the server.
-func (r *Receiver) Stop() { r.srv.Stop() }
+func (r *Receiver) Stop() {
+	if r.hsrv != nil {
+		r.hsrv.Close()
+		return
+	}
+	r.srv.Stop()
+}
 
 // Export implements the TraceService.
 func (r *Receiver) Export(ctx context.Context, req *collectorpb.ExportTraceServiceRequest) (*collectorpb.ExportTraceServiceResponse, error) {
