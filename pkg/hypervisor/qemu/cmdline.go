@@ -203,6 +203,19 @@ func balloonOn(c *hypervisor.Config) bool {
 	return !c.NoBalloon && c.MemoryFile == ""
 }
 
+// sandboxOpts is QEMU's seccomp filter: no obsolete system calls, no
+// setuid and the like, no scheduler or priority changes, and no new
+// programs, except in a VM whose RAM is a factory's memory file: its
+// template is saved, and it is restored, through an exec: migration
+// (template.go).
+func sandboxOpts(c *hypervisor.Config) string {
+	spawn := "deny"
+	if c.MemoryFile != "" {
+		spawn = "allow"
+	}
+	return "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=" + spawn
+}
+
 // commandLine renders the plan as QEMU's arguments (without argv[0]).
 func (p *launchPlan) commandLine() []string {
 	c := &p.cfg
@@ -219,6 +232,7 @@ func (p *launchPlan) commandLine() []string {
 		// template's state and its restore name the same block.
 		args[len(args)-1] += ",memory-backend=" + memoryBackendID
 	}
+	args = append(args, "-sandbox", sandboxOpts(c))
 	if p.accel == hypervisor.AccelKVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {

@@ -143,6 +143,7 @@ func TestCommandLine(t *testing.T) {
 		"-name sb1,debug-threads=on",
 		"-nodefaults -no-user-config -display none -no-reboot",
 		"-machine q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off",
+		"-sandbox on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny",
 		"-accel tcg,thread=multi -cpu max",
 		"-smp 1,maxcpus=4,sockets=1,cores=4,threads=1 -m 256M,slots=6,maxmem=1024M",
 		"-kernel /k/vmlinuz -initrd /k/initrd",

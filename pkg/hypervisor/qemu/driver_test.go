@@ -1,11 +1,14 @@
 package qemu
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
@@ -26,7 +29,9 @@ func TestDriverRunningPidKill(t *testing.T) {
 	if pid := d.RunningPid(dir); pid != 0 {
 		t.Fatalf("a process not naming the directory: pid %d", pid)
 	}
-	cmd := exec.Command("sleep", "600", dir)
+	// dir is $0 of a shell that stays (sleep 600 dir would refuse dir
+	// as an interval and exit at once).
+	cmd := exec.Command("sh", "-c", "while :; do sleep 1; done", dir)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +39,12 @@ func TestDriverRunningPidKill(t *testing.T) {
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Kill() })
 	os.WriteFile(filepath.Join(dir, pidFileName), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+	// Until the child has exec'd sleep, its command line is the test's.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid)); strings.Contains(string(b), dir) {
+			break
+		}
+	}
 	if pid := d.RunningPid(dir); pid != cmd.Process.Pid {
 		t.Fatalf("RunningPid = %d, want %d", pid, cmd.Process.Pid)
 	}
