@@ -32,8 +32,10 @@ type Engine struct {
 	size     int
 	// permissive is AllowRequestsFailingPolicy.
 	permissive bool
-	// rules are the rule names the document defines.
-	rules map[string]bool
+	// rules are the rule names the document defines; consts those
+	// defined by a boolean default alone, and its value.
+	rules  map[string]bool
+	consts map[string]bool
 
 	mu       sync.Mutex
 	prepared map[string]*rego.PreparedEvalQuery
@@ -69,12 +71,25 @@ func Compile(ctx context.Context, doc string) (*Engine, error) {
 		return nil, fmt.Errorf("%s: %w", lineErrors(c.Errors), ErrInvalid)
 	}
 	h := sha256.Sum256([]byte(doc))
-	e := &Engine{compiler: c, sum: hex.EncodeToString(h[:]), size: len(doc), rules: map[string]bool{}, prepared: map[string]*rego.PreparedEvalQuery{}}
+	e := &Engine{compiler: c, sum: hex.EncodeToString(h[:]), size: len(doc), rules: map[string]bool{}, consts: map[string]bool{}, prepared: map[string]*rego.PreparedEvalQuery{}}
+	bodies := map[string]bool{}
 	for _, r := range mod.Rules {
-		e.rules[r.Head.Name.String()] = true
+		name := r.Head.Name.String()
 		if len(r.Head.Reference) > 0 {
-			e.rules[r.Head.Reference[0].Value.String()] = true
+			name = r.Head.Reference[0].Value.String()
 		}
+		e.rules[name] = true
+		if b, ok := defaultBool(r); ok {
+			e.consts[name] = b
+		} else {
+			bodies[name] = true
+		}
+	}
+	// A rule with nothing but its default (default ReadStreamRequest :=
+	// true, as Kata documents list them) is that constant: no evaluation
+	// on the streams' calls.
+	for name := range bodies {
+		delete(e.consts, name)
 	}
 	if e.rules["AllowRequestsFailingPolicy"] {
 		ok, _, err := e.eval(ctx, "AllowRequestsFailingPolicy", nil)
@@ -84,6 +99,15 @@ func Compile(ctx context.Context, doc string) (*Engine, error) {
 		e.permissive = ok
 	}
 	return e, nil
+}
+
+// defaultBool is the value of a default rule of a boolean constant.
+func defaultBool(r *ast.Rule) (bool, bool) {
+	if !r.Default || r.Head.Value == nil {
+		return false, false
+	}
+	b, ok := r.Head.Value.Value.(ast.Boolean)
+	return bool(b), ok
 }
 
 // lineErrors renders OPA's errors as "line N: message; ...".
@@ -122,6 +146,12 @@ var inputJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: t
 func (e *Engine) Check(ctx context.Context, rule string, req proto.Message) (permissive bool, err error) {
 	if !e.rules[rule] {
 		return false, nil
+	}
+	if v, ok := e.consts[rule]; ok {
+		if v {
+			return false, nil
+		}
+		return e.permissive, &Denied{Rule: rule, Reasons: []string{"its default is false"}}
 	}
 	b, err := inputJSON.Marshal(req)
 	if err != nil {

@@ -98,7 +98,7 @@ func TestPermissive(t *testing.T) {
 		t.Fatal(err)
 	}
 	perm, err := e.Check(ctx, "ExecProcessRequest", &pb.ExecProcessRequest{})
-	if !e.Permissive() || !perm || err == nil {
+	if !e.Permissive() || !perm || err == nil || !strings.Contains(err.Error(), "rule ExecProcessRequest): its default is false") {
 		t.Fatalf("permissive %v, %v, %v: want a denial reported as allowed", e.Permissive(), perm, err)
 	}
 }
