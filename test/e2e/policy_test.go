@@ -12,6 +12,7 @@ import (
 
 	"github.com/virtcontainers/vc/internal/guestconfig"
 	"github.com/virtcontainers/vc/internal/rootfs"
+	"github.com/virtcontainers/vc/pkg/guestimage"
 	"github.com/virtcontainers/vc/pkg/oci"
 	"github.com/virtcontainers/vc/pkg/vc"
 )
@@ -86,7 +87,8 @@ func TestPolicyVC(t *testing.T) {
 func TestPolicyLibrary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	img, err := guestconfig.CurrentPolicy(dataRoot)
+	// vc image build (setup) built it beside the default image.
+	img, err := guestimage.Load(filepath.Join(guestconfig.ImageRoot(dataRoot), "current-policy"))
 	if err != nil {
 		t.Fatalf("the policy image (vc image build builds it): %v", err)
 	}
