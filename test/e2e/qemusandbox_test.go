@@ -10,8 +10,9 @@ import (
 )
 
 // TestQEMUSeccomp: QEMU runs under its seccomp sandbox (-sandbox on: no
-// spawning, no privilege elevation, no obsolete calls), and the sandbox
-// still works: the VM boots and its agent answers.
+// spawning, no privilege elevation, no obsolete calls) and dumps no core
+// (RLIMIT_CORE 0), and the sandbox still works: the VM boots and its agent
+// answers.
 func TestQEMUSeccomp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -33,6 +34,16 @@ func TestQEMUSeccomp(t *testing.T) {
 	// 2: a filter mode; every thread of QEMU has it.
 	if mode != "2" || filters == "" || filters == "0" {
 		t.Fatalf("qemu %d: Seccomp %q, Seccomp_filters %q; want a filter", pid, mode, filters)
+	}
+	// No core dump of the guest's memory.
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(limits), "\n") {
+		if strings.HasPrefix(l, "Max core file size") && strings.Fields(l)[4] != "0" {
+			t.Errorf("qemu %d: %s; want 0", pid, l)
+		}
 	}
 	if _, err := s.Metrics(ctx); err != nil {
 		t.Fatalf("the agent under a sandboxed QEMU: %v", err)

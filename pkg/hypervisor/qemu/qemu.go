@@ -272,6 +272,11 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 	}
 	proc := v.adoptChild(cmd)
 	go func() { <-v.Exited(); close(release) }()
+	// No core dump: it would hold the guest's memory. (Set once QEMU
+	// runs: exec.Cmd has no rlimits; it has not crashed by then.)
+	if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil); err != nil {
+		v.log.Warn("qemu: core dumps stay allowed", "err", err)
+	}
 	v.mu.Lock()
 	v.started = true
 	v.accel, v.transport, v.cid = plan.accel, plan.transport, plan.cid
