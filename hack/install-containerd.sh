@@ -117,7 +117,7 @@ fi
 log "CNI plugins: $(ls /usr/lib/cni | tr '\n' ' ')"
 
 # --- Debian's containerd 1.6 --------------------------------------------------
-if ! "$CONTAINERD16_DIR/usr/bin/containerd" --version 2>/dev/null | grep -q " 1\.6\."; then
+if ! "$CONTAINERD16_DIR/usr/bin/containerd" --version 2>/dev/null | grep " 1\.6\." >/dev/null; then
 	log "unpacking Debian's containerd 1.6 into $CONTAINERD16_DIR (not installed)"
 	dl="$scratch/deb16"
 	mkdir -p "$dl"
@@ -128,7 +128,7 @@ if ! "$CONTAINERD16_DIR/usr/bin/containerd" --version 2>/dev/null | grep -q " 1\
 		die "apt-get download containerd failed"
 	rm -rf "$scratch/ctrd16"
 	dpkg -x "$dl"/containerd_1.6*.deb "$scratch/ctrd16" || die "no containerd 1.6 package (got: $(ls "$dl"))"
-	"$scratch/ctrd16/usr/bin/containerd" --version | grep -q " 1\.6\." ||
+	"$scratch/ctrd16/usr/bin/containerd" --version | grep " 1\.6\." >/dev/null ||
 		die "the unpacked containerd is not 1.6: $("$scratch/ctrd16/usr/bin/containerd" --version)"
 	rm -rf "$CONTAINERD16_DIR"
 	mv "$scratch/ctrd16" "$CONTAINERD16_DIR"

@@ -118,9 +118,11 @@ mkdir -p "$w"
 )
 log "etcd built in $(secs "$t2") s"
 
-"$scratch/bin/kubectl" version --client 2>/dev/null | grep -q "$KUBE_VERSION" ||
+# Whole outputs to grep: with pipefail, grep -q leaving early makes the
+# writer die of SIGPIPE and the check fail (it threw a 50-minute build away).
+"$scratch/bin/kubectl" version --client 2>/dev/null | grep "$KUBE_VERSION" >/dev/null ||
 	die "kubectl does not report $KUBE_VERSION: $("$scratch/bin/kubectl" version --client 2>&1)"
-"$scratch/bin/etcd" --version | grep -q "${ETCD_VERSION#v}" ||
+"$scratch/bin/etcd" --version | grep "${ETCD_VERSION#v}" >/dev/null ||
 	die "etcd does not report $ETCD_VERSION: $("$scratch/bin/etcd" --version 2>&1)"
 
 rm -rf "$OUT.old"
