@@ -21,6 +21,17 @@ import (
 // The NAT of a container without a network namespace: disable_nat turns
 // it off, the allowlisted publish annotation publishes ports, a bad
 // publish value is refused naming the annotation.
+// singleSandboxConfig is the sandbox a single container (no CRI
+// annotations, an empty spec) with annotations ann boots under cfg.
+func singleSandboxConfig(cfg Config, ann map[string]string) (vc.SandboxConfig, error) {
+	o, err := annotations.ParseSandboxAnnotations(ann, cfg.EnableAnnotations)
+	if err != nil {
+		return vc.SandboxConfig{}, err
+	}
+	c := &container{id: "c1", sandboxID: "c1", typ: annotations.SingleContainer, spec: &specs.Spec{}}
+	return (&Service{}).sandboxConfig(context.Background(), cfg, c, o)
+}
+
 func TestSandboxConfigNAT(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"k", "i"} {
@@ -28,16 +39,7 @@ func TestSandboxConfigNAT(t *testing.T) {
 	}
 	base := DefaultConfig()
 	base.Kernel, base.Initrd = filepath.Join(dir, "k"), filepath.Join(dir, "i")
-	s := &Service{}
-	c := &container{id: "c1", sandboxID: "c1", typ: annotations.SingleContainer, spec: &specs.Spec{}}
-	sc := func(cfg Config, ann map[string]string) (vc.SandboxConfig, error) {
-		t.Helper()
-		o, err := annotations.ParseSandboxAnnotations(ann, cfg.EnableAnnotations)
-		if err != nil {
-			return vc.SandboxConfig{}, err
-		}
-		return s.sandboxConfig(context.Background(), cfg, c, o)
-	}
+	sc := singleSandboxConfig
 	got, err := sc(base, nil)
 	if err != nil || got.NAT.Disabled || len(got.NAT.Publish) != 0 {
 		t.Fatalf("defaults: NAT %+v, %v; want on, nothing published", got.NAT, err)

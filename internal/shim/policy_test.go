@@ -1,17 +1,13 @@
 package shim
 
 import (
-	"context"
 	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/virtcontainers/vc/internal/shim/annotations"
-	"github.com/virtcontainers/vc/pkg/vc"
 )
 
 // A sandbox's policy: the configuration's policy_file, replaced by the
@@ -24,16 +20,7 @@ func TestSandboxConfigPolicy(t *testing.T) {
 	}
 	polFile := filepath.Join(dir, "policy.rego")
 	os.WriteFile(polFile, []byte("package agent_policy\ndefault ExecProcessRequest := false\n"), 0o600)
-	s := &Service{}
-	c := &container{id: "c1", sandboxID: "c1", typ: annotations.SingleContainer, spec: &specs.Spec{}}
-	sc := func(cfg Config, ann map[string]string) (vc.SandboxConfig, error) {
-		t.Helper()
-		o, err := annotations.ParseSandboxAnnotations(ann, cfg.EnableAnnotations)
-		if err != nil {
-			return vc.SandboxConfig{}, err
-		}
-		return s.sandboxConfig(context.Background(), cfg, c, o)
-	}
+	sc := singleSandboxConfig
 	cfg := DefaultConfig()
 	cfg.Kernel, cfg.Initrd = filepath.Join(dir, "k"), filepath.Join(dir, "i")
 	if got, err := sc(cfg, nil); err != nil || got.Policy != "" || got.Hypervisor.Initrd != cfg.Initrd {
