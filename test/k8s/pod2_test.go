@@ -10,7 +10,11 @@ import (
 // TestLivenessHTTPTCP: failing liveness probes of kind httpGet (the path
 // goes away: 404) and tcpSocket (the listener goes away) restart their
 // container in the same sandbox (on vc: the same VM, its boot id
-// unchanged), as the exec kind does in TestLivenessRestart.
+// unchanged), as the exec kind does in TestLivenessRestart. The probes
+// give a slow guest (TCG, a busy host) 2 s to start serving and 5 s to
+// answer: one failure restarts the container, and a probe timing out
+// before the path goes away, or a restarted container killed before its
+// server is up, restarted it in CI for the wrong reason.
 func TestLivenessHTTPTCP(t *testing.T) {
 	t.Parallel()
 	forEachClass(t, "liveprobe", func(t *testing.T, n *ns, rc string) {
@@ -21,7 +25,9 @@ func TestLivenessHTTPTCP(t *testing.T) {
     command: ["sh", "-c", "echo boot $(cat /proc/sys/kernel/random/boot_id); mkdir -p /www; touch /www/healthz; httpd -p 8080 -h /www; sleep 8; rm /www/healthz; exec sleep 3600"]
     livenessProbe:
       httpGet: {path: /healthz, port: 8080}
+      initialDelaySeconds: 2
       periodSeconds: 2
+      timeoutSeconds: 5
       failureThreshold: 1
   - name: tcp
     image: %[1]s
@@ -29,7 +35,9 @@ func TestLivenessHTTPTCP(t *testing.T) {
     command: ["sh", "-c", "echo boot $(cat /proc/sys/kernel/random/boot_id); nc -ll -p 9090 -e true & sleep 8; kill $!; exec sleep 3600"]
     livenessProbe:
       tcpSocket: {port: 9090}
+      initialDelaySeconds: 2
       periodSeconds: 2
+      timeoutSeconds: 5
       failureThreshold: 1
 `, image)))
 		n.waitReady("p")
@@ -43,7 +51,15 @@ func TestLivenessHTTPTCP(t *testing.T) {
 			if r := n.jsonpath("pod/p", fmt.Sprintf("{.status.containerStatuses[%d].name}", i)); r != c {
 				t.Fatalf("container %d is %s, want %s", i, r, c)
 			}
-			prev := strings.TrimSpace(n.k("logs", "p", "-c", c, "--previous"))
+			// The kubelet takes the previous container from the
+			// runtime's list once it is listed as exited: under TCG and
+			// load that can lag the new container's start a little.
+			var prev string
+			n.waitFor(c+": the previous container's log", time.Minute, func() bool {
+				out, err := n.kErr(nil, "logs", "p", "-c", c, "--previous")
+				prev = strings.TrimSpace(out)
+				return err == nil
+			})
 			cur := strings.TrimSpace(n.k("logs", "p", "-c", c))
 			if !strings.HasPrefix(prev, "boot ") || prev != cur {
 				t.Errorf("%s: boot id before the restart %q, after %q: want the same (the same sandbox)", c, prev, cur)
