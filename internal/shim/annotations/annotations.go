@@ -3,6 +3,7 @@ package annotations
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,6 +120,10 @@ const (
 	// configuration's policy_file, so only an allowlist that names it
 	// lets a pod's author choose what the agent refuses.
 	AnnotationPolicy = AnnotationPrefix + "policy"
+	// KataAnnotationPolicy is Kata Containers' name of the same
+	// annotation, taken as AnnotationPolicy (and allowed by the same
+	// allowlist entry), so a pod written for Kata keeps its policy.
+	KataAnnotationPolicy = "io.katacontainers.config.agent.policy"
 )
 
 // knownAnnotations are the keys under AnnotationPrefix.
@@ -193,6 +198,15 @@ func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (S
 	if err != nil {
 		return o, err
 	}
+	policyKey := AnnotationPolicy // the name the pod used, for errors
+	if v, ok := annotations[KataAnnotationPolicy]; ok {
+		if _, both := annotations[AnnotationPolicy]; both {
+			return o, fmt.Errorf("annotations %s and %s: the same policy given twice: %w", AnnotationPolicy, KataAnnotationPolicy, errdefs.ErrInvalidArgument)
+		}
+		annotations = maps.Clone(annotations)
+		annotations[AnnotationPolicy] = v
+		policyKey = KataAnnotationPolicy
+	}
 	keys := make([]string, 0, len(annotations))
 	for k := range annotations {
 		if strings.HasPrefix(k, AnnotationPrefix) {
@@ -205,14 +219,18 @@ func ParseSandboxAnnotations(annotations map[string]string, allowed []string) (S
 		if !knownAnnotations[k] {
 			return o, fmt.Errorf("annotation %s: unknown (known: %s): %w", k, strings.Join(KnownAnnotations(), ", "), errdefs.ErrInvalidArgument)
 		}
+		name := k
+		if k == AnnotationPolicy {
+			name = policyKey
+		}
 		if !allow[k] {
-			return o, fmt.Errorf("annotation %s: not allowed by the configuration (add it to enable_annotations): %w", k, errdefs.ErrInvalidArgument)
+			return o, fmt.Errorf("annotation %s: not allowed by the configuration (add %s to enable_annotations): %w", name, strings.TrimPrefix(k, AnnotationPrefix), errdefs.ErrInvalidArgument)
 		}
 		if k == AnnotationPolicy {
 			// Not quoted in errors: up to a megabyte.
 			b, err := base64.StdEncoding.DecodeString(v)
 			if err != nil || len(b) == 0 || len(b) > vc.MaxPolicySize {
-				return o, fmt.Errorf("annotation %s (%d bytes): want a policy document of 1 to %d bytes, base64-encoded: %w", k, len(v), vc.MaxPolicySize, errdefs.ErrInvalidArgument)
+				return o, fmt.Errorf("annotation %s (%d bytes): want a policy document of 1 to %d bytes, base64-encoded: %w", name, len(v), vc.MaxPolicySize, errdefs.ErrInvalidArgument)
 			}
 			doc := string(b)
 			o.Policy = &doc

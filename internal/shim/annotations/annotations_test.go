@@ -123,4 +123,19 @@ func TestPolicyAnnotation(t *testing.T) {
 			t.Errorf("policy annotation of %d bytes: %v, want a short error naming the annotation", len(bad), err)
 		}
 	}
+	// Kata's name: the same policy, the same allowlist entry, errors
+	// naming the key the pod used.
+	o, err = ParseSandboxAnnotations(map[string]string{KataAnnotationPolicy: enc}, []string{"policy"})
+	if err != nil || o.Policy == nil || *o.Policy != doc {
+		t.Fatalf("kata's policy annotation: %+v, %v", o.Policy, err)
+	}
+	if _, err := ParseSandboxAnnotations(map[string]string{KataAnnotationPolicy: enc}, nil); err == nil || !strings.Contains(err.Error(), KataAnnotationPolicy+": not allowed") {
+		t.Errorf("kata's policy annotation without the allowlist: %v", err)
+	}
+	if _, err := ParseSandboxAnnotations(map[string]string{KataAnnotationPolicy: "!"}, []string{"policy"}); err == nil || !strings.Contains(err.Error(), KataAnnotationPolicy) {
+		t.Errorf("kata's policy annotation, bad: %v", err)
+	}
+	if _, err := ParseSandboxAnnotations(map[string]string{KataAnnotationPolicy: enc, AnnotationPolicy: enc}, []string{"policy"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("both policy annotations: %v", err)
+	}
 }
