@@ -50,3 +50,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# QEMU's own user: a VM started by root runs as it, with no capabilities
+# but those its 9p shares need, in a mount namespace of its own
+# (pkg/hypervisor/qemu/confine.go). In the kvm group where there is one.
+if ! id -u vc-qemu >/dev/null 2>&1; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "need root to add the user vc-qemu" >&2
+		exit 1
+	fi
+	groups=()
+	getent group kvm >/dev/null && groups=(--groups kvm)
+	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --user-group "${groups[@]}" vc-qemu
+	echo "added the system user vc-qemu (QEMU runs as it)"
+fi

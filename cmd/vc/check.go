@@ -98,6 +98,7 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 	line(r.VhostVsock, "vhost-vsock", vs)
 	line(r.Tun, "tun", "/dev/net/tun (networking)")
 	line(r.UserNet, "nat", natDetail(r.HostReport))
+	line(r.VMMUserError == "", "qemu user", r.VMMUser+r.VMMUserError)
 	fw := r.Firmware
 	if fw == "" {
 		fw = "SeaBIOS (qboot not installed)"

@@ -81,6 +81,10 @@ type Config struct {
 	// NoBalloon leaves out the VM's memory balloon (free page
 	// reporting: the memory the guest frees goes back to the host).
 	NoBalloon bool `toml:"no_balloon"`
+	// VMMUser is the host user QEMU runs as: empty for vc-qemu,
+	// unprivileged, in a mount namespace of its own; "root" for root's
+	// privileges (hypervisor.Config.User).
+	VMMUser string `toml:"vmm_user"`
 	// HostLoopback lets a sandbox's NAT reach the host's loopback (pkg/vc
 	// NATConfig.HostLoopback): off, as it opens every service of the
 	// host's 127.0.0.1 to the guest.

@@ -403,6 +403,7 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		MaxMemoryMiB: cfg.MaxMemoryMiB,
 		Debug:        cfg.Debug,
 		NoBalloon:    cfg.NoBalloon,
+		User:         cfg.VMMUser,
 	}
 	// The configured size is the guest's own; a CRI pod's limits (the
 	// kubelet's sum, in the sandbox container's annotations) or a single

@@ -119,10 +119,20 @@ type Config struct {
 	// internal/hostcgroup).
 	Cgroup CgroupPlacer
 
+	// User is the host user the VMM runs as when it is started by root:
+	// "" for the backend's default (qemu: an unprivileged user of its
+	// own, in a mount namespace holding only what the VM uses), UserRoot
+	// to keep root's privileges and the host's mounts. Ignored when the
+	// caller is not root: the VMM is then as unprivileged as its caller.
+	User string
+
 	// Logger receives the backend's logs; nil for slog.Default(). The
 	// backend adds "vm" = ID.
 	Logger *slog.Logger
 }
+
+// UserRoot is the Config.User that runs the VMM as root, unconfined.
+const UserRoot = "root"
 
 // CgroupPlacer starts processes in a host cgroup.
 type CgroupPlacer interface {

@@ -56,6 +56,10 @@ type HostReport struct {
 	UserNet      bool   `json:"user_net"`
 	UserNetPath  string `json:"passt_path,omitempty"`
 	UserNetError string `json:"user_net_error,omitempty"`
+	// VMMUser is who the VMM runs as and how it is confined;
+	// VMMUserError why VMs started by root cannot start confined.
+	VMMUser      string `json:"vmm_user,omitempty"`
+	VMMUserError string `json:"vmm_user_error,omitempty"`
 }
 
 // TemplateDriver is a Driver whose VMs can be saved as templates

@@ -50,6 +50,10 @@ type HypervisorConfig struct {
 	// reporting gives the host back the memory the guest frees (on by
 	// default; never in a factory's template: hypervisor.Config).
 	NoBalloon bool `json:"no_balloon,omitempty"`
+	// User is the host user QEMU runs as when root starts it: empty for
+	// the unprivileged vc-qemu in a mount namespace of its own
+	// (hypervisor.Config.User), "root" for root's privileges.
+	User string `json:"user,omitempty"`
 	// Factory is the directory of the factory (pkg/factory) whose
 	// template the VM resumes instead of booting: a record, set with
 	// SandboxConfig.VMSource by pkg/factory's Use. Set without a

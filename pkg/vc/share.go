@@ -195,30 +195,39 @@ func bind(src, target string, dir bool, mode bindMode) error {
 		}
 		f.Close()
 	}
-	flags := uintptr(unix.MS_BIND)
+	// The bind is made detached (open_tree), given its flags and only
+	// then put in place (move_mount): the shared directory is a shared
+	// mount when QEMU runs in a mount namespace of its own (a slave of
+	// it), and a mount propagates with the flags it has when it is
+	// attached; a read-only remount afterwards would not reach QEMU's
+	// copy.
+	flags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
 	if mode.recursive {
-		flags |= unix.MS_REC
+		flags |= unix.AT_RECURSIVE
 	}
-	if err := unix.Mount(src, target, "", flags, ""); err != nil {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, uint(flags))
+	if err != nil {
 		return fmt.Errorf("bind %s on %s: %w", src, target, err)
 	}
+	defer unix.Close(fd)
 	// Host mounts made later below src must not show up in the guest, and
 	// guest-side changes never propagate back.
-	if err := unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-		unmount(target)
-		return fmt.Errorf("make %s private: %w", target, err)
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Propagation: unix.MS_PRIVATE}); err != nil {
+		return fmt.Errorf("bind %s on %s: make it private: %w", src, target, err)
 	}
-	if mode.rro {
-		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-		if err := unix.MountSetattr(-1, target, unix.AT_RECURSIVE, attr); err != nil {
-			unmount(target)
-			return fmt.Errorf("make %s recursively read-only (rro): %w", target, err)
+	if mode.rro || mode.ro {
+		at := unix.AT_EMPTY_PATH
+		what := "read-only"
+		if mode.rro {
+			at |= unix.AT_RECURSIVE
+			what = "recursively read-only (rro)"
 		}
-	} else if mode.ro {
-		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			unmount(target)
-			return fmt.Errorf("remount %s read-only: %w", target, err)
+		if err := unix.MountSetattr(fd, "", uint(at), &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return fmt.Errorf("bind %s on %s: make it %s: %w", src, target, what, err)
 		}
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, target, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package vc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -378,4 +379,70 @@ func TestShareUnixSocket(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(shared, "c1", "mounts", strconv.Itoa(n))); !os.IsNotExist(err) {
 		t.Errorf("socket shared through 9p: %v", err)
 	}
+}
+
+// A confined QEMU (pkg/hypervisor/qemu/confine.go) sees the sandbox's
+// shared directory through a slave copy of it in its own mount
+// namespace: a container's root and volumes bound there later reach it,
+// a read-only volume read-only, and their unmount follows.
+func TestShareReachesSlaveNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Skip(t, "needs root: bind mounts and a mount namespace")
+	}
+	shared, rootfs, vol := t.TempDir(), t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(rootfs, "hello"), []byte("rootfs"), 0o644)
+	if err := unix.Mount(shared, shared, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(shared, unix.MNT_DETACH) })
+	if err := unix.Mount("", shared, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	// The other namespace: a thread of its own, as QEMU's forking one.
+	do := make(chan func())
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with its namespace
+		defer close(done)
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+			t.Error(err)
+			return
+		}
+		for f := range do {
+			f()
+		}
+	}()
+	inNS := func(f func()) {
+		ch := make(chan struct{})
+		do <- func() { f(); close(ch) }
+		<-ch
+	}
+	defer func() { close(do); <-done }()
+
+	spec := oci.DefaultSpec([]string{"true"}, nil, "", false)
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}})
+	if err := shareContainer(shared, "c1", rootfs, spec); err != nil {
+		t.Fatal(err)
+	}
+	volShared := filepath.Join(shared, "c1", "mounts", strconv.Itoa(len(spec.Mounts)-1))
+	inNS(func() {
+		if b, err := os.ReadFile(filepath.Join(shared, "c1", "rootfs", "hello")); string(b) != "rootfs" {
+			t.Errorf("the rootfs did not reach the other namespace: %q, %v", b, err)
+		}
+		if err := os.WriteFile(filepath.Join(volShared, "new"), nil, 0o644); !errors.Is(err, unix.EROFS) {
+			t.Errorf("a read-only volume in the other namespace: write: %v, want EROFS", err)
+		}
+	})
+	if err := unshareContainer(shared, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	inNS(func() {
+		if _, err := os.Stat(filepath.Join(shared, "c1", "rootfs", "hello")); !os.IsNotExist(err) {
+			t.Errorf("the rootfs stayed in the other namespace: %v", err)
+		}
+	})
 }

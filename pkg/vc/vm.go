@@ -174,6 +174,7 @@ func vmConfig(id, stateDir, shared string, h HypervisorConfig, nat *hypervisor.N
 		SharedFS:       []hypervisor.SharedFS{{Tag: sharedTag, HostPath: shared, Kind: hypervisor.FS9P}},
 		NAT:            nat,
 		NoBalloon:      h.NoBalloon,
+		User:           h.User,
 		Logger:         log,
 		// Only the owner serves the agent: a VM whose owner died is
 		// unreachable, so it goes too.

@@ -45,6 +45,9 @@ type vmRecord struct {
 	Disks       []hypervisor.Disk     `json:"disks,omitempty"`
 	NICs        []nicRecord           `json:"nics,omitempty"`
 	SharedFS    []hypervisor.SharedFS `json:"shared_fs,omitempty"`
+	// User is the unprivileged user QEMU runs as (confine.go); empty
+	// when it runs as the process that started it.
+	User string `json:"user,omitempty"`
 }
 
 type nicRecord struct {
@@ -80,6 +83,7 @@ func (v *qemuVM) saveRecord() error {
 		MaxMemoryMiB:   v.cfg.MaxMemoryMiB,
 		Disks:          v.cfg.Disks,
 		SharedFS:       v.cfg.SharedFS,
+		User:           v.user,
 	}
 	for _, n := range v.cfg.NICs {
 		r.NICs = append(r.NICs, nicRecord{ID: n.ID, TapName: n.TapName, MAC: n.MAC.String(), MTU: n.MTU})
@@ -173,6 +177,7 @@ func attachVM(ctx context.Context, stateDir string) (*qemuVM, error) {
 		log:        cfg.Logger.With("vm", r.ID, "hypervisor", backendName),
 		cfg:        cfg,
 		started:    true,
+		user:       r.User,
 		qemuPath:   r.QEMUPath,
 		accel:      r.Accel,
 		transport:  r.Transport,

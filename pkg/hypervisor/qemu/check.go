@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,7 @@ func checkHost(qemuPath string) hypervisor.HostReport {
 		r.Firmware = defaultFirmware
 	}
 	r.VhostVsock = haveVhostVsock()
+	r.VMMUser, r.VMMUserError = checkUser()
 	if err := accessRW(kvmDevice); err != nil {
 		r.KVMReason = kvmDevice + ": " + err.Error()
 		return r
@@ -84,4 +86,17 @@ func hasNetdev(qemuPath, name string) bool {
 		}
 	}
 	return false
+}
+
+// checkUser says who QEMU runs as when this process starts it
+// (confine.go), or why it cannot start.
+func checkUser() (string, string) {
+	if os.Geteuid() != 0 {
+		return fmt.Sprintf("uid %d, as its caller (not root: nothing to drop)", os.Geteuid()), ""
+	}
+	c, err := planConfinement(&hypervisor.Config{}, "")
+	if err != nil {
+		return "", err.Error()
+	}
+	return fmt.Sprintf("%s (uid %d): no capabilities but chown, dac_override, fowner and fsetid with 9p shares; no_new_privs; a mount namespace holding /usr and the VM's files", c.user, c.uid), ""
 }

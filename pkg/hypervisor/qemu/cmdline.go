@@ -67,7 +67,16 @@ type launchPlan struct {
 	vhostFD   int              // /dev/vhost-vsock in the child, -1 for none
 	tapFDs    map[string][]int // NIC id -> descriptor numbers in the child
 	vhostNet  bool
-	slots     []string // root port i -> the cold-plugged device in it, "" free
+	slots     []string     // root port i -> the cold-plugged device in it, "" free
+	conf      *confinement // nil: QEMU runs as its caller
+}
+
+// user is the user QEMU runs as when confined, "" otherwise.
+func (p *launchPlan) user() string {
+	if p.conf == nil {
+		return ""
+	}
+	return p.conf.user
 }
 
 // QEMU ids of the driver's objects. The caller's ids are prefixed by kind,
@@ -205,16 +214,9 @@ func balloonOn(c *hypervisor.Config) bool {
 
 // sandboxOpts is QEMU's seccomp filter: no obsolete system calls, no
 // setuid and the like, no scheduler or priority changes, and no new
-// programs, except in a VM whose RAM is a factory's memory file: its
-// template is saved, and it is restored, through an exec: migration
-// (template.go).
-func sandboxOpts(c *hypervisor.Config) string {
-	spawn := "deny"
-	if c.MemoryFile != "" {
-		spawn = "allow"
-	}
-	return "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=" + spawn
-}
+// programs (a template's migrations go through a passed descriptor:
+// template.go).
+const sandboxOpts = "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny"
 
 // commandLine renders the plan as QEMU's arguments (without argv[0]).
 func (p *launchPlan) commandLine() []string {
@@ -232,7 +234,7 @@ func (p *launchPlan) commandLine() []string {
 		// template's state and its restore name the same block.
 		args[len(args)-1] += ",memory-backend=" + memoryBackendID
 	}
-	args = append(args, "-sandbox", sandboxOpts(c))
+	args = append(args, "-sandbox", sandboxOpts)
 	if p.accel == hypervisor.AccelKVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
@@ -266,8 +268,12 @@ func (p *launchPlan) commandLine() []string {
 		args = append(args, "-initrd", c.Initrd)
 	}
 	args = append(args, "-append", kernelCmdline(c.KernelParams))
+	if p.conf == nil {
+		// A confined QEMU is PID 1 of its own namespace: the driver
+		// writes its pid (confine.go).
+		args = append(args, "-pidfile", p.paths.Pid)
+	}
 	args = append(args,
-		"-pidfile", p.paths.Pid,
 		"-qmp", "unix:"+escape(p.paths.QMP)+",server=on,wait=off",
 		"-qmp", "unix:"+escape(p.paths.AttachQMP)+",server=on,wait=off",
 	)

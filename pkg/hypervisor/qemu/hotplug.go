@@ -47,7 +47,23 @@ func (v *qemuVM) AddDisk(ctx context.Context, d hypervisor.Disk) error {
 		return err
 	}
 	node := blockNode{NodeName: diskNodeName(d.ID), Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Direct: d.Direct, Device: isBlockDevice(d.Path)}
+	passed := false // the file went as a descriptor set
+	if v.confined() {
+		// QEMU's mount namespace holds no host path added later: the
+		// disk comes as an open file.
+		set, err := v.passDiskFile(ctx, q, d)
+		if err != nil {
+			return err
+		}
+		node.Path, passed = fmt.Sprintf("/dev/fdset/%d", set), true
+	}
+	undo := func() {
+		if passed {
+			v.dropDiskFile(context.WithoutCancel(ctx), q, d.ID)
+		}
+	}
 	if err := q.BlockdevAdd(ctx, node.BlockdevAddArgs()); err != nil {
+		undo()
 		return fmt.Errorf("vm %s: add disk %s: %w", v.id, d.ID, err)
 	}
 	dev := virtioBlk{ID: diskDeviceID(d.ID), Drive: node.NodeName, Bus: rootPortID(slot), Serial: d.Serial}
@@ -55,6 +71,7 @@ func (v *qemuVM) AddDisk(ctx context.Context, d hypervisor.Disk) error {
 		if uerr := q.BlockdevDel(context.WithoutCancel(ctx), node.NodeName); uerr != nil {
 			v.log.Warn("undo blockdev-add", "disk", d.ID, "err", uerr)
 		}
+		undo()
 		return fmt.Errorf("vm %s: add disk %s: %w", v.id, d.ID, err)
 	}
 	v.mu.Lock()
@@ -82,6 +99,9 @@ func (v *qemuVM) RemoveDisk(ctx context.Context, id string) error {
 		}
 		if err := q.BlockdevDel(uctx, diskNodeName(id)); err != nil {
 			return fmt.Errorf("vm %s: remove disk %s: %w", v.id, id, err)
+		}
+		if v.confined() {
+			v.dropDiskFile(uctx, q, id)
 		}
 	}
 	v.mu.Lock()
@@ -329,5 +349,64 @@ func (v *qemuVM) syncRecord() {
 			n = hypervisor.NIC{ID: nr.ID, TapName: nr.TapName, MAC: mac, MTU: nr.MTU}
 		}
 		v.cfg.NICs = append(v.cfg.NICs, n)
+	}
+}
+
+// confined tells whether QEMU runs confined (confine.go).
+func (v *qemuVM) confined() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.user != ""
+}
+
+// diskFDOpaque tags the descriptor set of a hotplugged disk's file.
+func diskFDOpaque(id string) string { return "disk/" + id }
+
+// passDiskFile opens a disk's file as the disk is used (read-only or not)
+// and hands it to QEMU in a descriptor set of its own, whose id it
+// returns. A writable disk gets a read-only descriptor too: QEMU may
+// reopen the image read-only.
+func (v *qemuVM) passDiskFile(ctx context.Context, q *qmp.Client, d hypervisor.Disk) (int, error) {
+	modes := []int{os.O_RDONLY}
+	if !d.ReadOnly {
+		modes = []int{os.O_RDWR, os.O_RDONLY}
+	}
+	set := -1
+	for _, mode := range modes {
+		f, err := os.OpenFile(d.Path, mode|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if set >= 0 {
+				v.dropDiskFile(context.WithoutCancel(ctx), q, d.ID)
+			}
+			return 0, fmt.Errorf("vm %s: disk %s: %w", v.id, d.ID, err)
+		}
+		args := map[string]any{"opaque": diskFDOpaque(d.ID)}
+		if set >= 0 {
+			args["fdset-id"] = set
+		}
+		id, err := q.AddFDTo(ctx, f, args)
+		f.Close()
+		if err != nil {
+			if set >= 0 {
+				v.dropDiskFile(context.WithoutCancel(ctx), q, d.ID)
+			}
+			return 0, fmt.Errorf("vm %s: disk %s: add-fd: %w", v.id, d.ID, err)
+		}
+		set = id
+	}
+	return set, nil
+}
+
+// dropDiskFile removes the descriptor set of a disk's file, if any.
+func (v *qemuVM) dropDiskFile(ctx context.Context, q *qmp.Client, id string) {
+	sets, err := q.FDSets(ctx)
+	if err != nil {
+		v.log.Warn("query-fdsets", "disk", id, "err", err)
+		return
+	}
+	if set, ok := sets[diskFDOpaque(id)]; ok {
+		if err := q.RemoveFDSet(ctx, set); err != nil {
+			v.log.Warn("remove-fd", "disk", id, "err", err)
+		}
 	}
 }

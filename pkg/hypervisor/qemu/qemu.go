@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,6 +82,9 @@ type qemuVM struct {
 	// noDataPort: an attached VM whose record names no data port.
 	noDataPort bool
 	slots      []string // root port i -> slot key of its device, "" free
+	// user is the unprivileged user QEMU runs as (confine.go), "" when
+	// it runs as its caller.
+	user string
 
 	proc         *process
 	stopHow      string // how the last Stop ended the VM, for tests
@@ -264,24 +268,64 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 	if v.cfg.DieWithParent {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
-	v.log.Debug("starting qemu", "path", v.qemuPath, "args", strings.Join(args, " "))
+	var confine func() error
+	if c := plan.conf; c != nil {
+		if err = c.prepareHost(&plan.cfg, v.paths); err != nil {
+			v.removeSockets()
+			return fmt.Errorf("vm %s: %w", v.id, err)
+		}
+		defer func() {
+			if err != nil {
+				releaseShares(c.shares)
+			}
+		}()
+		c.apply(cmd.SysProcAttr)
+		cmd.Env = c.env()
+		confine = c.prepareThread
+	}
+	v.log.Debug("starting qemu", "path", v.qemuPath, "args", strings.Join(args, " "), "user", plan.user())
 	release := make(chan struct{})
-	if err := startCmdIn(cmd, v.cfg.Cgroup, v.cfg.DieWithParent, release, nil); err != nil {
+	if confine != nil {
+		// No core dump: it would hold the guest's memory. A QEMU of
+		// another user may not be given limits without
+		// CAP_SYS_RESOURCE: it inherits ours, lowered for the fork.
+		restore := noCoreDumps()
+		err = startCmdIn(cmd, v.cfg.Cgroup, v.cfg.DieWithParent, release, confine)
+		restore()
+	} else {
+		err = startCmdIn(cmd, v.cfg.Cgroup, v.cfg.DieWithParent, release, confine)
+	}
+	if err != nil {
 		v.removeSockets()
 		return fmt.Errorf("vm %s: start %s: %w", v.id, v.qemuPath, err)
 	}
 	proc := v.adoptChild(cmd)
 	go func() { <-v.Exited(); close(release) }()
+	if confine != nil {
+		err = mountProcSelf(cmd.Process.Pid)
+		if err == nil {
+			err = os.WriteFile(v.paths.Pid, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+		}
+		if err != nil {
+			proc.kill()
+			proc.wait(killTimeout)
+			v.removeSockets()
+			return fmt.Errorf("vm %s: %w", v.id, err)
+		}
+	}
 	// No core dump: it would hold the guest's memory. (Set once QEMU
 	// runs: exec.Cmd has no rlimits; it has not crashed by then.)
-	if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil); err != nil {
-		v.log.Warn("qemu: core dumps stay allowed", "err", err)
+	if confine == nil {
+		if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil); err != nil {
+			v.log.Warn("qemu: core dumps stay allowed", "err", err)
+		}
 	}
 	v.mu.Lock()
 	v.started = true
 	v.accel, v.transport, v.cid = plan.accel, plan.transport, plan.cid
 	v.slots = plan.slots
 	v.agentAddr = agentAddress(plan)
+	v.user = plan.user()
 	v.passt = passt
 	v.mu.Unlock()
 
@@ -313,7 +357,7 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 	if err := v.saveRecord(); err != nil {
 		return fmt.Errorf("vm %s: %w", v.id, err)
 	}
-	v.log.Info("vm started", "pid", proc.getPid(), "accel", plan.accel, "agent", v.AgentAddress(), "took", time.Since(begin).Round(time.Millisecond))
+	v.log.Info("vm started", "pid", proc.getPid(), "accel", plan.accel, "agent", v.AgentAddress(), "user", plan.user(), "took", time.Since(begin).Round(time.Millisecond))
 	return nil
 }
 
@@ -336,6 +380,10 @@ func (v *qemuVM) prepare() (*launchPlan, []*os.File, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
 	}
+	conf, err := planConfinement(&cfg, qemuPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", v.id, err)
+	}
 	plan := &launchPlan{
 		cfg:       cfg,
 		paths:     v.paths,
@@ -345,6 +393,7 @@ func (v *qemuVM) prepare() (*launchPlan, []*os.File, error) {
 		tapFDs:    map[string][]int{},
 		vhostNet:  accel == hypervisor.AccelKVM && haveVhostNet(),
 		slots:     planSlots(cfg),
+		conf:      conf,
 	}
 	files, err := plan.passFiles()
 	if err != nil {
@@ -649,6 +698,7 @@ func (v *qemuVM) Stop(ctx context.Context, grace time.Duration) error {
 	v.passt = nil
 	v.mu.Unlock()
 	passt.wait(killTimeout)
+	v.releaseShares()
 	v.removeSockets()
 	os.Remove(v.paths.Pid)
 	os.Remove(v.paths.Record)
@@ -699,6 +749,22 @@ func (v *qemuVM) shutdown(ctx context.Context, grace time.Duration, proc *proces
 	proc.kill()
 	proc.wait(killTimeout)
 	return "killed"
+}
+
+// releaseShares undoes, once QEMU is gone, the shared mounts a confined
+// QEMU's 9p exports were made (confine.go).
+func (v *qemuVM) releaseShares() {
+	v.mu.Lock()
+	user, fs := v.user, v.cfg.SharedFS
+	v.mu.Unlock()
+	if user == "" {
+		return
+	}
+	var dirs []string
+	for _, f := range fs {
+		dirs = append(dirs, f.HostPath)
+	}
+	releaseShares(dirs)
 }
 
 // Close releases the QMP connection and, for an attached VM, the pid
@@ -873,7 +939,7 @@ func startCmdPrepared(cmd *exec.Cmd, dieWithParent bool, release <-chan struct{}
 }
 
 // startCmdIn is startCmdPrepared starting cmd in cgroup when set
-// (hypervisor.Config.Cgroup): its enter runs on the forking thread after
+// (hypervisor.Config.Cgroup): its enter runs on the forking thread before
 // prepare, its leave after the fork.
 func startCmdIn(cmd *exec.Cmd, cgroup hypervisor.CgroupPlacer, dieWithParent bool, release <-chan struct{}, prepare func() error) error {
 	var enter func() error
@@ -890,7 +956,9 @@ func startCmdIn(cmd *exec.Cmd, cgroup hypervisor.CgroupPlacer, dieWithParent boo
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		for _, f := range []func() error{prepare, enter} {
+		// The cgroup first: prepare may leave the host's file system
+		// (QEMU's pivot_root, confine.go).
+		for _, f := range []func() error{enter, prepare} {
 			if f == nil {
 				continue
 			}

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
 	"github.com/virtcontainers/vc/pkg/hypervisor/qemu/qmp"
 )
 
@@ -32,13 +33,11 @@ import (
 // has no deadline. Only device state moves: it takes well under a second.
 var migrateTimeout = 60 * time.Second
 
-// execURI is a migration URI running sh -c cmd, with path single-quoted.
-func execURI(format, path string) (string, error) {
-	if strings.ContainsAny(path, "'\n") {
-		return "", fmt.Errorf("path %q has a quote or a newline: %w", path, errdefs.ErrInvalidArgument)
-	}
-	return "exec:" + fmt.Sprintf(format, "'"+path+"'"), nil
-}
+// migrationFD is the name under which the state file's descriptor is
+// passed to QEMU (getfd) for a save or a restore: the migration reads or
+// writes it ("fd:" URI), so QEMU spawns no program and needs no path to
+// the file (it may not see the file's directory: confine.go).
+const migrationFD = "vc-migration"
 
 // SaveTemplate pauses the VM and writes its device state to path; the RAM
 // stays in Config.MemoryFile. The VM stays paused. On error path is
@@ -56,10 +55,11 @@ func (v *qemuVM) SaveTemplate(ctx context.Context, path string) (err error) {
 	if err != nil {
 		return fmt.Errorf("vm %s: save template: %w", v.id, err)
 	}
-	uri, err := execURI("cat > %s", path)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("vm %s: save template: state file: %w", v.id, err)
 	}
+	defer f.Close()
 	ctx, cancel := withDefaultTimeout(ctx, migrateTimeout)
 	defer cancel()
 	defer func() {
@@ -68,7 +68,7 @@ func (v *qemuVM) SaveTemplate(ctx context.Context, path string) (err error) {
 		}
 	}()
 	begin := time.Now()
-	if err := saveTemplate(ctx, q, uri); err != nil {
+	if err := saveTemplate(ctx, q, f); err != nil {
 		return fmt.Errorf("vm %s: save template to %s: %w%s", v.id, path, err, v.logTails())
 	}
 	st, err := os.Stat(path)
@@ -83,15 +83,19 @@ func (v *qemuVM) SaveTemplate(ctx context.Context, path string) (err error) {
 }
 
 // saveTemplate is SaveTemplate's QMP exchange: stop, x-ignore-shared on,
-// migrate, wait for "completed".
-func saveTemplate(ctx context.Context, q *qmp.Client, uri string) error {
+// the state file passed, migrate to it, wait for "completed".
+func saveTemplate(ctx context.Context, q *qmp.Client, f *os.File) error {
 	if err := q.Stop(ctx); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
 	if err := q.SetMigrationCapability(ctx, "x-ignore-shared", true); err != nil {
 		return fmt.Errorf("migrate-set-capabilities x-ignore-shared: %w", err)
 	}
-	if err := q.Execute(ctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
+	if err := q.GetFD(ctx, migrationFD, f); err != nil {
+		return fmt.Errorf("getfd: %w", err)
+	}
+	if err := q.Execute(ctx, "migrate", map[string]any{"uri": "fd:" + migrationFD}, nil); err != nil {
+		q.CloseFD(context.WithoutCancel(ctx), migrationFD)
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return waitMigration(ctx, q, nil, "migrate")
@@ -133,18 +137,24 @@ func waitMigration(ctx context.Context, q *qmp.Client, exited <-chan struct{}, w
 }
 
 // restoreTemplate is Start's restore of Config.RestoreState: x-ignore-shared
-// on, migrate-incoming from the file, wait for "completed", cont.
+// on, the state file passed, migrate-incoming from it, wait for
+// "completed", cont.
 func restoreTemplate(ctx context.Context, q *qmp.Client, path string, exited <-chan struct{}) error {
-	uri, err := execURI("cat %s", path)
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("state file: %w", err)
 	}
+	defer f.Close()
 	ctx, cancel := withDefaultTimeout(ctx, migrateTimeout)
 	defer cancel()
 	if err := q.SetMigrationCapability(ctx, "x-ignore-shared", true); err != nil {
 		return fmt.Errorf("migrate-set-capabilities x-ignore-shared: %w", err)
 	}
-	if err := q.Execute(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
+	if err := q.GetFD(ctx, migrationFD, f); err != nil {
+		return fmt.Errorf("getfd: %w", err)
+	}
+	if err := q.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:" + migrationFD}, nil); err != nil {
+		q.CloseFD(context.WithoutCancel(ctx), migrationFD)
 		return fmt.Errorf("migrate-incoming: %w", err)
 	}
 	if err := waitMigration(ctx, q, exited, "restore of "+path); err != nil {

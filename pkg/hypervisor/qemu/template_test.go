@@ -26,6 +26,7 @@ type migrationFake struct {
 	mu       sync.Mutex
 	args     map[string]string
 	statuses []qmp.MigrationStatus
+	fds      int // descriptors received with getfd
 }
 
 func newMigrationFake(s *qmptest.Server, statuses ...qmp.MigrationStatus) *migrationFake {
@@ -38,9 +39,17 @@ func newMigrationFake(s *qmptest.Server, statuses ...qmp.MigrationStatus) *migra
 			s.Reply(id, struct{}{})
 		}
 	}
-	for _, c := range []string{"stop", "cont", "migrate-set-capabilities", "migrate", "migrate-incoming"} {
+	for _, c := range []string{"stop", "cont", "migrate-set-capabilities", "migrate", "migrate-incoming", "closefd"} {
 		s.Handle(c, ok(c))
 	}
+	// getfd must bring a descriptor.
+	s.Handle("getfd", func(s *qmptest.Server, id, args json.RawMessage, fds []int) {
+		m.mu.Lock()
+		m.args["getfd"] = string(args)
+		m.fds += len(fds)
+		m.mu.Unlock()
+		s.Reply(id, struct{}{})
+	})
 	s.Handle("query-migrate", func(s *qmptest.Server, id, _ json.RawMessage, _ []int) {
 		m.mu.Lock()
 		st := m.statuses[0]
@@ -63,30 +72,39 @@ func TestSaveTemplateSequence(t *testing.T) {
 	s := qmptest.New(t)
 	m := newMigrationFake(s, qmp.MigrationStatus{Status: "setup"}, qmp.MigrationStatus{Status: "active"}, qmp.MigrationStatus{Status: "completed"})
 	q := dialFake(t, s)
-	uri, err := execURI("cat > %s", "/var/lib/vc/factory/state")
-	if err != nil {
+	if err := saveTemplate(context.Background(), q, stateFile(t)); err != nil {
 		t.Fatal(err)
 	}
-	if err := saveTemplate(context.Background(), q, uri); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"qmp_capabilities", "stop", "migrate-set-capabilities", "migrate", "query-migrate", "query-migrate", "query-migrate"}
+	want := []string{"qmp_capabilities", "stop", "migrate-set-capabilities", "getfd", "migrate", "query-migrate", "query-migrate", "query-migrate"}
 	if got := s.Commands(); !reflect.DeepEqual(got, want) {
 		t.Errorf("commands %q, want %q", got, want)
 	}
 	if got := m.arg("migrate-set-capabilities"); got != `{"capabilities":[{"capability":"x-ignore-shared","state":true}]}` {
 		t.Errorf("capabilities %s", got)
 	}
-	if got := m.arg("migrate"); got != `{"uri":"exec:cat \u003e '/var/lib/vc/factory/state'"}` {
+	if got := m.arg("migrate"); got != `{"uri":"fd:vc-migration"}` {
 		t.Errorf("migrate %s", got)
 	}
+	if got := m.arg("getfd"); got != `{"fdname":"vc-migration"}` || m.fds != 1 {
+		t.Errorf("getfd %s with %d descriptors", got, m.fds)
+	}
+}
+
+// stateFile is an open file for a save.
+func stateFile(t *testing.T) *os.File {
+	f, err := os.Create(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 func TestSaveTemplateFailed(t *testing.T) {
 	s := qmptest.New(t)
 	newMigrationFake(s, qmp.MigrationStatus{Status: "failed", ErrorDesc: "Migration is disabled when VirtFS export path '/x' is mounted in the guest using mount_tag 'shared'"})
 	q := dialFake(t, s)
-	err := saveTemplate(context.Background(), q, "exec:cat > /dev/null")
+	err := saveTemplate(context.Background(), q, stateFile(t))
 	if !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "VirtFS") {
 		t.Fatalf("got %v", err)
 	}
@@ -96,14 +114,14 @@ func TestRestoreTemplateSequence(t *testing.T) {
 	s := qmptest.New(t)
 	m := newMigrationFake(s, qmp.MigrationStatus{Status: "active"}, qmp.MigrationStatus{Status: "completed"})
 	q := dialFake(t, s)
-	if err := restoreTemplate(context.Background(), q, "/f/state", nil); err != nil {
+	if err := restoreTemplate(context.Background(), q, stateFile(t).Name(), nil); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"qmp_capabilities", "migrate-set-capabilities", "migrate-incoming", "query-migrate", "query-migrate", "cont"}
+	want := []string{"qmp_capabilities", "migrate-set-capabilities", "getfd", "migrate-incoming", "query-migrate", "query-migrate", "cont"}
 	if got := s.Commands(); !reflect.DeepEqual(got, want) {
 		t.Errorf("commands %q, want %q", got, want)
 	}
-	if got := m.arg("migrate-incoming"); got != `{"uri":"exec:cat '/f/state'"}` {
+	if got := m.arg("migrate-incoming"); got != `{"uri":"fd:vc-migration"}` {
 		t.Errorf("migrate-incoming %s", got)
 	}
 }
@@ -116,7 +134,7 @@ func TestRestoreTemplateQEMUExits(t *testing.T) {
 	q := dialFake(t, s)
 	exited := make(chan struct{})
 	time.AfterFunc(50*time.Millisecond, func() { close(exited) })
-	err := restoreTemplate(context.Background(), q, "/f/state", exited)
+	err := restoreTemplate(context.Background(), q, stateFile(t).Name(), exited)
 	if !errors.Is(err, errdefs.ErrDataLoss) || !strings.Contains(err.Error(), "qemu exited") {
 		t.Fatalf("got %v", err)
 	}
@@ -124,12 +142,6 @@ func TestRestoreTemplateQEMUExits(t *testing.T) {
 		if c == "cont" {
 			t.Error("cont after a failed restore")
 		}
-	}
-}
-
-func TestExecURIRefusesQuotes(t *testing.T) {
-	if _, err := execURI("cat %s", "/a'b"); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("got %v", err)
 	}
 }
 

@@ -276,3 +276,50 @@ func (q *Client) SetMigrationCapability(ctx context.Context, name string, on boo
 		"capabilities": []map[string]any{{"capability": name, "state": on}},
 	}, nil)
 }
+
+// AddFD passes an open file to QEMU into a new file descriptor set,
+// tagged opaque, and returns the set's id: commands that open a path
+// open /dev/fdset/ID instead (a QEMU that cannot see the file's path).
+func (q *Client) AddFD(ctx context.Context, f *os.File, opaque string) (int, error) {
+	return q.AddFDTo(ctx, f, map[string]any{"opaque": opaque})
+}
+
+// AddFDTo is add-fd with its arguments ("fdset-id" adds to a set).
+func (q *Client) AddFDTo(ctx context.Context, f *os.File, args map[string]any) (int, error) {
+	var r struct {
+		FDSetID int `json:"fdset-id"`
+	}
+	if err := q.execute(ctx, "add-fd", args, &r, []*os.File{f}); err != nil {
+		return 0, err
+	}
+	return r.FDSetID, nil
+}
+
+// RemoveFDSet removes a descriptor set: QEMU closes its descriptors once
+// nothing uses them.
+func (q *Client) RemoveFDSet(ctx context.Context, id int) error {
+	return q.Execute(ctx, "remove-fd", map[string]any{"fdset-id": id}, nil)
+}
+
+// FDSets maps the opaque tag of each descriptor set (query-fdsets) to the
+// set's id; sets without a tag are left out.
+func (q *Client) FDSets(ctx context.Context) (map[string]int, error) {
+	var sets []struct {
+		FDSetID int `json:"fdset-id"`
+		FDs     []struct {
+			Opaque string `json:"opaque"`
+		} `json:"fds"`
+	}
+	if err := q.Execute(ctx, "query-fdsets", nil, &sets); err != nil {
+		return nil, err
+	}
+	m := map[string]int{}
+	for _, s := range sets {
+		for _, fd := range s.FDs {
+			if fd.Opaque != "" {
+				m[fd.Opaque] = s.FDSetID
+			}
+		}
+	}
+	return m, nil
+}
