@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,9 +62,21 @@ func qemuDisks(ctx context.Context, t *testing.T, s *vc.Sandbox) string {
 	if err := q.Execute(ctx, "query-named-block-nodes", nil, &nodes); err != nil {
 		t.Fatalf("query-named-block-nodes: %v", err)
 	}
+	// A confined QEMU opens a hotplugged disk as /dev/fdset/N: its set's
+	// tag names the host path ("disk/ID=PATH").
+	sets, err := q.FDSets(ctx)
+	if err != nil {
+		t.Fatalf("query-fdsets: %v", err)
+	}
 	var b strings.Builder
 	for _, n := range nodes {
-		b.WriteString(n.NodeName + "=" + n.File + "\n")
+		file := n.File
+		for opaque, id := range sets {
+			if _, path, ok := strings.Cut(opaque, "="); ok && file == fmt.Sprintf("/dev/fdset/%d", id) {
+				file = path
+			}
+		}
+		b.WriteString(n.NodeName + "=" + file + "\n")
 	}
 	return b.String()
 }

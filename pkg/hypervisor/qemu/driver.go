@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -67,8 +68,10 @@ func (driver) RunningPid(stateDir string) int {
 }
 
 // Kill kills the QEMU whose state directory is stateDir, if it runs, and
-// waits up to 2 s for it to go.
+// waits up to 2 s for it to go; then the shared mounts of a confined
+// QEMU's exports (its record names them) go too.
 func (d driver) Kill(stateDir string) {
+	defer releaseRecordShares(stateDir)
 	pid := d.RunningPid(stateDir)
 	if pid == 0 {
 		return
@@ -80,4 +83,22 @@ func (d driver) Kill(stateDir string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// releaseRecordShares undoes the shared mounts of the exports of the
+// confined QEMU recorded in stateDir, unless it still runs.
+func releaseRecordShares(stateDir string) {
+	b, err := os.ReadFile(filepath.Join(stateDir, recordName))
+	if err != nil {
+		return
+	}
+	var r vmRecord
+	if json.Unmarshal(b, &r) != nil || r.User == "" || (driver{}).RunningPid(stateDir) != 0 {
+		return
+	}
+	var dirs []string
+	for _, fs := range r.SharedFS {
+		dirs = append(dirs, fs.HostPath)
+	}
+	releaseShares(dirs)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -359,8 +360,11 @@ func (v *qemuVM) confined() bool {
 	return v.user != ""
 }
 
-// diskFDOpaque tags the descriptor set of a hotplugged disk's file.
-func diskFDOpaque(id string) string { return "disk/" + id }
+// diskFDOpaque tags the descriptor set of a hotplugged disk's file: the
+// disk's id and its host path, "disk/ID=PATH" (query-fdsets shows it).
+func diskFDOpaque(d hypervisor.Disk) string { return diskFDPrefix(d.ID) + d.Path }
+
+func diskFDPrefix(id string) string { return "disk/" + id + "=" }
 
 // passDiskFile opens a disk's file as the disk is used (read-only or not)
 // and hands it to QEMU in a descriptor set of its own, whose id it
@@ -380,7 +384,7 @@ func (v *qemuVM) passDiskFile(ctx context.Context, q *qmp.Client, d hypervisor.D
 			}
 			return 0, fmt.Errorf("vm %s: disk %s: %w", v.id, d.ID, err)
 		}
-		args := map[string]any{"opaque": diskFDOpaque(d.ID)}
+		args := map[string]any{"opaque": diskFDOpaque(d)}
 		if set >= 0 {
 			args["fdset-id"] = set
 		}
@@ -404,7 +408,10 @@ func (v *qemuVM) dropDiskFile(ctx context.Context, q *qmp.Client, id string) {
 		v.log.Warn("query-fdsets", "disk", id, "err", err)
 		return
 	}
-	if set, ok := sets[diskFDOpaque(id)]; ok {
+	for opaque, set := range sets {
+		if !strings.HasPrefix(opaque, diskFDPrefix(id)) {
+			continue
+		}
 		if err := q.RemoveFDSet(ctx, set); err != nil {
 			v.log.Warn("remove-fd", "disk", id, "err", err)
 		}
