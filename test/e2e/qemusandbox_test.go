@@ -151,6 +151,24 @@ func TestQEMUConfined(t *testing.T) {
 		t.Error(err)
 	}
 
+	// A VM serving no share: no capability at all.
+	t.Run("no shares", func(t *testing.T) {
+		bare, err := hypervisor.New("qemu", hypervisor.Config{ID: "e2e-confined-bare", StateDir: t.TempDir(), Kernel: kernel, Initrd: initrd, Accel: "tcg"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bare.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer bare.Stop(context.Background(), 0)
+		st := procStatus(t, bare.Info().Pid)
+		for _, f := range []string{"CapEff", "CapPrm", "CapBnd", "CapAmb"} {
+			if st[f] != "0000000000000000" {
+				t.Errorf("qemu without shares: %s %s, want none", f, st[f])
+			}
+		}
+	})
+
 	// The guest's root still owns its files over 9p.
 	out, errOut, code := vcRun(t, nil, "run", "--rm", "busybox", "--", "sh", "-c",
 		"echo secret > /s && chmod 600 /s && chown 4321:4321 /s && stat -c '%u:%g %a' /s && cat /s")

@@ -176,6 +176,12 @@ func TestCommandLine(t *testing.T) {
 	if got != want {
 		t.Errorf("command line:\n got  %s\n want %s", got, want)
 	}
+	// Confined, QEMU is PID 1 of its namespace: the driver writes the
+	// pid file; nothing else changes.
+	p.conf = &confinement{user: DefaultUser, uid: 999, gid: 999}
+	if got := strings.Join(p.commandLine(), " "); got != strings.Replace(want, "-pidfile /run/vc/sb1/qemu.pid ", "", 1) {
+		t.Errorf("confined command line:\n got  %s\n want it without -pidfile", got)
+	}
 }
 
 func TestCommandLineKVMVsockFirmware(t *testing.T) {
