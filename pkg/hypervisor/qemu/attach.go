@@ -46,8 +46,10 @@ type vmRecord struct {
 	NICs        []nicRecord           `json:"nics,omitempty"`
 	SharedFS    []hypervisor.SharedFS `json:"shared_fs,omitempty"`
 	// User is the unprivileged user QEMU runs as (confine.go); empty
-	// when it runs as the process that started it.
-	User string `json:"user,omitempty"`
+	// when it runs as the process that started it. SharedMounts are the
+	// binds its exports were given, undone when it is gone.
+	User         string   `json:"user,omitempty"`
+	SharedMounts []string `json:"shared_mounts,omitempty"`
 }
 
 type nicRecord struct {
@@ -84,6 +86,7 @@ func (v *qemuVM) saveRecord() error {
 		Disks:          v.cfg.Disks,
 		SharedFS:       v.cfg.SharedFS,
 		User:           v.user,
+		SharedMounts:   v.sharedMounts,
 	}
 	for _, n := range v.cfg.NICs {
 		r.NICs = append(r.NICs, nicRecord{ID: n.ID, TapName: n.TapName, MAC: n.MAC.String(), MTU: n.MTU})
@@ -172,20 +175,21 @@ func attachVM(ctx context.Context, stateDir string) (*qemuVM, error) {
 	}
 	cfg.Logger = slog.Default()
 	v := &qemuVM{
-		id:         r.ID,
-		paths:      paths,
-		log:        cfg.Logger.With("vm", r.ID, "hypervisor", backendName),
-		cfg:        cfg,
-		started:    true,
-		user:       r.User,
-		qemuPath:   r.QEMUPath,
-		accel:      r.Accel,
-		transport:  r.Transport,
-		cid:        r.CID,
-		agentAddr:  r.AgentAddress,
-		noDataPort: !r.HasDataPort,
-		slots:      r.Slots,
-		proc:       proc,
+		id:           r.ID,
+		paths:        paths,
+		log:          cfg.Logger.With("vm", r.ID, "hypervisor", backendName),
+		cfg:          cfg,
+		started:      true,
+		user:         r.User,
+		sharedMounts: r.SharedMounts,
+		qemuPath:     r.QEMUPath,
+		accel:        r.Accel,
+		transport:    r.Transport,
+		cid:          r.CID,
+		agentAddr:    r.AgentAddress,
+		noDataPort:   !r.HasDataPort,
+		slots:        r.Slots,
+		proc:         proc,
 
 		releaseWatch: release,
 	}

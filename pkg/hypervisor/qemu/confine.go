@@ -51,6 +51,7 @@ type confinement struct {
 	caps   []uintptr
 	binds  []confineBind
 	shares []string // 9p exports: shared mounts on the host, so that what is mounted below them later reaches QEMU
+	bound  []string // the exports prepareHost bound on themselves to that end (releaseShares undoes them)
 }
 
 // confineBind is a host path QEMU uses, bound at the same path in its
@@ -161,38 +162,44 @@ func (c *confinement) prepareHost(cfg *hypervisor.Config, paths statePaths) erro
 		return fmt.Errorf("qemu root %s: %w", confineRoot, err)
 	}
 	for _, s := range c.shares {
-		if err := makeSharedMount(s); err != nil {
-			releaseShares(c.shares)
+		bound, err := makeSharedMount(s)
+		if err != nil {
+			releaseShares(c.bound)
+			c.bound = nil
 			return err
+		}
+		if bound {
+			c.bound = append(c.bound, s)
 		}
 	}
 	return nil
 }
 
-// makeSharedMount makes dir a shared mount (a bind of itself unless it
-// is a mount point already): mounts made below it later propagate to
-// QEMU's namespace, whose copy is its slave; their unmounts do too.
-func makeSharedMount(dir string) error {
+// makeSharedMount makes dir a shared mount (a bind of itself, bound
+// true, unless it is a mount point already): mounts made below it later
+// propagate to QEMU's namespace, whose copy is its slave; their unmounts
+// do too.
+func makeSharedMount(dir string) (bound bool, err error) {
 	mp, err := isMountPoint(dir)
 	if err != nil {
-		return fmt.Errorf("share %s: %w", dir, err)
+		return false, fmt.Errorf("share %s: %w", dir, err)
 	}
 	if !mp {
 		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("share %s: bind it on itself: %w", dir, err)
+			return false, fmt.Errorf("share %s: bind it on itself: %w", dir, err)
 		}
 	}
 	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
 		if !mp {
 			unix.Unmount(dir, unix.MNT_DETACH)
 		}
-		return fmt.Errorf("share %s: make it a shared mount: %w", dir, err)
+		return false, fmt.Errorf("share %s: make it a shared mount: %w", dir, err)
 	}
-	return nil
+	return !mp, nil
 }
 
-// releaseShares detaches the exports' own mounts (and what is still
-// mounted below them) once QEMU is gone.
+// releaseShares detaches the binds makeSharedMount made (and what is
+// still mounted below them) once QEMU is gone.
 func releaseShares(shares []string) {
 	for _, s := range shares {
 		if mp, err := isMountPoint(s); err == nil && mp {

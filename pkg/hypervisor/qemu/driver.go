@@ -93,12 +93,8 @@ func releaseRecordShares(stateDir string) {
 		return
 	}
 	var r vmRecord
-	if json.Unmarshal(b, &r) != nil || r.User == "" || (driver{}).RunningPid(stateDir) != 0 {
+	if json.Unmarshal(b, &r) != nil || len(r.SharedMounts) == 0 || (driver{}).RunningPid(stateDir) != 0 {
 		return
 	}
-	var dirs []string
-	for _, fs := range r.SharedFS {
-		dirs = append(dirs, fs.HostPath)
-	}
-	releaseShares(dirs)
+	releaseShares(r.SharedMounts)
 }

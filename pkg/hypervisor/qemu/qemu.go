@@ -83,8 +83,10 @@ type qemuVM struct {
 	noDataPort bool
 	slots      []string // root port i -> slot key of its device, "" free
 	// user is the unprivileged user QEMU runs as (confine.go), "" when
-	// it runs as its caller.
-	user string
+	// it runs as its caller; sharedMounts the binds its exports were
+	// given, undone when it is gone.
+	user         string
+	sharedMounts []string
 
 	proc         *process
 	stopHow      string // how the last Stop ended the VM, for tests
@@ -276,7 +278,7 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 		}
 		defer func() {
 			if err != nil {
-				releaseShares(c.shares)
+				releaseShares(c.bound)
 			}
 		}()
 		c.apply(cmd.SysProcAttr)
@@ -285,16 +287,15 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 	}
 	v.log.Debug("starting qemu", "path", v.qemuPath, "args", strings.Join(args, " "), "user", plan.user())
 	release := make(chan struct{})
+	restoreCore := func() {}
 	if confine != nil {
 		// No core dump: it would hold the guest's memory. A QEMU of
 		// another user may not be given limits without
 		// CAP_SYS_RESOURCE: it inherits ours, lowered for the fork.
-		restore := noCoreDumps()
-		err = startCmdIn(cmd, v.cfg.Cgroup, v.cfg.DieWithParent, release, confine)
-		restore()
-	} else {
-		err = startCmdIn(cmd, v.cfg.Cgroup, v.cfg.DieWithParent, release, confine)
+		restoreCore = noCoreDumps()
 	}
+	err = startCmdIn(cmd, v.cfg.Cgroup, v.cfg.DieWithParent, release, confine)
+	restoreCore()
 	if err != nil {
 		v.removeSockets()
 		return fmt.Errorf("vm %s: start %s: %w", v.id, v.qemuPath, err)
@@ -326,6 +327,9 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 	v.slots = plan.slots
 	v.agentAddr = agentAddress(plan)
 	v.user = plan.user()
+	if plan.conf != nil {
+		v.sharedMounts = plan.conf.bound
+	}
 	v.passt = passt
 	v.mu.Unlock()
 
@@ -751,19 +755,13 @@ func (v *qemuVM) shutdown(ctx context.Context, grace time.Duration, proc *proces
 	return "killed"
 }
 
-// releaseShares undoes, once QEMU is gone, the shared mounts a confined
-// QEMU's 9p exports were made (confine.go).
+// releaseShares undoes, once QEMU is gone, the binds a confined QEMU's
+// 9p exports were given (confine.go).
 func (v *qemuVM) releaseShares() {
 	v.mu.Lock()
-	user, fs := v.user, v.cfg.SharedFS
+	dirs := v.sharedMounts
+	v.sharedMounts = nil
 	v.mu.Unlock()
-	if user == "" {
-		return
-	}
-	var dirs []string
-	for _, f := range fs {
-		dirs = append(dirs, f.HostPath)
-	}
 	releaseShares(dirs)
 }
 
