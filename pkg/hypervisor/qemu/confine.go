@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -339,8 +338,7 @@ const procStage = "/.proc"
 // that joins the namespace and ends with this call.
 func mountProcSelf(pid int) error {
 	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+	goThrowaway(func() {
 		errc <- func() error {
 			ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid))
 			if err != nil {
@@ -363,7 +361,7 @@ func mountProcSelf(pid int) error {
 			}
 			return nil
 		}()
-	}()
+	})
 	if err := <-errc; err != nil {
 		return fmt.Errorf("qemu's /proc/self: %w", err)
 	}
@@ -433,7 +431,7 @@ func noCoreDumps() (restore func()) {
 
 // isMountPoint tells whether dir is a mount point of this mount namespace.
 func isMountPoint(dir string) (bool, error) {
-	infos, err := mountinfo.Read("/proc/self/mountinfo")
+	infos, err := mountinfo.Read(mountinfo.Thread)
 	if err != nil {
 		return false, err
 	}

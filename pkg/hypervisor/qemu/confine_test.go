@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
@@ -77,6 +78,21 @@ func TestWithin(t *testing.T) {
 	}{{"/a/b", "/a", true}, {"/a", "/a", true}, {"/ab", "/a", false}, {"/a/b", "/a/", true}, {"/b", "/a", false}} {
 		if got := within(c.p, c.dir); got != c.want {
 			t.Errorf("within(%q, %q) = %v", c.p, c.dir, got)
+		}
+	}
+}
+
+// goThrowaway's goroutines never run on the main thread (which Go would
+// keep, in whatever namespace they left it), nor on one another's.
+func TestGoThrowawayNotMainThread(t *testing.T) {
+	const n = 200
+	tids := make(chan int, n)
+	for i := 0; i < n; i++ {
+		goThrowaway(func() { tids <- unix.Gettid() })
+	}
+	for i := 0; i < n; i++ {
+		if tid := <-tids; tid == unix.Getpid() {
+			t.Fatalf("a throwaway goroutine ran on the main thread (%d)", tid)
 		}
 	}
 }

@@ -952,8 +952,7 @@ func startCmdIn(cmd *exec.Cmd, cgroup hypervisor.CgroupPlacer, dieWithParent boo
 		return cmd.Start()
 	}
 	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+	goThrowaway(func() {
 		// The cgroup first: prepare may leave the host's file system
 		// (QEMU's pivot_root, confine.go).
 		for _, f := range []func() error{enter, prepare} {
@@ -973,6 +972,26 @@ func startCmdIn(cmd *exec.Cmd, cgroup hypervisor.CgroupPlacer, dieWithParent boo
 		if err == nil && dieWithParent {
 			<-release
 		}
-	}()
+	})
 	return <-errc
+}
+
+// goThrowaway runs f in a goroutine locked to an OS thread that ends with
+// it, whatever f changed of the thread (namespaces, root, capability
+// bounding set). Never on the main thread: Go keeps that one, parked,
+// when its goroutine exits locked, and /proc/self (mountinfo, root) is
+// the main thread's view.
+func goThrowaway(f func()) {
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if unix.Gettid() != unix.Getpid() {
+			f()
+			return
+		}
+		// The main thread: hold it until f runs locked to another.
+		locked := make(chan struct{})
+		goThrowaway(func() { close(locked); f() })
+		<-locked
+		runtime.UnlockOSThread()
+	}()
 }
