@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"time"
 )
 
 func main() {
@@ -104,5 +105,10 @@ func holdOpen(path string) error {
 		return fmt.Errorf("echo %q, %v; want %q", got, err, msg)
 	}
 	fmt.Println("held")
-	select {}
+	// Until killed. Not select{}: with nothing else waiting (no timer,
+	// no goroutine in the network poller), Go's runtime may call that a
+	// deadlock and exit ("all goroutines are asleep").
+	for {
+		time.Sleep(time.Hour)
+	}
 }
