@@ -106,7 +106,6 @@ func planConfinement(cfg *hypervisor.Config, qemuPath string) (*confinement, err
 		add(d.Path, !d.ReadOnly)
 	}
 	add(cfg.MemoryFile, true)
-	add(cfg.RestoreState, false)
 	return c, nil
 }
 
@@ -124,13 +123,11 @@ func (c *confinement) env() []string {
 // signalled or traced from it), network (it needs none: its NICs are
 // descriptors, passt and the sockets are paths; the host's loopback
 // services are not reachable), IPC and UTS.
-func (c *confinement) apply(cmd *syscallAttr) {
+func (c *confinement) apply(cmd *syscall.SysProcAttr) {
 	cmd.Credential = &syscall.Credential{Uid: c.uid, Gid: c.gid, Groups: c.groups}
 	cmd.AmbientCaps = c.caps
 	cmd.Cloneflags |= unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
 }
-
-type syscallAttr = syscall.SysProcAttr
 
 // prepareHost readies the host side: QEMU's own files become its user's,
 // the memory file (created empty if missing) too, and each 9p export a
