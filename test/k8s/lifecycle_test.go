@@ -115,7 +115,9 @@ func TestLivenessRestart(t *testing.T) {
 			return n.jsonpath("pod/p", "{.status.containerStatuses[0].state.running.startedAt}") != ""
 		})
 		prev := strings.TrimSpace(n.k("logs", "p", "--previous"))
-		cur := strings.TrimSpace(n.k("logs", "p"))
+		// The restarted container's first line may come a while after
+		// its start (under TCG): wait for it, as the other log checks do.
+		cur := strings.TrimSpace(n.logsOnce("boot ", "p"))
 		if !strings.HasPrefix(prev, "boot ") || prev != cur {
 			t.Errorf("boot id before the restart %q, after %q: want the same (the same sandbox)", prev, cur)
 		}

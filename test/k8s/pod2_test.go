@@ -60,7 +60,7 @@ func TestLivenessHTTPTCP(t *testing.T) {
 				prev = strings.TrimSpace(out)
 				return err == nil
 			})
-			cur := strings.TrimSpace(n.k("logs", "p", "-c", c))
+			cur := strings.TrimSpace(n.logsOnce("boot ", "p", "-c", c))
 			if !strings.HasPrefix(prev, "boot ") || prev != cur {
 				t.Errorf("%s: boot id before the restart %q, after %q: want the same (the same sandbox)", c, prev, cur)
 			}
