@@ -56,6 +56,7 @@ const DefaultStateRoot = "/run/vc/shim"
 //	pod_sizing = true               # CPU and memory limits grow the VM
 //	stop_timeout = "10s"            # how long a VM gets to power off
 //	factory = ""                    # a factory's directory (vc factory init): VMs that fit start from its template
+//	shared_fs = "9p"                # how containers' files reach the guest: 9p or virtio-fs (not with a factory; docs/performance.md)
 //	vm_cgroup = "account"           # the VM in a host cgroup under the pod's: off, account (cpuacct, memory, pids) or all (+ cpu quota); docs/kubernetes.md
 //	[tracing]                       # OpenTelemetry (off): enabled, endpoint, insecure, service_name (docs/observability.md)
 type Config struct {
@@ -85,6 +86,9 @@ type Config struct {
 	// unprivileged, in a mount namespace of its own; "root" for root's
 	// privileges (hypervisor.Config.User).
 	VMMUser string `toml:"vmm_user"`
+	// SharedFS is how containers' files reach the guest: "9p" (the
+	// default) or "virtio-fs" (pkg/vc HypervisorConfig.SharedFS).
+	SharedFS string `toml:"shared_fs"`
 	// HostLoopback lets a sandbox's NAT reach the host's loopback (pkg/vc
 	// NATConfig.HostLoopback): off, as it opens every service of the
 	// host's 127.0.0.1 to the guest.
@@ -227,6 +231,15 @@ func (c *Config) validate() error {
 	}
 	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
 		return fmt.Errorf("factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)
+	}
+	switch c.SharedFS {
+	case "", vc.SharedFS9P:
+	case vc.SharedFSVirtioFS:
+		if c.Factory != "" {
+			return fmt.Errorf("shared_fs %q with factory %q: a factory's VMs share over 9p (QEMU cannot migrate virtio-fs): %w", c.SharedFS, c.Factory, errdefs.ErrInvalidArgument)
+		}
+	default:
+		return fmt.Errorf("shared_fs %q: want %s or %s: %w", c.SharedFS, vc.SharedFS9P, vc.SharedFSVirtioFS, errdefs.ErrInvalidArgument)
 	}
 	if (c.Kernel == "") != (c.Initrd == "") {
 		return fmt.Errorf("kernel %q and initrd %q: set both or neither: %w", c.Kernel, c.Initrd, errdefs.ErrInvalidArgument)

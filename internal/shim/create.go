@@ -404,6 +404,7 @@ func (s *Service) sandboxConfig(ctx context.Context, cfg Config, c *container, o
 		Debug:        cfg.Debug,
 		NoBalloon:    cfg.NoBalloon,
 		User:         cfg.VMMUser,
+		SharedFS:     cfg.SharedFS,
 	}
 	// The configured size is the guest's own; a CRI pod's limits (the
 	// kubelet's sum, in the sandbox container's annotations) or a single

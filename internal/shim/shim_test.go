@@ -378,6 +378,19 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || cfg.CPUs != 3 {
 		t.Fatalf("config = %+v, %v", cfg, err)
 	}
+	os.WriteFile(path, []byte(`shared_fs = "virtio-fs"`), 0o600)
+	if cfg, err := LoadConfig(); err != nil || cfg.SharedFS != "virtio-fs" {
+		t.Fatalf("shared_fs virtio-fs: config = %+v, %v", cfg, err)
+	}
+	for conf, want := range map[string]string{
+		`shared_fs = "nfs"`: `shared_fs "nfs": want 9p or virtio-fs`,
+		"shared_fs = \"virtio-fs\"\nfactory = \"/var/lib/vc/factory\"": `shared_fs "virtio-fs" with factory "/var/lib/vc/factory"`,
+	} {
+		os.WriteFile(path, []byte(conf), 0o600)
+		if _, err := LoadConfig(); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want InvalidArgument naming %q", conf, err, want)
+		}
+	}
 }
 
 // TestV2Bridge: a task API v2 request reaches the v3 service with every

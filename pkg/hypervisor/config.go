@@ -28,6 +28,11 @@ type Config struct {
 	// (qemu-system-x86_64 on $PATH for qemu).
 	HypervisorPath string
 
+	// VirtiofsdPath is the daemon serving virtio-fs shares (SharedFS of
+	// kind FSVirtioFS); empty for the backend's default (qemu: QEMU's
+	// own, /usr/lib/qemu/virtiofsd).
+	VirtiofsdPath string
+
 	// Firmware is the BIOS image; empty for the backend's default (qemu:
 	// qboot when installed, else SeaBIOS).
 	Firmware string

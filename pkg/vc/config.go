@@ -54,6 +54,11 @@ type HypervisorConfig struct {
 	// the unprivileged vc-qemu in a mount namespace of its own
 	// (hypervisor.Config.User), "root" for root's privileges.
 	User string `json:"user,omitempty"`
+	// SharedFS is how the sandbox's shared directory (containers' roots,
+	// volumes) reaches the guest: SharedFS9P (the default) or
+	// SharedFSVirtioFS (a virtiofsd per sandbox, as root; not from a
+	// factory's template). docs/performance.md compares them.
+	SharedFS string `json:"shared_fs,omitempty"`
 	// Factory is the directory of the factory (pkg/factory) whose
 	// template the VM resumes instead of booting: a record, set with
 	// SandboxConfig.VMSource by pkg/factory's Use. Set without a
@@ -161,6 +166,15 @@ func (c *HypervisorConfig) Validate() error {
 	}
 	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
 		return fmt.Errorf("hypervisor.factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)
+	}
+	switch c.SharedFS {
+	case "", SharedFS9P:
+	case SharedFSVirtioFS:
+		if c.Factory != "" {
+			return fmt.Errorf("hypervisor.shared_fs %q: a factory's VMs share over 9p (QEMU cannot migrate virtio-fs): %w", c.SharedFS, errdefs.ErrInvalidArgument)
+		}
+	default:
+		return fmt.Errorf("hypervisor.shared_fs %q: want %s or %s: %w", c.SharedFS, SharedFS9P, SharedFSVirtioFS, errdefs.ErrInvalidArgument)
 	}
 	// In order: the first bad one is the one named, every time.
 	for _, f := range []struct{ field, path string }{{"hypervisor.kernel", c.Kernel}, {"hypervisor.initrd", c.Initrd}} {

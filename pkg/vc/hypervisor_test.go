@@ -37,6 +37,29 @@ func TestFactoryWithoutSource(t *testing.T) {
 	}
 }
 
+// SharedFS is 9p or virtio-fs, and virtio-fs never from a factory.
+func TestSharedFSConfig(t *testing.T) {
+	for fs, want := range map[string]string{"nfs": `hypervisor.shared_fs "nfs": want 9p or virtio-fs`} {
+		h := HypervisorConfig{Kernel: "/dev/null", Initrd: "/dev/null", SharedFS: fs}
+		if err := h.Validate(); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), want) {
+			t.Errorf("shared_fs %q: %v", fs, err)
+		}
+	}
+	h := HypervisorConfig{Kernel: "/dev/null", Initrd: "/dev/null", SharedFS: SharedFSVirtioFS, Factory: "/var/lib/vc/factory"}
+	if err := h.Validate(); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "a factory's VMs share over 9p") {
+		t.Errorf("virtio-fs from a factory: %v", err)
+	}
+	for _, fs := range []string{"", SharedFS9P, SharedFSVirtioFS} {
+		h := HypervisorConfig{Kernel: "/dev/null", Initrd: "/dev/null", SharedFS: fs}
+		if err := h.Validate(); err != nil {
+			t.Errorf("shared_fs %q: %v", fs, err)
+		}
+		if st := sharedStorage(h); (st.Driver == "virtio-fs") != (fs == SharedFSVirtioFS) || st.MountPoint != guestSharedDir || st.Source != sharedTag {
+			t.Errorf("shared_fs %q: the agent's storage %+v", fs, st)
+		}
+	}
+}
+
 // failingSource is a VMSource that records what it was asked and fails.
 type failingSource struct {
 	got VMSpec

@@ -237,12 +237,7 @@ func CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, err erro
 		Dns:          cfg.DNS,
 		SandboxId:    cfg.ID,
 		SandboxPidns: cfg.SharedPidNS,
-		Storages: []*pb.Storage{{
-			Driver:     "9p",
-			Source:     sharedTag,
-			Fstype:     "9p",
-			MountPoint: guestSharedDir,
-		}},
+		Storages:     []*pb.Storage{sharedStorage(cfg.Hypervisor)},
 	}
 	if req.Hostname == "" {
 		req.Hostname = shortID(cfg.ID)

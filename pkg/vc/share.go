@@ -14,8 +14,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	pb "github.com/virtcontainers/vc/api/agent"
 	"github.com/virtcontainers/vc/internal/mount"
 	"github.com/virtcontainers/vc/internal/mountinfo"
+	"github.com/virtcontainers/vc/pkg/hypervisor"
 )
 
 // The sandbox's shared directory is exported to the guest over 9p with this
@@ -26,6 +28,28 @@ const (
 	sharedTag      = "vcshared"
 	guestSharedDir = "/run/vc/shared"
 )
+
+// The kinds of HypervisorConfig.SharedFS.
+const (
+	SharedFS9P       = "9p"
+	SharedFSVirtioFS = "virtio-fs"
+)
+
+// sharedFSKind is the hypervisor's kind of device for h.SharedFS.
+func sharedFSKind(h HypervisorConfig) hypervisor.FSKind {
+	if h.SharedFS == SharedFSVirtioFS {
+		return hypervisor.FSVirtioFS
+	}
+	return hypervisor.FS9P
+}
+
+// sharedStorage is the agent's storage of the shared directory.
+func sharedStorage(h HypervisorConfig) *pb.Storage {
+	if h.SharedFS == SharedFSVirtioFS {
+		return &pb.Storage{Driver: "virtio-fs", Source: sharedTag, Fstype: "virtiofs", MountPoint: guestSharedDir}
+	}
+	return &pb.Storage{Driver: "9p", Source: sharedTag, Fstype: "9p", MountPoint: guestSharedDir}
+}
 
 // shareContainer bind-mounts a container's rootfs and bind volumes into the
 // sandbox's shared directory and rewrites spec to the guest paths. On

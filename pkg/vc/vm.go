@@ -171,7 +171,7 @@ func vmConfig(id, stateDir, shared string, h HypervisorConfig, nat *hypervisor.N
 		Initrd:         h.Initrd,
 		KernelParams:   strings.Join(h.kernelParams(), " "),
 		Accel:          h.Accel,
-		SharedFS:       []hypervisor.SharedFS{{Tag: sharedTag, HostPath: shared, Kind: hypervisor.FS9P}},
+		SharedFS:       []hypervisor.SharedFS{{Tag: sharedTag, HostPath: shared, Kind: sharedFSKind(h)}},
 		NAT:            nat,
 		NoBalloon:      h.NoBalloon,
 		User:           h.User,

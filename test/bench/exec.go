@@ -37,6 +37,9 @@ func init() {
 // A third row times slowRuns execs through libcontainer's exec, the
 // fallback. The three are measured in rounds, interleaved.
 //
+// VC_BENCH_SHARED_FS=virtio-fs runs it with the files over virtio-fs
+// (docs/performance.md, Files).
+//
 // VC_BENCH_DEBUG=1 turns the agent's debug log on (its per-RPC times, in
 // the console log, whose path is printed); figures from such a run are
 // not comparable.
@@ -54,7 +57,7 @@ func execBench() ([]row, error) {
 	}
 	debug := os.Getenv("VC_BENCH_DEBUG") != ""
 	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "exec", StateRoot: e.stateRoot,
-		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd, Debug: debug}})
+		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd, Debug: debug, SharedFS: os.Getenv("VC_BENCH_SHARED_FS")}})
 	if err != nil {
 		return nil, err
 	}

@@ -42,8 +42,13 @@ func init() {
 //   - the block-device alternative: the same file in an ext4 image of the
 //     layer on a disk, read through the guest's page cache from a fresh
 //     mount (what an image layer as a read-only block device would give);
+//   - metadata: `ls -lnR` of a tree of small files in the layer, against
+//     the same tree in the ext4 image;
 //   - volumes: ioMiB MiB written with fsync to a 9p volume, against the
 //     same on an ext4 disk.
+//
+// The image read, the tree and the volume are measured a second time in
+// a sandbox sharing its files over virtio-fs.
 //
 // The disks are host loop devices passed as the container's devices (the
 // library hotplugs them as virtio-blk); the container is privileged in
@@ -83,6 +88,9 @@ func files() ([]row, error) {
 		return nil, err
 	}
 	if err := randomFile(filepath.Join(dir("layer"), "big"), ioMiB<<20); err != nil {
+		return nil, err
+	}
+	if err := writeTree(filepath.Join(dir("layer"), "tree")); err != nil {
 		return nil, err
 	}
 	if err := os.Link(filepath.Join(dir("layer"), "big"), filepath.Join(dir("vol"), "big")); err != nil {
@@ -131,28 +139,61 @@ func files() ([]row, error) {
 		}
 	}
 
-	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "files", StateRoot: e.stateRoot,
-		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd}})
+	// The devices go to the 9p sandbox only: their floors are the same
+	// guest's, whatever shares its files.
+	bare := *spec
+	bare.Linux = &specs.Linux{}
+	*bare.Linux = *spec.Linux
+	bare.Linux.Devices, bare.Linux.Resources = nil, nil
+	t9, err := filesIn(ctx, e, vc.SharedFS9P, dir("root"), spec, true)
+	if err != nil {
+		return nil, err
+	}
+	tv, err := filesIn(ctx, e, vc.SharedFSVirtioFS, dir("root"), &bare, false)
+	if err != nil {
+		return nil, err
+	}
+	mbps := func(d time.Duration) float64 { return ioMiB / d.Seconds() }
+	return []row{
+		{figure: fmt.Sprintf("image read: a %d MiB file of an image layer, through the container's root (host overlay, 9p)", ioMiB), unit: "MiB/s", value: mbps(t9["image"]), floor: mbps(t9["raw direct"]),
+			floorName: "the same bytes off a raw virtio-blk disk, O_DIRECT", note: fmt.Sprintf("target 0.6; the disk read buffered: %.0f MiB/s; the file read from a 9p volume: %.0f MiB/s; median of 3, busybox dd bs=1M, `time -p` in the guest", mbps(t9["raw buffered"]), mbps(t9["volume"]))},
+		{figure: "the same over virtio-fs (HypervisorConfig.SharedFS)", unit: "MiB/s", value: mbps(tv["image"]), floor: mbps(t9["raw direct"]),
+			floorName: "the same bytes off a raw virtio-blk disk, O_DIRECT", note: "virtiofsd cache=always, timeout=1: through the guest's page cache"},
+		{figure: "the same file in an ext4 image of the layer on a disk, fresh mount (the block-device layer)", unit: "MiB/s", value: mbps(t9["ext4 image"]), floor: mbps(t9["raw direct"]),
+			floorName: "the same bytes off a raw virtio-blk disk, O_DIRECT", note: "through the guest's page cache, as a container reads"},
+		{figure: fmt.Sprintf("image metadata: ls -lnR of %d files in %d directories of an image layer (9p)", treeDirs*treeFiles, treeDirs), unit: "s", value: t9["tree"].Seconds(), floor: t9["ext4 tree"].Seconds(),
+			floorName: "the same tree in the ext4 image, fresh mount", note: fmt.Sprintf("lower is better; over virtio-fs: %.2f s", tv["tree"].Seconds())},
+		{figure: fmt.Sprintf("volume write: %d MiB + fsync to a 9p volume", ioMiB), unit: "MiB/s", value: mbps(t9["write"]), floor: mbps(t9["ext4 write"]),
+			floorName: "the same dd to an ext4 virtio-blk disk", note: fmt.Sprintf("target 0.5; the raw disk written O_DIRECT: %.0f MiB/s; to a virtio-fs volume: %.0f MiB/s", mbps(t9["raw write"]), mbps(tv["write"]))},
+	}, nil
+}
+
+// filesIn times, in a sandbox sharing its files by kind, a container of
+// root and spec reading the layer's file, listing its tree and writing to
+// its volume; with disks, the same on the spec's disks.
+func filesIn(ctx context.Context, e *vmEnv, kind, root string, spec *specs.Spec, disks bool) (map[string]time.Duration, error) {
+	s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: "files-" + kind, StateRoot: e.stateRoot,
+		Hypervisor: vc.HypervisorConfig{Kernel: e.img.Kernel, Initrd: e.img.Initrd, SharedFS: kind}})
 	if err != nil {
 		return nil, err
 	}
 	defer func() { s.Stop(ctx, 5*time.Second); s.Delete(ctx) }()
-	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "c", Rootfs: dir("root"), Spec: spec}); err != nil {
+	if err := s.CreateContainer(ctx, vc.ContainerConfig{ID: "c", Rootfs: root, Spec: spec}); err != nil {
 		return nil, err
 	}
 	if err := s.Container("c").Start(ctx); err != nil {
 		return nil, err
 	}
 	n := 0
-	// timed runs script in the container and returns the median of three
-	// `time -p` of dd; prep runs before each.
-	timed := func(prep, dd string) (time.Duration, error) {
+	// timed runs prep then `time -p` of cmd in the container, three
+	// times, and returns the median.
+	timed := func(prep, cmd string) (time.Duration, error) {
 		var ds []time.Duration
 		for range 3 {
 			n++
 			var out bytes.Buffer
 			id := fmt.Sprintf("x%d", n)
-			script := prep + "; time -p " + dd
+			script := prep + "; time -p " + cmd
 			if err := s.Container("c").Exec(ctx, id, &specs.Process{Args: []string{"sh", "-ec", script}, Cwd: "/", Env: []string{"PATH=/bin:/sbin:/usr/bin"}}); err != nil {
 				return 0, err
 			}
@@ -178,34 +219,57 @@ func files() ([]row, error) {
 		drop     = "sync; echo 3 > /proc/sys/vm/drop_caches"
 		remount  = "umount /mnt 2>/dev/null || true; " + drop + "; mount /dev/fsdisk /mnt"
 		readArgs = " of=/dev/null bs=1M"
+		ls       = "ls -lnR %s > /dev/null"
 	)
 	if _, err := timed("mkdir -p /mnt", "true"); err != nil {
 		return nil, err
 	}
+	type measure struct{ name, prep, cmd string }
+	ms := []measure{
+		{"image", drop, "dd if=/big" + readArgs},
+		{"tree", drop, fmt.Sprintf(ls, "/tree")},
+		{"volume", drop, "dd if=/vol/big" + readArgs},
+		{"write", "rm -f /vol/out; " + drop, fmt.Sprintf("dd if=/dev/zero of=/vol/out bs=1M count=%d conv=fsync", ioMiB)},
+	}
+	if disks {
+		ms = append(ms,
+			measure{"raw direct", drop, "dd if=/dev/raw iflag=direct" + readArgs},
+			measure{"raw buffered", drop, "dd if=/dev/raw" + readArgs},
+			measure{"ext4 image", remount, "dd if=/mnt/big" + readArgs},
+			measure{"ext4 tree", remount, fmt.Sprintf(ls, "/mnt/tree")},
+			measure{"ext4 write", "rm -f /mnt/out; " + remount, fmt.Sprintf("dd if=/dev/zero of=/mnt/out bs=1M count=%d conv=fsync", ioMiB)},
+			measure{"raw write", drop, fmt.Sprintf("dd if=/dev/zero of=/dev/raw oflag=direct bs=1M count=%d conv=fsync", ioMiB)},
+		)
+	}
 	t := map[string]time.Duration{}
-	for _, m := range []struct{ name, prep, dd string }{
-		{"9p image", drop, "dd if=/big" + readArgs},
-		{"raw direct", drop, "dd if=/dev/raw iflag=direct" + readArgs},
-		{"raw buffered", drop, "dd if=/dev/raw" + readArgs},
-		{"ext4 image", remount, "dd if=/mnt/big" + readArgs},
-		{"9p volume", drop, "dd if=/vol/big" + readArgs},
-		{"9p write", "rm -f /vol/out; " + drop, fmt.Sprintf("dd if=/dev/zero of=/vol/out bs=1M count=%d conv=fsync", ioMiB)},
-		{"ext4 write", "rm -f /mnt/out; " + remount, fmt.Sprintf("dd if=/dev/zero of=/mnt/out bs=1M count=%d conv=fsync", ioMiB)},
-		{"raw write", drop, fmt.Sprintf("dd if=/dev/zero of=/dev/raw oflag=direct bs=1M count=%d conv=fsync", ioMiB)},
-	} {
-		if t[m.name], err = timed(m.prep, m.dd); err != nil {
-			return nil, fmt.Errorf("%s: %w", m.name, err)
+	for _, m := range ms {
+		if t[m.name], err = timed(m.prep, m.cmd); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", kind, m.name, err)
 		}
 	}
-	mbps := func(name string) float64 { return ioMiB / t[name].Seconds() }
-	return []row{
-		{figure: fmt.Sprintf("image read: a %d MiB file of an image layer, through the container's root (host overlay, 9p)", ioMiB), unit: "MiB/s", value: mbps("9p image"), floor: mbps("raw direct"),
-			floorName: "the same bytes off a raw virtio-blk disk, O_DIRECT", note: fmt.Sprintf("target 0.6; the disk read buffered: %.0f MiB/s; the file read from a 9p volume: %.0f MiB/s; median of 3, busybox dd bs=1M, `time -p` in the guest", mbps("raw buffered"), mbps("9p volume"))},
-		{figure: "the same file in an ext4 image of the layer on a disk, fresh mount (the block-device layer)", unit: "MiB/s", value: mbps("ext4 image"), floor: mbps("raw direct"),
-			floorName: "the same bytes off a raw virtio-blk disk, O_DIRECT", note: "through the guest's page cache, as a container reads"},
-		{figure: fmt.Sprintf("volume write: %d MiB + fsync to a 9p volume", ioMiB), unit: "MiB/s", value: mbps("9p write"), floor: mbps("ext4 write"),
-			floorName: "the same dd to an ext4 virtio-blk disk", note: fmt.Sprintf("target 0.5; the raw disk written O_DIRECT: %.0f MiB/s", mbps("raw write"))},
-	}, nil
+	return t, nil
+}
+
+// The image layer's tree of small files, for the metadata figure.
+const (
+	treeDirs  = 50
+	treeFiles = 40
+)
+
+// writeTree makes treeDirs directories of treeFiles small files under dir.
+func writeTree(dir string) error {
+	for d := range treeDirs {
+		sub := filepath.Join(dir, fmt.Sprintf("d%d", d))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return err
+		}
+		for f := range treeFiles {
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%d", f)), []byte("x\n"), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // randomFile writes size bytes of random data to path (random, so no

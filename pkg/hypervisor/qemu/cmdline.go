@@ -117,7 +117,8 @@ func memorySlots(c *hypervisor.Config) int {
 	return int((c.MaxMemoryMiB - c.FixedMemoryMiB) / hypervisor.MemoryStepMiB)
 }
 
-// memoryBackendID is the id of the guest RAM's memory-backend-file.
+// memoryBackendID is the id of the guest RAM's memory backend object (a
+// file's with a memory file, a memfd's with virtio-fs).
 const memoryBackendID = "pc.ram"
 
 // slot occupant keys
@@ -156,6 +157,10 @@ func (p *launchPlan) devices() []device {
 		)
 	}
 	for _, fs := range c.SharedFS {
+		if fs.Kind == hypervisor.FSVirtioFS {
+			devs = append(devs, vhostUserFS{ID: fsDeviceID(fs.Tag), Sock: virtiofsSocket(c.StateDir, fs.Tag), Tag: fs.Tag})
+			continue
+		}
 		devs = append(devs, virtio9P{ID: fsDeviceID(fs.Tag), Path: fs.HostPath, Tag: fs.Tag, ReadOnly: fs.ReadOnly})
 	}
 	for _, rp := range p.rootPorts() {
@@ -187,7 +192,7 @@ func (p *launchPlan) devices() []device {
 		devs = append(devs, cpuDevice{ID: cpuDeviceID(bootTopology(i)), Driver: cpuDriver(p.accel), Topology: bootTopology(i)})
 	}
 	for j := 0; j < int((c.MemoryMiB-c.FixedMemoryMiB)/hypervisor.MemoryStepMiB); j++ {
-		devs = append(devs, ramBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}, dimmDevice{ID: dimmDeviceID(j), Memdev: dimmBackendID(j)})
+		devs = append(devs, ramBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB, Shared: hasVirtioFS(c)}, dimmDevice{ID: dimmDeviceID(j), Memdev: dimmBackendID(j)})
 	}
 	if n := c.NAT; n != nil {
 		// The stack is passt (passt.go), which forwards the published
@@ -229,7 +234,7 @@ func (p *launchPlan) commandLine() []string {
 		// q35 without the devices a container VM never uses.
 		"-machine", "q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off",
 	}
-	if c.MemoryFile != "" {
+	if c.MemoryFile != "" || hasVirtioFS(c) {
 		// The RAM block keeps QEMU's default id, pc.ram, so that a
 		// template's state and its restore name the same block.
 		args[len(args)-1] += ",memory-backend=" + memoryBackendID
@@ -259,6 +264,10 @@ func (p *launchPlan) commandLine() []string {
 		}
 		args = append(args, "-object", "memory-backend-file,id="+memoryBackendID+
 			",size="+fmt.Sprint(c.FixedMemoryMiB)+"M,mem-path="+escape(c.MemoryFile)+",share="+share)
+	} else if hasVirtioFS(c) {
+		// virtiofsd maps the guest's RAM: it must be shared memory.
+		args = append(args, "-object", "memory-backend-memfd,id="+memoryBackendID+
+			",size="+fmt.Sprint(c.FixedMemoryMiB)+"M,share=on")
 	}
 	if c.Firmware != "" {
 		args = append(args, "-bios", c.Firmware)

@@ -40,6 +40,11 @@ func TestDeviceParams(t *testing.T) {
 		{virtio9P{ID: "fs-ro", Path: "/srv/ro", Tag: "ro", ReadOnly: true},
 			[]string{"-fsdev", "local,id=fs-ro-fs,path=/srv/ro,security_model=none,readonly=on",
 				"-device", "virtio-9p-pci,id=fs-ro,fsdev=fs-ro-fs,mount_tag=ro"}},
+		{vhostUserFS{ID: "fs-share", Sock: "/run/vc/x/vfs-share.sock", Tag: "share"},
+			[]string{"-chardev", "socket,id=fs-share-chr,path=/run/vc/x/vfs-share.sock",
+				"-device", "vhost-user-fs-pci,id=fs-share,chardev=fs-share-chr,tag=share,queue-size=1024"}},
+		{ramBackend{ID: "mem-dimm0", SizeMiB: 128, Shared: true},
+			[]string{"-object", "memory-backend-memfd,id=mem-dimm0,size=134217728,share=on"}},
 		{blockNode{NodeName: "drive-d1", Path: "/img/d1.raw", Format: "raw"},
 			[]string{"-blockdev", "driver=raw,node-name=drive-d1,read-only=off,file.driver=file,file.filename=/img/d1.raw,file.read-only=off"}},
 		{blockNode{NodeName: "drive-d2", Path: "/dev/sdb", Format: "qcow2", ReadOnly: true, Direct: true, Device: true},
@@ -176,6 +181,29 @@ func TestCommandLine(t *testing.T) {
 	if got != want {
 		t.Errorf("command line:\n got  %s\n want %s", got, want)
 	}
+	// A virtio-fs share: the guest's RAM and its DIMMs are shared memfd
+	// memory (virtiofsd maps it), the share a vhost-user device on
+	// virtiofsd's socket.
+	vp := testPlan()
+	vp.cfg.SharedFS[0] = hypervisor.SharedFS{Tag: "rootfs", HostPath: "/srv/rootfs", Kind: hypervisor.FSVirtioFS}
+	vfs := strings.Join(vp.commandLine(), " ")
+	for old, new := range map[string]string{
+		"-machine q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off": "-machine q35,sata=off,smbus=off,vmport=off,usb=off,graphics=off,memory-backend=pc.ram",
+		"-m 256M,slots=6,maxmem=1024M":                                    "-m 256M,slots=6,maxmem=1024M -object memory-backend-memfd,id=pc.ram,size=256M,share=on",
+		"-fsdev local,id=fs-rootfs-fs,path=/srv/rootfs,security_model=none,readonly=on -device virtio-9p-pci,id=fs-rootfs,fsdev=fs-rootfs-fs,mount_tag=rootfs": "-chardev socket,id=fs-rootfs-chr,path=/run/vc/sb1/vfs-rootfs.sock -device vhost-user-fs-pci,id=fs-rootfs,chardev=fs-rootfs-chr,tag=rootfs,queue-size=1024",
+		"memory-backend-ram,id=mem-dimm0,size=134217728": "memory-backend-memfd,id=mem-dimm0,size=134217728,share=on",
+		"memory-backend-ram,id=mem-dimm1,size=134217728": "memory-backend-memfd,id=mem-dimm1,size=134217728,share=on",
+	} {
+		if !strings.Contains(vfs, new) {
+			t.Errorf("virtio-fs command line lacks %q (in place of %q):\n%s", new, old, vfs)
+		}
+	}
+	for _, gone := range []string{"-fsdev", "memory-backend-ram"} {
+		if strings.Contains(vfs, gone) {
+			t.Errorf("virtio-fs command line has %s:\n%s", gone, vfs)
+		}
+	}
+
 	// Confined, QEMU is PID 1 of its namespace: the driver writes the
 	// pid file; nothing else changes.
 	p.conf = &confinement{user: DefaultUser, uid: 999, gid: 999}

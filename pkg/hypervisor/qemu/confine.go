@@ -85,8 +85,12 @@ func planConfinement(cfg *hypervisor.Config, qemuPath string) (*confinement, err
 			c.groups = append(c.groups, st.Gid)
 		}
 	}
-	if len(cfg.SharedFS) > 0 {
-		c.caps = shareCaps
+	// A virtio-fs share is its daemon's business (virtiofs.go): QEMU
+	// only connects to its socket, in the state directory.
+	for _, fs := range cfg.SharedFS {
+		if fs.Kind != hypervisor.FSVirtioFS {
+			c.caps = shareCaps
+		}
 	}
 	add := func(path string, rw bool) {
 		if path != "" {
@@ -95,6 +99,9 @@ func planConfinement(cfg *hypervisor.Config, qemuPath string) (*confinement, err
 	}
 	add(cfg.StateDir, true)
 	for _, fs := range cfg.SharedFS {
+		if fs.Kind == hypervisor.FSVirtioFS {
+			continue
+		}
 		add(fs.HostPath, !fs.ReadOnly)
 		c.shares = append(c.shares, filepath.Clean(fs.HostPath))
 	}
@@ -139,7 +146,13 @@ func (c *confinement) prepareHost(cfg *hypervisor.Config, paths statePaths) erro
 		}
 		return nil
 	}
-	for _, p := range []string{cfg.StateDir, paths.Console, paths.Passt} {
+	owned := []string{cfg.StateDir, paths.Console, paths.Passt}
+	for _, fs := range cfg.SharedFS {
+		if fs.Kind == hypervisor.FSVirtioFS {
+			owned = append(owned, virtiofsSocket(cfg.StateDir, fs.Tag))
+		}
+	}
+	for _, p := range owned {
 		if err := own(p); err != nil {
 			return err
 		}

@@ -69,6 +69,14 @@ func TestPlanConfinement(t *testing.T) {
 	if conf, err := planConfinement(&noShare, ""); err != nil || len(conf.caps) != 0 {
 		t.Errorf("without shares: caps %v (%v), want none", conf.caps, err)
 	}
+	// A virtio-fs share is virtiofsd's: QEMU gets neither capabilities
+	// nor the directory (its socket is in the state directory).
+	vfs := *cfg
+	vfs.SharedFS = []hypervisor.SharedFS{{Tag: "t", HostPath: "/run/vc/s/shared", Kind: hypervisor.FSVirtioFS}}
+	conf, err = planConfinement(&vfs, "")
+	if err != nil || len(conf.caps) != 0 || len(conf.shares) != 0 || slices.ContainsFunc(conf.binds, func(b confineBind) bool { return b.path == "/run/vc/s/shared" }) {
+		t.Errorf("virtio-fs only: caps %v, shares %v, binds %v (%v); want no capability and no share", conf.caps, conf.shares, conf.binds, err)
+	}
 }
 
 func TestWithin(t *testing.T) {

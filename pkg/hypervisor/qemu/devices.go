@@ -388,23 +388,36 @@ func (d cpuDevice) DeviceAddArgs() map[string]any {
 }
 
 // ramBackend is anonymous guest memory (a memory-backend-ram object) that
-// a DIMM maps.
+// a DIMM maps; Shared makes it a shared memfd's, which a vhost-user
+// device's daemon (virtiofsd) can map too.
 type ramBackend struct {
 	ID      string
 	SizeMiB int
+	Shared  bool
+}
+
+func (d ramBackend) qomType() string {
+	if d.Shared {
+		return "memory-backend-memfd"
+	}
+	return "memory-backend-ram"
 }
 
 func (d ramBackend) props() props {
-	return props{}.add("id", d.ID).add("size", d.SizeMiB<<20)
+	p := props{}.add("id", d.ID).add("size", d.SizeMiB<<20)
+	if d.Shared {
+		p = p.add("share", true)
+	}
+	return p
 }
 
 func (d ramBackend) QemuParams() []string {
-	return []string{"-object", d.props().cli("memory-backend-ram")}
+	return []string{"-object", d.props().cli(d.qomType())}
 }
 
 // ObjectAddArgs renders the backend for QMP object-add.
 func (d ramBackend) ObjectAddArgs() map[string]any {
-	return props{}.add("qom-type", "memory-backend-ram").qmpMerge(d.props())
+	return props{}.add("qom-type", d.qomType()).qmpMerge(d.props())
 }
 
 // dimmDevice is a pc-dimm over a ramBackend: memory the guest finds through

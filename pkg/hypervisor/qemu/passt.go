@@ -3,7 +3,6 @@ package qemu
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -36,18 +34,7 @@ const (
 	passtResolvName = "passt-resolv.conf"
 	// passtBinary is looked up in PATH.
 	passtBinary = "passt"
-	// passtReadyTimeout bounds the wait for passt's socket to listen.
-	passtReadyTimeout = 10 * time.Second
 )
-
-// passtProc is a running passt.
-type passtProc struct {
-	cmd    *exec.Cmd
-	sock   string
-	log    string
-	exited chan struct{}
-	err    error // the exit status, once exited is closed
-}
 
 // passtArgs renders n as passt's arguments, serving sock.
 func passtArgs(n *hypervisor.NATNIC, sock string, asRoot bool) []string {
@@ -97,15 +84,15 @@ func passtPortSpec(f hypervisor.PortForward) string {
 // startPasst starts passt for n with its socket and log in dir and
 // returns once the socket listens. A failure (passt missing, a published
 // port in use) leaves no process and no socket.
-func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir string, dieWithParent bool, cgroup hypervisor.CgroupPlacer) (_ *passtProc, err error) {
+func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir string, dieWithParent bool, cgroup hypervisor.CgroupPlacer) (*sideProc, error) {
 	bin, err := exec.LookPath(passtBinary)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: nat nic %s: %s (the user-mode network stack; apt-get install passt): %w", vmID, n.ID, err, errdefs.ErrNotFound)
 	}
-	p := &passtProc{
-		sock:   filepath.Join(dir, passtSocketName),
-		log:    filepath.Join(dir, passtLogName),
-		exited: make(chan struct{}),
+	p := &sideProc{
+		what: fmt.Sprintf("vm %s: nat nic %s: passt", vmID, n.ID),
+		sock: filepath.Join(dir, passtSocketName),
+		log:  filepath.Join(dir, passtLogName),
 	}
 	os.Remove(p.sock)
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_CLOEXEC, 0o600)
@@ -114,7 +101,7 @@ func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir stri
 	}
 	defer logf.Close()
 	var prepare func() error
-	var prepareErr error // set before startCmdPrepared returns
+	var prepareErr error // set before start returns
 	if len(n.Resolvers) > 0 {
 		rc := filepath.Join(dir, passtResolvName)
 		if err := os.WriteFile(rc, passtResolvConf(n.Resolvers), 0o644); err != nil {
@@ -132,53 +119,19 @@ func startPasst(ctx context.Context, vmID string, n *hypervisor.NATNIC, dir stri
 	p.cmd = exec.Command(bin, passtArgs(n, p.sock, os.Geteuid() == 0)...)
 	p.cmd.Stdout = logf
 	p.cmd.Stderr = logf
-	// Its own process group, like QEMU: it lives as long as QEMU, which
-	// may outlive this process.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if dieWithParent {
 		p.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
-	release := make(chan struct{})
-	if err := startCmdIn(p.cmd, cgroup, dieWithParent, release, prepare); err != nil {
+	if err := p.start(ctx, cgroup, dieWithParent, prepare); err != nil {
 		if prepareErr != nil {
 			return nil, prepareErr
 		}
-		return nil, fmt.Errorf("vm %s: nat nic %s: start %s: %w", vmID, n.ID, bin, err)
+		return nil, err
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-		close(release)
-	}()
-	defer func() {
-		if err != nil {
-			p.stop()
-		}
-	}()
-	ctx, cancel := context.WithTimeout(ctx, passtReadyTimeout)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if listeningUnix(p.sock) {
-			// passt creates it with its umask; QEMU (the same user) is
-			// its only client.
-			if err := os.Chmod(p.sock, 0o600); err != nil {
-				return nil, fmt.Errorf("vm %s: nat nic %s: passt socket: %w", vmID, n.ID, err)
-			}
-			return p, nil
-		}
-		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("vm %s: nat nic %s: passt exited (%v): %s: %w", vmID, n.ID, p.err, passtLogTail(p.log), errdefs.ErrFailedPrecondition)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("vm %s: nat nic %s: passt socket %s did not listen: %w", vmID, n.ID, p.sock, errors.Join(ctx.Err(), errdefs.ErrUnavailable))
-		case <-tick.C:
-		}
-	}
+	return p, nil
 }
 
-// passtResolvConf is an /etc/resolv.conf naming resolvers, in order.
 func passtResolvConf(resolvers []netip.Addr) []byte {
 	var b strings.Builder
 	b.WriteString("# vc: the NAT's upstream resolvers (passt forwards to the first)\n")
@@ -206,39 +159,6 @@ func bindResolvConf(src string) error {
 	return nil
 }
 
-// stop kills passt, reaps it and removes its socket. It is a no-op on a
-// nil or exited passt (but for the socket).
-func (p *passtProc) stop() {
-	if p == nil {
-		return
-	}
-	select {
-	case <-p.exited:
-	default:
-		p.cmd.Process.Kill()
-		select {
-		case <-p.exited:
-		case <-time.After(killTimeout):
-		}
-	}
-	os.Remove(p.sock)
-}
-
-// wait gives passt up to d to end on its own (it does once QEMU closed
-// its socket), then stops it.
-func (p *passtProc) wait(d time.Duration) {
-	if p == nil {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.exited:
-	case <-t.C:
-	}
-	p.stop()
-}
-
 // listeningUnix tells whether a unix stream socket bound to path listens
 // in this thread's network namespace, the one passt was started in,
 // without connecting to it: a connection would be passt's one client.
@@ -262,23 +182,4 @@ func listeningUnix(path string) bool {
 		}
 	}
 	return false
-}
-
-// passtLogTail is the end of passt's log, without its complaints about
-// a missing syslog.
-func passtLogTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	var keep []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "Failed to send ") {
-			keep = append(keep, l)
-		}
-	}
-	if len(keep) > 5 {
-		keep = keep[len(keep)-5:]
-	}
-	return strings.Join(keep, "; ")
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -93,7 +94,8 @@ type qemuVM struct {
 	releaseWatch func() // ends an attached VM's pid watch
 	qmp          *qmp.Client
 	events       chan struct{} // closed when the event loop ends
-	passt        *passtProc    // the NAT NIC's network stack, nil without one
+	passt        *sideProc     // the NAT NIC's network stack, nil without one
+	virtiofsds   []*sideProc   // the virtio-fs shares' daemons (virtiofs.go)
 }
 
 // newVM configures a VM without starting it.
@@ -212,7 +214,7 @@ func (v *qemuVM) Capabilities() hypervisor.Capabilities {
 		CPUHotplug:     v.cfg.MaxCPUs > v.cfg.FixedCPUs,
 		CPUUnplug:      v.cfg.MaxCPUs > v.cfg.FixedCPUs && accel == hypervisor.AccelKVM,
 		MemoryHotplug:  v.cfg.MaxMemoryMiB > v.cfg.FixedMemoryMiB,
-		SharedFS:       []hypervisor.FSKind{hypervisor.FS9P},
+		SharedFS:       []hypervisor.FSKind{hypervisor.FS9P, hypervisor.FSVirtioFS},
 		AgentTransport: transport,
 		Accel:          accel,
 	}
@@ -243,7 +245,7 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 
 	// The NAT NIC's stack listens before QEMU connects to it; every
 	// failure until QEMU runs stops it here, later ones with QEMU.
-	var passt *passtProc
+	var passt *sideProc
 	if n := plan.cfg.NAT; n != nil {
 		if passt, err = startPasst(ctx, v.id, n, v.cfg.StateDir, v.cfg.DieWithParent, v.cfg.Cgroup); err != nil {
 			v.removeSockets()
@@ -252,6 +254,39 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 		defer func() {
 			if err != nil {
 				passt.stop()
+			}
+		}()
+	}
+
+	// A virtio-fs share's daemon lives in a mount namespace of its own:
+	// its share is made a shared mount first, so that what is mounted
+	// below it later reaches the daemon.
+	var vfsBound []string
+	var virtiofsds []*sideProc
+	if hasVirtioFS(&plan.cfg) {
+		for _, fs := range plan.cfg.SharedFS {
+			if fs.Kind != hypervisor.FSVirtioFS {
+				continue
+			}
+			bound, berr := makeSharedMount(filepath.Clean(fs.HostPath))
+			if berr != nil {
+				releaseShares(vfsBound)
+				v.removeSockets()
+				return fmt.Errorf("vm %s: %w", v.id, berr)
+			}
+			if bound {
+				vfsBound = append(vfsBound, filepath.Clean(fs.HostPath))
+			}
+		}
+		if virtiofsds, err = startVirtiofsds(ctx, v.id, &plan.cfg); err != nil {
+			releaseShares(vfsBound)
+			v.removeSockets()
+			return err
+		}
+		defer func() {
+			if err != nil {
+				stopSides(virtiofsds)
+				releaseShares(vfsBound)
 			}
 		}()
 	}
@@ -327,10 +362,12 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 	v.slots = plan.slots
 	v.agentAddr = agentAddress(plan)
 	v.user = plan.user()
+	v.sharedMounts = vfsBound
 	if plan.conf != nil {
-		v.sharedMounts = plan.conf.bound
+		v.sharedMounts = append(v.sharedMounts, plan.conf.bound...)
 	}
 	v.passt = passt
+	v.virtiofsds = virtiofsds
 	v.mu.Unlock()
 
 	// From here on a failure must not leave QEMU behind.
@@ -461,9 +498,9 @@ func checkInputs(cfg *hypervisor.Config) error {
 		if err := mustExist("shared directory "+fs.Tag, fs.HostPath, true); err != nil {
 			return err
 		}
-		if fs.Kind != hypervisor.FS9P {
-			return fmt.Errorf("shared fs %s: %s is not supported by the qemu backend yet: %w", fs.Tag, fs.Kind, errdefs.ErrNotImplemented)
-		}
+	}
+	if err := checkVirtioFS(cfg); err != nil {
+		return err
 	}
 	if cfg.RestoreState != "" {
 		if err := checkRestoreInputs(cfg.MemoryFile, cfg.MemoryMiB, cfg.RestoreState); err != nil {
@@ -698,10 +735,13 @@ func (v *qemuVM) Stop(ctx context.Context, grace time.Duration) error {
 	v.closeQMP()
 	// passt ends once QEMU closed its socket; a stuck one is killed.
 	v.mu.Lock()
-	passt := v.passt
-	v.passt = nil
+	passt, virtiofsds := v.passt, v.virtiofsds
+	v.passt, v.virtiofsds = nil, nil
 	v.mu.Unlock()
 	passt.wait(killTimeout)
+	for _, p := range virtiofsds {
+		p.wait(killTimeout)
+	}
 	v.releaseShares()
 	v.removeSockets()
 	os.Remove(v.paths.Pid)
@@ -756,7 +796,7 @@ func (v *qemuVM) shutdown(ctx context.Context, grace time.Duration, proc *proces
 }
 
 // releaseShares undoes, once QEMU is gone, the binds a confined QEMU's
-// 9p exports were given (confine.go).
+// 9p exports and virtio-fs shares were given (confine.go, virtiofs.go).
 func (v *qemuVM) releaseShares() {
 	v.mu.Lock()
 	dirs := v.sharedMounts

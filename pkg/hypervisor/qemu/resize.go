@@ -273,7 +273,7 @@ func (v *qemuVM) dimms(ctx context.Context, q *qmp.Client) ([]int, error) {
 }
 
 func (v *qemuVM) plugDIMM(ctx context.Context, q *qmp.Client, j int) error {
-	mem := ramBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB}
+	mem := ramBackend{ID: dimmBackendID(j), SizeMiB: hypervisor.MemoryStepMiB, Shared: hasVirtioFS(&v.cfg)}
 	if err := q.ObjectAdd(ctx, mem.ObjectAddArgs()); err != nil {
 		return fmt.Errorf("vm %s: add memory %s: %w", v.id, mem.ID, err)
 	}
