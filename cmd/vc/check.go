@@ -99,6 +99,7 @@ func checkCmd(ctx context.Context, g *globals, args []string) error {
 	line(r.Tun, "tun", "/dev/net/tun (networking)")
 	line(r.UserNet, "nat", natDetail(r.HostReport))
 	line(r.VMMUserError == "", "qemu user", r.VMMUser+r.VMMUserError)
+	line(r.VirtiofsdError == "", "virtio-fs", r.Virtiofsd+r.VirtiofsdError)
 	fw := r.Firmware
 	if fw == "" {
 		fw = "SeaBIOS (qboot not installed)"

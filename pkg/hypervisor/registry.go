@@ -60,6 +60,10 @@ type HostReport struct {
 	// VMMUserError why VMs started by root cannot start confined.
 	VMMUser      string `json:"vmm_user,omitempty"`
 	VMMUserError string `json:"vmm_user_error,omitempty"`
+	// Virtiofsd is the daemon virtio-fs shares would use;
+	// VirtiofsdError why there is none (9p, the default, needs none).
+	Virtiofsd      string `json:"virtiofsd,omitempty"`
+	VirtiofsdError string `json:"virtiofsd_error,omitempty"`
 }
 
 // TemplateDriver is a Driver whose VMs can be saved as templates

@@ -34,6 +34,11 @@ func checkHost(qemuPath string) hypervisor.HostReport {
 	}
 	r.VhostVsock = haveVhostVsock()
 	r.VMMUser, r.VMMUserError = checkUser()
+	if err := checkVirtioFS(&hypervisor.Config{SharedFS: []hypervisor.SharedFS{{Tag: "check", Kind: hypervisor.FSVirtioFS}}}); err != nil {
+		r.VirtiofsdError = err.Error()
+	} else {
+		r.Virtiofsd = DefaultVirtiofsd + ": a sandbox may share its files over virtio-fs (shared_fs)"
+	}
 	if err := accessRW(kvmDevice); err != nil {
 		r.KVMReason = kvmDevice + ": " + err.Error()
 		return r
