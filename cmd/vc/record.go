@@ -78,6 +78,7 @@ type containerRecord struct {
 	Devices     []string         `json:"devices,omitempty"`
 	Init        bool             `json:"init,omitempty"`
 	Factory     string           `json:"factory,omitempty"`
+	SharedFS    string           `json:"shared_fs,omitempty"`
 	Mounts      []recordMount    `json:"mounts,omitempty"`
 	Policy      string           `json:"policy,omitempty"`
 }
@@ -109,7 +110,7 @@ func recordOf(o runOptions) containerRecord {
 		NoNAT: o.NoNAT, Publish: o.Publish, DNS: o.DNS,
 		User: o.User, Entrypoint: o.Entrypoint, Hostname: o.Hostname, ReadOnly: o.ReadOnly,
 		Privileged: o.Privileged, CapAdd: o.CapAdd, CapDrop: o.CapDrop, Devices: o.Devices, Init: o.Init,
-		Factory: o.Factory, Policy: o.Policy,
+		Factory: o.Factory, Policy: o.Policy, SharedFS: o.SharedFS,
 	}
 	for _, m := range o.Mounts {
 		r.Mounts = append(r.Mounts, recordMount(m))
@@ -129,7 +130,7 @@ func (r containerRecord) options() runOptions {
 		NoNAT: r.NoNAT, Publish: r.Publish, DNS: r.DNS,
 		User: r.User, Entrypoint: r.Entrypoint, Hostname: r.Hostname, ReadOnly: r.ReadOnly,
 		Privileged: r.Privileged, CapAdd: r.CapAdd, CapDrop: r.CapDrop, Devices: r.Devices, Init: r.Init,
-		Factory: r.Factory, Policy: r.Policy,
+		Factory: r.Factory, Policy: r.Policy, SharedFS: r.SharedFS,
 	}
 	for _, m := range r.Mounts {
 		o.Mounts = append(o.Mounts, mountOpt(m))

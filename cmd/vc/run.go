@@ -73,6 +73,9 @@ type runOptions struct {
 	// Factory is auto, on or off: whether the VM starts from the
 	// factory's template (factory.go).
 	Factory string `json:"factory,omitempty"`
+	// SharedFS is how the container's files reach the VM: 9p (default)
+	// or virtio-fs (pkg/vc HypervisorConfig.SharedFS).
+	SharedFS string `json:"shared_fs,omitempty"`
 	// ImageDigest is the manifest digest Image had when the container was
 	// first run: vc start and vc restart run that image again, as docker
 	// does, whatever the name points at now or if it points at nothing
@@ -139,6 +142,7 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	fs.StringVar(&o.IP, "ip", "", "the container's IPv4 address on its user network (default: the first free)")
 	fs.Var(&aliases, "network-alias", "another name of the container on its user network (repeatable)")
 	fs.StringVar(&network, "net", "nat", "the same as --network")
+	fs.StringVar(&o.SharedFS, "shared-fs", "", "how the container's files reach the VM: 9p (the default) or virtio-fs (a virtiofsd per VM: faster lookups, QEMU without capabilities, slower bulk reads under TCG; never from the factory's template; docs/performance.md)")
 	fs.StringVar(&o.Factory, "factory", "auto", "start the VM from the factory's template (vc factory init): auto (when there is one and the VM fits it), on (fail otherwise), off (boot)")
 	fs.Var(&dns, "dns", "the resolver the container's DNS queries (to the NAT's 10.0.2.3) go to, an IPv4 address; the first given answers (repeatable; --network nat or a user network; root; default: the host's resolver)")
 	fs.Var(&publish, "p", "publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable; --network nat or a user network)")
@@ -228,6 +232,11 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	case "auto", "on", "off":
 	default:
 		return fmt.Errorf("--factory %q: want auto, on or off: %w", o.Factory, errdefs.ErrInvalidArgument)
+	}
+	switch o.SharedFS {
+	case "", vc.SharedFS9P, vc.SharedFSVirtioFS:
+	default:
+		return fmt.Errorf("--shared-fs %q: want %s or %s: %w", o.SharedFS, vc.SharedFS9P, vc.SharedFSVirtioFS, errdefs.ErrInvalidArgument)
 	}
 	o.CID = newContainerID()
 	if o.ID == "" {

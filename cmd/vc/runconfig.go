@@ -247,6 +247,7 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions, spec *specs.Sp
 			Accel:     o.Accel,
 			MemoryMiB: o.MemoryMiB,
 			Debug:     o.Debug,
+			SharedFS:  o.SharedFS,
 		},
 	}
 	// --cpus is the container's limit (its spec's CPU quota): the VM is
@@ -254,7 +255,16 @@ func sandboxConfig(ctx context.Context, g *globals, o runOptions, spec *specs.Sp
 	if err := scfg.Hypervisor.SizeFor(spec); err != nil {
 		return vc.SandboxConfig{}, err
 	}
-	if err := useFactory(g, o.Factory, &scfg); err != nil {
+	// A factory's VMs share over 9p: virtio-fs boots (and --factory on
+	// says why it cannot).
+	factoryMode := o.Factory
+	if o.SharedFS == vc.SharedFSVirtioFS {
+		if factoryMode == "on" {
+			return vc.SandboxConfig{}, fmt.Errorf("--factory on with --shared-fs %s: the factory's VMs share over 9p: %w", o.SharedFS, errdefs.ErrInvalidArgument)
+		}
+		factoryMode = "off"
+	}
+	if err := useFactory(g, factoryMode, &scfg); err != nil {
 		return vc.SandboxConfig{}, err
 	}
 	return scfg, nil

@@ -155,3 +155,17 @@ func TestVirtioFSDaemonFails(t *testing.T) {
 		t.Errorf("%s stays a mount point", share)
 	}
 }
+
+// TestVirtioFSCLI: vc run --shared-fs virtio-fs runs its container with
+// its files over virtio-fs (booting: the factory's VMs share over 9p); a
+// bad value names the flag.
+func TestVirtioFSCLI(t *testing.T) {
+	out, errOut, code := vcRun(t, nil, "run", "--rm", "--shared-fs", "virtio-fs", "busybox", "--", "awk", `$2 == "/" {print $3}`, "/proc/mounts")
+	if code != 0 || strings.TrimSpace(out) != "virtiofs" {
+		t.Errorf("vc run --shared-fs virtio-fs: code %d, root's type %q, stderr %s", code, out, errOut)
+	}
+	_, errOut, code = vcRun(t, nil, "run", "--rm", "--shared-fs", "nfs", "busybox", "--", "true")
+	if code != 125 || !strings.Contains(errOut, `--shared-fs "nfs": want 9p or virtio-fs`) {
+		t.Errorf("vc run --shared-fs nfs: code %d, stderr %s", code, errOut)
+	}
+}
