@@ -8,6 +8,7 @@ pkgs=(
 	libprotobuf-dev     # google/protobuf/*.proto that agent.proto imports
 	libseccomp-dev      # static vc-agent with seccomp
 	qemu-system-x86     # the hypervisor
+	qemu-system-common  # /usr/lib/qemu/virtiofsd: virtio-fs shares (shared_fs)
 	passt               # user-mode NAT of sandboxes without a network namespace (no host loopback)
 	busybox-static      # test and default container images
 	kmod cpio           # guest image builder (depmod, modinfo)
