@@ -69,7 +69,11 @@ func factory() ([]row, error) {
 	var sbTimes = map[bool][]time.Duration{}
 	start := func(id string, fromTemplate bool, args ...string) (*vc.Sandbox, time.Duration, error) {
 		t := time.Now()
-		s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: id, StateRoot: e.stateRoot, Hypervisor: hv(fromTemplate)})
+		cfg := vc.SandboxConfig{ID: id, StateRoot: e.stateRoot, Hypervisor: hv(fromTemplate)}
+		if fromTemplate {
+			cfg.VMSource = vcfactory.Source(dir)
+		}
+		s, err := vc.CreateSandbox(ctx, cfg)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -210,7 +214,7 @@ func cacheStarts(ctx context.Context, dir, stateRoot, root string, h vc.Hypervis
 			time.Sleep(50 * time.Millisecond)
 		}
 		begin := time.Now()
-		s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: fmt.Sprintf("fcache%d", i), StateRoot: stateRoot, Hypervisor: h})
+		s, err := vc.CreateSandbox(ctx, vc.SandboxConfig{ID: fmt.Sprintf("fcache%d", i), StateRoot: stateRoot, Hypervisor: h, VMSource: vcfactory.Source(dir)})
 		if err != nil {
 			return nil, nil, err
 		}
