@@ -233,10 +233,8 @@ func runOrCreate(ctx context.Context, g *globals, name string, args []string) er
 	default:
 		return fmt.Errorf("--factory %q: want auto, on or off: %w", o.Factory, errdefs.ErrInvalidArgument)
 	}
-	switch o.SharedFS {
-	case "", vc.SharedFS9P, vc.SharedFSVirtioFS:
-	default:
-		return fmt.Errorf("--shared-fs %q: want %s or %s: %w", o.SharedFS, vc.SharedFS9P, vc.SharedFSVirtioFS, errdefs.ErrInvalidArgument)
+	if err := vc.CheckSharedFS("--shared-fs", o.SharedFS); err != nil {
+		return err
 	}
 	o.CID = newContainerID()
 	if o.ID == "" {

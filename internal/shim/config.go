@@ -232,14 +232,11 @@ func (c *Config) validate() error {
 	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
 		return fmt.Errorf("factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)
 	}
-	switch c.SharedFS {
-	case "", vc.SharedFS9P:
-	case vc.SharedFSVirtioFS:
-		if c.Factory != "" {
-			return fmt.Errorf("shared_fs %q with factory %q: a factory's VMs share over 9p (QEMU cannot migrate virtio-fs): %w", c.SharedFS, c.Factory, errdefs.ErrInvalidArgument)
-		}
-	default:
-		return fmt.Errorf("shared_fs %q: want %s or %s: %w", c.SharedFS, vc.SharedFS9P, vc.SharedFSVirtioFS, errdefs.ErrInvalidArgument)
+	if err := vc.CheckSharedFS("shared_fs", c.SharedFS); err != nil {
+		return err
+	}
+	if c.SharedFS == vc.SharedFSVirtioFS && c.Factory != "" {
+		return fmt.Errorf("shared_fs %q with factory %q: a factory's VMs share over 9p (QEMU cannot migrate virtio-fs): %w", c.SharedFS, c.Factory, errdefs.ErrInvalidArgument)
 	}
 	if (c.Kernel == "") != (c.Initrd == "") {
 		return fmt.Errorf("kernel %q and initrd %q: set both or neither: %w", c.Kernel, c.Initrd, errdefs.ErrInvalidArgument)

@@ -167,14 +167,11 @@ func (c *HypervisorConfig) Validate() error {
 	if c.Factory != "" && !filepath.IsAbs(c.Factory) {
 		return fmt.Errorf("hypervisor.factory %q: not an absolute path: %w", c.Factory, errdefs.ErrInvalidArgument)
 	}
-	switch c.SharedFS {
-	case "", SharedFS9P:
-	case SharedFSVirtioFS:
-		if c.Factory != "" {
-			return fmt.Errorf("hypervisor.shared_fs %q: a factory's VMs share over 9p (QEMU cannot migrate virtio-fs): %w", c.SharedFS, errdefs.ErrInvalidArgument)
-		}
-	default:
-		return fmt.Errorf("hypervisor.shared_fs %q: want %s or %s: %w", c.SharedFS, SharedFS9P, SharedFSVirtioFS, errdefs.ErrInvalidArgument)
+	if err := CheckSharedFS("hypervisor.shared_fs", c.SharedFS); err != nil {
+		return err
+	}
+	if c.SharedFS == SharedFSVirtioFS && c.Factory != "" {
+		return fmt.Errorf("hypervisor.shared_fs %q: a factory's VMs share over 9p (QEMU cannot migrate virtio-fs): %w", c.SharedFS, errdefs.ErrInvalidArgument)
 	}
 	// In order: the first bad one is the one named, every time.
 	for _, f := range []struct{ field, path string }{{"hypervisor.kernel", c.Kernel}, {"hypervisor.initrd", c.Initrd}} {

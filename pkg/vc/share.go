@@ -35,6 +35,16 @@ const (
 	SharedFSVirtioFS = "virtio-fs"
 )
 
+// CheckSharedFS checks a HypervisorConfig.SharedFS value that field
+// gave (a flag's or a configuration key's name, for the error).
+func CheckSharedFS(field, fs string) error {
+	switch fs {
+	case "", SharedFS9P, SharedFSVirtioFS:
+		return nil
+	}
+	return fmt.Errorf("%s %q: want %s or %s: %w", field, fs, SharedFS9P, SharedFSVirtioFS, errdefs.ErrInvalidArgument)
+}
+
 // sharedFSKind is the hypervisor's kind of device for h.SharedFS.
 func sharedFSKind(h HypervisorConfig) hypervisor.FSKind {
 	if h.SharedFS == SharedFSVirtioFS {

@@ -141,10 +141,9 @@ func files() ([]row, error) {
 
 	// The devices go to the 9p sandbox only: their floors are the same
 	// guest's, whatever shares its files.
-	bare := *spec
-	bare.Linux = &specs.Linux{}
-	*bare.Linux = *spec.Linux
-	bare.Linux.Devices, bare.Linux.Resources = nil, nil
+	bare, linux := *spec, *spec.Linux
+	linux.Devices, linux.Resources = nil, nil
+	bare.Linux = &linux
 	t9, err := filesIn(ctx, e, vc.SharedFS9P, dir("root"), spec, true)
 	if err != nil {
 		return nil, err

@@ -170,18 +170,29 @@ func (c *confinement) prepareHost(cfg *hypervisor.Config, paths statePaths) erro
 	if err := os.MkdirAll(confineRoot, 0o755); err != nil {
 		return fmt.Errorf("qemu root %s: %w", confineRoot, err)
 	}
-	for _, s := range c.shares {
-		bound, err := makeSharedMount(s)
+	bound, err := makeSharedMounts(c.shares)
+	if err != nil {
+		return err
+	}
+	c.bound = bound
+	return nil
+}
+
+// makeSharedMounts makes each of dirs a shared mount (makeSharedMount)
+// and returns those it bound on themselves; on error it undoes them.
+func makeSharedMounts(dirs []string) ([]string, error) {
+	var bound []string
+	for _, d := range dirs {
+		b, err := makeSharedMount(d)
 		if err != nil {
-			releaseShares(c.bound)
-			c.bound = nil
-			return err
+			releaseShares(bound)
+			return nil, err
 		}
-		if bound {
-			c.bound = append(c.bound, s)
+		if b {
+			bound = append(bound, d)
 		}
 	}
-	return nil
+	return bound, nil
 }
 
 // makeSharedMount makes dir a shared mount (a bind of itself, bound

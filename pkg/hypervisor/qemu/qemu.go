@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -258,38 +257,18 @@ func (v *qemuVM) Start(ctx context.Context) (err error) {
 		}()
 	}
 
-	// A virtio-fs share's daemon lives in a mount namespace of its own:
-	// its share is made a shared mount first, so that what is mounted
-	// below it later reaches the daemon.
-	var vfsBound []string
-	var virtiofsds []*sideProc
-	if hasVirtioFS(&plan.cfg) {
-		for _, fs := range plan.cfg.SharedFS {
-			if fs.Kind != hypervisor.FSVirtioFS {
-				continue
-			}
-			bound, berr := makeSharedMount(filepath.Clean(fs.HostPath))
-			if berr != nil {
-				releaseShares(vfsBound)
-				v.removeSockets()
-				return fmt.Errorf("vm %s: %w", v.id, berr)
-			}
-			if bound {
-				vfsBound = append(vfsBound, filepath.Clean(fs.HostPath))
-			}
-		}
-		if virtiofsds, err = startVirtiofsds(ctx, v.id, &plan.cfg); err != nil {
-			releaseShares(vfsBound)
-			v.removeSockets()
-			return err
-		}
-		defer func() {
-			if err != nil {
-				stopSides(virtiofsds)
-				releaseShares(vfsBound)
-			}
-		}()
+	// The virtio-fs shares' daemons, likewise (virtiofs.go).
+	virtiofsds, vfsBound, err := startVirtioFS(ctx, v.id, &plan.cfg)
+	if err != nil {
+		v.removeSockets()
+		return err
 	}
+	defer func() {
+		if err != nil {
+			stopSides(virtiofsds)
+			releaseShares(vfsBound)
+		}
+	}()
 
 	logf, err := os.OpenFile(v.paths.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
 	if err != nil {

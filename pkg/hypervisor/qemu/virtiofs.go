@@ -95,13 +95,29 @@ func virtiofsdPath(cfg *hypervisor.Config) string {
 	return DefaultVirtiofsd
 }
 
-// startVirtiofsds starts a virtiofsd for each virtio-fs share of cfg and
-// waits until each listens. On error none is left running.
-func startVirtiofsds(ctx context.Context, vmID string, cfg *hypervisor.Config) (procs []*sideProc, err error) {
+// startVirtioFS readies cfg's virtio-fs shares: each is made a shared
+// mount (the daemon lives in a mount namespace of its own: what is
+// mounted below the share later must reach it), then gets a virtiofsd,
+// waited for until it listens. It returns the daemons and the binds it
+// made; on error nothing is left running or bound.
+func startVirtioFS(ctx context.Context, vmID string, cfg *hypervisor.Config) (procs []*sideProc, bound []string, err error) {
+	var dirs []string
+	for _, fs := range cfg.SharedFS {
+		if fs.Kind == hypervisor.FSVirtioFS {
+			dirs = append(dirs, filepath.Clean(fs.HostPath))
+		}
+	}
+	if len(dirs) == 0 {
+		return nil, nil, nil
+	}
+	if bound, err = makeSharedMounts(dirs); err != nil {
+		return nil, nil, fmt.Errorf("vm %s: %w", vmID, err)
+	}
 	defer func() {
 		if err != nil {
 			stopSides(procs)
-			procs = nil
+			releaseShares(bound)
+			procs, bound = nil, nil
 		}
 	}()
 	for _, fs := range cfg.SharedFS {
@@ -116,7 +132,7 @@ func startVirtiofsds(ctx context.Context, vmID string, cfg *hypervisor.Config) (
 		os.Remove(p.sock)
 		logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_CLOEXEC, 0o600)
 		if err != nil {
-			return procs, fmt.Errorf("%s: log: %w", p.what, err)
+			return procs, bound, fmt.Errorf("%s: log: %w", p.what, err)
 		}
 		p.cmd = exec.Command(virtiofsdPath(cfg), virtiofsdArgs(fs, p.sock)...)
 		p.cmd.Stdout = logf
@@ -128,11 +144,11 @@ func startVirtiofsds(ctx context.Context, vmID string, cfg *hypervisor.Config) (
 		err = p.start(ctx, cfg.Cgroup, cfg.DieWithParent, nil)
 		logf.Close()
 		if err != nil {
-			return procs, err
+			return procs, bound, err
 		}
 		procs = append(procs, p)
 	}
-	return procs, nil
+	return procs, bound, nil
 }
 
 func stopSides(procs []*sideProc) {
